@@ -1,0 +1,79 @@
+"""The newsletter web application: ``create_app`` builds and configures it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from newsletter.config import check_secret_key, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "newsletter" / "web" / "static"),
+    )
+    app.config.update(load_settings())
+    app.config.update(config or {})
+    check_secret_key(app.config)
+    _derive_settings(app)
+
+    from newsletter.extensions import cors, csrf, db, limiter, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
+
+    from newsletter.celery_setup import celery_init_app
+    from newsletter.mail.transport import SMTPTransport
+
+    celery_init_app(app)
+    app.extensions["smtp"] = SMTPTransport(app.config)
+
+    from newsletter.web import register_blueprints
+
+    register_blueprints(app)
+
+    from newsletter import cli
+
+    cli.register(app)
+    return app
+
+
+def _derive_settings(app: Flask) -> None:
+    """Settings computed from others, and the names the extensions expect."""
+    config = app.config
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    database_url = config["DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'newsletter.db'}"
+    config["SQLALCHEMY_DATABASE_URI"] = database_url
+    if database_url.startswith("sqlite"):
+        # Wait for a writer instead of failing with "database is locked".
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    host = urlsplit(config["BASE_URL"]).hostname or "localhost"
+    config["LIST_ID"] = config["LIST_ID"] or f"<newsletter.{host}>"
+    config["SESSION_COOKIE_SECURE"] = config["BASE_URL"].startswith("https://")
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["WTF_CSRF_TIME_LIMIT"] = None  # a form left open overnight still submits
+    config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
+    # Redis down must not turn a subscribe into a 500: fall back to per-process limits.
+    config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    config["RATELIMIT_SWALLOW_ERRORS"] = True
+    config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    config["RATELIMIT_HEADERS_ENABLED"] = True
+    config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    if not (config.get("DEBUG") or config.get("TESTING")) and host not in {"127.0.0.1",
+                                                                         "localhost"}:
+        if not config["BASE_URL"].startswith("https://"):
+            log.warning("NEWSLETTER_BASE_URL is not https: RFC 8058 one-click unsubscribe "
+                        "links must be https for Gmail and Yahoo")

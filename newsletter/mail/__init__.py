@@ -1,0 +1,1 @@
+"""Building, rendering and sending mail."""

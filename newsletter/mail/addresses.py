@@ -1,0 +1,85 @@
+"""Address and display-name validation shared by forms, the API, imports and config.
+
+Python 3.11.7 predates the fix for CVE-2024-6923: an encoded word in a display
+name can smuggle a header line. So names with control characters, line
+separators or ``=?`` are refused outright, and headers are built from
+``email.headerregistry.Address`` objects, never from string joins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.utils import parseaddr
+
+from email_validator import EmailNotValidError, validate_email
+
+MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 200
+_FORBIDDEN_IN_NAMES = ("\r", "\n", "\x00", "\u2028", "\u2029", "=?")
+
+
+class InvalidAddress(ValueError):
+    """An email address or display name that must not be stored or mailed."""
+
+
+@dataclass(frozen=True)
+class EmailAddress:
+    given: str  # as the reader typed it (trimmed)
+    normalized: str  # the unique form: lower-cased, IDNA-normalised domain
+
+
+def check_email(raw: object) -> EmailAddress:
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidAddress("Enter an email address.")
+    text = raw.strip()
+    if len(text) > MAX_EMAIL_LENGTH:
+        raise InvalidAddress(f"An email address has at most {MAX_EMAIL_LENGTH} characters.")
+    if any(char in text for char in _FORBIDDEN_IN_NAMES) or any(ord(c) < 32 for c in text):
+        raise InvalidAddress("That email address contains characters that are not allowed.")
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidAddress(f"That email address is not valid: {error}") from None
+    normalized = f"{result.local_part.lower()}@{result.domain.lower()}"
+    return EmailAddress(given=text, normalized=normalized)
+
+
+def check_name(raw: object) -> str | None:
+    """A subscriber's optional display name; ``None`` when blank."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise InvalidAddress("A name must be text.")
+    text = raw.strip()
+    if not text:
+        return None
+    if len(text) > MAX_NAME_LENGTH:
+        raise InvalidAddress(f"A name has at most {MAX_NAME_LENGTH} characters.")
+    if any(bad in text for bad in _FORBIDDEN_IN_NAMES) or any(
+        ord(char) < 32 or ord(char) == 127 for char in text
+    ):
+        raise InvalidAddress("A name must not contain line breaks or control characters.")
+    return text
+
+
+def mailbox(email: str, name: str | None = None) -> Address:
+    """A header-safe ``Address``; re-checks both parts as defence in depth."""
+    checked = check_email(email)
+    local, _, domain = checked.given.rpartition("@")
+    return Address(display_name=check_name(name) or "", username=local, domain=domain)
+
+
+def parse_mailbox(value: str) -> Address:
+    """Parse ``Display Name <addr@host>`` (used for MAIL_FROM); ValueError on junk."""
+    name, addr = parseaddr(str(value))
+    if not addr:
+        raise ValueError(f"expected an address such as 'The Daily <news@example.com>', got {value!r}")
+    local, sep, domain = addr.rpartition("@")
+    if not sep or not local or not domain:
+        raise ValueError(f"{addr!r} is not an email address")
+    try:
+        display = check_name(name) or ""
+    except InvalidAddress as error:
+        raise ValueError(str(error)) from None
+    return Address(display_name=display, username=local, domain=domain)

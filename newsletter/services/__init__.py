@@ -1,0 +1,1 @@
+"""The business rules. Views, Celery tasks and CLI commands all call these."""

@@ -1,0 +1,126 @@
+"""Transactional mails to one subscriber (confirmation, welcome), sent at least once.
+
+A mail is a row first. The task that sends it claims the row with a lease, so two
+copies of the task (a retry, a sweep) do not both send it; the sweeper picks up
+rows whose task was never published (Redis down) or whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from datetime import timedelta
+
+from flask import current_app, url_for
+from sqlalchemy import or_, select, update
+
+from newsletter.extensions import db
+from newsletter.mail.message import build_message
+from newsletter.mail.render import render_mail
+from newsletter.mail.tokens import make_confirm_token, make_unsubscribe_token
+from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
+from newsletter.queue import enqueue_after_commit, send_task_now
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "workers.tasks.send_outbox_mail"
+CLAIM_LEASE = timedelta(minutes=5)
+SWEEP_GRACE = timedelta(minutes=1)  # leave fresh rows to the task enqueued with them
+MAX_ATTEMPTS = 5
+
+
+def owe(subscriber_id: int, template: MailTemplate) -> None:
+    """Add an owed mail to the current transaction; its task is sent after commit."""
+    mail = OutboxMail(subscriber_id=subscriber_id, template=template)
+    db.session.add(mail)
+    db.session.flush()
+    enqueue_after_commit(SEND_TASK, mail.id)
+
+
+def _claim(mail_id: int) -> bool:
+    now = utcnow()
+    claimed = db.session.execute(
+        update(OutboxMail)
+        .where(OutboxMail.id == mail_id, OutboxMail.sent_at.is_(None),
+               OutboxMail.attempts < MAX_ATTEMPTS,
+               or_(OutboxMail.claimed_at.is_(None), OutboxMail.claimed_at < now - CLAIM_LEASE))
+        .values(claimed_at=now, attempts=OutboxMail.attempts + 1)
+    ).rowcount
+    db.session.commit()
+    return claimed == 1
+
+
+def send(mail_id: int) -> None:
+    """Send one owed mail if it is still owed and still wanted."""
+    if not _claim(mail_id):
+        return
+    mail = db.session.get(OutboxMail, mail_id)
+    subscriber = db.session.get(Subscriber, mail.subscriber_id)
+    wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
+              MailTemplate.WELCOME: SubscriberStatus.ACTIVE}[mail.template]
+    if subscriber.status != wanted:
+        # Confirmed through an earlier mail, or unsubscribed since: nothing to send.
+        mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
+        db.session.commit()
+        return
+    try:
+        current_app.extensions["smtp"].send(_message(mail.template, subscriber))
+    except smtplib.SMTPException as error:
+        mail.last_error = f"{type(error).__name__}: {error}"[:1000]
+        mail.claimed_at = None
+        if _is_permanent(error):
+            mail.attempts = MAX_ATTEMPTS
+        db.session.commit()
+        log.warning("outbox mail %s not sent: %s", mail_id, mail.last_error)
+        return
+    mail.sent_at = utcnow()
+    db.session.commit()
+
+
+def _is_permanent(error: smtplib.SMTPException) -> bool:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in error.recipients.values())
+    return isinstance(error, smtplib.SMTPResponseException) and error.smtp_code >= 500
+
+
+def _message(template: MailTemplate, subscriber: Subscriber):
+    config = current_app.config
+    base = config["BASE_URL"]
+    unsubscribe_url = base + url_for("public.unsubscribe",
+                                     token=make_unsubscribe_token(subscriber.id))
+    context = {
+        "site_name": config["SITE_NAME"],
+        "postal_address": config["POSTAL_ADDRESS"],
+        "subscriber": subscriber,
+        "base_url": base,
+        "unsubscribe_url": unsubscribe_url,
+    }
+    if template == MailTemplate.CONFIRM:
+        context["confirm_url"] = base + url_for(
+            "public.confirm", token=make_confirm_token(subscriber.id, subscriber.token_nonce))
+        context["confirm_days"] = max(1, config["CONFIRM_MAX_AGE"] // 86400)
+    rendered = render_mail(template.value, **context)
+    # Confirmation mails carry no one-click header: the reader has not joined yet.
+    return build_message(
+        rendered,
+        mail_from=config["MAIL_FROM"],
+        to_email=subscriber.email,
+        to_name=subscriber.name,
+        unsubscribe_url=unsubscribe_url if template == MailTemplate.WELCOME else None,
+        list_id=config["LIST_ID"],
+    )
+
+
+def enqueue_owed() -> int:
+    """Re-publish tasks for owed mails whose first task was lost; returns how many."""
+    now = utcnow()
+    ids = db.session.scalars(
+        select(OutboxMail.id)
+        .where(OutboxMail.sent_at.is_(None), OutboxMail.attempts < MAX_ATTEMPTS,
+               OutboxMail.requested_at < now - SWEEP_GRACE,
+               or_(OutboxMail.claimed_at.is_(None), OutboxMail.claimed_at < now - CLAIM_LEASE))
+        .order_by(OutboxMail.id)
+        .limit(1000)
+    ).all()
+    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in ids)
+

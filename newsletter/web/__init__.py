@@ -1,0 +1,15 @@
+"""Blueprints: public reader pages, the JSON API, dev-only pages; and error pages."""
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from newsletter.web import api, errors, public
+
+    app.register_blueprint(public.bp)
+    app.register_blueprint(api.bp)
+    errors.register(app)
+    if app.config["DEV_MAILBOX"]:
+        from newsletter.web import devmail
+
+        app.register_blueprint(devmail.bp)

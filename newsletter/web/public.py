@@ -1,0 +1,107 @@
+"""Reader pages: subscribe, confirm (double opt-in), unsubscribe.
+
+GET never changes state: mail scanners follow links. Each state change is a POST.
+"""
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from newsletter.extensions import csrf, limiter
+from newsletter.mail.addresses import InvalidAddress
+from newsletter.mail.tokens import TokenExpired, TokenInvalid
+from newsletter.models import ConsentSource, SubscriberStatus
+from newsletter.services import subscriptions
+from newsletter.web.common import request_origin, subscribe_rate_limit
+
+bp = Blueprint("public", __name__)
+
+HONEYPOT_FIELD = "website"  # hidden from people; bots fill every field
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("public.subscribe"))
+
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+@limiter.limit(subscribe_rate_limit, methods=["POST"])
+def subscribe():
+    embed = request.args.get("embed") == "1"
+    if request.method == "GET":
+        return render_template("web/subscribe.html", embed=embed, form={})
+    if request.form.get(HONEYPOT_FIELD):
+        return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
+    try:
+        subscriptions.subscribe(request.form.get("email"), request.form.get("name"),
+                                request_origin(ConsentSource.FORM))
+    except InvalidAddress as error:
+        return render_template("web/subscribe.html", embed=embed, form=request.form,
+                               error=str(error)), 400
+    return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
+
+
+@bp.get("/subscribe/thanks")
+def subscribe_thanks():
+    # Identical for new, pending, active and unsubscribed addresses.
+    return render_template("web/subscribe_thanks.html", embed=request.args.get("embed") == "1")
+
+
+def _bad_link(error: TokenInvalid):
+    kind = ("expired" if isinstance(error, TokenExpired)
+            else "used" if isinstance(error, subscriptions.LinkUsed) else "invalid")
+    return render_template("web/bad_link.html", kind=kind, form={}), 400
+
+
+@bp.get("/confirm/<token>")
+def confirm(token: str):
+    try:
+        subscriber = subscriptions.subscriber_for_confirm_token(token)
+    except TokenInvalid as error:
+        return _bad_link(error)
+    if subscriber.status == SubscriberStatus.ACTIVE:
+        return render_template("web/confirmed.html", already=True)
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return _bad_link(subscriptions.LinkUsed("unsubscribed since"))
+    return render_template("web/confirm.html", subscriber=subscriber, token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm_post(token: str):
+    try:
+        outcome = subscriptions.confirm(token, request_origin(ConsentSource.LINK))
+    except TokenInvalid as error:
+        return _bad_link(error)
+    return render_template("web/confirmed.html",
+                           already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE)
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe(token: str):
+    try:
+        subscriber = subscriptions.subscriber_for_unsubscribe_token(token)
+    except TokenInvalid as error:
+        return _bad_link(error)
+    return render_template("web/unsubscribe.html", subscriber=subscriber, token=token)
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt  # RFC 8058: mail clients POST here with no cookie or CSRF token
+def unsubscribe_post(token: str):
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    if not one_click:
+        csrf.protect()
+    try:
+        subscriber = subscriptions.unsubscribe(
+            token, request_origin(ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK))
+    except TokenInvalid as error:
+        return _bad_link(error)
+    return render_template("web/unsubscribed.html", subscriber=subscriber, token=token)
+
+
+@bp.post("/unsubscribe/<token>/resubscribe")
+@limiter.limit(subscribe_rate_limit)
+def resubscribe(token: str):
+    try:
+        subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
+    except TokenInvalid as error:
+        return _bad_link(error)
+    return redirect(url_for("public.subscribe_thanks"))
