@@ -40,6 +40,5 @@ def celery_init_app(app: Flask) -> Celery:
         beat_schedule_filename=str(app.instance_path) + "/celerybeat-schedule",
         worker_hijack_root_logger=False,
     )
-    celery.set_default()
     app.extensions["celery"] = celery
     return celery

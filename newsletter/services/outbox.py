@@ -11,10 +11,11 @@ import logging
 import smtplib
 from datetime import timedelta
 
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy import or_, select, update
 
 from newsletter.extensions import db
+from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
 from newsletter.mail.tokens import make_confirm_token, make_unsubscribe_token
@@ -85,18 +86,16 @@ def _is_permanent(error: smtplib.SMTPException) -> bool:
 
 def _message(template: MailTemplate, subscriber: Subscriber):
     config = current_app.config
-    base = config["BASE_URL"]
-    unsubscribe_url = base + url_for("public.unsubscribe",
-                                     token=make_unsubscribe_token(subscriber.id))
+    unsubscribe_url = external_url("public.unsubscribe",
+                                   token=make_unsubscribe_token(subscriber.id))
     context = {
         "site_name": config["SITE_NAME"],
         "postal_address": config["POSTAL_ADDRESS"],
         "subscriber": subscriber,
-        "base_url": base,
         "unsubscribe_url": unsubscribe_url,
     }
     if template == MailTemplate.CONFIRM:
-        context["confirm_url"] = base + url_for(
+        context["confirm_url"] = external_url(
             "public.confirm", token=make_confirm_token(subscriber.id, subscriber.token_nonce))
         context["confirm_days"] = max(1, config["CONFIRM_MAX_AGE"] // 86400)
     rendered = render_mail(template.value, **context)

