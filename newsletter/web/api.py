@@ -2,11 +2,11 @@
 
 from flask import Blueprint, jsonify, request
 
-from newsletter.extensions import csrf, limiter
+from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.models import ConsentSource
 from newsletter.services import subscriptions
-from newsletter.web.common import request_origin, subscribe_rate_limit
+from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import error_response
 
 # JSON bodies cannot be sent cross-site without a CORS preflight, so the API
@@ -16,7 +16,7 @@ csrf.exempt(bp)
 
 
 @bp.post("/subscriptions")
-@limiter.limit(subscribe_rate_limit)
+@subscribe_limit
 def create_subscription():
     if not request.is_json:
         return error_response(415)

@@ -2,6 +2,7 @@
 
 from flask import current_app, request
 
+from newsletter.extensions import limiter
 from newsletter.models import ConsentSource
 from newsletter.services.subscriptions import Origin
 
@@ -18,6 +19,8 @@ def wants_json() -> bool:
     return accepted["application/json"] > accepted["text/html"]
 
 
-def subscribe_rate_limit() -> str:
-    """Per-IP limit on subscribe requests (Flask-Limiter reads it per request)."""
-    return current_app.config["SUBSCRIBE_RATE_LIMIT"]
+# One per-IP budget shared by every way to subscribe (form, API, resubscribe);
+# the limit string is read per request so it can be configured.
+subscribe_limit = limiter.shared_limit(
+    lambda: current_app.config["SUBSCRIBE_RATE_LIMIT"], scope="subscribe",
+    methods=["POST"])

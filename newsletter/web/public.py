@@ -5,12 +5,12 @@ GET never changes state: mail scanners follow links. Each state change is a POST
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from newsletter.extensions import csrf, limiter
+from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenExpired, TokenInvalid
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.services import subscriptions
-from newsletter.web.common import request_origin, subscribe_rate_limit
+from newsletter.web.common import request_origin, subscribe_limit
 
 bp = Blueprint("public", __name__)
 
@@ -23,7 +23,7 @@ def index():
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
-@limiter.limit(subscribe_rate_limit, methods=["POST"])
+@subscribe_limit
 def subscribe():
     embed = request.args.get("embed") == "1"
     if request.method == "GET":
@@ -98,7 +98,7 @@ def unsubscribe_post(token: str):
 
 
 @bp.post("/unsubscribe/<token>/resubscribe")
-@limiter.limit(subscribe_rate_limit)
+@subscribe_limit
 def resubscribe(token: str):
     try:
         subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
