@@ -55,7 +55,8 @@ def _derive_settings(app: Flask) -> None:
     """Settings computed from others, and the names the extensions expect."""
     config = app.config
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    database_url = config["DATABASE_URL"] or f"sqlite:///{Path(app.instance_path) / 'newsletter.db'}"
+    default_database = f"sqlite:///{Path(app.instance_path) / 'newsletter.db'}"
+    database_url = config["DATABASE_URL"] or default_database
     config["SQLALCHEMY_DATABASE_URI"] = database_url
     if database_url.startswith("sqlite"):
         # Wait for a writer instead of failing with "database is locked".
@@ -72,8 +73,8 @@ def _derive_settings(app: Flask) -> None:
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
     config["RATELIMIT_HEADERS_ENABLED"] = True
     config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    if not (config.get("DEBUG") or config.get("TESTING")) and host not in {"127.0.0.1",
-                                                                         "localhost"}:
-        if not config["BASE_URL"].startswith("https://"):
-            log.warning("NEWSLETTER_BASE_URL is not https: RFC 8058 one-click unsubscribe "
-                        "links must be https for Gmail and Yahoo")
+    in_production = not (config.get("DEBUG") or config.get("TESTING"))
+    if in_production and not config["BASE_URL"].startswith("https://") and host not in {
+            "127.0.0.1", "localhost"}:
+        log.warning("NEWSLETTER_BASE_URL is not https: RFC 8058 one-click unsubscribe "
+                    "links must be https for Gmail and Yahoo")

@@ -153,10 +153,9 @@ def clean_state(app, redis_url):
     """Empty tables and rate-limit counters before each test that uses the app."""
     from newsletter.extensions import db, limiter
 
-    with app.app_context():
-        with db.engine.begin() as connection:
-            for table in reversed(db.metadata.sorted_tables):
-                connection.execute(table.delete())
+    with app.app_context(), db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
     limiter.reset()
     yield
 

@@ -72,9 +72,12 @@ def mailbox(email: str, name: str | None = None) -> Address:
 
 def parse_mailbox(value: str) -> Address:
     """Parse ``Display Name <addr@host>`` (used for MAIL_FROM); ValueError on junk."""
+    if any(bad in str(value) for bad in _FORBIDDEN_IN_NAMES):
+        raise ValueError("must not contain line breaks, control characters or '=?'")
     name, addr = parseaddr(str(value))
     if not addr:
-        raise ValueError(f"expected an address such as 'The Daily <news@example.com>', got {value!r}")
+        raise ValueError(
+            f"expected an address such as 'The Daily <news@example.com>', got {value!r}")
     local, sep, domain = addr.rpartition("@")
     if not sep or not local or not domain:
         raise ValueError(f"{addr!r} is not an email address")

@@ -117,10 +117,8 @@ def _may_send_confirmation(subscriber_id: int) -> bool:
     ).one()
     if count >= config["CONFIRM_MAILS_PER_DAY"]:
         return False
-    if latest is not None:
-        if utcnow() - latest < timedelta(seconds=config["CONFIRM_MAIL_INTERVAL"]):
-            return False
-    return True
+    interval = timedelta(seconds=config["CONFIRM_MAIL_INTERVAL"])
+    return latest is None or utcnow() - latest >= interval
 
 
 def subscriber_for_confirm_token(token: str) -> Subscriber:

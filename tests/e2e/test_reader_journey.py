@@ -1,0 +1,41 @@
+"""A reader subscribes, confirms and unsubscribes in a real browser."""
+
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.models import Subscriber, SubscriberStatus
+from tests.conftest import link_from
+from tests.e2e.conftest import screenshot
+
+
+def status_of(app, email):
+    with app.app_context():
+        return db.session.scalar(
+            select(Subscriber.status).where(Subscriber.email_normalized == email))
+
+
+def test_subscribe_confirm_unsubscribe_in_a_browser(app, live_server, page, mailbox):
+    page.goto(f"{live_server}/subscribe")
+    screenshot(page, "subscribe")
+    page.get_by_label("Email address").fill("reader@example.com")
+    page.get_by_label("Name").fill("Rea Der")
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    screenshot(page, "subscribe-thanks")
+
+    [confirmation] = mailbox.wait_for(1)
+    page.goto(link_from(confirmation, "/confirm/"))
+    screenshot(page, "confirm")
+    assert status_of(app, "reader@example.com") == SubscriberStatus.PENDING
+    page.get_by_role("button", name="Yes, subscribe me").click()
+    page.get_by_role("heading", name="You are subscribed").wait_for()
+    screenshot(page, "confirmed")
+    assert status_of(app, "reader@example.com") == SubscriberStatus.ACTIVE
+
+    welcome = mailbox.wait_for(2)[1]
+    page.goto(link_from(welcome, "/unsubscribe/"))
+    screenshot(page, "unsubscribe")
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    screenshot(page, "unsubscribed")
+    assert status_of(app, "reader@example.com") == SubscriberStatus.UNSUBSCRIBED

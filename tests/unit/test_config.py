@@ -1,0 +1,47 @@
+import pytest
+
+from newsletter.config import DEFAULT_SECRET_KEY, ConfigError, check_secret_key, load_settings
+
+
+def test_defaults_need_no_environment():
+    settings = load_settings({})
+    assert settings["SMTP_SECURITY"] == "none"
+    assert settings["CONFIRM_MAX_AGE"] == 7 * 24 * 3600
+    assert settings["SEND_RATE"] == ""  # no cap until parsed from the environment
+
+
+def test_environment_values_are_parsed():
+    settings = load_settings({
+        "NEWSLETTER_SMTP_PORT": "587",
+        "NEWSLETTER_SMTP_SECURITY": "STARTTLS",
+        "NEWSLETTER_BASE_URL": "https://news.example.com/",
+        "NEWSLETTER_CORS_ORIGINS": "https://a.example, https://b.example/",
+        "NEWSLETTER_MAIL_FROM": "The Daily <news@example.com>",
+    })
+    assert settings["SMTP_PORT"] == 587
+    assert settings["SMTP_SECURITY"] == "starttls"
+    assert settings["BASE_URL"] == "https://news.example.com"
+    assert settings["CORS_ORIGINS"] == ["https://a.example", "https://b.example"]
+
+
+def test_every_bad_value_is_reported_by_name():
+    with pytest.raises(ConfigError) as error:
+        load_settings({
+            "NEWSLETTER_SMTP_PORT": "twenty-five",
+            "NEWSLETTER_SMTP_SECURITY": "tls-please",
+            "NEWSLETTER_BASE_URL": "news.example.com",
+            "NEWSLETTER_REDIS_URL": "localhost:6379",
+            "NEWSLETTER_CONFIRM_MAX_AGE": "5",
+            "NEWSLETTER_MAIL_FROM": "News <news@example.com>\r\nBcc: x@example.com",
+        })
+    message = str(error.value)
+    for name in ["SMTP_PORT", "SMTP_SECURITY", "BASE_URL", "REDIS_URL", "CONFIRM_MAX_AGE",
+                 "MAIL_FROM"]:
+        assert f"NEWSLETTER_{name}:" in message
+
+
+def test_default_secret_key_is_refused_in_production():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        check_secret_key({"SECRET_KEY": DEFAULT_SECRET_KEY})
+    check_secret_key({"SECRET_KEY": DEFAULT_SECRET_KEY, "DEBUG": True})
+    check_secret_key({"SECRET_KEY": "long-random-value"})
