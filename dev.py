@@ -44,10 +44,7 @@ def main() -> int:
         command = [str(PYTHON), "-m", "newsletter.devstack"]
     else:
         command = [str(PYTHON), "-m", "pytest", *sys.argv[2:]]
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 130
+    os.execv(command[0], command)  # the command becomes this process: signals reach it
 
 
 if __name__ == "__main__":

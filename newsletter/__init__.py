@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.config import check_secret_key, load_settings
 
@@ -44,6 +45,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from newsletter.web import register_blueprints
 
     register_blueprints(app)
+    if app.config["PROXY_COUNT"]:
+        # Trust X-Forwarded-* from that many proxies, so per-IP limits see the reader's IP.
+        hops = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from newsletter import cli
 

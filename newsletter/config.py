@@ -37,18 +37,6 @@ def _int(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _float_or_none(value: str) -> float | None:
-    if str(value).strip() == "":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"expected a number, got {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"must be greater than 0, got {number}")
-    return number
-
-
 def _bool(value: str) -> bool:
     text = str(value).strip().lower()
     if text in {"1", "true", "yes", "on"}:
@@ -134,12 +122,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Minimum seconds between two confirmation mails to one address."),
     Setting("SUBSCRIBE_RATE_LIMIT", "10 per minute;100 per hour", _str,
             "Subscribe requests allowed per client IP (Flask-Limiter syntax)."),
-    Setting("CORS_ORIGINS", "", _origins,
+    Setting("CORS_ORIGINS", (), _origins,
             "Comma-separated origins allowed to call the JSON API from a browser."),
     Setting("DEV_MAILBOX", "", _str,
             "Folder of .eml files shown at /dev/mail (set by the dev stack only)."),
-    Setting("SEND_RATE", "", _float_or_none,
-            "Messages per second across all workers; empty means no cap."),
     Setting("PROXY_COUNT", 0, _int(0),
             "Reverse proxies in front of the app whose X-Forwarded-For is trusted."),
 )

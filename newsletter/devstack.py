@@ -60,7 +60,14 @@ def dev_secret_key() -> str:
     return path.read_text().strip()
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C, or a TERM from a process manager, stops everything we started.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     INSTANCE.mkdir(exist_ok=True)
     env = dict(os.environ)
     env.setdefault("NEWSLETTER_SECRET_KEY", dev_secret_key())
