@@ -7,7 +7,10 @@ whole life), so each task gets a fresh database session.
 from __future__ import annotations
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask
+
+from newsletter.services.schedule import DAYS, parse_schedule
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -18,6 +21,7 @@ def celery_init_app(app: Flask) -> Celery:
 
     celery = Celery(app.name, task_cls=FlaskTask)
     redis_url = app.config["REDIS_URL"]
+    weekly = parse_schedule(app.config["DIGEST_SCHEDULE"])
     celery.conf.update(
         broker_url=redis_url,
         task_ignore_result=True,
@@ -34,8 +38,19 @@ def celery_init_app(app: Flask) -> Celery:
         task_publish_retry=False,
         broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5,
                                   "max_retries": 0},
+        task_default_queue=app.config["TASK_QUEUE"],
+        # Crontab entries are read in this zone, so 08:00 stays 08:00 across DST changes.
+        timezone=str(weekly.timezone),
         beat_schedule={
             "send-owed-mails": {"task": "workers.tasks.send_owed_mails", "schedule": 60.0},
+            "sweep-deliveries": {"task": "workers.tasks.sweep_deliveries", "schedule": 30.0},
+            "weekly-digest": {
+                "task": "workers.tasks.send_weekly_digest",
+                "schedule": crontab(minute=weekly.minute, hour=weekly.hour,
+                                    day_of_week=(DAYS.index(weekly.day) + 1) % 7),
+            },
+            "poll-feeds": {"task": "workers.tasks.poll_feeds",
+                           "schedule": float(app.config["FEED_POLL_INTERVAL"])},
         },
         beat_schedule_filename=str(app.instance_path) + "/celerybeat-schedule",
         worker_hijack_root_logger=False,

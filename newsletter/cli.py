@@ -1,14 +1,180 @@
 """``flask --app newsletter ...`` commands: thin wrappers over services."""
 
-import click
-from flask import Flask
+from __future__ import annotations
 
-from newsletter.services import outbox
+import csv
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+from newsletter.extensions import db
+from newsletter.mail.addresses import InvalidAddress
+from newsletter.models import ArticleSource, Digest, DigestStatus
+from newsletter.services import (
+    article_files,
+    articles,
+    digests,
+    editors,
+    feeds,
+    outbox,
+    subscriber_lists,
+)
 
 
 def register(app: Flask) -> None:
+    for group in (articles_cli, digest_cli, subscribers_cli, editors_cli):
+        app.cli.add_command(group)
+
     @app.cli.command("send-owed-mails")
     def send_owed_mails():
         """Enqueue every owed confirmation and welcome mail (what the beat does each minute)."""
-        count = outbox.enqueue_owed()
-        click.echo(f"enqueued {count} owed mail(s)")
+        click.echo(f"enqueued {outbox.enqueue_owed()} owed mail(s)")
+
+
+articles_cli = click.Group("articles", help="Articles that digests carry.")
+
+
+@articles_cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False,
+                                                                  path_type=Path))
+@click.option("--url-prefix", help="URL prefix for files that name no URL "
+                                   "[default: BASE_URL/articles].")
+def import_articles(paths: tuple[Path, ...], url_prefix: str | None):
+    """Import .txt (scraped page), .html and .md (front matter) files."""
+    prefix = url_prefix or current_app.config["BASE_URL"] + "/articles"
+    failed = 0
+    for path in paths:
+        try:
+            data = article_files.read_article_file(path, prefix)
+            article, created = articles.add_article(data, ArticleSource.IMPORT)
+        except articles.InvalidArticle as error:
+            failed += 1
+            click.echo(f"{path}: skipped: {error}", err=True)
+            continue
+        state = "imported" if created else "already known"
+        click.echo(f"{path}: {state}: {article.title} <{article.url}>")
+    if failed:
+        sys.exit(1)
+
+
+@articles_cli.command("poll-feeds")
+def poll_feeds():
+    """Fetch NEWSLETTER_FEEDS now."""
+    for result in feeds.poll_all():
+        state = result.error or ("not modified" if result.not_modified else "ok")
+        click.echo(f"{result.url}: {state}, {result.added} new, {result.skipped} skipped")
+
+
+digest_cli = click.Group("digest", help="Compose, preview and send digests.")
+
+
+@digest_cli.command("send")
+@click.option("--subject", help="Subject line [default: from the first article].")
+@click.option("--intro", default="", help="A paragraph above the articles.")
+@click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
+@click.option("--wait/--no-wait", default=True, help="Show progress until every row is final.")
+def send_digest(subject: str | None, intro: str, dry_run: bool, wait: bool):
+    """Compose an issue of everything new and send it now."""
+    if dry_run:
+        new = digests.new_articles()
+        click.echo(f"subject: {subject or (digests.default_subject(new) if new else '-')}")
+        for article in new:
+            click.echo(f"  {article.published_at:%Y-%m-%d}  {article.title}")
+        click.echo(f"{len(new)} new article(s), {digests.active_subscriber_count()} recipient(s)")
+        return
+    digest = digests.send_now(subject=subject, intro=intro)
+    if digest is None:
+        click.echo("Nothing new since the last issue: nothing sent.")
+        return
+    click.echo(f"issue {digest.id}: {digest.subject!r} to {digest.recipients} subscriber(s)")
+    if wait:
+        _follow(digest.id, digest.recipients)
+
+
+def _follow(digest_id: int, total: int) -> None:
+    with click.progressbar(length=total, label="sending", show_pos=True) as bar:
+        done = 0
+        while True:
+            counts = digests.progress(digest_id)
+            final = counts["total"] - counts["remaining"]
+            bar.update(final - done)
+            done = final
+            db.session.expire_all()
+            if db.session.get(Digest, digest_id).status == DigestStatus.SENT:
+                break
+            time.sleep(0.5)
+    counts = digests.progress(digest_id)
+    click.echo(", ".join(f"{key} {counts[key]}" for key in
+                         ("sent", "failed", "unknown", "skipped")))
+
+
+@digest_cli.command("preview")
+@click.option("--out", default="instance/preview", type=click.Path(file_okay=False,
+                                                                      path_type=Path))
+def preview_digest(out: Path):
+    """Write the next issue's HTML and text to files, changing nothing."""
+    new = digests.new_articles()
+    if not new:
+        click.echo("Nothing new since the last issue.")
+        return
+    rendered = digests.render(Digest(id=0, subject=digests.default_subject(new), intro="",
+                                     articles=new), "https://example.invalid/unsubscribe")
+    db.session.rollback()  # the unsaved Digest must not be flushed
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "digest.html").write_text(rendered.html)
+    (out / "digest.txt").write_text(f"Subject: {rendered.subject}\n\n{rendered.text}")
+    click.echo(f"wrote {out / 'digest.html'} and {out / 'digest.txt'}")
+
+
+subscribers_cli = click.Group("subscribers", help="Import and export the list.")
+
+
+@subscribers_cli.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--consent", help="Record the addresses as confirmed, with this text as their "
+                                "consent source. Without it, each gets a confirmation mail.")
+def import_subscribers(file, consent: str | None):
+    """Import a CSV with an 'email' column and an optional 'name' column."""
+    try:
+        report = subscriber_lists.import_csv(file.read(), consent)
+    except subscriber_lists.ImportError_ as error:
+        raise click.ClickException(str(error)) from None
+    for line, reason in report.invalid[:50]:
+        click.echo(f"line {line}: {reason}", err=True)
+    click.echo(f"added {report.added}, duplicates {report.duplicates}, "
+               f"invalid {len(report.invalid)}")
+
+
+@subscribers_cli.command("export")
+@click.argument("file", type=click.File("w"), default="-")
+def export_subscribers(file):
+    """Write the list as CSV (to standard output by default)."""
+    csv.writer(file).writerows(subscriber_lists.export_rows())
+
+
+editors_cli = click.Group("editors", help="Editors and their API tokens.")
+
+
+@editors_cli.command("create")
+@click.argument("email")
+@click.password_option(help="Prompted for when not given; read from stdin when piped.")
+def create_editor(email: str, password: str):
+    try:
+        editor = editors.create_editor(email, password)
+    except (editors.EditorError, InvalidAddress) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"editor {editor.email} created")
+
+
+@editors_cli.command("token")
+@click.argument("email")
+@click.option("--name", default="", help="What the token is for.")
+def create_token(email: str, name: str):
+    """Print a new API token for EMAIL (shown once)."""
+    try:
+        click.echo(editors.create_api_token(email, name))
+    except editors.EditorError as error:
+        raise click.ClickException(str(error)) from None

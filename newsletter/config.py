@@ -79,6 +79,29 @@ def _mailbox(value: str) -> str:
     return str(value).strip()
 
 
+def _float_or_none(value: str) -> float | None:
+    if str(value).strip() == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"must be greater than 0, got {number}")
+    return number
+
+
+def _urls(value: str) -> tuple[str, ...]:
+    return tuple(_http_url(url) for url in str(value).split(",") if url.strip())
+
+
+def _schedule(value: str) -> str:
+    from newsletter.services.schedule import parse_schedule
+
+    parse_schedule(value)  # raises ValueError with a reason
+    return " ".join(str(value).split())
+
+
 def _origins(value: str) -> list[str]:
     return [origin.strip().rstrip("/") for origin in str(value).split(",") if origin.strip()]
 
@@ -126,6 +149,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated origins allowed to call the JSON API from a browser."),
     Setting("DEV_MAILBOX", "", _str,
             "Folder of .eml files shown at /dev/mail (set by the dev stack only)."),
+    Setting("TASK_QUEUE", "newsletter", _str,
+            "Celery queue the app publishes to and workers read."),
+    Setting("FEEDS", (), _urls, "Comma-separated RSS/Atom feed URLs polled for new articles."),
+    Setting("FEED_POLL_INTERVAL", 900, _int(30), "Seconds between two polls of the feeds."),
+    Setting("DIGEST_SCHEDULE", "mon 08:00 UTC", _schedule,
+            "Weekly digest time: day, HH:MM and an IANA timezone, e.g. `fri 07:30 Europe/Paris`."),
+    Setting("DIGEST_MIN_ARTICLES", 1, _int(1),
+            "A digest with fewer new articles than this is not sent."),
+    Setting("DIGEST_MAX_AGE_DAYS", 30, _int(1),
+            "Articles older than this are never put in a digest (e.g. an imported archive)."),
+    Setting("SEND_BATCH_SIZE", 100, _int(1), "Deliveries one task claims and sends."),
+    Setting("SEND_LEASE", 300, _int(2),
+            "Seconds a worker holds a claimed batch before the sweeper takes it back."),
+    Setting("SEND_RATE", "", _float_or_none,
+            "Messages per second across all workers (shared through Redis); empty: no cap."),
+    Setting("SEND_RETRY_DELAY", 60, _int(0),
+            "Seconds before the first retry of a deferred (4xx) delivery; doubles each time."),
     Setting("PROXY_COUNT", 0, _int(0),
             "Reverse proxies in front of the app whose X-Forwarded-For is trusted."),
 )

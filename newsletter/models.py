@@ -6,7 +6,21 @@ import enum
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Enum, ForeignKey, Index, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletter.extensions import db
@@ -41,6 +55,7 @@ class SubscriberStatus(enum.StrEnum):
     PENDING = "pending"  # asked to subscribe, has not confirmed
     ACTIVE = "active"  # confirmed; receives mail
     UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"  # a hard bounce: the address does not exist
 
 
 class ConsentAction(enum.StrEnum):
@@ -135,3 +150,137 @@ class OutboxMail(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ArticleSource(enum.StrEnum):
+    FEED = "feed"
+    API = "api"
+    IMPORT = "import"
+    EDITOR = "editor"
+
+
+class Article(db.Model):
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)  # canonical
+    guid: Mapped[str | None] = mapped_column(String(2048), unique=True)  # a feed's id
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")  # sanitised with nh3
+    author: Mapped[str | None] = mapped_column(String(200))
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    source: Mapped[ArticleSource] = mapped_column(_enum(ArticleSource, "article_source"))
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)  # kept out of digests
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeedState(db.Model):
+    """What a feed said last time, for conditional GET (ETag / Last-Modified)."""
+
+    __tablename__ = "feed_states"
+
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(512))
+    modified: Mapped[str | None] = mapped_column(String(128))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DigestStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+digest_articles = Table(
+    "digest_articles",
+    db.metadata,
+    Column("digest_id", Integer, ForeignKey("digests.id"), primary_key=True),
+    Column("article_id", Integer, ForeignKey("articles.id"), primary_key=True),
+)
+
+
+class Digest(db.Model):
+    """One issue of the newsletter."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "weekly-2026-W48" for a scheduled period: unique, so a second trigger is a no-op.
+    # NULL for issues sent by hand.
+    period_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    intro: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[DigestStatus] = mapped_column(
+        _enum(DigestStatus, "digest_status"), default=DigestStatus.DRAFT, index=True)
+    recipients: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    articles: Mapped[list[Article]] = relationship(
+        secondary=digest_articles, order_by="Article.published_at")
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker until lease_until
+    SENT = "sent"  # the server answered 250
+    DEFERRED = "deferred"  # 4xx: retried at next_attempt_at
+    FAILED = "failed"  # 5xx, or too many 4xx
+    UNKNOWN = "unknown"  # the connection died after DATA: maybe delivered, never resent
+    SKIPPED = "skipped"  # unsubscribed or bounced before their turn
+
+
+FINAL_DELIVERY_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN,
+                           DeliveryStatus.SKIPPED)
+
+
+class Delivery(db.Model):
+    """The ledger: one row per (digest, subscriber), so each is sent at most once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("digest_id", "subscriber_id"),
+                      Index("ix_deliveries_digest_status", "digest_id", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set in the same commit as the previous row's result, just before this row's
+    # DATA: a lease that expires with it set means "maybe sent", never resent.
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Editor(db.Model):
+    __tablename__ = "editors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(db.Model):
+    """An editor's token for the JSON API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    editor_id: Mapped[int] = mapped_column(ForeignKey("editors.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    editor: Mapped[Editor] = relationship()

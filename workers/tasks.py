@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from newsletter.services import outbox
+from newsletter.services import digests, dispatch, feeds, outbox
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -13,3 +13,23 @@ def send_outbox_mail(mail_id: int) -> None:
 @shared_task(name="workers.tasks.send_owed_mails")
 def send_owed_mails() -> None:
     outbox.enqueue_owed()
+
+
+@shared_task(name="workers.tasks.send_digest_batch")
+def send_digest_batch(digest_id: int) -> None:
+    dispatch.send_batch(digest_id)
+
+
+@shared_task(name="workers.tasks.sweep_deliveries")
+def sweep_deliveries() -> None:
+    digests.sweep()
+
+
+@shared_task(name="workers.tasks.send_weekly_digest")
+def send_weekly_digest() -> None:
+    digests.run_weekly()
+
+
+@shared_task(name="workers.tasks.poll_feeds")
+def poll_feeds() -> None:
+    feeds.poll_all()

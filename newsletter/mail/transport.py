@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import smtplib
 import ssl
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"  # 250 after DATA
+    DEFERRED = "deferred"  # 4xx, or no connection: try again later
+    FAILED = "failed"  # 5xx: do not try again
+    BOUNCED = "bounced"  # 5xx on RCPT: the address does not exist
+    UNKNOWN = "unknown"  # connection lost after DATA: maybe delivered
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Outcome
+    detail: str = ""
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    text = text.decode(errors="replace") if isinstance(text, bytes) else text
+    return f"{code} {text}"[:500]
 
 
 class SMTPTransport:
@@ -50,6 +71,59 @@ class SMTPTransport:
                     self.close()
                     if attempt == 2:
                         raise
+
+    def deliver(self, sender: str, recipient: str, data: bytes) -> DeliveryResult:
+        """Send one prepared message and say what the server did with it; never raises."""
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._connection is None:
+                        self._connection = self._connect()
+                    return self._deliver_once(self._connection, sender, recipient, data)
+                except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as error:
+                    # Before DATA: nothing was accepted, so a fresh connection may retry.
+                    self.close()
+                    if attempt == 2:
+                        return DeliveryResult(Outcome.DEFERRED, f"connection: {error}")
+                except smtplib.SMTPException as error:
+                    self.close()
+                    return DeliveryResult(Outcome.DEFERRED, f"{type(error).__name__}: {error}")
+        raise AssertionError("unreachable")
+
+    def _deliver_once(self, connection: smtplib.SMTP, sender: str, recipient: str,
+                      data: bytes) -> DeliveryResult:
+        code, text = connection.mail(sender)
+        if code != 250:
+            return self._refused(connection, code, text, at_rcpt=False)
+        code, text = connection.rcpt(recipient)
+        if code not in (250, 251):
+            return self._refused(connection, code, text, at_rcpt=True)
+        try:
+            code, text = connection.data(data)
+        except smtplib.SMTPDataError as error:  # DATA itself refused: nothing was sent
+            return self._refused(connection, error.smtp_code, error.smtp_error, at_rcpt=False)
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self.close()
+            return DeliveryResult(Outcome.UNKNOWN, f"connection lost after DATA: {error}")
+        if code == 250:
+            return DeliveryResult(Outcome.SENT, _reply(code, text))
+        return self._refused(connection, code, text, at_rcpt=False, after_data=True)
+
+    def _refused(self, connection: smtplib.SMTP, code: int, text, *, at_rcpt: bool,
+                 after_data: bool = False) -> DeliveryResult:
+        detail = _reply(code, text)
+        if code == 421 or code < 0:  # the server is closing the connection
+            self.close()
+        elif not after_data:
+            try:
+                connection.rset()
+            except (smtplib.SMTPException, OSError):
+                self.close()
+        if 400 <= code < 500 or code < 0:
+            return DeliveryResult(Outcome.DEFERRED, detail)
+        if at_rcpt and code in (550, 551, 553):
+            return DeliveryResult(Outcome.BOUNCED, detail)
+        return DeliveryResult(Outcome.FAILED, detail)
 
     def close(self) -> None:
         if self._connection is not None:

@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 MESSAGES = {
     400: "The request could not be understood.",
+    401: "Authentication is required.",
     404: "There is no page at this address.",
     405: "This address does not accept that kind of request.",
     413: "The request is too large.",

@@ -3,12 +3,13 @@
 GET never changes state: mail scanners follow links. Each state change is a POST.
 """
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenExpired, TokenInvalid
 from newsletter.models import ConsentSource, SubscriberStatus
+from newsletter.services import archive as archive_service
 from newsletter.services import subscriptions
 from newsletter.web.common import request_origin, subscribe_limit
 
@@ -105,3 +106,25 @@ def resubscribe(token: str):
     except TokenInvalid as error:
         return _bad_link(error)
     return redirect(url_for("public.subscribe_thanks"))
+
+
+@bp.get("/archive/")
+def archive():
+    return render_template("web/archive.html", digests=archive_service.sent_digests())
+
+
+@bp.get("/archive/<int:digest_id>")
+def archive_issue(digest_id: int):
+    digest = archive_service.sent_digest(digest_id)
+    if digest is None:
+        abort(404)
+    return archive_service.web_view_html(digest)
+
+
+@bp.get("/articles/<slug>")
+def article(slug: str):
+    """Articles imported from files without a URL of their own live here."""
+    found = archive_service.article_by_url(request.base_url)
+    if found is None:
+        abort(404)
+    return render_template("web/article.html", article=found)

@@ -1,0 +1,36 @@
+"""The public archive of sent issues."""
+
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.mail.links import external_url
+from newsletter.models import Article, Digest, DigestStatus
+from newsletter.services import digests
+
+
+def sent_digests(limit: int = 200) -> list[Digest]:
+    return list(db.session.scalars(
+        select(Digest).where(Digest.status == DigestStatus.SENT)
+        .order_by(Digest.started_at.desc()).limit(limit)))
+
+
+def sent_digest(digest_id: int) -> Digest | None:
+    digest = db.session.get(Digest, digest_id)
+    # Issues still sending are public too: the "view in browser" link must work at once.
+    if digest is None or digest.status not in (DigestStatus.SENT, DigestStatus.SENDING):
+        return None
+    return digest
+
+
+def web_view_html(digest: Digest) -> str:
+    """The issue as readers got it, minus anything personal."""
+    return digests.render(digest, external_url("public.subscribe"), web_view=True).html
+
+
+def article_by_url(url: str) -> Article | None:
+    base = current_app.config["BASE_URL"]
+    path = url.split("/articles/", 1)[-1]
+    return db.session.scalar(select(Article).where(Article.url == f"{base}/articles/{path}"))

@@ -1,0 +1,116 @@
+"""Articles: the one door every source (feeds, API, file import, editors) goes through."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import nh3
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.extensions import db
+from newsletter.models import Article, ArticleSource, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_TITLE = 500
+MAX_URL = 2048
+SUMMARY_LENGTH = 300
+# What a digest or archive page may show; everything else (script, style, on*
+# handlers, javascript: links) is removed by nh3.
+ALLOWED_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote",
+                "h2", "h3", "h4", "figure", "figcaption", "img", "code", "pre"}
+
+
+class InvalidArticle(ValueError):
+    """An article that cannot be stored; the message says why."""
+
+
+@dataclass
+class ArticleInput:
+    title: str
+    url: str
+    summary: str = ""
+    body_html: str = ""
+    author: str | None = None
+    categories: list[str] = field(default_factory=list)
+    published_at: datetime | None = None
+    guid: str | None = None
+
+
+def one_line(text: object) -> str:
+    """Collapse all whitespace, CR and LF included: titles end up in Subject headers."""
+    return " ".join(str(text or "").split())
+
+
+def sanitize_html(html: str) -> str:
+    return nh3.clean(html or "", tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
+                     link_rel="noopener noreferrer")
+
+
+def html_to_text(html: str) -> str:
+    return one_line(nh3.clean(html or "", tags=set()))
+
+
+def _summary(data: ArticleInput, body_html: str) -> str:
+    text = html_to_text(data.summary) or html_to_text(body_html)
+    if len(text) <= SUMMARY_LENGTH:
+        return text
+    return text[:SUMMARY_LENGTH].rsplit(" ", 1)[0] + "…"
+
+
+def validate(data: ArticleInput) -> ArticleInput:
+    title = one_line(data.title)
+    if not title:
+        raise InvalidArticle("An article needs a title.")
+    url = one_line(data.url)
+    if not url.startswith(("http://", "https://")) or len(url) > MAX_URL:
+        raise InvalidArticle(f"An article needs an http(s) URL of at most {MAX_URL} "
+                             f"characters, got {url[:80]!r}.")
+    published = data.published_at
+    if published is not None and published.tzinfo is None:
+        raise InvalidArticle("The publication time needs a timezone.")
+    body_html = sanitize_html(data.body_html)
+    return ArticleInput(
+        title=title[:MAX_TITLE],
+        url=url,
+        summary=_summary(data, body_html),
+        body_html=body_html,
+        author=one_line(data.author)[:200] or None,
+        categories=[one_line(c)[:100] for c in data.categories if one_line(c)][:20],
+        published_at=published,
+        guid=one_line(data.guid)[:MAX_URL] or None,
+    )
+
+
+def find_existing(url: str, guid: str | None) -> Article | None:
+    condition = Article.url == url if guid is None else or_(Article.url == url,
+                                                           Article.guid == guid)
+    return db.session.scalar(select(Article).where(condition))
+
+
+def add_article(data: ArticleInput, source: ArticleSource) -> tuple[Article, bool]:
+    """Store an article unless its URL or GUID is known; returns (article, created)."""
+    clean = validate(data)
+    existing = find_existing(clean.url, clean.guid)
+    if existing is not None:
+        return existing, False
+    if clean.published_at is None:
+        log.info("article %s has no date; using the time it arrived", clean.url)
+    article = Article(
+        url=clean.url, guid=clean.guid, title=clean.title, summary=clean.summary,
+        body_html=clean.body_html, author=clean.author, categories=clean.categories,
+        published_at=clean.published_at or utcnow(), source=source,
+    )
+    db.session.add(article)
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same article arrived through another door just now
+        db.session.rollback()
+        existing = find_existing(clean.url, clean.guid)
+        if existing is None:
+            raise
+        return existing, False
+    return article, True

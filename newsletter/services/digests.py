@@ -1,0 +1,217 @@
+"""Digests: compose an issue from what is new, start its send, watch it finish.
+
+The database is the source of truth. An issue for a scheduled period has a
+unique key, so a second trigger is a no-op; starting a send writes one delivery
+row per active subscriber in one statement; a periodic sweep takes back rows
+whose worker vanished and re-publishes work whose task was lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.extensions import db
+from newsletter.mail.links import external_url
+from newsletter.mail.render import RenderedMail, render_mail
+from newsletter.models import (
+    FINAL_DELIVERY_STATUSES,
+    Article,
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    Subscriber,
+    SubscriberStatus,
+    digest_articles,
+    utcnow,
+)
+from newsletter.queue import enqueue_after_commit, send_task_now
+from newsletter.services.schedule import parse_schedule, period_key
+
+log = logging.getLogger(__name__)
+SEND_BATCH_TASK = "workers.tasks.send_digest_batch"
+MAX_TASKS_PER_SWEEP = 1000
+
+
+def new_articles() -> list[Article]:
+    """Articles no issue has carried yet (cancelled ones aside), oldest first."""
+    config = current_app.config
+    carried = exists().where(
+        digest_articles.c.article_id == Article.id,
+        digest_articles.c.digest_id == Digest.id,
+        Digest.status != DigestStatus.CANCELLED,
+    )
+    oldest = utcnow() - timedelta(days=config["DIGEST_MAX_AGE_DAYS"])
+    return list(db.session.scalars(
+        select(Article)
+        .where(~carried, Article.excluded.is_(False), Article.published_at >= oldest)
+        .order_by(Article.published_at, Article.id)
+    ))
+
+
+def default_subject(articles: list[Article]) -> str:
+    site = current_app.config["SITE_NAME"]
+    if len(articles) == 1:
+        return f"{site}: {articles[0].title}"
+    return f"{site}: {articles[0].title} and {len(articles) - 1} more"
+
+
+def compose(*, period: str | None = None, subject: str | None = None,
+            intro: str = "") -> Digest | None:
+    """A draft issue of everything new, or None when there is too little or the
+    period already has its issue."""
+    articles = new_articles()
+    if len(articles) < current_app.config["DIGEST_MIN_ARTICLES"]:
+        log.info("no digest: %d new article(s)", len(articles))
+        return None
+    if period is None:
+        # Two "send now" clicks see the same articles: the same key makes one issue.
+        ids = ",".join(str(article.id) for article in articles)
+        period = "manual-" + hashlib.sha256(ids.encode()).hexdigest()[:24]
+    digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
+                    subject=" ".join((subject or default_subject(articles)).split())[:300])
+    db.session.add(digest)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        log.info("digest for %s exists already", period)
+        return None
+    return digest
+
+
+def start_send(digest_id: int) -> int:
+    """Write the ledger and fan out batch tasks; returns the number of recipients
+    (0 when this issue was already started)."""
+    now = utcnow()
+    started = db.session.execute(
+        update(Digest)
+        .where(Digest.id == digest_id,
+               Digest.status.in_([DigestStatus.DRAFT, DigestStatus.SCHEDULED]))
+        .values(status=DigestStatus.SENDING, started_at=now)
+    ).rowcount
+    if started != 1:
+        db.session.rollback()
+        return 0
+    recipients = db.session.execute(
+        insert(Delivery).from_select(
+            ["digest_id", "subscriber_id", "status", "attempts"],
+            select(literal(digest_id), Subscriber.id, literal(DeliveryStatus.PENDING.value),
+                   literal(0))
+            .where(Subscriber.status == SubscriberStatus.ACTIVE),
+        )
+    ).rowcount
+    db.session.execute(update(Digest).where(Digest.id == digest_id)
+                       .values(recipients=recipients))
+    for _ in range(math.ceil(recipients / current_app.config["SEND_BATCH_SIZE"])):
+        enqueue_after_commit(SEND_BATCH_TASK, digest_id)
+    db.session.commit()
+    if recipients == 0:
+        finish_if_done(digest_id)
+    return recipients
+
+
+def send_now(subject: str | None = None, intro: str = "") -> Digest | None:
+    digest = compose(subject=subject, intro=intro)
+    if digest is not None:
+        start_send(digest.id)
+    return digest
+
+
+def run_weekly(now: datetime | None = None) -> Digest | None:
+    """The beat's weekly trigger: at most one issue per ISO week, however often it fires."""
+    schedule = parse_schedule(current_app.config["DIGEST_SCHEDULE"])
+    digest = compose(period=period_key(now or utcnow(), schedule))
+    if digest is not None:
+        start_send(digest.id)
+    return digest
+
+
+def finish_if_done(digest_id: int) -> bool:
+    """Mark the issue sent once every delivery row is final."""
+    open_rows = exists().where(Delivery.digest_id == digest_id,
+                               Delivery.status.not_in(FINAL_DELIVERY_STATUSES))
+    finished = db.session.execute(
+        update(Digest)
+        .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~open_rows)
+        .values(status=DigestStatus.SENT, finished_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    return finished == 1
+
+
+def progress(digest_id: int) -> dict[str, int]:
+    counts = dict.fromkeys((status.value for status in DeliveryStatus), 0)
+    for status, count in db.session.execute(
+        select(Delivery.status, func.count()).where(Delivery.digest_id == digest_id)
+        .group_by(Delivery.status)
+    ):
+        counts[status.value] = count
+    counts["total"] = sum(counts.values())
+    counts["remaining"] = sum(counts[s] for s in ("pending", "sending", "deferred"))
+    return counts
+
+
+def sweep() -> int:
+    """Recover sends whose worker died or whose tasks were lost; returns tasks published."""
+    published = 0
+    now = utcnow()
+    batch = current_app.config["SEND_BATCH_SIZE"]
+    sending = db.session.scalars(select(Digest.id).where(Digest.status == DigestStatus.SENDING))
+    for digest_id in list(sending):
+        expired = (Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING,
+                   Delivery.lease_until < now)
+        # The row in flight when its worker died may have been delivered: never resend it.
+        db.session.execute(update(Delivery).where(*expired, Delivery.attempted_at.is_not(None))
+                           .values(status=DeliveryStatus.UNKNOWN, lease_until=None,
+                                   last_error="worker lost while sending this message"))
+        db.session.execute(update(Delivery).where(*expired)
+                           .values(status=DeliveryStatus.PENDING, lease_until=None))
+        db.session.commit()
+        live_leases = db.session.scalar(select(func.count()).where(
+            Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING))
+        if live_leases:
+            continue  # a worker is on it; its fan-out covers the rest
+        due = db.session.scalar(select(func.count()).where(
+            Delivery.digest_id == digest_id,
+            (Delivery.status == DeliveryStatus.PENDING)
+            | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now))))
+        tasks = min(math.ceil(due / batch), MAX_TASKS_PER_SWEEP)
+        published += sum(send_task_now(SEND_BATCH_TASK, digest_id) for _ in range(tasks))
+        finish_if_done(digest_id)
+    return published
+
+
+def _sections(articles: list[Article]) -> list[tuple[str, list[Article]]]:
+    grouped: dict[str, list[Article]] = defaultdict(list)
+    for article in articles:
+        grouped[article.categories[0] if article.categories else "More"].append(article)
+    return list(grouped.items())
+
+
+def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False) -> RenderedMail:
+    config = current_app.config
+    return render_mail(
+        "digest",
+        digest=digest,
+        sections=_sections(digest.articles),
+        site_name=config["SITE_NAME"],
+        postal_address=config["POSTAL_ADDRESS"],
+        archive_url=external_url("public.archive_issue", digest_id=digest.id),
+        subscribe_url=external_url("public.subscribe"),
+        unsubscribe_url=unsubscribe_url,
+        web_view=web_view,
+    )
+
+
+def active_subscriber_count() -> int:
+    return db.session.scalar(select(func.count()).where(
+        Subscriber.status == SubscriberStatus.ACTIVE))

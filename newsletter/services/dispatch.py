@@ -1,0 +1,173 @@
+"""Send a digest's deliveries in batches, recording each result the moment it is known.
+
+A task claims a batch of ledger rows (PostgreSQL: FOR UPDATE SKIP LOCKED, so
+workers never wait on each other), sends over the worker's one SMTP connection
+and commits each row's result together with the next row's ``attempted_at``.
+If the worker dies, its lease expires: untouched rows go back to pending, and
+the one row that was in flight is recorded ``unknown`` instead of resent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import timedelta
+
+import redis
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
+
+from newsletter.extensions import db
+from newsletter.mail.bulk import BulkMessageFactory, new_marker
+from newsletter.mail.links import external_url
+from newsletter.mail.tokens import make_unsubscribe_token
+from newsletter.mail.transport import DeliveryResult, Outcome
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.services import digests
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+_factories: dict[tuple[int, str], BulkMessageFactory] = {}  # per process: render once per issue
+
+
+def _factory(digest: Digest) -> BulkMessageFactory:
+    key = (digest.id, current_app.config["BASE_URL"])
+    if key not in _factories:
+        marker = new_marker()
+        config = current_app.config
+        _factories.clear()  # one issue at a time is the common case; keep memory flat
+        _factories[key] = BulkMessageFactory(
+            digests.render(digest, marker), marker,
+            mail_from=config["MAIL_FROM"], list_id=config["LIST_ID"],
+            archive_url=external_url("public.archive_issue", digest_id=digest.id),
+            message_id_prefix=f"digest-{digest.id}",
+        )
+    return _factories[key]
+
+
+def claim(digest_id: int, size: int) -> list[int]:
+    now = utcnow()
+    claimable = (
+        select(Delivery.id)
+        .where(Delivery.digest_id == digest_id,
+               or_(Delivery.status == DeliveryStatus.PENDING,
+                   and_(Delivery.status == DeliveryStatus.DEFERRED,
+                        Delivery.next_attempt_at <= now)))
+        .order_by(Delivery.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    lease = timedelta(seconds=current_app.config["SEND_LEASE"])
+    ids = db.session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(claimable.scalar_subquery()))
+        .values(status=DeliveryStatus.SENDING, lease_until=now + lease, attempted_at=None,
+                attempts=Delivery.attempts + 1)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.commit()
+    return sorted(ids)
+
+
+class SendRate:
+    """A cap on messages per second across every worker, counted in Redis."""
+
+    def __init__(self, rate: float | None):
+        self.rate = rate
+        if rate:
+            self.window = max(1, math.ceil(1 / rate))
+            self.budget = max(1, int(rate * self.window))
+            self.redis = redis.Redis.from_url(current_app.config["REDIS_URL"])
+
+    def wait(self) -> None:
+        while self.rate:
+            slot = int(time.time()) // self.window
+            key = f"newsletter:send-rate:{slot}"
+            used = self.redis.incr(key)
+            if used == 1:
+                self.redis.expire(key, self.window * 2)
+            if used <= self.budget:
+                return
+            time.sleep((slot + 1) * self.window - time.time())
+
+
+def send_batch(digest_id: int) -> int:
+    """Claim and send one batch; returns how many rows it handled."""
+    digest = db.session.get(Digest, digest_id)
+    if digest is None or digest.status != DigestStatus.SENDING:
+        return 0
+    config = current_app.config
+    ids = claim(digest_id, config["SEND_BATCH_SIZE"])
+    if not ids:
+        digests.finish_if_done(digest_id)
+        return 0
+    factory = _factory(digest)
+    transport = current_app.extensions["smtp"]
+    rate = SendRate(config["SEND_RATE"])
+    rows = db.session.execute(
+        select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(ids)).order_by(Delivery.id)
+    ).all()
+    _mark_attempted(rows[0][0])
+    db.session.commit()
+    for index, (delivery_id, subscriber_id, email, name, status) in enumerate(rows):
+        if status != SubscriberStatus.ACTIVE:  # unsubscribed or bounced since the send began
+            result = None
+        else:
+            rate.wait()
+            unsubscribe_url = external_url("public.unsubscribe",
+                                           token=make_unsubscribe_token(subscriber_id))
+            message = factory.build(subscriber_id, email, name, unsubscribe_url)
+            result = transport.deliver(factory.sender, email, message)
+        _record(delivery_id, subscriber_id, result)
+        if index + 1 < len(rows):
+            _mark_attempted(rows[index + 1][0])
+        db.session.commit()
+    digests.finish_if_done(digest_id)
+    return len(rows)
+
+
+def _mark_attempted(delivery_id: int) -> None:
+    db.session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                       .values(attempted_at=utcnow()))
+
+
+def _record(delivery_id: int, subscriber_id: int, result: DeliveryResult | None) -> None:
+    now = utcnow()
+    values: dict = {"lease_until": None}
+    if result is None:
+        values.update(status=DeliveryStatus.SKIPPED, last_error="subscriber no longer active")
+    elif result.outcome is Outcome.SENT:
+        values.update(status=DeliveryStatus.SENT, sent_at=now, last_error=None)
+    elif result.outcome is Outcome.DEFERRED:
+        attempts = db.session.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id))
+        if attempts >= MAX_ATTEMPTS:
+            values.update(status=DeliveryStatus.FAILED, last_error=result.detail)
+        else:
+            delay = current_app.config["SEND_RETRY_DELAY"] * 2 ** (attempts - 1)
+            values.update(status=DeliveryStatus.DEFERRED, attempted_at=None,
+                          next_attempt_at=now + timedelta(seconds=delay),
+                          last_error=result.detail)
+    elif result.outcome is Outcome.UNKNOWN:
+        values.update(status=DeliveryStatus.UNKNOWN, last_error=result.detail)
+    else:  # FAILED or BOUNCED
+        values.update(status=DeliveryStatus.FAILED, last_error=result.detail)
+        if result.outcome is Outcome.BOUNCED:
+            db.session.execute(
+                update(Subscriber)
+                .where(Subscriber.id == subscriber_id, Subscriber.status == SubscriberStatus.ACTIVE)
+                .values(status=SubscriberStatus.BOUNCED, updated_at=now))
+    if result is not None and result.outcome is not Outcome.SENT:
+        log.warning("delivery %s %s: %s", delivery_id, values["status"], values["last_error"])
+    db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))

@@ -1,0 +1,51 @@
+"""Editors and their API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from newsletter.extensions import db
+from newsletter.mail.addresses import check_email
+from newsletter.models import ApiToken, Editor
+
+
+class EditorError(ValueError):
+    pass
+
+
+def create_editor(email: str, password: str) -> Editor:
+    address = check_email(email)
+    if len(password) < 10:
+        raise EditorError("A password has at least 10 characters.")
+    if db.session.scalar(select(Editor).where(Editor.email == address.normalized)):
+        raise EditorError(f"An editor {address.normalized} exists already.")
+    editor = Editor(email=address.normalized,
+                    password_hash=generate_password_hash(password, method="scrypt"))
+    db.session.add(editor)
+    db.session.commit()
+    return editor
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_token(editor_email: str, name: str = "") -> str:
+    """A new token, shown once; only its hash is kept."""
+    editor = db.session.scalar(select(Editor).where(Editor.email == editor_email.lower()))
+    if editor is None:
+        raise EditorError(f"No editor {editor_email}.")
+    token = "nl_" + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(editor_id=editor.id, token_hash=_hash(token), name=name[:100]))
+    db.session.commit()
+    return token
+
+
+def editor_for_token(token: str) -> Editor | None:
+    api_token = db.session.scalar(select(ApiToken).where(
+        ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None)))
+    return api_token.editor if api_token else None
