@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress
@@ -34,7 +35,7 @@ def register(app: Flask) -> None:
         click.echo(f"enqueued {outbox.enqueue_owed()} owed mail(s)")
 
 
-articles_cli = click.Group("articles", help="Articles that digests carry.")
+articles_cli = AppGroup("articles", help="Articles that digests carry.")
 
 
 @articles_cli.command("import")
@@ -68,7 +69,7 @@ def poll_feeds():
         click.echo(f"{result.url}: {state}, {result.added} new, {result.skipped} skipped")
 
 
-digest_cli = click.Group("digest", help="Compose, preview and send digests.")
+digest_cli = AppGroup("digest", help="Compose, preview and send digests.")
 
 
 @digest_cli.command("send")
@@ -129,7 +130,7 @@ def preview_digest(out: Path):
     click.echo(f"wrote {out / 'digest.html'} and {out / 'digest.txt'}")
 
 
-subscribers_cli = click.Group("subscribers", help="Import and export the list.")
+subscribers_cli = AppGroup("subscribers", help="Import and export the list.")
 
 
 @subscribers_cli.command("import")
@@ -155,7 +156,7 @@ def export_subscribers(file):
     csv.writer(file).writerows(subscriber_lists.export_rows())
 
 
-editors_cli = click.Group("editors", help="Editors and their API tokens.")
+editors_cli = AppGroup("editors", help="Editors and their API tokens.")
 
 
 @editors_cli.command("create")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -31,9 +32,19 @@ class RecordingSMTPHandler:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.replies: list[str] = []
+        self.rejected_recipients: set[str] = set()
+        self.delay = 0.0  # seconds per message, to make a send last long enough to disturb
         self._changed = threading.Condition()
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.rejected_recipients:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self._changed:
             if self.replies:
                 reply = self.replies.pop(0)
@@ -57,6 +68,8 @@ class RecordingSMTPHandler:
             self.messages.clear()
             self.envelopes.clear()
             self.replies.clear()
+            self.rejected_recipients.clear()
+            self.delay = 0.0
 
 
 @pytest.fixture(scope="session")
@@ -183,6 +196,20 @@ def link_from(message: EmailMessage, path_prefix: str) -> str:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(app, **settings) -> dict[str, str]:
+    """Environment for a web, CLI or worker process sharing this test's parts."""
+    config = app.config
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": config["DATABASE_URL"],
+           "NEWSLETTER_REDIS_URL": config["REDIS_URL"],
+           "NEWSLETTER_SMTP_HOST": config["SMTP_HOST"],
+           "NEWSLETTER_SMTP_PORT": str(config["SMTP_PORT"]),
+           "NEWSLETTER_SECRET_KEY": config["SECRET_KEY"],
+           "NEWSLETTER_BASE_URL": config["BASE_URL"],
+           "NEWSLETTER_MAIL_FROM": config["MAIL_FROM"]}
+    env.update({f"NEWSLETTER_{key}": str(value) for key, value in settings.items()})
+    return env
 
 
 def run(*command: str, **kwargs) -> subprocess.CompletedProcess:

@@ -92,6 +92,7 @@ class SMTPTransport:
 
     def _deliver_once(self, connection: smtplib.SMTP, sender: str, recipient: str,
                       data: bytes) -> DeliveryResult:
+        connection.ehlo_or_helo_if_needed()
         code, text = connection.mail(sender)
         if code != 250:
             return self._refused(connection, code, text, at_rcpt=False)

@@ -1,0 +1,178 @@
+"""Digests through a real worker and SMTP server: exactly once, with the right content."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, insert, select
+
+from newsletter.extensions import db
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+from newsletter.services import articles, digests, subscriptions
+from newsletter.services.articles import ArticleInput
+from newsletter.services.subscriptions import Origin
+from tests.unit.test_article_files import SAMPLE
+
+
+def add_subscribers(app, count: int, prefix: str = "reader") -> list[int]:
+    with app.app_context():
+        db.session.execute(insert(Subscriber), [
+            {"email": f"{prefix}{n}@example.com", "email_normalized": f"{prefix}{n}@example.com",
+             "status": SubscriberStatus.ACTIVE, "name": f"Reader {n}"} for n in range(count)])
+        db.session.commit()
+        return list(db.session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
+
+
+def add_article(app, title="Talks resume in Geneva", url="https://news.example.com/geneva"):
+    with app.app_context():
+        article, _ = articles.add_article(
+            ArticleInput(title=title, url=url, summary="Diplomats met again.",
+                         categories=["Europe"], published_at=datetime.now(UTC)), "api")
+        return article.id
+
+
+def wait_until_sent(app, digest_id: int, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if db.session.get(Digest, digest_id).status == DigestStatus.SENT:
+                return digests.progress(digest_id)
+        time.sleep(0.1)
+    with app.app_context():
+        raise AssertionError(f"digest not sent: {digests.progress(digest_id)}")
+
+
+def send_now(app) -> int:
+    with app.app_context():
+        digest = digests.send_now()
+        assert digest is not None
+        return digest.id
+
+
+def test_sample_article_digest_reaches_300_subscribers_exactly_once(app, client, celery_worker,
+                                                                    mailbox):
+    result = app.test_cli_runner().invoke(args=["articles", "import", str(SAMPLE)])
+    assert result.exit_code == 0, result.output
+    add_subscribers(app, 300)
+    digest_id = send_now(app)
+    counts = wait_until_sent(app, digest_id)
+    assert counts["sent"] == 300 and counts["total"] == 300
+
+    messages = mailbox.wait_for(300)
+    recipients = [message["To"].addresses[0].addr_spec for message in messages]
+    assert len(recipients) == 300 == len(set(recipients))
+
+    message = messages[0]
+    with app.app_context():
+        subscriber_id = db.session.scalar(select(Subscriber.id).where(
+            Subscriber.email == recipients[0]))
+    title = "US Secretary of State meets Central Asian foreign ministers, attends C5+1 meeting"
+    assert message["Subject"] == f"The Newsletter: {title}"
+    assert message["Message-ID"] == f"<digest-{digest_id}.{subscriber_id}@example.com>"
+    assert message["List-Id"] == "<newsletter.localhost>"
+    assert message["List-Archive"] == f"<http://localhost/archive/{digest_id}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert title in text and "Asia-Pacific" in html and "1 Example Street" in text
+    assert "http://localhost/articles/us-secretary-of-state-c5-plus-1" in text
+
+    # The links in it work: the article, the archive, and one-click unsubscribe.
+    article_page = client.get("/articles/us-secretary-of-state-c5-plus-1").get_data(as_text=True)
+    assert "Blinken" in article_page and "Related Articles" not in article_page
+    archive = client.get(f"/archive/{digest_id}")
+    assert archive.status_code == 200 and title in archive.get_data(as_text=True)
+    assert "/unsubscribe/" not in archive.get_data(as_text=True)
+    assert title in client.get("/archive/").get_data(as_text=True)
+    unsubscribe_path = message["List-Unsubscribe"].strip("<> ").removeprefix("http://localhost")
+    assert client.post(unsubscribe_path,
+                       data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    with app.app_context():
+        assert db.session.get(Subscriber, subscriber_id).status == SubscriberStatus.UNSUBSCRIBED
+
+    # Nothing new since: a second send by hand sends nothing.
+    with app.app_context():
+        assert digests.send_now() is None
+
+
+def test_451_is_deferred_then_delivered(app, client, celery_worker, mailbox, monkeypatch):
+    monkeypatch.setitem(app.config, "SEND_RETRY_DELAY", 0)
+    mailbox.replies = ["451 4.7.1 Greylisted, come back later"]
+    add_subscribers(app, 1)
+    add_article(app)
+    digest_id = send_now(app)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if digests.progress(digest_id)["deferred"] == 1:
+                break
+        time.sleep(0.05)
+    with app.app_context():
+        assert digests.progress(digest_id)["deferred"] == 1
+        assert digests.sweep() == 1  # what beat does every 30 seconds
+    wait_until_sent(app, digest_id)
+    assert len(mailbox.wait_for(1)) == 1
+    with app.app_context():
+        delivery = db.session.scalar(select(Delivery))
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
+
+
+def test_550_fails_and_marks_the_subscriber_bounced(app, client, celery_worker, mailbox):
+    mailbox.rejected_recipients = {"reader1@example.com"}
+    add_subscribers(app, 3)
+    add_article(app)
+    counts = wait_until_sent(app, send_now(app))
+    assert (counts["sent"], counts["failed"]) == (2, 1)
+    with app.app_context():
+        bounced = db.session.scalar(select(Subscriber).where(
+            Subscriber.email == "reader1@example.com"))
+        assert bounced.status == SubscriberStatus.BOUNCED
+        delivery = db.session.scalar(select(Delivery).where(
+            Delivery.subscriber_id == bounced.id))
+        assert delivery.last_error.startswith("550")
+
+
+def test_unsubscribe_during_a_send_is_honoured(app, client, celery_worker, mailbox):
+    mailbox.delay = 0.05  # 40 messages take about two seconds
+    ids = add_subscribers(app, 40)
+    add_article(app)
+    digest_id = send_now(app)
+    with app.app_context():
+        from newsletter.mail.tokens import make_unsubscribe_token
+
+        subscriptions.unsubscribe(make_unsubscribe_token(ids[-1]), Origin(source="link"))
+    counts = wait_until_sent(app, digest_id)
+    assert (counts["sent"], counts["skipped"]) == (39, 1)
+    addresses = [m["To"].addresses[0].addr_spec for m in mailbox.wait_for(39)]
+    assert "reader39@example.com" not in addresses and len(set(addresses)) == 39
+
+
+def test_a_period_gets_one_issue_however_often_the_trigger_fires(app, client):
+    add_subscribers(app, 2)
+    add_article(app)
+    monday = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    with app.app_context():
+        first = digests.run_weekly(monday)
+        add_article(app, "Another story", "https://news.example.com/another")
+        again = digests.run_weekly(monday + timedelta(minutes=1))
+        assert first is not None and again is None
+        assert db.session.scalar(select(func.count()).select_from(Digest)) == 1
+        assert db.session.scalar(select(func.count()).select_from(Delivery)) == 2
+        # The next week carries only what is new since.
+        next_week = digests.run_weekly(monday + timedelta(days=7))
+        assert [a.title for a in next_week.articles] == ["Another story"]
+
+
+def test_nothing_new_means_no_issue(app, client):
+    add_subscribers(app, 1)
+    with app.app_context():
+        assert digests.send_now() is None
+        assert db.session.scalar(select(func.count()).select_from(Digest)) == 0

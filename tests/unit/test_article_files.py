@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+
+from newsletter.services.article_files import (
+    parse_html_page,
+    parse_markdown,
+    read_article_file,
+)
+from newsletter.services.articles import InvalidArticle, sanitize_html, validate
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "articles"
+SAMPLE = SAMPLES / "us-secretary-of-state-c5-plus-1.txt"
+
+
+@pytest.fixture
+def sample_path(tmp_path):
+    if SAMPLE.exists():
+        return SAMPLE
+    # The repository can be cloned without shared/ beside it: use a faithful excerpt.
+    path = tmp_path / SAMPLE.name
+    path.write_text(
+        "US Secretary of State meets Central Asian foreign ministers, attends C5+1 meeting\n\n"
+        "US Secretary of State meets Central Asian foreign ministers, attends C5+1 meeting\n\n"
+        "Asia-Pacific, News, US No Comments on US Secretary of State meets Central Asian "
+        "foreign ministers, attends C5+1 meeting\n\n"
+        "U.S. Secretary of State Antony Blinken arrived in Kazakhstan on February 28, 2022.\n\n"
+        "Related Articles\n\nLeave a comment\n\nCopyright © 2024 IRIA\n\n"
+        "Subscribe to IRIA News\nEnter your email address:\n\nBack to Top\n")
+    return path
+
+
+def test_scraped_sample_imports_without_site_boilerplate(sample_path):
+    article = read_article_file(sample_path, "https://news.example.com/articles")
+    assert article.title == ("US Secretary of State meets Central Asian foreign ministers, "
+                             "attends C5+1 meeting")
+    assert article.categories == ["Asia-Pacific", "News", "US"]
+    assert article.url == "https://news.example.com/articles/us-secretary-of-state-c5-plus-1"
+    assert article.body_html.startswith("<p>U.S. Secretary of State Antony Blinken arrived")
+    for boilerplate in ("Related Articles", "Leave a comment", "Copyright", "Subscribe to",
+                        "Back to Top", "No Comments on"):
+        assert boilerplate not in article.body_html
+
+
+def test_markdown_with_front_matter():
+    article = parse_markdown(
+        "---\ntitle: Elections in Chile\nurl: https://news.example.com/chile\n"
+        "date: 2026-11-20T09:00:00+01:00\nauthor: R. Reporter\ncategories: [Americas, News]\n"
+        "---\nThe **vote** was close.\n", "https://unused.example/x")
+    assert article.title == "Elections in Chile"
+    assert article.url == "https://news.example.com/chile"
+    assert article.categories == ["Americas", "News"]
+    assert article.published_at.isoformat() == "2026-11-20T09:00:00+01:00"
+    assert "<strong>vote</strong>" in article.body_html
+    with pytest.raises(InvalidArticle, match="front matter"):
+        parse_markdown("no front matter", "https://x.example/a")
+
+
+def test_html_page_reads_meta_and_article_body():
+    article = parse_html_page(
+        '<html><head><title>Fallback</title><meta property="og:title" content="Talks resume">'
+        '<link rel="canonical" href="https://news.example.com/talks">'
+        '<meta property="article:published_time" content="2026-11-21T10:00:00Z">'
+        '<meta property="article:section" content="Europe"></head>'
+        "<body><nav>menu</nav><article><p>Body text.</p></article></body></html>",
+        "https://unused.example/x")
+    assert (article.title, article.url, article.categories) == (
+        "Talks resume", "https://news.example.com/talks", ["Europe"])
+    assert article.body_html == "<p>Body text.</p>"
+
+
+def test_hostile_html_is_sanitised():
+    clean = sanitize_html('<p onclick="steal()">Hi<script>alert(1)</script>'
+                          '<a href="javascript:alert(1)">x</a><a href="https://ok.example">ok</a>'
+                          '<iframe src="https://evil.example"></iframe></p>')
+    assert "script" not in clean and "onclick" not in clean and "javascript:" not in clean
+    assert "iframe" not in clean and 'href="https://ok.example"' in clean
+
+
+def test_titles_lose_line_breaks_and_bad_urls_are_refused():
+    from newsletter.services.articles import ArticleInput
+
+    data = validate(ArticleInput(title="Breaking\r\nBcc: x@example.com", url="https://a.example/1"))
+    assert data.title == "Breaking Bcc: x@example.com"
+    with pytest.raises(InvalidArticle, match="title"):
+        validate(ArticleInput(title="  ", url="https://a.example/1"))
+    with pytest.raises(InvalidArticle, match="URL"):
+        validate(ArticleInput(title="t", url="javascript:alert(1)"))
