@@ -101,14 +101,16 @@ def start_send(digest_id: int) -> int:
     if started != 1:
         db.session.rollback()
         return 0
-    recipients = db.session.execute(
+    db.session.execute(
         insert(Delivery).from_select(
             ["digest_id", "subscriber_id", "status", "attempts"],
             select(literal(digest_id), Subscriber.id, literal(DeliveryStatus.PENDING.value),
                    literal(0))
             .where(Subscriber.status == SubscriberStatus.ACTIVE),
         )
-    ).rowcount
+    )
+    # Counted, not read from rowcount: drivers disagree on INSERT ... SELECT.
+    recipients = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
     db.session.execute(update(Digest).where(Digest.id == digest_id)
                        .values(recipients=recipients))
     for _ in range(math.ceil(recipients / current_app.config["SEND_BATCH_SIZE"])):
