@@ -112,6 +112,12 @@ def _follow(digest_id: int, total: int) -> None:
                          ("sent", "failed", "unknown", "skipped")))
 
 
+@digest_cli.command("sweep")
+def sweep_digests():
+    """Take back expired leases and re-publish stalled sends now (beat does it every 30 s)."""
+    click.echo(f"published {digests.sweep()} batch task(s)")
+
+
 @digest_cli.command("preview")
 @click.option("--out", default="instance/preview", type=click.Path(file_okay=False,
                                                                       path_type=Path))
