@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 
 from newsletter.extensions import db
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
@@ -30,17 +30,18 @@ from newsletter.models import (
     DigestStatus,
     Subscriber,
     SubscriberStatus,
+    UTCDateTime,
     utcnow,
 )
 from newsletter.services import digests
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
-_factories: dict[tuple[int, str], BulkMessageFactory] = {}  # per process: render once per issue
+_factories: dict[tuple, BulkMessageFactory] = {}  # per process: render once per issue
 
 
 def _factory(digest: Digest) -> BulkMessageFactory:
-    key = (digest.id, current_app.config["BASE_URL"])
+    key = (digest.id, digest.created_at, current_app.config["BASE_URL"])
     if key not in _factories:
         marker = new_marker()
         config = current_app.config
@@ -119,55 +120,73 @@ def send_batch(digest_id: int) -> int:
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()
-    _mark_attempted(rows[0][0])
     db.session.commit()
-    for index, (delivery_id, subscriber_id, email, name, status) in enumerate(rows):
-        if status != SubscriberStatus.ACTIVE:  # unsubscribed or bounced since the send began
-            result = None
-        else:
-            rate.wait()
-            unsubscribe_url = external_url("public.unsubscribe",
-                                           token=make_unsubscribe_token(subscriber_id))
-            message = factory.build(subscriber_id, email, name, unsubscribe_url)
-            result = transport.deliver(factory.sender, email, message)
-        _record(delivery_id, subscriber_id, result)
-        if index + 1 < len(rows):
-            _mark_attempted(rows[index + 1][0])
-        db.session.commit()
+    # Each result is one autocommitted statement: one round trip per message.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ledger:
+        ledger.execute(MARK_ATTEMPTED, {"id": rows[0][0], "now": utcnow()})
+        for index, (delivery_id, subscriber_id, email, name, status) in enumerate(rows):
+            if status != SubscriberStatus.ACTIVE:  # unsubscribed or bounced since it began
+                result = None
+            else:
+                rate.wait()
+                unsubscribe_url = external_url("public.unsubscribe",
+                                               token=make_unsubscribe_token(subscriber_id))
+                message = factory.build(subscriber_id, email, name, unsubscribe_url)
+                result = transport.deliver(factory.sender, email, message)
+            next_id = rows[index + 1][0] if index + 1 < len(rows) else None
+            _record(ledger, delivery_id, subscriber_id, result, next_id)
     digests.finish_if_done(digest_id)
     return len(rows)
 
 
-def _mark_attempted(delivery_id: int) -> None:
-    db.session.execute(update(Delivery).where(Delivery.id == delivery_id)
-                       .values(attempted_at=utcnow()))
+MARK_ATTEMPTED = text("UPDATE deliveries SET attempted_at = :now WHERE id = :id").bindparams(
+    bindparam("now", type_=UTCDateTime))
+
+# Records one row's result and marks the next row as in flight, atomically: a worker
+# that dies between the two can never leave a sent row looking unsent.
+RECORD_RESULT = text("""
+UPDATE deliveries SET
+  status = CASE WHEN id = :id THEN :status ELSE status END,
+  sent_at = CASE WHEN id = :id THEN :sent_at ELSE sent_at END,
+  last_error = CASE WHEN id = :id THEN :last_error ELSE last_error END,
+  next_attempt_at = CASE WHEN id = :id THEN :next_attempt_at ELSE next_attempt_at END,
+  lease_until = CASE WHEN id = :id THEN NULL ELSE lease_until END,
+  attempted_at = CASE WHEN id = :id THEN :attempted_at WHEN id = :next_id THEN :now
+                      ELSE attempted_at END
+WHERE id IN (:id, :next_id)
+""").bindparams(*(bindparam(name, type_=UTCDateTime) for name in
+                  ("sent_at", "next_attempt_at", "attempted_at", "now")))
 
 
-def _record(delivery_id: int, subscriber_id: int, result: DeliveryResult | None) -> None:
+def _record(ledger, delivery_id: int, subscriber_id: int, result: DeliveryResult | None,
+            next_id: int | None) -> None:
     now = utcnow()
-    values: dict = {"lease_until": None}
+    values = {"id": delivery_id, "next_id": next_id if next_id is not None else -1,
+              "now": now, "sent_at": None, "next_attempt_at": None, "attempted_at": now,
+              "last_error": None}
     if result is None:
-        values.update(status=DeliveryStatus.SKIPPED, last_error="subscriber no longer active")
+        values.update(status=DeliveryStatus.SKIPPED.value,
+                      last_error="subscriber no longer active")
     elif result.outcome is Outcome.SENT:
-        values.update(status=DeliveryStatus.SENT, sent_at=now, last_error=None)
+        values.update(status=DeliveryStatus.SENT.value, sent_at=now)
     elif result.outcome is Outcome.DEFERRED:
-        attempts = db.session.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id))
+        attempts = ledger.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id))
         if attempts >= MAX_ATTEMPTS:
-            values.update(status=DeliveryStatus.FAILED, last_error=result.detail)
+            values.update(status=DeliveryStatus.FAILED.value, last_error=result.detail)
         else:
             delay = current_app.config["SEND_RETRY_DELAY"] * 2 ** (attempts - 1)
-            values.update(status=DeliveryStatus.DEFERRED, attempted_at=None,
+            values.update(status=DeliveryStatus.DEFERRED.value, attempted_at=None,
                           next_attempt_at=now + timedelta(seconds=delay),
                           last_error=result.detail)
     elif result.outcome is Outcome.UNKNOWN:
-        values.update(status=DeliveryStatus.UNKNOWN, last_error=result.detail)
+        values.update(status=DeliveryStatus.UNKNOWN.value, last_error=result.detail)
     else:  # FAILED or BOUNCED
-        values.update(status=DeliveryStatus.FAILED, last_error=result.detail)
+        values.update(status=DeliveryStatus.FAILED.value, last_error=result.detail)
         if result.outcome is Outcome.BOUNCED:
-            db.session.execute(
+            ledger.execute(
                 update(Subscriber)
                 .where(Subscriber.id == subscriber_id, Subscriber.status == SubscriberStatus.ACTIVE)
                 .values(status=SubscriberStatus.BOUNCED, updated_at=now))
     if result is not None and result.outcome is not Outcome.SENT:
         log.warning("delivery %s %s: %s", delivery_id, values["status"], values["last_error"])
-    db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+    ledger.execute(RECORD_RESULT, values)

@@ -1,0 +1,179 @@
+"""Dispatch benchmark: N subscribers through a real Celery worker pool into Postfix's smtp-sink.
+
+    .venv/bin/python bench/dispatch.py [--subscribers 20000] [--workers 2]
+
+Prints messages per second, peak RSS per worker process, and the ceiling that
+Postfix's own smtp-source reaches into the same sink with same-size messages.
+Needs Debian's postfix package (smtp-sink, smtp-source); installs it with
+apt-get when run as root. Uses an embedded Redis and a SQLite file unless
+NEWSLETTER_BENCH_REDIS_URL / NEWSLETTER_BENCH_DATABASE_URL are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from newsletter.devstack import free_port, start_embedded_redis, wait_for_port  # noqa: E402
+
+SAMPLE = ROOT.parent / "shared" / "samples" / "articles" / "us-secretary-of-state-c5-plus-1.txt"
+
+
+def ensure_postfix_tools() -> None:
+    if shutil.which("smtp-sink", path="/usr/sbin:/usr/bin"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("needs Postfix's smtp-sink: sudo apt-get install postfix")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def start_sink(port: int) -> subprocess.Popen:
+    command = ["/usr/sbin/smtp-sink", "-c"]
+    if os.geteuid() == 0:
+        command += ["-u", "nobody"]
+    process = subprocess.Popen([*command, f"127.0.0.1:{port}", "1024"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return process
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=2, help="worker pool processes")
+    parser.add_argument("--batch", type=int, default=100, help="deliveries per task")
+    args = parser.parse_args()
+    ensure_postfix_tools()
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    helpers: list[subprocess.Popen] = []
+    redis_url = os.environ.get("NEWSLETTER_BENCH_REDIS_URL")
+    if not redis_url:
+        port = free_port()
+        helpers.append(start_embedded_redis(scratch / "redis", port))
+        redis_url = f"redis://127.0.0.1:{port}/0"
+    database_url = os.environ.get("NEWSLETTER_BENCH_DATABASE_URL") or \
+        f"sqlite:///{scratch / 'bench.db'}"
+    sink_port = free_port()
+    helpers.append(start_sink(sink_port))
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url,
+           "NEWSLETTER_REDIS_URL": redis_url, "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+           "NEWSLETTER_SMTP_PORT": str(sink_port), "NEWSLETTER_SECRET_KEY": "bench",
+           "NEWSLETTER_BASE_URL": "https://news.example.com",
+           "NEWSLETTER_MAIL_FROM": "The Bench Daily <news@example.com>",
+           "NEWSLETTER_SEND_BATCH_SIZE": str(args.batch),
+           "NEWSLETTER_TASK_QUEUE": "bench"}
+    os.environ.update(env)
+    worker = None
+    try:
+        from flask_migrate import upgrade
+        from sqlalchemy import insert, text
+
+        from newsletter import create_app
+        from newsletter.extensions import db
+        from newsletter.models import ArticleSource, Digest, DigestStatus, Subscriber
+        from newsletter.services import article_files, articles, digests
+
+        app = create_app()
+        with app.app_context():
+            db.drop_all()
+            with db.engine.begin() as connection:
+                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            upgrade()
+            for start in range(0, args.subscribers, 10_000):
+                db.session.execute(insert(Subscriber), [
+                    {"email": f"reader{n}@example.com", "email_normalized":
+                     f"reader{n}@example.com", "status": "active", "name": f"Reader {n}"}
+                    for n in range(start, min(start + 10_000, args.subscribers))])
+                db.session.commit()
+            for n in range(8):  # a realistic issue: several articles, one of them the sample
+                data = (article_files.read_article_file(SAMPLE, "https://news.example.com/a")
+                        if n == 0 and SAMPLE.exists() else articles.ArticleInput(
+                            title=f"Story number {n} about the week's diplomacy",
+                            url=f"https://news.example.com/story-{n}",
+                            summary="Ministers met; " * 20, categories=["News", "World"][n % 2:]))
+                data.published_at = datetime.now(UTC)
+                articles.add_article(data, ArticleSource.IMPORT)
+
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
+             "prefork", "--concurrency", str(args.workers), "--loglevel", "WARNING"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(4)  # let the pool start before the clock does
+
+        with app.app_context():
+            started = time.perf_counter()
+            digest = digests.send_now()
+            while db.session.get(Digest, digest.id).status != DigestStatus.SENT:
+                db.session.expire_all()
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+            counts = digests.progress(digest.id)
+            factory_sample = digests.render(digest, "https://news.example.com/unsubscribe/x")
+        pool = children(worker.pid)
+        rss = {pid: peak_rss_kib(pid) for pid in pool}
+        size = len(factory_sample.html.encode()) + len(factory_sample.text.encode())
+        rate = counts["sent"] / elapsed
+
+        message_bytes = int(size * 4 / 3) + 1500  # base64 parts plus headers
+        source = ["/usr/sbin/smtp-source", "-s", "4", "-l", str(message_bytes),
+                  "-m", str(args.subscribers), "-f", "news@example.com", "-t",
+                  "reader@example.com", f"127.0.0.1:{sink_port}"]
+        ceiling_started = time.perf_counter()
+        subprocess.run(source, check=True, stdout=subprocess.DEVNULL)
+        ceiling = args.subscribers / (time.perf_counter() - ceiling_started)
+
+        print(f"subscribers            {args.subscribers}")
+        print(f"database               {database_url.split(':')[0]}")
+        print(f"sent / failed          {counts['sent']} / {counts['failed']}")
+        print(f"message size           ~{message_bytes} bytes")
+        print(f"elapsed                {elapsed:.1f} s")
+        print(f"throughput             {rate:.0f} msg/s")
+        print("peak RSS per worker    " + ", ".join(f"{kib / 1024:.0f} MiB" for kib in
+                                                     rss.values()))
+        print(f"smtp-source ceiling    {ceiling:.0f} msg/s (4 sessions, same size)")
+        print(f"ratio                  {rate / ceiling:.2f}")
+    finally:
+        if worker:
+            worker.terminate()
+            worker.wait(timeout=30)
+        for helper in helpers:
+            helper.terminate()
+            helper.wait(timeout=10)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
