@@ -236,8 +236,8 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"  # unsubscribed or bounced before their turn
 
 
-FINAL_DELIVERY_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN,
-                           DeliveryStatus.SKIPPED)
+# Every other status is final. Listed, not negated, so the check is an index seek.
+OPEN_DELIVERY_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
 
 
 class Delivery(db.Model):

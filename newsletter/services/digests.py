@@ -22,7 +22,7 @@ from newsletter.extensions import db
 from newsletter.mail.links import external_url
 from newsletter.mail.render import RenderedMail, render_mail
 from newsletter.models import (
-    FINAL_DELIVERY_STATUSES,
+    OPEN_DELIVERY_STATUSES,
     Article,
     Delivery,
     DeliveryStatus,
@@ -140,7 +140,7 @@ def run_weekly(now: datetime | None = None) -> Digest | None:
 def finish_if_done(digest_id: int) -> bool:
     """Mark the issue sent once every delivery row is final."""
     open_rows = exists().where(Delivery.digest_id == digest_id,
-                               Delivery.status.not_in(FINAL_DELIVERY_STATUSES))
+                               Delivery.status.in_(OPEN_DELIVERY_STATUSES))
     finished = db.session.execute(
         update(Digest)
         .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~open_rows)

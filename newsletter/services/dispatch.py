@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import and_, bindparam, or_, select, text, update
+from sqlalchemy import and_, bindparam, select, text, update
 
 from newsletter.extensions import db
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
@@ -56,28 +56,35 @@ def _factory(digest: Digest) -> BulkMessageFactory:
 
 
 def claim(digest_id: int, size: int) -> list[int]:
+    """Lease up to ``size`` rows: pending ones first, then deferred ones now due.
+
+    One condition per query, so each is a seek on the (digest_id, status) index
+    rather than a scan past the rows already sent.
+    """
     now = utcnow()
-    claimable = (
-        select(Delivery.id)
-        .where(Delivery.digest_id == digest_id,
-               or_(Delivery.status == DeliveryStatus.PENDING,
-                   and_(Delivery.status == DeliveryStatus.DEFERRED,
-                        Delivery.next_attempt_at <= now)))
-        .order_by(Delivery.id)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-    )
     lease = timedelta(seconds=current_app.config["SEND_LEASE"])
-    ids = db.session.scalars(
-        update(Delivery)
-        .where(Delivery.id.in_(claimable.scalar_subquery()))
-        .values(status=DeliveryStatus.SENDING, lease_until=now + lease, attempted_at=None,
-                attempts=Delivery.attempts + 1)
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    db.session.commit()
-    return sorted(ids)
+    for condition in (Delivery.status == DeliveryStatus.PENDING,
+                      and_(Delivery.status == DeliveryStatus.DEFERRED,
+                           Delivery.next_attempt_at <= now)):
+        claimable = (
+            select(Delivery.id)
+            .where(Delivery.digest_id == digest_id, condition)
+            .order_by(Delivery.id)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+        )
+        ids = db.session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(claimable.scalar_subquery()))
+            .values(status=DeliveryStatus.SENDING, lease_until=now + lease, attempted_at=None,
+                    attempts=Delivery.attempts + 1)
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        db.session.commit()
+        if ids:
+            return sorted(ids)
+    return []
 
 
 class SendRate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, insert, select
 
 from newsletter.extensions import db
@@ -103,9 +104,13 @@ def test_sample_article_digest_reaches_300_subscribers_exactly_once(app, client,
         assert digests.send_now() is None
 
 
-def test_451_is_deferred_then_delivered(app, client, celery_worker, mailbox, monkeypatch):
+@pytest.mark.parametrize("reply", ["451 4.7.1 Greylisted, come back later",
+                                   "452 4.3.1 Insufficient system storage",
+                                   "421 4.3.2 Service shutting down"])
+def test_temporary_failure_is_deferred_then_delivered(app, client, celery_worker, mailbox,
+                                                       monkeypatch, reply):
     monkeypatch.setitem(app.config, "SEND_RETRY_DELAY", 0)
-    mailbox.replies = ["451 4.7.1 Greylisted, come back later"]
+    mailbox.replies = [reply]
     add_subscribers(app, 1)
     add_article(app)
     digest_id = send_now(app)
@@ -123,6 +128,7 @@ def test_451_is_deferred_then_delivered(app, client, celery_worker, mailbox, mon
     with app.app_context():
         delivery = db.session.scalar(select(Delivery))
         assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)
+        assert delivery.last_error is None
 
 
 def test_550_fails_and_marks_the_subscriber_bounced(app, client, celery_worker, mailbox):
