@@ -20,11 +20,7 @@ class TokenInvalid(Exception):
 
 
 class TokenExpired(TokenInvalid):
-    """Genuine but older than CONFIRM_MAX_AGE; carries the subscriber id for a re-send."""
-
-    def __init__(self, subscriber_id: int | None):
-        super().__init__("expired")
-        self.subscriber_id = subscriber_id
+    """Genuine but older than CONFIRM_MAX_AGE."""
 
 
 @dataclass(frozen=True)
@@ -45,19 +41,10 @@ def read_confirm_token(token: str) -> ConfirmClaim:
     serializer = URLSafeTimedSerializer(_secret(), salt=CONFIRM_SALT)
     try:
         payload = serializer.loads(token, max_age=current_app.config["CONFIRM_MAX_AGE"])
-    except SignatureExpired as error:
-        payload = error.payload if error.payload is not None else None
-        try:
-            subscriber_id = int(serializer.load_payload(payload)[0]) if payload else None
-        except (BadSignature, TypeError, ValueError, IndexError):
-            subscriber_id = None
-        raise TokenExpired(subscriber_id) from None
+    except SignatureExpired:
+        raise TokenExpired("expired") from None
     except BadSignature:
         raise TokenInvalid("bad signature") from None
-    return _claim(payload)
-
-
-def _claim(payload: object) -> ConfirmClaim:
     if (not isinstance(payload, list) or len(payload) != 2 or not isinstance(payload[0], int)
             or not isinstance(payload[1], str)):
         raise TokenInvalid("malformed payload")

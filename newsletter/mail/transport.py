@@ -9,7 +9,6 @@ import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 
 
@@ -55,22 +54,6 @@ class SMTPTransport:
         if self.username:
             connection.login(self.username, self.password)
         return connection
-
-    def send(self, message: EmailMessage) -> None:
-        """Send one message; raises smtplib errors after one reconnect attempt."""
-        with self._lock:
-            for attempt in (1, 2):
-                if self._connection is None:
-                    self._connection = self._connect()
-                try:
-                    self._connection.send_message(message)
-                    return
-                except (smtplib.SMTPServerDisconnected, ConnectionError):
-                    # A reused connection the server closed while idle: retry once on a
-                    # fresh one. The message was not accepted, so this cannot duplicate it.
-                    self.close()
-                    if attempt == 2:
-                        raise
 
     def deliver(self, sender: str, recipient: str, data: bytes) -> DeliveryResult:
         """Send one prepared message and say what the server did with it; never raises."""

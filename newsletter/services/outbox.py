@@ -8,8 +8,8 @@ rows whose task was never published (Redis down) or whose worker died.
 from __future__ import annotations
 
 import logging
-import smtplib
 from datetime import timedelta
+from email import policy
 
 from flask import current_app
 from sqlalchemy import or_, select, update
@@ -19,6 +19,7 @@ from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
 from newsletter.mail.tokens import make_confirm_token, make_unsubscribe_token
+from newsletter.mail.transport import Outcome
 from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
 
@@ -64,24 +65,19 @@ def send(mail_id: int) -> None:
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
         db.session.commit()
         return
-    try:
-        current_app.extensions["smtp"].send(_message(mail.template, subscriber))
-    except smtplib.SMTPException as error:
-        mail.last_error = f"{type(error).__name__}: {error}"[:1000]
-        mail.claimed_at = None
-        if _is_permanent(error):
-            mail.attempts = MAX_ATTEMPTS
-        db.session.commit()
-        log.warning("outbox mail %s not sent: %s", mail_id, mail.last_error)
-        return
-    mail.sent_at = utcnow()
+    message = _message(mail.template, subscriber)
+    result = current_app.extensions["smtp"].deliver(
+        message["From"].addresses[0].addr_spec, subscriber.email,
+        message.as_bytes(policy=policy.SMTP))
+    if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):  # unknown: maybe delivered; no resend
+        mail.sent_at = utcnow()
+        mail.last_error = None if result.outcome is Outcome.SENT else result.detail
+    else:
+        mail.last_error, mail.claimed_at = result.detail, None
+        if result.outcome in (Outcome.FAILED, Outcome.BOUNCED):
+            mail.attempts = MAX_ATTEMPTS  # permanent: the sweeper leaves it alone
+        log.warning("outbox mail %s not sent: %s", mail_id, result.detail)
     db.session.commit()
-
-
-def _is_permanent(error: smtplib.SMTPException) -> bool:
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return all(code >= 500 for code, _ in error.recipients.values())
-    return isinstance(error, smtplib.SMTPResponseException) and error.smtp_code >= 500
 
 
 def _message(template: MailTemplate, subscriber: Subscriber):
