@@ -28,12 +28,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     check_secret_key(app.config)
     _derive_settings(app)
 
-    from newsletter.extensions import cors, csrf, db, limiter, migrate
+    from newsletter.extensions import cors, csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
+    login_manager.init_app(app)
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
 
     from newsletter.celery_setup import celery_init_app
@@ -70,6 +71,10 @@ def _derive_settings(app: Flask) -> None:
     config["LIST_ID"] = config["LIST_ID"] or f"<newsletter.{host}>"
     config["SESSION_COOKIE_SECURE"] = config["BASE_URL"].startswith("https://")
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
+    config["REMEMBER_COOKIE_HTTPONLY"] = True
+    config["PERMANENT_SESSION_LIFETIME"] = 12 * 3600  # an editor's session lasts a workday
     config["WTF_CSRF_TIME_LIMIT"] = None  # a form left open overnight still submits
     config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
     # Redis down must not turn a subscribe into a 500: fall back to per-process limits.

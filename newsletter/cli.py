@@ -123,13 +123,10 @@ def sweep_digests():
                                                                       path_type=Path))
 def preview_digest(out: Path):
     """Write the next issue's HTML and text to files, changing nothing."""
-    new = digests.new_articles()
-    if not new:
+    rendered = digests.preview()
+    if rendered is None:
         click.echo("Nothing new since the last issue.")
         return
-    rendered = digests.render(Digest(id=0, subject=digests.default_subject(new), intro="",
-                                     articles=new), "https://example.invalid/unsubscribe")
-    db.session.rollback()  # the unsaved Digest must not be flushed
     out.mkdir(parents=True, exist_ok=True)
     (out / "digest.html").write_text(rendered.html)
     (out / "digest.txt").write_text(f"Subject: {rendered.subject}\n\n{rendered.text}")

@@ -5,6 +5,7 @@ import sqlite3
 from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -21,6 +22,9 @@ migrate = Migrate()
 csrf = CSRFProtect()
 cors = CORS()
 limiter = Limiter(key_func=get_remote_address)
+login_manager = LoginManager()
+login_manager.login_view = "admin.login"
+login_manager.login_message = "Log in to continue."
 
 
 @event.listens_for(Engine, "connect")

@@ -6,6 +6,7 @@ import enum
 import secrets
 from datetime import UTC, datetime
 
+from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -262,7 +263,7 @@ class Delivery(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class Editor(db.Model):
+class Editor(UserMixin, db.Model):
     __tablename__ = "editors"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -114,3 +114,12 @@ def add_article(data: ArticleInput, source: ArticleSource) -> tuple[Article, boo
             raise
         return existing, False
     return article, True
+
+
+def set_excluded(article_id: int, excluded: bool) -> Article | None:
+    """Keep an article out of (or put it back into) the next digest."""
+    article = db.session.get(Article, article_id)
+    if article is not None:
+        article.excluded = excluded
+        db.session.commit()
+    return article

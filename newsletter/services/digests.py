@@ -13,6 +13,7 @@ import logging
 import math
 from collections import defaultdict
 from datetime import datetime, timedelta
+from email import policy
 
 from flask import current_app
 from sqlalchemy import exists, func, insert, literal, select, update
@@ -20,7 +21,9 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
 from newsletter.mail.links import external_url
+from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
+from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     OPEN_DELIVERY_STATUSES,
     Article,
@@ -217,3 +220,27 @@ def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False) -> R
 def active_subscriber_count() -> int:
     return db.session.scalar(select(func.count()).where(
         Subscriber.status == SubscriberStatus.ACTIVE))
+
+
+def preview(subject: str | None = None, intro: str = "") -> RenderedMail | None:
+    """The next issue as a reader would get it, without saving anything."""
+    articles = new_articles()
+    if not articles:
+        return None
+    draft = Digest(id=0, subject=" ".join((subject or default_subject(articles)).split()),
+                   intro=intro.strip(), articles=articles)
+    # Never added to the session (SQLAlchemy 2 does not cascade it in through
+    # the articles), so nothing of the draft is ever written.
+    return render(draft, external_url("public.subscribe"))
+
+
+def send_test(to_email: str, subject: str | None = None, intro: str = "") -> DeliveryResult:
+    """Send the next issue's preview to one address (an editor's own), now."""
+    rendered = preview(subject, intro)
+    if rendered is None:
+        return DeliveryResult(Outcome.FAILED, "There are no new articles to preview.")
+    config = current_app.config
+    message = build_message(rendered, mail_from=config["MAIL_FROM"], to_email=to_email)
+    message.replace_header("Subject", "[Test] " + rendered.subject)
+    return current_app.extensions["smtp"].deliver(
+        message["From"].addresses[0].addr_spec, to_email, message.as_bytes(policy=policy.SMTP))

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import select
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import check_email
@@ -49,3 +49,19 @@ def editor_for_token(token: str) -> Editor | None:
     api_token = db.session.scalar(select(ApiToken).where(
         ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None)))
     return api_token.editor if api_token else None
+
+
+# Checked when the address is unknown, so a wrong address takes as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("not a real password", method="scrypt")
+
+
+def authenticate(email: str, password: str) -> Editor | None:
+    editor = db.session.scalar(select(Editor).where(Editor.email == str(email).strip().lower()))
+    if editor is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    return editor if check_password_hash(editor.password_hash, password) else None
+
+
+def load_editor(editor_id: str) -> Editor | None:
+    return db.session.get(Editor, int(editor_id)) if editor_id.isdigit() else None

@@ -1,0 +1,94 @@
+"""Figures for the editor workspace: list size, growth, issue reports, searches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select
+
+from newsletter.extensions import db
+from newsletter.models import (
+    Article,
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+
+
+def subscribers_by_status() -> dict[str, int]:
+    counts = dict.fromkeys((status.value for status in SubscriberStatus), 0)
+    for status, count in db.session.execute(
+            select(Subscriber.status, func.count()).group_by(Subscriber.status)):
+        counts[status.value] = count
+    return counts
+
+
+@dataclass(frozen=True)
+class WeekGrowth:
+    label: str  # the Monday the week starts, e.g. "24 Nov"
+    confirmed: int
+
+
+def weekly_growth(weeks: int = 8) -> list[WeekGrowth]:
+    """Confirmations per week, oldest first; counted in Python over one small query."""
+    now = utcnow()
+    monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0,
+                                                          microsecond=0)
+    starts = [monday - timedelta(weeks=n) for n in reversed(range(weeks))]
+    confirmed = db.session.scalars(select(Subscriber.confirmed_at).where(
+        Subscriber.confirmed_at >= starts[0]))
+    counts = [0] * weeks
+    for moment in confirmed:
+        index = (moment - starts[0]).days // 7
+        if 0 <= index < weeks:
+            counts[index] += 1
+    return [WeekGrowth(start.strftime("%d %b"), count) for start, count in zip(starts, counts,
+                                                                                 strict=True)]
+
+
+@dataclass(frozen=True)
+class IssueReport:
+    digest: Digest
+    counts: dict[str, int]
+
+
+def recent_issues(limit: int = 10) -> list[IssueReport]:
+    issues = list(db.session.scalars(select(Digest).order_by(Digest.id.desc()).limit(limit)))
+    counts: dict[int, dict[str, int]] = {issue.id: {} for issue in issues}
+    for digest_id, status, count in db.session.execute(
+            select(Delivery.digest_id, Delivery.status, func.count())
+            .where(Delivery.digest_id.in_(counts)).group_by(Delivery.digest_id, Delivery.status)):
+        counts[digest_id][status.value] = count
+    return [IssueReport(issue, counts[issue.id]) for issue in issues]
+
+
+def bounced_in(digest_id: int) -> int:
+    return db.session.scalar(select(func.count()).select_from(Delivery).join(Subscriber).where(
+        Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.FAILED,
+        Subscriber.status == SubscriberStatus.BOUNCED))
+
+
+PAGE_SIZE = 50
+
+
+def search_subscribers(query: str = "", status: str = "", page: int = 1) -> list[Subscriber]:
+    statement = select(Subscriber).order_by(Subscriber.id.desc())
+    if query:
+        pattern = f"%{query.strip().lower()}%"
+        statement = statement.where(or_(Subscriber.email_normalized.like(pattern),
+                                        func.lower(Subscriber.name).like(pattern)))
+    if status in {s.value for s in SubscriberStatus}:
+        statement = statement.where(Subscriber.status == status)
+    return list(db.session.scalars(
+        statement.limit(PAGE_SIZE).offset((max(page, 1) - 1) * PAGE_SIZE)))
+
+
+def search_articles(query: str = "", limit: int = 100) -> list[Article]:
+    statement = select(Article).order_by(Article.published_at.desc()).limit(limit)
+    if query:
+        statement = statement.where(func.lower(Article.title).like(f"%{query.strip().lower()}%"))
+    return list(db.session.scalars(statement))

@@ -1,0 +1,164 @@
+"""The editor workspace at /admin: thin views over the services."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_user, logout_user
+
+from newsletter.extensions import db, limiter, login_manager
+from newsletter.mail.transport import Outcome
+from newsletter.models import Digest, Subscriber, SubscriberStatus
+from newsletter.queue import send_task_now
+from newsletter.services import articles, digests, editors, reports
+from newsletter.services.schedule import parse_schedule
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+login_manager.user_loader(editors.load_editor)
+
+
+@bp.before_request
+def require_login():
+    # Every admin route but the login page is for editors only.
+    if request.endpoint != "admin.login" and not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def _local_path(target: str | None) -> str:
+    """Only same-site paths: never an open redirect to another host."""
+    if not target:
+        return url_for("admin.dashboard")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or "\\" in target:
+        return url_for("admin.dashboard")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("10 per minute;50 per hour", methods=["POST"])
+def login():
+    if request.method == "POST":
+        editor = editors.authenticate(request.form.get("email", ""),
+                                      request.form.get("password", ""))
+        if editor is not None:
+            login_user(editor)
+            return redirect(_local_path(request.args.get("next")))
+        flash("That email and password do not match an editor.", "error")
+        return render_template("admin/login.html", email=request.form.get("email", "")), 401
+    return render_template("admin/login.html", email="")
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+def dashboard():
+    return render_template(
+        "admin/dashboard.html",
+        by_status=reports.subscribers_by_status(),
+        growth=reports.weekly_growth(),
+        issues=reports.recent_issues(5),
+        upcoming=digests.new_articles(),
+        schedule=parse_schedule(current_app.config["DIGEST_SCHEDULE"]),
+    )
+
+
+@bp.get("/digests")
+def digests_page():
+    subject = request.args.get("subject") or None
+    intro = request.args.get("intro", "")
+    return render_template("admin/digests.html", preview=digests.preview(subject, intro),
+                           upcoming=digests.new_articles(), subject=subject or "", intro=intro,
+                           issues=reports.recent_issues(20))
+
+
+@bp.post("/digests/send")
+def send_digest():
+    digest = digests.send_now(subject=request.form.get("subject") or None,
+                              intro=request.form.get("intro", ""))
+    if digest is None:
+        flash("Nothing new since the last issue: nothing was sent.", "error")
+        return redirect(url_for("admin.digests_page"))
+    return redirect(url_for("admin.digest_report", digest_id=digest.id))
+
+
+@bp.post("/digests/test")
+def send_test_digest():
+    subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
+    result = digests.send_test(current_user.email, subject, intro)
+    if result.outcome is Outcome.SENT:
+        flash(f"Test sent to {current_user.email}.", "ok")
+    else:
+        flash(f"The test was not sent: {result.detail}", "error")
+    return redirect(url_for("admin.digests_page", subject=subject or "", intro=intro))
+
+
+@bp.get("/digests/<int:digest_id>")
+def digest_report(digest_id: int):
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    return render_template("admin/digest.html", digest=digest,
+                           progress=digests.progress(digest_id),
+                           bounced=reports.bounced_in(digest_id))
+
+
+@bp.get("/digests/<int:digest_id>/progress")
+def digest_progress(digest_id: int):
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    return jsonify(status=digest.status.value, **digests.progress(digest_id))
+
+
+@bp.get("/articles")
+def articles_page():
+    query = request.args.get("q", "")
+    return render_template("admin/articles.html", query=query,
+                           articles=reports.search_articles(query))
+
+
+@bp.post("/articles/<int:article_id>/exclude")
+def exclude_article(article_id: int):
+    exclude = request.form.get("exclude") == "1"
+    if articles.set_excluded(article_id, exclude) is None:
+        abort(404)
+    return redirect(url_for("admin.articles_page", q=request.args.get("q", "")))
+
+
+@bp.post("/articles/fetch")
+def fetch_feeds():
+    if send_task_now("workers.tasks.poll_feeds"):
+        flash("Fetching the feeds; new articles appear here in a moment.", "ok")
+    else:
+        flash("The task queue is unreachable; the feeds are fetched on the next schedule.",
+              "error")
+    return redirect(url_for("admin.articles_page"))
+
+
+@bp.get("/subscribers")
+def subscribers_page():
+    query, status = request.args.get("q", ""), request.args.get("status", "")
+    page = request.args.get("page", "1")
+    page_number = int(page) if page.isdigit() else 1
+    return render_template("admin/subscribers.html", query=query, status=status,
+                           page=page_number, statuses=[s.value for s in SubscriberStatus],
+                           subscribers=reports.search_subscribers(query, status, page_number),
+                           page_size=reports.PAGE_SIZE)
+
+
+@bp.get("/subscribers/<int:subscriber_id>")
+def subscriber_page(subscriber_id: int):
+    subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
+    return render_template("admin/subscriber.html", subscriber=subscriber)

@@ -1,0 +1,142 @@
+"""The editor workspace: access control, CSRF, and its actions over the services."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from newsletter.extensions import db
+from newsletter.models import Article, Digest
+from newsletter.services import editors
+from tests.conftest import csrf_token_from
+from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
+
+PASSWORD = "correct horse battery"
+
+
+def make_editor(app, email="editor@example.com"):
+    with app.app_context():
+        editors.create_editor(email, PASSWORD)
+
+
+def login(client, email="editor@example.com", password=PASSWORD, next_path=""):
+    token = csrf_token_from(client, "/admin/login")
+    return client.post(f"/admin/login{next_path}",
+                       data={"email": email, "password": password, "csrf_token": token})
+
+
+def admin_rules(app):
+    return [rule for rule in app.url_map.iter_rules()
+            if rule.rule.startswith("/admin") and rule.endpoint != "admin.login"]
+
+
+def test_every_admin_route_refuses_anonymous_access(app, client):
+    rules = admin_rules(app)
+    assert len(rules) >= 10
+    for rule in rules:
+        path = re.sub(r"<[^>]+>", "1", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(path, method=method)
+            assert response.status_code in (302, 400), (method, path)
+            if response.status_code == 302:
+                assert "/admin/login" in response.headers["Location"]
+
+
+def test_every_admin_post_refuses_a_forged_csrf_token(app, client):
+    make_editor(app)
+    login(client)
+    add_article(app)
+    for rule in admin_rules(app):
+        if "POST" in rule.methods:
+            path = re.sub(r"<[^>]+>", "1", rule.rule)
+            response = client.post(path, data={"csrf_token": "forged", "exclude": "1"})
+            assert response.status_code == 400, path
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Digest)) == 0
+        assert db.session.scalar(select(Article.excluded)) is False
+
+
+def test_login_gives_one_answer_for_wrong_password_and_unknown_editor(app, client):
+    make_editor(app)
+    wrong = login(client, password="wrong password")
+    unknown = login(client, email="nobody@example.com")
+    assert wrong.status_code == unknown.status_code == 401
+    message = "That email and password do not match an editor."
+    assert message in wrong.get_data(as_text=True) and message in unknown.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("?next=/admin/subscribers", "/admin/subscribers"),
+    ("?next=https://evil.example/", "/admin/"),
+    ("?next=//evil.example/", "/admin/"),
+    ("?next=/\\evil.example", "/admin/"),
+])
+def test_login_redirects_only_to_local_paths(app, client, target, expected):
+    make_editor(app)
+    response = login(client, next_path=target)
+    assert response.status_code == 302 and response.headers["Location"] == expected
+
+
+def test_login_is_rate_limited(app, client):
+    make_editor(app)
+    statuses = [login(client, password="wrong password").status_code for _ in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+
+
+def test_session_cookie_is_httponly_and_samesite(app, client):
+    make_editor(app)
+    cookie = login(client).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_dashboard_digest_and_subscriber_pages(app, client, celery_worker, mailbox):
+    make_editor(app)
+    login(client)
+    add_subscribers(app, 3)
+    add_article(app)
+    dashboard = client.get("/admin/").get_data(as_text=True)
+    assert "Confirmed readers" in dashboard and "Talks resume in Geneva" in dashboard
+    compose = client.get("/admin/digests?subject=Our+week").get_data(as_text=True)
+    assert "Our week" in compose and "srcdoc=" in compose
+
+    token = csrf_token_from(client, "/admin/digests")
+    test_send = client.post("/admin/digests/test", data={"csrf_token": token,
+                                                         "subject": "Our week"})
+    assert test_send.status_code == 302
+    [test_mail] = mailbox.wait_for(1)
+    assert test_mail["To"] == "editor@example.com"
+    assert test_mail["Subject"] == "[Test] Our week"
+
+    sent = client.post("/admin/digests/send", data={"csrf_token": token, "subject": "Our week"})
+    assert sent.status_code == 302
+    digest_id = int(sent.headers["Location"].rsplit("/", 1)[1])
+    wait_until_sent(app, digest_id)
+    progress = client.get(f"/admin/digests/{digest_id}/progress").get_json()
+    assert (progress["status"], progress["sent"], progress["remaining"]) == ("sent", 3, 0)
+    assert "100%" in client.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
+
+    # A second click finds nothing new: one issue, a clear message.
+    again = client.post("/admin/digests/send", data={"csrf_token": token},
+                        follow_redirects=True)
+    assert "nothing was sent" in again.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Digest)) == 1
+
+    listing = client.get("/admin/subscribers?q=reader1").get_data(as_text=True)
+    assert "reader1@example.com" in listing and "reader2@example.com" not in listing
+    assert client.get("/admin/subscribers/999999").status_code == 404
+
+
+def test_exclude_keeps_an_article_out_of_the_next_digest(app, client):
+    make_editor(app)
+    login(client)
+    article_id = add_article(app)
+    token = csrf_token_from(client, "/admin/articles")
+    client.post(f"/admin/articles/{article_id}/exclude", data={"csrf_token": token,
+                                                               "exclude": "1"})
+    assert "nothing to send" in client.get("/admin/digests").get_data(as_text=True)
+    client.post(f"/admin/articles/{article_id}/exclude", data={"csrf_token": token,
+                                                               "exclude": "0"})
+    assert "Talks resume in Geneva" in client.get("/admin/digests").get_data(as_text=True)
