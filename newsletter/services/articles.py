@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,13 +47,19 @@ def one_line(text: object) -> str:
     return " ".join(str(text or "").split())
 
 
-def sanitize_html(html: str) -> str:
-    return nh3.clean(html or "", tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
+def sanitize_html(markup: str) -> str:
+    return nh3.clean(markup or "", tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
                      link_rel="noopener noreferrer")
 
 
-def html_to_text(html: str) -> str:
-    return one_line(nh3.clean(html or "", tags=set()))
+_BLOCK_BOUNDARY = re.compile(r"<(/?)(p|br|div|li|h[1-6]|blockquote|tr)\b", re.IGNORECASE)
+
+
+def html_to_text(markup: str) -> str:
+    # A space at block boundaries, so "</p><p>" does not glue two sentences together.
+    spaced = _BLOCK_BOUNDARY.sub(r" <\1\2", markup or "")
+    # Plain text out: entities decoded here, escaped again by the templates that show it.
+    return one_line(html.unescape(nh3.clean(spaced, tags=set())))
 
 
 def _summary(data: ArticleInput, body_html: str) -> str:

@@ -1,0 +1,60 @@
+"""An editor logs in, imports the sample article, composes, previews, tests and sends."""
+
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.models import Digest
+from tests.e2e.conftest import screenshot
+from tests.integration.test_admin import PASSWORD, make_editor
+from tests.integration.test_digests import add_subscribers
+from tests.unit.test_article_files import SAMPLE
+
+
+def test_editor_sends_a_digest_and_watches_it_finish(app, live_server, page, mailbox):
+    make_editor(app)
+    add_subscribers(app, 20)
+    mailbox.delay = 0.05  # slow enough to watch the progress bar move
+    assert app.test_cli_runner().invoke(args=["articles", "import", str(SAMPLE)]).exit_code == 0
+
+    page.goto(f"{live_server}/admin/")
+    page.get_by_label("Email").fill("editor@example.com")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("do not match an editor").wait_for()
+    screenshot(page, "admin-login-failed")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    screenshot(page, "admin-dashboard")
+
+    page.get_by_role("link", name="Compose it now").click()
+    page.get_by_label("Subject").fill("Central Asia this week")
+    page.get_by_label("Intro").fill("One story worth your time.")
+    page.get_by_role("button", name="Update preview").click()
+    preview = page.frame_locator("iframe.preview")
+    preview.get_by_role("heading", name="Central Asia this week").wait_for()
+    screenshot(page, "admin-compose")
+
+    page.get_by_role("button", name="Send a test to editor@example.com").click()
+    page.get_by_text("Test sent to editor@example.com").wait_for()
+    assert mailbox.wait_for(1)[0]["Subject"] == "[Test] Central Asia this week"
+
+    page.get_by_role("button", name="Send now to all confirmed readers").click()
+    page.get_by_role("progressbar").wait_for()
+    screenshot(page, "admin-sending")
+    page.locator("#percent", has_text="100%").wait_for(timeout=60_000)
+    page.locator("#status", has_text="sent").wait_for()
+    screenshot(page, "admin-sent")
+
+    digests = [m for m in mailbox.wait_for(21) if m["To"] != "editor@example.com"]
+    assert len(digests) == 20
+    assert {m["Subject"] for m in digests} == {"Central Asia this week"}
+    with app.app_context():
+        assert db.session.scalar(select(Digest.status)).value == "sent"
+
+    page.get_by_role("link", name="Subscribers").click()
+    page.get_by_role("link", name="reader3@example.com").click()
+    page.get_by_role("heading", name="Consent history").wait_for()
+    screenshot(page, "admin-subscriber")
+    page.get_by_role("link", name="Articles").click()
+    screenshot(page, "admin-articles")
