@@ -193,6 +193,7 @@ class DigestStatus(enum.StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
     SENDING = "sending"
+    PAUSED = "paused"  # an editor stopped it; batches resume from the ledger
     SENT = "sent"
     CANCELLED = "cancelled"
 

@@ -244,3 +244,42 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "") -> Del
     message.replace_header("Subject", "[Test] " + rendered.subject)
     return current_app.extensions["smtp"].deliver(
         message["From"].addresses[0].addr_spec, to_email, message.as_bytes(policy=policy.SMTP))
+
+
+def pause(digest_id: int) -> bool:
+    """Stop a send at the next batch boundary; nothing in the ledger is lost."""
+    return _transition(digest_id, DigestStatus.SENDING, DigestStatus.PAUSED)
+
+
+def resume(digest_id: int) -> bool:
+    if not _transition(digest_id, DigestStatus.PAUSED, DigestStatus.SENDING):
+        return False
+    sweep()  # publishes batch tasks for what is left
+    return True
+
+
+def cancel(digest_id: int) -> bool:
+    """Stop for good: whoever has not been sent to yet is skipped."""
+    cancelled = db.session.execute(
+        update(Digest)
+        .where(Digest.id == digest_id,
+               Digest.status.in_([DigestStatus.SENDING, DigestStatus.PAUSED,
+                                  DigestStatus.DRAFT, DigestStatus.SCHEDULED]))
+        .values(status=DigestStatus.CANCELLED, finished_at=utcnow())
+    ).rowcount == 1
+    if cancelled:
+        db.session.execute(
+            update(Delivery)
+            .where(Delivery.digest_id == digest_id,
+                   Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]))
+            .values(status=DeliveryStatus.SKIPPED, last_error="issue cancelled by an editor"))
+    db.session.commit()
+    return cancelled
+
+
+def _transition(digest_id: int, current: DigestStatus, new: DigestStatus) -> bool:
+    changed = db.session.execute(
+        update(Digest).where(Digest.id == digest_id, Digest.status == current)
+        .values(status=new)).rowcount == 1
+    db.session.commit()
+    return changed

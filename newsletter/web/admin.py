@@ -122,6 +122,16 @@ def digest_progress(digest_id: int):
     return jsonify(status=digest.status.value, **digests.progress(digest_id))
 
 
+@bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel):action>")
+def control_digest(digest_id: int, action: str):
+    done = {"pause": digests.pause, "resume": digests.resume, "cancel": digests.cancel}[action]
+    if done(digest_id):
+        flash(f"Issue {action}d." if action != "cancel" else "Issue cancelled.", "ok")
+    else:
+        flash(f"This issue cannot be {action}d in its current state.", "error")
+    return redirect(url_for("admin.digest_report", digest_id=digest_id))
+
+
 @bp.get("/articles")
 def articles_page():
     query = request.args.get("q", "")

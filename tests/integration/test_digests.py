@@ -188,3 +188,43 @@ def test_nothing_new_means_no_issue(app, client):
     with app.app_context():
         assert digests.send_now() is None
         assert db.session.scalar(select(func.count()).select_from(Digest)) == 0
+
+
+def wait_for_idle_ledger(app, digest_id: int) -> dict:
+    """Until no row is leased: the batch running at a pause has finished."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with app.app_context():
+            counts = digests.progress(digest_id)
+        if counts["sending"] == 0:
+            return counts
+        time.sleep(0.05)
+    raise AssertionError(f"ledger still busy: {counts}")
+
+
+def test_pause_resume_and_cancel(app, client, celery_worker, mailbox, monkeypatch):
+    monkeypatch.setitem(app.config, "SEND_BATCH_SIZE", 5)
+    mailbox.delay = 0.03
+    add_subscribers(app, 40)
+    add_article(app)
+    digest_id = send_now(app)
+    with app.app_context():
+        assert digests.pause(digest_id)
+    paused = wait_for_idle_ledger(app, digest_id)
+    assert 0 < paused["pending"] < 40
+    time.sleep(0.5)
+    with app.app_context():
+        assert digests.progress(digest_id)["sent"] == paused["sent"]  # nothing moves
+        assert db.session.get(Digest, digest_id).status == DigestStatus.PAUSED
+        assert digests.resume(digest_id)
+        assert digests.pause(digest_id)
+    wait_for_idle_ledger(app, digest_id)
+    with app.app_context():
+        assert digests.cancel(digest_id)
+        counts = digests.progress(digest_id)
+        assert db.session.get(Digest, digest_id).status == DigestStatus.CANCELLED
+        assert counts["remaining"] == 0 and counts["skipped"] > 0
+        assert not digests.resume(digest_id)
+    assert counts["sent"] + counts["skipped"] == 40
+    received = [m["To"].addresses[0].addr_spec for m in mailbox.messages]
+    assert len(received) == len(set(received)) == counts["sent"]
