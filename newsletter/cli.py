@@ -144,11 +144,11 @@ def import_subscribers(file, consent: str | None):
     """Import a CSV with an 'email' column and an optional 'name' column."""
     try:
         report = subscriber_lists.import_csv(file.read(), consent)
-    except subscriber_lists.ImportError_ as error:
+    except subscriber_lists.ListFileError as error:
         raise click.ClickException(str(error)) from None
     for line, reason in report.invalid[:50]:
         click.echo(f"line {line}: {reason}", err=True)
-    click.echo(f"added {report.added}, duplicates {report.duplicates}, "
+    click.echo(f"added {report.valid}, duplicates {report.duplicates}, "
                f"invalid {len(report.invalid)}")
 
 

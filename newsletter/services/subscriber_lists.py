@@ -19,44 +19,49 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services.subscriptions import Origin, find_subscriber, subscribe
+from newsletter.services.privacy import suppression_key
+from newsletter.services.subscriptions import Origin, subscribe
 
 MAX_ROWS = 1_000_000
 
 
-class ImportError_(ValueError):
+class ListFileError(ValueError):
     """The file as a whole cannot be imported (encoding, missing column)."""
 
 
 @dataclass
 class ImportReport:
-    added: int = 0
-    duplicates: int = 0  # already on the list, or twice in the file
+    valid: int = 0  # added, or (dry run) would be added
+    duplicates: int = 0  # already on the list, erased, or twice in the file
     invalid: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+
+CHUNK = 1000
 
 
 def read_rows(data: bytes) -> Iterator[tuple[int, dict]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ImportError_("The file is not UTF-8 text; save it as UTF-8 CSV.") from None
+        raise ListFileError("The file is not UTF-8 text; save it as UTF-8 CSV.") from None
     reader = csv.DictReader(io.StringIO(text))
-    fields = [name.strip().lower() for name in reader.fieldnames or []]
+    fields = [(name or "").strip().lower() for name in reader.fieldnames or []]
     if "email" not in fields:
-        raise ImportError_("The first line must name the columns, one of them 'email'.")
+        raise ListFileError("The first line must name the columns, one of them 'email'.")
     reader.fieldnames = fields
     for row in reader:
         if reader.line_num > MAX_ROWS + 1:
-            raise ImportError_(f"At most {MAX_ROWS} rows per file.")
+            raise ListFileError(f"At most {MAX_ROWS} rows per file.")
         yield reader.line_num, row
 
 
-def import_csv(data: bytes, consent: str | None) -> ImportReport:
+def import_csv(data: bytes, consent: str | None, *, dry_run: bool = False) -> ImportReport:
     """With ``consent`` the addresses are recorded as already confirmed (a list moved
-    from another tool, on the importer's word); without it each gets a confirmation."""
+    from another tool, on the importer's word); without it each gets a confirmation.
+    A dry run reports the same figures and writes nothing."""
     report = ImportReport()
     seen: set[str] = set()
-    origin = Origin(source=ConsentSource.IMPORT)
+    chunk: list[tuple[str, str, str | None]] = []
     for line, row in read_rows(data):
         try:
             address = check_email(row.get("email"))
@@ -64,16 +69,38 @@ def import_csv(data: bytes, consent: str | None) -> ImportReport:
         except InvalidAddress as error:
             report.invalid.append((line, str(error)))
             continue
-        if address.normalized in seen or find_subscriber(address.normalized):
+        if address.normalized in seen:
             report.duplicates += 1
             continue
         seen.add(address.normalized)
-        if consent is None:
-            subscribe(address.given, name, origin)
-        else:
-            _add_confirmed(address.given, address.normalized, name, consent)
-        report.added += 1
+        chunk.append((address.given, address.normalized, name))
+        if len(chunk) == CHUNK:
+            _import_chunk(chunk, consent, dry_run, report)
+            chunk = []
+    _import_chunk(chunk, consent, dry_run, report)
     return report
+
+
+def _import_chunk(chunk, consent: str | None, dry_run: bool, report: ImportReport) -> None:
+    """One query finds which of up to CHUNK addresses are known (or erased)."""
+    if not chunk:
+        return
+    keys = [normalized for _, normalized, _ in chunk]
+    keys += [suppression_key(normalized) for _, normalized, _ in chunk]
+    known = set(db.session.scalars(select(Subscriber.email_normalized).where(
+        Subscriber.email_normalized.in_(keys))))
+    origin = Origin(source=ConsentSource.IMPORT)
+    for given, normalized, name in chunk:
+        if normalized in known or suppression_key(normalized) in known:
+            report.duplicates += 1
+            continue
+        report.valid += 1
+        if dry_run:
+            continue
+        if consent is None:
+            subscribe(given, name, origin)
+        else:
+            _add_confirmed(given, normalized, name, consent)
 
 
 def _add_confirmed(email: str, normalized: str, name: str | None, consent: str) -> None:

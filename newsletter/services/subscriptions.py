@@ -29,7 +29,7 @@ from newsletter.models import (
     new_token_nonce,
     utcnow,
 )
-from newsletter.services import outbox
+from newsletter.services import outbox, privacy
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ def subscribe(email: object, name: object, origin: Origin) -> None:
     """
     address = check_email(email)
     display_name = check_name(name)
+    if privacy.is_suppressed(address.normalized):
+        return  # erased at the reader's request: we keep no record and send nothing
     subscriber = find_subscriber(address.normalized)
     if subscriber is None:
         subscriber = Subscriber(email=address.given, email_normalized=address.normalized,

@@ -21,7 +21,7 @@ from newsletter.extensions import db, limiter, login_manager
 from newsletter.mail.transport import Outcome
 from newsletter.models import Digest, Subscriber, SubscriberStatus
 from newsletter.queue import send_task_now
-from newsletter.services import articles, digests, editors, reports
+from newsletter.services import articles, digests, editors, privacy, reports
 from newsletter.services.schedule import parse_schedule
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -166,6 +166,28 @@ def subscribers_page():
                            page=page_number, statuses=[s.value for s in SubscriberStatus],
                            subscribers=reports.search_subscribers(query, status, page_number),
                            page_size=reports.PAGE_SIZE)
+
+
+@bp.get("/subscribers/<int:subscriber_id>/export.json")
+def export_subscriber(subscriber_id: int):
+    data = privacy.export_subscriber(subscriber_id)
+    if data is None:
+        abort(404)
+    response = jsonify(data)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="subscriber-{subscriber_id}.json"')
+    return response
+
+
+@bp.post("/subscribers/<int:subscriber_id>/erase")
+def erase_subscriber(subscriber_id: int):
+    if request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm the erasure.", "error")
+    elif privacy.erase_subscriber(subscriber_id):
+        flash("Personal data erased; the address stays suppressed.", "ok")
+    else:
+        flash("Nothing to erase.", "error")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
 
 
 @bp.get("/subscribers/<int:subscriber_id>")
