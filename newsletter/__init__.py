@@ -82,7 +82,7 @@ def _derive_settings(app: Flask) -> None:
     config["RATELIMIT_SWALLOW_ERRORS"] = True
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
     config["RATELIMIT_HEADERS_ENABLED"] = True
-    config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024  # a CSV of a few hundred thousand rows
     in_production = not (config.get("DEBUG") or config.get("TESTING"))
     if in_production and not config["BASE_URL"].startswith("https://") and host not in {
             "127.0.0.1", "localhost"}:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from flask import current_app
 from sqlalchemy import select
 
 from newsletter.extensions import db
@@ -122,3 +126,31 @@ def export_rows() -> Iterable[list[str]]:
         yield [subscriber.email, subscriber.name or "", subscriber.status.value,
                subscriber.created_at.isoformat(),
                subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else ""]
+
+
+# An upload checked by a dry run waits here for the editor's confirmation.
+_UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _uploads() -> Path:
+    folder = Path(current_app.instance_path) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def keep_upload(data: bytes) -> str:
+    name = secrets.token_hex(16)
+    (_uploads() / f"{name}.csv").write_bytes(data)
+    return name
+
+
+def read_upload(name: str) -> bytes | None:
+    path = _uploads() / f"{name}.csv"
+    if not _UPLOAD_NAME.match(name) or not path.is_file():
+        return None
+    return path.read_bytes()
+
+
+def discard_upload(name: str | None) -> None:
+    if name and _UPLOAD_NAME.match(name):
+        (_uploads() / f"{name}.csv").unlink(missing_ok=True)

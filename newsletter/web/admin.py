@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -13,6 +16,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    stream_with_context,
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
@@ -21,7 +25,14 @@ from newsletter.extensions import db, limiter, login_manager
 from newsletter.mail.transport import Outcome
 from newsletter.models import Digest, Subscriber, SubscriberStatus
 from newsletter.queue import send_task_now
-from newsletter.services import articles, digests, editors, privacy, reports
+from newsletter.services import (
+    articles,
+    digests,
+    editors,
+    privacy,
+    reports,
+    subscriber_lists,
+)
 from newsletter.services.schedule import parse_schedule
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -166,6 +177,56 @@ def subscribers_page():
                            page=page_number, statuses=[s.value for s in SubscriberStatus],
                            subscribers=reports.search_subscribers(query, status, page_number),
                            page_size=reports.PAGE_SIZE)
+
+
+@bp.route("/subscribers/import", methods=["GET", "POST"])
+def import_subscribers():
+    """Two steps: upload and see a dry-run report, then confirm to write."""
+    consent = request.form.get("consent", "").strip() or None
+    if request.method == "GET":
+        return render_template("admin/import.html", report=None, upload=None, consent="")
+    upload = request.form.get("upload")
+    if upload:  # step two: the file checked in step one
+        data = subscriber_lists.read_upload(upload)
+        if data is None:
+            flash("That upload expired; choose the file again.", "error")
+            return redirect(url_for("admin.import_subscribers"))
+    else:
+        file = request.files.get("file")
+        data = file.read() if file else b""
+        if not data:
+            flash("Choose a CSV file to import.", "error")
+            return render_template("admin/import.html", report=None, upload=None,
+                                   consent=consent or ""), 400
+    dry_run = request.form.get("action") != "import"
+    try:
+        report = subscriber_lists.import_csv(data, consent, dry_run=dry_run)
+    except subscriber_lists.ListFileError as error:
+        flash(str(error), "error")
+        return render_template("admin/import.html", report=None, upload=None,
+                               consent=consent or ""), 400
+    if dry_run:
+        return render_template("admin/import.html", report=report, consent=consent or "",
+                               upload=upload or subscriber_lists.keep_upload(data))
+    subscriber_lists.discard_upload(upload)
+    flash(f"Imported {report.valid} subscriber(s); {report.duplicates} already known, "
+          f"{len(report.invalid)} invalid.", "ok")
+    return redirect(url_for("admin.subscribers_page"))
+
+
+@bp.get("/subscribers/export.csv")
+def export_subscribers():
+    def lines():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for row in subscriber_lists.export_rows():
+            writer.writerow(row)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+
+    return Response(stream_with_context(lines()), mimetype="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="subscribers.csv"'})
 
 
 @bp.get("/subscribers/<int:subscriber_id>/export.json")

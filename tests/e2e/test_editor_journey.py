@@ -58,3 +58,26 @@ def test_editor_sends_a_digest_and_watches_it_finish(app, live_server, page, mai
     screenshot(page, "admin-subscriber")
     page.get_by_role("link", name="Articles").click()
     screenshot(page, "admin-articles")
+
+
+def test_csv_import_with_mistakes_shows_its_report(app, live_server, page, tmp_path):
+    make_editor(app)
+    csv_file = tmp_path / "old-list.csv"
+    csv_file.write_text("email,name\nada@example.com,Ada\nnot an address,Bad\n"
+                        "ADA@example.com,Again\ngrace@example.com,Grace\n")
+    page.goto(f"{live_server}/admin/login?next=/admin/subscribers/import")
+    page.get_by_label("Email").fill("editor@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Import subscribers").wait_for()
+    page.get_by_label("CSV file").set_input_files(str(csv_file))
+    page.get_by_label("Consent they gave").fill("Double opt-in on our old list")
+    page.get_by_role("button", name="Check the file").click()
+    page.get_by_role("heading", name="Report").wait_for()
+    assert page.locator("#valid").inner_text() == "2"
+    assert page.locator("#duplicates").inner_text() == "1"
+    assert page.locator("#invalid").inner_text() == "1"
+    screenshot(page, "admin-import-report")
+    page.get_by_role("button", name="Import 2 subscribers as confirmed").click()
+    page.get_by_text("Imported 2 subscriber(s)").wait_for()
+    screenshot(page, "admin-subscribers")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
 from sqlalchemy import func, select
 
 from newsletter.extensions import db
-from newsletter.models import Article, Digest
+from newsletter.models import (
+    Article,
+    ConsentEvent,
+    Digest,
+    OutboxMail,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.services import editors
 from tests.conftest import csrf_token_from
 from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
@@ -146,3 +154,87 @@ def test_exclude_keeps_an_article_out_of_the_next_digest(app, client):
     client.post(f"/admin/articles/{article_id}/exclude", data={"csrf_token": token,
                                                                "exclude": "0"})
     assert "Talks resume in Geneva" in client.get("/admin/digests").get_data(as_text=True)
+
+
+def test_gdpr_export_and_erasure_keep_the_address_suppressed(app, client):
+    make_editor(app)
+    login(client)
+    client.post("/api/v1/subscriptions", json={"email": "Erin@example.com", "name": "Erin"},
+                headers={"User-Agent": "agent/1"})
+    with app.app_context():
+        subscriber_id = db.session.scalar(select(Subscriber.id))
+    export = client.get(f"/admin/subscribers/{subscriber_id}/export.json")
+    assert "attachment" in export.headers["Content-Disposition"]
+    data = export.get_json()
+    assert data["email"] == "Erin@example.com" and data["name"] == "Erin"
+    assert data["consent_events"][0]["user_agent"] == "agent/1"
+    assert data["mails"][0]["kind"] == "confirm"
+
+    token = csrf_token_from(client, f"/admin/subscribers/{subscriber_id}")
+    unconfirmed = client.post(f"/admin/subscribers/{subscriber_id}/erase",
+                              data={"csrf_token": token}, follow_redirects=True)
+    assert "Tick the box" in unconfirmed.get_data(as_text=True)
+    erased = client.post(f"/admin/subscribers/{subscriber_id}/erase",
+                         data={"csrf_token": token, "confirm": "yes"}, follow_redirects=True)
+    assert "Personal data erased" in erased.get_data(as_text=True)
+    with app.app_context():
+        subscriber = db.session.get(Subscriber, subscriber_id)
+        assert "erin" not in (subscriber.email + subscriber.email_normalized).lower()
+        assert subscriber.name is None and subscriber.status == SubscriberStatus.UNSUBSCRIBED
+        events = db.session.scalars(select(ConsentEvent)).all()
+        assert all(e.ip_address is None and e.user_agent is None for e in events)
+        assert all("erin" not in e.email.lower() for e in events)
+
+    # The same address again: the same answer, and nothing stored or sent.
+    again = client.post("/api/v1/subscriptions", json={"email": "erin@EXAMPLE.com"})
+    assert again.status_code == 202
+    imported = app.test_cli_runner().invoke(args=["subscribers", "import", "-", "--consent",
+                                                  "x"], input="email\nerin@example.com\n")
+    assert "added 0, duplicates 1" in imported.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 1
+        assert db.session.scalar(select(func.count()).select_from(OutboxMail)) == 1
+
+
+def upload(client, data: bytes, consent: str = ""):
+    token = csrf_token_from(client, "/admin/subscribers/import")
+    return client.post("/admin/subscribers/import", content_type="multipart/form-data",
+                       data={"csrf_token": token, "consent": consent, "action": "check",
+                             "file": (io.BytesIO(data), "list.csv")})
+
+
+def test_csv_import_reports_before_it_writes(app, client):
+    make_editor(app)
+    login(client)
+    report = upload(client, b"Email,Name\nada@example.com,Ada\nbroken,\nADA@example.com,\n"
+                            b"bob@example.com,Bob\n", consent="double opt-in at OldTool")
+    body = report.get_data(as_text=True)
+    assert report.status_code == 200
+    assert re.search(r'id="valid">2<', body) and re.search(r'id="duplicates">1<', body)
+    assert "not valid" in body and "<td>3</td>" in body  # line 3 is the broken one
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+    upload_id = re.search(r'name="upload" value="([0-9a-f]{32})"', body).group(1)
+    token = csrf_token_from(client, "/admin/subscribers/import")
+    done = client.post("/admin/subscribers/import", data={
+        "csrf_token": token, "upload": upload_id, "consent": "double opt-in at OldTool",
+        "action": "import"}, follow_redirects=True)
+    assert "Imported 2 subscriber(s)" in done.get_data(as_text=True)
+    with app.app_context():
+        assert set(db.session.scalars(select(Subscriber.status))) == {SubscriberStatus.ACTIVE}
+    exported = client.get("/admin/subscribers/export.csv").get_data(as_text=True)
+    assert exported.splitlines()[0].startswith("email,name,status")
+    assert "ada@example.com,Ada,active" in exported
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xff\xfe\x00\x01junk", "not UTF-8"),
+    (b"name\nAda\n", "first line must name the columns"),
+    (b"", "Choose a CSV file"),
+])
+def test_csv_import_rejects_bad_files_clearly(app, client, data, message):
+    make_editor(app)
+    login(client)
+    response = upload(client, data)
+    assert response.status_code == 400 and message in response.get_data(as_text=True)
