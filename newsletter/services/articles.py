@@ -131,3 +131,22 @@ def set_excluded(article_id: int, excluded: bool) -> Article | None:
         article.excluded = excluded
         db.session.commit()
     return article
+
+
+def update_article(article_id: int, data: ArticleInput) -> Article:
+    """An editor's correction; the URL stays unique."""
+    article = db.session.get(Article, article_id)
+    if article is None:
+        raise InvalidArticle("No such article.")
+    clean = validate(data)
+    clash = db.session.scalar(select(Article.id).where(Article.url == clean.url,
+                                                       Article.id != article_id))
+    if clash is not None:
+        raise InvalidArticle("Another article has this URL already.")
+    article.title, article.url, article.summary = clean.title, clean.url, clean.summary
+    article.body_html, article.categories = clean.body_html, clean.categories
+    article.author = clean.author
+    if clean.published_at is not None:
+        article.published_at = clean.published_at
+    db.session.commit()
+    return article

@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import check_email
-from newsletter.models import ApiToken, Editor
+from newsletter.models import ApiToken, Editor, utcnow
 
 
 class EditorError(ValueError):
@@ -65,3 +65,17 @@ def authenticate(email: str, password: str) -> Editor | None:
 
 def load_editor(editor_id: str) -> Editor | None:
     return db.session.get(Editor, int(editor_id)) if editor_id.isdigit() else None
+
+
+def list_tokens(editor_id: int) -> list[ApiToken]:
+    return list(db.session.scalars(select(ApiToken).where(
+        ApiToken.editor_id == editor_id).order_by(ApiToken.id.desc())))
+
+
+def revoke_token(editor_id: int, token_id: int) -> bool:
+    token = db.session.get(ApiToken, token_id)
+    if token is None or token.editor_id != editor_id or token.revoked_at is not None:
+        return False
+    token.revoked_at = utcnow()
+    db.session.commit()
+    return True

@@ -16,6 +16,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     stream_with_context,
     url_for,
 )
@@ -23,7 +24,7 @@ from flask_login import current_user, login_user, logout_user
 
 from newsletter.extensions import db, limiter, login_manager
 from newsletter.mail.transport import Outcome
-from newsletter.models import Digest, Subscriber, SubscriberStatus
+from newsletter.models import Article, ArticleSource, Digest, Subscriber, SubscriberStatus
 from newsletter.queue import send_task_now
 from newsletter.services import (
     articles,
@@ -33,6 +34,8 @@ from newsletter.services import (
     reports,
     subscriber_lists,
 )
+from newsletter.services.article_files import parse_date
+from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.services.schedule import parse_schedule
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -64,6 +67,7 @@ def login():
         editor = editors.authenticate(request.form.get("email", ""),
                                       request.form.get("password", ""))
         if editor is not None:
+            session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME
             login_user(editor)
             return redirect(_local_path(request.args.get("next")))
         flash("That email and password do not match an editor.", "error")
@@ -150,6 +154,40 @@ def articles_page():
                            articles=reports.search_articles(query))
 
 
+def _article_form() -> ArticleInput:
+    form = request.form
+    return ArticleInput(
+        title=form.get("title", ""), url=form.get("url", ""), summary=form.get("summary", ""),
+        body_html=form.get("body_html", ""), author=form.get("author") or None,
+        categories=[c for c in form.get("categories", "").split(",") if c.strip()],
+        published_at=parse_date(form.get("published_at") or None),
+    )
+
+
+@bp.route("/articles/new", methods=["GET", "POST"])
+@bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
+def edit_article(article_id: int | None = None):
+    article = db.session.get(Article, article_id) if article_id else None
+    if article_id and article is None:
+        abort(404)
+    if request.method == "POST":
+        try:
+            data = _article_form()
+            if article is None:
+                article, created = articles.add_article(data, ArticleSource.EDITOR)
+                if not created:
+                    raise InvalidArticle("An article with this URL exists already.")
+            else:
+                articles.update_article(article.id, data)
+        except InvalidArticle as error:
+            flash(str(error), "error")
+            return render_template("admin/article.html", article=article,
+                                   form=request.form), 400
+        flash("Article saved.", "ok")
+        return redirect(url_for("admin.articles_page"))
+    return render_template("admin/article.html", article=article, form=None)
+
+
 @bp.post("/articles/<int:article_id>/exclude")
 def exclude_article(article_id: int):
     exclude = request.form.get("exclude") == "1"
@@ -166,6 +204,25 @@ def fetch_feeds():
         flash("The task queue is unreachable; the feeds are fetched on the next schedule.",
               "error")
     return redirect(url_for("admin.articles_page"))
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+def tokens_page():
+    new_token = None
+    if request.method == "POST":
+        new_token = editors.create_api_token(current_user.email,
+                                             request.form.get("name", "").strip())
+    return render_template("admin/tokens.html", new_token=new_token,
+                           tokens=editors.list_tokens(current_user.id))
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+def revoke_token(token_id: int):
+    if editors.revoke_token(current_user.id, token_id):
+        flash("Token revoked: it no longer works.", "ok")
+    else:
+        flash("No such token of yours.", "error")
+    return redirect(url_for("admin.tokens_page"))
 
 
 @bp.get("/subscribers")

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from newsletter.extensions import db
 from newsletter.models import (
+    ApiToken,
     Article,
     ConsentEvent,
     Digest,
@@ -238,3 +239,47 @@ def test_csv_import_rejects_bad_files_clearly(app, client, data, message):
     login(client)
     response = upload(client, data)
     assert response.status_code == 400 and message in response.get_data(as_text=True)
+
+
+def test_editor_adds_and_edits_articles(app, client):
+    make_editor(app)
+    login(client)
+    token = csrf_token_from(client, "/admin/articles/new")
+    form = {"csrf_token": token, "title": "Elections\r\nin Chile", "summary": "",
+            "url": "https://news.example.com/chile", "categories": "Americas, News",
+            "body_html": '<p onclick="x()">Close vote.<script>alert(1)</script></p>'}
+    assert client.post("/admin/articles/new", data=form).status_code == 302
+    duplicate = client.post("/admin/articles/new", data=form)
+    assert duplicate.status_code == 400 and "exists already" in duplicate.get_data(as_text=True)
+    bad = client.post("/admin/articles/new", data={**form, "url": "javascript:alert(1)"})
+    assert bad.status_code == 400 and "http(s) URL" in bad.get_data(as_text=True)
+    with app.app_context():
+        article = db.session.scalar(select(Article))
+        assert article.title == "Elections in Chile"
+        assert article.categories == ["Americas", "News"]
+        assert "script" not in article.body_html and "onclick" not in article.body_html
+        assert article.source.value == "editor"
+        article_id = article.id
+    edited = client.post(f"/admin/articles/{article_id}/edit",
+                         data={**form, "title": "Chile votes", "published_at": "someday"})
+    assert edited.status_code == 400 and "ISO date" in edited.get_data(as_text=True)
+    client.post(f"/admin/articles/{article_id}/edit", data={**form, "title": "Chile votes"})
+    with app.app_context():
+        assert db.session.get(Article, article_id).title == "Chile votes"
+    assert client.get("/admin/articles/999/edit").status_code == 404
+
+
+def test_api_tokens_are_created_shown_once_and_revoked(app, client):
+    make_editor(app)
+    login(client)
+    token = csrf_token_from(client, "/admin/tokens")
+    page = client.post("/admin/tokens", data={"csrf_token": token, "name": "CMS"})
+    api_token = re.search(r'id="new-token">(nl_[^<]+)<', page.get_data(as_text=True)).group(1)
+    headers = {"Authorization": f"Bearer {api_token}"}
+    article = {"title": "T", "url": "https://news.example.com/t"}
+    assert client.post("/api/v1/articles", json=article, headers=headers).status_code == 201
+    assert api_token not in client.get("/admin/tokens").get_data(as_text=True)
+    with app.app_context():
+        token_id = db.session.scalar(select(ApiToken.id))
+    client.post(f"/admin/tokens/{token_id}/revoke", data={"csrf_token": token})
+    assert client.post("/api/v1/articles", json=article, headers=headers).status_code == 401
