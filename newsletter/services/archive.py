@@ -30,7 +30,8 @@ def web_view_html(digest: Digest) -> str:
     return digests.render(digest, external_url("public.subscribe"), web_view=True).html
 
 
-def article_by_url(url: str) -> Article | None:
-    base = current_app.config["BASE_URL"]
-    path = url.split("/articles/", 1)[-1]
-    return db.session.scalar(select(Article).where(Article.url == f"{base}/articles/{path}"))
+def imported_article(slug: str) -> Article | None:
+    """An article imported from a file that named no URL of its own (see
+    ``articles import``): its URL is BASE_URL/articles/<file name>."""
+    url = f"{current_app.config['BASE_URL']}/articles/{slug}"
+    return db.session.scalar(select(Article).where(Article.url == url))

@@ -124,7 +124,7 @@ def archive_issue(digest_id: int):
 @bp.get("/articles/<slug>")
 def article(slug: str):
     """Articles imported from files without a URL of their own live here."""
-    found = archive_service.article_by_url(request.base_url)
+    found = archive_service.imported_article(slug)
     if found is None:
         abort(404)
     return render_template("web/article.html", article=found)
