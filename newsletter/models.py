@@ -220,6 +220,7 @@ class Digest(db.Model):
     status: Mapped[DigestStatus] = mapped_column(
         _enum(DigestStatus, "digest_status"), default=DigestStatus.DRAFT, index=True)
     recipients: Mapped[int] = mapped_column(default=0)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when scheduled by hand
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

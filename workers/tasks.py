@@ -30,6 +30,11 @@ def send_weekly_digest() -> None:
     digests.run_weekly()
 
 
+@shared_task(name="workers.tasks.start_scheduled_digests")
+def start_scheduled_digests() -> None:
+    digests.start_due()
+
+
 @shared_task(name="workers.tasks.poll_feeds")
 def poll_feeds() -> None:
     feeds.poll_all()

@@ -68,7 +68,7 @@ def default_subject(articles: list[Article]) -> str:
 
 
 def compose(*, period: str | None = None, subject: str | None = None,
-            intro: str = "") -> Digest | None:
+            intro: str = "", send_at: datetime | None = None) -> Digest | None:
     """A draft issue of everything new, or None when there is too little or the
     period already has its issue."""
     articles = new_articles()
@@ -80,7 +80,9 @@ def compose(*, period: str | None = None, subject: str | None = None,
         ids = ",".join(str(article.id) for article in articles)
         period = "manual-" + hashlib.sha256(ids.encode()).hexdigest()[:24]
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
-                    subject=" ".join((subject or default_subject(articles)).split())[:300])
+                    subject=" ".join((subject or default_subject(articles)).split())[:300],
+                    send_at=send_at,
+                    status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
     try:
         db.session.commit()
@@ -129,6 +131,33 @@ def send_now(subject: str | None = None, intro: str = "") -> Digest | None:
     if digest is not None:
         start_send(digest.id)
     return digest
+
+
+class ScheduleError(ValueError):
+    pass
+
+
+def schedule(send_at: datetime, subject: str | None = None, intro: str = "") -> Digest | None:
+    """Compose the next issue now and send it at ``send_at`` (beat checks every minute)."""
+    if send_at.tzinfo is None:
+        raise ScheduleError("The time needs a timezone.")
+    if send_at <= utcnow():
+        raise ScheduleError("Choose a time in the future.")
+    return compose(subject=subject, intro=intro, send_at=send_at)
+
+
+def start_due() -> int:
+    """Start every scheduled issue whose time has come; returns how many."""
+    due = db.session.scalars(select(Digest.id).where(
+        Digest.status == DigestStatus.SCHEDULED, Digest.send_at <= utcnow())).all()
+    for digest_id in due:
+        start_send(digest_id)
+    return len(due)
+
+
+def scheduled() -> list[Digest]:
+    return list(db.session.scalars(select(Digest).where(
+        Digest.status == DigestStatus.SCHEDULED).order_by(Digest.send_at)))
 
 
 def run_weekly(now: datetime | None = None) -> Digest | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import (
@@ -89,6 +90,7 @@ def dashboard():
         growth=reports.weekly_growth(),
         issues=reports.recent_issues(5),
         upcoming=digests.new_articles(),
+        scheduled=digests.scheduled(),
         schedule=parse_schedule(current_app.config["DIGEST_SCHEDULE"]),
     )
 
@@ -109,6 +111,26 @@ def send_digest():
     if digest is None:
         flash("Nothing new since the last issue: nothing was sent.", "error")
         return redirect(url_for("admin.digests_page"))
+    return redirect(url_for("admin.digest_report", digest_id=digest.id))
+
+
+@bp.post("/digests/schedule")
+def schedule_digest():
+    subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
+    zone = parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
+    try:
+        local = datetime.fromisoformat(request.form.get("send_at", ""))
+        digest = digests.schedule(local.replace(tzinfo=zone), subject, intro)
+    except ValueError as error:  # includes digests.ScheduleError
+        message = str(error) if isinstance(error, digests.ScheduleError) else (
+            "Enter the date and time to send it.")
+        flash(message, "error")
+        return redirect(url_for("admin.digests_page", subject=subject or "", intro=intro))
+    if digest is None:
+        flash("Nothing new since the last issue: nothing was scheduled.", "error")
+        return redirect(url_for("admin.digests_page"))
+    flash(f"Scheduled for {digest.send_at.astimezone(zone):%d %b %Y %H:%M} ({zone.key}).",
+          "ok")
     return redirect(url_for("admin.digest_report", digest_id=digest.id))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -14,11 +15,12 @@ from newsletter.models import (
     Article,
     ConsentEvent,
     Digest,
+    DigestStatus,
     OutboxMail,
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.services import editors
+from newsletter.services import digests, editors
 from tests.conftest import csrf_token_from
 from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
 
@@ -283,3 +285,33 @@ def test_api_tokens_are_created_shown_once_and_revoked(app, client):
         token_id = db.session.scalar(select(ApiToken.id))
     client.post(f"/admin/tokens/{token_id}/revoke", data={"csrf_token": token})
     assert client.post("/api/v1/articles", json=article, headers=headers).status_code == 401
+
+
+def test_schedule_an_issue_for_later(app, client, celery_worker, mailbox):
+    make_editor(app)
+    login(client)
+    add_subscribers(app, 2)
+    add_article(app)
+    token = csrf_token_from(client, "/admin/digests")
+    past = client.post("/admin/digests/schedule", data={
+        "csrf_token": token, "send_at": "2020-01-01T08:00"}, follow_redirects=True)
+    assert "Choose a time in the future" in past.get_data(as_text=True)
+    junk = client.post("/admin/digests/schedule", data={"csrf_token": token, "send_at": "soon"},
+                       follow_redirects=True)
+    assert "Enter the date and time" in junk.get_data(as_text=True)
+
+    later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    scheduled = client.post("/admin/digests/schedule", data={
+        "csrf_token": token, "send_at": later, "subject": "Later"})
+    assert scheduled.status_code == 302
+    digest_id = int(scheduled.headers["Location"].rsplit("/", 1)[1])
+    with app.app_context():
+        assert digests.start_due() == 0  # not yet
+        assert digests.new_articles() == []  # its articles are spoken for
+        digest = db.session.get(Digest, digest_id)
+        assert digest.status == DigestStatus.SCHEDULED
+        digest.send_at = datetime.now(UTC) - timedelta(seconds=1)
+        db.session.commit()
+        assert digests.start_due() == 1  # what beat does every minute
+    wait_until_sent(app, digest_id)
+    assert {m["Subject"] for m in mailbox.wait_for(2)} == {"Later"}
