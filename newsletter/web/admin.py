@@ -215,7 +215,9 @@ def exclude_article(article_id: int):
     exclude = request.form.get("exclude") == "1"
     if articles.set_excluded(article_id, exclude) is None:
         abort(404)
-    return redirect(url_for("admin.articles_page", q=request.args.get("q", "")))
+    back = request.form.get("back")
+    return redirect(_local_path(back) if back else
+                    url_for("admin.articles_page", q=request.args.get("q", "")))
 
 
 @bp.post("/articles/fetch")

@@ -315,3 +315,19 @@ def test_schedule_an_issue_for_later(app, client, celery_worker, mailbox):
         assert digests.start_due() == 1  # what beat does every minute
     wait_until_sent(app, digest_id)
     assert {m["Subject"] for m in mailbox.wait_for(2)} == {"Later"}
+
+
+def test_articles_can_be_left_out_from_the_compose_screen(app, client):
+    make_editor(app)
+    login(client)
+    add_article(app)
+    keep = add_article(app, "Another story", "https://news.example.com/another")
+    token = csrf_token_from(client, "/admin/digests")
+    response = client.post(f"/admin/articles/{keep}/exclude", data={
+        "csrf_token": token, "exclude": "1", "back": "/admin/digests?subject=x"})
+    assert response.headers["Location"] == "/admin/digests?subject=x"
+    page = client.get("/admin/digests").get_data(as_text=True)
+    assert "1 article in this issue" in page and "Another story" not in page
+    evil = client.post(f"/admin/articles/{keep}/exclude", data={
+        "csrf_token": token, "exclude": "0", "back": "https://evil.example/"})
+    assert evil.headers["Location"] == "/admin/"
