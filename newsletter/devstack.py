@@ -89,6 +89,11 @@ def main() -> int:
         env.update(NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(smtp_port),
                    NEWSLETTER_DEV_MAILBOX=str(INSTANCE / "devmail"))
 
+    # So a second terminal can run `flask` commands against this stack:
+    #   set -a; . instance/dev.env; set +a
+    shared = {key: value for key, value in env.items() if key.startswith("NEWSLETTER_")}
+    (INSTANCE / "dev.env").write_text("".join(f"{k}={v}\n" for k, v in shared.items()))
+
     python = sys.executable
     flask = [python, "-m", "flask", "--app", "newsletter"]
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=PROJECT_ROOT, check=True)
