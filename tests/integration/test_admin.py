@@ -173,6 +173,10 @@ def test_gdpr_export_and_erasure_keep_the_address_suppressed(app, client):
     assert data["consent_events"][0]["user_agent"] == "agent/1"
     assert data["mails"][0]["kind"] == "confirm"
 
+    page = client.get(f"/admin/subscribers/{subscriber_id}").get_data(as_text=True)
+    title = re.search(r"<title>(.*?)</title>", page, re.DOTALL).group(1)
+    assert title.startswith("Erin@example.com ·") and "Erase" not in title
+    assert "Erase this reader" in page
     token = csrf_token_from(client, f"/admin/subscribers/{subscriber_id}")
     unconfirmed = client.post(f"/admin/subscribers/{subscriber_id}/erase",
                               data={"csrf_token": token}, follow_redirects=True)
