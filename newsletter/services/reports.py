@@ -53,7 +53,7 @@ def weekly_growth(weeks: int = 8) -> list[WeekGrowth]:
 @dataclass(frozen=True)
 class IssueReport:
     digest: Digest
-    counts: dict[str, int]
+    counts: dict[str, int]  # deliveries by status, plus "bounced"
 
 
 def recent_issues(limit: int = 10) -> list[IssueReport]:
@@ -63,6 +63,12 @@ def recent_issues(limit: int = 10) -> list[IssueReport]:
             select(Delivery.digest_id, Delivery.status, func.count())
             .where(Delivery.digest_id.in_(counts)).group_by(Delivery.digest_id, Delivery.status)):
         counts[digest_id][status.value] = count
+    for digest_id, count in db.session.execute(
+            select(Delivery.digest_id, func.count()).join(Subscriber)
+            .where(Delivery.digest_id.in_(counts), Delivery.status == DeliveryStatus.FAILED,
+                   Subscriber.status == SubscriberStatus.BOUNCED)
+            .group_by(Delivery.digest_id)):
+        counts[digest_id]["bounced"] = count
     return [IssueReport(issue, counts[issue.id]) for issue in issues]
 
 

@@ -94,6 +94,7 @@ def _import_chunk(chunk, consent: str | None, dry_run: bool, report: ImportRepor
     known = set(db.session.scalars(select(Subscriber.email_normalized).where(
         Subscriber.email_normalized.in_(keys))))
     origin = Origin(source=ConsentSource.IMPORT)
+    confirmed: list[Subscriber] = []
     for given, normalized, name in chunk:
         if normalized in known or suppression_key(normalized) in known:
             report.duplicates += 1
@@ -102,20 +103,22 @@ def _import_chunk(chunk, consent: str | None, dry_run: bool, report: ImportRepor
         if dry_run:
             continue
         if consent is None:
-            subscribe(given, name, origin)
+            subscribe(given, name, origin)  # a confirmation mail each, with its limits
         else:
-            _add_confirmed(given, normalized, name, consent)
+            confirmed.append(Subscriber(email=given, email_normalized=normalized, name=name,
+                                        status=SubscriberStatus.ACTIVE, confirmed_at=utcnow()))
+    if confirmed:
+        _add_confirmed(confirmed, consent)
 
 
-def _add_confirmed(email: str, normalized: str, name: str | None, consent: str) -> None:
-    now = utcnow()
-    subscriber = Subscriber(email=email, email_normalized=normalized, name=name,
-                            status=SubscriberStatus.ACTIVE, confirmed_at=now)
-    db.session.add(subscriber)
+def _add_confirmed(subscribers: list[Subscriber], consent: str) -> None:
+    """One transaction per chunk: the rows and their consent evidence together."""
+    db.session.add_all(subscribers)
     db.session.flush()
-    db.session.add(ConsentEvent(subscriber_id=subscriber.id, action=ConsentAction.CONFIRMED,
-                                source=ConsentSource.IMPORT, email=email,
-                                detail=f"imported as confirmed: {consent}"[:1000]))
+    db.session.add_all(ConsentEvent(
+        subscriber_id=subscriber.id, action=ConsentAction.CONFIRMED,
+        source=ConsentSource.IMPORT, email=subscriber.email,
+        detail=f"imported as confirmed: {consent}"[:1000]) for subscriber in subscribers)
     db.session.commit()
 
 
