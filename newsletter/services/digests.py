@@ -239,7 +239,9 @@ def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False) -> R
         sections=_sections(digest.articles),
         site_name=config["SITE_NAME"],
         postal_address=config["POSTAL_ADDRESS"],
-        archive_url=external_url("public.archive_issue", digest_id=digest.id),
+        # A preview (unsaved, id 0) has no archive page yet: point at the archive index.
+        archive_url=(external_url("public.archive_issue", digest_id=digest.id) if digest.id
+                     else external_url("public.archive")),
         subscribe_url=external_url("public.subscribe"),
         unsubscribe_url=unsubscribe_url,
         web_view=web_view,
