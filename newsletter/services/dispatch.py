@@ -131,9 +131,12 @@ def send_batch(digest_id: int) -> int:
     # Each result is one autocommitted statement: one round trip per message.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ledger:
         ledger.execute(MARK_ATTEMPTED, {"id": rows[0][0], "now": utcnow()})
+        left: set[int] = set()
         for index, (delivery_id, subscriber_id, email, name, status) in enumerate(rows):
-            if status != SubscriberStatus.ACTIVE:  # unsubscribed or bounced since it began
-                result = None
+            if index and index % STATUS_REFRESH_EVERY == 0:
+                left = _no_longer_active(ledger, [row[1] for row in rows[index:]])
+            if status != SubscriberStatus.ACTIVE or subscriber_id in left:
+                result = None  # unsubscribed or bounced since the send began
             else:
                 rate.wait()
                 unsubscribe_url = external_url("public.unsubscribe",
@@ -144,6 +147,16 @@ def send_batch(digest_id: int) -> int:
             _record(ledger, delivery_id, subscriber_id, result, next_id)
     digests.finish_if_done(digest_id)
     return len(rows)
+
+
+# Who unsubscribed while a batch runs is re-read this often (messages), so a
+# reader who leaves mid-send gets at most this many more messages' worth of delay.
+STATUS_REFRESH_EVERY = 10
+
+
+def _no_longer_active(ledger, subscriber_ids: list[int]) -> set[int]:
+    return set(ledger.scalars(select(Subscriber.id).where(
+        Subscriber.id.in_(subscriber_ids), Subscriber.status != SubscriberStatus.ACTIVE)))
 
 
 MARK_ATTEMPTED = text("UPDATE deliveries SET attempted_at = :now WHERE id = :id").bindparams(

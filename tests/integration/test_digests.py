@@ -151,6 +151,7 @@ def test_unsubscribe_during_a_send_is_honoured(app, client, celery_worker, mailb
     ids = add_subscribers(app, 40)
     add_article(app)
     digest_id = send_now(app)
+    mailbox.wait_for(1)  # the send is under way, its batch already claimed
     with app.app_context():
         from newsletter.mail.tokens import make_unsubscribe_token
 
@@ -208,6 +209,7 @@ def test_pause_resume_and_cancel(app, client, celery_worker, mailbox, monkeypatc
     add_subscribers(app, 40)
     add_article(app)
     digest_id = send_now(app)
+    mailbox.wait_for(1)  # under way
     with app.app_context():
         assert digests.pause(digest_id)
     paused = wait_for_idle_ledger(app, digest_id)
