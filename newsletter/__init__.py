@@ -21,7 +21,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=str(PROJECT_ROOT / "instance"),
         template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "newsletter" / "web" / "static"),
+        static_folder=None,  # pages carry their own small CSS
     )
     app.config.update(load_settings())
     app.config.update(config or {})

@@ -3,10 +3,15 @@
 from urllib.parse import urlsplit
 
 from flask import current_app
+from werkzeug.routing import MapAdapter
+
+
+def url_adapter() -> MapAdapter:
+    """Builds absolute URLs under BASE_URL; a send makes one per batch."""
+    base = urlsplit(current_app.config["BASE_URL"])
+    return current_app.url_map.bind(base.netloc, script_name=base.path or "/",
+                                    url_scheme=base.scheme)
 
 
 def external_url(endpoint: str, **values) -> str:
-    base = urlsplit(current_app.config["BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/",
-                                       url_scheme=base.scheme)
-    return adapter.build(endpoint, values, force_external=True)
+    return url_adapter().build(endpoint, values, force_external=True)

@@ -52,13 +52,17 @@ def read_confirm_token(token: str) -> ConfirmClaim:
 
 
 def make_unsubscribe_token(subscriber_id: int) -> str:
+    return unsubscribe_serializer().dumps(subscriber_id)
+
+
+def unsubscribe_serializer() -> URLSafeSerializer:
     # Unsubscribe links never expire: an old mail must always let a reader leave.
-    return URLSafeSerializer(_secret(), salt=UNSUBSCRIBE_SALT).dumps(subscriber_id)
+    return URLSafeSerializer(_secret(), salt=UNSUBSCRIBE_SALT)
 
 
 def read_unsubscribe_token(token: str) -> int:
     try:
-        payload = URLSafeSerializer(_secret(), salt=UNSUBSCRIBE_SALT).loads(token)
+        payload = unsubscribe_serializer().loads(token)
     except BadSignature:
         raise TokenInvalid("bad signature") from None
     if not isinstance(payload, int):

@@ -9,6 +9,8 @@ import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
 from typing import Any
 
 
@@ -58,20 +60,31 @@ class SMTPTransport:
     def deliver(self, sender: str, recipient: str, data: bytes) -> DeliveryResult:
         """Send one prepared message and say what the server did with it; never raises."""
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._connection is None:
-                        self._connection = self._connect()
-                    return self._deliver_once(self._connection, sender, recipient, data)
-                except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as error:
-                    # Before DATA: nothing was accepted, so a fresh connection may retry.
-                    self.close()
-                    if attempt == 2:
-                        return DeliveryResult(Outcome.DEFERRED, f"connection: {error}")
-                except smtplib.SMTPException as error:
-                    self.close()
-                    return DeliveryResult(Outcome.DEFERRED, f"{type(error).__name__}: {error}")
-        raise AssertionError("unreachable")
+            try:
+                return self._deliver_reconnecting(sender, recipient, data)
+            except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as error:
+                self.close()
+                return DeliveryResult(Outcome.DEFERRED, f"connection: {error}")
+            except smtplib.SMTPException as error:
+                self.close()
+                return DeliveryResult(Outcome.DEFERRED, f"{type(error).__name__}: {error}")
+
+    def deliver_message(self, message: EmailMessage) -> DeliveryResult:
+        """A single built message (confirmation, welcome, test): envelope from its headers."""
+        return self.deliver(message["From"].addresses[0].addr_spec,
+                            message["To"].addresses[0].addr_spec,
+                            message.as_bytes(policy=policy.SMTP))
+
+    def _deliver_reconnecting(self, sender: str, recipient: str, data: bytes) -> DeliveryResult:
+        if self._connection is not None:
+            try:
+                return self._deliver_once(self._connection, sender, recipient, data)
+            except (smtplib.SMTPServerDisconnected, OSError):
+                # An idle connection the server dropped, before DATA (after DATA is
+                # caught inside as UNKNOWN): nothing was accepted, so retry once.
+                self.close()
+        self._connection = self._connect()
+        return self._deliver_once(self._connection, sender, recipient, data)
 
     def _deliver_once(self, connection: smtplib.SMTP, sender: str, recipient: str,
                       data: bytes) -> DeliveryResult:

@@ -17,7 +17,7 @@ def sent_digests(limit: int = 200) -> list[Digest]:
         .order_by(Digest.started_at.desc()).limit(limit)))
 
 
-def sent_digest(digest_id: int) -> Digest | None:
+def public_digest(digest_id: int) -> Digest | None:
     digest = db.session.get(Digest, digest_id)
     # Issues still sending are public too: the "view in browser" link must work at once.
     if digest is None or digest.status not in (DigestStatus.SENT, DigestStatus.SENDING):

@@ -13,7 +13,6 @@ import logging
 import math
 from collections import defaultdict
 from datetime import datetime, timedelta
-from email import policy
 
 from flask import current_app
 from sqlalchemy import exists, func, insert, literal, select, update
@@ -273,8 +272,7 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "") -> Del
     config = current_app.config
     message = build_message(rendered, mail_from=config["MAIL_FROM"], to_email=to_email)
     message.replace_header("Subject", "[Test] " + rendered.subject)
-    return current_app.extensions["smtp"].deliver(
-        message["From"].addresses[0].addr_spec, to_email, message.as_bytes(policy=policy.SMTP))
+    return current_app.extensions["smtp"].deliver_message(message)
 
 
 def pause(digest_id: int) -> bool:

@@ -20,8 +20,8 @@ from sqlalchemy import and_, bindparam, select, text, update
 
 from newsletter.extensions import db
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
-from newsletter.mail.links import external_url
-from newsletter.mail.tokens import make_unsubscribe_token
+from newsletter.mail.links import external_url, url_adapter
+from newsletter.mail.tokens import unsubscribe_serializer
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     Delivery,
@@ -120,6 +120,7 @@ def send_batch(digest_id: int) -> int:
         digests.finish_if_done(digest_id)
         return 0
     factory = _factory(digest)
+    links, tokens = url_adapter(), unsubscribe_serializer()  # once per batch, not per message
     transport = current_app.extensions["smtp"]
     rate = SendRate(config["SEND_RATE"])
     rows = db.session.execute(
@@ -139,8 +140,9 @@ def send_batch(digest_id: int) -> int:
                 result = None  # unsubscribed or bounced since the send began
             else:
                 rate.wait()
-                unsubscribe_url = external_url("public.unsubscribe",
-                                               token=make_unsubscribe_token(subscriber_id))
+                unsubscribe_url = links.build("public.unsubscribe",
+                                              {"token": tokens.dumps(subscriber_id)},
+                                              force_external=True)
                 message = factory.build(subscriber_id, email, name, unsubscribe_url)
                 result = transport.deliver(factory.sender, email, message)
             next_id = rows[index + 1][0] if index + 1 < len(rows) else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from email import policy
 
 from flask import current_app
 from sqlalchemy import or_, select, update
@@ -65,10 +64,7 @@ def send(mail_id: int) -> None:
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
         db.session.commit()
         return
-    message = _message(mail.template, subscriber)
-    result = current_app.extensions["smtp"].deliver(
-        message["From"].addresses[0].addr_spec, subscriber.email,
-        message.as_bytes(policy=policy.SMTP))
+    result = current_app.extensions["smtp"].deliver_message(_message(mail.template, subscriber))
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):  # unknown: maybe delivered; no resend
         mail.sent_at = utcnow()
         mail.last_error = None if result.outcome is Outcome.SENT else result.detail

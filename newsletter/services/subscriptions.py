@@ -123,6 +123,17 @@ def _may_send_confirmation(subscriber_id: int) -> bool:
     return latest is None or utcnow() - latest >= interval
 
 
+def _change_status(subscriber_id: int, status: SubscriberStatus, conditions: tuple,
+                   **values) -> bool:
+    """A conditional UPDATE: of concurrent callers exactly one sees True. The nonce
+    rotates, so links issued before the change cannot replay it."""
+    return db.session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id, *conditions)
+        .values(status=status, token_nonce=new_token_nonce(), updated_at=utcnow(), **values)
+    ).rowcount == 1
+
+
 def subscriber_for_confirm_token(token: str) -> Subscriber:
     """The pending subscriber a link confirms, for the GET page; raises TokenInvalid."""
     claim = read_confirm_token(token)
@@ -137,16 +148,11 @@ def subscriber_for_confirm_token(token: str) -> Subscriber:
 def confirm(token: str, origin: Origin) -> ConfirmOutcome:
     """Activate the subscriber a confirmation link names. Safe under double clicks."""
     claim = read_confirm_token(token)
-    now = utcnow()
-    changed = db.session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == claim.subscriber_id,
-               Subscriber.status == SubscriberStatus.PENDING,
-               Subscriber.token_nonce == claim.nonce)
-        .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None,
-                token_nonce=new_token_nonce(), updated_at=now)
-    ).rowcount
-    if changed != 1:
+    changed = _change_status(
+        claim.subscriber_id, SubscriberStatus.ACTIVE,
+        (Subscriber.status == SubscriberStatus.PENDING, Subscriber.token_nonce == claim.nonce),
+        confirmed_at=utcnow(), unsubscribed_at=None)
+    if not changed:
         db.session.rollback()
         subscriber = db.session.get(Subscriber, claim.subscriber_id)
         if subscriber is None:
@@ -171,19 +177,14 @@ def subscriber_for_unsubscribe_token(token: str) -> Subscriber:
 def unsubscribe(token: str, origin: Origin) -> Subscriber:
     """Unsubscribe at once; repeating it is harmless and logs nothing new."""
     subscriber_id = read_unsubscribe_token(token)
-    now = utcnow()
-    changed = db.session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id,
-               Subscriber.status != SubscriberStatus.UNSUBSCRIBED)
-        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now,
-                token_nonce=new_token_nonce(), updated_at=now)
-    ).rowcount
+    changed = _change_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED,
+                             (Subscriber.status != SubscriberStatus.UNSUBSCRIBED,),
+                             unsubscribed_at=utcnow())
     subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
     if subscriber is None:
         db.session.rollback()
         raise TokenInvalid("unknown subscriber")
-    if changed == 1:
+    if changed:
         _log(subscriber, ConsentAction.UNSUBSCRIBED, origin)
     db.session.commit()
     return subscriber

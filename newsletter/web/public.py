@@ -115,7 +115,7 @@ def archive():
 
 @bp.get("/archive/<int:digest_id>")
 def archive_issue(digest_id: int):
-    digest = archive_service.sent_digest(digest_id)
+    digest = archive_service.public_digest(digest_id)
     if digest is None:
         abort(404)
     return archive_service.web_view_html(digest)
