@@ -9,7 +9,9 @@ from __future__ import annotations
 from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
+from kombu import Queue
 
+from newsletter.queue import QUEUE_KINDS, TASK_QUEUE_KIND, queue_name
 from newsletter.services.schedule import DAYS, parse_schedule
 
 
@@ -21,6 +23,7 @@ def celery_init_app(app: Flask) -> Celery:
 
     celery = Celery(app.name, task_cls=FlaskTask)
     redis_url = app.config["REDIS_URL"]
+    prefix = app.config["TASK_QUEUE"]
     weekly = parse_schedule(app.config["DIGEST_SCHEDULE"])
     celery.conf.update(
         broker_url=redis_url,
@@ -38,7 +41,10 @@ def celery_init_app(app: Flask) -> Celery:
         task_publish_retry=False,
         broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5,
                                   "max_retries": 0},
-        task_default_queue=app.config["TASK_QUEUE"],
+        task_queues=[Queue(queue_name(prefix, kind)) for kind in QUEUE_KINDS],
+        task_default_queue=queue_name(prefix, "maintenance"),
+        task_routes={name: {"queue": queue_name(prefix, kind)}
+                     for name, kind in TASK_QUEUE_KIND.items()},
         # Crontab entries are read in this zone, so 08:00 stays 08:00 across DST changes.
         timezone=str(weekly.timezone),
         beat_schedule={

@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEV_MAILBOX", "", _str,
             "Folder of .eml files shown at /dev/mail (set by the dev stack only)."),
     Setting("TASK_QUEUE", "newsletter", _str,
-            "Celery queue the app publishes to and workers read."),
+            "Prefix of the Celery queues: PREFIX.transactional, PREFIX.bulk, PREFIX.maintenance."),
     Setting("FEEDS", (), _urls, "Comma-separated RSS/Atom feed URLs polled for new articles."),
     Setting("FEED_POLL_INTERVAL", 900, _int(30), "Seconds between two polls of the feeds."),
     Setting("DIGEST_SCHEDULE", "mon 08:00 UTC", _schedule,

@@ -18,6 +18,18 @@ from newsletter.extensions import db
 log = logging.getLogger(__name__)
 _PENDING_KEY = "newsletter.pending_tasks"
 
+# Three queues, so a reader's confirmation never waits behind a bulk send.
+# Queue names are TASK_QUEUE + "." + kind; a worker started without -Q reads all three.
+QUEUE_KINDS = ("transactional", "bulk", "maintenance")
+TASK_QUEUE_KIND = {
+    "workers.tasks.send_outbox_mail": "transactional",
+    "workers.tasks.send_digest_batch": "bulk",
+}  # every other task (sweeps, feeds, schedule) is maintenance
+
+
+def queue_name(prefix: str, kind: str) -> str:
+    return f"{prefix}.{kind}"
+
 
 def enqueue_after_commit(task_name: str, *args) -> None:
     db.session.info.setdefault(_PENDING_KEY, []).append((task_name, args))
