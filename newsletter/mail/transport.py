@@ -20,6 +20,8 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # 5xx: do not try again
     BOUNCED = "bounced"  # 5xx on RCPT: the address does not exist
     UNKNOWN = "unknown"  # connection lost after DATA: maybe delivered
+    # Could not connect, start TLS or log in: says nothing about the recipient.
+    UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,11 @@ class SMTPTransport:
                 # An idle connection the server dropped, before DATA (after DATA is
                 # caught inside as UNKNOWN): nothing was accepted, so retry once.
                 self.close()
-        self._connection = self._connect()
+        try:
+            self._connection = self._connect()
+        except (smtplib.SMTPException, OSError) as error:
+            self.close()
+            return DeliveryResult(Outcome.UNREACHABLE, f"relay unreachable: {error}")
         return self._deliver_once(self._connection, sender, recipient, data)
 
     def _deliver_once(self, connection: smtplib.SMTP, sender: str, recipient: str,

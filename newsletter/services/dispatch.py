@@ -191,7 +191,7 @@ def _record(ledger, delivery_id: int, subscriber_id: int, result: DeliveryResult
                       last_error="subscriber no longer active")
     elif result.outcome is Outcome.SENT:
         values.update(status=DeliveryStatus.SENT.value, sent_at=now)
-    elif result.outcome is Outcome.DEFERRED:
+    elif result.outcome in (Outcome.DEFERRED, Outcome.UNREACHABLE):
         attempts = ledger.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id))
         if attempts >= MAX_ATTEMPTS:
             values.update(status=DeliveryStatus.FAILED.value, last_error=result.detail)
