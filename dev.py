@@ -35,8 +35,11 @@ def ensure_venv() -> None:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+    if len(sys.argv) >= 2 and sys.argv[1] in {"-h", "--help", "help"}:
         print(__doc__)
+        return 0
+    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+        print(__doc__, file=sys.stderr)
         return 2
     ensure_venv()
     os.chdir(ROOT)

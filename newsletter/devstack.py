@@ -8,6 +8,7 @@ until Ctrl-C.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import signal
@@ -64,14 +65,35 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
+def claim_instance(web_port: int):
+    """Refuse to start, before touching anything, when another dev stack runs on this
+    instance folder or the web port is taken; returns the lock, held until exit."""
+    INSTANCE.mkdir(exist_ok=True)
+    lock = open(INSTANCE / "devstack.lock", "w")  # noqa: SIM115 (held for the process's life)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another dev stack is running on {INSTANCE}; stop it first") from None
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", web_port))
+        except OSError:
+            raise SystemExit(f"port {web_port} is in use; set PORT to another one") from None
+    return lock
+
+
 def main() -> int:
     # Ctrl-C, or a TERM from a process manager, stops everything we started.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    INSTANCE.mkdir(exist_ok=True)
     env = dict(os.environ)
+    try:
+        web_port = int(env.get("PORT", "5000"))
+    except ValueError:
+        raise SystemExit(f"PORT must be a port number, got {env['PORT']!r}") from None
+    lock = claim_instance(web_port)  # noqa: F841 (released when the process exits)
     env.setdefault("NEWSLETTER_SECRET_KEY", dev_secret_key())
-    web_port = int(env.get("PORT", "5000"))
     env.setdefault("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{web_port}")
     children: list[subprocess.Popen] = []
 
