@@ -3,6 +3,7 @@ frees the articles, and the weekly trigger keys on its scheduled time."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -61,19 +62,19 @@ def test_a_failure_between_compose_and_start_leaves_no_draft(app, client, monkey
 
 
 def test_a_process_killed_after_compose_leaves_no_draft(app, client):
-    """A real process composes an issue and dies (os._exit, as under SIGKILL: no
-    cleanup runs, the database connection just closes) before starting it."""
+    """A real process composes an issue and is SIGKILLed (by itself, so the moment is
+    exact) before starting it: no cleanup runs, its database connection just drops."""
     add_subscribers(app, 2)
     add_article(app)
-    script = ("import os\n"
+    script = ("import os, signal\n"
               "from newsletter import create_app\n"
               "from newsletter.services import digests\n"
               "app = create_app({'TESTING': True})\n"
               "with app.app_context():\n"
               "    assert digests.compose() is not None\n"
-              "    os._exit(9)\n")
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
     died = run(sys.executable, "-c", script, env=subprocess_env(app), timeout=60)
-    assert died.returncode == 9, died.stderr
+    assert died.returncode == -signal.SIGKILL, died.stderr
     assert issue_count(app) == 0
     with app.app_context():
         assert digests.send_now() is not None  # the articles and the key are free

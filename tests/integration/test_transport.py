@@ -201,6 +201,7 @@ def test_starttls_a_relay_does_not_offer_is_unreachable(server):
     assert server.handler.received == []
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_a_relay_requiring_login_is_unreachable_not_a_bounce():
     def authenticator(server, session, envelope, mechanism, auth_data):
         return AuthResult(success=True)
