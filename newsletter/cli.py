@@ -163,10 +163,11 @@ def sweep_digests():
 
 
 @digest_cli.command("preview")
-@click.option("--out", default="instance/preview", type=click.Path(file_okay=False,
-                                                                      path_type=Path))
-def preview_digest(out: Path):
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for digest.html and digest.txt [default: INSTANCE/preview].")
+def preview_digest(out: Path | None):
     """Write the next issue's HTML and text to files, changing nothing."""
+    out = out or Path(current_app.instance_path) / "preview"
     rendered = digests.preview()
     if rendered is None:
         click.echo("Nothing new since the last issue.")
