@@ -194,6 +194,13 @@ def test_refused_login_is_unreachable():
     assert (result.code, result.enhanced) == (535, "5.7.8")
 
 
+def test_a_failed_tls_handshake_is_unreachable(server):
+    transport = transport_for(server.port, SMTP_SECURITY="ssl")  # the server speaks plain SMTP
+    result = transport.deliver("news@example.com", "reader@example.com", MESSAGE)
+    assert result.outcome is Outcome.UNREACHABLE and "SSL" in result.detail, result
+    assert server.handler.received == []
+
+
 def test_starttls_a_relay_does_not_offer_is_unreachable(server):
     transport = transport_for(server.port, SMTP_SECURITY="starttls")
     result = transport.deliver("news@example.com", "reader@example.com", MESSAGE)
