@@ -12,26 +12,43 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.config import check_secret_key, load_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent  # the repository, when running from the source tree
 log = logging.getLogger(__name__)
 
 
+def resource_dir(name: str) -> Path:
+    """``templates`` or ``migrations``: inside the package in an installed wheel
+    (newsletter/templates), at the repository's top level in the source tree and
+    in an editable install."""
+    packaged = PACKAGE_DIR / name
+    return packaged if packaged.is_dir() else PROJECT_ROOT / name
+
+
+def default_instance_path() -> str | None:
+    """``instance/`` in the source tree; None (Flask's ``<prefix>/var/newsletter-instance``,
+    e.g. inside the virtualenv) for an installed package."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "templates").is_dir():
+        return str(PROJECT_ROOT / "instance")
+    return None
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
+    settings = {**load_settings(), **(config or {})}
     app = Flask(
         __name__,
-        instance_path=str(PROJECT_ROOT / "instance"),
-        template_folder=str(PROJECT_ROOT / "templates"),
+        instance_path=settings["INSTANCE_PATH"] or default_instance_path(),
+        template_folder=str(resource_dir("templates")),
         static_folder=None,  # pages carry their own small CSS
     )
-    app.config.update(load_settings())
-    app.config.update(config or {})
+    app.config.update(settings)
     check_secret_key(app.config)
     _derive_settings(app)
 
     from newsletter.extensions import cors, csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    migrate.init_app(app, db, directory=str(resource_dir("migrations")))
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)

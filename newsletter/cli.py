@@ -112,6 +112,50 @@ def _follow(digest_id: int, total: int) -> None:
                          ("sent", "failed", "unknown", "skipped")))
 
 
+@digest_cli.command("list")
+def list_digests():
+    """Issues not finished yet: drafts, scheduled, sending, paused (with their ids)."""
+    shown = 0
+    for digest in digests.unfinished():
+        shown += 1
+        when = f" at {digest.send_at:%Y-%m-%d %H:%M} UTC" if digest.send_at else ""
+        click.echo(f"{digest.id:>6}  {digest.status.value:<9}  {len(digest.articles)} article(s)"
+                   f"{when}  {digest.subject}")
+    if not shown:
+        click.echo("No unfinished issue.")
+
+
+@digest_cli.command("start")
+@click.argument("digest_id", type=int)
+@click.option("--wait/--no-wait", default=True, help="Show progress until every row is final.")
+def start_digest(digest_id: int, wait: bool):
+    """Send a draft or scheduled issue now (see `digest list`)."""
+    recipients = digests.start_draft(digest_id)
+    if recipients is None:
+        raise click.ClickException(f"issue {digest_id} is not a draft or scheduled issue")
+    click.echo(f"issue {digest_id} started: {recipients} subscriber(s)")
+    if wait:
+        _follow(digest_id, recipients)
+
+
+@digest_cli.command("discard")
+@click.argument("digest_id", type=int)
+def discard_digest(digest_id: int):
+    """Throw away a draft or scheduled issue; its articles go into the next one."""
+    if not digests.discard(digest_id):
+        raise click.ClickException(f"issue {digest_id} is not a draft or scheduled issue")
+    click.echo(f"issue {digest_id} discarded")
+
+
+@digest_cli.command("cancel")
+@click.argument("digest_id", type=int)
+def cancel_digest(digest_id: int):
+    """Stop a send for good: whoever was not sent to yet is skipped."""
+    if not digests.cancel(digest_id):
+        raise click.ClickException(f"issue {digest_id} cannot be cancelled in its state")
+    click.echo(f"issue {digest_id} cancelled; its articles are free for a new issue")
+
+
 @digest_cli.command("sweep")
 def sweep_digests():
     """Take back expired leases and re-publish stalled sends now (beat does it every 30 s)."""
@@ -119,10 +163,11 @@ def sweep_digests():
 
 
 @digest_cli.command("preview")
-@click.option("--out", default="instance/preview", type=click.Path(file_okay=False,
-                                                                      path_type=Path))
-def preview_digest(out: Path):
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for digest.html and digest.txt [default: INSTANCE/preview].")
+def preview_digest(out: Path | None):
     """Write the next issue's HTML and text to files, changing nothing."""
+    out = out or Path(current_app.instance_path) / "preview"
     rendered = digests.preview()
     if rendered is None:
         click.echo("Nothing new since the last issue.")

@@ -102,6 +102,13 @@ def _schedule(value: str) -> str:
     return " ".join(str(value).split())
 
 
+def _absolute_path(value: str) -> str:
+    text = os.path.expanduser(str(value).strip())
+    if text and not os.path.isabs(text):
+        raise ValueError(f"expected an absolute path such as /var/lib/newsletter, got {value!r}")
+    return text
+
+
 def _origins(value: str) -> list[str]:
     return [origin.strip().rstrip("/") for origin in str(value).split(",") if origin.strip()]
 
@@ -118,7 +125,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", DEFAULT_SECRET_KEY, _str,
             "Signs sessions and email tokens. Required outside debug and testing."),
     Setting("DATABASE_URL", None, _str,
-            "SQLAlchemy URL. Default: SQLite file `instance/newsletter.db`."),
+            "SQLAlchemy URL. Default: SQLite file `newsletter.db` in the instance folder."),
+    Setting("INSTANCE_PATH", "", _absolute_path,
+            "Absolute path of the instance folder (SQLite database, beat schedule, uploads). "
+            "Default: `instance/` in the source tree; `<virtualenv>/var/newsletter-instance` "
+            "for an installed package."),
     Setting("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url,
             "Celery broker and rate-limit storage."),
     Setting("SMTP_HOST", "127.0.0.1", _str, "SMTP relay host."),

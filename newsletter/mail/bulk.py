@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import secrets
 from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from newsletter.mail.addresses import mailbox, parse_mailbox
 from newsletter.mail.render import RenderedMail
+from newsletter.mail.transport import header_address
 from newsletter.models import utcnow
 
 CRLF = b"\r\n"
@@ -29,8 +29,8 @@ def new_marker() -> str:
     return f"UNSUBSCRIBE-{secrets.token_hex(12)}"
 
 
-def _encode_header(name: str, value) -> bytes:
-    message = EmailMessage(policy=policy.SMTP)
+def _encode_header(name: str, value, utf8: bool = False) -> bytes:
+    message = EmailMessage(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
     message[name] = value
     return message.as_bytes().split(b"\r\n\r\n", 1)[0] + CRLF
 
@@ -71,12 +71,14 @@ class BulkMessageFactory:
 
     def build(self, subscriber_id: int, email: str, name: str | None,
               unsubscribe_url: str) -> bytes:
-        to = mailbox(email, name)
+        # IDN domain in ASCII; a non-ASCII local part makes a UTF-8 header (RFC 6532),
+        # which the transport only sends in an SMTPUTF8 transaction.
+        to, utf8 = header_address(mailbox(email, name))
         url = unsubscribe_url.encode()
         if to.display_name.isascii() and to.addr_spec.isascii():
             to_header = f"To: {to}\r\n".encode()
         else:
-            to_header = _encode_header("To", Address(to.display_name, addr_spec=to.addr_spec))
+            to_header = _encode_header("To", to, utf8)
         boundary = self.boundary.encode()
         return b"".join([
             self.fixed_headers,

@@ -1,26 +1,43 @@
-"""SMTP transport: one reused connection per process, reconnecting when it drops."""
+"""SMTP transport: one reused connection per process, reconnecting when it drops.
+
+``deliver`` never raises: whatever happens to one recipient (a refusal, an address
+the relay cannot carry, a dropped connection, a bug) becomes that recipient's
+``DeliveryResult``, and the connection is reset or reopened for the next one.
+
+International addresses: domains always go on the wire in their ASCII (IDNA)
+form; a non-ASCII local part needs the relay's SMTPUTF8 extension (RFC 6531),
+and without it the recipient fails with a clear reason instead of an exception.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import logging
+import re
 import smtplib
 import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
+
+import idna
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(enum.Enum):
     SENT = "sent"  # 250 after DATA
-    DEFERRED = "deferred"  # 4xx, or no connection: try again later
-    FAILED = "failed"  # 5xx: do not try again
-    BOUNCED = "bounced"  # 5xx on RCPT: the address does not exist
+    DEFERRED = "deferred"  # 4xx for this recipient, or the connection dropped: try again later
+    FAILED = "failed"  # permanent for this message (5xx, policy, an address we cannot send)
+    BOUNCED = "bounced"  # the address is gone: 5.1.x, or 550/551/553 without an enhanced code
     UNKNOWN = "unknown"  # connection lost after DATA: maybe delivered
-    # Could not connect, start TLS or log in: says nothing about the recipient.
+    # Could not connect, start TLS or log in, or the relay refused service before
+    # the transaction: says nothing about the recipient.
     UNREACHABLE = "unreachable"
 
 
@@ -28,11 +45,83 @@ class Outcome(enum.Enum):
 class DeliveryResult:
     outcome: Outcome
     detail: str = ""
+    code: int | None = None  # the SMTP reply code, when the server answered
+    enhanced: str | None = None  # the RFC 3463 enhanced status code, e.g. "5.1.1"
 
 
-def _reply(code: int, text: bytes | str) -> str:
-    text = text.decode(errors="replace") if isinstance(text, bytes) else text
-    return f"{code} {text}"[:500]
+NO_SMTPUTF8 = "the relay does not support SMTPUTF8, needed for a non-ASCII address"
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+# Refusals about us (a blocklist, content, a policy), not about the address.
+_POLICY = re.compile(r"\b(block(ed|list)?|black ?list(ed)?|deny ?list(ed)?|spam\w*|polic(y|ies)"
+                     r"|reputation|dnsbl|rbl|spamhaus)\b", re.IGNORECASE)
+# Replies to MAIL FROM that refuse us as a client: the relay, not the recipient.
+_RELAY_REFUSALS = {421, 454, 530, 534, 535}
+
+
+def enhanced_code(text: str) -> str | None:
+    """The enhanced status code a reply text starts with, e.g. ``"5.1.1"``."""
+    match = _ENHANCED.match(text.strip())
+    return ".".join(match.groups()) if match else None
+
+
+def classify(code: int, text: str, stage: str) -> Outcome:
+    """What a refusal means; ``stage`` is the command refused: mail, rcpt, data or message
+    (the reply after the message's final dot)."""
+    enhanced = enhanced_code(text)
+    if stage == "mail" and code in _RELAY_REFUSALS:
+        return Outcome.UNREACHABLE
+    if code < 500:  # 4xx, and smtplib's -1 for an unreadable reply
+        return Outcome.DEFERRED
+    if code >= 600:
+        return Outcome.FAILED
+    if (enhanced or "").startswith("5.7.") or _POLICY.search(text):
+        return Outcome.FAILED  # for this issue only: the reader stays subscribed
+    if stage in ("rcpt", "message") and (enhanced or "").startswith("5.1."):
+        return Outcome.BOUNCED
+    if stage == "rcpt" and enhanced is None and code in (550, 551, 553):
+        return Outcome.BOUNCED
+    return Outcome.FAILED
+
+
+def _text(text: bytes | str) -> str:
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+
+
+def _result(outcome: Outcome, code: int, text: bytes | str, prefix: str = "") -> DeliveryResult:
+    text = _text(text)
+    return DeliveryResult(outcome, f"{prefix}{code} {text}"[:500], code if code > 0 else None,
+                          enhanced_code(text))
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain in its on-the-wire form: A-labels (IDNA 2008, UTS 46 mapping)."""
+    if domain.isascii():
+        return domain
+    if domain.startswith("[") and domain.endswith("]"):
+        raise ValueError(f"address literal {domain!r} is not ASCII")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as error:
+        raise ValueError(f"domain {domain!r} has no ASCII (IDNA) form: {error}") from None
+
+
+def wire_address(addr_spec: str) -> str:
+    """``local@domain`` with the domain in ASCII; the local part is kept as it is."""
+    local, at, domain = addr_spec.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"{addr_spec!r} is not an email address")
+    return f"{local}@{ascii_domain(domain)}"
+
+
+def header_address(address: Address) -> tuple[Address, bool]:
+    """The address for a To/From header, and whether the header needs UTF-8 (RFC 6532).
+
+    An IDN domain goes in as A-labels, so the header stays ASCII; only a non-ASCII
+    local part makes a UTF-8 header, which only an SMTPUTF8 transaction may carry.
+    """
+    local, _, domain = wire_address(address.addr_spec).rpartition("@")
+    return Address(address.display_name, local, domain), not local.isascii()
 
 
 class SMTPTransport:
@@ -45,91 +134,140 @@ class SMTPTransport:
         self.timeout = config["SMTP_TIMEOUT"]
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()
+        self._stage = "mail"  # the command in progress, to classify a failure
 
     def _connect(self) -> smtplib.SMTP:
+        """Connect, greet, start TLS, log in; any failure here is UNREACHABLE."""
         if self.security == "ssl":
             connection: smtplib.SMTP = smtplib.SMTP_SSL(
                 self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
             )
         else:
             connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.ehlo_or_helo_if_needed()  # a 421 here means the relay turned us away
             if self.security == "starttls":
                 connection.starttls(context=ssl.create_default_context())
-        if self.username:
-            connection.login(self.username, self.password)
+                connection.ehlo()
+            if self.username:
+                connection.login(self.username, self.password)
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def deliver(self, sender: str, recipient: str, data: bytes) -> DeliveryResult:
         """Send one prepared message and say what the server did with it; never raises."""
         with self._lock:
             try:
-                return self._deliver_reconnecting(sender, recipient, data)
-            except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as error:
+                envelope = (wire_address(sender), wire_address(recipient))
+            except ValueError as error:
+                return DeliveryResult(Outcome.FAILED, f"address cannot be sent: {error}")
+            try:
+                return self._deliver_reconnecting(*envelope, data)
+            except (smtplib.SMTPServerDisconnected, OSError) as error:
                 self.close()
                 return DeliveryResult(Outcome.DEFERRED, f"connection: {error}")
-            except smtplib.SMTPException as error:
+            except smtplib.SMTPResponseException as error:
                 self.close()
-                return DeliveryResult(Outcome.DEFERRED, f"{type(error).__name__}: {error}")
+                return _result(classify(error.smtp_code, _text(error.smtp_error), self._stage),
+                               error.smtp_code, error.smtp_error)
+            except Exception as error:  # one recipient's trouble is never the batch's
+                self.close()  # the transaction may be half done: start clean next time
+                log.exception("delivery to %r failed unexpectedly", recipient)
+                return DeliveryResult(Outcome.FAILED, f"{type(error).__name__}: {error}"[:500])
 
     def deliver_message(self, message: EmailMessage) -> DeliveryResult:
-        """A single built message (confirmation, welcome, test): envelope from its headers."""
-        return self.deliver(message["From"].addresses[0].addr_spec,
-                            message["To"].addresses[0].addr_spec,
-                            message.as_bytes(policy=policy.SMTP))
+        """A single built message (confirmation, welcome, test): envelope from its headers.
+
+        Never raises either: an address the message cannot carry is a FAILED result.
+        """
+        try:
+            sender = message["From"].addresses[0].addr_spec
+            to, utf8 = header_address(message["To"].addresses[0])
+            if to.addr_spec != message["To"].addresses[0].addr_spec:
+                message.replace_header("To", to)  # IDN domain: the header says it in ASCII
+            data = message.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+        except Exception as error:
+            log.warning("message not built: %s", error)
+            return DeliveryResult(Outcome.FAILED, f"message not built: {error}"[:500])
+        return self.deliver(sender, to.addr_spec, data)
 
     def _deliver_reconnecting(self, sender: str, recipient: str, data: bytes) -> DeliveryResult:
         if self._connection is not None:
             try:
-                return self._deliver_once(self._connection, sender, recipient, data)
+                result = self._deliver_once(self._connection, sender, recipient, data)
+                if result.outcome is not Outcome.UNREACHABLE:
+                    return result
+                # e.g. "421 idle timeout" read as the answer to MAIL: try a fresh connection
             except (smtplib.SMTPServerDisconnected, OSError):
                 # An idle connection the server dropped, before DATA (after DATA is
                 # caught inside as UNKNOWN): nothing was accepted, so retry once.
-                self.close()
+                pass
+            self.close()
         try:
             self._connection = self._connect()
-        except (smtplib.SMTPException, OSError) as error:
+        except smtplib.SMTPResponseException as error:  # 421 greeting, 535 login, ...
+            self.close()
+            return _result(Outcome.UNREACHABLE, error.smtp_code, error.smtp_error,
+                           "relay unreachable: ")
+        except (smtplib.SMTPException, OSError) as error:  # refused, reset, TLS, no AUTH
             self.close()
             return DeliveryResult(Outcome.UNREACHABLE, f"relay unreachable: {error}")
-        return self._deliver_once(self._connection, sender, recipient, data)
+        try:
+            return self._deliver_once(self._connection, sender, recipient, data)
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            self.close()
+            if self._stage == "mail":  # a fresh connection dropped before any transaction
+                return DeliveryResult(Outcome.UNREACHABLE, f"relay dropped the connection: "
+                                                           f"{error}")
+            raise
 
     def _deliver_once(self, connection: smtplib.SMTP, sender: str, recipient: str,
                       data: bytes) -> DeliveryResult:
+        self._stage = "mail"
         connection.ehlo_or_helo_if_needed()
-        code, text = connection.mail(sender)
+        connection.command_encoding = "ascii"  # smtplib leaves it utf-8 after an SMTPUTF8 mail
+        options = []
+        if not (sender.isascii() and recipient.isascii()):
+            if not connection.has_extn("smtputf8"):
+                return DeliveryResult(Outcome.FAILED, NO_SMTPUTF8)
+            options.append("SMTPUTF8")
+        if not data.isascii() and connection.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        code, text = connection.mail(sender, options)
         if code != 250:
-            return self._refused(connection, code, text, at_rcpt=False)
+            return self._refused(connection, code, text, "mail")
+        self._stage = "rcpt"
         code, text = connection.rcpt(recipient)
         if code not in (250, 251):
-            return self._refused(connection, code, text, at_rcpt=True)
+            return self._refused(connection, code, text, "rcpt")
+        self._stage = "data"
         try:
             code, text = connection.data(data)
         except smtplib.SMTPDataError as error:  # DATA itself refused: nothing was sent
-            return self._refused(connection, error.smtp_code, error.smtp_error, at_rcpt=False)
-        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            return self._refused(connection, error.smtp_code, error.smtp_error, "data")
+        except Exception as error:  # lost mid-message: the server may have it
             self.close()
             return DeliveryResult(Outcome.UNKNOWN, f"connection lost after DATA: {error}")
         if code == 250:
-            return DeliveryResult(Outcome.SENT, _reply(code, text))
-        return self._refused(connection, code, text, at_rcpt=False, after_data=True)
+            return _result(Outcome.SENT, code, text)
+        return self._refused(connection, code, text, "message")
 
-    def _refused(self, connection: smtplib.SMTP, code: int, text, *, at_rcpt: bool,
-                 after_data: bool = False) -> DeliveryResult:
-        detail = _reply(code, text)
+    def _refused(self, connection: smtplib.SMTP, code: int, text, stage: str) -> DeliveryResult:
         if code == 421 or code < 0:  # the server is closing the connection
             self.close()
-        elif not after_data:
+        elif stage != "message":
             try:
-                connection.rset()
+                connection.rset()  # leave no half transaction for the next recipient
             except (smtplib.SMTPException, OSError):
                 self.close()
-        if 400 <= code < 500 or code < 0:
-            return DeliveryResult(Outcome.DEFERRED, detail)
-        if at_rcpt and code in (550, 551, 553):
-            return DeliveryResult(Outcome.BOUNCED, detail)
-        return DeliveryResult(Outcome.FAILED, detail)
+        return _result(classify(code, _text(text), stage), code, text)
 
     def close(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._connection.quit()
+            with contextlib.suppress(OSError):
+                self._connection.close()
             self._connection = None

@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
@@ -36,7 +36,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit, send_task_now
-from newsletter.services.schedule import parse_schedule, period_key
+from newsletter.services.schedule import last_scheduled, parse_schedule, period_key
 
 log = logging.getLogger(__name__)
 SEND_BATCH_TASK = "workers.tasks.send_digest_batch"
@@ -68,28 +68,39 @@ def default_subject(articles: list[Article]) -> str:
 
 def compose(*, period: str | None = None, subject: str | None = None,
             intro: str = "", send_at: datetime | None = None) -> Digest | None:
-    """A draft issue of everything new, or None when there is too little or the
-    period already has its issue."""
+    """Add a draft (or scheduled) issue of everything new to the current transaction.
+
+    Flushed, not committed: the caller commits it together with what comes next
+    (``start_send``), so a crash in between leaves nothing behind. None when there
+    is too little, or the period already has its issue.
+    """
     articles = new_articles()
     if len(articles) < current_app.config["DIGEST_MIN_ARTICLES"]:
         log.info("no digest: %d new article(s)", len(articles))
         return None
     if period is None:
         # Two "send now" clicks see the same articles: the same key makes one issue.
-        ids = ",".join(str(article.id) for article in articles)
-        period = "manual-" + hashlib.sha256(ids.encode()).hexdigest()[:24]
+        period = manual_key(articles)
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
                     subject=" ".join((subject or default_subject(articles)).split())[:300],
                     send_at=send_at,
                     status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         log.info("digest for %s exists already", period)
         return None
     return digest
+
+
+MANUAL_KEY_PREFIX = "manual-"
+
+
+def manual_key(articles: list[Article]) -> str:
+    ids = ",".join(str(article.id) for article in articles)
+    return MANUAL_KEY_PREFIX + hashlib.sha256(ids.encode()).hexdigest()[:24]
 
 
 def start_send(digest_id: int) -> int:
@@ -126,10 +137,39 @@ def start_send(digest_id: int) -> int:
 
 
 def send_now(subject: str | None = None, intro: str = "") -> Digest | None:
+    """Compose and start in one transaction: there is never a draft nobody started."""
     digest = compose(subject=subject, intro=intro)
     if digest is not None:
         start_send(digest.id)
     return digest
+
+
+def drafts() -> list[Digest]:
+    """Issues composed but never started (left by an older version or a failed start)."""
+    return list(db.session.scalars(select(Digest).where(
+        Digest.status == DigestStatus.DRAFT).order_by(Digest.id)))
+
+
+def unfinished() -> list[Digest]:
+    return list(db.session.scalars(select(Digest).where(Digest.status.in_(
+        [DigestStatus.DRAFT, DigestStatus.SCHEDULED, DigestStatus.SENDING,
+         DigestStatus.PAUSED])).order_by(Digest.id)))
+
+
+def start_draft(digest_id: int) -> int | None:
+    """Send a draft (or a scheduled issue) now; None when it is neither."""
+    digest = db.session.get(Digest, digest_id)
+    if digest is None or digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
+        return None
+    return start_send(digest_id)
+
+
+def discard(digest_id: int) -> bool:
+    """Throw away a draft or scheduled issue: its articles and key are free again."""
+    digest = db.session.get(Digest, digest_id)
+    if digest is None or digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
+        return False
+    return cancel(digest_id)
 
 
 class ScheduleError(ValueError):
@@ -142,7 +182,10 @@ def schedule(send_at: datetime, subject: str | None = None, intro: str = "") -> 
         raise ScheduleError("The time needs a timezone.")
     if send_at <= utcnow():
         raise ScheduleError("Choose a time in the future.")
-    return compose(subject=subject, intro=intro, send_at=send_at)
+    digest = compose(subject=subject, intro=intro, send_at=send_at)
+    if digest is not None:
+        db.session.commit()
+    return digest
 
 
 def start_due() -> int:
@@ -160,9 +203,14 @@ def scheduled() -> list[Digest]:
 
 
 def run_weekly(now: datetime | None = None) -> Digest | None:
-    """The beat's weekly trigger: at most one issue per ISO week, however often it fires."""
+    """The beat's weekly trigger: at most one issue per scheduled time, however often
+    and however late it fires.
+
+    The key is the week of the scheduled time the trigger belongs to, not of the
+    moment the task runs: a Sunday 23:59 trigger that runs at 00:01 is Sunday's.
+    """
     schedule = parse_schedule(current_app.config["DIGEST_SCHEDULE"])
-    digest = compose(period=period_key(now or utcnow(), schedule))
+    digest = compose(period=period_key(last_scheduled(now or utcnow(), schedule), schedule))
     if digest is not None:
         start_send(digest.id)
     return digest
@@ -288,13 +336,20 @@ def resume(digest_id: int) -> bool:
 
 
 def cancel(digest_id: int) -> bool:
-    """Stop for good: whoever has not been sent to yet is skipped."""
+    """Stop for good: whoever has not been sent to yet is skipped.
+
+    Its articles are free again (``new_articles`` ignores cancelled issues) and so is
+    a by-hand key, so "send now" with the same articles makes a new issue. A weekly
+    key stays taken: a late duplicate trigger must not bring back a cancelled week.
+    """
     cancelled = db.session.execute(
         update(Digest)
         .where(Digest.id == digest_id,
                Digest.status.in_([DigestStatus.SENDING, DigestStatus.PAUSED,
                                   DigestStatus.DRAFT, DigestStatus.SCHEDULED]))
-        .values(status=DigestStatus.CANCELLED, finished_at=utcnow())
+        .values(status=DigestStatus.CANCELLED, finished_at=utcnow(),
+                period_key=case((Digest.period_key.startswith(MANUAL_KEY_PREFIX), None),
+                                else_=Digest.period_key))
     ).rowcount == 1
     if cancelled:
         db.session.execute(

@@ -143,8 +143,12 @@ def send_batch(digest_id: int) -> int:
                 unsubscribe_url = links.build("public.unsubscribe",
                                               {"token": tokens.dumps(subscriber_id)},
                                               force_external=True)
-                message = factory.build(subscriber_id, email, name, unsubscribe_url)
-                result = transport.deliver(factory.sender, email, message)
+                try:
+                    message = factory.build(subscriber_id, email, name, unsubscribe_url)
+                except Exception as error:  # an address no message can carry: this row only
+                    result = DeliveryResult(Outcome.FAILED, f"message not built: {error}"[:500])
+                else:
+                    result = transport.deliver(factory.sender, email, message)
             next_id = rows[index + 1][0] if index + 1 < len(rows) else None
             _record(ledger, delivery_id, subscriber_id, result, next_id)
     digests.finish_if_done(digest_id)

@@ -18,7 +18,7 @@ from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
 from newsletter.mail.tokens import make_confirm_token, make_unsubscribe_token
-from newsletter.mail.transport import Outcome
+from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
 
@@ -64,7 +64,12 @@ def send(mail_id: int) -> None:
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
         db.session.commit()
         return
-    result = current_app.extensions["smtp"].deliver_message(_message(mail.template, subscriber))
+    try:
+        message = _message(mail.template, subscriber)
+    except Exception as error:  # an address the mail cannot carry: this mail fails, not the worker
+        result = DeliveryResult(Outcome.FAILED, f"message not built: {error}"[:500])
+    else:
+        result = current_app.extensions["smtp"].deliver_message(message)
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):  # unknown: maybe delivered; no resend
         mail.sent_at = utcnow()
         mail.last_error = None if result.outcome is Outcome.SENT else result.detail

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -43,3 +43,21 @@ def period_key(moment: datetime, schedule: WeeklySchedule) -> str:
     """The ISO week of ``moment`` in the schedule's timezone: one digest per key."""
     year, week, _ = moment.astimezone(schedule.timezone).isocalendar()
     return f"weekly-{year}-W{week:02d}"
+
+
+# A trigger that runs up to this much before its time (clocks of the beat and worker
+# hosts disagree) still belongs to that time, not to the week before.
+EARLY_GRACE = timedelta(minutes=15)
+
+
+def last_scheduled(moment: datetime, schedule: WeeklySchedule) -> datetime:
+    """The latest scheduled time at or before ``moment`` (+ EARLY_GRACE), in the
+    schedule's timezone: the occurrence a trigger running at ``moment`` stands for."""
+    local = (moment + EARLY_GRACE).astimezone(schedule.timezone)
+    days_back = (local.weekday() - DAYS.index(schedule.day)) % 7
+    day = local.date() - timedelta(days=days_back)
+    at = time(schedule.hour, schedule.minute)
+    occurrence = datetime.combine(day, at, tzinfo=schedule.timezone)
+    if occurrence > local:  # same weekday, later today: it is last week's
+        occurrence = datetime.combine(day - timedelta(days=7), at, tzinfo=schedule.timezone)
+    return occurrence

@@ -101,7 +101,7 @@ def digests_page():
     intro = request.args.get("intro", "")
     return render_template("admin/digests.html", preview=digests.preview(subject, intro),
                            upcoming=digests.new_articles(), subject=subject or "", intro=intro,
-                           issues=reports.recent_issues(20))
+                           issues=reports.recent_issues(20), drafts=digests.drafts())
 
 
 @bp.post("/digests/send")
@@ -159,13 +159,23 @@ def digest_progress(digest_id: int):
     return jsonify(status=digest.status.value, **digests.progress(digest_id))
 
 
-@bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel):action>")
+_CONTROLS = {  # action: (service, what the editor is told)
+    "pause": (digests.pause, "Issue paused."),
+    "resume": (digests.resume, "Issue resumed."),
+    "cancel": (digests.cancel, "Issue cancelled; its articles are free for a new issue."),
+    "start": (lambda digest_id: digests.start_draft(digest_id) is not None, "Sending started."),
+    "discard": (digests.discard, "Draft discarded; its articles go into the next issue."),
+}
+
+
+@bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, start, discard):action>")
 def control_digest(digest_id: int, action: str):
-    done = {"pause": digests.pause, "resume": digests.resume, "cancel": digests.cancel}[action]
-    if done(digest_id):
-        flash(f"Issue {action}d." if action != "cancel" else "Issue cancelled.", "ok")
+    service, done = _CONTROLS[action]
+    if service(digest_id):
+        flash(done, "ok")
     else:
-        flash(f"This issue cannot be {action}d in its current state.", "error")
+        past = "cancelled" if action == "cancel" else action.rstrip("e") + "ed"
+        flash(f"This issue cannot be {past} in its current state.", "error")
     return redirect(url_for("admin.digest_report", digest_id=digest_id))
 
 
