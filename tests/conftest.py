@@ -174,6 +174,9 @@ def clean_state(app, redis_url):
             connection.execute(table.delete())
     limiter.reset()
     yield
+    # And after: a test without the worker may leave tasks that the session's worker,
+    # started before the next test's clean-up, would run against this test's rows.
+    app.extensions["celery"].control.purge()
 
 
 @pytest.fixture
