@@ -8,6 +8,7 @@ whose worker vanished and re-publishes work whose task was lost.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -270,8 +271,8 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "") -> Del
     if rendered is None:
         return DeliveryResult(Outcome.FAILED, "There are no new articles to preview.")
     config = current_app.config
-    message = build_message(rendered, mail_from=config["MAIL_FROM"], to_email=to_email)
-    message.replace_header("Subject", "[Test] " + rendered.subject)
+    test_copy = dataclasses.replace(rendered, subject="[Test] " + rendered.subject)
+    message = build_message(test_copy, mail_from=config["MAIL_FROM"], to_email=to_email)
     return current_app.extensions["smtp"].deliver_message(message)
 
 
