@@ -122,9 +122,9 @@ def test_an_oversized_feed_is_refused():
         for _ in range(64):
             handler.wfile.write(b"x" * 16 * 1024)
 
-    with serve(ALLOWED_HOST, undeclared) as server:
-        with pytest.raises(FetchError, match="larger than 65536 bytes"):
-            fetch(server.url + "/feed", small)
+    with serve(ALLOWED_HOST, undeclared) as server, \
+            pytest.raises(FetchError, match="larger than 65536 bytes"):
+        fetch(server.url + "/feed", small)
     with serve(ALLOWED_HOST, lambda handler: handler.reply(b"x" * 70_000)) as server:
         with pytest.raises(FetchError, match="larger than 65536 bytes"):
             fetch(server.url + "/feed", small)
@@ -176,8 +176,8 @@ def test_poll_refuses_internal_feeds_by_default_and_records_why(app, client, int
 def test_a_feed_body_naming_a_local_file_is_not_read(app, client, feed_settings, tmp_path):
     local = tmp_path / "local-feed.xml"
     local.write_bytes(rss(("Read from our own disk", "https://news.example.com/disk")))
-    with serve(ALLOWED_HOST, lambda handler: handler.reply(str(local).encode())) as server:
-        with app.app_context():
-            result = feeds.poll_feed(server.url + "/feed")
-            assert result.added == 0 and result.error.startswith("not a feed")
-            assert db.session.scalar(select(func.count()).select_from(Article)) == 0
+    with serve(ALLOWED_HOST, lambda handler: handler.reply(str(local).encode())) as server, \
+            app.app_context():
+        result = feeds.poll_feed(server.url + "/feed")
+        assert result.added == 0 and result.error.startswith("not a feed")
+        assert db.session.scalar(select(func.count()).select_from(Article)) == 0
