@@ -86,9 +86,9 @@ def is_public_address(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return is_public_address(address.ipv4_mapped)
-        embedded = address.sixtofour or (
-            ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
-        if embedded is not None and not is_public_address(embedded):
+        if address in _NAT64:  # DNS64 answers for IPv4-only hosts: judge the IPv4 one
+            return is_public_address(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None and not is_public_address(address.sixtofour):
             return False
     return (address.is_global and not address.is_multicast and not address.is_reserved
             and not address.is_unspecified and not address.is_loopback
