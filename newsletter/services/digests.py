@@ -20,6 +20,7 @@ from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
+from newsletter.mail.headers import clean_text
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
@@ -80,7 +81,7 @@ def compose(*, period: str | None = None, subject: str | None = None,
         ids = ",".join(str(article.id) for article in articles)
         period = "manual-" + hashlib.sha256(ids.encode()).hexdigest()[:24]
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
-                    subject=" ".join((subject or default_subject(articles)).split())[:300],
+                    subject=clean_text(subject or default_subject(articles))[:300],
                     send_at=send_at,
                     status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
@@ -258,7 +259,7 @@ def preview(subject: str | None = None, intro: str = "") -> RenderedMail | None:
     articles = new_articles()
     if not articles:
         return None
-    draft = Digest(id=0, subject=" ".join((subject or default_subject(articles)).split()),
+    draft = Digest(id=0, subject=clean_text(subject or default_subject(articles)),
                    intro=intro.strip(), articles=articles)
     # Never added to the session (SQLAlchemy 2 does not cascade it in through
     # the articles), so nothing of the draft is ever written.
