@@ -10,6 +10,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.config import FEED_DEADLINE_MAX
 from newsletter.extensions import db
 from newsletter.models import Article, FeedState
 from newsletter.services import feeds
@@ -181,3 +182,27 @@ def test_a_feed_body_naming_a_local_file_is_not_read(app, client, feed_settings,
         result = feeds.poll_feed(server.url + "/feed")
         assert result.added == 0 and result.error.startswith("not a feed")
         assert db.session.scalar(select(func.count()).select_from(Article)) == 0
+
+
+def test_feed_polls_run_on_the_maintenance_queue_with_a_time_limit(app):
+    import workers.tasks
+
+    celery = app.extensions["celery"]
+    for name in ("workers.tasks.poll_feeds", "workers.tasks.poll_feed"):
+        route = celery.amqp.router.route({}, name)
+        assert route["queue"].name == app.config["TASK_QUEUE"] + ".maintenance"
+    poll = workers.tasks.poll_feed
+    assert FEED_DEADLINE_MAX < poll.soft_time_limit < poll.time_limit
+
+
+def test_the_poller_applies_the_configured_deadline_and_cap(app, client, feed_settings):
+    saved = {key: app.config[key] for key in ("FEED_FETCH_DEADLINE", "FEED_MAX_BYTES")}
+    app.config.update(FEED_FETCH_DEADLINE=1.0, FEED_MAX_BYTES=1024)
+    try:
+        with serve(ALLOWED_HOST, lambda handler: handler.drip(0.5, 240)) as slow, \
+                serve(ALLOWED_HOST, lambda handler: handler.reply(b" " * 2048)) as big, \
+                app.app_context():
+            assert "no complete answer within 1 s" in feeds.poll_feed(slow.url + "/f").error
+            assert "larger than 1024 bytes" in feeds.poll_feed(big.url + "/f").error
+    finally:
+        app.config.update(saved)

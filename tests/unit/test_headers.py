@@ -159,7 +159,7 @@ def test_random_mixtures_of_dangerous_pieces_never_add_a_header():
               "\u2028", "\u2029", "\x85", "\t", " ", "Bcc:", "Reply-To:", "a@evil.example", "é",
               "😀", "_", "=", "?", '"', "<", ">", ",", "\\", "x" * 40]
     generator = random.Random(6923)
-    for _ in range(1500):
+    for _ in range(600):
         value = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 40)))
         raw = (header_line("Subject", value) + address_line("To", "r@example.com", value)
                + b"\r\nbody\r\n")
