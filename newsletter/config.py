@@ -234,9 +234,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             values[setting.name] = setting.parse(raw)
         except ValueError as error:
             problems.append(f"{ENV_PREFIX}{setting.name}: {error}")
+    if not problems:
+        problems += _feed_problems(values)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return values
+
+
+def _feed_problems(values: Mapping[str, Any]) -> list[str]:
+    """Plain-http feeds only when allowed explicitly: say so at start, not at each poll."""
+    if values["FEED_ALLOW_HTTP"]:
+        return []
+    plain = [url for url in values["FEEDS"] if url.startswith("http://")]
+    return [f"{ENV_PREFIX}FEEDS: {url} is not https; feeds are fetched over https only "
+            f"unless {ENV_PREFIX}FEED_ALLOW_HTTP=true" for url in plain[:1]]
 
 
 def check_secret_key(config: Mapping[str, Any]) -> None:

@@ -61,3 +61,11 @@ def test_feed_settings_default_to_https_public_and_bounded():
 def test_bad_feed_and_header_settings_stop_the_start(name, value):
     with pytest.raises(ConfigError, match=f"NEWSLETTER_{name}"):
         load_settings({f"NEWSLETTER_{name}": value})
+
+
+def test_a_plain_http_feed_needs_the_explicit_setting():
+    with pytest.raises(ConfigError, match="NEWSLETTER_FEEDS: http://news.example.com/rss is not"):
+        load_settings({"NEWSLETTER_FEEDS": "https://a.example/feed, http://news.example.com/rss"})
+    allowed = load_settings({"NEWSLETTER_FEEDS": "http://news.example.com/rss",
+                             "NEWSLETTER_FEED_ALLOW_HTTP": "yes"})
+    assert allowed["FEEDS"] == ("http://news.example.com/rss",)
