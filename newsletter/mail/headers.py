@@ -184,7 +184,12 @@ class SafeHeader(str):
         return header
 
     def fold(self, *, policy) -> str:
-        return self._folded.replace("\r\n", policy.linesep)
+        folded = self._folded.replace("\r\n", policy.linesep)
+        if not policy.utf8 and not folded.isascii():
+            # Only an internationalised local part is left unencoded (it has no
+            # ASCII form): the binary generator writes it as UTF-8, as SMTPUTF8 needs.
+            folded = folded.encode("utf-8").decode("ascii", "surrogateescape")
+        return folded
 
     @classmethod
     def text(cls, name: str, value: object) -> SafeHeader:

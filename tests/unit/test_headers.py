@@ -171,3 +171,18 @@ def test_random_mixtures_of_dangerous_pieces_never_add_a_header():
         parsed = message_from_bytes(raw, policy=policy.default)
         assert str(parsed["Subject"]) == neutralise(value), value
         assert display_name(raw) == neutralise(value), value
+
+
+def test_an_internationalised_mailbox_is_written_in_utf8_under_any_policy():
+    message = EmailMessage()
+    message["To"] = SafeHeader.address("To", "zoë@bücher.example", "Zoë")
+    message.set_content("body")
+    for output_policy in (policy.SMTP, policy.SMTPUTF8):
+        raw = message.as_bytes(policy=output_policy)
+        assert raw.startswith("To: =?utf-8?q?Zo=C3=AB?= <zoë@xn--bcher-kva.example>\r\n".encode())
+        parsed = message_from_bytes(raw, policy=policy.SMTPUTF8)
+        assert list(parsed) == ["To", "Content-Type", "Content-Transfer-Encoding",
+                                "MIME-Version"]
+        # The parser keeps undecoded bytes as surrogates.
+        username = parsed["To"].addresses[0].username
+        assert username.encode("ascii", "surrogateescape").decode() == "zoë"
