@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key"
+# The feed poll task's soft time limit (workers/tasks.py) is above this.
+FEED_DEADLINE_MAX = 120.0
 
 
 class ConfigError(ValueError):
@@ -95,6 +97,42 @@ def _urls(value: str) -> tuple[str, ...]:
     return tuple(_http_url(url) for url in str(value).split(",") if url.strip())
 
 
+def _seconds(minimum: float, maximum: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {value!r}") from None
+        if not minimum <= number <= maximum:
+            raise ValueError(f"must be between {minimum:g} and {maximum:g}, got {number:g}")
+        return number
+
+    return parse
+
+
+def _networks(value: str) -> tuple:
+    """Comma-separated networks such as ``127.0.0.2/32, 10.1.0.0/16``."""
+    import ipaddress
+
+    networks = []
+    for item in str(value).split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip()))
+            except ValueError:
+                raise ValueError(f"expected networks such as 10.1.0.0/16, got {item.strip()!r}"
+                                 ) from None
+    return tuple(networks)
+
+
+def _header_text(value: str) -> str:
+    """A value written into a header as it is (e.g. List-Id): printable ASCII."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isprintable()) or "=?" in text:
+        raise ValueError(f"expected printable ASCII without '=?', got {value!r}")
+    return text
+
+
 def _schedule(value: str) -> str:
     from newsletter.services.schedule import parse_schedule
 
@@ -144,7 +182,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SITE_NAME", "The Newsletter", _str, "Name shown on pages and in mails."),
     Setting("BASE_URL", "http://127.0.0.1:5000", _http_url,
             "Public URL of the web app; absolute links in mails start with it."),
-    Setting("LIST_ID", "", _str,
+    Setting("LIST_ID", "", _header_text,
             "List-Id header value; default `<newsletter.HOST>` from BASE_URL."),
     Setting("POSTAL_ADDRESS", "The Newsletter, 1 Example Street, Springfield", _str,
             "Sender's postal address, printed in every mail footer (CAN-SPAM)."),
@@ -164,6 +202,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Prefix of the Celery queues: PREFIX.transactional, PREFIX.bulk, PREFIX.maintenance."),
     Setting("FEEDS", (), _urls, "Comma-separated RSS/Atom feed URLs polled for new articles."),
     Setting("FEED_POLL_INTERVAL", 900, _int(30), "Seconds between two polls of the feeds."),
+    Setting("FEED_ALLOW_HTTP", False, _bool,
+            "Also fetch plain-http feeds (and follow redirects to http); default https only."),
+    Setting("FEED_FETCH_DEADLINE", 30.0, _seconds(0.5, FEED_DEADLINE_MAX),
+            "Seconds one feed fetch may take in all (DNS, connect, TLS, headers, body, "
+            f"redirects); at most {FEED_DEADLINE_MAX:g}, below the poll task's time limit."),
+    Setting("FEED_MAX_BYTES", 10 * 1024 * 1024, _int(1024),
+            "Largest feed body fetched, in bytes; a larger feed is refused."),
+    Setting("FEED_ALLOWED_NETWORKS", (), _networks,
+            "Comma-separated networks a feed may be fetched from although not public "
+            "(e.g. `10.1.0.0/16` for an intranet CMS); default none: loopback, private, "
+            "link-local, CGNAT, reserved and multicast addresses are refused."),
     Setting("DIGEST_SCHEDULE", "mon 08:00 UTC", _schedule,
             "Weekly digest time: day, HH:MM and an IANA timezone, e.g. `fri 07:30 Europe/Paris`."),
     Setting("DIGEST_MIN_ARTICLES", 1, _int(1),
@@ -196,9 +245,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             values[setting.name] = setting.parse(raw)
         except ValueError as error:
             problems.append(f"{ENV_PREFIX}{setting.name}: {error}")
+    if not problems:
+        problems += _feed_problems(values)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return values
+
+
+def _feed_problems(values: Mapping[str, Any]) -> list[str]:
+    """Plain-http feeds only when allowed explicitly: say so at start, not at each poll."""
+    if values["FEED_ALLOW_HTTP"]:
+        return []
+    plain = [url for url in values["FEEDS"] if url.startswith("http://")]
+    return [f"{ENV_PREFIX}FEEDS: {url} is not https; feeds are fetched over https only "
+            f"unless {ENV_PREFIX}FEED_ALLOW_HTTP=true" for url in plain[:1]]
 
 
 def check_secret_key(config: Mapping[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from newsletter.config import FEED_DEADLINE_MAX
 from newsletter.services import digests, dispatch, feeds, outbox
 
 
@@ -37,4 +38,13 @@ def start_scheduled_digests() -> None:
 
 @shared_task(name="workers.tasks.poll_feeds")
 def poll_feeds() -> None:
-    feeds.poll_all()
+    feeds.enqueue_polls()
+
+
+# The fetch ends itself at FEED_FETCH_DEADLINE (at most FEED_DEADLINE_MAX); the
+# limits are the backstop for whatever else hangs (a database lock, a huge feed's
+# entries), so a feed can never hold a maintenance worker for long.
+@shared_task(name="workers.tasks.poll_feed", soft_time_limit=FEED_DEADLINE_MAX + 60,
+             time_limit=FEED_DEADLINE_MAX + 90)
+def poll_feed(url: str) -> None:
+    feeds.poll_feed(url)

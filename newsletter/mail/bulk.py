@@ -3,22 +3,20 @@
 The issue is rendered and its CSS inlined once; each recipient's copy only
 substitutes a marker with their unsubscribe URL and base64-encodes the parts
 (no per-recipient quoted-printable, no email.message tree): about a tenth of
-the cost of building each message with ``EmailMessage``. Headers that vary per
-recipient are ASCII, except a non-ASCII display name, which goes through the
-email package's encoder.
+the cost of building each message with ``EmailMessage``. Every header value goes
+through ``newsletter.mail.headers`` (neutralised, encoded and folded there); the
+ones every copy shares are built once per issue.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
-from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime
 
-from newsletter.mail.addresses import mailbox, parse_mailbox
+from newsletter.mail.addresses import parse_mailbox
+from newsletter.mail.headers import address_line, header_line, url_list_line
 from newsletter.mail.render import RenderedMail
-from newsletter.mail.transport import header_address
 from newsletter.models import utcnow
 
 CRLF = b"\r\n"
@@ -27,12 +25,6 @@ CRLF = b"\r\n"
 def new_marker() -> str:
     """A string no article will contain, standing for the recipient's unsubscribe URL."""
     return f"UNSUBSCRIBE-{secrets.token_hex(12)}"
-
-
-def _encode_header(name: str, value, utf8: bool = False) -> bytes:
-    message = EmailMessage(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
-    message[name] = value
-    return message.as_bytes().split(b"\r\n\r\n", 1)[0] + CRLF
 
 
 def _base64_lines(data: bytes) -> bytes:
@@ -55,11 +47,11 @@ class BulkMessageFactory:
         self.text_parts = rendered.text.encode().split(marker.encode())
         self.html_parts = rendered.html.encode().split(marker.encode())
         self.fixed_headers = b"".join([
-            _encode_header("From", sender),
-            _encode_header("Subject", rendered.subject),
+            address_line("From", sender.addr_spec, sender.display_name),
+            header_line("Subject", rendered.subject),
             b"MIME-Version: 1.0\r\n",
-            f"List-Id: {list_id}\r\n".encode(),
-            f"List-Archive: <{archive_url}>\r\n".encode(),
+            header_line("List-Id", list_id),
+            url_list_line("List-Archive", archive_url),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
         ])
@@ -71,21 +63,16 @@ class BulkMessageFactory:
 
     def build(self, subscriber_id: int, email: str, name: str | None,
               unsubscribe_url: str) -> bytes:
-        # IDN domain in ASCII; a non-ASCII local part makes a UTF-8 header (RFC 6532),
-        # which the transport only sends in an SMTPUTF8 transaction.
-        to, utf8 = header_address(mailbox(email, name))
-        url = unsubscribe_url.encode()
-        if to.display_name.isascii() and to.addr_spec.isascii():
-            to_header = f"To: {to}\r\n".encode()
-        else:
-            to_header = _encode_header("To", to, utf8)
+        unsubscribe_header = url_list_line("List-Unsubscribe", unsubscribe_url)
+        # The body gets the URL exactly as it appears in the header.
+        url = unsubscribe_header.split(b"<", 1)[1].split(b">", 1)[0]
         boundary = self.boundary.encode()
         return b"".join([
             self.fixed_headers,
-            to_header,
-            f"Date: {format_datetime(utcnow())}\r\n".encode(),
-            f"Message-ID: {self.message_id(subscriber_id)}\r\n".encode(),
-            b"List-Unsubscribe: <" + url + b">\r\n",
+            address_line("To", email, name),
+            header_line("Date", format_datetime(utcnow())),
+            header_line("Message-ID", self.message_id(subscriber_id)),
+            unsubscribe_header,
             CRLF,
             b"--" + boundary + CRLF,
             _part_header("plain"),

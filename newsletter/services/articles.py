@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
+from newsletter.mail.headers import clean_text, neutralise
 from newsletter.models import Article, ArticleSource, utcnow
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ class ArticleInput:
 
 
 def one_line(text: object) -> str:
-    """Collapse all whitespace, CR and LF included: titles end up in Subject headers."""
-    return " ".join(str(text or "").split())
+    """One line: control characters and line separators become spaces, whitespace collapses."""
+    return clean_text(text)
 
 
 def sanitize_html(markup: str) -> str:
@@ -70,7 +71,9 @@ def _summary(data: ArticleInput, body_html: str) -> str:
 
 
 def validate(data: ArticleInput) -> ArticleInput:
-    title = one_line(data.title)
+    # Titles become digest Subjects: CR, LF, NUL, U+2028/2029, other controls and "=?"
+    # are neutralised here, and the header writer does it again (newsletter.mail.headers).
+    title = neutralise(data.title)
     if not title:
         raise InvalidArticle("An article needs a title.")
     url = one_line(data.url)

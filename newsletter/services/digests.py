@@ -8,6 +8,7 @@ whose worker vanished and re-publishes work whose task was lost.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -19,6 +20,7 @@ from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
+from newsletter.mail.headers import clean_text
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
@@ -82,7 +84,7 @@ def compose(*, period: str | None = None, subject: str | None = None,
         # Two "send now" clicks see the same articles: the same key makes one issue.
         period = manual_key(articles)
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
-                    subject=" ".join((subject or default_subject(articles)).split())[:300],
+                    subject=clean_text(subject or default_subject(articles))[:300],
                     send_at=send_at,
                     status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
@@ -305,7 +307,7 @@ def preview(subject: str | None = None, intro: str = "") -> RenderedMail | None:
     articles = new_articles()
     if not articles:
         return None
-    draft = Digest(id=0, subject=" ".join((subject or default_subject(articles)).split()),
+    draft = Digest(id=0, subject=clean_text(subject or default_subject(articles)),
                    intro=intro.strip(), articles=articles)
     # Never added to the session (SQLAlchemy 2 does not cascade it in through
     # the articles), so nothing of the draft is ever written.
@@ -318,8 +320,8 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "") -> Del
     if rendered is None:
         return DeliveryResult(Outcome.FAILED, "There are no new articles to preview.")
     config = current_app.config
-    message = build_message(rendered, mail_from=config["MAIL_FROM"], to_email=to_email)
-    message.replace_header("Subject", "[Test] " + rendered.subject)
+    test_copy = dataclasses.replace(rendered, subject="[Test] " + rendered.subject)
+    message = build_message(test_copy, mail_from=config["MAIL_FROM"], to_email=to_email)
     return current_app.extensions["smtp"].deliver_message(message)
 
 

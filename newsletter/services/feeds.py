@@ -1,24 +1,288 @@
-"""Poll RSS/Atom feeds with conditional GET and add their new entries as articles."""
+"""Poll RSS/Atom feeds with conditional GET and add their new entries as articles.
+
+A feed URL is written by someone else, and so is every redirect it answers
+with. A fetch therefore:
+- uses https (http only with FEED_ALLOW_HTTP);
+- resolves the host itself, refuses it if any address is not public (loopback,
+  private, link-local, CGNAT, reserved, multicast, unspecified, or an IPv6 form
+  of one), and connects to an address it checked, so DNS cannot answer
+  differently between the check and the connection; TLS still verifies the
+  certificate against the host name;
+- follows at most MAX_REDIRECTS redirects itself, checking each the same way;
+- ends at FEED_FETCH_DEADLINE seconds of wall-clock time in total (connect,
+  TLS, headers and body; a server dripping a byte at a time is cut off) and at
+  FEED_MAX_BYTES of body.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import io
+import ipaddress
 import logging
-import urllib.error
-import urllib.request
+import socket
+import ssl
+import threading
+import time
 from calendar import timegm
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 from flask import current_app
 
 from newsletter.extensions import db
+from newsletter.mail.headers import clean_text
 from newsletter.models import ArticleSource, FeedState, utcnow
+from newsletter.queue import send_task_now
 from newsletter.services.articles import ArticleInput, InvalidArticle, add_article
 
 log = logging.getLogger(__name__)
-FETCH_TIMEOUT = 20
-MAX_FEED_BYTES = 10 * 1024 * 1024
+POLL_FEED_TASK = "workers.tasks.poll_feed"
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+USER_AGENT = "newsletter-feed-poller/1"
+_CHUNK = 64 * 1024
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class FetchError(Exception):
+    """The feed could not be fetched safely; the message says why."""
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    allow_http: bool = False
+    allowed_networks: tuple[Network, ...] = ()
+    deadline: float = 30.0
+    max_bytes: int = 10 * 1024 * 1024
+    tls_context: ssl.SSLContext | None = None  # None: the system's trusted CAs
+
+    @classmethod
+    def from_config(cls, config) -> FetchPolicy:
+        return cls(allow_http=config["FEED_ALLOW_HTTP"],
+                   allowed_networks=tuple(config["FEED_ALLOWED_NETWORKS"]),
+                   deadline=config["FEED_FETCH_DEADLINE"], max_bytes=config["FEED_MAX_BYTES"])
+
+
+@dataclass
+class FetchedFeed:
+    url: str  # after redirects
+    not_modified: bool = False
+    body: bytes = b""
+    etag: str | None = None
+    modified: str | None = None
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """Whether a fetch may connect to ``address``: a global unicast address, and for
+    IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64), that one too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public_address(address.ipv4_mapped)
+        if address in _NAT64:  # DNS64 answers for IPv4-only hosts: judge the IPv4 one
+            return is_public_address(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None and not is_public_address(address.sixtofour):
+            return False
+    return (address.is_global and not address.is_multicast and not address.is_reserved
+            and not address.is_unspecified and not address.is_loopback
+            and not address.is_link_local and not address.is_private and address not in _CGNAT)
+
+
+def address_allowed(address: IPAddress, policy: FetchPolicy) -> bool:
+    return is_public_address(address) or any(address in network
+                                             for network in policy.allowed_networks)
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[IPAddress]:
+    """getaddrinfo has no timeout of its own: run it in a thread and stop waiting
+    at the deadline."""
+    answer: dict[str, object] = {}
+
+    def lookup():
+        try:
+            answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:  # UnicodeError: a bad IDN label
+            answer["error"] = error
+
+    thread = threading.Thread(target=lookup, daemon=True, name="feed-dns")
+    thread.start()
+    thread.join(_remaining(deadline))
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in answer:
+        raise FetchError(f"cannot resolve {host}: {answer['error']}")
+    addresses: list[IPAddress] = []
+    for *_, sockaddr in answer["infos"]:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def _connect_any(addresses: list[IPAddress], port: int, deadline: float,
+                 keep: list[socket.socket]) -> socket.socket:
+    last_error: OSError | None = None
+    for address in addresses:
+        try:
+            sock = socket.create_connection((str(address), port), timeout=_remaining(deadline))
+        except OSError as error:
+            last_error = error
+            continue
+        keep.append(sock)  # for the watchdog, before TLS wraps it
+        return sock
+    raise last_error or OSError("no address to connect to")
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to ``host`` (Host header) over a connection to an address we checked."""
+
+    def __init__(self, host, port, addresses, deadline):
+        super().__init__(host, port, timeout=_remaining(deadline))
+        self.addresses, self.deadline, self.sockets = addresses, deadline, []
+
+    def connect(self):
+        self.sock = _connect_any(self.addresses, self.port, self.deadline, self.sockets)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to an address we checked; the certificate is verified against ``host``."""
+
+    def __init__(self, host, port, addresses, deadline, context):
+        super().__init__(host, port, timeout=_remaining(deadline), context=context)
+        self.addresses, self.deadline, self.sockets = addresses, deadline, []
+
+    def connect(self):
+        sock = _connect_any(self.addresses, self.port, self.deadline, self.sockets)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sockets.append(self.sock)
+
+
+def _check_url(url: str, policy: FetchPolicy):
+    parts = urlsplit(url)
+    allowed = {"https", "http"} if policy.allow_http else {"https"}
+    if parts.scheme not in allowed:
+        raise FetchError(f"{url[:200]!r}: only {' or '.join(sorted(allowed))} feeds are "
+                         "fetched (NEWSLETTER_FEED_ALLOW_HTTP allows http)")
+    if not parts.hostname:
+        raise FetchError(f"{url[:200]!r} names no host")
+    if parts.username or parts.password:
+        raise FetchError("feed URLs with a user name or password are not supported")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise FetchError(f"{url[:200]!r} has a bad port") from None
+    return parts, port
+
+
+def fetch(url: str, policy: FetchPolicy, *, etag: str | None = None,
+          modified: str | None = None) -> FetchedFeed:
+    """GET a feed under ``policy``; FetchError says why it was refused or failed."""
+    deadline = time.monotonic() + policy.deadline
+    headers = {"User-Agent": USER_AGENT,
+               "Accept": "application/rss+xml, application/atom+xml, application/xml, "
+                         "text/xml;q=0.9, */*;q=0.5"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if modified:
+        headers["If-Modified-Since"] = modified
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            result = _fetch_once(url, policy, headers, deadline)
+            if isinstance(result, FetchedFeed):
+                return result
+            url = result  # a redirect: check the new URL like the first
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+    except TimeoutError:
+        raise FetchError(f"no complete answer within {policy.deadline:g} s") from None
+
+
+def _fetch_once(url: str, policy: FetchPolicy, headers: dict, deadline: float):
+    """One request: a FetchedFeed, or the URL a redirect points to."""
+    parts, port = _check_url(url, policy)
+    addresses = _resolve(parts.hostname, port, deadline)
+    refused = [address for address in addresses if not address_allowed(address, policy)]
+    if refused or not addresses:
+        raise FetchError(f"{parts.hostname} resolves to {refused[0] if refused else 'nothing'}, "
+                         "which is not a public address")
+    if parts.scheme == "https":
+        context = policy.tls_context or ssl.create_default_context()
+        connection = _PinnedHTTPS(parts.hostname, port, addresses, deadline, context)
+    else:
+        connection = _PinnedHTTP(parts.hostname, port, addresses, deadline)
+    expired = threading.Event()
+
+    def cut_off():  # the one deadline for everything, even a byte-a-second drip
+        expired.set()
+        for sock in connection.sockets:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(_remaining(deadline), cut_off)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", target, headers=headers)
+        response = connection.getresponse()
+        if response.status in REDIRECT_STATUSES:
+            location = response.getheader("Location")
+            if not location:
+                raise FetchError(f"HTTP {response.status} without a Location")
+            return urljoin(url, location.strip())
+        if response.status == 304:
+            return FetchedFeed(url=url, not_modified=True)
+        if response.status != 200:
+            raise FetchError(f"HTTP {response.status}")
+        body = _read_capped(response, policy.max_bytes, deadline)
+        if expired.is_set():
+            raise TimeoutError
+        return FetchedFeed(url=url, body=body, etag=_validator(response.getheader("ETag")),
+                           modified=_validator(response.getheader("Last-Modified")))
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        if expired.is_set() or isinstance(error, TimeoutError):
+            raise TimeoutError from None
+        if isinstance(error, ssl.SSLError):
+            raise FetchError(f"TLS: {error}") from None
+        raise FetchError(f"fetch failed: {error}") from None
+    finally:
+        watchdog.cancel()
+        connection.close()
+
+
+def _validator(value: str | None) -> str | None:
+    """An ETag or Last-Modified we will send back: one clean line, or nothing."""
+    text = clean_text(value)
+    return text if text and len(text) <= 128 and text.isascii() else None
+
+
+def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+    declared = response.getheader("Content-Length")
+    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"the feed is larger than {max_bytes} bytes")
+    chunks, size = [], 0
+    while True:
+        _remaining(deadline)
+        chunk = response.read1(_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError(f"the feed is larger than {max_bytes} bytes")
+        chunks.append(chunk)
 
 
 @dataclass
@@ -34,33 +298,32 @@ def poll_all() -> list[PollResult]:
     return [poll_feed(url) for url in current_app.config["FEEDS"]]
 
 
+def enqueue_polls() -> int:
+    """One task per feed, so one slow feed neither delays the others nor needs a
+    task time limit of N deadlines; returns how many were published."""
+    return sum(send_task_now(POLL_FEED_TASK, url) for url in current_app.config["FEEDS"])
+
+
 def poll_feed(url: str) -> PollResult:
     state = db.session.get(FeedState, url) or FeedState(url=url)
     result = PollResult(url=url)
-    request = urllib.request.Request(url, headers={"User-Agent": "newsletter-feed-poller/1"})
-    if state.etag:
-        request.add_header("If-None-Match", state.etag)
-    if state.modified:
-        request.add_header("If-Modified-Since", state.modified)
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
-            payload = response.read(MAX_FEED_BYTES)
-            etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
-    except urllib.error.HTTPError as error:
-        if error.code == 304:
+        fetched = fetch(url, FetchPolicy.from_config(current_app.config),
+                        etag=state.etag, modified=state.modified)
+    except FetchError as error:
+        result.error = str(error)
+    else:
+        if fetched.not_modified:
             result.not_modified = True
         else:
-            result.error = f"HTTP {error.code}"
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        result.error = f"fetch failed: {getattr(error, 'reason', error)}"
-    else:
-        parsed = feedparser.parse(payload)
-        if parsed.bozo and not parsed.entries:
-            result.error = f"not a feed: {parsed.get('bozo_exception')}"
-        else:
-            for entry in parsed.entries:
-                _add_entry(entry, result)
-            state.etag, state.modified = etag, modified
+            # A stream, never bytes: feedparser opens bytes that name a local file.
+            parsed = feedparser.parse(io.BytesIO(fetched.body))
+            if parsed.bozo and not parsed.entries:
+                result.error = f"not a feed: {parsed.get('bozo_exception')}"
+            else:
+                for entry in parsed.entries:
+                    _add_entry(entry, result)
+                state.etag, state.modified = fetched.etag, fetched.modified
     if result.error:
         log.warning("feed %s: %s", url, result.error)
     state.checked_at, state.last_error = utcnow(), result.error

@@ -23,6 +23,7 @@ from newsletter.models import (
 )
 from newsletter.services import editors, feeds
 from newsletter.services.dispatch import SendRate
+from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS
 from tests.integration.test_digests import add_article, add_subscribers
 
 FEED = """<?xml version="1.0"?>
@@ -61,12 +62,16 @@ class FeedServer(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def feed_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FeedServer)
+def feed_url(app):
+    # Feeds are fetched from public https addresses only; this loopback one is exempt.
+    saved = {key: app.config[key] for key in ("FEED_ALLOW_HTTP", "FEED_ALLOWED_NETWORKS")}
+    app.config.update(FEED_ALLOW_HTTP=True, FEED_ALLOWED_NETWORKS=ALLOWED_NETWORKS)
+    server = ThreadingHTTPServer((ALLOWED_HOST, 0), FeedServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     FeedServer.requests = []
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield f"http://{ALLOWED_HOST}:{server.server_port}"
     server.shutdown()
+    app.config.update(saved)
 
 
 def test_feed_polling_is_conditional_and_sanitises(app, client, feed_url):
@@ -80,7 +85,7 @@ def test_feed_polling_is_conditional_and_sanitises(app, client, feed_url):
         assert ceasefire.categories == ["Middle East"]
         assert "script" not in ceasefire.summary and ceasefire.summary == "Talks resume."
         broken = feeds.poll_feed(feed_url + "/broken")
-        unreachable = feeds.poll_feed("http://127.0.0.1:9/feed")
+        unreachable = feeds.poll_feed(f"http://{ALLOWED_HOST}:9/feed")
         assert broken.error.startswith("not a feed") and unreachable.error
         assert db.session.scalar(select(func.count()).select_from(Article)) == 2
 
