@@ -91,7 +91,7 @@ def test_without_smtputf8_the_non_ascii_reader_fails_and_the_batch_goes_on(
     assert [rcpt for _, rcpt, _, _ in relay.received] == [
         ["first@example.com"], ["reader@xn--bcher-kva.example"], ["last@example.com"]]
     idn = relay.received[1][3]
-    assert b"\r\nTo: reader@xn--bcher-kva.example\r\n" in idn and idn.isascii()
+    assert b"\r\nTo: <reader@xn--bcher-kva.example>\r\n" in idn and idn.isascii()
 
 
 @pytest.mark.parametrize("relay", [{"utf8": True}], indirect=True)
@@ -105,7 +105,7 @@ def test_with_smtputf8_every_reader_gets_the_digest(app, client, celery_worker, 
                                     "last@example.com", "reader@xn--bcher-kva.example"]
     options, content = by_recipient["José@xn--bcher-kva.example"]
     assert "SMTPUTF8" in options
-    assert "\r\nTo: José@xn--bcher-kva.example\r\n".encode() in content
+    assert "\r\nTo: <José@xn--bcher-kva.example>\r\n".encode() in content
     assert "SMTPUTF8" not in by_recipient["last@example.com"][0]
 
 
