@@ -106,6 +106,20 @@ def _origins(value: str) -> list[str]:
     return [origin.strip().rstrip("/") for origin in str(value).split(",") if origin.strip()]
 
 
+def _frame_origins(value: str) -> tuple[str, ...]:
+    """Origins allowed to frame the embeddable form: ``*`` or https://host[:port] ..."""
+    origins = tuple(str(value).replace(",", " ").split())
+    if not origins:
+        raise ValueError("expected * or origins such as https://example.com")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in {"http", "https"} or not parts.hostname
+                              or parts.path.strip("/") or parts.query or parts.fragment
+                              or any(char in origin for char in ";'\"\\")):
+            raise ValueError(f"expected * or origins such as https://example.com, got {origin!r}")
+    return tuple(origin.rstrip("/") for origin in origins)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -148,7 +162,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CORS_ORIGINS", (), _origins,
             "Comma-separated origins allowed to call the JSON API from a browser."),
     Setting("DEV_MAILBOX", "", _str,
-            "Folder of .eml files shown at /dev/mail (set by the dev stack only)."),
+            "Folder of .eml files shown at /dev/mail (set by the dev stack only; refused "
+            "unless debug is on and BASE_URL is a loopback address)."),
+    Setting("EMBED_ORIGINS", ("*",), _frame_origins,
+            "Origins (space- or comma-separated) whose pages may frame the `/subscribe?embed=1` "
+            "form; `*`: any site. Every other page refuses to be framed."),
+    Setting("LEGACY_UNSUBSCRIBE_LINKS", True, _bool,
+            "Accept unsubscribe links of the old signed-id format (mails sent before the "
+            "upgrade); turn off once those mails are months old."),
     Setting("TASK_QUEUE", "newsletter", _str,
             "Prefix of the Celery queues: PREFIX.transactional, PREFIX.bulk, PREFIX.maintenance."),
     Setting("FEEDS", (), _urls, "Comma-separated RSS/Atom feed URLs polled for new articles."),
@@ -188,6 +209,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return values
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_dev_mailbox(config: Mapping[str, Any]) -> None:
+    """/dev/mail shows every confirm and unsubscribe link: only ever in the dev stack."""
+    if not config.get("DEV_MAILBOX"):
+        return
+    host = urlsplit(config["BASE_URL"]).hostname or ""
+    if not config.get("DEBUG") or not (host in LOOPBACK_HOSTS or host.startswith("127.")):
+        raise ConfigError(
+            f"{ENV_PREFIX}DEV_MAILBOX is set, but /dev/mail (every mail's links, no login) "
+            "exists only in the dev stack: debug on (FLASK_DEBUG=1) and a loopback "
+            f"{ENV_PREFIX}BASE_URL. Unset {ENV_PREFIX}DEV_MAILBOX in production."
+        )
 
 
 def check_secret_key(config: Mapping[str, Any]) -> None:
