@@ -6,6 +6,7 @@ that reads ``os.environ``; the rest of the code reads ``app.config``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -211,7 +212,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return values
 
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_dev_mailbox(config: Mapping[str, Any]) -> None:
@@ -219,7 +226,7 @@ def check_dev_mailbox(config: Mapping[str, Any]) -> None:
     if not config.get("DEV_MAILBOX"):
         return
     host = urlsplit(config["BASE_URL"]).hostname or ""
-    if not config.get("DEBUG") or not (host in LOOPBACK_HOSTS or host.startswith("127.")):
+    if not config.get("DEBUG") or not _is_loopback(host):
         raise ConfigError(
             f"{ENV_PREFIX}DEV_MAILBOX is set, but /dev/mail (every mail's links, no login) "
             "exists only in the dev stack: debug on (FLASK_DEBUG=1) and a loopback "

@@ -65,7 +65,10 @@ def policy_header(policy: dict[str, str]) -> str:
 
 
 class IdConverter(IntegerConverter):
-    """``<int:...>`` for database ids: 1 .. 2**31-1, digits only; anything else is a 404."""
+    """``<int:...>`` for database ids: 1 .. 2**31-1, ASCII digits only (werkzeug's
+    ``\\d`` also matches "１２"); anything else is a 404."""
+
+    regex = r"[0-9]+"
 
     def __init__(self, map, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("min", 1)
