@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, abort, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from flask_login import current_user
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, PathConverter, UnicodeConverter
 
 MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; SQLite's range is larger
 
@@ -29,6 +29,7 @@ EDITOR_API_ENDPOINTS = {"api.create_article", "api.create_issue"}  # authenticat
 UPLOAD_ENDPOINTS = {"admin.import_subscribers"}
 
 MAX_JSON_DEPTH = 32
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 # Pages anyone may cache: they show neither tokens nor personal data.
 CACHEABLE_ENDPOINTS = {"static", "public.archive", "public.archive_issue", "public.article"}
@@ -76,6 +77,21 @@ class IdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+class SegmentConverter(UnicodeConverter):
+    """The default ``<name>`` converter without control characters: a NUL reaching
+    PostgreSQL is an error there, and no slug or token of ours holds one. At most
+    500 characters (tokens are far shorter)."""
+
+    def __init__(self, map, minlength: int = 1, maxlength: int | None = 500,
+                 length: int | None = None) -> None:
+        super().__init__(map, minlength, maxlength, length)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00-\\x1f\\x7f]")
+
+
+class SafePathConverter(PathConverter):
+    regex = "[^/\\x00-\\x1f\\x7f][^\\x00-\\x1f\\x7f]*?"
+
+
 class BoundedJSONProvider(DefaultJSONProvider):
     """json.loads that turns absurd nesting into a ValueError (so a 400), never a
     RecursionError (a 500). Sizes are bounded before this by the body caps."""
@@ -85,23 +101,29 @@ class BoundedJSONProvider(DefaultJSONProvider):
             value = super().loads(s, **kwargs)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
-        if _depth_exceeds(value, MAX_JSON_DEPTH):
-            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        problem = _json_problem(value, MAX_JSON_DEPTH)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def _json_problem(value: Any, limit: int) -> str | None:
+    """Too deep, or a NUL in a string (PostgreSQL refuses NUL in text; we never need one)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "JSON string holds a NUL character"
+            continue
         if isinstance(item, dict):
-            item = item.values()
+            item = [*item.keys(), *item.values()]
         elif not isinstance(item, list):
             continue
         if depth > limit:
-            return True
+            return f"JSON nested deeper than {limit} levels"
         stack.extend((child, depth + 1) for child in item)
-    return False
+    return None
 
 
 def _body_limit() -> None:
@@ -114,6 +136,11 @@ def _body_limit() -> None:
                                       else EDITOR_BODY_LIMIT)
     else:
         request.max_content_length = PUBLIC_BODY_LIMIT
+    # NUL is in no legitimate value of ours, and PostgreSQL refuses it in text.
+    if b"%00" in request.query_string or b"\x00" in request.query_string or (
+            request.mimetype in FORM_TYPES
+            and any("\x00" in key + value for key, value in request.form.items(multi=True))):
+        abort(400, "The request holds a NUL character.")
 
 
 def _security_headers(response: Response) -> Response:
@@ -152,7 +179,9 @@ def mail_document(html: str, *, framed_by_self: bool = False) -> Response:
 
 def init_app(app: Flask) -> None:
     """Call before the extensions that read request bodies (CSRF) are initialised."""
-    app.url_map.converters["int"] = IdConverter  # every <int:...> route, including new ones
+    # Every route, including new ones: ids in range, no control characters in segments.
+    app.url_map.converters.update(int=IdConverter, default=SegmentConverter,
+                                  string=SegmentConverter, path=SafePathConverter)
     app.json = BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = PUBLIC_BODY_LIMIT
     app.before_request(_body_limit)

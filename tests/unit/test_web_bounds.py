@@ -4,7 +4,7 @@ import pytest
 from flask import Flask
 
 from newsletter.services.subscriber_lists import spreadsheet_safe
-from newsletter.web.security import MAX_JSON_DEPTH, BoundedJSONProvider, _depth_exceeds
+from newsletter.web.security import MAX_JSON_DEPTH, BoundedJSONProvider, _json_problem
 
 
 def test_json_depth_is_bounded_without_recursion():
@@ -15,7 +15,11 @@ def test_json_depth_is_bounded_without_recursion():
         provider.loads("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
     with pytest.raises(ValueError, match="nested"):
         provider.loads("[" * 100_000 + "]" * 100_000)  # json's own RecursionError
-    assert not _depth_exceeds([{}] * 100_000, 2)
+    assert _json_problem([{}] * 100_000, 2) is None
+    with pytest.raises(ValueError, match="NUL"):
+        provider.loads('{"email": "a\\u0000@example.com"}')
+    with pytest.raises(ValueError, match="NUL"):
+        provider.loads('{"a\\u0000": 1}')
 
 
 def test_id_converter_refuses_what_the_database_cannot_hold():
