@@ -395,3 +395,26 @@ def test_dev_mailbox_in_the_dev_stack_shows_mail_under_the_policy(
     assert "script-src" not in csp and csp["frame-ancestors"] == "'self'" and "sandbox" in csp
     assert client.get("/dev/mail/..%2f..%2fetc").status_code == 404
     assert client.get("/dev/mail/nothere/html").status_code == 404
+
+
+# --- the migration --------------------------------------------------------------------
+
+def test_migration_gives_existing_readers_distinct_random_keys(app, clean_state):
+    """Readers who joined before 0004_h2 get a key each on upgrade (SQLite and PostgreSQL)."""
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    with app.app_context():
+        downgrade(revision="0004_h2-1")
+        try:
+            with db.engine.begin() as connection:
+                for number in range(2500):  # more than one chunk of the backfill
+                    connection.execute(text(
+                        "INSERT INTO subscribers (email, email_normalized, status, token_nonce, "
+                        "created_at, updated_at) VALUES (:email, :email, 'active', 'n', "
+                        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"email": f"old{number}@e.org"})
+        finally:
+            upgrade()
+        keys = db.session.scalars(select(Subscriber.unsubscribe_key)).all()
+    assert len(keys) == 2500 and len(set(keys)) == 2500
+    assert all(tokens.is_unsubscribe_key(key) and len(key) >= 22 for key in keys)
