@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from newsletter.config import check_secret_key, load_settings
+from newsletter.config import check_dev_mailbox, check_secret_key, load_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent  # the repository, when running from the source tree
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def resource_dir(name: str) -> Path:
-    """``templates`` or ``migrations``: inside the package in an installed wheel
+    """``templates``, ``static`` or ``migrations``: inside the package in an installed wheel
     (newsletter/templates), at the repository's top level in the source tree and
     in an editable install."""
     packaged = PACKAGE_DIR / name
@@ -39,13 +39,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=settings["INSTANCE_PATH"] or default_instance_path(),
         template_folder=str(resource_dir("templates")),
-        static_folder=None,  # pages carry their own small CSS
+        # CSS and scripts of the pages, served from the app (the CSP allows no inline script).
+        static_folder=str(resource_dir("static")),
     )
     app.config.update(settings)
     check_secret_key(app.config)
+    check_dev_mailbox(app.config)
     _derive_settings(app)
 
     from newsletter.extensions import cors, csrf, db, limiter, login_manager, migrate
+    from newsletter.web import security
+
+    security.init_app(app)  # first: body caps apply before CSRF reads a form
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(resource_dir("migrations")))
@@ -99,7 +104,6 @@ def _derive_settings(app: Flask) -> None:
     config["RATELIMIT_SWALLOW_ERRORS"] = True
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
     config["RATELIMIT_HEADERS_ENABLED"] = True
-    config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024  # a CSV of a few hundred thousand rows
     in_production = not (config.get("DEBUG") or config.get("TESTING"))
     if in_production and not config["BASE_URL"].startswith("https://") and host not in {
             "127.0.0.1", "localhost"}:

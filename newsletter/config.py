@@ -6,6 +6,7 @@ that reads ``os.environ``; the rest of the code reads ``app.config``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -151,6 +152,20 @@ def _origins(value: str) -> list[str]:
     return [origin.strip().rstrip("/") for origin in str(value).split(",") if origin.strip()]
 
 
+def _frame_origins(value: str) -> tuple[str, ...]:
+    """Origins allowed to frame the embeddable form: ``*`` or https://host[:port] ..."""
+    origins = tuple(str(value).replace(",", " ").split())
+    if not origins:
+        raise ValueError("expected * or origins such as https://example.com")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in {"http", "https"} or not parts.hostname
+                              or parts.path.strip("/") or parts.query or parts.fragment
+                              or any(char in origin for char in ";'\"\\")):
+            raise ValueError(f"expected * or origins such as https://example.com, got {origin!r}")
+    return tuple(origin.rstrip("/") for origin in origins)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -197,7 +212,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CORS_ORIGINS", (), _origins,
             "Comma-separated origins allowed to call the JSON API from a browser."),
     Setting("DEV_MAILBOX", "", _str,
-            "Folder of .eml files shown at /dev/mail (set by the dev stack only)."),
+            "Folder of .eml files shown at /dev/mail (set by the dev stack only; refused "
+            "unless debug is on and BASE_URL is a loopback address)."),
+    Setting("EMBED_ORIGINS", ("*",), _frame_origins,
+            "Origins (space- or comma-separated) whose pages may frame the `/subscribe?embed=1` "
+            "form; `*`: any site. Every other page refuses to be framed."),
+    Setting("LEGACY_UNSUBSCRIBE_LINKS", True, _bool,
+            "Accept unsubscribe links of the old signed-id format (mails sent before the "
+            "upgrade); turn off once those mails are months old."),
     Setting("TASK_QUEUE", "newsletter", _str,
             "Prefix of the Celery queues: PREFIX.transactional, PREFIX.bulk, PREFIX.maintenance."),
     Setting("FEEDS", (), _urls, "Comma-separated RSS/Atom feed URLs polled for new articles."),
@@ -259,6 +281,28 @@ def _feed_problems(values: Mapping[str, Any]) -> list[str]:
     plain = [url for url in values["FEEDS"] if url.startswith("http://")]
     return [f"{ENV_PREFIX}FEEDS: {url} is not https; feeds are fetched over https only "
             f"unless {ENV_PREFIX}FEED_ALLOW_HTTP=true" for url in plain[:1]]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_dev_mailbox(config: Mapping[str, Any]) -> None:
+    """/dev/mail shows every confirm and unsubscribe link: only ever in the dev stack."""
+    if not config.get("DEV_MAILBOX"):
+        return
+    host = urlsplit(config["BASE_URL"]).hostname or ""
+    if not config.get("DEBUG") or not _is_loopback(host):
+        raise ConfigError(
+            f"{ENV_PREFIX}DEV_MAILBOX is set, but /dev/mail (every mail's links, no login) "
+            "exists only in the dev stack: debug on (FLASK_DEBUG=1) and a loopback "
+            f"{ENV_PREFIX}BASE_URL. Unset {ENV_PREFIX}DEV_MAILBOX in production."
+        )
 
 
 def check_secret_key(config: Mapping[str, Any]) -> None:

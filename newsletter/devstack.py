@@ -95,6 +95,9 @@ def main() -> int:
     lock = claim_instance(web_port)  # noqa: F841 (released when the process exits)
     env.setdefault("NEWSLETTER_SECRET_KEY", dev_secret_key())
     env.setdefault("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{web_port}")
+    # Debug on (a loopback BASE_URL too) is what lets /dev/mail exist; the dev
+    # server still runs without the reloader and the interactive debugger.
+    env["FLASK_DEBUG"] = "1"
     children: list[subprocess.Popen] = []
 
     if "NEWSLETTER_REDIS_URL" not in env:
@@ -113,7 +116,8 @@ def main() -> int:
 
     # So a second terminal can run `flask` commands against this stack:
     #   set -a; . instance/dev.env; set +a
-    shared = {key: value for key, value in env.items() if key.startswith("NEWSLETTER_")}
+    shared = {key: value for key, value in env.items()
+              if key.startswith("NEWSLETTER_") or key == "FLASK_DEBUG"}
     (INSTANCE / "dev.env").write_text("".join(f"{k}={v}\n" for k, v in shared.items()))
 
     python = sys.executable
@@ -124,7 +128,8 @@ def main() -> int:
         subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
                          env=env, cwd=PROJECT_ROOT),
         subprocess.Popen([*celery, "beat", "--loglevel", "INFO"], env=env, cwd=PROJECT_ROOT),
-        subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(web_port)],
+        subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(web_port),
+                          "--no-reload", "--no-debugger"],
                          env=env, cwd=PROJECT_ROOT),
     ]
     wait_for_port(web_port, timeout=30)

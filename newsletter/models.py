@@ -35,6 +35,11 @@ def new_token_nonce() -> str:
     return secrets.token_urlsafe(12)
 
 
+def new_unsubscribe_key() -> str:
+    """128 random bits, URL-safe, no dot (so it never looks like an old signed token)."""
+    return secrets.token_urlsafe(16)
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every database (SQLite drops the zone)."""
 
@@ -94,6 +99,10 @@ class Subscriber(db.Model):
     )
     # Rotated on every state change so that a used confirmation link cannot be replayed.
     token_nonce: Mapped[str] = mapped_column(String(32), default=new_token_nonce)
+    # The token in unsubscribe (and future preference) links: random, not the row id,
+    # and independent of SECRET_KEY, so a key rotation does not break old mails' links.
+    unsubscribe_key: Mapped[str] = mapped_column(String(32), unique=True,
+                                                 default=new_unsubscribe_key)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow

@@ -21,7 +21,6 @@ from sqlalchemy import and_, bindparam, select, text, update
 from newsletter.extensions import db
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
 from newsletter.mail.links import external_url, url_adapter
-from newsletter.mail.tokens import unsubscribe_serializer
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     Delivery,
@@ -120,11 +119,12 @@ def send_batch(digest_id: int) -> int:
         digests.finish_if_done(digest_id)
         return 0
     factory = _factory(digest)
-    links, tokens = url_adapter(), unsubscribe_serializer()  # once per batch, not per message
+    links = url_adapter()  # once per batch, not per message
     transport = current_app.extensions["smtp"]
     rate = SendRate(config["SEND_RATE"])
     rows = db.session.execute(
-        select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)
+        select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status,
+               Subscriber.unsubscribe_key)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()
@@ -133,15 +133,14 @@ def send_batch(digest_id: int) -> int:
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ledger:
         ledger.execute(MARK_ATTEMPTED, {"id": rows[0][0], "now": utcnow()})
         left: set[int] = set()
-        for index, (delivery_id, subscriber_id, email, name, status) in enumerate(rows):
+        for index, (delivery_id, subscriber_id, email, name, status, key) in enumerate(rows):
             if index and index % STATUS_REFRESH_EVERY == 0:
                 left = _no_longer_active(ledger, [row[1] for row in rows[index:]])
             if status != SubscriberStatus.ACTIVE or subscriber_id in left:
                 result = None  # unsubscribed or bounced since the send began
             else:
                 rate.wait()
-                unsubscribe_url = links.build("public.unsubscribe",
-                                              {"token": tokens.dumps(subscriber_id)},
+                unsubscribe_url = links.build("public.unsubscribe", {"token": key},
                                               force_external=True)
                 try:
                     message = factory.build(subscriber_id, email, name, unsubscribe_url)

@@ -17,7 +17,7 @@ from newsletter.extensions import db
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
-from newsletter.mail.tokens import make_confirm_token, make_unsubscribe_token
+from newsletter.mail.tokens import make_confirm_token
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
@@ -83,8 +83,7 @@ def send(mail_id: int) -> None:
 
 def _message(template: MailTemplate, subscriber: Subscriber):
     config = current_app.config
-    unsubscribe_url = external_url("public.unsubscribe",
-                                   token=make_unsubscribe_token(subscriber.id))
+    unsubscribe_url = external_url("public.unsubscribe", token=subscriber.unsubscribe_key)
     context = {
         "site_name": config["SITE_NAME"],
         "postal_address": config["POSTAL_ADDRESS"],

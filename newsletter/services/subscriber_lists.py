@@ -122,12 +122,21 @@ def _add_confirmed(subscribers: list[Subscriber], consent: str) -> None:
     db.session.commit()
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), +cmd|..., @SUM(...)): a leading quote makes it plain text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def export_rows() -> Iterable[list[str]]:
     yield ["email", "name", "status", "created_at", "confirmed_at"]
     query = select(Subscriber).order_by(Subscriber.id).execution_options(yield_per=1000)
     for subscriber in db.session.scalars(query):
-        yield [subscriber.email, subscriber.name or "", subscriber.status.value,
-               subscriber.created_at.isoformat(),
+        yield [spreadsheet_safe(subscriber.email), spreadsheet_safe(subscriber.name or ""),
+               subscriber.status.value, subscriber.created_at.isoformat(),
                subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else ""]
 
 

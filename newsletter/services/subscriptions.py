@@ -17,7 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import check_email, check_name
-from newsletter.mail.tokens import TokenInvalid, read_confirm_token, read_unsubscribe_token
+from newsletter.mail.tokens import (
+    TokenInvalid,
+    is_unsubscribe_key,
+    read_confirm_token,
+    read_legacy_unsubscribe_token,
+)
 from newsletter.models import (
     ConsentAction,
     ConsentEvent,
@@ -134,11 +139,15 @@ def _change_status(subscriber_id: int, status: SubscriberStatus, conditions: tup
     ).rowcount == 1
 
 
+def _erased(subscriber: Subscriber) -> bool:
+    return subscriber.email_normalized.startswith(privacy.ERASED_PREFIX)
+
+
 def subscriber_for_confirm_token(token: str) -> Subscriber:
     """The pending subscriber a link confirms, for the GET page; raises TokenInvalid."""
     claim = read_confirm_token(token)
     subscriber = db.session.get(Subscriber, claim.subscriber_id)
-    if subscriber is None:
+    if subscriber is None or _erased(subscriber):
         raise TokenInvalid("unknown subscriber")
     if subscriber.status == SubscriberStatus.PENDING and subscriber.token_nonce != claim.nonce:
         raise LinkUsed("superseded")
@@ -168,22 +177,25 @@ def confirm(token: str, origin: Origin) -> ConfirmOutcome:
 
 
 def subscriber_for_unsubscribe_token(token: str) -> Subscriber:
-    subscriber = db.session.get(Subscriber, read_unsubscribe_token(token))
-    if subscriber is None:
+    """The reader an unsubscribe link names: by its random key, or (mails sent before
+    the keys existed) by the old signed id. Erased readers' links are invalid."""
+    if is_unsubscribe_key(token):
+        subscriber = db.session.scalar(
+            select(Subscriber).where(Subscriber.unsubscribe_key == token))
+    else:
+        subscriber = db.session.get(Subscriber, read_legacy_unsubscribe_token(token))
+    if subscriber is None or _erased(subscriber):
         raise TokenInvalid("unknown subscriber")
     return subscriber
 
 
 def unsubscribe(token: str, origin: Origin) -> Subscriber:
     """Unsubscribe at once; repeating it is harmless and logs nothing new."""
-    subscriber_id = read_unsubscribe_token(token)
+    subscriber_id = subscriber_for_unsubscribe_token(token).id
     changed = _change_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED,
                              (Subscriber.status != SubscriberStatus.UNSUBSCRIBED,),
                              unsubscribed_at=utcnow())
     subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
-    if subscriber is None:
-        db.session.rollback()
-        raise TokenInvalid("unknown subscriber")
     if changed:
         _log(subscriber, ConsentAction.UNSUBSCRIBED, origin)
     db.session.commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -38,8 +39,10 @@ from newsletter.services import (
 from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.services.schedule import parse_schedule
+from newsletter.web.security import MAX_ID, mail_document
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+log = logging.getLogger(__name__)
 login_manager.user_loader(editors.load_editor)
 
 
@@ -52,11 +55,15 @@ def require_login():
 
 
 def _local_path(target: str | None) -> str:
-    """Only same-site paths: never an open redirect to another host."""
+    """Only same-site paths: never an open redirect to another host. Browsers read
+    ``//host``, ``/\\host`` and ``/<TAB>/host`` (they drop tabs and newlines) as
+    another host, so those are refused along with every control character."""
     if not target:
         return url_for("admin.dashboard")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or "\\" in target:
+    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or any(ord(char) < 32 or ord(char) == 127 for char in target)):
+        log.warning("refused redirect target %r", target[:200])
         return url_for("admin.dashboard")
     return target
 
@@ -102,6 +109,15 @@ def digests_page():
     return render_template("admin/digests.html", preview=digests.preview(subject, intro),
                            upcoming=digests.new_articles(), subject=subject or "", intro=intro,
                            issues=reports.recent_issues(20), drafts=digests.drafts())
+
+
+@bp.get("/digests/preview")
+def digest_preview():
+    """The compose page's sandboxed iframe: the mail's HTML under the mail policy."""
+    preview = digests.preview(request.args.get("subject") or None, request.args.get("intro", ""))
+    if preview is None:
+        abort(404)
+    return mail_document(preview.html, framed_by_self=True)
 
 
 @bp.post("/digests/send")
@@ -263,7 +279,9 @@ def revoke_token(token_id: int):
 def subscribers_page():
     query, status = request.args.get("q", ""), request.args.get("status", "")
     page = request.args.get("page", "1")
-    page_number = int(page) if page.isdigit() else 1
+    # ASCII digits only ("²".isdigit() is true), and an offset the database can take.
+    page_number = int(page) if page.isascii() and page.isdigit() and len(page) < 7 else 1
+    page_number = max(1, min(page_number, MAX_ID // reports.PAGE_SIZE))
     return render_template("admin/subscribers.html", query=query, status=status,
                            page=page_number, statuses=[s.value for s in SubscriberStatus],
                            subscribers=reports.search_subscribers(query, status, page_number),

@@ -1,15 +1,21 @@
 """Dev only: the mails the local SMTP catcher kept, at /dev/mail.
 
-Registered only when NEWSLETTER_DEV_MAILBOX is set, which the dev stack does.
+Registered only when NEWSLETTER_DEV_MAILBOX is set, and the app refuses that
+setting unless debug is on and BASE_URL is a loopback address (config.py
+check_dev_mailbox): these pages show every confirm and unsubscribe link.
 """
 
+import re
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template
 
+from newsletter.web.security import mail_document
+
 bp = Blueprint("devmail", __name__, url_prefix="/dev/mail")
+MAIL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")  # the catcher's file names
 
 
 def _mailbox() -> Path:
@@ -18,6 +24,13 @@ def _mailbox() -> Path:
 
 def _read(path: Path):
     return BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+
+
+def _path(name: str) -> Path:
+    path = _mailbox() / f"{name}.eml"
+    if not MAIL_NAME.fullmatch(name) or name.startswith(".") or not path.is_file():
+        abort(404)
+    return path
 
 
 @bp.get("/")
@@ -29,13 +42,19 @@ def index():
 
 @bp.get("/<name>")
 def show(name: str):
-    path = _mailbox() / f"{name}.eml"
-    if "/" in name or not path.is_file():
-        abort(404)
+    path = _path(name)
     message = _read(path)
     text = message.get_body(("plain",))
-    html = message.get_body(("html",))
-    return render_template("web/devmail_show.html", message=message,
+    return render_template("web/devmail_show.html", message=message, name=name,
+                           has_html=message.get_body(("html",)) is not None,
                            text=text.get_content() if text else "",
-                           html=html.get_content() if html else "",
                            raw=path.read_text(errors="replace"))
+
+
+@bp.get("/<name>/html")
+def show_html(name: str):
+    """The HTML part for the page's sandboxed iframe, under the mail policy."""
+    html = _read(_path(name)).get_body(("html",))
+    if html is None:
+        abort(404)
+    return mail_document(html.get_content(), framed_by_self=True)

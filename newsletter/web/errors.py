@@ -1,8 +1,12 @@
-"""Every error is a clear 4xx page (or JSON for the API), never a bare 500."""
+"""Every error is a clear 4xx page (or JSON for the API), never a bare 500.
+
+Each refused request is logged once, as a warning with the reason (no traceback):
+bad input is the client's problem, not ours.
+"""
 
 import logging
 
-from flask import Flask, jsonify, render_template
+from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -13,6 +17,7 @@ log = logging.getLogger(__name__)
 MESSAGES = {
     400: "The request could not be understood.",
     401: "Authentication is required.",
+    403: "You may not do that.",
     404: "There is no page at this address.",
     405: "This address does not accept that kind of request.",
     413: "The request is too large.",
@@ -22,8 +27,15 @@ MESSAGES = {
 }
 
 
-def error_response(status: int, message: str | None = None):
+def log_refusal(status: int, reason: str) -> None:
+    # %r keeps control characters from the path out of the log's lines.
+    log.warning("%s %r answered %s: %s", request.method, request.path[:200], status, reason)
+
+
+def error_response(status: int, message: str | None = None, *, reason: str | None = None):
     message = message or MESSAGES.get(status, "The request failed.")
+    if status < 500:
+        log_refusal(status, reason or message)
     if wants_json():
         return jsonify(error=message, status=status), status
     return render_template("web/error.html", status=status, message=message), status
@@ -33,13 +45,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
         return error_response(400, "The form expired or was sent from elsewhere. "
-                                   "Go back, reload the page and try again.")
+                                   "Go back, reload the page and try again.",
+                              reason=f"CSRF: {error.description}")
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         status = error.code or 500
         message = MESSAGES.get(status) if status != 400 else (error.description or MESSAGES[400])
-        return error_response(status, message)
+        return error_response(status, message,
+                              reason=f"{type(error).__name__}: {error.description}")
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):

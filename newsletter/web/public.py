@@ -3,17 +3,29 @@
 GET never changes state: mail scanners follow links. Each state change is a POST.
 """
 
+import logging
+
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
-from newsletter.mail.tokens import TokenExpired, TokenInvalid
+from newsletter.mail.tokens import TokenExpired, TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.services import archive as archive_service
 from newsletter.services import subscriptions
 from newsletter.web.common import request_origin, subscribe_limit
+from newsletter.web.errors import log_refusal
+from newsletter.web.security import mail_document
 
 bp = Blueprint("public", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.app_context_processor
+def form_token():
+    # The subscribe form's CSRF token: signed and cookie-free, so it also works
+    # in a cross-site iframe (see mail/tokens.py).
+    return {"form_token": lambda: make_form_token(request.remote_addr)}
 
 HONEYPOT_FIELD = "website"  # hidden from people; bots fill every field
 
@@ -24,11 +36,18 @@ def index():
 
 
 @bp.route("/subscribe", methods=["GET", "POST"])
+@csrf.exempt  # checked with the form token instead: an iframe sends no session cookie
 @subscribe_limit
 def subscribe():
     embed = request.args.get("embed") == "1"
     if request.method == "GET":
         return render_template("web/subscribe.html", embed=embed, form={})
+    try:
+        check_form_token(request.form.get("csrf_token"), request.remote_addr)
+    except TokenInvalid as error:
+        log_refusal(400, f"subscribe form token: {error}")
+        return render_template("web/subscribe.html", embed=embed, form=request.form,
+                               error="The form expired. Please send it again."), 400
     if request.form.get(HONEYPOT_FIELD):
         return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
     try:
@@ -47,6 +66,7 @@ def subscribe_thanks():
 
 
 def _bad_link(error: TokenInvalid):
+    log_refusal(400, f"bad link: {error}")
     kind = ("expired" if isinstance(error, TokenExpired)
             else "used" if isinstance(error, subscriptions.LinkUsed) else "invalid")
     return render_template("web/bad_link.html", kind=kind, form={}), 400
@@ -118,7 +138,7 @@ def archive_issue(digest_id: int):
     digest = archive_service.public_digest(digest_id)
     if digest is None:
         abort(404)
-    return archive_service.web_view_html(digest)
+    return mail_document(archive_service.web_view_html(digest))
 
 
 @bp.get("/articles/<slug>")

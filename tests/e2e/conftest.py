@@ -6,6 +6,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from werkzeug.serving import make_server
@@ -48,13 +49,55 @@ def live_server(app, clean_state, celery_worker):
     app.config["BASE_URL"] = previous
 
 
+# Every CSP violation in any frame becomes a console error the fixture sees.
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI}`);
+});
+"""
+APP_HOST = "127.0.0.1"  # live_server's host; other hosts in a test are "another site"
+
+
+class PageWatch:
+    """What the browser saw that the CSP checks care about."""
+
+    def __init__(self):
+        self.violations: list[str] = []
+        self.documents: list[tuple[str, str | None]] = []  # (url, CSP header)
+
+    def on_console(self, message) -> None:
+        text = message.text
+        if message.type == "error" and ("CSP violation" in text
+                                        or "Content Security Policy" in text):
+            self.violations.append(text)
+
+    def on_response(self, response) -> None:
+        if (response.request.resource_type == "document"
+                and urlsplit(response.url).hostname == APP_HOST):
+            self.documents.append(
+                (response.url, response.headers.get("content-security-policy")))
+
+
 @pytest.fixture
-def page(browser):
+def page_watch():
+    return PageWatch()
+
+
+@pytest.fixture
+def page(browser, page_watch):
+    """A fresh page; at the end, every app page it loaded (frames too) had a CSP
+    header and nothing was blocked by it (a blocked script or style breaks a page)."""
     context = browser.new_context()
+    context.add_init_script(REPORT_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(15_000)
+    page.on("console", page_watch.on_console)
+    page.on("response", page_watch.on_response)
     yield page
     context.close()
+    assert page_watch.documents, "the test loaded no page of the app"
+    assert [url for url, policy in page_watch.documents if not policy] == []
+    assert page_watch.violations == []
 
 
 def screenshot(page, name: str) -> None:

@@ -116,7 +116,13 @@ def test_dashboard_digest_and_subscriber_pages(app, client, celery_worker, mailb
     dashboard = client.get("/admin/").get_data(as_text=True)
     assert "Confirmed readers" in dashboard and "Talks resume in Geneva" in dashboard
     compose = client.get("/admin/digests?subject=Our+week").get_data(as_text=True)
-    assert "Our week" in compose and "srcdoc=" in compose
+    assert "Our week" in compose and 'src="/admin/digests/preview?subject=Our+week"' in compose
+    # The sandboxed frame's document: the mail's HTML under the mail policy (no script).
+    frame = client.get("/admin/digests/preview?subject=Our+week")
+    assert "Talks resume in Geneva" in frame.get_data(as_text=True)
+    policy = frame.headers["Content-Security-Policy"]
+    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert "frame-ancestors 'self'" in policy and "sandbox" in policy
 
     token = csrf_token_from(client, "/admin/digests")
     test_send = client.post("/admin/digests/test", data={"csrf_token": token,

@@ -45,3 +45,27 @@ def test_default_secret_key_is_refused_in_production():
         check_secret_key({"SECRET_KEY": DEFAULT_SECRET_KEY})
     check_secret_key({"SECRET_KEY": DEFAULT_SECRET_KEY, "DEBUG": True})
     check_secret_key({"SECRET_KEY": "long-random-value"})
+
+
+def test_embed_origins_are_star_or_plain_origins():
+    assert load_settings({})["EMBED_ORIGINS"] == ("*",)
+    settings = load_settings({"NEWSLETTER_EMBED_ORIGINS": "https://a.example, https://b.example:8443/"})
+    assert settings["EMBED_ORIGINS"] == ("https://a.example", "https://b.example:8443")
+    for bad in ["a.example", "https://a.example/path", "https://a.example; script-src *",
+                "javascript:alert(1)", "", "https://a.example'"]:
+        with pytest.raises(ConfigError, match="NEWSLETTER_EMBED_ORIGINS"):
+            load_settings({"NEWSLETTER_EMBED_ORIGINS": bad})
+
+
+def test_dev_mailbox_needs_debug_and_a_loopback_base_url():
+    from newsletter.config import check_dev_mailbox
+
+    dev = {"DEV_MAILBOX": "/tmp/mail", "DEBUG": True, "BASE_URL": "http://127.0.0.1:5000"}
+    check_dev_mailbox(dev)
+    check_dev_mailbox({**dev, "BASE_URL": "http://localhost:5002"})
+    check_dev_mailbox({**dev, "DEV_MAILBOX": "", "DEBUG": False,
+                       "BASE_URL": "https://news.example.com"})
+    for production in [{**dev, "DEBUG": False}, {**dev, "BASE_URL": "https://news.example.com"},
+                       {**dev, "BASE_URL": "http://127.0.0.1.evil.example"}]:
+        with pytest.raises(ConfigError, match="NEWSLETTER_DEV_MAILBOX"):
+            check_dev_mailbox(production)

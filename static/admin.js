@@ -1,0 +1,53 @@
+// Editor workspace behaviour. Served as a file: the CSP allows no inline script
+// and no on...="" attributes, so forms opt in with data- attributes instead.
+"use strict";
+
+document.addEventListener("submit", function (event) {
+  const form = event.target;
+  if (form.dataset.confirm !== undefined && !window.confirm(form.dataset.confirm)) {
+    event.preventDefault();
+    return;
+  }
+  if (form.dataset.submitOnce !== undefined) {
+    // A double click makes one request.
+    form.querySelectorAll("button").forEach(function (button) { button.disabled = true; });
+  }
+});
+
+// The issue report: refresh from the delivery ledger until every row is final.
+document.addEventListener("DOMContentLoaded", function () {
+  const report = document.getElementById("report");
+  const status = document.getElementById("status");
+  if (!report || !status || !report.dataset.progressUrl) return;
+  async function refresh() {
+    let p;
+    try {
+      const response = await fetch(report.dataset.progressUrl, {headers: {Accept: "application/json"}});
+      if (!response.ok) throw new Error(response.status);
+      p = await response.json();
+    } catch (error) {
+      return setTimeout(refresh, 3000);
+    }
+    const total = Math.max(p.total, 1);
+    const done = Math.round((p.total - p.remaining) / total * 100);
+    for (const key of ["sent", "deferred", "failed", "unknown", "skipped", "remaining"]) {
+      document.getElementById("n-" + key).textContent = p[key];
+    }
+    const parts = [["sent", p.sent], ["failed", p.failed + p.unknown], ["skipped", p.skipped],
+                   ["deferred", p.deferred]];
+    let x = 0;
+    for (const [kind, count] of parts) {
+      const rect = document.getElementById("bar-" + kind);
+      const width = count / total * 100;
+      rect.setAttribute("x", x);
+      rect.setAttribute("width", width);
+      x += width;
+    }
+    document.getElementById("bar").setAttribute("aria-valuenow", done);
+    document.getElementById("percent").textContent = done + "%";
+    status.textContent = p.status;
+    status.className = "pill " + p.status;
+    if (p.status === "sending") setTimeout(refresh, 1000);
+  }
+  if (status.textContent === "sending") setTimeout(refresh, 500);
+});
