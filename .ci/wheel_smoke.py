@@ -101,6 +101,8 @@ def main() -> int:
 
         page = browser.open(f"{base_url}/subscribe").read().decode()
         assert 'name="csrf_token"' in page, "the subscribe page did not render"
+        assert b"body" in browser.open(f"{base_url}/static/web.css").read(), \
+            "the stylesheet is not in the wheel"
         request = urllib.request.Request(
             f"{base_url}/api/v1/subscriptions", method="POST",
             data=json.dumps({"email": "reader@example.com", "name": "Smoke Reader"}).encode(),
