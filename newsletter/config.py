@@ -91,6 +91,24 @@ def _float_or_none(value: str) -> float | None:
     return number
 
 
+def _percent(value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a percentage such as 0.1, got {value!r}") from None
+    if not 0 < number <= 100:
+        raise ValueError(f"must be above 0 and at most 100, got {number}")
+    return number
+
+
+def _domain(value: str) -> str:
+    text = str(value).strip().lower().rstrip(".")
+    if text and (not all(part and part.replace("-", "").isalnum() and part.isascii()
+                         for part in text.split(".")) or "." not in text):
+        raise ValueError(f"expected a domain name such as bounces.example.com, got {value!r}")
+    return text
+
+
 def _urls(value: str) -> tuple[str, ...]:
     return tuple(_http_url(url) for url in str(value).split(",") if url.strip())
 
@@ -168,6 +186,24 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds before the first retry of a deferred (4xx) delivery; doubles each time."),
     Setting("PROXY_COUNT", 0, _int(0),
             "Reverse proxies in front of the app whose X-Forwarded-For is trusted."),
+    Setting("BOUNCE_DOMAIN", "", _domain,
+            "Domain of the VERP envelope sender `bounces+TOKEN@DOMAIN`; default: the From "
+            "domain. Its MX (or your relay's transport map) points at `bounces serve`."),
+    Setting("BOUNCE_KEY", "", _str,
+            "Signs VERP tokens so forged bounces are ignored. Default: derived from SECRET_KEY; "
+            "set it so that rotating SECRET_KEY does not orphan bounces still in flight."),
+    Setting("BOUNCE_MAX_SIZE", 2 * 1024 * 1024, _int(10_000),
+            "Largest bounce or complaint message (bytes) the receiver and the mailbox accept."),
+    Setting("BOUNCE_SOFT_LIMIT", 3, _int(1),
+            "Soft bounces in a row (no delivery in between) that mark a reader bounced, …"),
+    Setting("BOUNCE_SOFT_DAYS", 7, _int(0),
+            "… provided they span at least this many days."),
+    Setting("GUARD_MIN_SAMPLE", 500, _int(1),
+            "Messages an issue must have sent before the deliverability guard judges it."),
+    Setting("GUARD_MAX_HARD_BOUNCE_PERCENT", 5.0, _percent,
+            "Hard-bounce rate (% of messages sent) above which a send pauses itself."),
+    Setting("GUARD_MAX_COMPLAINT_PERCENT", 0.1, _percent,
+            "Complaint rate (% of messages sent) above which a send pauses itself."),
 )
 
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from newsletter.services import digests, dispatch, feeds, outbox
+from newsletter.services import deliverability, digests, dispatch, feeds, outbox
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -38,3 +38,8 @@ def start_scheduled_digests() -> None:
 @shared_task(name="workers.tasks.poll_feeds")
 def poll_feeds() -> None:
     feeds.poll_all()
+
+
+@shared_task(name="workers.tasks.send_deliverability_alert")
+def send_deliverability_alert(digest_id: int) -> None:
+    deliverability.send_alert(digest_id)

@@ -46,7 +46,7 @@ def _part_header(subtype: str) -> bytes:
 
 class BulkMessageFactory:
     def __init__(self, rendered: RenderedMail, marker: str, *, mail_from: str, list_id: str,
-                 archive_url: str, message_id_prefix: str):
+                 archive_url: str, message_id_prefix: str, feedback_id: str | None = None):
         sender = parse_mailbox(mail_from)
         self.sender = sender.addr_spec
         self.domain = sender.domain
@@ -61,6 +61,7 @@ class BulkMessageFactory:
             f"List-Id: {list_id}\r\n".encode(),
             f"List-Archive: <{archive_url}>\r\n".encode(),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            f"Feedback-ID: {feedback_id}\r\n".encode() if feedback_id else b"",
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
         ])
 

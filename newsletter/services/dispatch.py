@@ -23,6 +23,7 @@ from newsletter.mail.bulk import BulkMessageFactory, new_marker
 from newsletter.mail.links import external_url, url_adapter
 from newsletter.mail.tokens import unsubscribe_serializer
 from newsletter.mail.transport import DeliveryResult, Outcome
+from newsletter.mail.verp import DigestSenders, feedback_id
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -33,7 +34,7 @@ from newsletter.models import (
     UTCDateTime,
     utcnow,
 )
-from newsletter.services import digests
+from newsletter.services import deliverability, digests
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -51,6 +52,7 @@ def _factory(digest: Digest) -> BulkMessageFactory:
             mail_from=config["MAIL_FROM"], list_id=config["LIST_ID"],
             archive_url=external_url("public.archive_issue", digest_id=digest.id),
             message_id_prefix=f"digest-{digest.id}",
+            feedback_id=feedback_id(digest.id, config["LIST_ID"], config["MAIL_FROM"]),
         )
     return _factories[key]
 
@@ -123,6 +125,7 @@ def send_batch(digest_id: int) -> int:
     links, tokens = url_adapter(), unsubscribe_serializer()  # once per batch, not per message
     transport = current_app.extensions["smtp"]
     rate = SendRate(config["SEND_RATE"])
+    senders = DigestSenders(digest_id)  # VERP: each reader's bounce names its delivery
     rows = db.session.execute(
         select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -144,9 +147,10 @@ def send_batch(digest_id: int) -> int:
                                               {"token": tokens.dumps(subscriber_id)},
                                               force_external=True)
                 message = factory.build(subscriber_id, email, name, unsubscribe_url)
-                result = transport.deliver(factory.sender, email, message)
+                result = transport.deliver(senders.for_subscriber(subscriber_id), email, message)
             next_id = rows[index + 1][0] if index + 1 < len(rows) else None
             _record(ledger, delivery_id, subscriber_id, result, next_id)
+    deliverability.check_issue(digest_id)  # pauses the send when bounces or complaints spike
     digests.finish_if_done(digest_id)
     return len(rows)
 

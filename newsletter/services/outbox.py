@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from newsletter.extensions import db
+from newsletter.mail import verp
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
@@ -64,7 +65,8 @@ def send(mail_id: int) -> None:
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
         db.session.commit()
         return
-    result = current_app.extensions["smtp"].deliver_message(_message(mail.template, subscriber))
+    result = verp.deliver_with_envelope(_message(mail.template, subscriber),
+                                        verp.address_for(verp.DeliveryRef(outbox_mail_id=mail.id)))
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):  # unknown: maybe delivered; no resend
         mail.sent_at = utcnow()
         mail.last_error = None if result.outcome is Outcome.SENT else result.detail
