@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, exists, func, select, update
@@ -206,16 +206,28 @@ def _score_soft(subscriber_id: int, event: BounceEvent, ref: verp.DeliveryRef) -
     config = current_app.config
     limit, days = config["BOUNCE_SOFT_LIMIT"], config["BOUNCE_SOFT_DAYS"]
     since = _streak_start(subscriber_id, ref)
-    streak = select(BounceEvent.created_at).where(
+    # A bounce counts from when its message was sent (reports can arrive late and
+    # out of order); one without a known delivery, from when it arrived.
+    moment = func.coalesce(Delivery.sent_at, BounceEvent.created_at)
+    streak = select(moment).select_from(BounceEvent).outerjoin(Delivery, and_(
+        Delivery.digest_id == BounceEvent.digest_id,
+        Delivery.subscriber_id == BounceEvent.subscriber_id)).where(
         BounceEvent.subscriber_id == subscriber_id, BounceEvent.kind == BounceKind.SOFT)
     if since is not None:
-        streak = streak.where(BounceEvent.created_at > since)
-    moments = sorted(db.session.scalars(streak))
+        streak = streak.where(moment > since)
+    moments = sorted(_aware(m) for m in db.session.scalars(streak))
     score = f"soft bounce {len(moments)} of {limit}"
     if len(moments) >= limit and moments[-1] - moments[0] >= timedelta(days=days):
         return _mark_bounced(subscriber_id, f"{score} over {(moments[-1] - moments[0]).days} "
                                             "days")
     return score + (f" (and at least {days} days apart)" if len(moments) >= limit else "")
+
+
+def _aware(moment):
+    # coalesce() loses the column type: SQLite hands back a string or a naive datetime.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _streak_start(subscriber_id: int, ref: verp.DeliveryRef):
