@@ -352,3 +352,39 @@ def issue_domains(digest_id: int, limit: int = 20) -> list[dict]:
         if domain:
             rows[domain][kind.value] += 1
     return sorted(rows.values(), key=lambda row: (-row["sent"], row["domain"]))[:limit]
+
+
+def rates_by_day(days: int = 30) -> list[dict]:
+    """Messages sent, hard bounces and complaints per day (UTC), oldest first."""
+    start = (utcnow() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0,
+                                                          microsecond=0)
+    rows = {str((start + timedelta(days=n)).date()): {"day": start + timedelta(days=n),
+                                                      "sent": 0, "hard": 0, "complaint": 0}
+            for n in range(days)}
+    day = func.date(Delivery.sent_at)
+    for when, count in db.session.execute(
+            select(day, func.count()).where(Delivery.sent_at >= start).group_by(day)):
+        if str(when) in rows:
+            rows[str(when)]["sent"] += count
+    day = func.date(BounceEvent.created_at)
+    for when, kind, count in db.session.execute(
+            select(day, BounceEvent.kind, func.count()).where(
+                BounceEvent.created_at >= start,
+                BounceEvent.kind.in_([BounceKind.HARD, BounceKind.COMPLAINT]))
+            .group_by(day, BounceEvent.kind)):
+        if str(when) in rows:
+            rows[str(when)][kind.value] += count
+    result = list(rows.values())
+    for row in result:
+        row["hard_percent"] = 100 * row["hard"] / row["sent"] if row["sent"] else 0.0
+        row["complaint_percent"] = 100 * row["complaint"] / row["sent"] if row["sent"] else 0.0
+    return result
+
+
+def totals(rows: list[dict]) -> dict:
+    sent = sum(row["sent"] for row in rows)
+    hard = sum(row["hard"] for row in rows)
+    complaints = sum(row["complaint"] for row in rows)
+    return {"sent": sent, "hard": hard, "complaints": complaints,
+            "hard_percent": 100 * hard / sent if sent else 0.0,
+            "complaint_percent": 100 * complaints / sent if sent else 0.0}

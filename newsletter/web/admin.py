@@ -29,6 +29,7 @@ from newsletter.models import Article, ArticleSource, Digest, Subscriber, Subscr
 from newsletter.queue import send_task_now
 from newsletter.services import (
     articles,
+    deliverability,
     digests,
     editors,
     privacy,
@@ -161,6 +162,9 @@ def digest_progress(digest_id: int):
 
 @bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel):action>")
 def control_digest(digest_id: int, action: str):
+    if action == "resume" and deliverability.paused_by_guard(db.session.get(Digest, digest_id)):
+        flash("The deliverability guard paused this send: confirm below to resume it.", "error")
+        return redirect(url_for("admin.digest_report", digest_id=digest_id))
     done = {"pause": digests.pause, "resume": digests.resume, "cancel": digests.cancel}[action]
     if done(digest_id):
         flash(f"Issue {action}d." if action != "cancel" else "Issue cancelled.", "ok")
