@@ -35,3 +35,17 @@ def serve(host: str, port: int):
         pass
     finally:
         controller.stop()
+
+
+@bounces_cli.command("poll")
+def poll():
+    """Read NEWSLETTER_BOUNCE_IMAP_URL once, now (beat does it every BOUNCE_IMAP_INTERVAL)."""
+    from newsletter.services import bounce_mailbox
+
+    try:
+        result = bounce_mailbox.poll()
+    except bounce_mailbox.MailboxError as error:
+        raise click.ClickException(str(error)) from None
+    for summary in result.summaries:
+        click.echo(summary)
+    click.echo(f"read {result.read} message(s), moved {result.moved} to the processed folder")

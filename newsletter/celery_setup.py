@@ -63,5 +63,9 @@ def celery_init_app(app: Flask) -> Celery:
         beat_schedule_filename=str(app.instance_path) + "/celerybeat-schedule",
         worker_hijack_root_logger=False,
     )
+    if app.config["BOUNCE_IMAP_URL"]:  # issue 10: a bounce mailbox to read
+        celery.conf.beat_schedule["poll-bounce-mailbox"] = {
+            "task": "workers.tasks.poll_bounce_mailbox",
+            "schedule": float(app.config["BOUNCE_IMAP_INTERVAL"])}
     app.extensions["celery"] = celery
     return celery

@@ -109,6 +109,17 @@ def _domain(value: str) -> str:
     return text
 
 
+def _imap_url(value: str) -> str:
+    text = str(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in {"imaps", "imap"} or not parts.hostname or not parts.username:
+        raise ValueError("expected imaps://USER:PASSWORD@HOST[:PORT]/FOLDER?processed=FOLDER "
+                         "(imap:// means STARTTLS; the password is never sent in clear)")
+    return text
+
+
 def _urls(value: str) -> tuple[str, ...]:
     return tuple(_http_url(url) for url in str(value).split(",") if url.strip())
 
@@ -198,6 +209,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Soft bounces in a row (no delivery in between) that mark a reader bounced, …"),
     Setting("BOUNCE_SOFT_DAYS", 7, _int(0),
             "… provided they span at least this many days."),
+    Setting("BOUNCE_IMAP_URL", "", _imap_url,
+            "A bounce mailbox polled by beat: `imaps://USER:PASSWORD@HOST/INBOX?processed="
+            "Processed` (`imap://` uses STARTTLS). Processed mail is moved to that folder."),
+    Setting("BOUNCE_IMAP_INTERVAL", 60, _int(10), "Seconds between two polls of the mailbox."),
+    Setting("BOUNCE_IMAP_CA_FILE", "", _str,
+            "CA certificate(s) to trust for the mailbox's TLS instead of the system's."),
     Setting("GUARD_MIN_SAMPLE", 500, _int(1),
             "Messages an issue must have sent before the deliverability guard judges it."),
     Setting("GUARD_MAX_HARD_BOUNCE_PERCENT", 5.0, _percent,

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from newsletter.services import deliverability, digests, dispatch, feeds, outbox
+from newsletter.services import bounce_mailbox, deliverability, digests, dispatch, feeds, outbox
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -43,3 +43,8 @@ def poll_feeds() -> None:
 @shared_task(name="workers.tasks.send_deliverability_alert")
 def send_deliverability_alert(digest_id: int) -> None:
     deliverability.send_alert(digest_id)
+
+
+@shared_task(name="workers.tasks.poll_bounce_mailbox")
+def poll_bounce_mailbox() -> None:
+    bounce_mailbox.poll()

@@ -167,10 +167,14 @@ def _original_headers(report: Message) -> Message | None:
     return None
 
 
+def fingerprint_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:40]
+
+
 def parse(raw: bytes, envelope_to: list[str], token_of) -> Report:
     """Read one report. ``token_of(address)`` returns the VERP token in one of our
     addresses (or None); ``envelope_to`` are the SMTP recipients when known."""
-    fingerprint = hashlib.sha256(raw).hexdigest()[:40]
+    fingerprint = fingerprint_of(raw)
     try:
         message = email.message_from_bytes(raw)
     except Exception as error:  # the parser is lenient; this is for the truly broken

@@ -76,13 +76,17 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
                  ) -> Outcome:
     """Record one mailed report (DSN, ARF, anything sent to the bounce address)."""
     limit = current_app.config["BOUNCE_MAX_SIZE"]
+    fingerprint = reports.fingerprint_of(raw)
+    if db.session.scalar(select(BounceEvent.id).where(
+            BounceEvent.dedup_key == f"mail:{fingerprint}")) is not None:
+        return Outcome([], "duplicate: this report was recorded before")
     stored = BounceMessage(source=source, size=len(raw), raw=raw if len(raw) <= limit else None,
                            envelope_to=", ".join(envelope_to or [])[:320] or None)
     db.session.add(stored)
     db.session.flush()
     if len(raw) > limit:
         return _park(stored, source, f"too large: {len(raw)} bytes (limit {limit})",
-                     dedup=None)
+                     dedup=f"mail:{fingerprint}")
     report = reports.parse(raw, envelope_to or [], verp.token_in_address)
     if report.kind is BounceKind.UNPARSED:
         return _park(stored, source, report.problem, dedup=f"mail:{report.fingerprint}",
@@ -112,6 +116,15 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
     if event is None:
         return Outcome([], "duplicate: this report was recorded before")
     return Outcome([event.id], f"{event.kind.value}: {event.action}")
+
+
+def receive_oversized(size: int, source: BounceSource) -> Outcome:
+    """A report too large to download: parked with its size, its bytes not kept."""
+    stored = BounceMessage(source=source, size=size, raw=None)
+    db.session.add(stored)
+    db.session.flush()
+    limit = current_app.config["BOUNCE_MAX_SIZE"]
+    return _park(stored, source, f"too large: {size} bytes (limit {limit})", dedup=None)
 
 
 def _verified_ref(tokens: list[str]) -> tuple[verp.DeliveryRef | None, str]:
