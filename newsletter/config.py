@@ -120,6 +120,20 @@ def _imap_url(value: str) -> str:
     return text
 
 
+def _regex(value: str) -> str:
+    import re
+
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"not a regular expression: {error}") from None
+    return str(value).strip()
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(word.strip() for word in str(value).split(",") if word.strip())
+
+
 def _urls(value: str) -> tuple[str, ...]:
     return tuple(_http_url(url) for url in str(value).split(",") if url.strip())
 
@@ -215,6 +229,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BOUNCE_IMAP_INTERVAL", 60, _int(10), "Seconds between two polls of the mailbox."),
     Setting("BOUNCE_IMAP_CA_FILE", "", _str,
             "CA certificate(s) to trust for the mailbox's TLS instead of the system's."),
+    Setting("WEBHOOK_SNS_TOPIC_ARNS", (), _words,
+            "Amazon SES via SNS: comma-separated topic ARNs accepted at /webhooks/ses "
+            "(empty: the endpoint is off)."),
+    Setting("WEBHOOK_SNS_CERT_HOST", r"sns\.[a-z0-9-]+\.amazonaws\.com", _regex,
+            "Regular expression the host of an SNS SigningCertURL and SubscribeURL must match."),
+    Setting("WEBHOOK_POSTMARK_AUTH", "", _str,
+            "`user:password` Postmark sends as HTTP Basic auth to /webhooks/postmark "
+            "(empty: off)."),
+    Setting("WEBHOOK_MAILGUN_SIGNING_KEY", "", _str,
+            "Mailgun's HTTP webhook signing key for /webhooks/mailgun (empty: off)."),
+    Setting("WEBHOOK_SENDGRID_PUBLIC_KEY", "", _str,
+            "SendGrid's signed event webhook verification key (base64) for /webhooks/sendgrid "
+            "(empty: off)."),
+    Setting("WEBHOOK_MAX_AGE", 300, _int(30),
+            "Seconds a signed Mailgun or SendGrid request stays valid (replay window)."),
     Setting("GUARD_MIN_SAMPLE", 500, _int(1),
             "Messages an issue must have sent before the deliverability guard judges it."),
     Setting("GUARD_MAX_HARD_BOUNCE_PERCENT", 5.0, _percent,

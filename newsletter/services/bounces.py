@@ -95,7 +95,7 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
     if ref is None:
         return _park(stored, source, problem, dedup=f"mail:{report.fingerprint}",
                      provider=report.provider)
-    subscriber = _subscriber_for(ref)
+    subscriber = subscriber_for(ref)
     if subscriber is None:
         return _park(stored, source, f"the token names {ref.describe()}, which we never sent",
                      dedup=f"mail:{report.fingerprint}", provider=report.provider)
@@ -138,7 +138,7 @@ def _verified_ref(tokens: list[str]) -> tuple[verp.DeliveryRef | None, str]:
     return None, "forged or damaged VERP token: bad signature"
 
 
-def _subscriber_for(ref: verp.DeliveryRef) -> Subscriber | None:
+def subscriber_for(ref: verp.DeliveryRef) -> Subscriber | None:
     if ref.outbox_mail_id is not None:
         mail = db.session.get(OutboxMail, ref.outbox_mail_id)
         return db.session.get(Subscriber, mail.subscriber_id) if mail else None
