@@ -14,8 +14,8 @@ import hashlib
 import hmac
 import json
 import time
-from types import SimpleNamespace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -213,9 +213,10 @@ def test_sendgrid_ecdsa_signature(app, client, monkeypatch):
 
     def post(signing_key, data, timestamp=None):
         timestamp = str(int(timestamp or time.time()))
-        signature = signing_key.sign(timestamp.encode() + data, ec.ECDSA(hashes.SHA256()))
+        signature = base64.b64encode(
+            signing_key.sign(timestamp.encode() + data, ec.ECDSA(hashes.SHA256()))).decode()
         return client.post("/webhooks/sendgrid", data=data, content_type="application/json",
-                           headers={webhooks.SENDGRID_SIGNATURE: base64.b64encode(signature).decode(),
+                           headers={webhooks.SENDGRID_SIGNATURE: signature,
                                     webhooks.SENDGRID_TIMESTAMP: timestamp})
 
     assert post(ec.generate_private_key(ec.SECP256R1()), body).status_code == 403
