@@ -300,6 +300,18 @@ def reactivate(subscriber_id: int, editor: Editor) -> bool:
     return changed
 
 
+def forget(subscriber_id: int) -> None:
+    """Erasure: drop the address and the raw reports that name it; keep the events'
+    kinds and dates (the figures stay right). Part of the caller's transaction."""
+    raw_ids = select(BounceEvent.raw_message_id).where(
+        BounceEvent.subscriber_id == subscriber_id,
+        BounceEvent.raw_message_id.is_not(None)).scalar_subquery()
+    db.session.execute(update(BounceMessage).where(BounceMessage.id.in_(raw_ids))
+                       .values(raw=None, envelope_to=None))
+    db.session.execute(update(BounceEvent).where(BounceEvent.subscriber_id == subscriber_id)
+                       .values(recipient=None, reason="(erased)"))
+
+
 # --- what owners see --------------------------------------------------------------
 
 def events_for(subscriber_id: int, limit: int = 100) -> list[BounceEvent]:
@@ -316,6 +328,12 @@ def not_understood(limit: int = 200) -> list[BounceEvent]:
 
 def raw_message(message_id: int) -> BounceMessage | None:
     return db.session.get(BounceMessage, message_id)
+
+
+def has_bad_events(digest_id: int) -> bool:
+    return db.session.scalar(select(BounceEvent.id).where(
+        BounceEvent.digest_id == digest_id,
+        BounceEvent.kind.in_([BounceKind.HARD, BounceKind.COMPLAINT])).limit(1)) is not None
 
 
 def issue_rates(digest_id: int, since=None) -> dict:

@@ -38,6 +38,8 @@ def check_issue(digest_id: int) -> bool:
     if digest is None or digest.status != DigestStatus.SENDING:
         return False
     config = current_app.config
+    if not bounces.has_bad_events(digest_id):
+        return False  # the common case, checked after every batch: one small query
     rates = bounces.issue_rates(digest_id, since=digest.guard_acknowledged_at)
     if rates["sent"] < config["GUARD_MIN_SAMPLE"]:
         return False

@@ -69,7 +69,7 @@ class Report:
     kind: BounceKind
     email: str
     reason: str
-    dedup_key: str
+    dedup_key: str | None
     status_code: str | None = None
     envelope_from: str | None = None
     message_id: str | None = None
@@ -121,6 +121,10 @@ def _sns_host_ok(url: str) -> bool:
 
 def _sns_certificate(url: str) -> x509.Certificate:
     if url not in _sns_certificates:
+        if not urlsplit(url).path.endswith(".pem"):
+            raise ValueError("not a certificate URL")
+        if len(_sns_certificates) >= 20:  # AWS uses a handful; never let callers grow it
+            _sns_certificates.clear()
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (https, host checked)
             _sns_certificates[url] = x509.load_pem_x509_certificate(response.read(65536))
     return _sns_certificates[url]
@@ -225,7 +229,8 @@ def _postmark(headers, body: bytes) -> list[Report]:
         raise BadPayload("not an object")
     record, kind = event.get("RecordType"), event.get("Type")
     email = str(event.get("Email") or "")
-    common = dict(dedup_key=f"postmark:{event.get('ID')}:{record}", provider="Postmark",
+    common = dict(dedup_key=f"postmark:{event['ID']}:{record}"[:128] if event.get("ID") else None,
+                  provider="Postmark",
                   message_id=_angle(event.get("MessageID")))
     if record == "SpamComplaint" or kind == "SpamComplaint":
         return [Report(BounceKind.COMPLAINT, email, "complaint via Postmark feedback loop",
@@ -308,7 +313,8 @@ def _sendgrid(headers, body: bytes) -> list[Report]:
         if not isinstance(event, dict):
             continue
         name, email = event.get("event"), str(event.get("email") or "")
-        common = dict(dedup_key=f"sendgrid:{event.get('sg_event_id')}"[:128],
+        event_id = event.get("sg_event_id")
+        common = dict(dedup_key=f"sendgrid:{event_id}"[:128] if event_id else None,
                       provider="SendGrid", message_id=_angle(event.get("smtp-id")))
         if name == "spamreport":
             reports.append(Report(BounceKind.COMPLAINT, email,

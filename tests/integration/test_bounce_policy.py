@@ -196,3 +196,15 @@ def test_arf_without_original_changes_nothing(app, clean_state):
     digest_id, (reader,) = sent_issue(app, [READER])
     assert deliver(app, "arf_without_original", digest_id, reader).summary.startswith("parked")
     assert status_of(app, reader) == SubscriberStatus.ACTIVE
+
+
+def test_erasure_removes_the_address_from_bounce_reports(app, clean_state):
+    from newsletter.services import privacy
+
+    digest_id, (reader,) = sent_issue(app, [READER])
+    deliver(app, "gmail_hard", digest_id, reader)
+    with app.app_context():
+        assert privacy.erase_subscriber(reader)
+        event = db.session.scalar(select(BounceEvent))
+        assert event.recipient is None and event.kind is BounceKind.HARD
+        assert bounces.raw_message(event.raw_message_id).raw is None
