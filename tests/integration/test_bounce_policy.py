@@ -208,3 +208,53 @@ def test_erasure_removes_the_address_from_bounce_reports(app, clean_state):
         event = db.session.scalar(select(BounceEvent))
         assert event.recipient is None and event.kind is BounceKind.HARD
         assert bounces.raw_message(event.raw_message_id).raw is None
+
+
+def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_state,
+                                                                  monkeypatch):
+    from newsletter.services import deliverability, digests
+
+    monkeypatch.setitem(app.config, "GUARD_MIN_SAMPLE", 500)
+    emails = [f"r{n}@example.org" for n in range(600)]
+    digest_id, ids = sent_issue(app, emails[:400])
+    with app.app_context():  # the issue is still sending
+        db.session.execute(update(Digest).where(Digest.id == digest_id)
+                           .values(status=DigestStatus.SENDING))
+        db.session.commit()
+        address = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=ids[0]))
+        raw = bounce_mail("arf_complaint", verp=address, recipient=emails[0])
+        bounces.receive_mail(raw, BounceSource.SMTP, [address])
+        # 1 complaint in 400 is 0.25 %, but 400 messages are too few to judge.
+        assert db.session.get(Digest, digest_id).status == DigestStatus.SENDING
+        subscriber_ids = []
+        for email in emails[400:]:
+            subscriber = Subscriber(email=email, email_normalized=email,
+                                    status=SubscriberStatus.ACTIVE)
+            db.session.add(subscriber)
+            db.session.flush()
+            subscriber_ids.append(subscriber.id)
+        db.session.execute(insert(Delivery), [
+            {"digest_id": digest_id, "subscriber_id": subscriber_id, "attempts": 1,
+             "status": DeliveryStatus.SENT, "sent_at": utcnow()}
+            for subscriber_id in subscriber_ids])
+        db.session.commit()
+        assert deliverability.check_issue(digest_id)  # 1 in 600 = 0.17 % > 0.1 %
+        digest = db.session.get(Digest, digest_id, populate_existing=True)
+        assert digest.status == DigestStatus.PAUSED
+        assert digest.pause_reason == ("deliverability guard: complaints 0.17 % (1 of 600 sent; "
+                                       "limit 0.1 %)")
+        assert not deliverability.check_issue(digest_id)  # paused once
+        assert not deliverability.resume_confirmed(digest_id, confirmed=False)
+        last = Subscriber(email="last@example.org", email_normalized="last@example.org",
+                          status=SubscriberStatus.ACTIVE)
+        db.session.add(last)
+        db.session.flush()
+        db.session.add(Delivery(digest_id=digest_id, subscriber_id=last.id, attempts=0,
+                                status=DeliveryStatus.PENDING))  # still to send
+        db.session.commit()
+        assert deliverability.resume_confirmed(digest_id, confirmed=True)
+        # From the resume on, only new messages count: the old complaint does not re-pause.
+        assert not deliverability.check_issue(digest_id)
+        assert db.session.get(Digest, digest_id, populate_existing=True).status == (
+            DigestStatus.SENDING)
+        digests.cancel(digest_id)
