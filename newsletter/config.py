@@ -219,6 +219,8 @@ SETTINGS: tuple[Setting, ...] = (
             "set it so that rotating SECRET_KEY does not orphan bounces still in flight."),
     Setting("BOUNCE_MAX_SIZE", 2 * 1024 * 1024, _int(10_000),
             "Largest bounce or complaint message (bytes) the receiver and the mailbox accept."),
+    Setting("BOUNCE_RAW_RETENTION_DAYS", 90, _int(1),
+            "Days the raw bytes of bounce and complaint reports are kept (the events stay)."),
     Setting("BOUNCE_SOFT_LIMIT", 3, _int(1),
             "Soft bounces in a row (no delivery in between) that mark a reader bounced, …"),
     Setting("BOUNCE_SOFT_DAYS", 7, _int(0),

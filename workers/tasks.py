@@ -2,7 +2,15 @@
 
 from celery import shared_task
 
-from newsletter.services import bounce_mailbox, deliverability, digests, dispatch, feeds, outbox
+from newsletter.services import (
+    bounce_mailbox,
+    bounces,
+    deliverability,
+    digests,
+    dispatch,
+    feeds,
+    outbox,
+)
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -48,3 +56,8 @@ def send_deliverability_alert(digest_id: int) -> None:
 @shared_task(name="workers.tasks.poll_bounce_mailbox")
 def poll_bounce_mailbox() -> None:
     bounce_mailbox.poll()
+
+
+@shared_task(name="workers.tasks.purge_bounce_reports")
+def purge_bounce_reports() -> None:
+    bounces.purge_raw_reports()

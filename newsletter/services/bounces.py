@@ -312,6 +312,17 @@ def forget(subscriber_id: int) -> None:
                        .values(recipient=None, reason="(erased)"))
 
 
+def purge_raw_reports() -> int:
+    """Drop raw reports older than BOUNCE_RAW_RETENTION_DAYS (anyone can mail the bounce
+    address, so what it keeps must not grow for ever); the events stay."""
+    cutoff = utcnow() - timedelta(days=current_app.config["BOUNCE_RAW_RETENTION_DAYS"])
+    purged = db.session.execute(update(BounceMessage).where(
+        BounceMessage.received_at < cutoff, BounceMessage.raw.is_not(None))
+        .values(raw=None)).rowcount
+    db.session.commit()
+    return purged
+
+
 # --- what owners see --------------------------------------------------------------
 
 def events_for(subscriber_id: int, limit: int = 100) -> list[BounceEvent]:

@@ -258,3 +258,18 @@ def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_sta
         assert db.session.get(Digest, digest_id, populate_existing=True).status == (
             DigestStatus.SENDING)
         digests.cancel(digest_id)
+
+
+def test_old_raw_reports_are_purged_but_events_stay(app, clean_state):
+    from newsletter.models import BounceMessage
+
+    with app.app_context():
+        bounces.receive_mail(b"Subject: spam to the bounce address\r\n\r\nbuy", BounceSource.SMTP)
+        bounces.receive_mail(b"Subject: recent\r\n\r\nhello", BounceSource.SMTP)
+        old = db.session.scalar(select(BounceMessage).order_by(BounceMessage.id).limit(1))
+        old.received_at = utcnow() - timedelta(days=91)
+        db.session.commit()
+        assert bounces.purge_raw_reports() == 1
+        raws = db.session.scalars(select(BounceMessage.raw).order_by(BounceMessage.id)).all()
+        assert raws[0] is None and raws[1].startswith(b"Subject: recent")
+        assert db.session.scalar(select(func.count()).select_from(BounceEvent)) == 2
