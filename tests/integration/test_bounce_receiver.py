@@ -101,6 +101,11 @@ def test_dsns_and_complaints_over_smtp_stop_the_next_digest(app, client, celery_
     assert {kinds[email] for email in soft.values()} == {BounceKind.SOFT}
     assert status[complainer] == SubscriberStatus.UNSUBSCRIBED
     assert status[keeper] == SubscriberStatus.ACTIVE
+    # The contract other tools rely on: `subscribers export` has the status column.
+    exported = app.test_cli_runner().invoke(args=["subscribers", "export"]).output.splitlines()
+    assert exported[0].split(",")[:3] == ["email", "name", "status"]
+    rows = {line.split(",")[0]: line.split(",")[2] for line in exported[1:]}
+    assert rows[hard["gmail_hard"]] == "bounced" and rows[complainer] == "unsubscribed"
 
     # The reader's page shows each event with its reason.
     from tests.integration.test_admin import login, make_editor
