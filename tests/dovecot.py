@@ -1,7 +1,8 @@
 """A real Dovecot IMAP server for tests (Debian's dovecot-imapd), on a loopback port.
 
 Temporary configuration: one passwd-file user, a maildir in a temporary folder,
-implicit TLS (imaps) with a self-signed certificate made here; the client trusts
+implicit TLS (imaps) and STARTTLS (imap, plaintext login disabled) with a
+self-signed certificate made here; the client trusts
 that certificate through NEWSLETTER_BOUNCE_IMAP_CA_FILE, so TLS is verified as
 in production, never switched off.
 """
@@ -48,7 +49,8 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    address = 127.0.0.1
+    port = {starttls_port}
   }}
   inet_listener imaps {{
     address = 127.0.0.1
@@ -69,12 +71,14 @@ service stats {{
 class Dovecot:
     root: Path
     port: int
+    starttls_port: int
     user: str
     password: str
     cert: Path
 
-    def url(self, folder: str = "INBOX", done: str = "Processed") -> str:
-        return (f"imaps://{self.user}:{self.password}@localhost:{self.port}/{folder}"
+    def url(self, folder: str = "INBOX", done: str = "Processed", starttls=False) -> str:
+        scheme, port = ("imap", self.starttls_port) if starttls else ("imaps", self.port)
+        return (f"{scheme}://{self.user}:{self.password}@localhost:{port}/{folder}"
                 f"?processed={done}")
 
 
@@ -95,18 +99,20 @@ def start() -> tuple[Dovecot, subprocess.Popen]:
     (root / "passwd").write_text("bounces:{PLAIN}mailbox-password\n")
     (root / "mail").mkdir()
     os.chown(root / "mail", entry.pw_uid, entry.pw_gid)
-    port = free_port()
-    (root / "dovecot.conf").write_text(CONFIG.format(root=root, port=port, user=system_user,
-                                                     group=system_user))
+    port, starttls_port = free_port(), free_port()
+    (root / "dovecot.conf").write_text(CONFIG.format(
+        root=root, port=port, starttls_port=starttls_port, user=system_user, group=system_user))
     process = subprocess.Popen([DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, timeout=20)
+        wait_for_port(starttls_port, timeout=20)
     except RuntimeError:
         process.kill()
         log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
         raise RuntimeError(f"dovecot did not start: {process.stdout.read()!r} {log}") from None
-    return Dovecot(root, port, "bounces", "mailbox-password", root / "cert.pem"), process
+    return (Dovecot(root, port, starttls_port, "bounces", "mailbox-password",
+                    root / "cert.pem"), process)
 
 
 def stop(server: Dovecot, process: subprocess.Popen) -> None:

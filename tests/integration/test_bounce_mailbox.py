@@ -124,3 +124,19 @@ def test_poll_refuses_an_untrusted_certificate_and_bad_settings(app, clean_state
     result = run(".venv/bin/flask", "--app", "newsletter", "bounces", "poll",
                  env=subprocess_env(app, BOUNCE_IMAP_URL="http://example.com/"))
     assert result.returncode != 0 and "NEWSLETTER_BOUNCE_IMAP_URL" in result.stderr
+
+
+def test_poll_over_starttls(app, clean_state, imap_server):
+    empty(imap_server)
+    digest_id, (reader,) = sent_issue(app, [READER])
+    from newsletter.mail import verp
+    with app.app_context():
+        address = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
+    connection = imap(imap_server)
+    connection.append("INBOX", None, None,
+                      bounce_mail("exim_hard", verp=address, recipient=READER))
+    connection.logout()
+    result = poll(app, imap_server, BOUNCE_IMAP_URL=imap_server.url(starttls=True))
+    assert result.returncode == 0 and "moved 1" in result.stdout, result.stderr
+    with app.app_context():
+        assert db.session.get(Subscriber, reader).status == SubscriberStatus.BOUNCED
