@@ -69,7 +69,7 @@ class BounceHandler:
 
 def make_controller(app: Flask, host: str, port: int) -> Controller:
     return Controller(BounceHandler(app), hostname=host, port=port,
-                      data_size_limit=app.config["BOUNCE_MAX_SIZE"],
+                      data_size_limit=app.config["BOUNCE_MAX_SIZE"], enable_SMTPUTF8=True,
                       server_hostname=verp_domain(app), ident="newsletter bounce receiver")
 
 
