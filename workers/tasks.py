@@ -3,7 +3,15 @@
 from celery import shared_task
 
 from newsletter.config import FEED_DEADLINE_MAX
-from newsletter.services import digests, dispatch, feeds, outbox
+from newsletter.services import (
+    bounce_mailbox,
+    bounces,
+    deliverability,
+    digests,
+    dispatch,
+    feeds,
+    outbox,
+)
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -48,3 +56,18 @@ def poll_feeds() -> None:
              time_limit=FEED_DEADLINE_MAX + 90)
 def poll_feed(url: str) -> None:
     feeds.poll_feed(url)
+
+
+@shared_task(name="workers.tasks.send_deliverability_alert")
+def send_deliverability_alert(digest_id: int) -> None:
+    deliverability.send_alert(digest_id)
+
+
+@shared_task(name="workers.tasks.poll_bounce_mailbox")
+def poll_bounce_mailbox() -> None:
+    bounce_mailbox.poll()
+
+
+@shared_task(name="workers.tasks.purge_bounce_reports")
+def purge_bounce_reports() -> None:
+    bounces.purge_raw_reports()

@@ -38,7 +38,7 @@ def _part_header(subtype: str) -> bytes:
 
 class BulkMessageFactory:
     def __init__(self, rendered: RenderedMail, marker: str, *, mail_from: str, list_id: str,
-                 archive_url: str, message_id_prefix: str):
+                 archive_url: str, message_id_prefix: str, feedback_id: str | None = None):
         sender = parse_mailbox(mail_from)
         self.sender = sender.addr_spec
         self.domain = sender.domain
@@ -53,6 +53,7 @@ class BulkMessageFactory:
             header_line("List-Id", list_id),
             url_list_line("List-Archive", archive_url),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            f"Feedback-ID: {feedback_id}\r\n".encode() if feedback_id else b"",
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
         ])
 

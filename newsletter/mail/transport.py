@@ -177,13 +177,15 @@ class SMTPTransport:
                 log.exception("delivery to %r failed unexpectedly", recipient)
                 return DeliveryResult(Outcome.FAILED, f"{type(error).__name__}: {error}"[:500])
 
-    def deliver_message(self, message: EmailMessage) -> DeliveryResult:
-        """A single built message (confirmation, welcome, test): envelope from its headers.
+    def deliver_message(self, message: EmailMessage,
+                        envelope_from: str | None = None) -> DeliveryResult:
+        """A single built message (confirmation, welcome, test): the recipient from its
+        headers, the envelope sender given (a VERP address) or its From.
 
         Never raises either: an address the message cannot carry is a FAILED result.
         """
         try:
-            sender = message["From"].addresses[0].addr_spec
+            sender = envelope_from or message["From"].addresses[0].addr_spec
             to, utf8 = header_address(message["To"].addresses[0])
             if to.addr_spec != message["To"].addresses[0].addr_spec:
                 message.replace_header("To", to)  # IDN domain: the header says it in ASCII

@@ -22,6 +22,7 @@ from newsletter.extensions import db
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
 from newsletter.mail.links import external_url, url_adapter
 from newsletter.mail.transport import DeliveryResult, Outcome
+from newsletter.mail.verp import DigestSenders, feedback_id
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -32,7 +33,7 @@ from newsletter.models import (
     UTCDateTime,
     utcnow,
 )
-from newsletter.services import digests
+from newsletter.services import deliverability, digests
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -50,6 +51,7 @@ def _factory(digest: Digest) -> BulkMessageFactory:
             mail_from=config["MAIL_FROM"], list_id=config["LIST_ID"],
             archive_url=external_url("public.archive_issue", digest_id=digest.id),
             message_id_prefix=f"digest-{digest.id}",
+            feedback_id=feedback_id(digest.id, config["LIST_ID"], config["MAIL_FROM"]),
         )
     return _factories[key]
 
@@ -122,6 +124,7 @@ def send_batch(digest_id: int) -> int:
     links = url_adapter()  # once per batch, not per message
     transport = current_app.extensions["smtp"]
     rate = SendRate(config["SEND_RATE"])
+    senders = DigestSenders(digest_id)  # VERP: each reader's bounce names its delivery
     rows = db.session.execute(
         select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status,
                Subscriber.unsubscribe_key)
@@ -147,9 +150,11 @@ def send_batch(digest_id: int) -> int:
                 except Exception as error:  # an address no message can carry: this row only
                     result = DeliveryResult(Outcome.FAILED, f"message not built: {error}"[:500])
                 else:
-                    result = transport.deliver(factory.sender, email, message)
+                    result = transport.deliver(senders.for_subscriber(subscriber_id), email,
+                                               message)
             next_id = rows[index + 1][0] if index + 1 < len(rows) else None
             _record(ledger, delivery_id, subscriber_id, result, next_id)
+    deliverability.check_issue(digest_id)  # pauses the send when bounces or complaints spike
     digests.finish_if_done(digest_id)
     return len(rows)
 

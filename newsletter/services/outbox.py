@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from newsletter.extensions import db
+from newsletter.mail import verp
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
@@ -69,7 +70,8 @@ def send(mail_id: int) -> None:
     except Exception as error:  # an address the mail cannot carry: this mail fails, not the worker
         result = DeliveryResult(Outcome.FAILED, f"message not built: {error}"[:500])
     else:
-        result = current_app.extensions["smtp"].deliver_message(message)
+        result = current_app.extensions["smtp"].deliver_message(
+            message, verp.address_for(verp.DeliveryRef(outbox_mail_id=mail.id)))
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):  # unknown: maybe delivered; no resend
         mail.sent_at = utcnow()
         mail.last_error = None if result.outcome is Outcome.SENT else result.detail

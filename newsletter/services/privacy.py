@@ -18,6 +18,7 @@ from newsletter.models import (
     new_token_nonce,
     utcnow,
 )
+from newsletter.services import bounces
 
 ERASED_PREFIX = "erased:"
 
@@ -81,5 +82,6 @@ def erase_subscriber(subscriber_id: int) -> bool:
     db.session.execute(
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id)
         .values(email=subscriber.email, ip_address=None, user_agent=None))
+    bounces.forget(subscriber_id)  # bounce reports name the address too
     db.session.commit()
     return True

@@ -30,6 +30,7 @@ from newsletter.models import Article, ArticleSource, Digest, Subscriber, Subscr
 from newsletter.queue import send_task_now
 from newsletter.services import (
     articles,
+    deliverability,
     digests,
     editors,
     privacy,
@@ -186,6 +187,9 @@ _CONTROLS = {  # action: (service, what the editor is told)
 
 @bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, start, discard):action>")
 def control_digest(digest_id: int, action: str):
+    if action == "resume" and deliverability.paused_by_guard(db.session.get(Digest, digest_id)):
+        flash("The deliverability guard paused this send: confirm below to resume it.", "error")
+        return redirect(url_for("admin.digest_report", digest_id=digest_id))
     service, done = _CONTROLS[action]
     if service(digest_id):
         flash(done, "ok")

@@ -1,6 +1,6 @@
 """subscribers.unsubscribe_key: a random token for unsubscribe links instead of the row id
 
-Revision ID: 0004_h2
+Revision ID: 0004
 Revises: 0003
 """
 import secrets
@@ -8,7 +8,7 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004_h2'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None

@@ -1,0 +1,149 @@
+"""VERP: a per-(message, reader) envelope sender, so a bounce names its delivery.
+
+Every message goes out with ``MAIL FROM:<bounces+TOKEN@BOUNCE_DOMAIN>``. The
+token names the delivery (an issue and a subscriber, or an outbox mail) and
+carries a short HMAC, so a bounce that arrives days later can be tied to one
+reader, and a forged one (anyone can send us mail) is recognised and ignored.
+
+The token survives mail systems that lower-case local parts (base36 ids,
+base32 MAC, all lower case) and fits the 64-character local-part limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from flask import current_app
+
+from newsletter.mail.addresses import parse_mailbox
+
+LOCAL_PART = "bounces"
+MAC_BYTES = 10  # 80 bits: forging one token takes ~2**79 guesses, each a mail to us
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class BadToken(ValueError):
+    """Not a token we issued: missing, malformed, or its signature does not match."""
+
+
+@dataclass(frozen=True)
+class DeliveryRef:
+    """What a VERP token names: a digest delivery or a transactional (outbox) mail."""
+
+    digest_id: int | None = None
+    subscriber_id: int | None = None
+    outbox_mail_id: int | None = None
+
+    def describe(self) -> str:
+        if self.outbox_mail_id is not None:
+            return f"outbox mail {self.outbox_mail_id}"
+        return f"issue {self.digest_id} to subscriber {self.subscriber_id}"
+
+
+def _base36(number: int) -> str:
+    if number < 0:
+        raise ValueError("ids are not negative")
+    text = ""
+    while True:
+        number, digit = divmod(number, 36)
+        text = _DIGITS[digit] + text
+        if number == 0:
+            return text
+
+
+def _key() -> bytes:
+    config = current_app.config
+    if config["BOUNCE_KEY"]:
+        return config["BOUNCE_KEY"].encode()
+    # A key of its own, derived so that it is never the session key itself.
+    return hmac.new(config["SECRET_KEY"].encode(), b"newsletter.verp", hashlib.sha256).digest()
+
+
+def _mac(body: str, key: bytes) -> str:
+    digest = hmac.new(key, body.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+    return base64.b32encode(digest).decode().lower().rstrip("=")
+
+
+def bounce_domain() -> str:
+    config = current_app.config
+    return config["BOUNCE_DOMAIN"] or parse_mailbox(config["MAIL_FROM"]).domain.lower()
+
+
+def make_token(ref: DeliveryRef, key: bytes | None = None) -> str:
+    if ref.outbox_mail_id is not None:
+        body = "o" + _base36(ref.outbox_mail_id)
+    else:
+        body = f"d{_base36(ref.digest_id)}.{_base36(ref.subscriber_id)}"
+    return f"{body}.{_mac(body, key or _key())}"
+
+
+def read_token(token: str) -> DeliveryRef:
+    """The delivery a token names; raises BadToken for anything we did not sign."""
+    token = token.strip().lower()
+    body, _, mac = token.rpartition(".")
+    if not body or len(token) > 56 or not hmac.compare_digest(mac, _mac(body, _key())):
+        raise BadToken("bad or missing VERP signature")
+    kind, ids = body[0], body[1:].split(".")
+    try:
+        numbers = [int(part, 36) for part in ids]
+    except ValueError:
+        raise BadToken("malformed VERP token") from None
+    if kind == "o" and len(numbers) == 1:
+        return DeliveryRef(outbox_mail_id=numbers[0])
+    if kind == "d" and len(numbers) == 2:
+        return DeliveryRef(digest_id=numbers[0], subscriber_id=numbers[1])
+    raise BadToken("malformed VERP token")
+
+
+def address_for(ref: DeliveryRef) -> str:
+    return f"{LOCAL_PART}+{make_token(ref)}@{bounce_domain()}"
+
+
+class DigestSenders:
+    """Envelope senders for one issue's batch: key and domain looked up once."""
+
+    def __init__(self, digest_id: int):
+        self.digest_id = digest_id
+        self.key = _key()
+        self.domain = bounce_domain()
+        self.prefix = f"d{_base36(digest_id)}."
+
+    def for_subscriber(self, subscriber_id: int) -> str:
+        body = self.prefix + _base36(subscriber_id)
+        return f"{LOCAL_PART}+{body}.{_mac(body, self.key)}@{self.domain}"
+
+
+def token_in_address(address: str) -> str | None:
+    """``bounces+TOKEN@domain`` -> TOKEN, when the address is one of ours (any case)."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    if domain.lower().rstrip(".") != bounce_domain():
+        return None
+    name, plus, token = local.partition("+")
+    if name.lower() != LOCAL_PART or not plus:
+        return None
+    return token
+
+
+def is_bounce_address(address: str) -> bool:
+    """An address the bounce receiver accepts mail for: bounces[+anything]@BOUNCE_DOMAIN."""
+    local, _, domain = address.strip().strip("<>").rpartition("@")
+    return (domain.lower().rstrip(".") == bounce_domain()
+            and local.lower().partition("+")[0] == LOCAL_PART)
+
+
+def plain_bounce_address() -> str:
+    """For mail that names no reader (alerts to editors): bounces land unparked, untied."""
+    return f"{LOCAL_PART}@{bounce_domain()}"
+
+
+def feedback_id(digest_id: int, list_id: str, mail_from: str) -> str:
+    """Gmail's Feedback-ID ``campaign:list:type:sender`` (no colons inside a field), so
+    Postmaster Tools reports complaint rates per issue, list and sender."""
+    def field(text: str) -> str:
+        return "".join(c for c in text if c.isascii() and (c.isalnum() or c in ".-_"))[:60]
+
+    return ":".join((f"issue-{digest_id}", field(list_id.strip("<> ")), "digest",
+                     field(parse_mailbox(mail_from).domain)))

@@ -1,0 +1,432 @@
+"""Bounces and complaints: one door for every report, whatever way it came in.
+
+The SMTP receiver, the IMAP poller and the provider webhooks all end here.
+Each report becomes one ``bounce_events`` row (its raw bytes kept in
+``bounce_messages``), and the policy is applied in the same transaction:
+
+- hard bounce -> the reader is ``bounced`` at once;
+- soft bounces are scored: BOUNCE_SOFT_LIMIT of them spanning at least
+  BOUNCE_SOFT_DAYS, with no successful delivery in between -> ``bounced``;
+- complaint -> unsubscribed, with a consent-log entry naming the feedback loop.
+
+A report is believed only if it carries a VERP token we signed that names a
+delivery we made, to the address the report names. Anything else (forged,
+unsigned, about an address we never mailed, not understood) is parked as an
+``unparsed`` event with the reason: visible to owners, changing no reader.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.extensions import db
+from newsletter.mail import reports, verp
+from newsletter.models import (
+    BounceEvent,
+    BounceKind,
+    BounceMessage,
+    BounceSource,
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    Delivery,
+    DeliveryStatus,
+    Editor,
+    OutboxMail,
+    Subscriber,
+    SubscriberStatus,
+    new_token_nonce,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TooLarge(ValueError):
+    pass
+
+
+# --- who may act on bounces -------------------------------------------------------
+# Issue 11 adds editor roles (owner|editor|author). Until then every editor is an
+# owner; these two functions are the only places that decide it.
+
+def owners() -> list[Editor]:
+    return list(db.session.scalars(select(Editor).order_by(Editor.id)))
+
+
+def is_owner(editor: Editor) -> bool:
+    return editor is not None and getattr(editor, "is_authenticated", True)
+
+
+# --- reports in -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outcome:
+    event_ids: list[int]
+    summary: str  # one line for a log, a CLI or an SMTP reply
+
+
+def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None = None
+                 ) -> Outcome:
+    """Record one mailed report (DSN, ARF, anything sent to the bounce address)."""
+    limit = current_app.config["BOUNCE_MAX_SIZE"]
+    fingerprint = reports.fingerprint_of(raw)
+    if db.session.scalar(select(BounceEvent.id).where(
+            BounceEvent.dedup_key == f"mail:{fingerprint}")) is not None:
+        return Outcome([], "duplicate: this report was recorded before")
+    stored = BounceMessage(source=source, size=len(raw), raw=raw if len(raw) <= limit else None,
+                           envelope_to=", ".join(envelope_to or [])[:320] or None)
+    db.session.add(stored)
+    db.session.flush()
+    if len(raw) > limit:
+        return _park(stored, source, f"too large: {len(raw)} bytes (limit {limit})",
+                     dedup=f"mail:{fingerprint}")
+    report = reports.parse(raw, envelope_to or [], verp.token_in_address)
+    if report.kind is BounceKind.UNPARSED:
+        return _park(stored, source, report.problem, dedup=f"mail:{report.fingerprint}",
+                     provider=report.provider)
+    ref, problem = _verified_ref(report.tokens)
+    if ref is None:
+        return _park(stored, source, problem, dedup=f"mail:{report.fingerprint}",
+                     provider=report.provider)
+    subscriber = subscriber_for(ref)
+    if subscriber is None:
+        return _park(stored, source, f"the token names {ref.describe()}, which we never sent",
+                     dedup=f"mail:{report.fingerprint}", provider=report.provider)
+    named = {failure.address for failure in report.failures if failure.address}
+    if named and subscriber.email.lower() not in named and (
+            subscriber.email_normalized not in named):
+        return _park(stored, source,
+                     f"the report names {', '.join(sorted(named))[:200]}, but {ref.describe()} "
+                     "went to another address", dedup=f"mail:{report.fingerprint}",
+                     provider=report.provider)
+    failure = next((f for f in report.failures if f.address in
+                    (subscriber.email.lower(), subscriber.email_normalized)), None)
+    event = record(report.kind, source, subscriber.id, ref=ref,
+                   recipient=subscriber.email, provider=report.provider,
+                   status_code=failure.status_code if failure else None,
+                   reason=(failure.reason if failure and failure.reason else report.reason),
+                   raw_message_id=stored.id, dedup_key=f"mail:{report.fingerprint}")
+    if event is None:
+        return Outcome([], "duplicate: this report was recorded before")
+    return Outcome([event.id], f"{event.kind.value}: {event.action}")
+
+
+def receive_oversized(size: int, source: BounceSource) -> Outcome:
+    """A report too large to download: parked with its size, its bytes not kept."""
+    stored = BounceMessage(source=source, size=size, raw=None)
+    db.session.add(stored)
+    db.session.flush()
+    limit = current_app.config["BOUNCE_MAX_SIZE"]
+    return _park(stored, source, f"too large: {size} bytes (limit {limit})", dedup=None)
+
+
+def _verified_ref(tokens: list[str]) -> tuple[verp.DeliveryRef | None, str]:
+    if not tokens:
+        return None, "no VERP token: not a reply to a message we sent (or forged)"
+    for token in tokens:
+        try:
+            return verp.read_token(token), ""
+        except verp.BadToken:
+            continue
+    return None, "forged or damaged VERP token: bad signature"
+
+
+def subscriber_for(ref: verp.DeliveryRef) -> Subscriber | None:
+    if ref.outbox_mail_id is not None:
+        mail = db.session.get(OutboxMail, ref.outbox_mail_id)
+        return db.session.get(Subscriber, mail.subscriber_id) if mail else None
+    sent = db.session.scalar(select(Delivery.id).where(
+        Delivery.digest_id == ref.digest_id, Delivery.subscriber_id == ref.subscriber_id,
+        Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.UNKNOWN,
+                             DeliveryStatus.SENDING])))
+    return db.session.get(Subscriber, ref.subscriber_id) if sent else None
+
+
+def _park(stored: BounceMessage | None, source: BounceSource, problem: str, *,
+          dedup: str | None, provider: str | None = None) -> Outcome:
+    """Keep a report we do not act on, with the reason; logged once, no reader changed."""
+    event = BounceEvent(kind=BounceKind.UNPARSED, source=source, provider=provider,
+                        reason=problem[:2000], action="parked: changed no reader",
+                        raw_message_id=stored.id if stored else None, dedup_key=dedup)
+    db.session.add(event)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return Outcome([], "duplicate: this report was recorded before")
+    log.warning("bounce report parked (%s): %s", source.value, problem)
+    return Outcome([event.id], f"parked: {problem}")
+
+
+def park_webhook(problem: str, provider: str, dedup: str | None = None) -> Outcome:
+    return _park(None, BounceSource.WEBHOOK, problem, dedup=dedup, provider=provider)
+
+
+# --- the policy -------------------------------------------------------------------
+
+def record(kind: BounceKind, source: BounceSource, subscriber_id: int, *,
+           ref: verp.DeliveryRef | None = None, recipient: str | None = None,
+           provider: str | None = None, status_code: str | None = None, reason: str = "",
+           raw_message_id: int | None = None, dedup_key: str | None = None
+           ) -> BounceEvent | None:
+    """Record one believed event and apply the policy; None when it is a duplicate."""
+    ref = ref or verp.DeliveryRef(subscriber_id=subscriber_id)
+    event = BounceEvent(kind=kind, source=source, provider=(provider or None) and provider[:64],
+                        subscriber_id=subscriber_id, digest_id=ref.digest_id,
+                        outbox_mail_id=ref.outbox_mail_id, recipient=(recipient or "")[:254],
+                        status_code=status_code, reason=(reason or kind.value)[:2000],
+                        raw_message_id=raw_message_id, dedup_key=dedup_key)
+    db.session.add(event)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return None
+    if kind is BounceKind.HARD:
+        event.action = _mark_bounced(subscriber_id, "hard bounce")
+    elif kind is BounceKind.SOFT:
+        event.action = _score_soft(subscriber_id, event, ref)
+    elif kind is BounceKind.COMPLAINT:
+        event.action = _complaint(subscriber_id, provider)
+    db.session.commit()
+    log.info("bounce event %s for subscriber %s: %s, %s", event.id, subscriber_id,
+             kind.value, event.action)
+    if ref.digest_id is not None:
+        from newsletter.services import deliverability
+
+        deliverability.check_issue(ref.digest_id)
+    return event
+
+
+def _mark_bounced(subscriber_id: int, why: str) -> str:
+    changed = db.session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id,
+               Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]))
+        .values(status=SubscriberStatus.BOUNCED, updated_at=utcnow())).rowcount
+    return f"reader marked bounced ({why})" if changed else "reader was not active: unchanged"
+
+
+def _score_soft(subscriber_id: int, event: BounceEvent, ref: verp.DeliveryRef) -> str:
+    """N soft bounces across at least D days, with no good delivery in between."""
+    config = current_app.config
+    limit, days = config["BOUNCE_SOFT_LIMIT"], config["BOUNCE_SOFT_DAYS"]
+    since = _streak_start(subscriber_id, ref)
+    # A bounce counts from when its message was sent (reports can arrive late and
+    # out of order); one without a known delivery, from when it arrived.
+    moment = func.coalesce(Delivery.sent_at, BounceEvent.created_at)
+    streak = select(moment).select_from(BounceEvent).outerjoin(Delivery, and_(
+        Delivery.digest_id == BounceEvent.digest_id,
+        Delivery.subscriber_id == BounceEvent.subscriber_id)).where(
+        BounceEvent.subscriber_id == subscriber_id, BounceEvent.kind == BounceKind.SOFT)
+    if since is not None:
+        streak = streak.where(moment > since)
+    moments = sorted(_aware(m) for m in db.session.scalars(streak))
+    score = f"soft bounce {len(moments)} of {limit}"
+    if len(moments) >= limit and moments[-1] - moments[0] >= timedelta(days=days):
+        return _mark_bounced(subscriber_id, f"{score} over {(moments[-1] - moments[0]).days} "
+                                            "days")
+    return score + (f" (and at least {days} days apart)" if len(moments) >= limit else "")
+
+
+def _aware(moment):
+    # coalesce() loses the column type: SQLite hands back a string or a naive datetime.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _streak_start(subscriber_id: int, ref: verp.DeliveryRef):
+    """When the current run of soft bounces started to count: the last delivery that
+    did not bounce (sent before the bounced one), or the last reactivation."""
+    bounced_later = exists().where(
+        BounceEvent.digest_id == Delivery.digest_id,
+        BounceEvent.subscriber_id == Delivery.subscriber_id,
+        BounceEvent.kind.in_([BounceKind.SOFT, BounceKind.HARD]))
+    good = select(func.max(Delivery.sent_at)).where(
+        Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.SENT,
+        ~bounced_later)
+    if ref.digest_id is not None:
+        this_sent = select(Delivery.sent_at).where(
+            Delivery.digest_id == ref.digest_id, Delivery.subscriber_id == subscriber_id
+        ).scalar_subquery()
+        good = good.where(Delivery.sent_at < this_sent)
+    reactivated = select(func.max(BounceEvent.created_at)).where(
+        BounceEvent.subscriber_id == subscriber_id, BounceEvent.kind == BounceKind.REACTIVATED)
+    moments = [m for m in (db.session.scalar(good), db.session.scalar(reactivated)) if m]
+    return max(moments) if moments else None
+
+
+def _complaint(subscriber_id: int, provider: str | None) -> str:
+    now = utcnow()
+    changed = db.session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id,
+               Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING,
+                                      SubscriberStatus.BOUNCED]))
+        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now,
+                token_nonce=new_token_nonce())).rowcount
+    if not changed:
+        return "reader was already unsubscribed: unchanged"
+    subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
+    db.session.add(ConsentEvent(
+        subscriber_id=subscriber_id, action=ConsentAction.UNSUBSCRIBED,
+        source=ConsentSource.FEEDBACK_LOOP, email=subscriber.email,
+        detail=f"complaint via {provider or 'an unnamed'} feedback loop"))
+    return "reader unsubscribed (complaint)"
+
+
+def reactivate(subscriber_id: int, editor: Editor) -> bool:
+    """An owner says a bounced address works again (e.g. the reader wrote in)."""
+    if not is_owner(editor):
+        return False
+    changed = db.session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id, Subscriber.status == SubscriberStatus.BOUNCED)
+        .values(status=SubscriberStatus.ACTIVE, updated_at=utcnow())).rowcount == 1
+    if changed:
+        db.session.add(BounceEvent(kind=BounceKind.REACTIVATED, source=BounceSource.EDITOR,
+                                   subscriber_id=subscriber_id,
+                                   reason=f"reactivated by {editor.email}",
+                                   action="reader active again; soft-bounce score reset"))
+    db.session.commit()
+    return changed
+
+
+def forget(subscriber_id: int) -> None:
+    """Erasure: drop the address and the raw reports that name it; keep the events'
+    kinds and dates (the figures stay right). Part of the caller's transaction."""
+    raw_ids = select(BounceEvent.raw_message_id).where(
+        BounceEvent.subscriber_id == subscriber_id,
+        BounceEvent.raw_message_id.is_not(None)).scalar_subquery()
+    db.session.execute(update(BounceMessage).where(BounceMessage.id.in_(raw_ids))
+                       .values(raw=None, envelope_to=None))
+    db.session.execute(update(BounceEvent).where(BounceEvent.subscriber_id == subscriber_id)
+                       .values(recipient=None, reason="(erased)"))
+
+
+def purge_raw_reports() -> int:
+    """Drop raw reports older than BOUNCE_RAW_RETENTION_DAYS (anyone can mail the bounce
+    address, so what it keeps must not grow for ever); the events stay."""
+    cutoff = utcnow() - timedelta(days=current_app.config["BOUNCE_RAW_RETENTION_DAYS"])
+    purged = db.session.execute(update(BounceMessage).where(
+        BounceMessage.received_at < cutoff, BounceMessage.raw.is_not(None))
+        .values(raw=None)).rowcount
+    db.session.commit()
+    return purged
+
+
+# --- what owners see --------------------------------------------------------------
+
+def events_for(subscriber_id: int, limit: int = 100) -> list[BounceEvent]:
+    return list(db.session.scalars(
+        select(BounceEvent).where(BounceEvent.subscriber_id == subscriber_id)
+        .order_by(BounceEvent.id.desc()).limit(limit)))
+
+
+def not_understood(limit: int = 200) -> list[BounceEvent]:
+    return list(db.session.scalars(
+        select(BounceEvent).where(BounceEvent.kind == BounceKind.UNPARSED)
+        .order_by(BounceEvent.id.desc()).limit(limit)))
+
+
+def raw_message(message_id: int) -> BounceMessage | None:
+    return db.session.get(BounceMessage, message_id)
+
+
+def has_bad_events(digest_id: int) -> bool:
+    return db.session.scalar(select(BounceEvent.id).where(
+        BounceEvent.digest_id == digest_id,
+        BounceEvent.kind.in_([BounceKind.HARD, BounceKind.COMPLAINT])).limit(1)) is not None
+
+
+def issue_rates(digest_id: int, since=None) -> dict:
+    """Hard bounces and complaints of one issue over the messages it has sent
+    (only those sent after ``since``, when given)."""
+    sent_rows = [Delivery.digest_id == digest_id,
+                 Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.UNKNOWN])]
+    if since is not None:
+        sent_rows.append(Delivery.sent_at > since)
+    sent = db.session.scalar(select(func.count()).where(*sent_rows))
+    counted = select(BounceEvent.kind, func.count(func.distinct(BounceEvent.subscriber_id))
+                     ).where(BounceEvent.digest_id == digest_id,
+                             BounceEvent.kind.in_([BounceKind.HARD, BounceKind.SOFT,
+                                                   BounceKind.COMPLAINT]))
+    if since is not None:
+        counted = counted.join(Delivery, and_(Delivery.digest_id == BounceEvent.digest_id,
+                                              Delivery.subscriber_id == BounceEvent.subscriber_id,
+                                              Delivery.sent_at > since))
+    counts = dict(db.session.execute(counted.group_by(BounceEvent.kind)).all())
+    hard, soft = counts.get(BounceKind.HARD, 0), counts.get(BounceKind.SOFT, 0)
+    complaints = counts.get(BounceKind.COMPLAINT, 0)
+    return {"sent": sent, "hard": hard, "soft": soft, "complaints": complaints,
+            "hard_percent": 100 * hard / sent if sent else 0.0,
+            "complaint_percent": 100 * complaints / sent if sent else 0.0}
+
+
+def issue_domains(digest_id: int, limit: int = 20) -> list[dict]:
+    """Per recipient domain: sent, hard, soft bounces and complaints, biggest first."""
+    domain_of = {}
+    rows: dict[str, dict] = {}
+    for subscriber_id, email in db.session.execute(
+            select(Subscriber.id, Subscriber.email).join(
+                Delivery, and_(Delivery.subscriber_id == Subscriber.id,
+                               Delivery.digest_id == digest_id,
+                               Delivery.status.in_([DeliveryStatus.SENT,
+                                                    DeliveryStatus.UNKNOWN])))):
+        domain = email.rpartition("@")[2].lower()
+        domain_of[subscriber_id] = domain
+        rows.setdefault(domain, {"domain": domain, "sent": 0, "hard": 0, "soft": 0,
+                                 "complaint": 0})["sent"] += 1
+    for subscriber_id, kind in db.session.execute(
+            select(BounceEvent.subscriber_id, BounceEvent.kind).where(
+                BounceEvent.digest_id == digest_id,
+                BounceEvent.kind.in_([BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT])
+            ).distinct()):
+        domain = domain_of.get(subscriber_id)
+        if domain:
+            rows[domain][kind.value] += 1
+    return sorted(rows.values(), key=lambda row: (-row["sent"], row["domain"]))[:limit]
+
+
+def rates_by_day(days: int = 30) -> list[dict]:
+    """Messages sent, hard bounces and complaints per day (UTC), oldest first."""
+    start = (utcnow() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0,
+                                                          microsecond=0)
+    rows = {str((start + timedelta(days=n)).date()): {"day": start + timedelta(days=n),
+                                                      "sent": 0, "hard": 0, "complaint": 0}
+            for n in range(days)}
+    day = func.date(Delivery.sent_at)
+    for when, count in db.session.execute(
+            select(day, func.count()).where(Delivery.sent_at >= start).group_by(day)):
+        if str(when) in rows:
+            rows[str(when)]["sent"] += count
+    day = func.date(BounceEvent.created_at)
+    for when, kind, count in db.session.execute(
+            select(day, BounceEvent.kind, func.count()).where(
+                BounceEvent.created_at >= start,
+                BounceEvent.kind.in_([BounceKind.HARD, BounceKind.COMPLAINT]))
+            .group_by(day, BounceEvent.kind)):
+        if str(when) in rows:
+            rows[str(when)][kind.value] += count
+    result = list(rows.values())
+    for row in result:
+        row["hard_percent"] = 100 * row["hard"] / row["sent"] if row["sent"] else 0.0
+        row["complaint_percent"] = 100 * row["complaint"] / row["sent"] if row["sent"] else 0.0
+    return result
+
+
+def totals(rows: list[dict]) -> dict:
+    sent = sum(row["sent"] for row in rows)
+    hard = sum(row["hard"] for row in rows)
+    complaints = sum(row["complaint"] for row in rows)
+    return {"sent": sent, "hard": hard, "complaints": complaints,
+            "hard_percent": 100 * hard / sent if sent else 0.0,
+            "complaint_percent": 100 * complaints / sent if sent else 0.0}

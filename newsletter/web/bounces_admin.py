@@ -1,0 +1,94 @@
+"""Bounces and complaints in the editor workspace: the not-understood box, rates,
+reactivating a reader, resuming a send the deliverability guard paused."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from newsletter.extensions import db, login_manager
+from newsletter.models import BounceEvent, Digest
+from newsletter.services import bounces, deliverability
+
+bp = Blueprint("bounces_admin", __name__, url_prefix="/admin/bounces")
+
+
+@bp.before_request
+def owners_only():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if not bounces.is_owner(current_user):
+        abort(403)
+    return None
+
+
+@bp.app_template_global()
+def bounce_events_for(subscriber_id: int) -> list[BounceEvent]:
+    return bounces.events_for(subscriber_id)
+
+
+@bp.app_template_global()
+def guard_paused_issues() -> list[Digest]:
+    return deliverability.guard_paused_issues()
+
+
+@bp.app_template_global()
+def issue_bounce_report(digest_id: int) -> dict:
+    return {"rates": bounces.issue_rates(digest_id),
+            "domains": bounces.issue_domains(digest_id),
+            "guard_paused": deliverability.paused_by_guard(db.session.get(Digest, digest_id))}
+
+
+@bp.app_template_global()
+def deliverability_chart() -> dict:
+    rows = bounces.rates_by_day(30)
+    return {"days": rows, "totals": bounces.totals(rows),
+            "hard_limit": current_app.config["GUARD_MAX_HARD_BOUNCE_PERCENT"],
+            "complaint_limit": current_app.config["GUARD_MAX_COMPLAINT_PERCENT"]}
+
+
+@bp.get("/")
+def not_understood():
+    return render_template("admin/bounces.html", parked=bounces.not_understood())
+
+
+@bp.get("/raw/<int:message_id>")
+def raw_message(message_id: int):
+    stored = bounces.raw_message(message_id) or abort(404)
+    if stored.raw is None:
+        abort(404)
+    # Shown as text, never rendered: it is whatever a stranger mailed us.
+    return Response(stored.raw, mimetype="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="report-{message_id}.eml"',
+        "X-Content-Type-Options": "nosniff"})
+
+
+@bp.post("/subscribers/<int:subscriber_id>/reactivate")
+def reactivate(subscriber_id: int):
+    if bounces.reactivate(subscriber_id, current_user):
+        flash("The reader is active again; their soft-bounce score starts from zero.", "ok")
+    else:
+        flash("Only a bounced reader can be reactivated.", "error")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+
+
+@bp.post("/digests/<int:digest_id>/resume")
+def resume(digest_id: int):
+    confirmed = request.form.get("confirm") == "yes"
+    if not confirmed:
+        flash("Tick the box to confirm you checked the bounces before resuming.", "error")
+    elif deliverability.resume_confirmed(digest_id, confirmed):
+        flash("Issue resumed. The guard now judges only the messages sent from here on.", "ok")
+    else:
+        flash("This issue cannot be resumed in its current state.", "error")
+    return redirect(url_for("admin.digest_report", digest_id=digest_id))

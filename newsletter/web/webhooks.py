@@ -1,0 +1,41 @@
+"""POST /webhooks/<provider>: bounces and complaints from sending providers.
+
+Thin: the provider's proof (signature, credentials) is checked in
+``services/webhooks.py`` before anything in the body is believed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, request
+
+from newsletter.extensions import csrf, db
+from newsletter.services import webhooks
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024  # providers batch events, but never this many
+
+# Providers post with no cookie and no CSRF token: their signature is the check.
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+csrf.exempt(bp)
+
+
+@bp.post("/<provider>")
+def receive(provider: str):
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return jsonify(error="body too large"), 413
+    body = request.stream.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        return jsonify(error="body too large"), 413
+    try:
+        results = webhooks.handle(provider, request.headers, body)
+    except webhooks.Refused as error:
+        db.session.rollback()
+        log.warning("webhook %s refused: %s", provider[:20], error)
+        return jsonify(error=str(error)), error.status
+    except webhooks.BadPayload as error:
+        db.session.rollback()
+        log.warning("webhook %s: unreadable payload: %s", provider[:20], error)
+        return jsonify(error=str(error)), 400
+    return jsonify(recorded=results), 200
