@@ -43,7 +43,7 @@ def test_cancel_asks_first_and_the_report_renders(app, live_server, page):
         assert db.session.get(Digest, digest_id).status == DigestStatus.SCHEDULED
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Cancel the rest").click()
-    page.get_by_text("Issue cancelled.").wait_for()
+    page.get_by_text("Issue cancelled").wait_for()
     screenshot(page, "admin-cancelled")
     with app.app_context():
         assert db.session.scalar(select(Digest.status)) == DigestStatus.CANCELLED

@@ -153,6 +153,10 @@ def test_titles_from_the_articles_api(app, baseline):
         url = f"https://news.example.com/api-{number}"
         response = client.post("/api/v1/articles", headers=headers, json={
             "title": payload, "url": url, "author": payload, "categories": [payload]})
+        if "\x00" in payload:  # refused at the door, with the reason, and nothing stored
+            assert response.status_code == 400
+            assert "NUL" in response.get_json()["error"]
+            continue
         assert response.status_code == 201, response.get_json()
         [message] = send_digest_and_receive(app, received)
         check_digest(app, message, first, payload, url)
@@ -199,6 +203,12 @@ def test_subjects_from_the_editors_compose_form(app, baseline):
     for number, payload in enumerate(["Our week", *PAYLOADS.values()]):
         add_article(app, title=f"Article {number}", url=f"https://news.example.com/ed-{number}")
         token = csrf_token_from(client, "/admin/digests")
+        if "\x00" in payload:  # a NUL in a form is refused at the door, nothing sent
+            response = client.post("/admin/digests/test",
+                                   data={"csrf_token": token, "subject": payload})
+            assert response.status_code == 400  # the test mail is sent within the request:
+            assert len(received.mailbox.messages) == received.seen  # so none went out
+            continue
         # "Send a test" first: a single EmailMessage (newsletter.mail.message).
         response = client.post("/admin/digests/test",
                                data={"csrf_token": token, "subject": payload})

@@ -400,12 +400,12 @@ def test_dev_mailbox_in_the_dev_stack_shows_mail_under_the_policy(
 # --- the migration --------------------------------------------------------------------
 
 def test_migration_gives_existing_readers_distinct_random_keys(app, clean_state):
-    """Readers who joined before 0004_h2 get a key each on upgrade (SQLite and PostgreSQL)."""
+    """Readers who joined before 0004 get a key each on upgrade (SQLite and PostgreSQL)."""
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import text
 
     with app.app_context():
-        downgrade(revision="0004_h2-1")
+        downgrade(revision="0004-1")
         try:
             with db.engine.begin() as connection:
                 for number in range(2500):  # more than one chunk of the backfill
