@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from newsletter.config import check_secret_key, load_settings
+from newsletter.config import check_secret_key, check_send_settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(load_settings())
     app.config.update(config or {})
     check_secret_key(app.config)
+    check_send_settings(app.config)
     _derive_settings(app)
 
     from newsletter.extensions import cors, csrf, db, limiter, login_manager, migrate
