@@ -234,7 +234,7 @@ def send_batch(digest_id: int) -> int:
         try:
             batch = Batch(ledger, digest_id, token, rows, factory)
             stop, done = batch.run()
-            _release(ledger, token, [row.delivery_id for row in rows[done:]])
+            _release(ledger, digest_id, token, [row.delivery_id for row in rows[done:]])
         finally:
             if relaxed:
                 ledger.execute(text("RESET synchronous_commit"))
@@ -404,10 +404,10 @@ def _reply_code(result: DeliveryResult) -> int | None:
     return code
 
 
-def _release(ledger, token: str, delivery_ids: list[int]) -> None:
+def _release(ledger, digest_id: int, token: str, delivery_ids: list[int]) -> None:
     """Give back the rows a stopped batch never tried (no attempt spent)."""
     if delivery_ids:
-        ledger.execute(RELEASE, {"ids": delivery_ids, "claim": token})
+        ledger.execute(RELEASE, {"ids": delivery_ids, "claim": token, "digest_id": digest_id})
 
 
 # Who unsubscribed while a batch runs is re-read this often (messages), so a
@@ -452,8 +452,14 @@ RENEW_LEASE = text("""
 UPDATE deliveries SET lease_until = :lease WHERE claim = :claim AND status = 'sending'
 """).bindparams(bindparam("lease", type_=UTCDateTime))
 
-RELEASE = text("""
-UPDATE deliveries SET status = 'pending', lease_until = NULL, attempted_at = NULL,
-  attempts = attempts - 1
+# Rows of a cancelled issue become skipped in the same statement, so nobody ever
+# sees them pending under a cancelled issue.
+_CANCELLED = "EXISTS (SELECT 1 FROM digests WHERE digests.id = :digest_id " \
+             "AND digests.status = 'cancelled')"
+RELEASE = text(f"""
+UPDATE deliveries SET
+  status = CASE WHEN {_CANCELLED} THEN 'skipped' ELSE 'pending' END,
+  last_error = CASE WHEN {_CANCELLED} THEN 'issue cancelled by an editor' ELSE last_error END,
+  lease_until = NULL, attempted_at = NULL, attempts = attempts - 1
 WHERE id IN :ids AND claim = :claim AND status = 'sending'
 """).bindparams(bindparam("ids", expanding=True))
