@@ -16,6 +16,7 @@ the one row that was in flight is resent once (same Message-ID), then recorded
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -237,7 +238,8 @@ def send_batch(digest_id: int) -> int:
             _release(ledger, digest_id, token, [row.delivery_id for row in rows[done:]])
         finally:
             if relaxed:
-                ledger.execute(text("RESET synchronous_commit"))
+                with contextlib.suppress(Exception):  # a broken connection is discarded anyway
+                    ledger.execute(text("RESET synchronous_commit"))
     if stop is Stop.BREAKER:
         digests.pause_for_relay(digest_id, batch.last_error)
     digests.after_batch(digest_id, retry_later=stop is Stop.UNREACHABLE,
@@ -320,10 +322,15 @@ class Batch:
         return Stop.DONE, len(rows)
 
     def _deliver(self, row: Row) -> DeliveryResult:
-        unsubscribe_url = self.links.build("public.unsubscribe",
-                                           {"token": self.tokens.dumps(row.subscriber_id)},
-                                           force_external=True)
-        message = self.factory.build(row.subscriber_id, row.email, row.name, unsubscribe_url)
+        try:
+            unsubscribe_url = self.links.build(
+                "public.unsubscribe", {"token": self.tokens.dumps(row.subscriber_id)},
+                force_external=True)
+            message = self.factory.build(row.subscriber_id, row.email, row.name,
+                                         unsubscribe_url)
+        except Exception as error:  # this reader's message, not the batch: record and go on
+            log.exception("delivery %s: could not build the message", row.delivery_id)
+            return DeliveryResult(Outcome.FAILED, f"could not build the message: {error}"[:500])
         result = self.transport.deliver(self.factory.sender, row.email, message)
         if result.outcome is not Outcome.UNREACHABLE:
             self.relay.connected()

@@ -200,3 +200,23 @@ def test_a_lease_that_cannot_cover_a_batch_is_refused_at_start():
     assert "at least 75 s" in str(refused.value)
     check_send_settings({**settings, "SEND_LEASE": 75})
     check_send_settings({**settings, "SEND_RATE": None})
+
+
+def test_a_message_that_cannot_be_built_fails_that_reader_only(app, client, celery_worker,
+                                                               mailbox):
+    # A name smuggled into the database past the forms (an old import, a manual edit).
+    ids = add_subscribers(app, 3)
+    with app.app_context():
+        db.session.execute(Subscriber.__table__.update().where(Subscriber.id == ids[1])
+                           .values(name="Eve\r\nBcc: victim@evil.example"))
+        db.session.commit()
+    add_article(app)
+    counts = wait_until_sent(app, send_now(app))
+    assert (counts["sent"], counts["failed"]) == (2, 1)
+    received = sorted(m["To"].addresses[0].addr_spec for m in mailbox.wait_for(2))
+    assert received == ["reader0@example.com", "reader2@example.com"]
+    assert all(rcpt != ["victim@evil.example"] for _, rcpt in mailbox.envelopes)
+    with app.app_context():
+        error = db.session.scalar(select(Delivery.last_error).where(
+            Delivery.subscriber_id == ids[1]))
+    assert error.startswith("could not build the message")
