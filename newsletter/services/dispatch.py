@@ -99,6 +99,18 @@ def claim(digest_id: int, size: int) -> tuple[str, list[int]]:
     return token, []
 
 
+_redis_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    """One client (and connection pool) per worker process, not one per batch."""
+    url = current_app.config["REDIS_URL"]
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=2,
+                                                   socket_timeout=5)
+    return _redis_clients[url]
+
+
 # Reserves the next send slot of a shared limiter (GCRA: one "theoretical arrival
 # time" in Redis, on Redis's clock) and returns how long to wait for it. Fractional
 # rates are exact (1.5/s is one message every 2/3 s) and the wait is never negative.
@@ -122,7 +134,7 @@ class SendRate:
     def __init__(self, rate: float | None, client: redis.Redis | None = None):
         self.rate = rate
         if rate:
-            self.redis = client or redis.Redis.from_url(current_app.config["REDIS_URL"])
+            self.redis = client or _redis()
             self.reserve = self.redis.register_script(_RESERVE_SLOT)
 
     def delay(self) -> float:
@@ -145,7 +157,7 @@ class Relay:
 
     def __init__(self, digest_id: int):
         config = current_app.config
-        self.redis = redis.Redis.from_url(config["REDIS_URL"])
+        self.redis = _redis()
         self.failures_key = f"newsletter:relay-failures:{digest_id}"
         self.backoff_seconds = config["SEND_DOMAIN_BACKOFF"]
         self.breaker_failures = config["SEND_BREAKER_FAILURES"]
@@ -158,8 +170,12 @@ class Relay:
         domains = sorted(domains)
         if not domains or not self.backoff_seconds:
             return
-        for domain, until in zip(domains, self.redis.mget(
-                [self.BACKOFF_KEY + domain for domain in domains]), strict=True):
+        try:
+            found = self.redis.mget([self.BACKOFF_KEY + domain for domain in domains])
+        except redis.RedisError as error:  # this worker's own backoffs still apply
+            log.warning("domain backoffs unavailable: %s", error)
+            return
+        for domain, until in zip(domains, found, strict=True):
             if until is not None:
                 self.backoff_until[domain] = max(float(until), self.backoff_until.get(domain, 0))
 
@@ -172,23 +188,37 @@ class Relay:
             return
         until = time.time() + self.backoff_seconds
         self.backoff_until[domain] = until
-        self.redis.set(self.BACKOFF_KEY + domain, f"{until:.3f}",
-                       px=self.backoff_seconds * 1000)
+        with self._shared("domain backoff"):
+            self.redis.set(self.BACKOFF_KEY + domain, f"{until:.3f}",
+                           px=self.backoff_seconds * 1000)
 
     def connected(self) -> None:
         if self.reset_pending:
             self.reset_pending = False
-            self.redis.delete(self.failures_key)
+            with self._shared("relay failure count"):
+                self.redis.delete(self.failures_key)
 
     def unreachable(self) -> bool:
         """Count one connection failure; True when the breaker trips."""
-        failures = self.redis.incr(self.failures_key)
-        if failures == 1:
-            self.redis.expire(self.failures_key, self.breaker_window)
-        return failures >= self.breaker_failures
+        with self._shared("relay failure count"):
+            failures = self.redis.incr(self.failures_key)
+            if failures == 1:
+                self.redis.expire(self.failures_key, self.breaker_window)
+            return failures >= self.breaker_failures
+        return False  # without Redis the breaker cannot count; batches keep retrying later
 
     def reset(self) -> None:
-        self.redis.delete(self.failures_key)
+        with self._shared("relay failure count"):
+            self.redis.delete(self.failures_key)
+
+    @contextlib.contextmanager
+    def _shared(self, what: str):
+        """Redis down degrades these to per-worker knowledge; it never stops a batch
+        between a message and its result."""
+        try:
+            yield
+        except redis.RedisError as error:
+            log.warning("%s not shared: %s", what, error)
 
 
 class Stop(Enum):
@@ -317,6 +347,8 @@ class Batch:
                 self.last_error = result.detail
                 tripped = self.relay.unreachable()
                 return (Stop.BREAKER if tripped else Stop.UNREACHABLE), index + 1
+            if result is not None:
+                self.relay.connected()
             if mark_next and not marked:
                 return Stop.HALTED, index + 1  # paused or cancelled (or the claim lost)
         return Stop.DONE, len(rows)
@@ -331,10 +363,7 @@ class Batch:
         except Exception as error:  # this reader's message, not the batch: record and go on
             log.exception("delivery %s: could not build the message", row.delivery_id)
             return DeliveryResult(Outcome.FAILED, f"could not build the message: {error}"[:500])
-        result = self.transport.deliver(self.factory.sender, row.email, message)
-        if result.outcome is not Outcome.UNREACHABLE:
-            self.relay.connected()
-        return result
+        return self.transport.deliver(self.factory.sender, row.email, message)
 
     def _renew_if_due(self, held: int) -> bool:
         """Extend the lease of every row this batch still holds; False when some row
