@@ -4,6 +4,7 @@ limiter, per-domain backoff, transactional mail that never waits behind a send."
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 import redis
@@ -18,6 +19,7 @@ from newsletter.models import (
     DigestStatus,
     Subscriber,
     SubscriberStatus,
+    utcnow,
 )
 from newsletter.services import digests
 from newsletter.services.dispatch import SendRate
@@ -221,3 +223,34 @@ def test_a_message_that_cannot_be_built_fails_that_reader_only(app, client, cele
         error = db.session.scalar(select(Delivery.last_error).where(
             Delivery.subscriber_id == ids[1]))
     assert error.startswith("could not build the message")
+
+
+def test_sweeper_resends_a_crashed_in_flight_row_once_then_records_unknown(app, client):
+    ids = add_subscribers(app, 4)
+    add_article(app)
+    with app.app_context():
+        digest = digests.compose()
+        digest.status = DigestStatus.PAUSED  # so the sweep takes back rows but sends nothing
+        db.session.flush()
+        past = utcnow() - timedelta(seconds=5)
+        for subscriber_id, attempted, resent in ((ids[0], True, False), (ids[1], True, True),
+                                                 (ids[2], False, False), (ids[3], True, False)):
+            db.session.add(Delivery(
+                digest_id=digest.id, subscriber_id=subscriber_id, status=DeliveryStatus.SENDING,
+                claim="dead-worker", attempts=1, resent_after_crash=resent,
+                attempted_at=past if attempted else None,
+                # The last one's worker is alive: its lease has not run out.
+                lease_until=past if subscriber_id != ids[3] else utcnow() + timedelta(seconds=60)))
+        db.session.commit()
+        assert digests.sweep() == 0
+        rows = {row.subscriber_id: row for row in db.session.scalars(select(Delivery))}
+        first, second, untried, alive = (rows[i] for i in ids)
+        assert (first.status, first.resent_after_crash, first.claim) == (
+            DeliveryStatus.PENDING, True, None)
+        assert first.attempted_at is None and first.attempts == 1
+        assert second.status == DeliveryStatus.UNKNOWN  # cut by a crash a second time
+        assert (untried.status, untried.attempts, untried.resent_after_crash) == (
+            DeliveryStatus.PENDING, 0, False)
+        assert (alive.status, alive.claim) == (DeliveryStatus.SENDING, "dead-worker")
+        counts = digests.progress(digest.id)
+        assert counts["resent_after_crash"] == 2 and counts["unknown"] == 1
