@@ -57,6 +57,13 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used: unlike wall time, barely moved by other
+    load on a shared machine, so before/after comparisons hold there."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -132,6 +139,7 @@ def main() -> None:
              "prefork", "--concurrency", str(args.workers), "--loglevel", "WARNING"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(4)  # let the pool start before the clock does
+        pool_cpu_before = sum(cpu_seconds(pid) for pid in children(worker.pid))
 
         with app.app_context():
             started = time.perf_counter()
@@ -144,6 +152,7 @@ def main() -> None:
             factory_sample = digests.render(digest, "https://news.example.com/unsubscribe/x")
         pool = children(worker.pid)
         rss = {pid: peak_rss_kib(pid) for pid in pool}
+        cpu = sum(cpu_seconds(pid) for pid in pool) - pool_cpu_before
         size = len(factory_sample.html.encode()) + len(factory_sample.text.encode())
         rate = counts["sent"] / elapsed
 
@@ -161,6 +170,8 @@ def main() -> None:
         print(f"message size           ~{message_bytes} bytes")
         print(f"elapsed                {elapsed:.1f} s")
         print(f"throughput             {rate:.0f} msg/s")
+        print(f"worker CPU per message {cpu / max(counts['sent'], 1) * 1000:.2f} ms "
+              "(pool processes; steady under other load)")
         print("peak RSS per worker    " + ", ".join(f"{kib / 1024:.0f} MiB" for kib in
                                                      rss.values()))
         print(f"smtp-source ceiling    {ceiling:.0f} msg/s (4 sessions, same size)")

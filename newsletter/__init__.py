@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from newsletter.config import check_dev_mailbox, check_secret_key, load_settings
+from newsletter.config import check_dev_mailbox, check_secret_key, check_send_settings, load_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent  # the repository, when running from the source tree
@@ -45,6 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     check_secret_key(app.config)
     check_dev_mailbox(app.config)
+    check_send_settings(app.config)
     _derive_settings(app)
 
     from newsletter.extensions import cors, csrf, db, limiter, login_manager, migrate

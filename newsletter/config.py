@@ -7,6 +7,7 @@ that reads ``os.environ``; the rest of the code reads ``app.config``.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -291,6 +292,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Messages per second across all workers (shared through Redis); empty: no cap."),
     Setting("SEND_RETRY_DELAY", 60, _int(0),
             "Seconds before the first retry of a deferred (4xx) delivery; doubles each time."),
+    Setting("SEND_CONCURRENCY", 4, _int(1),
+            "Batch tasks of one send queued or running at once; each batch enqueues the next."),
+    Setting("SEND_DOMAIN_BACKOFF", 60, _int(0),
+            "Seconds a recipient domain is left alone after a 421/451 (its other readers are "
+            "deferred untried); 0: no backoff."),
+    Setting("SEND_BREAKER_FAILURES", 5, _int(1),
+            "Consecutive relay connection failures (within SEND_BREAKER_WINDOW) that pause a "
+            "send."),
+    Setting("SEND_BREAKER_WINDOW", 120, _int(1),
+            "Seconds over which those failures are counted; a batch that cannot reach the "
+            "relay retries after SEND_BREAKER_WINDOW / SEND_BREAKER_FAILURES."),
     Setting("PROXY_COUNT", 0, _int(0),
             "Reverse proxies in front of the app whose X-Forwarded-For is trusted."),
     Setting("BOUNCE_DOMAIN", "", _domain,
@@ -397,3 +409,22 @@ def check_secret_key(config: Mapping[str, Any]) -> None:
             f"{ENV_PREFIX}SECRET_KEY is the built-in development key; set it to a long random "
             "value, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
+
+
+# A lease must outlast a batch sent at the configured rate, with room to spare
+# (the lease is renewed while a batch runs, but a shorter one means a stalled
+# worker loses its rows half-way through every batch).
+LEASE_MARGIN = 1.5
+
+
+def check_send_settings(config: Mapping[str, Any]) -> None:
+    rate = config.get("SEND_RATE")
+    if not rate:
+        return
+    needed = LEASE_MARGIN * config["SEND_BATCH_SIZE"] / rate
+    if config["SEND_LEASE"] < needed:
+        raise ConfigError(
+            f"{ENV_PREFIX}SEND_LEASE={config['SEND_LEASE']} s cannot cover a batch of "
+            f"{ENV_PREFIX}SEND_BATCH_SIZE={config['SEND_BATCH_SIZE']} at "
+            f"{ENV_PREFIX}SEND_RATE={rate:g}/s ({config['SEND_BATCH_SIZE'] / rate:g} s); set "
+            f"the lease to at least {math.ceil(needed)} s or lower the batch size")

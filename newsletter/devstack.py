@@ -126,6 +126,7 @@ def main() -> int:
     subprocess.run([*flask, "db", "upgrade"], env=env, cwd=PROJECT_ROOT, check=True)
     celery = [python, "-m", "celery", "-A", "workers.celery_app"]
     children += [
+        # No -Q: this one worker consumes the transactional, bulk and maintenance queues.
         subprocess.Popen([*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"],
                          env=env, cwd=PROJECT_ROOT),
         subprocess.Popen([*celery, "beat", "--loglevel", "INFO"], env=env, cwd=PROJECT_ROOT),

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -251,7 +252,9 @@ class DeliveryStatus(enum.StrEnum):
     SENT = "sent"  # the server answered 250
     DEFERRED = "deferred"  # 4xx: retried at next_attempt_at
     FAILED = "failed"  # 5xx, or too many 4xx
-    UNKNOWN = "unknown"  # the connection died after DATA: maybe delivered, never resent
+    # Maybe delivered, never resent: the connection died after DATA, or a worker died
+    # while sending a row it had already resent once after a crash.
+    UNKNOWN = "unknown"
     SKIPPED = "skipped"  # unsubscribed or bounced before their turn
 
 
@@ -264,7 +267,8 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("digest_id", "subscriber_id"),
-                      Index("ix_deliveries_digest_status", "digest_id", "status"))
+                      Index("ix_deliveries_digest_status", "digest_id", "status"),
+                      Index("ix_deliveries_claim", "claim"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id"))
@@ -272,13 +276,20 @@ class Delivery(db.Model):
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Set in the same commit as the previous row's result, just before this row's
-    # DATA: a lease that expires with it set means "maybe sent", never resent.
+    # The owner token of the batch that holds this row: every write about the row
+    # says it (WHERE id = ? AND claim = ?), so a worker that lost its lease stops.
+    claim: Mapped[str | None] = mapped_column(String(32))
+    # Set just before this row's DATA (with the previous row's result): a lease that
+    # expires with it set means "maybe sent": resent once, then recorded unknown.
     attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The sweeper resent this row because its worker died mid-message: the reader
+    # may hold two copies (same Message-ID).
+    resent_after_crash: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                     server_default=false())
 
 
 class Editor(UserMixin, db.Model):

@@ -36,7 +36,7 @@ def enqueue_after_commit(task_name: str, *args) -> None:
     db.session.info.setdefault(_PENDING_KEY, []).append((task_name, args))
 
 
-def send_task_now(task_name: str, *args) -> bool:
+def send_task_now(task_name: str, *args, countdown: float | None = None) -> bool:
     """Publish a task; False (logged) when the broker is unreachable.
 
     Callers never depend on this succeeding: every task is backed by a database
@@ -44,7 +44,7 @@ def send_task_now(task_name: str, *args) -> bool:
     """
     celery = current_app.extensions["celery"]
     try:
-        celery.send_task(task_name, args=list(args))
+        celery.send_task(task_name, args=list(args), countdown=countdown)
     except Exception as error:  # kombu raises many types for an unreachable broker
         log.warning("could not enqueue %s%r: %s", task_name, args, error)
         return False

@@ -30,7 +30,8 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     const total = Math.max(p.total, 1);
     const done = Math.round((p.total - p.remaining) / total * 100);
-    for (const key of ["sent", "deferred", "failed", "unknown", "skipped", "remaining"]) {
+    for (const key of ["sent", "deferred", "failed", "unknown", "skipped", "remaining",
+                       "resent_after_crash"]) {
       document.getElementById("n-" + key).textContent = p[key];
     }
     const parts = [["sent", p.sent], ["failed", p.failed + p.unknown], ["skipped", p.skipped],

@@ -173,6 +173,10 @@ def clean_state(app, redis_url):
         for table in reversed(db.metadata.sorted_tables):
             connection.execute(table.delete())
     limiter.reset()
+    # What sends share through Redis: rate slots, domain backoffs, breaker counts.
+    shared = redis.Redis.from_url(redis_url)
+    for key in shared.scan_iter("newsletter:*"):
+        shared.delete(key)
     yield
     # And after: a test without the worker may leave tasks that the session's worker,
     # started before the next test's clean-up, would run against this test's rows.

@@ -42,7 +42,6 @@ from newsletter.services.schedule import last_scheduled, parse_schedule, period_
 
 log = logging.getLogger(__name__)
 SEND_BATCH_TASK = "workers.tasks.send_digest_batch"
-MAX_TASKS_PER_SWEEP = 1000
 
 
 def new_articles() -> list[Article]:
@@ -130,7 +129,9 @@ def start_send(digest_id: int) -> int:
     recipients = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
     db.session.execute(update(Digest).where(Digest.id == digest_id)
                        .values(recipients=recipients))
-    for _ in range(math.ceil(recipients / current_app.config["SEND_BATCH_SIZE"])):
+    # Only as many batch tasks as can run at once: each batch enqueues the next, so a
+    # million-reader send keeps a handful of messages in Redis, not ten thousand.
+    for _ in range(_chains_for(recipients)):
         enqueue_after_commit(SEND_BATCH_TASK, digest_id)
     db.session.commit()
     if recipients == 0:
@@ -218,6 +219,50 @@ def run_weekly(now: datetime | None = None) -> Digest | None:
     return digest
 
 
+def _chains_for(due: int) -> int:
+    config = current_app.config
+    return min(config["SEND_CONCURRENCY"], math.ceil(due / config["SEND_BATCH_SIZE"]))
+
+
+def _live_claims(digest_id: int) -> int:
+    return db.session.scalar(select(func.count(func.distinct(Delivery.claim))).where(
+        Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING))
+
+
+def after_batch(digest_id: int, *, hand_on: bool, retry_later: bool) -> None:
+    """A batch task ends: enqueue the next one while work remains, or finish the issue.
+
+    ``hand_on``: the batch finished its rows, so the chain goes on (unless enough
+    others already run: a chain the sweeper restarted while a task waited in Redis
+    dies out here). ``retry_later``: the relay was unreachable; try again after a
+    pause, so N failures span the breaker's window.
+    """
+    config = current_app.config
+    digest = db.session.get(Digest, digest_id)
+    if digest is not None and digest.status == DigestStatus.CANCELLED:
+        _skip_unsent(digest_id)
+    if retry_later:
+        send_task_now(SEND_BATCH_TASK, digest_id,
+                      countdown=config["SEND_BREAKER_WINDOW"] / config["SEND_BREAKER_FAILURES"])
+    elif hand_on and _live_claims(digest_id) < config["SEND_CONCURRENCY"]:
+        send_task_now(SEND_BATCH_TASK, digest_id)
+    db.session.commit()
+    finish_if_done(digest_id)
+
+
+def pause_for_relay(digest_id: int, reason: str) -> bool:
+    """The circuit breaker: the relay failed for a whole window, so stop sending (nobody
+    is marked failed for it) until an editor resumes."""
+    reason = f"Paused automatically: the mail relay could not be reached ({reason})"[:1000]
+    paused = db.session.execute(
+        update(Digest).where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING)
+        .values(status=DigestStatus.PAUSED, pause_reason=reason)).rowcount == 1
+    db.session.commit()
+    if paused:
+        log.error("digest %s: %s", digest_id, reason)
+    return paused
+
+
 def finish_if_done(digest_id: int) -> bool:
     """Mark the issue sent once every delivery row is final."""
     open_rows = exists().where(Delivery.digest_id == digest_id,
@@ -233,12 +278,16 @@ def finish_if_done(digest_id: int) -> bool:
 
 def progress(digest_id: int) -> dict[str, int]:
     counts = dict.fromkeys((status.value for status in DeliveryStatus), 0)
-    for status, count in db.session.execute(
-        select(Delivery.status, func.count()).where(Delivery.digest_id == digest_id)
-        .group_by(Delivery.status)
+    counts["resent_after_crash"] = 0
+    for status, resent, count in db.session.execute(
+        select(Delivery.status, Delivery.resent_after_crash, func.count())
+        .where(Delivery.digest_id == digest_id)
+        .group_by(Delivery.status, Delivery.resent_after_crash)
     ):
-        counts[status.value] = count
-    counts["total"] = sum(counts.values())
+        counts[status.value] += count
+        if resent:
+            counts["resent_after_crash"] += count
+    counts["total"] = sum(counts[status.value] for status in DeliveryStatus)
     counts["remaining"] = sum(counts[s] for s in ("pending", "sending", "deferred"))
     return counts
 
@@ -247,30 +296,65 @@ def sweep() -> int:
     """Recover sends whose worker died or whose tasks were lost; returns tasks published."""
     published = 0
     now = utcnow()
-    batch = current_app.config["SEND_BATCH_SIZE"]
-    sending = db.session.scalars(select(Digest.id).where(Digest.status == DigestStatus.SENDING))
-    for digest_id in list(sending):
-        expired = (Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING,
-                   Delivery.lease_until < now)
-        # The row in flight when its worker died may have been delivered: never resend it.
-        db.session.execute(update(Delivery).where(*expired, Delivery.attempted_at.is_not(None))
-                           .values(status=DeliveryStatus.UNKNOWN, lease_until=None,
-                                   last_error="worker lost while sending this message"))
-        db.session.execute(update(Delivery).where(*expired)
-                           .values(status=DeliveryStatus.PENDING, lease_until=None))
+    recent = now - timedelta(days=1)
+    candidates = db.session.execute(select(Digest.id, Digest.status).where(
+        Digest.status.in_([DigestStatus.SENDING, DigestStatus.PAUSED])
+        | ((Digest.status == DigestStatus.CANCELLED) & (Digest.finished_at >= recent)))).all()
+    for digest_id, status in candidates:
+        _take_back_expired(digest_id, now)
+        if status == DigestStatus.CANCELLED:
+            _skip_unsent(digest_id)
         db.session.commit()
+        if status != DigestStatus.SENDING:
+            continue
         live_leases = db.session.scalar(select(func.count()).where(
             Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING))
         if live_leases:
-            continue  # a worker is on it; its fan-out covers the rest
+            continue  # a worker is on it; its chain covers the rest
         due = db.session.scalar(select(func.count()).where(
             Delivery.digest_id == digest_id,
             (Delivery.status == DeliveryStatus.PENDING)
             | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now))))
-        tasks = min(math.ceil(due / batch), MAX_TASKS_PER_SWEEP)
-        published += sum(send_task_now(SEND_BATCH_TASK, digest_id) for _ in range(tasks))
+        published += sum(send_task_now(SEND_BATCH_TASK, digest_id)
+                         for _ in range(_chains_for(due)))
         finish_if_done(digest_id)
     return published
+
+
+def _take_back_expired(digest_id: int, now: datetime) -> None:
+    """Rows whose lease expired: their worker died (or stalled past its lease; its
+    claim no longer matches, so it stops at its next write)."""
+    expired = (Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING,
+               Delivery.lease_until < now)
+    in_flight = Delivery.attempted_at.is_not(None)
+    # Resent once already and cut by a crash again: maybe delivered twice; stop here.
+    db.session.execute(
+        update(Delivery).where(*expired, in_flight, Delivery.resent_after_crash.is_(True))
+        .values(status=DeliveryStatus.UNKNOWN, lease_until=None, claim=None,
+                last_error="worker lost twice while sending this message"))
+    # The message in flight when its worker died was most likely not accepted (the
+    # connection died with the worker): resend it once, with the same Message-ID.
+    resent = db.session.execute(
+        update(Delivery).where(*expired, in_flight)
+        .values(status=DeliveryStatus.PENDING, lease_until=None, claim=None,
+                attempted_at=None, resent_after_crash=True,
+                last_error="worker lost while sending this message; resent once")).rowcount
+    if resent:
+        log.warning("digest %s: %d message(s) in flight on a lost worker will be resent "
+                    "once (same Message-ID)", digest_id, resent)
+    # Claimed but never tried: back to pending, no attempt spent.
+    db.session.execute(
+        update(Delivery).where(*expired)
+        .values(status=DeliveryStatus.PENDING, lease_until=None, claim=None,
+                attempts=Delivery.attempts - 1))
+
+
+def _skip_unsent(digest_id: int) -> None:
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.digest_id == digest_id,
+               Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]))
+        .values(status=DeliveryStatus.SKIPPED, last_error="issue cancelled by an editor"))
 
 
 def _sections(articles: list[Article]) -> list[tuple[str, list[Article]]]:
@@ -326,13 +410,16 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "") -> Del
 
 
 def pause(digest_id: int) -> bool:
-    """Stop a send at the next batch boundary; nothing in the ledger is lost."""
+    """Stop a send within one message; nothing in the ledger is lost."""
     return _transition(digest_id, DigestStatus.SENDING, DigestStatus.PAUSED)
 
 
 def resume(digest_id: int) -> bool:
     if not _transition(digest_id, DigestStatus.PAUSED, DigestStatus.SENDING):
         return False
+    from newsletter.services.dispatch import Relay
+
+    Relay(digest_id).reset()  # the breaker counts afresh
     sweep()  # publishes batch tasks for what is left
     return True
 
@@ -354,11 +441,7 @@ def cancel(digest_id: int) -> bool:
                                 else_=Digest.period_key))
     ).rowcount == 1
     if cancelled:
-        db.session.execute(
-            update(Delivery)
-            .where(Delivery.digest_id == digest_id,
-                   Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]))
-            .values(status=DeliveryStatus.SKIPPED, last_error="issue cancelled by an editor"))
+        _skip_unsent(digest_id)  # rows a running batch still holds follow when it stops
     db.session.commit()
     return cancelled
 
@@ -366,6 +449,6 @@ def cancel(digest_id: int) -> bool:
 def _transition(digest_id: int, current: DigestStatus, new: DigestStatus) -> bool:
     changed = db.session.execute(
         update(Digest).where(Digest.id == digest_id, Digest.status == current)
-        .values(status=new)).rowcount == 1
+        .values(status=new, pause_reason=None)).rowcount == 1
     db.session.commit()
     return changed
