@@ -10,7 +10,12 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from newsletter.config import check_dev_mailbox, check_secret_key, check_send_settings, load_settings
+from newsletter.config import (
+    check_dev_mailbox,
+    check_secret_key,
+    check_send_settings,
+    load_settings,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent  # the repository, when running from the source tree
