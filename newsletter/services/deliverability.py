@@ -50,12 +50,9 @@ def check_issue(digest_id: int) -> bool:
     if rates["complaint_percent"] > config["GUARD_MAX_COMPLAINT_PERCENT"]:
         over.append(f"complaints {rates['complaint_percent']:.2f} % ({rates['complaints']} of "
                     f"{rates['sent']} sent; limit {config['GUARD_MAX_COMPLAINT_PERCENT']:g} %)")
-    if not over or not digests.pause(digest_id):
-        return False
     reason = REASON_PREFIX + "; ".join(over)
-    db.session.execute(update(Digest).where(Digest.id == digest_id,
-                                            Digest.status == DigestStatus.PAUSED)
-                       .values(pause_reason=reason))
+    if not over or not digests.pause(digest_id, reason):
+        return False
     enqueue_after_commit(ALERT_TASK, digest_id)
     db.session.commit()
     log.warning("issue %s paused: %s", digest_id, reason)

@@ -254,10 +254,7 @@ def pause_for_relay(digest_id: int, reason: str) -> bool:
     """The circuit breaker: the relay failed for a whole window, so stop sending (nobody
     is marked failed for it) until an editor resumes."""
     reason = f"Paused automatically: the mail relay could not be reached ({reason})"[:1000]
-    paused = db.session.execute(
-        update(Digest).where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING)
-        .values(status=DigestStatus.PAUSED, pause_reason=reason)).rowcount == 1
-    db.session.commit()
+    paused = pause(digest_id, reason)
     if paused:
         log.error("digest %s: %s", digest_id, reason)
     return paused
@@ -409,9 +406,10 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "") -> Del
     return current_app.extensions["smtp"].deliver_message(message)
 
 
-def pause(digest_id: int) -> bool:
-    """Stop a send within one message; nothing in the ledger is lost."""
-    return _transition(digest_id, DigestStatus.SENDING, DigestStatus.PAUSED)
+def pause(digest_id: int, reason: str | None = None) -> bool:
+    """Stop a send within one message; nothing in the ledger is lost. ``reason``: why
+    the send paused itself (None when an editor paused it), set in the same statement."""
+    return _transition(digest_id, DigestStatus.SENDING, DigestStatus.PAUSED, reason)
 
 
 def resume(digest_id: int) -> bool:
@@ -446,9 +444,10 @@ def cancel(digest_id: int) -> bool:
     return cancelled
 
 
-def _transition(digest_id: int, current: DigestStatus, new: DigestStatus) -> bool:
+def _transition(digest_id: int, current: DigestStatus, new: DigestStatus,
+                reason: str | None = None) -> bool:
     changed = db.session.execute(
         update(Digest).where(Digest.id == digest_id, Digest.status == current)
-        .values(status=new, pause_reason=None)).rowcount == 1
+        .values(status=new, pause_reason=reason)).rowcount == 1
     db.session.commit()
     return changed

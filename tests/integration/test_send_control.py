@@ -207,11 +207,12 @@ def test_a_lease_that_cannot_cover_a_batch_is_refused_at_start():
 
 def test_a_message_that_cannot_be_built_fails_that_reader_only(app, client, celery_worker,
                                                                mailbox):
-    # A name smuggled into the database past the forms (an old import, a manual edit).
+    # An address smuggled into the database past the forms (an old import, a manual
+    # edit) that no header can carry.
     ids = add_subscribers(app, 3)
     with app.app_context():
         db.session.execute(Subscriber.__table__.update().where(Subscriber.id == ids[1])
-                           .values(name="Eve\r\nBcc: victim@evil.example"))
+                           .values(email="eve@@example.com\r\nBcc: victim@evil.example"))
         db.session.commit()
     add_article(app)
     counts = wait_until_sent(app, send_now(app))
