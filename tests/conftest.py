@@ -217,3 +217,41 @@ def subprocess_env(app, **settings) -> dict[str, str]:
 
 def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+def process_subscribe_requests(app) -> int:
+    """Decide every recorded subscribe request now, as the worker's task does, for
+    tests about what a request leads to rather than about the worker."""
+    from sqlalchemy import select
+
+    from newsletter.extensions import db
+    from newsletter.models import SubscribeRequest
+    from newsletter.services import subscriptions
+
+    with app.app_context():
+        ids = db.session.scalars(select(SubscribeRequest.id).order_by(SubscribeRequest.id)).all()
+        for request_id in ids:
+            subscriptions.process_request(request_id)
+            db.session.remove()
+    return len(ids)
+
+
+def wait_for_subscribe_requests(app, timeout: float = 30) -> None:
+    """Wait until the worker has decided every recorded subscribe request."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from newsletter.extensions import db
+    from newsletter.models import SubscribeRequest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.app_context():
+            left = db.session.scalar(select(func.count()).select_from(SubscribeRequest))
+            db.session.remove()
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{left} subscribe request(s) still unprocessed")
+        time.sleep(0.05)

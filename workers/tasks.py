@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from newsletter.services import digests, dispatch, feeds, outbox
+from newsletter.services import digests, dispatch, feeds, outbox, subscriptions
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -10,8 +10,14 @@ def send_outbox_mail(mail_id: int) -> None:
     outbox.send(mail_id)
 
 
+@shared_task(name="workers.tasks.process_subscribe_request")
+def process_subscribe_request(request_id: int) -> None:
+    subscriptions.process_request(request_id)
+
+
 @shared_task(name="workers.tasks.send_owed_mails")
 def send_owed_mails() -> None:
+    subscriptions.enqueue_unprocessed()
     outbox.enqueue_owed()
 
 

@@ -8,6 +8,7 @@ separators or ``=?`` are refused outright, and headers are built from
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -67,10 +68,9 @@ def canonical_mailbox(address: str) -> str:
     """
     local, _, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
     local, domain = local.lower(), domain.lower().rstrip(".")
-    try:
+    # Not a valid IDN: keep the lower-cased text, still one key per spelling.
+    with contextlib.suppress(idna.IDNAError, UnicodeError):
         domain = idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError:
-        pass  # not a valid IDN: keep the lower-cased text, still one key per spelling
     untagged = local.split("+", 1)[0]
     if untagged:  # "+tag@host" alone keeps its text: there is no mailbox part to keep
         local = untagged
