@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -30,6 +31,7 @@ class RecordingSMTPHandler:
 
     def __init__(self):
         self.messages: list[EmailMessage] = []
+        self.received_at: list[float] = []  # time.monotonic() of each message's DATA
         self.envelopes: list[tuple[str, list[str]]] = []
         self.replies: list[str] = []
         self.rejected_recipients: set[str] = set()
@@ -52,6 +54,7 @@ class RecordingSMTPHandler:
                     return reply
             message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
             self.messages.append(message)
+            self.received_at.append(time.monotonic())
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self._changed.notify_all()
         return "250 OK"
@@ -66,6 +69,7 @@ class RecordingSMTPHandler:
     def reset(self) -> None:
         with self._changed:
             self.messages.clear()
+            self.received_at.clear()
             self.envelopes.clear()
             self.replies.clear()
             self.rejected_recipients.clear()
@@ -238,8 +242,6 @@ def process_subscribe_requests(app) -> int:
 
 def wait_for_subscribe_requests(app, timeout: float = 30) -> None:
     """Wait until the worker has decided every recorded subscribe request."""
-    import time
-
     from sqlalchemy import func, select
 
     from newsletter.extensions import db

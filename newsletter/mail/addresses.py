@@ -58,6 +58,15 @@ def check_email(raw: object) -> EmailAddress:
     return EmailAddress(given=text, normalized=normalized, canonical=canonical_mailbox(normalized))
 
 
+def ascii_domain(address: str) -> str:
+    """The address with its domain in ASCII (IDNA) form, which every relay accepts;
+    the local part is left as typed."""
+    local, _, domain = address.rpartition("@")
+    with contextlib.suppress(idna.IDNAError, UnicodeError):
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local}@{domain}"
+
+
 def canonical_mailbox(address: str) -> str:
     """The mailbox an address reaches, whatever its spelling: the key that limits
     confirmation mails. Lower-cased, the domain in its ASCII (IDNA) form, a

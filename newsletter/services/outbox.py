@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from newsletter.extensions import db
+from newsletter.mail.addresses import ascii_domain
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
@@ -98,7 +99,7 @@ def _message(template: MailTemplate, subscriber: Subscriber):
     return build_message(
         rendered,
         mail_from=config["MAIL_FROM"],
-        to_email=subscriber.email,
+        to_email=ascii_domain(subscriber.email),  # an IDN domain needs no SMTPUTF8 relay
         # A confirmation goes to whoever was named: no text chosen by the requester.
         to_name=subscriber.name if template == MailTemplate.WELCOME else None,
         unsubscribe_url=unsubscribe_url if template == MailTemplate.WELCOME else None,
