@@ -226,18 +226,13 @@ def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
 def process_subscribe_requests(app) -> int:
     """Decide every recorded subscribe request now, as the worker's task does, for
     tests about what a request leads to rather than about the worker."""
-    from sqlalchemy import select
-
     from newsletter.extensions import db
-    from newsletter.models import SubscribeRequest
     from newsletter.services import subscriptions
 
     with app.app_context():
-        ids = db.session.scalars(select(SubscribeRequest.id).order_by(SubscribeRequest.id)).all()
-        for request_id in ids:
-            subscriptions.process_request(request_id)
-            db.session.remove()
-    return len(ids)
+        decided = subscriptions.process_pending()
+        db.session.remove()
+    return decided
 
 
 def wait_for_subscribe_requests(app, timeout: float = 30) -> None:

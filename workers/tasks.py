@@ -10,9 +10,9 @@ def send_outbox_mail(mail_id: int) -> None:
     outbox.send(mail_id)
 
 
-@shared_task(name="workers.tasks.process_subscribe_request")
-def process_subscribe_request(request_id: int) -> None:
-    subscriptions.process_request(request_id)
+@shared_task(name="workers.tasks.process_subscribe_requests")
+def process_subscribe_requests() -> None:
+    subscriptions.process_pending()
 
 
 @shared_task(name="workers.tasks.send_owed_mails")

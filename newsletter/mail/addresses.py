@@ -62,6 +62,8 @@ def ascii_domain(address: str) -> str:
     """The address with its domain in ASCII (IDNA) form, which every relay accepts;
     the local part is left as typed."""
     local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
     with contextlib.suppress(idna.IDNAError, UnicodeError):
         domain = idna.encode(domain, uts46=True).decode("ascii")
     return f"{local}@{domain}"

@@ -13,6 +13,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,12 +37,12 @@ from newsletter.models import (
     new_token_nonce,
     utcnow,
 )
-from newsletter.queue import enqueue_after_commit, send_task_now
+from newsletter.queue import send_task_now, wake, woken
 from newsletter.services import outbox, privacy
 
 log = logging.getLogger(__name__)
 
-PROCESS_TASK = "workers.tasks.process_subscribe_request"
+PROCESS_TASK = "workers.tasks.process_subscribe_requests"
 SWEEP_GRACE = timedelta(minutes=1)  # leave fresh requests to the task published with them
 
 
@@ -87,22 +88,50 @@ def subscribe(email: object, name: object, origin: Origin) -> None:
     """Record a request to subscribe; a worker decides what it leads to.
 
     The same work whatever the address's state (validate, one INSERT, commit,
-    publish), so neither the answer nor its timing tells who is subscribed.
+    wake a worker), so neither the answer nor its timing tells who is subscribed.
     Returns nothing on purpose. Raises InvalidAddress.
     """
     address = check_email(email)
     display_name = check_name(name)
-    request_id = db.session.execute(insert(SubscribeRequest).values(
-        email=address.given, name=display_name, source=origin.source,
-        ip_address=(origin.ip_address or None) and origin.ip_address[:45],
-        user_agent=(origin.user_agent or None) and origin.user_agent[:512],
-        requested_at=utcnow(),
-    ).returning(SubscribeRequest.id)).scalar_one()
-    enqueue_after_commit(PROCESS_TASK, request_id)
-    db.session.commit()
+    # A plain INSERT on its own connection: this is the hot path of the public edge.
+    with db.engine.begin() as connection:
+        connection.execute(insert(SubscribeRequest).values(
+            email=address.given, name=display_name, source=origin.source,
+            ip_address=(origin.ip_address or None) and origin.ip_address[:45],
+            user_agent=(origin.user_agent or None) and origin.user_agent[:512],
+            requested_at=utcnow(),
+        ))
+    wake(PROCESS_TASK)
 
 
-def process_request(request_id: int) -> None:
+def process_pending() -> int:
+    """Decide every recorded subscribe request until none is left (the woken task).
+
+    Each copy of the task takes its batch in a random order, so copies running at
+    once mostly work on different mailboxes; a request is decided once whatever
+    the copies do (``process_request``). Returns how many this copy decided.
+    """
+    decided = 0
+    while True:
+        ids = _unprocessed_ids()
+        if not ids:
+            woken(PROCESS_TASK)  # a request committed from now on wakes another copy
+            ids = _unprocessed_ids()
+            if not ids:
+                return decided
+        random.shuffle(ids)
+        for request_id in ids:
+            decided += process_request(request_id)
+
+
+def _unprocessed_ids(limit: int = 100) -> list[int]:
+    ids = db.session.scalars(select(SubscribeRequest.id).order_by(SubscribeRequest.id)
+                             .limit(limit)).all()
+    db.session.rollback()  # hold no snapshot or lock between requests
+    return list(ids)
+
+
+def process_request(request_id: int) -> bool:
     """Decide what a recorded subscribe request leads to (run by a worker).
 
     new or unsubscribed -> pending + a confirmation mail if the limits allow;
@@ -110,15 +139,19 @@ def process_request(request_id: int) -> None:
     erased (suppressed) -> nothing, and no record. Everything for one canonical
     mailbox happens under its lock, so concurrent workers cannot both pass a limit.
     """
-    request = db.session.get(SubscribeRequest, request_id)
+    request = db.session.execute(select(
+        SubscribeRequest.email, SubscribeRequest.name, SubscribeRequest.source,
+        SubscribeRequest.ip_address, SubscribeRequest.user_agent, SubscribeRequest.requested_at,
+    ).where(SubscribeRequest.id == request_id)).first()
     if request is None:
-        return  # processed already (a duplicate task, or the sweeper's copy)
+        db.session.rollback()
+        return False  # processed already, by another copy of the task
     try:
         address, display_name = check_email(request.email), check_name(request.name)
     except InvalidAddress:  # validated before it was stored; never retry a bad row
         db.session.execute(delete(SubscribeRequest).where(SubscribeRequest.id == request_id))
         db.session.commit()
-        return
+        return False
     origin = Origin(request.source, request.ip_address, request.user_agent)
     requested_at = request.requested_at
 
@@ -126,7 +159,7 @@ def process_request(request_id: int) -> None:
     if db.session.execute(delete(SubscribeRequest).where(
             SubscribeRequest.id == request_id)).rowcount != 1:
         db.session.rollback()  # another worker processed it while we waited
-        return
+        return False
     mail_id = None
     if not privacy.is_suppressed(address.normalized):  # erased: keep no record, send nothing
         subscriber = _subscriber_for_request(address, display_name)
@@ -137,6 +170,7 @@ def process_request(request_id: int) -> None:
     if mail_id is not None:
         # Sent right away by this task, so mails are spaced as the limit decided.
         outbox.send(mail_id)
+    return True
 
 
 def _subscriber_for_request(address: EmailAddress, display_name: str | None) -> Subscriber:
@@ -202,17 +236,19 @@ def _may_send_confirmation(address: EmailAddress) -> bool:
 
 
 def enqueue_unprocessed() -> int:
-    """Re-publish requests whose task was lost (Redis down); forget old limit rows."""
+    """Wake a worker for requests left undecided (Redis was down, a worker died);
+    forget old limit rows. Returns how many requests are waiting."""
     now = utcnow()
     db.session.execute(delete(ConfirmationSend).where(
         ConfirmationSend.sent_at < now - timedelta(hours=25)))
     db.session.execute(delete(ConfirmationLock).where(
         ConfirmationLock.locked_at < now - timedelta(hours=25)))
     db.session.commit()
-    ids = db.session.scalars(
-        select(SubscribeRequest.id).where(SubscribeRequest.requested_at < now - SWEEP_GRACE)
-        .order_by(SubscribeRequest.id).limit(1000)).all()
-    return sum(send_task_now(PROCESS_TASK, request_id) for request_id in ids)
+    waiting = db.session.scalar(select(func.count()).select_from(SubscribeRequest).where(
+        SubscribeRequest.requested_at < now - SWEEP_GRACE))
+    if waiting:
+        send_task_now(PROCESS_TASK)
+    return waiting
 
 
 def _change_status(subscriber_id: int, status: SubscriberStatus, conditions: tuple,
