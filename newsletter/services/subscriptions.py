@@ -139,31 +139,36 @@ def process_request(request_id: int) -> bool:
     erased (suppressed) -> nothing, and no record. Everything for one canonical
     mailbox happens under its lock, so concurrent workers cannot both pass a limit.
     """
-    request = db.session.execute(select(
-        SubscribeRequest.email, SubscribeRequest.name, SubscribeRequest.source,
-        SubscribeRequest.ip_address, SubscribeRequest.user_agent, SubscribeRequest.requested_at,
-    ).where(SubscribeRequest.id == request_id)).first()
-    if request is None:
+    email = db.session.scalar(select(SubscribeRequest.email).where(
+        SubscribeRequest.id == request_id))
+    if email is None:
         db.session.rollback()
         return False  # processed already, by another copy of the task
     try:
-        address, display_name = check_email(request.email), check_name(request.name)
+        address = check_email(email)
     except InvalidAddress:  # validated before it was stored; never retry a bad row
         db.session.execute(delete(SubscribeRequest).where(SubscribeRequest.id == request_id))
         db.session.commit()
         return False
-    origin = Origin(request.source, request.ip_address, request.user_agent)
-    requested_at = request.requested_at
 
     _lock("mailbox:" + mailbox_key(address.canonical))  # held until commit
-    if db.session.execute(delete(SubscribeRequest).where(
-            SubscribeRequest.id == request_id)).rowcount != 1:
+    # The claim: only one copy deletes the row. It names the address too, because
+    # SQLite may give a decided request's id to a new one.
+    request = db.session.execute(
+        delete(SubscribeRequest)
+        .where(SubscribeRequest.id == request_id, SubscribeRequest.email == email)
+        .returning(SubscribeRequest.name, SubscribeRequest.source,
+                   SubscribeRequest.ip_address, SubscribeRequest.user_agent,
+                   SubscribeRequest.requested_at)).first()
+    if request is None:
         db.session.rollback()  # another worker processed it while we waited
         return False
+    display_name = request.name  # checked before it was stored
+    origin = Origin(request.source, request.ip_address, request.user_agent)
     mail_id = None
     if not privacy.is_suppressed(address.normalized):  # erased: keep no record, send nothing
         subscriber = _subscriber_for_request(address, display_name)
-        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, at=requested_at)
+        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, at=request.requested_at)
         if subscriber.status == SubscriberStatus.PENDING and _may_send_confirmation(address):
             mail_id = outbox.owe(subscriber.id, MailTemplate.CONFIRM, publish=False)
     db.session.commit()
