@@ -81,7 +81,8 @@ def _derive_settings(app: Flask) -> None:
     config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
     config["RATELIMIT_SWALLOW_ERRORS"] = True
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
-    config["RATELIMIT_HEADERS_ENABLED"] = True
+    # No X-RateLimit-* headers: they cost Redis round trips on every subscribe request.
+    config["RATELIMIT_HEADERS_ENABLED"] = False
     config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024  # a CSV of a few hundred thousand rows
     in_production = not (config.get("DEBUG") or config.get("TESTING"))
     if in_production and not config["BASE_URL"].startswith("https://") and host not in {

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.extensions import db
@@ -93,8 +93,8 @@ def subscribe(email: object, name: object, origin: Origin) -> None:
     """
     address = check_email(email)
     display_name = check_name(name)
-    # A plain INSERT on its own connection: this is the hot path of the public edge.
-    with db.engine.begin() as connection:
+    # A plain INSERT, this being the hot path of the public edge.
+    with _requests_engine().begin() as connection:
         connection.execute(insert(SubscribeRequest).values(
             email=address.given, name=display_name, source=origin.source,
             ip_address=(origin.ip_address or None) and origin.ip_address[:45],
@@ -102,6 +102,22 @@ def subscribe(email: object, name: object, origin: Origin) -> None:
             requested_at=utcnow(),
         ))
     wake(PROCESS_TASK)
+
+
+def _requests_engine() -> Engine:
+    """Where subscribe requests are written. On PostgreSQL, a small pool of its own in
+    autocommit with ``synchronous_commit=off``: one round trip per request and no wait
+    for the WAL flush. The price: a database crash within about half a second of a
+    202 can lose that request (the reader asks again); everything else stays durable."""
+    engine = current_app.extensions.get("subscribe_requests_engine")
+    if engine is None:
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            engine = create_engine(
+                engine.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
+                connect_args={"options": "-c synchronous_commit=off"})
+        current_app.extensions["subscribe_requests_engine"] = engine
+    return engine
 
 
 def process_pending() -> int:
