@@ -36,10 +36,11 @@ LUA = ROOT / "bench" / "subscribe.lua"
 PATH = "/api/v1/subscriptions"
 
 
-def gunicorn(app_spec: str, port: int, workers: int, env: dict) -> subprocess.Popen:
+def gunicorn(app_spec: str, port: int, workers: int, threads: int,
+             env: dict) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
-         f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     wait_for_port(port, timeout=30)
     return process
@@ -70,9 +71,9 @@ def parse_wrk(output: str) -> dict:
 
 def measure(name: str, app_spec: str, env: dict, args) -> dict:
     port = free_port()
-    server = gunicorn(app_spec, port, args.workers, env)
+    server = gunicorn(app_spec, port, args.workers, args.threads, env)
     try:
-        wrk(port, 2, args.connections)  # warm up: imports, pools, first connections
+        wrk(port, 3, args.connections)  # warm up: imports, pools, first connections
         figures = wrk(port, args.duration, args.connections)
     finally:
         server.terminate()
@@ -109,7 +110,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default="", help="[default: an embedded redis-server]")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker (1: sync workers; more: gthread workers)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("needs wrk: apt-get install wrk")
@@ -130,7 +133,8 @@ def main() -> None:
         try:
             prepare_database(env)
             kind = database_url.split(":", 1)[0].split("+", 1)[0]
-            print(f"gunicorn {args.workers} sync workers, wrk {args.connections} connections, "
+            print(f"gunicorn {args.workers} workers x {args.threads} thread(s), "
+                  f"wrk {args.connections} connections, "
                   f"{args.duration} s, database {kind}", flush=True)
             hello = measure("hello-world", "bench.hello_app:app", env, args)
             time.sleep(1)
