@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,7 +44,8 @@ from newsletter.services import outbox, privacy
 log = logging.getLogger(__name__)
 
 PROCESS_TASK = "workers.tasks.process_subscribe_requests"
-SWEEP_GRACE = timedelta(minutes=1)  # leave fresh requests to the task published with them
+GATHER_SECONDS = 0.2
+SWEEP_GRACE = timedelta(minutes=1)  # leave fresh requests to the task their wake-up started
 
 
 @dataclass(frozen=True)
@@ -120,13 +122,17 @@ def _requests_engine() -> Engine:
     return engine
 
 
-def process_pending() -> int:
+def process_pending(gather_seconds: float = GATHER_SECONDS) -> int:
     """Decide every recorded subscribe request until none is left (the woken task).
 
+    It starts a moment after it was woken: its work, which differs with the
+    address's state, then never overlaps the answer to the request that woke it
+    (a timing signal on a shared host), and it finds a batch instead of one row.
     Each copy of the task takes its batch in a random order, so copies running at
     once mostly work on different mailboxes; a request is decided once whatever
     the copies do (``process_request``). Returns how many this copy decided.
     """
+    time.sleep(gather_seconds)
     decided = 0
     while True:
         ids = _unprocessed_ids()
