@@ -109,7 +109,8 @@ def _derive_settings(app: Flask) -> None:
     config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
     config["RATELIMIT_SWALLOW_ERRORS"] = True
     config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
-    config["RATELIMIT_HEADERS_ENABLED"] = True
+    # No X-RateLimit-* headers: they cost Redis round trips on every subscribe request.
+    config["RATELIMIT_HEADERS_ENABLED"] = False
     in_production = not (config.get("DEBUG") or config.get("TESTING"))
     if in_production and not config["BASE_URL"].startswith("https://") and host not in {
             "127.0.0.1", "localhost"}:

@@ -22,6 +22,7 @@ from newsletter.services import (
     feeds,
     outbox,
     subscriber_lists,
+    subscriptions,
 )
 
 
@@ -33,7 +34,9 @@ def register(app: Flask) -> None:
 
     @app.cli.command("send-owed-mails")
     def send_owed_mails():
-        """Enqueue every owed confirmation and welcome mail (what the beat does each minute)."""
+        """Enqueue unprocessed subscribe requests and owed confirmation and welcome mails
+        (what the beat does each minute)."""
+        click.echo(f"enqueued {subscriptions.enqueue_unprocessed()} subscribe request(s)")
         click.echo(f"enqueued {outbox.enqueue_owed()} owed mail(s)")
 
 

@@ -248,9 +248,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONFIRM_MAX_AGE", 7 * 24 * 3600, _int(60),
             "Seconds a confirmation link stays valid."),
     Setting("CONFIRM_MAILS_PER_DAY", 3, _int(1),
-            "Confirmation mails one address may receive in 24 hours."),
+            "Confirmation mails one mailbox may receive in 24 hours, whatever the spelling "
+            "(case, `+tags`, dots at gmail.com/googlemail.com, IDN domain)."),
     Setting("CONFIRM_MAIL_INTERVAL", 300, _int(0),
-            "Minimum seconds between two confirmation mails to one address."),
+            "Minimum seconds between two confirmation mails to one mailbox."),
+    Setting("CONFIRM_MAILS_PER_DOMAIN_PER_HOUR", 50, _int(1),
+            "Confirmation mails all mailboxes of one recipient domain may receive in an hour; "
+            "requests past it get no mail (raise it for a launch with many sign-ups)."),
     Setting("SUBSCRIBE_RATE_LIMIT", "10 per minute;100 per hour", _str,
             "Subscribe requests allowed per client IP (Flask-Limiter syntax)."),
     Setting("CORS_ORIGINS", (), _origins,

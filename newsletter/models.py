@@ -165,6 +165,52 @@ class OutboxMail(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class SubscribeRequest(db.Model):
+    """A subscribe request as received, until a worker has decided what it leads to.
+
+    The web answers every request after writing one of these rows, whatever the
+    address's state, so the answer's timing says nothing about who subscribed.
+    Deleted when processed: the consent log keeps the evidence.
+    """
+
+    __tablename__ = "subscribe_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))  # as typed
+    name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[ConsentSource] = mapped_column(_enum(ConsentSource, "consent_source"))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ConfirmationSend(db.Model):
+    """One confirmation mail owed, counted against its mailbox's and domain's limits.
+
+    ``mailbox_key`` is a keyed hash of the canonical mailbox (no address in clear);
+    rows older than a day are purged.
+    """
+
+    __tablename__ = "confirmation_sends"
+    __table_args__ = (Index("ix_confirmation_sends_mailbox", "mailbox_key", "sent_at"),
+                      Index("ix_confirmation_sends_domain", "domain", "sent_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_key: Mapped[str] = mapped_column(String(64))
+    domain: Mapped[str] = mapped_column(String(255))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConfirmationLock(db.Model):
+    """A row per canonical mailbox (and per domain) to lock around check-and-record:
+    concurrent workers decide one at a time for one mailbox."""
+
+    __tablename__ = "confirmation_locks"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ArticleSource(enum.StrEnum):
     FEED = "feed"
     API = "api"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ _PENDING_KEY = "newsletter.pending_tasks"
 QUEUE_KINDS = ("transactional", "bulk", "maintenance")
 TASK_QUEUE_KIND = {
     "workers.tasks.send_outbox_mail": "transactional",
+    "workers.tasks.process_subscribe_requests": "transactional",
     "workers.tasks.send_digest_batch": "bulk",
     "workers.tasks.send_deliverability_alert": "transactional",
 }  # every other task (sweeps, feeds, schedule) is maintenance
@@ -49,6 +51,42 @@ def send_task_now(task_name: str, *args, countdown: float | None = None) -> bool
         log.warning("could not enqueue %s%r: %s", task_name, args, error)
         return False
     return True
+
+
+def _redis() -> redis.Redis:
+    client = current_app.extensions.get("redis")
+    if client is None:
+        client = current_app.extensions["redis"] = redis.Redis.from_url(
+            current_app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=1)
+    return client
+
+
+def wake_key(task_name: str) -> str:
+    return f"{current_app.config['TASK_QUEUE']}:wake:{task_name}"
+
+
+def wake(task_name: str, window: float = 1.0) -> None:
+    """Publish ``task_name`` unless it was published in the last ``window`` seconds.
+
+    For work recorded in rows that one task drains (subscribe requests): a request
+    costs one Redis SET instead of a Celery publish. The task calls ``woken`` when
+    it has found nothing left, so a row committed after its last look wakes the
+    next one; the window's expiry also starts another copy under sustained load.
+    Redis down is logged and ignored: the beat's sweeper publishes the task.
+    """
+    try:
+        if _redis().set(wake_key(task_name), 1, nx=True, px=int(window * 1000)):
+            send_task_now(task_name)
+    except redis.RedisError as error:
+        log.warning("could not wake %s: %s", task_name, error)
+
+
+def woken(task_name: str) -> None:
+    """Called by the drained task before its last look: the next row wakes a task."""
+    try:
+        _redis().delete(wake_key(task_name))
+    except redis.RedisError as error:  # the window expires by itself
+        log.warning("could not reset the wake-up of %s: %s", task_name, error)
 
 
 @event.listens_for(Session, "after_commit")

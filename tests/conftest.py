@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -30,6 +31,7 @@ class RecordingSMTPHandler:
 
     def __init__(self):
         self.messages: list[EmailMessage] = []
+        self.received_at: list[float] = []  # time.monotonic() of each message's DATA
         self.envelopes: list[tuple[str, list[str]]] = []
         self.replies: list[str] = []
         self.rejected_recipients: set[str] = set()
@@ -52,6 +54,7 @@ class RecordingSMTPHandler:
                     return reply
             message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
             self.messages.append(message)
+            self.received_at.append(time.monotonic())
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self._changed.notify_all()
         return "250 OK"
@@ -66,6 +69,7 @@ class RecordingSMTPHandler:
     def reset(self) -> None:
         with self._changed:
             self.messages.clear()
+            self.received_at.clear()
             self.envelopes.clear()
             self.replies.clear()
             self.rejected_recipients.clear()
@@ -169,9 +173,25 @@ def clean_state(app, redis_url):
     # Tasks a previous test left queued must not act on this test's rows (SQLite
     # reuses ids once the tables are emptied).
     app.extensions["celery"].control.purge()
-    with app.app_context(), db.engine.begin() as connection:
-        for table in reversed(db.metadata.sorted_tables):
-            connection.execute(table.delete())
+    from sqlalchemy.exc import IntegrityError
+
+    from newsletter.models import SubscribeRequest
+
+    with app.app_context():
+        # The worker may still be deciding a previous test's subscribe requests:
+        # take away what is left, then empty the tables once its last decision is in.
+        with db.engine.begin() as connection:
+            connection.execute(SubscribeRequest.__table__.delete())
+        for attempt in range(20):
+            try:
+                with db.engine.begin() as connection:
+                    for table in reversed(db.metadata.sorted_tables):
+                        connection.execute(table.delete())
+                break
+            except IntegrityError:  # a decision committed rows in between
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
     limiter.reset()
     # What sends share through Redis: rate slots, domain backoffs, breaker counts.
     shared = redis.Redis.from_url(redis_url)
@@ -224,3 +244,34 @@ def subprocess_env(app, **settings) -> dict[str, str]:
 
 def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+def process_subscribe_requests(app) -> int:
+    """Decide every recorded subscribe request now, as the worker's task does, for
+    tests about what a request leads to rather than about the worker."""
+    from newsletter.extensions import db
+    from newsletter.services import subscriptions
+
+    with app.app_context():
+        decided = subscriptions.process_pending(gather_seconds=0)
+        db.session.remove()
+    return decided
+
+
+def wait_for_subscribe_requests(app, timeout: float = 30) -> None:
+    """Wait until the worker has decided every recorded subscribe request."""
+    from sqlalchemy import func, select
+
+    from newsletter.extensions import db
+    from newsletter.models import SubscribeRequest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.app_context():
+            left = db.session.scalar(select(func.count()).select_from(SubscribeRequest))
+            db.session.remove()
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{left} subscribe request(s) still unprocessed")
+        time.sleep(0.05)

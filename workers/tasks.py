@@ -11,6 +11,7 @@ from newsletter.services import (
     dispatch,
     feeds,
     outbox,
+    subscriptions,
 )
 
 
@@ -19,8 +20,14 @@ def send_outbox_mail(mail_id: int) -> None:
     outbox.send(mail_id)
 
 
+@shared_task(name="workers.tasks.process_subscribe_requests")
+def process_subscribe_requests() -> None:
+    subscriptions.process_pending()
+
+
 @shared_task(name="workers.tasks.send_owed_mails")
 def send_owed_mails() -> None:
+    subscriptions.enqueue_unprocessed()
     outbox.enqueue_owed()
 
 

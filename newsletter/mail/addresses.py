@@ -8,14 +8,22 @@ separators or ``=?`` are refused outright, and headers are built from
 
 from __future__ import annotations
 
+import contextlib
+import unicodedata
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 200
+
+# Providers that ignore dots in the local part, and the one domain each stands for
+# (googlemail.com delivers to the same mailboxes as gmail.com). Used only to count
+# confirmation mails per real mailbox; subscriptions keep the address as typed.
+DOT_BLIND_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 _FORBIDDEN_IN_NAMES = ("\r", "\n", "\x00", "\u2028", "\u2029", "=?")
 
 
@@ -27,6 +35,11 @@ class InvalidAddress(ValueError):
 class EmailAddress:
     given: str  # as the reader typed it (trimmed)
     normalized: str  # the unique form: lower-cased, IDNA-normalised domain
+    canonical: str  # the mailbox it reaches: see canonical_mailbox()
+
+    @property
+    def canonical_domain(self) -> str:
+        return self.canonical.rpartition("@")[2]
 
 
 def check_email(raw: object) -> EmailAddress:
@@ -42,7 +55,40 @@ def check_email(raw: object) -> EmailAddress:
     except EmailNotValidError as error:
         raise InvalidAddress(f"That email address is not valid: {error}") from None
     normalized = f"{result.local_part.lower()}@{result.domain.lower()}"
-    return EmailAddress(given=text, normalized=normalized)
+    return EmailAddress(given=text, normalized=normalized, canonical=canonical_mailbox(normalized))
+
+
+def ascii_domain(address: str) -> str:
+    """The address with its domain in ASCII (IDNA) form, which every relay accepts;
+    the local part is left as typed."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    with contextlib.suppress(idna.IDNAError, UnicodeError):
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local}@{domain}"
+
+
+def canonical_mailbox(address: str) -> str:
+    """The mailbox an address reaches, whatever its spelling: the key that limits
+    confirmation mails. Lower-cased, the domain in its ASCII (IDNA) form, a
+    ``+tag`` removed, and dots removed for providers that ignore them
+    (DOT_BLIND_DOMAINS, with googlemail.com counted as gmail.com).
+
+    ``canonical_mailbox("V.I.C.Tim+news@GoogleMail.com") == "victim@gmail.com"``
+    """
+    local, _, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    local, domain = local.lower(), domain.lower().rstrip(".")
+    # Not a valid IDN: keep the lower-cased text, still one key per spelling.
+    with contextlib.suppress(idna.IDNAError, UnicodeError):
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    untagged = local.split("+", 1)[0]
+    if untagged:  # "+tag@host" alone keeps its text: there is no mailbox part to keep
+        local = untagged
+    if domain in DOT_BLIND_DOMAINS:
+        domain = DOT_BLIND_DOMAINS[domain]
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"
 
 
 def check_name(raw: object) -> str | None:

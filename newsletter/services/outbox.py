@@ -31,12 +31,15 @@ SWEEP_GRACE = timedelta(minutes=1)  # leave fresh rows to the task enqueued with
 MAX_ATTEMPTS = 5
 
 
-def owe(subscriber_id: int, template: MailTemplate) -> None:
-    """Add an owed mail to the current transaction; its task is sent after commit."""
+def owe(subscriber_id: int, template: MailTemplate, *, publish: bool = True) -> int:
+    """Add an owed mail to the current transaction; its task is sent after commit
+    (unless the caller sends it itself with ``send`` after committing)."""
     mail = OutboxMail(subscriber_id=subscriber_id, template=template)
     db.session.add(mail)
     db.session.flush()
-    enqueue_after_commit(SEND_TASK, mail.id)
+    if publish:
+        enqueue_after_commit(SEND_TASK, mail.id)
+    return mail.id
 
 
 def _claim(mail_id: int) -> bool:
@@ -101,8 +104,9 @@ def _message(template: MailTemplate, subscriber: Subscriber):
     return build_message(
         rendered,
         mail_from=config["MAIL_FROM"],
-        to_email=subscriber.email,
-        to_name=subscriber.name,
+        to_email=subscriber.email,  # the header writer puts an IDN domain in ASCII
+        # A confirmation goes to whoever was named: no text chosen by the requester.
+        to_name=subscriber.name if template == MailTemplate.WELCOME else None,
         unsubscribe_url=unsubscribe_url if template == MailTemplate.WELCOME else None,
         list_id=config["LIST_ID"],
     )

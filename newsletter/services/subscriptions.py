@@ -1,6 +1,8 @@
 """Subscribe, double opt-in confirmation and unsubscribe.
 
-Every state change goes through a conditional UPDATE (``WHERE status = ...``),
+A subscribe request is recorded as it came (``subscribe_requests``) and decided
+by a worker under a lock on its canonical mailbox (``process_request``). Every
+other state change goes through a conditional UPDATE (``WHERE status = ...``),
 so concurrent requests make exactly one change, and each change appends a
 consent event in the same transaction.
 """
@@ -8,15 +10,20 @@ consent event in the same transaction.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import logging
+import random
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.extensions import db
-from newsletter.mail.addresses import check_email, check_name
+from newsletter.mail.addresses import EmailAddress, InvalidAddress, check_email, check_name
 from newsletter.mail.tokens import (
     TokenInvalid,
     is_unsubscribe_key,
@@ -24,17 +31,26 @@ from newsletter.mail.tokens import (
     read_legacy_unsubscribe_token,
 )
 from newsletter.models import (
+    ConfirmationLock,
+    ConfirmationSend,
     ConsentAction,
     ConsentEvent,
     ConsentSource,
     MailTemplate,
-    OutboxMail,
     Subscriber,
+    SubscribeRequest,
     SubscriberStatus,
     new_token_nonce,
     utcnow,
 )
+from newsletter.queue import send_task_now, wake, woken
 from newsletter.services import outbox, privacy
+
+log = logging.getLogger(__name__)
+
+PROCESS_TASK = "workers.tasks.process_subscribe_requests"
+GATHER_SECONDS = 0.2
+SWEEP_GRACE = timedelta(minutes=1)  # leave fresh requests to the task their wake-up started
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,8 @@ class LinkUsed(TokenInvalid):
     """A genuine confirmation link whose moment has passed (used, or superseded)."""
 
 
-def _log(subscriber: Subscriber, action: ConsentAction, origin: Origin, detail: str | None = None):
+def _log(subscriber: Subscriber, action: ConsentAction, origin: Origin, detail: str | None = None,
+         at: datetime | None = None):
     db.session.add(ConsentEvent(
         subscriber_id=subscriber.id,
         action=action,
@@ -64,6 +81,7 @@ def _log(subscriber: Subscriber, action: ConsentAction, origin: Origin, detail: 
         ip_address=(origin.ip_address or None) and origin.ip_address[:45],
         user_agent=(origin.user_agent or None) and origin.user_agent[:512],
         detail=detail,
+        created_at=at or utcnow(),
     ))
 
 
@@ -74,58 +92,195 @@ def find_subscriber(email_normalized: str) -> Subscriber | None:
 
 
 def subscribe(email: object, name: object, origin: Origin) -> None:
-    """Record a request to subscribe and, when allowed, owe a confirmation mail.
+    """Record a request to subscribe; a worker decides what it leads to.
 
-    Returns nothing on purpose: callers must answer identically whether the
-    address was new, pending, active or unsubscribed. Raises InvalidAddress.
+    The same work whatever the address's state (validate, one INSERT, commit,
+    wake a worker), so neither the answer nor its timing tells who is subscribed.
+    Returns nothing on purpose. Raises InvalidAddress.
     """
     address = check_email(email)
     display_name = check_name(name)
-    if privacy.is_suppressed(address.normalized):
-        return  # erased at the reader's request: we keep no record and send nothing
+    # A plain INSERT, this being the hot path of the public edge.
+    with _requests_engine().begin() as connection:
+        connection.execute(insert(SubscribeRequest).values(
+            email=address.given, name=display_name, source=origin.source,
+            ip_address=(origin.ip_address or None) and origin.ip_address[:45],
+            user_agent=(origin.user_agent or None) and origin.user_agent[:512],
+            requested_at=utcnow(),
+        ))
+    wake(PROCESS_TASK)
+
+
+def _requests_engine() -> Engine:
+    """Where subscribe requests are written. On PostgreSQL, a small pool of its own in
+    autocommit with ``synchronous_commit=off``: one round trip per request and no wait
+    for the WAL flush. The price: a database crash within about half a second of a
+    202 can lose that request (the reader asks again); everything else stays durable."""
+    engine = current_app.extensions.get("subscribe_requests_engine")
+    if engine is None:
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            engine = create_engine(
+                engine.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
+                connect_args={"options": "-c synchronous_commit=off"})
+        current_app.extensions["subscribe_requests_engine"] = engine
+    return engine
+
+
+def process_pending(gather_seconds: float = GATHER_SECONDS) -> int:
+    """Decide every recorded subscribe request until none is left (the woken task).
+
+    It starts a moment after it was woken: its work, which differs with the
+    address's state, then never overlaps the answer to the request that woke it
+    (a timing signal on a shared host), and it finds a batch instead of one row.
+    Each copy of the task takes its batch in a random order, so copies running at
+    once mostly work on different mailboxes; a request is decided once whatever
+    the copies do (``process_request``). Returns how many this copy decided.
+    """
+    time.sleep(gather_seconds)
+    decided = 0
+    while True:
+        ids = _unprocessed_ids()
+        if not ids:
+            woken(PROCESS_TASK)  # a request committed from now on wakes another copy
+            ids = _unprocessed_ids()
+            if not ids:
+                return decided
+        random.shuffle(ids)
+        for request_id in ids:
+            decided += process_request(request_id)
+
+
+def _unprocessed_ids(limit: int = 100) -> list[int]:
+    ids = db.session.scalars(select(SubscribeRequest.id).order_by(SubscribeRequest.id)
+                             .limit(limit)).all()
+    db.session.rollback()  # hold no snapshot or lock between requests
+    return list(ids)
+
+
+def process_request(request_id: int) -> bool:
+    """Decide what a recorded subscribe request leads to (run by a worker).
+
+    new or unsubscribed -> pending + a confirmation mail if the limits allow;
+    pending -> maybe another confirmation; active, bounced -> nothing;
+    erased (suppressed) -> nothing, and no record. Everything for one canonical
+    mailbox happens under its lock, so concurrent workers cannot both pass a limit.
+    """
+    email = db.session.scalar(select(SubscribeRequest.email).where(
+        SubscribeRequest.id == request_id))
+    if email is None:
+        db.session.rollback()
+        return False  # processed already, by another copy of the task
+    try:
+        address = check_email(email)
+    except InvalidAddress:  # validated before it was stored; never retry a bad row
+        db.session.execute(delete(SubscribeRequest).where(SubscribeRequest.id == request_id))
+        db.session.commit()
+        return False
+
+    _lock("mailbox:" + mailbox_key(address.canonical))  # held until commit
+    # The claim: only one copy deletes the row. It names the address too, because
+    # SQLite may give a decided request's id to a new one.
+    request = db.session.execute(
+        delete(SubscribeRequest)
+        .where(SubscribeRequest.id == request_id, SubscribeRequest.email == email)
+        .returning(SubscribeRequest.name, SubscribeRequest.source,
+                   SubscribeRequest.ip_address, SubscribeRequest.user_agent,
+                   SubscribeRequest.requested_at)).first()
+    if request is None:
+        db.session.rollback()  # another worker processed it while we waited
+        return False
+    display_name = request.name  # checked before it was stored
+    origin = Origin(request.source, request.ip_address, request.user_agent)
+    mail_id = None
+    if not privacy.is_suppressed(address.normalized):  # erased: keep no record, send nothing
+        subscriber = _subscriber_for_request(address, display_name)
+        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, at=request.requested_at)
+        if subscriber.status == SubscriberStatus.PENDING and _may_send_confirmation(address):
+            mail_id = outbox.owe(subscriber.id, MailTemplate.CONFIRM, publish=False)
+    db.session.commit()
+    if mail_id is not None:
+        # Sent right away by this task, so mails are spaced as the limit decided.
+        outbox.send(mail_id)
+    return True
+
+
+def _subscriber_for_request(address: EmailAddress, display_name: str | None) -> Subscriber:
     subscriber = find_subscriber(address.normalized)
     if subscriber is None:
         subscriber = Subscriber(email=address.given, email_normalized=address.normalized,
                                 name=display_name, status=SubscriberStatus.PENDING)
         db.session.add(subscriber)
-        try:
-            db.session.flush()
-        except IntegrityError:  # a concurrent request created the same address first
-            db.session.rollback()
-            subscriber = find_subscriber(address.normalized)
-            assert subscriber is not None
+        db.session.flush()
     elif subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         subscriber.status = SubscriberStatus.PENDING
         subscriber.token_nonce = new_token_nonce()
-
     if subscriber.status == SubscriberStatus.PENDING and display_name:
         # Never let a third party rename a confirmed reader.
         subscriber.name = display_name
-
-    _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin)
-    if subscriber.status == SubscriberStatus.PENDING and _may_send_confirmation(subscriber.id):
-        outbox.owe(subscriber.id, MailTemplate.CONFIRM)
-    db.session.commit()
+    return subscriber
 
 
-def _may_send_confirmation(subscriber_id: int) -> bool:
-    """At most CONFIRM_MAILS_PER_DAY per address, CONFIRM_MAIL_INTERVAL apart.
+def mailbox_key(canonical: str) -> str:
+    """A keyed hash of a canonical mailbox: limits are kept without the address in clear."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def _lock(key: str) -> None:
+    """Lock one row until commit: a row lock on PostgreSQL, the write lock on SQLite
+    (this must be the transaction's first write, so later reads see the latest rows)."""
+    dialect = db.session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = utcnow()
+    db.session.execute(upsert(ConfirmationLock).values(key=key, locked_at=now)
+                       .on_conflict_do_update(index_elements=["key"], set_={"locked_at": now}))
+
+
+def _may_send_confirmation(address: EmailAddress) -> bool:
+    """At most CONFIRM_MAILS_PER_DAY per canonical mailbox, CONFIRM_MAIL_INTERVAL apart,
+    and CONFIRM_MAILS_PER_DOMAIN_PER_HOUR per recipient domain; records the mail it
+    allows. Called under the mailbox's lock.
 
     This stops anyone from using our form to bomb a third party's inbox.
     """
     config = current_app.config
-    since = utcnow() - timedelta(hours=24)
+    key, domain = mailbox_key(address.canonical), address.canonical_domain
+    now = utcnow()
     count, latest = db.session.execute(
-        select(func.count(OutboxMail.id), func.max(OutboxMail.requested_at)).where(
-            OutboxMail.subscriber_id == subscriber_id,
-            OutboxMail.template == MailTemplate.CONFIRM,
-            OutboxMail.requested_at > since,
-        )
+        select(func.count(ConfirmationSend.id), func.max(ConfirmationSend.sent_at)).where(
+            ConfirmationSend.mailbox_key == key,
+            ConfirmationSend.sent_at > now - timedelta(hours=24))
     ).one()
     if count >= config["CONFIRM_MAILS_PER_DAY"]:
         return False
-    interval = timedelta(seconds=config["CONFIRM_MAIL_INTERVAL"])
-    return latest is None or utcnow() - latest >= interval
+    if latest is not None and now - latest < timedelta(seconds=config["CONFIRM_MAIL_INTERVAL"]):
+        return False
+    _lock("domain:" + domain)  # always after the mailbox's lock: no deadlock
+    in_last_hour = db.session.scalar(select(func.count(ConfirmationSend.id)).where(
+        ConfirmationSend.domain == domain, ConfirmationSend.sent_at > now - timedelta(hours=1)))
+    if in_last_hour >= config["CONFIRM_MAILS_PER_DOMAIN_PER_HOUR"]:
+        log.warning("confirmation mail to %s withheld: CONFIRM_MAILS_PER_DOMAIN_PER_HOUR (%s) "
+                    "reached", domain, config["CONFIRM_MAILS_PER_DOMAIN_PER_HOUR"])
+        return False
+    db.session.add(ConfirmationSend(mailbox_key=key, domain=domain, sent_at=now))
+    return True
+
+
+def enqueue_unprocessed() -> int:
+    """Wake a worker for requests left undecided (Redis was down, a worker died);
+    forget old limit rows. Returns how many requests are waiting."""
+    now = utcnow()
+    db.session.execute(delete(ConfirmationSend).where(
+        ConfirmationSend.sent_at < now - timedelta(hours=25)))
+    db.session.execute(delete(ConfirmationLock).where(
+        ConfirmationLock.locked_at < now - timedelta(hours=25)))
+    db.session.commit()
+    waiting = db.session.scalar(select(func.count()).select_from(SubscribeRequest).where(
+        SubscribeRequest.requested_at < now - SWEEP_GRACE))
+    if waiting:
+        send_task_now(PROCESS_TASK)
+    return waiting
 
 
 def _change_status(subscriber_id: int, status: SubscriberStatus, conditions: tuple,

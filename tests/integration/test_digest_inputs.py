@@ -23,6 +23,7 @@ from newsletter.models import (
 )
 from newsletter.services import editors, feeds
 from newsletter.services.dispatch import SendRate
+from tests.conftest import process_subscribe_requests
 from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS
 from tests.integration.test_digests import add_article, add_subscribers
 
@@ -159,6 +160,7 @@ def test_csv_import_without_consent_sends_confirmations(app, client):
     result = app.test_cli_runner().invoke(args=["subscribers", "import", "-"],
                                           input="email\nnew@example.com\n")
     assert "added 1" in result.output
+    process_subscribe_requests(app)
     with app.app_context():
         assert db.session.scalar(select(Subscriber.status)) == SubscriberStatus.PENDING
         assert db.session.scalar(select(func.count()).select_from(OutboxMail)) == 1

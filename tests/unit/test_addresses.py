@@ -1,6 +1,12 @@
 import pytest
 
-from newsletter.mail.addresses import InvalidAddress, check_email, check_name, mailbox
+from newsletter.mail.addresses import (
+    InvalidAddress,
+    canonical_mailbox,
+    check_email,
+    check_name,
+    mailbox,
+)
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail
 
@@ -48,3 +54,32 @@ def test_message_headers_keep_unicode_names_on_one_header():
     assert message["To"].addresses[0].display_name == "Zoë, Ünal"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert mailbox("a@example.com").display_name == ""
+
+
+@pytest.mark.parametrize("spelling, canonical", [
+    ("victim@example.org", "victim@example.org"),
+    ("Victim@EXAMPLE.org", "victim@example.org"),
+    ("victim+1@example.org", "victim@example.org"),
+    ("victim+news+more@example.org", "victim@example.org"),
+    ("v.i.c.t.i.m@gmail.com", "victim@gmail.com"),
+    ("V.I.C.Tim+promo@GMail.com", "victim@gmail.com"),
+    ("vic.tim@googlemail.com", "victim@gmail.com"),
+    ("victim@gmail.com.", "victim@gmail.com"),
+    ("vic.tim@example.org", "vic.tim@example.org"),  # other providers: dots matter
+    ("vic.tim+x@outlook.com", "vic.tim@outlook.com"),
+    ("reader@bücher.example", "reader@xn--bcher-kva.example"),
+    ("Reader+tag@BÜCHER.example", "reader@xn--bcher-kva.example"),
+    ("reader@xn--bcher-kva.example", "reader@xn--bcher-kva.example"),
+    ("+only@example.org", "+only@example.org"),
+])
+def test_canonical_mailbox(spelling, canonical):
+    assert canonical_mailbox(spelling) == canonical
+
+
+def test_check_email_keeps_the_spelling_and_adds_the_canonical_mailbox():
+    address = check_email("V.ic+Tim@BÜCHER.example")
+    assert address.given == "V.ic+Tim@BÜCHER.example"
+    assert address.normalized == "v.ic+tim@bücher.example"
+    assert address.canonical == "v.ic@xn--bcher-kva.example"
+    assert address.canonical_domain == "xn--bcher-kva.example"
+    assert check_email("Vic.Tim+1@googlemail.com").canonical == "victim@gmail.com"
