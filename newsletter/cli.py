@@ -17,6 +17,7 @@ from newsletter.models import ArticleSource, Digest, DigestStatus
 from newsletter.services import (
     article_files,
     articles,
+    audit,
     digests,
     editors,
     feeds,
@@ -165,20 +166,49 @@ editors_cli = AppGroup("editors", help="Editors and their API tokens.")
 @editors_cli.command("create")
 @click.argument("email")
 @click.password_option(help="Prompted for when not given; read from stdin when piped.")
-def create_editor(email: str, password: str):
+@click.option("--role", type=click.Choice(["owner", "editor", "author"]), default=None,
+              help="What the editor may do [default: editor; the first editor is an owner].")
+def create_editor(email: str, password: str, role: str | None):
     try:
-        editor = editors.create_editor(email, password)
+        editor = editors.create_editor(email, password, role)
     except (editors.EditorError, InvalidAddress) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"editor {editor.email} created")
+    audit.record(audit.CLI, "editor_create", target=editor.email, detail=editor.role.value)
+    click.echo(f"editor {editor.email} created ({editor.role.value})")
 
 
 @editors_cli.command("token")
 @click.argument("email")
 @click.option("--name", default="", help="What the token is for.")
-def create_token(email: str, name: str):
-    """Print a new API token for EMAIL (shown once)."""
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(editors.SCOPES)),
+              help="What the token may do; repeat for several [default: articles:write].")
+@click.option("--expires", "expires_days", type=click.IntRange(1, 3650), default=None,
+              help="Days until the token stops working [default: never].")
+def create_token(email: str, name: str, scopes: tuple[str, ...], expires_days: int | None):
+    """Print a new API token for EMAIL (shown once, alone on the last line)."""
     try:
-        click.echo(editors.create_api_token(email, name))
+        token, row = editors.create_api_token(email, name, scopes or ("articles:write",),
+                                              expires_days)
     except editors.EditorError as error:
         raise click.ClickException(str(error)) from None
+    audit.record(audit.CLI, "token_create", target=f"token {row.id} of {row.editor.email}",
+                 detail=row.scopes)
+    expiry = f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "no expiry"
+    click.echo(f"token {row.id} for {row.editor.email}: {row.scopes}; {expiry}")
+    click.echo(token)
+
+
+@editors_cli.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["owner", "editor", "author"]))
+def change_role(email: str, role: str):
+    """Give EMAIL another role."""
+    editor = editors.find_editor(email)
+    try:
+        if editor is None:
+            raise editors.EditorError(f"No editor {email}.")
+        editors.change_role(editor.id, role)
+    except editors.EditorError as error:
+        raise click.ClickException(str(error)) from None
+    audit.record(audit.CLI, "role_change", target=editor.email, detail=role)
+    click.echo(f"{editor.email} is now {role}")

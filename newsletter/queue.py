@@ -23,6 +23,7 @@ _PENDING_KEY = "newsletter.pending_tasks"
 QUEUE_KINDS = ("transactional", "bulk", "maintenance")
 TASK_QUEUE_KIND = {
     "workers.tasks.send_outbox_mail": "transactional",
+    "workers.tasks.send_editor_mail": "transactional",
     "workers.tasks.send_digest_batch": "bulk",
 }  # every other task (sweeps, feeds, schedule) is maintenance
 

@@ -114,7 +114,8 @@ def database_url(tmp_path_factory) -> str:
 def app_config(database_url: str, redis_url: str, smtp_port: int, **extra) -> dict:
     return {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
+        "SUPPRESSION_KEY": "test-suppression-pepper-of-32-bytes-or-more",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SMTP_HOST": "127.0.0.1",
@@ -173,6 +174,9 @@ def clean_state(app, redis_url):
         for table in reversed(db.metadata.sorted_tables):
             connection.execute(table.delete())
     limiter.reset()
+    connection = redis.Redis.from_url(redis_url)
+    for key in connection.scan_iter(match="*:login-failures:*"):  # per-account throttle
+        connection.delete(key)
     yield
 
 
@@ -209,6 +213,7 @@ def subprocess_env(app, **settings) -> dict[str, str]:
            "NEWSLETTER_SMTP_HOST": config["SMTP_HOST"],
            "NEWSLETTER_SMTP_PORT": str(config["SMTP_PORT"]),
            "NEWSLETTER_SECRET_KEY": config["SECRET_KEY"],
+           "NEWSLETTER_SUPPRESSION_KEY": config["SUPPRESSION_KEY"],
            "NEWSLETTER_BASE_URL": config["BASE_URL"],
            "NEWSLETTER_MAIL_FROM": config["MAIL_FROM"]}
     env.update({f"NEWSLETTER_{key}": str(value) for key, value in settings.items()})

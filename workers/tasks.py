@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from newsletter.services import digests, dispatch, feeds, outbox
+from newsletter.services import digests, dispatch, editor_mail, feeds, outbox
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -13,6 +13,12 @@ def send_outbox_mail(mail_id: int) -> None:
 @shared_task(name="workers.tasks.send_owed_mails")
 def send_owed_mails() -> None:
     outbox.enqueue_owed()
+    editor_mail.enqueue_owed()
+
+
+@shared_task(name="workers.tasks.send_editor_mail")
+def send_editor_mail(mail_id: int) -> None:
+    editor_mail.send(mail_id)
 
 
 @shared_task(name="workers.tasks.send_digest_batch")

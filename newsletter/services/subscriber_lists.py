@@ -23,7 +23,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services.privacy import suppression_key
+from newsletter.services.privacy import suppression_keys
 from newsletter.services.subscriptions import Origin, subscribe
 
 MAX_ROWS = 1_000_000
@@ -89,14 +89,15 @@ def _import_chunk(chunk, consent: str | None, dry_run: bool, report: ImportRepor
     """One query finds which of up to CHUNK addresses are known (or erased)."""
     if not chunk:
         return
+    hashed = {normalized: suppression_keys(normalized) for _, normalized, _ in chunk}
     keys = [normalized for _, normalized, _ in chunk]
-    keys += [suppression_key(normalized) for _, normalized, _ in chunk]
+    keys += [key for keys_of_one in hashed.values() for key in keys_of_one]
     known = set(db.session.scalars(select(Subscriber.email_normalized).where(
         Subscriber.email_normalized.in_(keys))))
     origin = Origin(source=ConsentSource.IMPORT)
     confirmed: list[Subscriber] = []
     for given, normalized, name in chunk:
-        if normalized in known or suppression_key(normalized) in known:
+        if normalized in known or not known.isdisjoint(hashed[normalized]):
             report.duplicates += 1
             continue
         report.valid += 1
