@@ -2,7 +2,14 @@
 
 from celery import shared_task
 
-from newsletter.services import digests, dispatch, editor_mail, feeds, outbox
+from newsletter.services import (
+    digests,
+    dispatch,
+    editor_mail,
+    feeds,
+    outbox,
+    subscriber_lists,
+)
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -44,3 +51,8 @@ def start_scheduled_digests() -> None:
 @shared_task(name="workers.tasks.poll_feeds")
 def poll_feeds() -> None:
     feeds.poll_all()
+
+
+@shared_task(name="workers.tasks.discard_stale_uploads")
+def discard_stale_uploads() -> None:
+    subscriber_lists.discard_stale_uploads()

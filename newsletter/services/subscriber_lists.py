@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,8 +133,10 @@ def export_rows() -> Iterable[list[str]]:
                subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else ""]
 
 
-# An upload checked by a dry run waits here for the editor's confirmation.
+# An upload checked by a dry run waits here for the editor's confirmation, an hour at
+# most: a list nobody imported is personal data we have no reason to hold.
 _UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}$")
+UPLOAD_MAX_AGE = 3600  # seconds
 
 
 def _uploads() -> Path:
@@ -143,6 +146,7 @@ def _uploads() -> Path:
 
 
 def keep_upload(data: bytes) -> str:
+    discard_stale_uploads()
     name = secrets.token_hex(16)
     (_uploads() / f"{name}.csv").write_bytes(data)
     return name
@@ -152,9 +156,25 @@ def read_upload(name: str) -> bytes | None:
     path = _uploads() / f"{name}.csv"
     if not _UPLOAD_NAME.match(name) or not path.is_file():
         return None
+    if time.time() - path.stat().st_mtime > UPLOAD_MAX_AGE:
+        path.unlink(missing_ok=True)
+        return None
     return path.read_bytes()
 
 
 def discard_upload(name: str | None) -> None:
     if name and _UPLOAD_NAME.match(name):
         (_uploads() / f"{name}.csv").unlink(missing_ok=True)
+
+
+def discard_stale_uploads() -> int:
+    """Delete uploads older than UPLOAD_MAX_AGE (beat runs this every ten minutes)."""
+    cutoff, removed = time.time() - UPLOAD_MAX_AGE, 0
+    for path in _uploads().glob("*.csv"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process removed it first
+            continue
+    return removed

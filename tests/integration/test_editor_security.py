@@ -614,3 +614,18 @@ def test_erasure_removes_smtp_replies_that_quote_the_address(app, client):
         assert db.session.scalar(select(OutboxMail.last_error)) is None
     assert [e.target for e in audit_rows(app, action="erase")] == [
         f"subscriber {subscriber_id}"]
+
+
+def test_an_upload_nobody_confirmed_is_deleted_after_an_hour(app, client):
+    from newsletter.services import subscriber_lists
+
+    with app.app_context():
+        fresh = subscriber_lists.keep_upload(b"email\nada@example.com\n")
+        stale = subscriber_lists.keep_upload(b"email\nbob@example.com\n")
+        folder = subscriber_lists._uploads()
+        hour_ago = time.time() - subscriber_lists.UPLOAD_MAX_AGE - 1
+        os.utime(folder / f"{stale}.csv", (hour_ago, hour_ago))
+        assert subscriber_lists.read_upload(stale) is None  # too old to confirm
+        os.utime(folder / f"{fresh}.csv", (hour_ago, hour_ago))
+        assert subscriber_lists.discard_stale_uploads() == 1
+        assert not list(folder.glob(f"{fresh}.csv")) and not list(folder.glob(f"{stale}.csv"))
