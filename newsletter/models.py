@@ -369,6 +369,38 @@ class AuditEvent(db.Model):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+class ImportStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ImportJob(db.Model):
+    """A CSV import (a check, or the write) run by a worker from a file in
+    ``instance/imports/``, reporting its progress here as it goes."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    editor_id: Mapped[int | None] = mapped_column()
+    upload: Mapped[str] = mapped_column(String(32))
+    consent: Mapped[str | None] = mapped_column(Text)
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[ImportStatus] = mapped_column(_enum(ImportStatus, "import_status"),
+                                                 default=ImportStatus.QUEUED)
+    total_bytes: Mapped[int] = mapped_column(default=0)
+    bytes_done: Mapped[int] = mapped_column(default=0)
+    rows_done: Mapped[int] = mapped_column(default=0)
+    valid: Mapped[int] = mapped_column(default=0)
+    duplicates: Mapped[int] = mapped_column(default=0)
+    invalid_count: Mapped[int] = mapped_column(default=0)
+    invalid_sample: Mapped[list] = mapped_column(JSON, default=list)  # first 200 [line, why]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class EditorMailKind(enum.StrEnum):
     INVITE = "invite"
     LOGIN_ALERT = "login_alert"

@@ -56,3 +56,8 @@ def poll_feeds() -> None:
 @shared_task(name="workers.tasks.discard_stale_uploads")
 def discard_stale_uploads() -> None:
     subscriber_lists.discard_stale_uploads()
+
+
+@shared_task(name="workers.tasks.run_import")
+def run_import(job_id: int) -> None:
+    subscriber_lists.run_import_job(job_id)

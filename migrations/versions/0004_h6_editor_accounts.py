@@ -1,4 +1,4 @@
-"""editor accounts: roles, server-side sessions, 2FA, scoped tokens, audit log, editor mails
+"""editor accounts: roles, server-side sessions, 2FA, scoped tokens, audit log, editor mails, import jobs
 
 Revision ID: 0004_h6
 Revises: 0003
@@ -89,8 +89,29 @@ def upgrade():
     with op.batch_alter_table('editor_mails', schema=None) as batch_op:
         batch_op.create_index('ix_editor_mails_editor_id', ['editor_id'], unique=False)
 
+    op.create_table('import_jobs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('editor_id', sa.Integer(), nullable=True),
+    sa.Column('upload', sa.String(length=32), nullable=False),
+    sa.Column('consent', sa.Text(), nullable=True),
+    sa.Column('dry_run', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.Enum('queued', 'running', 'done', 'failed', name='import_status', native_enum=False, length=32), nullable=False),
+    sa.Column('total_bytes', sa.Integer(), nullable=False),
+    sa.Column('bytes_done', sa.Integer(), nullable=False),
+    sa.Column('rows_done', sa.Integer(), nullable=False),
+    sa.Column('valid', sa.Integer(), nullable=False),
+    sa.Column('duplicates', sa.Integer(), nullable=False),
+    sa.Column('invalid_count', sa.Integer(), nullable=False),
+    sa.Column('invalid_sample', sa.JSON(), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+
 
 def downgrade():
+    op.drop_table('import_jobs')
     op.drop_table('editor_mails')
     op.drop_table('audit_events')
     op.drop_table('recovery_codes')

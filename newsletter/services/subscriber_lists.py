@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import logging
 import re
 import secrets
+import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
@@ -20,12 +26,18 @@ from newsletter.models import (
     ConsentAction,
     ConsentEvent,
     ConsentSource,
+    ImportJob,
+    ImportStatus,
+    MailTemplate,
+    OutboxMail,
     Subscriber,
     SubscriberStatus,
     utcnow,
 )
+from newsletter.queue import enqueue_after_commit
 from newsletter.services.privacy import suppression_keys
-from newsletter.services.subscriptions import Origin, subscribe
+
+log = logging.getLogger(__name__)
 
 MAX_ROWS = 1_000_000
 
@@ -38,90 +50,215 @@ class ListFileError(ValueError):
 class ImportReport:
     valid: int = 0  # added, or (dry run) would be added
     duplicates: int = 0  # already on the list, erased, or twice in the file
-    invalid: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    invalid: list[tuple[int, str]] = field(default_factory=list)  # the first INVALID_KEPT
+    invalid_count: int = 0
+    rows: int = 0
 
 
 CHUNK = 1000
+INVALID_KEPT = 200
+SNIFF_BYTES = 64 * 1024
 
 
-def read_rows(data: bytes) -> Iterator[tuple[int, dict]]:
+def check_header(head: bytes) -> None:
+    """Refuse at once a file that is not UTF-8 or names no 'email' column, from its
+    first bytes: the rest is read by the job."""
     try:
-        text = data.decode("utf-8-sig")
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not just a character cut at the end
+            raise ListFileError("The file is not UTF-8 text; save it as UTF-8 CSV.") from None
+        text = head[:error.start].decode("utf-8-sig")
+    first = next(csv.reader(io.StringIO(text)), [])
+    if "email" not in [(name or "").strip().lower() for name in first]:
+        raise ListFileError("The first line must name the columns, one of them 'email'.")
+
+
+def read_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict]]:
+    """Rows of a CSV read from a binary stream a buffer at a time (flat memory)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.DictReader(text)
+        fields = [(name or "").strip().lower() for name in reader.fieldnames or []]
+        if "email" not in fields:
+            raise ListFileError("The first line must name the columns, one of them 'email'.")
+        reader.fieldnames = fields
+        for row in reader:
+            if reader.line_num > MAX_ROWS + 1:
+                raise ListFileError(f"At most {MAX_ROWS} rows per file.")
+            yield reader.line_num, row
     except UnicodeDecodeError:
         raise ListFileError("The file is not UTF-8 text; save it as UTF-8 CSV.") from None
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [(name or "").strip().lower() for name in reader.fieldnames or []]
-    if "email" not in fields:
-        raise ListFileError("The first line must name the columns, one of them 'email'.")
-    reader.fieldnames = fields
-    for row in reader:
-        if reader.line_num > MAX_ROWS + 1:
-            raise ListFileError(f"At most {MAX_ROWS} rows per file.")
-        yield reader.line_num, row
+    finally:
+        text.detach()
 
 
 def import_csv(data: bytes, consent: str | None, *, dry_run: bool = False) -> ImportReport:
+    return import_stream(io.BytesIO(data), consent, dry_run=dry_run)
+
+
+def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = False,
+                  progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
     """With ``consent`` the addresses are recorded as already confirmed (a list moved
-    from another tool, on the importer's word); without it each gets a confirmation.
-    A dry run reports the same figures and writes nothing."""
+    from another tool, on the importer's word); without it each gets a confirmation,
+    paced at SEND_RATE. A dry run reports the same figures and writes nothing.
+
+    Memory stays flat when writing: each chunk is committed before the next one is
+    checked, so an address seen earlier in the file is found in the database. A dry
+    run writes nothing, so it keeps an 8-byte digest per address to spot repeats."""
     report = ImportReport()
-    seen: set[str] = set()
-    chunk: list[tuple[str, str, str | None]] = []
-    for line, row in read_rows(data):
+    seen: set[bytes] = set()
+    chunk: dict[str, tuple[str, str | None]] = {}  # normalized -> (given, name)
+    pacer = _ConfirmationPacer()
+    for line, row in read_rows(stream):
+        report.rows += 1
         try:
             address = check_email(row.get("email"))
             name = check_name(row.get("name"))
         except InvalidAddress as error:
-            report.invalid.append((line, str(error)))
+            report.invalid_count += 1
+            if len(report.invalid) < INVALID_KEPT:
+                report.invalid.append((line, str(error)))
             continue
-        if address.normalized in seen:
+        digest = hashlib.blake2b(address.normalized.encode(), digest_size=8).digest()
+        if address.normalized in chunk or (dry_run and digest in seen):
             report.duplicates += 1
             continue
-        seen.add(address.normalized)
-        chunk.append((address.given, address.normalized, name))
+        if dry_run:
+            seen.add(digest)
+        chunk[address.normalized] = (address.given, name)
         if len(chunk) == CHUNK:
-            _import_chunk(chunk, consent, dry_run, report)
-            chunk = []
-    _import_chunk(chunk, consent, dry_run, report)
+            _import_chunk(chunk, consent, dry_run, report, pacer)
+            chunk = {}
+            if progress:
+                progress(report)
+    _import_chunk(chunk, consent, dry_run, report, pacer)
     return report
 
 
-def _import_chunk(chunk, consent: str | None, dry_run: bool, report: ImportReport) -> None:
-    """One query finds which of up to CHUNK addresses are known (or erased)."""
+def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: ImportReport,
+                  pacer: _ConfirmationPacer) -> None:
+    """One query finds which of up to CHUNK addresses are known (or erased); the
+    new ones are written in one transaction with their consent evidence."""
     if not chunk:
         return
-    hashed = {normalized: suppression_keys(normalized) for _, normalized, _ in chunk}
-    keys = [normalized for _, normalized, _ in chunk]
-    keys += [key for keys_of_one in hashed.values() for key in keys_of_one]
+    hashed = {normalized: suppression_keys(normalized) for normalized in chunk}
+    keys = list(chunk) + [key for keys_of_one in hashed.values() for key in keys_of_one]
     known = set(db.session.scalars(select(Subscriber.email_normalized).where(
         Subscriber.email_normalized.in_(keys))))
-    origin = Origin(source=ConsentSource.IMPORT)
-    confirmed: list[Subscriber] = []
-    for given, normalized, name in chunk:
+    new: list[Subscriber] = []
+    for normalized, (given, name) in chunk.items():
         if normalized in known or not known.isdisjoint(hashed[normalized]):
             report.duplicates += 1
             continue
         report.valid += 1
-        if dry_run:
-            continue
-        if consent is None:
-            subscribe(given, name, origin)  # a confirmation mail each, with its limits
-        else:
-            confirmed.append(Subscriber(email=given, email_normalized=normalized, name=name,
-                                        status=SubscriberStatus.ACTIVE, confirmed_at=utcnow()))
-    if confirmed:
-        _add_confirmed(confirmed, consent)
+        if not dry_run:
+            new.append(Subscriber(
+                email=given, email_normalized=normalized, name=name,
+                status=SubscriberStatus.ACTIVE if consent else SubscriberStatus.PENDING,
+                confirmed_at=utcnow() if consent else None))
+    if not new:
+        db.session.rollback()  # end the read transaction
+        return
+    try:
+        _write_chunk(new, consent, pacer)
+    except IntegrityError:  # someone subscribed one of these meanwhile: check again
+        db.session.rollback()
+        report.valid -= len(new)
+        _import_chunk(chunk, consent, dry_run, report, pacer)
 
 
-def _add_confirmed(subscribers: list[Subscriber], consent: str) -> None:
-    """One transaction per chunk: the rows and their consent evidence together."""
-    db.session.add_all(subscribers)
+def _write_chunk(new: list[Subscriber], consent: str | None, pacer: _ConfirmationPacer):
+    db.session.add_all(new)
     db.session.flush()
+    action = ConsentAction.CONFIRMED if consent else ConsentAction.SUBSCRIBE_REQUESTED
+    detail = f"imported as confirmed: {consent}"[:1000] if consent else "imported"
     db.session.add_all(ConsentEvent(
-        subscriber_id=subscriber.id, action=ConsentAction.CONFIRMED,
-        source=ConsentSource.IMPORT, email=subscriber.email,
-        detail=f"imported as confirmed: {consent}"[:1000]) for subscriber in subscribers)
+        subscriber_id=subscriber.id, action=action, source=ConsentSource.IMPORT,
+        email=subscriber.email, detail=detail) for subscriber in new)
+    if not consent:
+        # Owed now, due one by one at SEND_RATE: the outbox sweep publishes each to
+        # the transactional queue when its time comes, so a big import neither floods
+        # the relay nor holds a worker.
+        db.session.add_all(OutboxMail(subscriber_id=subscriber.id,
+                                      template=MailTemplate.CONFIRM,
+                                      requested_at=pacer.next_slot()) for subscriber in new)
     db.session.commit()
+
+
+class _ConfirmationPacer:
+    """Due times for confirmation mails: SEND_RATE a second from now (all due at
+    once when no rate is set)."""
+
+    def __init__(self):
+        self.rate = current_app.config["SEND_RATE"]
+        self.start, self.count = utcnow(), 0
+
+    def next_slot(self):
+        self.count += 1
+        if not self.rate:
+            return self.start
+        return self.start + timedelta(seconds=self.count / self.rate)
+
+
+# --- the import as a job --------------------------------------------------------------------
+
+IMPORT_TASK = "workers.tasks.run_import"
+
+
+def start_import_job(upload: str, consent: str | None, dry_run: bool,
+                     editor_id: int | None) -> ImportJob:
+    path = _uploads() / f"{upload}.csv"
+    job = ImportJob(upload=upload, consent=consent, dry_run=dry_run, editor_id=editor_id,
+                    total_bytes=path.stat().st_size)
+    db.session.add(job)
+    db.session.flush()
+    enqueue_after_commit(IMPORT_TASK, job.id)
+    db.session.commit()
+    return job
+
+
+def run_import_job(job_id: int) -> None:
+    """Run a queued job once (a duplicate task finds it claimed and returns)."""
+    claimed = db.session.execute(update(ImportJob).where(
+        ImportJob.id == job_id, ImportJob.status == ImportStatus.QUEUED)
+        .values(status=ImportStatus.RUNNING)).rowcount
+    db.session.commit()
+    if not claimed:
+        return
+    job = db.session.get(ImportJob, job_id)
+    path = _uploads() / f"{job.upload}.csv"
+
+    def progress(report: ImportReport) -> None:
+        db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
+            rows_done=report.rows, bytes_done=stream.tell(), valid=report.valid,
+            duplicates=report.duplicates, invalid_count=report.invalid_count))
+        db.session.commit()
+
+    values: dict = {"finished_at": utcnow()}
+    try:
+        with path.open("rb") as stream:
+            report = import_stream(stream, job.consent, dry_run=job.dry_run,
+                                   progress=progress)
+    except (ListFileError, OSError) as error:
+        db.session.rollback()
+        values.update(status=ImportStatus.FAILED, error=str(error) if isinstance(
+            error, ListFileError) else "The uploaded file is gone; choose it again.")
+    else:
+        values.update(status=ImportStatus.DONE, rows_done=report.rows,
+                      bytes_done=job.total_bytes, valid=report.valid,
+                      duplicates=report.duplicates, invalid_count=report.invalid_count,
+                      invalid_sample=[list(item) for item in report.invalid])
+        if not job.dry_run:
+            discard_upload(job.upload)
+    db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
+    db.session.commit()
+    log.info("import job %s: %s", job_id, values["status"])
+
+
+def import_job(job_id: int) -> ImportJob | None:
+    db.session.expire_all()
+    return db.session.get(ImportJob, job_id)
 
 
 def export_rows() -> Iterable[list[str]]:
@@ -145,11 +282,28 @@ def _uploads() -> Path:
     return folder
 
 
-def keep_upload(data: bytes) -> str:
+def keep_upload(data: bytes | IO[bytes]) -> str:
+    """Keep bytes, or copy a stream (an upload, a CLI file) a buffer at a time."""
     discard_stale_uploads()
     name = secrets.token_hex(16)
-    (_uploads() / f"{name}.csv").write_bytes(data)
+    with (_uploads() / f"{name}.csv").open("wb") as file:
+        if isinstance(data, bytes):
+            file.write(data)
+        else:
+            shutil.copyfileobj(data, file, 1024 * 1024)
     return name
+
+
+def upload_path(name: str) -> Path:
+    if not _UPLOAD_NAME.match(name):
+        raise ValueError("not an upload name")
+    return _uploads() / f"{name}.csv"
+
+
+def has_upload(name: str) -> bool:
+    path = _uploads() / f"{name}.csv"
+    return bool(_UPLOAD_NAME.match(name)) and path.is_file() and (
+        time.time() - path.stat().st_mtime <= UPLOAD_MAX_AGE)
 
 
 def read_upload(name: str) -> bytes | None:

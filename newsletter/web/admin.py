@@ -63,7 +63,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 PUBLIC = "public"  # no login: the login pages and invitation links
 ANY_EDITOR = "any"  # any logged-in editor, whatever the role
 # Requests a page makes by itself: they must not keep an idle session alive.
-PASSIVE_ENDPOINTS = {"admin.digest_progress"}
+PASSIVE_ENDPOINTS = {"admin.digest_progress", "admin.import_job"}
 # What an editor who must enrol 2FA first may still open.
 ENROLMENT_ENDPOINTS = {"admin.account", "admin.enable_two_factor", "admin.logout",
                        "admin.end_all_sessions"}
@@ -618,40 +618,40 @@ def subscribers_page():
 @bp.route("/subscribers/import", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def import_subscribers():
-    """Two steps: upload and see a dry-run report, then confirm to write."""
-    consent = request.form.get("consent", "").strip() or None
+    """Two steps, each a job run by a worker: check the file and see the report, then
+    confirm to write. The request only stores the file and returns at once."""
+    consent = request.form.get("consent", "").strip()[:1000] or None
     if request.method == "GET":
-        return render_template("admin/import.html", report=None, upload=None, consent="")
+        return render_template("admin/import.html", job=None, consent="")
     upload = request.form.get("upload")
     if upload:  # step two: the file checked in step one
-        data = subscriber_lists.read_upload(upload)
-        if data is None:
+        if not subscriber_lists.has_upload(upload):
             flash("That upload expired; choose the file again.", "error")
             return redirect(url_for("admin.import_subscribers"))
+        dry_run = request.form.get("action") != "import"
     else:
         file = request.files.get("file")
-        data = file.read() if file else b""
-        if not data:
-            flash("Choose a CSV file to import.", "error")
-            return render_template("admin/import.html", report=None, upload=None,
-                                   consent=consent or ""), 400
-    dry_run = request.form.get("action") != "import"
-    try:
-        report = subscriber_lists.import_csv(data, consent, dry_run=dry_run)
-    except subscriber_lists.ListFileError as error:
-        flash(str(error), "error")
-        return render_template("admin/import.html", report=None, upload=None,
-                               consent=consent or ""), 400
-    _audit("import_check" if dry_run else "import", detail=(
-        f"{report.valid} valid, {report.duplicates} duplicate(s), "
-        f"{len(report.invalid)} invalid" + (f"; consent: {consent}" if consent else "")))
-    if dry_run:
-        return render_template("admin/import.html", report=report, consent=consent or "",
-                               upload=upload or subscriber_lists.keep_upload(data))
-    subscriber_lists.discard_upload(upload)
-    flash(f"Imported {report.valid} subscriber(s); {report.duplicates} already known, "
-          f"{len(report.invalid)} invalid.", "ok")
-    return redirect(url_for("admin.subscribers_page"))
+        head = file.stream.read(subscriber_lists.SNIFF_BYTES) if file else b""
+        try:
+            if not head:
+                raise subscriber_lists.ListFileError("Choose a CSV file to import.")
+            subscriber_lists.check_header(head)
+        except subscriber_lists.ListFileError as error:
+            flash(str(error), "error")
+            return render_template("admin/import.html", job=None, consent=consent or ""), 400
+        file.stream.seek(0)
+        upload, dry_run = subscriber_lists.keep_upload(file.stream), True
+    job = subscriber_lists.start_import_job(upload, consent, dry_run, current_user.id)
+    _audit("import_check" if dry_run else "import", target=f"import job {job.id}",
+           detail=f"consent: {consent}" if consent else "with confirmation mails")
+    return redirect(url_for("admin.import_job", job_id=job.id))
+
+
+@bp.get("/subscribers/import/<int:job_id>")
+@allow(Role.EDITOR)
+def import_job(job_id: int):
+    job = subscriber_lists.import_job(job_id) or abort(404)
+    return render_template("admin/import.html", job=job, consent=job.consent or "")
 
 
 @bp.get("/subscribers/export.csv")

@@ -241,7 +241,8 @@ EXPECTED = {
     "admin.schedule_digest": EDITOR, "admin.send_test_digest": EDITOR,
     "admin.digest_report": EDITOR, "admin.digest_progress": EDITOR,
     "admin.control_digest": EDITOR, "admin.subscribers_page": EDITOR,
-    "admin.import_subscribers": EDITOR, "admin.subscriber_page": EDITOR,
+    "admin.import_subscribers": EDITOR, "admin.import_job": EDITOR,
+    "admin.subscriber_page": EDITOR,
     "admin.tokens_page": OWNER, "admin.revoke_token": OWNER, "admin.editors_page": OWNER,
     "admin.change_editor_role": OWNER, "admin.remove_editor": OWNER,
     "admin.audit_page": OWNER, "admin.export_subscribers": OWNER,
@@ -629,3 +630,96 @@ def test_an_upload_nobody_confirmed_is_deleted_after_an_hour(app, client):
         os.utime(folder / f"{fresh}.csv", (hour_ago, hour_ago))
         assert subscriber_lists.discard_stale_uploads() == 1
         assert not list(folder.glob(f"{fresh}.csv")) and not list(folder.glob(f"{stale}.csv"))
+
+
+# --- imports as a job ----------------------------------------------------------------------
+
+def test_an_import_without_consent_owes_confirmations_paced_at_send_rate(app, client,
+                                                                          celery_worker,
+                                                                          mailbox):
+    make_editor(app)
+    rows = "".join(f"new{n}@example.com,New {n}\n" for n in range(5))
+    with settings(app, SEND_RATE=2.0):
+        result = app.test_cli_runner().invoke(
+            args=["subscribers", "import", "-"], input="email,name\n" + rows + "bad,\n")
+    assert result.exit_code == 0, result.output
+    assert "added 5, duplicates 0, invalid 1" in result.output
+    from newsletter.services import outbox
+
+    with app.app_context():
+        assert set(db.session.scalars(select(Subscriber.status))) == {SubscriberStatus.PENDING}
+        due = db.session.scalars(select(OutboxMail.requested_at).order_by(OutboxMail.id)).all()
+        gaps = [(due[n + 1] - due[n]).total_seconds() for n in range(len(due) - 1)]
+        assert gaps == [0.5] * 4  # one confirmation every 1/SEND_RATE seconds
+        assert outbox.enqueue_owed() == 0  # none due yet: the sweep publishes them in turn
+        for mail in db.session.scalars(select(OutboxMail)):
+            mail.requested_at -= timedelta(minutes=5)
+        db.session.commit()
+        assert outbox.enqueue_owed() == 5
+    mails = mailbox.wait_for(5)
+    assert {m["To"].addresses[0].username for m in mails} == {f"new{n}" for n in range(5)}
+    assert [e.action for e in audit_rows(app)] == ["import"]
+
+
+def test_the_import_request_returns_before_the_work_and_the_job_reports_progress(
+        app, client, monkeypatch):
+    from newsletter import queue
+    from newsletter.models import ImportJob, ImportStatus
+    from newsletter.services import subscriber_lists
+
+    # Hold the task back (a worker may be running in this session) to show that the
+    # request answers with the work still undone; this test then runs the job itself.
+    held = []
+    monkeypatch.setattr(queue, "send_task_now", lambda name, *args: held.append((name, args)))
+    make_editor(app)
+    login(client)
+    token = csrf_token_from(client, "/admin/subscribers/import")
+    data = "email\n" + "".join(f"r{n}@example.com\n" for n in range(2500))
+    import io
+
+    response = client.post("/admin/subscribers/import", content_type="multipart/form-data",
+                           data={"csrf_token": token, "action": "check",
+                                 "file": (io.BytesIO(data.encode()), "list.csv")})
+    assert response.status_code == 302
+    waiting = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'http-equiv="refresh"' in waiting and 'role="progressbar"' in waiting
+    with app.app_context():
+        job = db.session.scalar(select(ImportJob))
+        assert job.status == ImportStatus.QUEUED and job.total_bytes == len(data)
+        assert held == [("workers.tasks.run_import", (job.id,))]
+        seen = []
+        original = subscriber_lists._import_chunk
+
+        def watch(*args):
+            original(*args)
+            seen.append(db.session.scalar(select(ImportJob.rows_done)))
+
+        subscriber_lists._import_chunk = watch
+        try:
+            subscriber_lists.run_import_job(job.id)
+        finally:
+            subscriber_lists._import_chunk = original
+        job = subscriber_lists.import_job(job.id)
+        assert job.status == ImportStatus.DONE and job.valid == 2500
+        assert seen[:2] == [0, 1000]  # progress written after each chunk of 1,000 rows
+        subscriber_lists.run_import_job(job.id)  # a duplicate task does nothing
+        assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
+    done = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert re.search(r'id="valid">2500<', done)
+
+
+def test_a_file_broken_after_its_first_bytes_fails_the_job_clearly(app, client, monkeypatch):
+    from newsletter import queue
+    from newsletter.models import ImportStatus
+    from newsletter.services import subscriber_lists
+
+    monkeypatch.setattr(queue, "send_task_now", lambda name, *args: True)  # run it here
+
+    make_editor(app)
+    data = b"email\n" + b"".join(b"r%d@example.com\n" % n for n in range(5000)) + b"\xff\xfe\n"
+    with app.app_context():
+        upload = subscriber_lists.keep_upload(data)
+        job = subscriber_lists.start_import_job(upload, None, True, None)
+        subscriber_lists.run_import_job(job.id)
+        job = subscriber_lists.import_job(job.id)
+        assert job.status == ImportStatus.FAILED and "not UTF-8" in job.error
