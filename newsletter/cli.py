@@ -193,6 +193,7 @@ def _follow_import(job_id: int):
 @click.argument("file", type=click.File("w"), default="-")
 def export_subscribers(file):
     """Write the list as CSV (to standard output by default)."""
+    audit.record(audit.CLI, "export", target="subscribers.csv")
     csv.writer(file).writerows(subscriber_lists.export_rows())
 
 

@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -103,37 +104,70 @@ def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = Fal
     from another tool, on the importer's word); without it each gets a confirmation,
     paced at SEND_RATE. A dry run reports the same figures and writes nothing.
 
-    Memory stays flat when writing: each chunk is committed before the next one is
-    checked, so an address seen earlier in the file is found in the database. A dry
-    run writes nothing, so it keeps an 8-byte digest per address to spot repeats."""
+    Memory stays flat: when writing, each chunk is committed before the next one is
+    checked, so an address met earlier in the file is found in the database; a dry
+    run, which writes nothing, keeps what it met in a temporary file."""
     report = ImportReport()
-    seen: set[bytes] = set()
+    seen = _SeenAddresses() if dry_run else None
     chunk: dict[str, tuple[str, str | None]] = {}  # normalized -> (given, name)
     pacer = _ConfirmationPacer()
-    for line, row in read_rows(stream):
-        report.rows += 1
-        try:
-            address = check_email(row.get("email"))
-            name = check_name(row.get("name"))
-        except InvalidAddress as error:
-            report.invalid_count += 1
-            if len(report.invalid) < INVALID_KEPT:
-                report.invalid.append((line, str(error)))
-            continue
-        digest = hashlib.blake2b(address.normalized.encode(), digest_size=8).digest()
-        if address.normalized in chunk or (dry_run and digest in seen):
-            report.duplicates += 1
-            continue
-        if dry_run:
-            seen.add(digest)
-        chunk[address.normalized] = (address.given, name)
-        if len(chunk) == CHUNK:
-            _import_chunk(chunk, consent, dry_run, report, pacer)
-            chunk = {}
-            if progress:
-                progress(report)
-    _import_chunk(chunk, consent, dry_run, report, pacer)
+    try:
+        for line, row in read_rows(stream):
+            report.rows += 1
+            try:
+                address = check_email(row.get("email"))
+                name = check_name(row.get("name"))
+            except InvalidAddress as error:
+                report.invalid_count += 1
+                if len(report.invalid) < INVALID_KEPT:
+                    report.invalid.append((line, str(error)))
+                continue
+            if address.normalized in chunk:
+                report.duplicates += 1
+                continue
+            chunk[address.normalized] = (address.given, name)
+            if len(chunk) == CHUNK:
+                _flush(chunk, consent, report, pacer, seen)
+                chunk = {}
+                if progress:
+                    progress(report)
+        _flush(chunk, consent, report, pacer, seen)
+    finally:
+        if seen:
+            seen.close()
     return report
+
+
+def _flush(chunk: dict, consent, report: ImportReport, pacer, seen) -> None:
+    if seen is not None:
+        report.duplicates += seen.drop_repeats(chunk)
+    _import_chunk(chunk, consent, seen is not None, report, pacer)
+
+
+class _SeenAddresses:
+    """Addresses met earlier in the file, for a dry run: 8-byte digests in a
+    temporary on-disk SQLite table (SQLite deletes it on close), not in memory."""
+
+    def __init__(self):
+        self.db = sqlite3.connect("")
+        self.db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def drop_repeats(self, chunk: dict) -> int:
+        """Removes from ``chunk`` the addresses met before; returns how many."""
+        digests = {hashlib.blake2b(key.encode(), digest_size=8).digest(): key for key in chunk}
+        keys, found = list(digests), set()
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            found.update(row[0] for row in self.db.execute(
+                f"SELECT key FROM seen WHERE key IN ({','.join('?' * len(part))})", part))
+        for key in found:
+            del chunk[digests[key]]
+        self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?)",
+                            [(key,) for key in keys if key not in found])
+        return len(found)
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: ImportReport,

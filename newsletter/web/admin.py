@@ -464,6 +464,7 @@ def schedule_digest():
 def send_test_digest():
     subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
     result = digests.send_test(current_user.email, subject, intro)
+    _audit("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed")
     if result.outcome is Outcome.SENT:
         flash(f"Test sent to {current_user.email}.", "ok")
     else:

@@ -723,3 +723,16 @@ def test_a_file_broken_after_its_first_bytes_fails_the_job_clearly(app, client, 
         subscriber_lists.run_import_job(job.id)
         job = subscriber_lists.import_job(job.id)
         assert job.status == ImportStatus.FAILED and "not UTF-8" in job.error
+
+
+def test_repeats_across_chunks_count_the_same_in_the_check_and_the_write(app, client):
+    from newsletter.services import subscriber_lists
+
+    data = ("email\n" + "".join(f"r{n}@example.com\n" for n in range(2500))
+            + "R0@example.com\nr1999@EXAMPLE.com\n").encode()
+    with app.app_context():
+        check = subscriber_lists.import_csv(data, "ok", dry_run=True)
+        write = subscriber_lists.import_csv(data, "ok")
+        again = subscriber_lists.import_csv(data, "ok", dry_run=True)
+    assert (check.valid, check.duplicates) == (write.valid, write.duplicates) == (2500, 2)
+    assert (again.valid, again.duplicates) == (0, 2502)
