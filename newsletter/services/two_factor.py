@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -20,6 +21,15 @@ _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
 
 def new_secret() -> str:
     return pyotp.random_base32()
+
+
+def pending_secret(editor_id: int, session_key: str, server_key: str) -> str:
+    """The secret offered for enrolment in one session: derived on the server, so it
+    never travels in the (signed, not encrypted) session cookie, and stable while
+    the editor reloads the page."""
+    digest = hmac.new(server_key.encode(), f"totp-enrol:{editor_id}:{session_key}".encode(),
+                      hashlib.sha256).digest()
+    return base64.b32encode(digest[:20]).decode()
 
 
 def qr_svg(secret: str, email: str, issuer: str) -> str:

@@ -253,26 +253,28 @@ def account():
                "current_key": session.get("sk"), "qr": None, "recovery_codes": None,
                "codes_left": two_factor.recovery_codes_left(current_user.id)}
     if not current_user.totp_secret:
-        secret = session.get("totp_pending") or two_factor.new_secret()
-        session["totp_pending"] = secret
+        secret = _pending_totp_secret()
         context.update(qr=two_factor.qr_svg(secret, current_user.email,
                                             current_app.config["SITE_NAME"]), secret=secret)
     return render_template("admin/account.html", **context)
 
 
+def _pending_totp_secret() -> str:
+    return two_factor.pending_secret(current_user.id, session["sk"],
+                                     current_app.config["SECRET_KEY"])
+
+
 @bp.post("/account/2fa/enable")
 @allow(ANY_EDITOR)
 def enable_two_factor():
-    secret = session.get("totp_pending")
-    if current_user.totp_secret or not secret:
+    if current_user.totp_secret:
         return redirect(url_for("admin.account"))
-    codes = two_factor.enrol(current_user, secret, request.form.get("code", ""))
+    codes = two_factor.enrol(current_user, _pending_totp_secret(), request.form.get("code", ""))
     if codes is None:
         _audit("2fa_enable", outcome="failed", detail="wrong code")
         flash("That code does not match: check the time on your phone and try again.",
               "error")
         return redirect(url_for("admin.account"))
-    session.pop("totp_pending", None)
     _audit("2fa_enable")
     return render_template("admin/account.html", recovery_codes=codes, qr=None,
                            sessions=editor_sessions.live_sessions(current_user.id),

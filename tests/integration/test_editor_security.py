@@ -569,6 +569,8 @@ def test_mandatory_two_factor_forces_enrolment(app, client):
         page = client.get("/admin/account").get_data(as_text=True)
         assert "<svg" in page and "<script" not in page
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
+        with client.session_transaction() as session:
+            assert secret not in str(dict(session))  # derived on the server, not carried
         token = csrf_token_from(client, "/admin/account")
         wrong = client.post("/admin/account/2fa/enable", data={"csrf_token": token,
                                                                "code": "123456"})
