@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
@@ -33,6 +33,7 @@ from newsletter.models import (
     OutboxMail,
     Subscriber,
     SubscriberStatus,
+    new_token_nonce,
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit
@@ -180,17 +181,19 @@ def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: Impor
     keys = list(chunk) + [key for keys_of_one in hashed.values() for key in keys_of_one]
     known = set(db.session.scalars(select(Subscriber.email_normalized).where(
         Subscriber.email_normalized.in_(keys))))
-    new: list[Subscriber] = []
+    new: list[dict] = []
+    now = utcnow()
     for normalized, (given, name) in chunk.items():
         if normalized in known or not known.isdisjoint(hashed[normalized]):
             report.duplicates += 1
             continue
         report.valid += 1
         if not dry_run:
-            new.append(Subscriber(
-                email=given, email_normalized=normalized, name=name,
-                status=SubscriberStatus.ACTIVE if consent else SubscriberStatus.PENDING,
-                confirmed_at=utcnow() if consent else None))
+            new.append({"email": given, "email_normalized": normalized, "name": name,
+                        "status": SubscriberStatus.ACTIVE if consent else
+                        SubscriberStatus.PENDING, "confirmed_at": now if consent else None,
+                        "token_nonce": new_token_nonce(), "created_at": now,
+                        "updated_at": now})
     if not new:
         db.session.rollback()  # end the read transaction
         return
@@ -202,21 +205,24 @@ def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: Impor
         _import_chunk(chunk, consent, dry_run, report, pacer)
 
 
-def _write_chunk(new: list[Subscriber], consent: str | None, pacer: _ConfirmationPacer):
-    db.session.add_all(new)
-    db.session.flush()
+def _write_chunk(new: list[dict], consent: str | None, pacer: _ConfirmationPacer):
+    """Core inserts (one multi-row statement each, not an ORM object per row)."""
+    ids = dict(db.session.execute(
+        insert(Subscriber).returning(Subscriber.email_normalized, Subscriber.id), new).all())
     action = ConsentAction.CONFIRMED if consent else ConsentAction.SUBSCRIBE_REQUESTED
     detail = f"imported as confirmed: {consent}"[:1000] if consent else "imported"
-    db.session.add_all(ConsentEvent(
-        subscriber_id=subscriber.id, action=action, source=ConsentSource.IMPORT,
-        email=subscriber.email, detail=detail) for subscriber in new)
+    now = new[0]["created_at"]
+    db.session.execute(insert(ConsentEvent), [
+        {"subscriber_id": ids[row["email_normalized"]], "action": action,
+         "source": ConsentSource.IMPORT, "email": row["email"], "detail": detail,
+         "created_at": now} for row in new])
     if not consent:
         # Owed now, due one by one at SEND_RATE: the outbox sweep publishes each to
         # the transactional queue when its time comes, so a big import neither floods
         # the relay nor holds a worker.
-        db.session.add_all(OutboxMail(subscriber_id=subscriber.id,
-                                      template=MailTemplate.CONFIRM,
-                                      requested_at=pacer.next_slot()) for subscriber in new)
+        db.session.execute(insert(OutboxMail), [
+            {"subscriber_id": ids[row["email_normalized"]], "template": MailTemplate.CONFIRM,
+             "requested_at": pacer.next_slot(), "attempts": 0} for row in new])
     db.session.commit()
 
 
