@@ -152,8 +152,7 @@ def _throttled(email: str, wait: int):
     _audit("login", outcome="throttled", actor=audit.Actor(None, email or "-",
                                                            request.remote_addr))
     flash(f"Too many failed logins for this account. Try again in {wait} s.", "error")
-    response = render_template("admin/login.html", email=email), 429
-    return response[0], 429, {"Retry-After": str(wait)}
+    return render_template("admin/login.html", email=email), 429, {"Retry-After": str(wait)}
 
 
 def _failed(email: str, editor_id: int | None, action: str, detail: str) -> None:
