@@ -91,6 +91,8 @@ def read_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict]]:
             yield reader.line_num, row
     except UnicodeDecodeError:
         raise ListFileError("The file is not UTF-8 text; save it as UTF-8 CSV.") from None
+    except csv.Error as error:  # e.g. a field longer than 128 KB: not a list of addresses
+        raise ListFileError(f"Line {reader.line_num + 1} is not CSV: {error}.") from None
     finally:
         text.detach()
 

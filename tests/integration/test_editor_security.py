@@ -738,3 +738,31 @@ def test_repeats_across_chunks_count_the_same_in_the_check_and_the_write(app, cl
         again = subscriber_lists.import_csv(data, "ok", dry_run=True)
     assert (check.valid, check.duplicates) == (write.valid, write.duplicates) == (2500, 2)
     assert (again.valid, again.duplicates) == (0, 2502)
+
+
+def test_only_the_import_accepts_a_list_larger_than_the_usual_body_cap(app, client,
+                                                                      monkeypatch):
+    from newsletter import queue
+    from newsletter.models import ImportStatus
+    from newsletter.services import subscriber_lists
+
+    monkeypatch.setattr(queue, "send_task_now", lambda name, *args: True)  # run it here
+    make_editor(app)
+    login(client)
+    token = csrf_token_from(client, "/admin/subscribers/import")
+    import io
+
+    big = b"email\n" + b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1024)
+    response = client.post("/admin/subscribers/import", content_type="multipart/form-data",
+                           data={"csrf_token": token, "action": "check",
+                                 "file": (io.BytesIO(big), "list.csv")})
+    assert response.status_code == 302  # accepted: the job reports what is wrong
+    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    with app.app_context():
+        subscriber_lists.run_import_job(job_id)
+        job = subscriber_lists.import_job(job_id)
+        assert job.status == ImportStatus.FAILED and "Line 2 is not CSV" in job.error
+    other = client.post("/admin/articles/new", content_type="multipart/form-data",
+                        data={"csrf_token": token, "title": "x",
+                              "file": (io.BytesIO(big), "x.bin")})
+    assert other.status_code == 413
