@@ -532,6 +532,8 @@ def test_two_factor_login_codes_are_single_use(app, client):
     assert step.headers["Location"] == "/admin/login/verify"
     assert not logged_in(client.get("/admin/"))  # the password alone opens nothing
     assert verify(client, "000000").status_code == 401
+    expired = pyotp.TOTP(secret).at(time.time() - 90)  # three steps old
+    assert verify(client, expired).status_code == 401
     code = pyotp.TOTP(secret).now()
     assert verify(client, code).status_code == 302
     assert client.get("/admin/").status_code == 200
@@ -546,7 +548,7 @@ def test_two_factor_login_codes_are_single_use(app, client):
     with app.app_context():
         assert two_factor.recovery_codes_left(editors.find_editor("editor@example.com").id) == 9
     outcomes = [(e.action, e.outcome) for e in audit_rows(app) if e.action == "login_2fa"]
-    assert outcomes == [("login_2fa", "failed")] * 3
+    assert outcomes == [("login_2fa", "failed")] * 4
 
 
 def test_a_pending_second_factor_expires(app, client):
