@@ -13,7 +13,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from newsletter.extensions import db
 from newsletter.models import EditorSession, utcnow
@@ -27,6 +27,13 @@ def _hash(key: str) -> str:
 
 
 def start(editor_id: int, ip_address: str | None, user_agent: str | None) -> str:
+    # Sessions over for a day are forgotten at the editor's next login (the audit
+    # log keeps the logins and logouts).
+    forget = utcnow() - timedelta(seconds=current_app.config["SESSION_MAX_AGE"], days=1)
+    db.session.execute(delete(EditorSession).where(
+        EditorSession.editor_id == editor_id,
+        or_(EditorSession.ended_at < utcnow() - timedelta(days=1),
+            EditorSession.created_at < forget)))
     key = secrets.token_urlsafe(32)
     db.session.add(EditorSession(editor_id=editor_id, key_hash=_hash(key),
                                  ip_address=ip_address and ip_address[:45],

@@ -768,3 +768,20 @@ def test_only_the_import_accepts_a_list_larger_than_the_usual_body_cap(app, clie
                         data={"csrf_token": token, "title": "x",
                               "file": (io.BytesIO(big), "x.bin")})
     assert other.status_code == 413
+
+
+def test_sessions_over_for_a_day_are_forgotten_at_the_next_login(app, client):
+    make_editor(app)
+    login(client)
+    client.post("/admin/logout", data={"csrf_token": csrf_token_from(client, "/admin/")})
+    login(client)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(EditorSession)) == 2
+        db.session.execute(update(EditorSession).where(EditorSession.ended_at.is_not(None))
+                           .values(ended_at=utcnow() - timedelta(days=2)))
+        db.session.commit()
+    login(app.test_client())
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(EditorSession)) == 2
+        assert db.session.scalar(select(func.count()).select_from(EditorSession).where(
+            EditorSession.ended_at.is_not(None))) == 0
