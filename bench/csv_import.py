@@ -1,50 +1,128 @@
-"""CSV import benchmark: check (dry run) and import N rows with a consent statement.
+"""CSV import benchmark: N rows through the import job, in a real Celery worker.
 
-    .venv/bin/python bench/csv_import.py [--rows 100000]
+    .venv/bin/python bench/csv_import.py [--rows 1000000] [--no-consent]
 
-Uses a SQLite file in a temporary folder unless NEWSLETTER_BENCH_DATABASE_URL is set.
+Writes an N-row CSV, posts it to /admin/subscribers/import as an editor would (the
+request stores the file and returns), lets a solo worker process run the check
+job, then the import job, and prints how long each took and the worker's peak
+RSS (VmHWM). SQLite in a temporary folder unless NEWSLETTER_BENCH_DATABASE_URL is set;
+an embedded Redis unless NEWSLETTER_BENCH_REDIS_URL is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--no-consent", action="store_true",
+                        help="import as pending, owing a confirmation each (paced by SEND_RATE)")
     args = parser.parse_args()
-    scratch = tempfile.mkdtemp(prefix="bench-import-")
+
+    from newsletter.devstack import free_port, start_embedded_redis
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-import-"))
+    helpers: list[subprocess.Popen] = []
+    redis_url = os.environ.get("NEWSLETTER_BENCH_REDIS_URL")
+    if not redis_url:
+        port = free_port()
+        helpers.append(start_embedded_redis(scratch / "redis", port))
+        redis_url = f"redis://127.0.0.1:{port}/0"
     database_url = os.environ.get("NEWSLETTER_BENCH_DATABASE_URL") or \
-        f"sqlite:///{scratch}/bench.db"
+        f"sqlite:///{scratch / 'bench.db'}"
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url,
+           "NEWSLETTER_REDIS_URL": redis_url, "NEWSLETTER_SECRET_KEY": "bench-" * 8,
+           "NEWSLETTER_SUPPRESSION_KEY": "pepper-" * 8, "NEWSLETTER_TASK_QUEUE": "bench",
+           "NEWSLETTER_SEND_RATE": "50", "NEWSLETTER_LOGIN_RATE_LIMIT": "1000 per minute"}
+    os.environ.update(env)
+    csv_path = scratch / "list.csv"
+    with csv_path.open("w") as file:
+        file.write("email,name\n")
+        for n in range(args.rows):
+            file.write(f"reader{n}@example.com,Reader {n}\n")
+    worker = None
+    try:
+        from flask_migrate import upgrade
+        from sqlalchemy import text
 
-    from newsletter import create_app
-    from newsletter.extensions import db
-    from newsletter.services import subscriber_lists
+        from newsletter import create_app
+        from newsletter.extensions import db
+        from newsletter.models import ImportStatus
+        from newsletter.services import editors, subscriber_lists
 
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url})
-    data = ("email,name\n" + "".join(f"reader{n}@example.com,Reader {n}\n"
-                                     for n in range(args.rows))).encode()
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
-        started = time.perf_counter()
-        report = subscriber_lists.import_csv(data, "benchmark", dry_run=True)
-        checked = time.perf_counter() - started
-        started = time.perf_counter()
-        subscriber_lists.import_csv(data, "benchmark")
-        imported = time.perf_counter() - started
-    print(f"rows                   {args.rows} ({len(data) / 1e6:.1f} MB)")
-    print(f"database               {database_url.split(':')[0]}")
-    print(f"dry run                {checked:.1f} s ({report.valid / checked:.0f} rows/s)")
-    print(f"import with consent    {imported:.1f} s ({report.valid / imported:.0f} rows/s)")
+        app = create_app()
+        with app.app_context():
+            db.drop_all()
+            with db.engine.begin() as connection:
+                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            upgrade()
+            editors.create_editor("bench@example.com", "bench password 123")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
+             "solo", "--loglevel", "WARNING", "-Q", "bench.maintenance"],
+            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(4)
+        idle_rss = peak_rss_mib(worker.pid)
+
+        app.config["WTF_CSRF_ENABLED"] = False
+        client = app.test_client()
+        client.post("/admin/login", data={"email": "bench@example.com",
+                                          "password": "bench password 123"})
+        consent = "" if args.no_consent else "benchmark"
+
+        def run_job(data: dict) -> tuple[float, float, int]:
+            started = time.perf_counter()
+            response = client.post("/admin/subscribers/import", data=data,
+                                   content_type="multipart/form-data")
+            answered = time.perf_counter() - started
+            job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+            with app.app_context():
+                while True:
+                    job = subscriber_lists.import_job(job_id)
+                    if job.status in (ImportStatus.DONE, ImportStatus.FAILED):
+                        break
+                    time.sleep(0.2)
+                assert job.status == ImportStatus.DONE, job.error
+            return answered, time.perf_counter() - started, job
+
+        with csv_path.open("rb") as file:
+            answered_check, check_time, check = run_job(
+                {"file": (file, "list.csv"), "consent": consent, "action": "check"})
+        answered_write, write_time, written = run_job(
+            {"upload": check.upload, "consent": consent, "action": "import"})
+        peak = peak_rss_mib(worker.pid)
+    finally:
+        if worker:
+            worker.terminate()
+            worker.wait(timeout=30)
+        for helper in helpers:
+            helper.terminate()
+    size = csv_path.stat().st_size / 1e6
+    print(f"rows                     {args.rows} ({size:.1f} MB), "
+          f"{'pending + confirmation owed' if args.no_consent else 'confirmed (consent)'}")
+    print(f"database                 {database_url.split(':')[0]}")
+    print(f"upload request answered  {answered_check:.2f} s (stores the file, starts the job)")
+    print(f"check job                {check_time:.1f} s ({check.valid / check_time:.0f} rows/s)")
+    print(f"import request answered  {answered_write:.2f} s")
+    print(f"import job               {write_time:.1f} s ({written.valid / write_time:.0f} rows/s)")
+    print(f"worker peak RSS          {peak:.0f} MiB (idle worker: {idle_rss:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,6 +88,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def _generated_secret(path: Path) -> str:
+    """A secret made once and kept in the instance folder (mode 0600)."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process may be writing it this very moment
+            if text := path.read_text().strip():
+                return text
+            time.sleep(0.1)
+        raise RuntimeError(f"{path} is empty; delete it to have a new one made") from None
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
 def _derive_settings(app: Flask) -> None:
     """Settings computed from others, and the names the extensions expect."""
     config = app.config
@@ -102,7 +120,12 @@ def _derive_settings(app: Flask) -> None:
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
     config["REMEMBER_COOKIE_HTTPONLY"] = True
-    config["PERMANENT_SESSION_LIFETIME"] = 12 * 3600  # an editor's session lasts a workday
+    # The cookie lives as long as the longest session may; the server decides earlier
+    # (idle timeout, absolute lifetime, logout: newsletter/services/sessions.py).
+    config["PERMANENT_SESSION_LIFETIME"] = config["SESSION_MAX_AGE"]
+    config["SESSION_REFRESH_EACH_REQUEST"] = False
+    config["SUPPRESSION_KEY"] = config["SUPPRESSION_KEY"] or _generated_secret(
+        Path(app.instance_path) / "suppression-key")
     config["WTF_CSRF_TIME_LIMIT"] = None  # a form left open overnight still submits
     config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
     # Redis down must not turn a subscribe into a 500: fall back to per-process limits.

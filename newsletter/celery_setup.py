@@ -50,6 +50,8 @@ def celery_init_app(app: Flask) -> Celery:
         beat_schedule={
             "send-owed-mails": {"task": "workers.tasks.send_owed_mails", "schedule": 60.0},
             "sweep-deliveries": {"task": "workers.tasks.sweep_deliveries", "schedule": 30.0},
+            "discard-stale-uploads": {"task": "workers.tasks.discard_stale_uploads",
+                                      "schedule": 600.0},
             "start-scheduled-digests": {"task": "workers.tasks.start_scheduled_digests",
                                         "schedule": 60.0},
             "weekly-digest": {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,10 +15,11 @@ from flask.cli import AppGroup
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress
-from newsletter.models import ArticleSource, Digest, DigestStatus
+from newsletter.models import ArticleSource, Digest, DigestStatus, ImportStatus
 from newsletter.services import (
     article_files,
     articles,
+    audit,
     digests,
     editors,
     feeds,
@@ -190,22 +193,57 @@ subscribers_cli = AppGroup("subscribers", help="Import and export the list.")
 @click.argument("file", type=click.File("rb"))
 @click.option("--consent", help="Record the addresses as confirmed, with this text as their "
                                 "consent source. Without it, each gets a confirmation mail.")
-def import_subscribers(file, consent: str | None):
-    """Import a CSV with an 'email' column and an optional 'name' column."""
+@click.option("--dry-run", is_flag=True, help="Check and report; write nothing.")
+@click.option("--wait/--no-wait", default=True, help="Follow the job until it ends.")
+@click.option("--here", is_flag=True, help="Run the job in this process instead of a worker.")
+def import_subscribers(file, consent: str | None, dry_run: bool, wait: bool, here: bool):
+    """Import a CSV with an 'email' column and an optional 'name' column, as a job."""
+    head = file.read(subscriber_lists.SNIFF_BYTES)
     try:
-        report = subscriber_lists.import_csv(file.read(), consent)
+        subscriber_lists.check_header(head)
     except subscriber_lists.ListFileError as error:
         raise click.ClickException(str(error)) from None
-    for line, reason in report.invalid[:50]:
+    upload = subscriber_lists.keep_upload(io.BytesIO(head))
+    with open(subscriber_lists.upload_path(upload), "ab") as kept:
+        shutil.copyfileobj(file, kept, 1024 * 1024)
+    job = subscriber_lists.start_import_job(upload, consent, dry_run, editor_id=None)
+    audit.record(audit.CLI, "import_check" if dry_run else "import",
+                 target=f"import job {job.id}",
+                 detail=f"consent: {consent}" if consent else "with confirmation mails")
+    if here:
+        subscriber_lists.run_import_job(job.id)
+    elif not wait:
+        click.echo(f"import job {job.id} queued")
+        return
+    job = _follow_import(job.id)
+    if job.status == ImportStatus.FAILED:
+        raise click.ClickException(job.error or "the import failed")
+    for line, reason in job.invalid_sample[:50]:
         click.echo(f"line {line}: {reason}", err=True)
-    click.echo(f"added {report.valid}, duplicates {report.duplicates}, "
-               f"invalid {len(report.invalid)}")
+    verb = "would add" if dry_run else "added"
+    click.echo(f"{verb} {job.valid}, duplicates {job.duplicates}, "
+               f"invalid {job.invalid_count}")
+
+
+def _follow_import(job_id: int):
+    job = subscriber_lists.import_job(job_id)
+    with click.progressbar(length=max(job.total_bytes, 1), label="importing",
+                           file=sys.stderr) as bar:
+        done = 0
+        while job.status in (ImportStatus.QUEUED, ImportStatus.RUNNING):
+            time.sleep(0.5)
+            job = subscriber_lists.import_job(job_id)
+            bar.update(job.bytes_done - done)
+            done = job.bytes_done
+        bar.update(max(job.total_bytes, 1) - done)
+    return job
 
 
 @subscribers_cli.command("export")
 @click.argument("file", type=click.File("w"), default="-")
 def export_subscribers(file):
     """Write the list as CSV (to standard output by default)."""
+    audit.record(audit.CLI, "export", target="subscribers.csv")
     csv.writer(file).writerows(subscriber_lists.export_rows())
 
 
@@ -215,20 +253,49 @@ editors_cli = AppGroup("editors", help="Editors and their API tokens.")
 @editors_cli.command("create")
 @click.argument("email")
 @click.password_option(help="Prompted for when not given; read from stdin when piped.")
-def create_editor(email: str, password: str):
+@click.option("--role", type=click.Choice(["owner", "editor", "author"]), default=None,
+              help="What the editor may do [default: editor; the first editor is an owner].")
+def create_editor(email: str, password: str, role: str | None):
     try:
-        editor = editors.create_editor(email, password)
+        editor = editors.create_editor(email, password, role)
     except (editors.EditorError, InvalidAddress) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"editor {editor.email} created")
+    audit.record(audit.CLI, "editor_create", target=editor.email, detail=editor.role.value)
+    click.echo(f"editor {editor.email} created ({editor.role.value})")
 
 
 @editors_cli.command("token")
 @click.argument("email")
 @click.option("--name", default="", help="What the token is for.")
-def create_token(email: str, name: str):
-    """Print a new API token for EMAIL (shown once)."""
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(editors.SCOPES)),
+              help="What the token may do; repeat for several [default: articles:write].")
+@click.option("--expires", "expires_days", type=click.IntRange(1, 3650), default=None,
+              help="Days until the token stops working [default: never].")
+def create_token(email: str, name: str, scopes: tuple[str, ...], expires_days: int | None):
+    """Print a new API token for EMAIL (shown once, alone on the last line)."""
     try:
-        click.echo(editors.create_api_token(email, name))
+        token, row = editors.create_api_token(email, name, scopes or ("articles:write",),
+                                              expires_days)
     except editors.EditorError as error:
         raise click.ClickException(str(error)) from None
+    audit.record(audit.CLI, "token_create", target=f"token {row.id} of {row.editor.email}",
+                 detail=row.scopes)
+    expiry = f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "no expiry"
+    click.echo(f"token {row.id} for {row.editor.email}: {row.scopes}; {expiry}")
+    click.echo(token)
+
+
+@editors_cli.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["owner", "editor", "author"]))
+def change_role(email: str, role: str):
+    """Give EMAIL another role."""
+    editor = editors.find_editor(email)
+    try:
+        if editor is None:
+            raise editors.EditorError(f"No editor {email}.")
+        editors.change_role(editor.id, role)
+    except editors.EditorError as error:
+        raise click.ClickException(str(error)) from None
+    audit.record(audit.CLI, "role_change", target=editor.email, detail=role)
+    click.echo(f"{editor.email} is now {role}")

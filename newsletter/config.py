@@ -192,6 +192,10 @@ def _absolute_path(value: str) -> str:
     return text
 
 
+def _secrets(value: str) -> list[str]:
+    return [key.strip() for key in str(value).split(",") if key.strip()]
+
+
 def _origins(value: str) -> list[str]:
     return [origin.strip().rstrip("/") for origin in str(value).split(",") if origin.strip()]
 
@@ -220,7 +224,25 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", DEFAULT_SECRET_KEY, _str,
-            "Signs sessions and email tokens. Required outside debug and testing."),
+            "Signs sessions and email links. Required: at least 32 bytes, random."),
+    Setting("SECRET_KEY_FALLBACKS", [], _secrets,
+            "Comma-separated previous SECRET_KEYs, still accepted for sessions and mail "
+            "links (key rotation); new ones are signed with SECRET_KEY."),
+    Setting("SUPPRESSION_KEY", "", _str,
+            "Pepper of the erased-address hash; never rotate it. Empty: generated once "
+            "into `instance/suppression-key`."),
+    Setting("SESSION_IDLE_TIMEOUT", 3600, _int(60),
+            "Seconds without a click after which an editor's session ends."),
+    Setting("SESSION_MAX_AGE", 12 * 3600, _int(60),
+            "Seconds after login after which an editor's session ends, however active."),
+    Setting("LOGIN_FREE_ATTEMPTS", 5, _int(1),
+            "Failed logins to one account before each further try waits (1 s, 2 s, 4 s, ...)."),
+    Setting("LOGIN_ALERT_AFTER", 10, _int(1),
+            "Failed logins to one account after which its editor gets a warning mail."),
+    Setting("LOGIN_RATE_LIMIT", "10 per minute;50 per hour", _str,
+            "Login attempts per client network (IPv4 address, IPv6 /64)."),
+    Setting("REQUIRE_TWO_FACTOR", False, _bool,
+            "Every editor must enrol a TOTP second factor before using the workspace."),
     Setting("DATABASE_URL", None, _str,
             "SQLAlchemy URL. Default: SQLite file `newsletter.db` in the instance folder."),
     Setting("INSTANCE_PATH", "", _absolute_path,
@@ -308,7 +330,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds over which those failures are counted; a batch that cannot reach the "
             "relay retries after SEND_BREAKER_WINDOW / SEND_BREAKER_FAILURES."),
     Setting("PROXY_COUNT", 0, _int(0),
-            "Reverse proxies in front of the app whose X-Forwarded-For is trusted."),
+            "Reverse proxies in front of the app whose X-Forwarded-For is trusted: exactly "
+            "the number of proxies that append to it (see README)."),
     Setting("BOUNCE_DOMAIN", "", _domain,
             "Domain of the VERP envelope sender `bounces+TOKEN@DOMAIN`; default: the From "
             "domain. Its MX (or your relay's transport map) points at `bounces serve`."),
@@ -405,14 +428,27 @@ def check_dev_mailbox(config: Mapping[str, Any]) -> None:
         )
 
 
+MIN_SECRET_BYTES = 32
+
+
 def check_secret_key(config: Mapping[str, Any]) -> None:
-    """Refuse the built-in key anywhere tokens could be forged in earnest."""
-    if config["SECRET_KEY"] == DEFAULT_SECRET_KEY and not (config.get("DEBUG") or
-                                                         config.get("TESTING")):
-        raise ConfigError(
-            f"{ENV_PREFIX}SECRET_KEY is the built-in development key; set it to a long random "
-            "value, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
-        )
+    """Outside tests, refuse a key that is missing, short or the public default,
+    whatever FLASK_DEBUG says: a debug server is reachable too, and a cookie signed
+    with a known key opens the editor workspace."""
+    if config.get("TESTING"):
+        return
+    hint = "e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
+    key = config.get("SECRET_KEY") or ""
+    if key == DEFAULT_SECRET_KEY:
+        raise ConfigError(f"{ENV_PREFIX}SECRET_KEY is not set (the built-in development key "
+                          f"is refused); set it to a long random value, {hint}")
+    if len(str(key).encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{ENV_PREFIX}SECRET_KEY is {len(str(key).encode())} bytes; it needs "
+                          f"at least {MIN_SECRET_BYTES} random bytes, {hint}")
+    for old in config.get("SECRET_KEY_FALLBACKS") or ():
+        if old == DEFAULT_SECRET_KEY or len(str(old).encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"{ENV_PREFIX}SECRET_KEY_FALLBACKS holds a key shorter than "
+                              f"{MIN_SECRET_BYTES} bytes or the built-in one")
 
 
 # A lease must outlast a batch sent at the configured rate, with room to spare

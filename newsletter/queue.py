@@ -25,6 +25,7 @@ QUEUE_KINDS = ("transactional", "bulk", "maintenance")
 TASK_QUEUE_KIND = {
     "workers.tasks.send_outbox_mail": "transactional",
     "workers.tasks.process_subscribe_requests": "transactional",
+    "workers.tasks.send_editor_mail": "transactional",
     "workers.tasks.send_digest_batch": "bulk",
     "workers.tasks.send_deliverability_alert": "transactional",
 }  # every other task (sweeps, feeds, schedule) is maintenance

@@ -118,7 +118,8 @@ def database_url(tmp_path_factory) -> str:
 def app_config(database_url: str, redis_url: str, smtp_port: int, **extra) -> dict:
     return {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
+        "SUPPRESSION_KEY": "test-suppression-pepper-of-32-bytes-or-more",
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SMTP_HOST": "127.0.0.1",
@@ -193,10 +194,12 @@ def clean_state(app, redis_url):
                     raise
                 time.sleep(0.1)
     limiter.reset()
-    # What sends share through Redis: rate slots, domain backoffs, breaker counts.
+    # What sends share through Redis (rate slots, domain backoffs, breaker counts) and
+    # the per-account login throttle.
     shared = redis.Redis.from_url(redis_url)
-    for key in shared.scan_iter("newsletter:*"):
-        shared.delete(key)
+    for pattern in ("newsletter:*", "*:login-failures:*"):
+        for key in shared.scan_iter(match=pattern):
+            shared.delete(key)
     yield
     # And after: a test without the worker may leave tasks that the session's worker,
     # started before the next test's clean-up, would run against this test's rows.
@@ -236,6 +239,7 @@ def subprocess_env(app, **settings) -> dict[str, str]:
            "NEWSLETTER_SMTP_HOST": config["SMTP_HOST"],
            "NEWSLETTER_SMTP_PORT": str(config["SMTP_PORT"]),
            "NEWSLETTER_SECRET_KEY": config["SECRET_KEY"],
+           "NEWSLETTER_SUPPRESSION_KEY": config["SUPPRESSION_KEY"],
            "NEWSLETTER_BASE_URL": config["BASE_URL"],
            "NEWSLETTER_MAIL_FROM": config["MAIL_FROM"]}
     env.update({f"NEWSLETTER_{key}": str(value) for key, value in settings.items()})

@@ -9,8 +9,10 @@ from newsletter.services import (
     deliverability,
     digests,
     dispatch,
+    editor_mail,
     feeds,
     outbox,
+    subscriber_lists,
     subscriptions,
 )
 
@@ -29,6 +31,12 @@ def process_subscribe_requests() -> None:
 def send_owed_mails() -> None:
     subscriptions.enqueue_unprocessed()
     outbox.enqueue_owed()
+    editor_mail.enqueue_owed()
+
+
+@shared_task(name="workers.tasks.send_editor_mail")
+def send_editor_mail(mail_id: int) -> None:
+    editor_mail.send(mail_id)
 
 
 @shared_task(name="workers.tasks.send_digest_batch")
@@ -78,3 +86,13 @@ def poll_bounce_mailbox() -> None:
 @shared_task(name="workers.tasks.purge_bounce_reports")
 def purge_bounce_reports() -> None:
     bounces.purge_raw_reports()
+
+
+@shared_task(name="workers.tasks.discard_stale_uploads")
+def discard_stale_uploads() -> None:
+    subscriber_lists.discard_stale_uploads()
+
+
+@shared_task(name="workers.tasks.run_import")
+def run_import(job_id: int) -> None:
+    subscriber_lists.run_import_job(job_id)

@@ -33,8 +33,11 @@ class ConfirmClaim:
     nonce: str
 
 
-def _secret() -> str:
-    return current_app.config["SECRET_KEY"]
+def _secret() -> list[str]:
+    # Key rotation: sign with SECRET_KEY (itsdangerous signs with the last key) and
+    # accept links signed with any SECRET_KEY_FALLBACKS, as Flask does for sessions.
+    config = current_app.config
+    return [*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]]
 
 
 def make_confirm_token(subscriber_id: int, nonce: str) -> str:

@@ -82,7 +82,9 @@ def send(mail_id: int) -> None:
         mail.last_error, mail.claimed_at = result.detail, None
         if result.outcome in (Outcome.FAILED, Outcome.BOUNCED):
             mail.attempts = MAX_ATTEMPTS  # permanent: the sweeper leaves it alone
-        log.warning("outbox mail %s not sent: %s", mail_id, result.detail)
+        # The reply can quote the address: the log names the subscriber by id only.
+        log.warning("outbox mail %s to subscriber %s not sent: %s", mail_id,
+                    subscriber.id, result.outcome.value)
     db.session.commit()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -20,20 +21,45 @@ from newsletter.models import (
 )
 from newsletter.services import bounces
 
+log = logging.getLogger(__name__)
 ERASED_PREFIX = "erased:"
+
+
+def _keyed(secret: str, email_normalized: str) -> str:
+    digest = hmac.new(secret.encode(), email_normalized.encode(), hashlib.sha256).hexdigest()
+    return ERASED_PREFIX + digest
 
 
 def suppression_key(email_normalized: str) -> str:
     """A keyed hash of an erased address: it cannot be read back, but a new
-    subscribe request for the same address can be recognised and ignored."""
-    secret = current_app.config["SECRET_KEY"].encode()
-    digest = hmac.new(secret, email_normalized.encode(), hashlib.sha256).hexdigest()
-    return ERASED_PREFIX + digest
+    subscribe request for the same address can be recognised and ignored. Keyed
+    with its own pepper (SUPPRESSION_KEY), so rotating SECRET_KEY changes nothing."""
+    return _keyed(current_app.config["SUPPRESSION_KEY"], email_normalized)
+
+
+def legacy_suppression_keys(email_normalized: str) -> list[str]:
+    """Hashes made before the pepper existed were keyed with SECRET_KEY: they are
+    matched with the current key and every fallback, and re-keyed when seen."""
+    config = current_app.config
+    return [_keyed(key, email_normalized)
+            for key in (config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"])]
+
+
+def suppression_keys(email_normalized: str) -> list[str]:
+    return [suppression_key(email_normalized), *legacy_suppression_keys(email_normalized)]
 
 
 def is_suppressed(email_normalized: str) -> bool:
-    return db.session.scalar(select(Subscriber.id).where(
-        Subscriber.email_normalized == suppression_key(email_normalized))) is not None
+    found = db.session.execute(select(Subscriber.id, Subscriber.email_normalized).where(
+        Subscriber.email_normalized.in_(suppression_keys(email_normalized)))).first()
+    if found is None:
+        return False
+    current = suppression_key(email_normalized)
+    if found.email_normalized != current:  # a legacy hash: re-key it with the pepper
+        db.session.execute(update(Subscriber).where(Subscriber.id == found.id)
+                           .values(email_normalized=current))
+        db.session.commit()
+    return True
 
 
 def export_subscriber(subscriber_id: int) -> dict | None:
@@ -45,7 +71,8 @@ def export_subscriber(subscriber_id: int) -> dict | None:
         return moment.isoformat() if moment else None
 
     deliveries = db.session.execute(
-        select(Delivery.digest_id, Delivery.status, Delivery.sent_at)
+        select(Delivery.digest_id, Delivery.status, Delivery.sent_at, Delivery.attempts,
+               Delivery.last_error)
         .where(Delivery.subscriber_id == subscriber_id).order_by(Delivery.id)).all()
     mails = db.session.scalars(select(OutboxMail).where(
         OutboxMail.subscriber_id == subscriber_id).order_by(OutboxMail.id)).all()
@@ -62,9 +89,11 @@ def export_subscriber(subscriber_id: int) -> dict | None:
              "detail": event.detail, "at": when(event.created_at)}
             for event in subscriber.consent_events],
         "mails": [{"kind": mail.template.value, "requested_at": when(mail.requested_at),
-                   "sent_at": when(mail.sent_at)} for mail in mails],
-        "digests": [{"issue": digest_id, "status": status.value, "sent_at": when(sent_at)}
-                    for digest_id, status, sent_at in deliveries],
+                   "sent_at": when(mail.sent_at), "attempts": mail.attempts,
+                   "last_error": mail.last_error} for mail in mails],
+        "digests": [{"issue": digest_id, "status": status.value, "sent_at": when(sent_at),
+                     "attempts": attempts, "last_error": last_error}
+                    for digest_id, status, sent_at, attempts, last_error in deliveries],
     }
 
 
@@ -82,6 +111,13 @@ def erase_subscriber(subscriber_id: int) -> bool:
     db.session.execute(
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id)
         .values(email=subscriber.email, ip_address=None, user_agent=None))
+    # SMTP replies quote the address ("550 <ada@example.com>: no such user"): free
+    # text tied to the reader goes too; the rows stay (the ledger's counts need them).
+    db.session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber_id)
+                       .values(last_error=None))
+    db.session.execute(update(OutboxMail).where(OutboxMail.subscriber_id == subscriber_id)
+                       .values(last_error=None))
     bounces.forget(subscriber_id)  # bounce reports name the address too
     db.session.commit()
+    log.info("subscriber %s erased", subscriber_id)
     return True

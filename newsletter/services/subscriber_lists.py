@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import logging
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
@@ -19,12 +27,19 @@ from newsletter.models import (
     ConsentAction,
     ConsentEvent,
     ConsentSource,
+    ImportJob,
+    ImportStatus,
+    MailTemplate,
+    OutboxMail,
     Subscriber,
     SubscriberStatus,
+    new_token_nonce,
     utcnow,
 )
-from newsletter.services.privacy import suppression_key
-from newsletter.services.subscriptions import Origin, subscribe
+from newsletter.queue import enqueue_after_commit
+from newsletter.services.privacy import suppression_keys
+
+log = logging.getLogger(__name__)
 
 MAX_ROWS = 1_000_000
 
@@ -37,88 +52,179 @@ class ListFileError(ValueError):
 class ImportReport:
     valid: int = 0  # added, or (dry run) would be added
     duplicates: int = 0  # already on the list, erased, or twice in the file
-    invalid: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    invalid: list[tuple[int, str]] = field(default_factory=list)  # the first INVALID_KEPT
+    invalid_count: int = 0
+    rows: int = 0
 
 
 CHUNK = 1000
+INVALID_KEPT = 200
+SNIFF_BYTES = 64 * 1024
 
 
-def read_rows(data: bytes) -> Iterator[tuple[int, dict]]:
+def check_header(head: bytes) -> None:
+    """Refuse at once a file that is not UTF-8 or names no 'email' column, from its
+    first bytes: the rest is read by the job."""
     try:
-        text = data.decode("utf-8-sig")
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not just a character cut at the end
+            raise ListFileError("The file is not UTF-8 text; save it as UTF-8 CSV.") from None
+        text = head[:error.start].decode("utf-8-sig")
+    first = next(csv.reader(io.StringIO(text)), [])
+    if "email" not in [(name or "").strip().lower() for name in first]:
+        raise ListFileError("The first line must name the columns, one of them 'email'.")
+
+
+def read_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict]]:
+    """Rows of a CSV read from a binary stream a buffer at a time (flat memory)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.DictReader(text)
+        fields = [(name or "").strip().lower() for name in reader.fieldnames or []]
+        if "email" not in fields:
+            raise ListFileError("The first line must name the columns, one of them 'email'.")
+        reader.fieldnames = fields
+        for row in reader:
+            if reader.line_num > MAX_ROWS + 1:
+                raise ListFileError(f"At most {MAX_ROWS} rows per file.")
+            yield reader.line_num, row
     except UnicodeDecodeError:
         raise ListFileError("The file is not UTF-8 text; save it as UTF-8 CSV.") from None
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [(name or "").strip().lower() for name in reader.fieldnames or []]
-    if "email" not in fields:
-        raise ListFileError("The first line must name the columns, one of them 'email'.")
-    reader.fieldnames = fields
-    for row in reader:
-        if reader.line_num > MAX_ROWS + 1:
-            raise ListFileError(f"At most {MAX_ROWS} rows per file.")
-        yield reader.line_num, row
+    except csv.Error as error:  # e.g. a field longer than 128 KB: not a list of addresses
+        raise ListFileError(f"Line {reader.line_num + 1} is not CSV: {error}.") from None
+    finally:
+        text.detach()
 
 
 def import_csv(data: bytes, consent: str | None, *, dry_run: bool = False) -> ImportReport:
+    return import_stream(io.BytesIO(data), consent, dry_run=dry_run)
+
+
+def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = False,
+                  progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
     """With ``consent`` the addresses are recorded as already confirmed (a list moved
-    from another tool, on the importer's word); without it each gets a confirmation.
-    A dry run reports the same figures and writes nothing."""
+    from another tool, on the importer's word); without it each gets a confirmation,
+    paced at SEND_RATE. A dry run reports the same figures and writes nothing.
+
+    Memory stays flat: when writing, each chunk is committed before the next one is
+    checked, so an address met earlier in the file is found in the database; a dry
+    run, which writes nothing, keeps what it met in a temporary file."""
     report = ImportReport()
-    seen: set[str] = set()
-    chunk: list[tuple[str, str, str | None]] = []
-    for line, row in read_rows(data):
-        try:
-            address = check_email(row.get("email"))
-            name = check_name(row.get("name"))
-        except InvalidAddress as error:
-            report.invalid.append((line, str(error)))
-            continue
-        if address.normalized in seen:
-            report.duplicates += 1
-            continue
-        seen.add(address.normalized)
-        chunk.append((address.given, address.normalized, name))
-        if len(chunk) == CHUNK:
-            _import_chunk(chunk, consent, dry_run, report)
-            chunk = []
-    _import_chunk(chunk, consent, dry_run, report)
+    seen = _SeenAddresses() if dry_run else None
+    chunk: dict[str, tuple[str, str | None]] = {}  # normalized -> (given, name)
+    pacer = _ConfirmationPacer()
+    try:
+        for line, row in read_rows(stream):
+            report.rows += 1
+            try:
+                address = check_email(row.get("email"))
+                name = check_name(row.get("name"))
+            except InvalidAddress as error:
+                report.invalid_count += 1
+                if len(report.invalid) < INVALID_KEPT:
+                    report.invalid.append((line, str(error)))
+                continue
+            if address.normalized in chunk:
+                report.duplicates += 1
+                continue
+            chunk[address.normalized] = (address.given, name)
+            if len(chunk) == CHUNK:
+                _flush(chunk, consent, report, pacer, seen)
+                chunk = {}
+                if progress:
+                    progress(report)
+        _flush(chunk, consent, report, pacer, seen)
+    finally:
+        if seen:
+            seen.close()
     return report
 
 
-def _import_chunk(chunk, consent: str | None, dry_run: bool, report: ImportReport) -> None:
-    """One query finds which of up to CHUNK addresses are known (or erased)."""
+def _flush(chunk: dict, consent, report: ImportReport, pacer, seen) -> None:
+    if seen is not None:
+        report.duplicates += seen.drop_repeats(chunk)
+    _import_chunk(chunk, consent, seen is not None, report, pacer)
+
+
+class _SeenAddresses:
+    """Addresses met earlier in the file, for a dry run: 8-byte digests in a
+    temporary on-disk SQLite table (SQLite deletes it on close), not in memory."""
+
+    def __init__(self):
+        self.db = sqlite3.connect("")
+        self.db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
+
+    def drop_repeats(self, chunk: dict) -> int:
+        """Removes from ``chunk`` the addresses met before; returns how many."""
+        digests = {hashlib.blake2b(key.encode(), digest_size=8).digest(): key for key in chunk}
+        keys, found = list(digests), set()
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            found.update(row[0] for row in self.db.execute(
+                f"SELECT key FROM seen WHERE key IN ({','.join('?' * len(part))})", part))
+        for key in found:
+            del chunk[digests[key]]
+        self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?)",
+                            [(key,) for key in keys if key not in found])
+        return len(found)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: ImportReport,
+                  pacer: _ConfirmationPacer) -> None:
+    """One query finds which of up to CHUNK addresses are known (or erased); the
+    new ones are written in one transaction with their consent evidence."""
     if not chunk:
         return
-    keys = [normalized for _, normalized, _ in chunk]
-    keys += [suppression_key(normalized) for _, normalized, _ in chunk]
+    hashed = {normalized: suppression_keys(normalized) for normalized in chunk}
+    keys = list(chunk) + [key for keys_of_one in hashed.values() for key in keys_of_one]
     known = set(db.session.scalars(select(Subscriber.email_normalized).where(
         Subscriber.email_normalized.in_(keys))))
-    origin = Origin(source=ConsentSource.IMPORT)
-    confirmed: list[Subscriber] = []
-    for given, normalized, name in chunk:
-        if normalized in known or suppression_key(normalized) in known:
+    new: list[dict] = []
+    now = utcnow()
+    for normalized, (given, name) in chunk.items():
+        if normalized in known or not known.isdisjoint(hashed[normalized]):
             report.duplicates += 1
             continue
         report.valid += 1
-        if dry_run:
-            continue
-        if consent is None:
-            subscribe(given, name, origin)  # a confirmation mail each, with its limits
-        else:
-            confirmed.append(Subscriber(email=given, email_normalized=normalized, name=name,
-                                        status=SubscriberStatus.ACTIVE, confirmed_at=utcnow()))
-    if confirmed:
-        _add_confirmed(confirmed, consent)
+        if not dry_run:
+            new.append({"email": given, "email_normalized": normalized, "name": name,
+                        "status": SubscriberStatus.ACTIVE if consent else
+                        SubscriberStatus.PENDING, "confirmed_at": now if consent else None,
+                        "token_nonce": new_token_nonce(), "created_at": now,
+                        "updated_at": now})
+    if not new:
+        db.session.rollback()  # end the read transaction
+        return
+    try:
+        _write_chunk(new, consent, pacer)
+    except IntegrityError:  # someone subscribed one of these meanwhile: check again
+        db.session.rollback()
+        report.valid -= len(new)
+        _import_chunk(chunk, consent, dry_run, report, pacer)
 
 
-def _add_confirmed(subscribers: list[Subscriber], consent: str) -> None:
-    """One transaction per chunk: the rows and their consent evidence together."""
-    db.session.add_all(subscribers)
-    db.session.flush()
-    db.session.add_all(ConsentEvent(
-        subscriber_id=subscriber.id, action=ConsentAction.CONFIRMED,
-        source=ConsentSource.IMPORT, email=subscriber.email,
-        detail=f"imported as confirmed: {consent}"[:1000]) for subscriber in subscribers)
+def _write_chunk(new: list[dict], consent: str | None, pacer: _ConfirmationPacer):
+    """Core inserts (one multi-row statement each, not an ORM object per row)."""
+    ids = dict(db.session.execute(
+        insert(Subscriber).returning(Subscriber.email_normalized, Subscriber.id), new).all())
+    action = ConsentAction.CONFIRMED if consent else ConsentAction.SUBSCRIBE_REQUESTED
+    detail = f"imported as confirmed: {consent}"[:1000] if consent else "imported"
+    now = new[0]["created_at"]
+    db.session.execute(insert(ConsentEvent), [
+        {"subscriber_id": ids[row["email_normalized"]], "action": action,
+         "source": ConsentSource.IMPORT, "email": row["email"], "detail": detail,
+         "created_at": now} for row in new])
+    if not consent:
+        # Owed now, due one by one at SEND_RATE: the outbox sweep publishes each to
+        # the transactional queue when its time comes, so a big import neither floods
+        # the relay nor holds a worker.
+        db.session.execute(insert(OutboxMail), [
+            {"subscriber_id": ids[row["email_normalized"]], "template": MailTemplate.CONFIRM,
+             "requested_at": pacer.next_slot(), "attempts": 0} for row in new])
     db.session.commit()
 
 
@@ -131,6 +237,81 @@ def spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
+class _ConfirmationPacer:
+    """Due times for confirmation mails: SEND_RATE a second from now (all due at
+    once when no rate is set)."""
+
+    def __init__(self):
+        self.rate = current_app.config["SEND_RATE"]
+        self.start, self.count = utcnow(), 0
+
+    def next_slot(self):
+        self.count += 1
+        if not self.rate:
+            return self.start
+        return self.start + timedelta(seconds=self.count / self.rate)
+
+
+# --- the import as a job --------------------------------------------------------------------
+
+IMPORT_TASK = "workers.tasks.run_import"
+
+
+def start_import_job(upload: str, consent: str | None, dry_run: bool,
+                     editor_id: int | None) -> ImportJob:
+    path = _uploads() / f"{upload}.csv"
+    job = ImportJob(upload=upload, consent=consent, dry_run=dry_run, editor_id=editor_id,
+                    total_bytes=path.stat().st_size)
+    db.session.add(job)
+    db.session.flush()
+    enqueue_after_commit(IMPORT_TASK, job.id)
+    db.session.commit()
+    return job
+
+
+def run_import_job(job_id: int) -> None:
+    """Run a queued job once (a duplicate task finds it claimed and returns)."""
+    claimed = db.session.execute(update(ImportJob).where(
+        ImportJob.id == job_id, ImportJob.status == ImportStatus.QUEUED)
+        .values(status=ImportStatus.RUNNING)).rowcount
+    db.session.commit()
+    if not claimed:
+        return
+    job = db.session.get(ImportJob, job_id)
+    path = _uploads() / f"{job.upload}.csv"
+
+    def progress(report: ImportReport) -> None:
+        db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
+            rows_done=report.rows, bytes_done=stream.tell(), valid=report.valid,
+            duplicates=report.duplicates, invalid_count=report.invalid_count))
+        db.session.commit()
+
+    values: dict = {"finished_at": utcnow()}
+    try:
+        with path.open("rb") as stream:
+            report = import_stream(stream, job.consent, dry_run=job.dry_run,
+                                   progress=progress)
+    except (ListFileError, OSError) as error:
+        db.session.rollback()
+        values.update(status=ImportStatus.FAILED, error=str(error) if isinstance(
+            error, ListFileError) else "The uploaded file is gone; choose it again.")
+    else:
+        values.update(status=ImportStatus.DONE, rows_done=report.rows,
+                      bytes_done=job.total_bytes, valid=report.valid,
+                      duplicates=report.duplicates, invalid_count=report.invalid_count,
+                      invalid_sample=[list(item) for item in report.invalid])
+        if not job.dry_run:
+            discard_upload(job.upload)
+    db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
+    db.session.commit()
+    log.info("import job %s: %s", job_id, values["status"])
+
+
+def import_job(job_id: int) -> ImportJob | None:
+    db.session.expire_all()
+    return db.session.get(ImportJob, job_id)
+
+
 def export_rows() -> Iterable[list[str]]:
     yield ["email", "name", "status", "created_at", "confirmed_at"]
     query = select(Subscriber).order_by(Subscriber.id).execution_options(yield_per=1000)
@@ -140,8 +321,10 @@ def export_rows() -> Iterable[list[str]]:
                subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else ""]
 
 
-# An upload checked by a dry run waits here for the editor's confirmation.
+# An upload checked by a dry run waits here for the editor's confirmation, an hour at
+# most: a list nobody imported is personal data we have no reason to hold.
 _UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}$")
+UPLOAD_MAX_AGE = 3600  # seconds
 
 
 def _uploads() -> Path:
@@ -150,15 +333,36 @@ def _uploads() -> Path:
     return folder
 
 
-def keep_upload(data: bytes) -> str:
+def keep_upload(data: bytes | IO[bytes]) -> str:
+    """Keep bytes, or copy a stream (an upload, a CLI file) a buffer at a time."""
+    discard_stale_uploads()
     name = secrets.token_hex(16)
-    (_uploads() / f"{name}.csv").write_bytes(data)
+    with (_uploads() / f"{name}.csv").open("wb") as file:
+        if isinstance(data, bytes):
+            file.write(data)
+        else:
+            shutil.copyfileobj(data, file, 1024 * 1024)
     return name
+
+
+def upload_path(name: str) -> Path:
+    if not _UPLOAD_NAME.match(name):
+        raise ValueError("not an upload name")
+    return _uploads() / f"{name}.csv"
+
+
+def has_upload(name: str) -> bool:
+    path = _uploads() / f"{name}.csv"
+    return bool(_UPLOAD_NAME.match(name)) and path.is_file() and (
+        time.time() - path.stat().st_mtime <= UPLOAD_MAX_AGE)
 
 
 def read_upload(name: str) -> bytes | None:
     path = _uploads() / f"{name}.csv"
     if not _UPLOAD_NAME.match(name) or not path.is_file():
+        return None
+    if time.time() - path.stat().st_mtime > UPLOAD_MAX_AGE:
+        path.unlink(missing_ok=True)
         return None
     return path.read_bytes()
 
@@ -166,3 +370,16 @@ def read_upload(name: str) -> bytes | None:
 def discard_upload(name: str | None) -> None:
     if name and _UPLOAD_NAME.match(name):
         (_uploads() / f"{name}.csv").unlink(missing_ok=True)
+
+
+def discard_stale_uploads() -> int:
+    """Delete uploads older than UPLOAD_MAX_AGE (beat runs this every ten minutes)."""
+    cutoff, removed = time.time() - UPLOAD_MAX_AGE, 0
+    for path in _uploads().glob("*.csv"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process removed it first
+            continue
+    return removed

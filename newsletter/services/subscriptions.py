@@ -346,7 +346,14 @@ def subscriber_for_unsubscribe_token(token: str) -> Subscriber:
 
 def unsubscribe(token: str, origin: Origin) -> Subscriber:
     """Unsubscribe at once; repeating it is harmless and logs nothing new."""
-    subscriber_id = subscriber_for_unsubscribe_token(token).id
+    return unsubscribe_subscriber(subscriber_for_unsubscribe_token(token).id, origin)
+
+
+def unsubscribe_subscriber(subscriber_id: int, origin: Origin) -> Subscriber:
+    """The same for a reader named by id (an editor's token, the workspace); raises
+    TokenInvalid when there is no such reader or it was erased."""
+    if db.session.get(Subscriber, subscriber_id) is None:
+        raise TokenInvalid("unknown subscriber")
     changed = _change_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED,
                              (Subscriber.status != SubscriberStatus.UNSUBSCRIBED,),
                              unsubscribed_at=utcnow())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import datetime
+import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -25,34 +26,118 @@ from flask import (
 from flask_login import current_user, login_user, logout_user
 
 from newsletter.extensions import db, limiter, login_manager
+from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.transport import Outcome
-from newsletter.models import Article, ArticleSource, Digest, Subscriber, SubscriberStatus
+from newsletter.models import (
+    Article,
+    ArticleSource,
+    Digest,
+    EditorMailKind,
+    Role,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from newsletter.queue import send_task_now
 from newsletter.services import (
     articles,
+    audit,
     deliverability,
     digests,
+    editor_mail,
+    editor_sessions,
     editors,
+    login_throttle,
     privacy,
     reports,
     subscriber_lists,
+    two_factor,
 )
 from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.services.schedule import parse_schedule
+from newsletter.web.errors import error_response
 from newsletter.web.security import MAX_ID, mail_document
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 log = logging.getLogger(__name__)
-login_manager.user_loader(editors.load_editor)
+
+# Every view declares who may open it. A view without a declaration is refused
+# (and the role-matrix test fails), so a new route cannot be left open by mistake.
+PUBLIC = "public"  # no login: the login pages and invitation links
+ANY_EDITOR = "any"  # any logged-in editor, whatever the role
+# Requests a page makes by itself: they must not keep an idle session alive.
+PASSIVE_ENDPOINTS = {"admin.digest_progress", "admin.import_job"}
+# What an editor who must enrol 2FA first may still open.
+ENROLMENT_ENDPOINTS = {"admin.account", "admin.enable_two_factor", "admin.logout",
+                       "admin.end_all_sessions"}
+PENDING_LOGIN_SECONDS = 300
+
+
+def allow(who):
+    """Declare the least role (a Role), ANY_EDITOR or PUBLIC for a view."""
+    def mark(view):
+        view.allowed_role = who
+        return view
+    return mark
+
+
+@login_manager.user_loader
+def _load_editor(user_id: str):
+    """The editor of a session that still counts on the server, else anonymous."""
+    editor = editors.load_editor(user_id)
+    if editor is None or not editor.is_active:
+        return None
+    live = editor_sessions.find_live(editor.id, session.get("sk"),
+                                     activity=request.endpoint not in PASSIVE_ENDPOINTS)
+    return editor if live is not None else None
+
+
+def _actor() -> audit.Actor:
+    if current_user.is_authenticated:
+        return audit.Actor(current_user.id, current_user.email, request.remote_addr)
+    return audit.Actor(None, "anonymous", request.remote_addr)
+
+
+def _audit(action: str, *, outcome: str = "ok", target=None, detail: str | None = None,
+           actor: audit.Actor | None = None) -> None:
+    audit.record(actor or _actor(), action, outcome=outcome,
+                 target=None if target is None else str(target), detail=detail)
+
+
+def _two_factor_missing() -> bool:
+    return current_app.config["REQUIRE_TWO_FACTOR"] and not current_user.totp_secret
+
+
 
 
 @bp.before_request
-def require_login():
-    # Every admin route but the login page is for editors only.
-    if request.endpoint != "admin.login" and not current_user.is_authenticated:
+def check_access():
+    view = current_app.view_functions.get(request.endpoint)
+    needed = getattr(view, "allowed_role", None)
+    if needed == PUBLIC:
+        return None
+    if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    if needed is None:
+        _audit("access", outcome="denied", target=request.endpoint, detail="no role declared")
+        return error_response(403, "This page declares no role, so nobody may open it.")
+    if _two_factor_missing() and request.endpoint not in ENROLMENT_ENDPOINTS:
+        flash("Set up two-factor login to continue: it is required for every editor.",
+              "error")
+        return redirect(url_for("admin.account"))
+    if needed != ANY_EDITOR and not current_user.role.allows(needed):
+        _audit("access", outcome="denied", target=request.endpoint,
+               detail=f"needs {needed.value}, has {current_user.role.value}")
+        return error_response(403, f"This needs the {needed.value} role; you are "
+                                   f"{current_user.role.value}.")
     return None
+
+
+def _landing() -> str:
+    if current_user.is_authenticated and current_user.role.allows(Role.EDITOR):
+        return url_for("admin.dashboard")
+    return url_for("admin.articles_page")
 
 
 def _local_path(target: str | None) -> str:
@@ -60,37 +145,275 @@ def _local_path(target: str | None) -> str:
     ``//host``, ``/\\host`` and ``/<TAB>/host`` (they drop tabs and newlines) as
     another host, so those are refused along with every control character."""
     if not target:
-        return url_for("admin.dashboard")
+        return _landing()
     parts = urlsplit(target)
     if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
             or "\\" in target or any(ord(char) < 32 or ord(char) == 127 for char in target)):
         log.warning("refused redirect target %r", target[:200])
-        return url_for("admin.dashboard")
+        return _landing()
     return target
 
 
+def _login_limit_key() -> str:
+    return "login:" + login_throttle.client_network(request.remote_addr)
+
+
+def _throttled(email: str, wait: int):
+    _audit("login", outcome="throttled", actor=audit.Actor(None, email or "-",
+                                                           request.remote_addr))
+    flash(f"Too many failed logins for this account. Try again in {wait} s.", "error")
+    return render_template("admin/login.html", email=email), 429, {"Retry-After": str(wait)}
+
+
+def _failed(email: str, editor_id: int | None, action: str, detail: str) -> None:
+    failures = login_throttle.record_failure(email)
+    _audit(action, outcome="failed", detail=detail,
+           actor=audit.Actor(editor_id, email or "-", request.remote_addr), target=None)
+    if editor_id is not None and failures == current_app.config["LOGIN_ALERT_AFTER"]:
+        editor_mail.owe(editor_id, EditorMailKind.LOGIN_ALERT)
+        db.session.commit()
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute;50 per hour", methods=["POST"])
+@allow(PUBLIC)
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=_login_limit_key,
+               methods=["POST"])
 def login():
-    if request.method == "POST":
-        editor = editors.authenticate(request.form.get("email", ""),
-                                      request.form.get("password", ""))
-        if editor is not None:
-            session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME
-            login_user(editor)
-            return redirect(_local_path(request.args.get("next")))
+    if request.method == "GET":
+        return render_template("admin/login.html", email="")
+    email = request.form.get("email", "").strip().lower()[:254]
+    wait = login_throttle.wait_seconds(email)
+    if wait:
+        return _throttled(email, wait)
+    editor = editors.authenticate(email, request.form.get("password", ""))
+    if editor is None:
+        known = editors.find_editor(email)
+        _failed(email, known.id if known else None, "login", "wrong email or password")
         flash("That email and password do not match an editor.", "error")
-        return render_template("admin/login.html", email=request.form.get("email", "")), 401
-    return render_template("admin/login.html", email="")
+        return render_template("admin/login.html", email=email), 401
+    next_path = request.args.get("next")
+    session.clear()  # nothing from before the login survives it
+    if editor.totp_secret:
+        session["pending_login"] = {"editor": editor.id, "at": time.time(),
+                                    "next": next_path}
+        return redirect(url_for("admin.login_second_factor"))
+    return _complete_login(editor, "password", next_path)
+
+
+def _complete_login(editor, method: str, next_path: str | None):
+    session.clear()
+    session["sk"] = editor_sessions.start(editor.id, request.remote_addr,
+                                          request.headers.get("User-Agent"))
+    session.permanent = True  # the cookie may live SESSION_MAX_AGE; the server decides
+    login_user(editor)
+    login_throttle.reset(editor.email)
+    _audit("login", detail=method)
+    if _two_factor_missing():
+        return redirect(url_for("admin.account"))
+    return redirect(_local_path(next_path))
+
+
+def _pending_editor():
+    pending = session.get("pending_login")
+    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > (
+            PENDING_LOGIN_SECONDS):
+        return None, None
+    editor = editors.load_editor(str(pending.get("editor")))
+    return (editor, pending) if editor is not None and editor.is_active else (None, None)
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+@allow(PUBLIC)
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=_login_limit_key,
+               methods=["POST"])
+def login_second_factor():
+    editor, pending = _pending_editor()
+    if editor is None:
+        session.pop("pending_login", None)
+        flash("Log in with your email and password first.", "error")
+        return redirect(url_for("admin.login"))
+    if request.method == "GET":
+        return render_template("admin/login_verify.html")
+    wait = login_throttle.wait_seconds(editor.email)
+    if wait:
+        return _throttled(editor.email, wait)
+    method = two_factor.verify(editor, request.form.get("code", ""))
+    if method is None:
+        _failed(editor.email, editor.id, "login_2fa", "wrong, expired or used code")
+        flash("That code is wrong, expired or already used.", "error")
+        return render_template("admin/login_verify.html"), 401
+    return _complete_login(editor, method, pending.get("next"))
 
 
 @bp.post("/logout")
+@allow(ANY_EDITOR)
 def logout():
+    _audit("logout")
+    editor_sessions.end(session.get("sk"))  # every copy of this cookie stops working
     logout_user()
+    session.clear()
     return redirect(url_for("admin.login"))
 
 
+@bp.get("/account")
+@allow(ANY_EDITOR)
+def account():
+    context = {"sessions": editor_sessions.live_sessions(current_user.id),
+               "current_key": session.get("sk"), "qr": None, "recovery_codes": None,
+               "codes_left": two_factor.recovery_codes_left(current_user.id)}
+    if not current_user.totp_secret:
+        secret = _pending_totp_secret()
+        context.update(qr=two_factor.qr_svg(secret, current_user.email,
+                                            current_app.config["SITE_NAME"]), secret=secret)
+    return render_template("admin/account.html", **context)
+
+
+def _pending_totp_secret() -> str:
+    return two_factor.pending_secret(current_user.id, session["sk"],
+                                     current_app.config["SECRET_KEY"])
+
+
+@bp.post("/account/2fa/enable")
+@allow(ANY_EDITOR)
+def enable_two_factor():
+    if current_user.totp_secret:
+        return redirect(url_for("admin.account"))
+    codes = two_factor.enrol(current_user, _pending_totp_secret(), request.form.get("code", ""))
+    if codes is None:
+        _audit("2fa_enable", outcome="failed", detail="wrong code")
+        flash("That code does not match: check the time on your phone and try again.",
+              "error")
+        return redirect(url_for("admin.account"))
+    _audit("2fa_enable")
+    return render_template("admin/account.html", recovery_codes=codes, qr=None,
+                           sessions=editor_sessions.live_sessions(current_user.id),
+                           current_key=session.get("sk"),
+                           codes_left=len(codes))
+
+
+@bp.post("/account/2fa/disable")
+@allow(ANY_EDITOR)
+def disable_two_factor():
+    if current_app.config["REQUIRE_TWO_FACTOR"]:
+        _audit("2fa_disable", outcome="denied", detail="two-factor login is required")
+        flash("Two-factor login is required for every editor here.", "error")
+    elif two_factor.verify(current_user, request.form.get("code", "")) is None:
+        _audit("2fa_disable", outcome="failed", detail="wrong code")
+        flash("That code is wrong, expired or already used.", "error")
+    else:
+        two_factor.disable(current_user)
+        _audit("2fa_disable")
+        flash("Two-factor login is off.", "ok")
+    return redirect(url_for("admin.account"))
+
+
+@bp.post("/account/sessions/end-all")
+@allow(ANY_EDITOR)
+def end_all_sessions():
+    ended = editor_sessions.end_all(current_user.id)
+    _audit("logout_all", detail=f"{ended} session(s)")
+    logout_user()
+    session.clear()
+    flash(f"Logged out of {ended} session(s), this one included.", "ok")
+    return redirect(url_for("admin.login"))
+
+
+@bp.route("/invite/<token>", methods=["GET", "POST"])
+@allow(PUBLIC)
+def accept_invite(token: str):
+    editor = editors.editor_for_invite(token)
+    if editor is None:
+        return error_response(404, "This invitation link is not valid any more: it was "
+                                   "used, it expired, or a newer one was sent.")
+    if request.method == "POST":
+        password = request.form.get("password", "")
+        if password != request.form.get("confirm", ""):
+            flash("The two passwords differ.", "error")
+            return render_template("admin/invite.html", editor=editor), 400
+        try:
+            editors.set_password(editor, password)
+        except editors.EditorError as error:
+            flash(str(error), "error")
+            return render_template("admin/invite.html", editor=editor), 400
+        _audit("invite_accepted", actor=audit.Actor(editor.id, editor.email,
+                                                    request.remote_addr))
+        flash("Your password is set: log in.", "ok")
+        return redirect(url_for("admin.login"))
+    return render_template("admin/invite.html", editor=editor)
+
+
+@bp.route("/editors", methods=["GET", "POST"])
+@allow(Role.OWNER)
+def editors_page():
+    if request.method == "POST":
+        email, role = request.form.get("email", ""), request.form.get("role", "editor")
+        try:
+            editor = editors.invite_editor(email, role)
+        except (editors.EditorError, InvalidAddress) as error:
+            _audit("editor_invite", outcome="failed", detail=str(error))
+            flash(str(error), "error")
+        else:
+            _audit("editor_invite", target=editor.email, detail=editor.role.value)
+            flash(f"Invitation sent to {editor.email}.", "ok")
+        return redirect(url_for("admin.editors_page"))
+    return render_template("admin/editors.html", editors=editors.list_editors(),
+                           roles=[role.value for role in Role])
+
+
+@bp.post("/editors/<int:editor_id>/role")
+@allow(Role.OWNER)
+def change_editor_role(editor_id: int):
+    try:
+        editor = editors.change_role(editor_id, request.form.get("role", ""))
+    except editors.EditorError as error:
+        _audit("role_change", outcome="failed", target=editor_id, detail=str(error))
+        flash(str(error), "error")
+    else:
+        _audit("role_change", target=editor.email, detail=editor.role.value)
+        flash(f"{editor.email} is now {editor.role.value}.", "ok")
+    return redirect(url_for("admin.editors_page"))
+
+
+@bp.post("/editors/<int:editor_id>/remove")
+@allow(Role.OWNER)
+def remove_editor(editor_id: int):
+    try:
+        editor = editors.remove_editor(editor_id)
+    except editors.EditorError as error:
+        _audit("editor_remove", outcome="failed", target=editor_id, detail=str(error))
+        flash(str(error), "error")
+    else:
+        _audit("editor_remove", target=editor.email)
+        flash(f"{editor.email} was removed; their sessions and tokens ended.", "ok")
+    return redirect(url_for("admin.editors_page"))
+
+
+def _date_arg(name: str):
+    try:
+        return datetime.fromisoformat(request.args.get(name, "")).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+@bp.get("/audit")
+@allow(Role.OWNER)
+def audit_page():
+    page = request.args.get("page", "1")
+    page_number = int(page) if page.isdigit() and len(page) < 7 else 1
+    filters = {name: request.args.get(name, "")[:254] for name in ("actor", "action",
+                                                                     "outcome")}
+    until = _date_arg("until")
+    events = audit.search(**filters, since=_date_arg("since"),
+                          until=until + timedelta(days=1) if until else None,
+                          page=page_number)
+    return render_template("admin/audit.html", events=events, page=page_number,
+                           actions=audit.actions(), page_size=audit.PAGE_SIZE,
+                           since=request.args.get("since", ""),
+                           until=request.args.get("until", ""), **filters)
+
+
 @bp.get("/")
+@allow(Role.EDITOR)
 def dashboard():
     return render_template(
         "admin/dashboard.html",
@@ -104,6 +427,7 @@ def dashboard():
 
 
 @bp.get("/digests")
+@allow(Role.EDITOR)
 def digests_page():
     subject = request.args.get("subject") or None
     intro = request.args.get("intro", "")
@@ -122,16 +446,19 @@ def digest_preview():
 
 
 @bp.post("/digests/send")
+@allow(Role.EDITOR)
 def send_digest():
     digest = digests.send_now(subject=request.form.get("subject") or None,
                               intro=request.form.get("intro", ""))
     if digest is None:
         flash("Nothing new since the last issue: nothing was sent.", "error")
         return redirect(url_for("admin.digests_page"))
+    _audit("send", target=f"digest {digest.id}", detail=f"{digest.recipients} recipient(s)")
     return redirect(url_for("admin.digest_report", digest_id=digest.id))
 
 
 @bp.post("/digests/schedule")
+@allow(Role.EDITOR)
 def schedule_digest():
     subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
     zone = parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
@@ -146,15 +473,18 @@ def schedule_digest():
     if digest is None:
         flash("Nothing new since the last issue: nothing was scheduled.", "error")
         return redirect(url_for("admin.digests_page"))
+    _audit("schedule", target=f"digest {digest.id}", detail=digest.send_at.isoformat())
     flash(f"Scheduled for {digest.send_at.astimezone(zone):%d %b %Y %H:%M} ({zone.key}).",
           "ok")
     return redirect(url_for("admin.digest_report", digest_id=digest.id))
 
 
 @bp.post("/digests/test")
+@allow(Role.EDITOR)
 def send_test_digest():
     subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
     result = digests.send_test(current_user.email, subject, intro)
+    _audit("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed")
     if result.outcome is Outcome.SENT:
         flash(f"Test sent to {current_user.email}.", "ok")
     else:
@@ -163,6 +493,7 @@ def send_test_digest():
 
 
 @bp.get("/digests/<int:digest_id>")
+@allow(Role.EDITOR)
 def digest_report(digest_id: int):
     digest = db.session.get(Digest, digest_id) or abort(404)
     return render_template("admin/digest.html", digest=digest,
@@ -171,6 +502,7 @@ def digest_report(digest_id: int):
 
 
 @bp.get("/digests/<int:digest_id>/progress")
+@allow(Role.EDITOR)
 def digest_progress(digest_id: int):
     digest = db.session.get(Digest, digest_id) or abort(404)
     return jsonify(status=digest.status.value, **digests.progress(digest_id))
@@ -186,12 +518,15 @@ _CONTROLS = {  # action: (service, what the editor is told)
 
 
 @bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, start, discard):action>")
+@allow(Role.EDITOR)
 def control_digest(digest_id: int, action: str):
     if action == "resume" and deliverability.paused_by_guard(db.session.get(Digest, digest_id)):
         flash("The deliverability guard paused this send: confirm below to resume it.", "error")
         return redirect(url_for("admin.digest_report", digest_id=digest_id))
     service, done = _CONTROLS[action]
-    if service(digest_id):
+    changed = service(digest_id)
+    _audit(action, target=f"digest {digest_id}", outcome="ok" if changed else "failed")
+    if changed:
         flash(done, "ok")
     else:
         past = "cancelled" if action == "cancel" else action.rstrip("e") + "ed"
@@ -200,6 +535,7 @@ def control_digest(digest_id: int, action: str):
 
 
 @bp.get("/articles")
+@allow(Role.AUTHOR)
 def articles_page():
     query = request.args.get("q", "")
     return render_template("admin/articles.html", query=query,
@@ -218,6 +554,7 @@ def _article_form() -> ArticleInput:
 
 @bp.route("/articles/new", methods=["GET", "POST"])
 @bp.route("/articles/<int:article_id>/edit", methods=["GET", "POST"])
+@allow(Role.AUTHOR)
 def edit_article(article_id: int | None = None):
     article = db.session.get(Article, article_id) if article_id else None
     if article_id and article is None:
@@ -231,6 +568,7 @@ def edit_article(article_id: int | None = None):
                     raise InvalidArticle("An article with this URL exists already.")
             else:
                 articles.update_article(article.id, data)
+            _audit("article_save", target=f"article {article.id}")
         except InvalidArticle as error:
             flash(str(error), "error")
             return render_template("admin/article.html", article=article,
@@ -241,16 +579,19 @@ def edit_article(article_id: int | None = None):
 
 
 @bp.post("/articles/<int:article_id>/exclude")
+@allow(Role.AUTHOR)
 def exclude_article(article_id: int):
     exclude = request.form.get("exclude") == "1"
     if articles.set_excluded(article_id, exclude) is None:
         abort(404)
+    _audit("article_exclude" if exclude else "article_include", target=f"article {article_id}")
     back = request.form.get("back")
     return redirect(_local_path(back) if back else
                     url_for("admin.articles_page", q=request.args.get("q", "")))
 
 
 @bp.post("/articles/fetch")
+@allow(Role.AUTHOR)
 def fetch_feeds():
     if send_task_now("workers.tasks.poll_feeds"):
         flash("Fetching the feeds; new articles appear here in a moment.", "ok")
@@ -261,25 +602,43 @@ def fetch_feeds():
 
 
 @bp.route("/tokens", methods=["GET", "POST"])
+@allow(Role.OWNER)
 def tokens_page():
     new_token = None
     if request.method == "POST":
-        new_token = editors.create_api_token(current_user.email,
-                                             request.form.get("name", "").strip())
+        form = request.form
+        days = form.get("expires_days", "").strip()
+        holder = form.get("editor") or current_user.email
+        try:
+            if days and not days.isdigit():
+                raise editors.EditorError("Give the expiry as a number of days.")
+            new_token, row = editors.create_api_token(
+                holder, form.get("name", ""), form.getlist("scope"),
+                int(days) if days else None)
+        except editors.EditorError as error:
+            _audit("token_create", outcome="failed", target=holder, detail=str(error))
+            flash(str(error), "error")
+        else:
+            _audit("token_create", target=f"token {row.id} of {holder}", detail=row.scopes)
     return render_template("admin/tokens.html", new_token=new_token,
-                           tokens=editors.list_tokens(current_user.id))
+                           tokens=editors.list_tokens(), scopes=list(editors.SCOPES),
+                           editors=[e for e in editors.list_editors() if e.is_active],
+                           now=utcnow())
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
+@allow(Role.OWNER)
 def revoke_token(token_id: int):
-    if editors.revoke_token(current_user.id, token_id):
+    if editors.revoke_token(token_id):
+        _audit("token_revoke", target=f"token {token_id}")
         flash("Token revoked: it no longer works.", "ok")
     else:
-        flash("No such token of yours.", "error")
+        flash("No such live token.", "error")
     return redirect(url_for("admin.tokens_page"))
 
 
 @bp.get("/subscribers")
+@allow(Role.EDITOR)
 def subscribers_page():
     query, status = request.args.get("q", ""), request.args.get("status", "")
     page = request.args.get("page", "1")
@@ -293,42 +652,48 @@ def subscribers_page():
 
 
 @bp.route("/subscribers/import", methods=["GET", "POST"])
+@allow(Role.EDITOR)
 def import_subscribers():
-    """Two steps: upload and see a dry-run report, then confirm to write."""
-    consent = request.form.get("consent", "").strip() or None
+    """Two steps, each a job run by a worker: check the file and see the report, then
+    confirm to write. The request only stores the file and returns at once."""
+    consent = request.form.get("consent", "").strip()[:1000] or None
     if request.method == "GET":
-        return render_template("admin/import.html", report=None, upload=None, consent="")
+        return render_template("admin/import.html", job=None, consent="")
     upload = request.form.get("upload")
     if upload:  # step two: the file checked in step one
-        data = subscriber_lists.read_upload(upload)
-        if data is None:
+        if not subscriber_lists.has_upload(upload):
             flash("That upload expired; choose the file again.", "error")
             return redirect(url_for("admin.import_subscribers"))
+        dry_run = request.form.get("action") != "import"
     else:
         file = request.files.get("file")
-        data = file.read() if file else b""
-        if not data:
-            flash("Choose a CSV file to import.", "error")
-            return render_template("admin/import.html", report=None, upload=None,
-                                   consent=consent or ""), 400
-    dry_run = request.form.get("action") != "import"
-    try:
-        report = subscriber_lists.import_csv(data, consent, dry_run=dry_run)
-    except subscriber_lists.ListFileError as error:
-        flash(str(error), "error")
-        return render_template("admin/import.html", report=None, upload=None,
-                               consent=consent or ""), 400
-    if dry_run:
-        return render_template("admin/import.html", report=report, consent=consent or "",
-                               upload=upload or subscriber_lists.keep_upload(data))
-    subscriber_lists.discard_upload(upload)
-    flash(f"Imported {report.valid} subscriber(s); {report.duplicates} already known, "
-          f"{len(report.invalid)} invalid.", "ok")
-    return redirect(url_for("admin.subscribers_page"))
+        head = file.stream.read(subscriber_lists.SNIFF_BYTES) if file else b""
+        try:
+            if not head:
+                raise subscriber_lists.ListFileError("Choose a CSV file to import.")
+            subscriber_lists.check_header(head)
+        except subscriber_lists.ListFileError as error:
+            flash(str(error), "error")
+            return render_template("admin/import.html", job=None, consent=consent or ""), 400
+        file.stream.seek(0)
+        upload, dry_run = subscriber_lists.keep_upload(file.stream), True
+    job = subscriber_lists.start_import_job(upload, consent, dry_run, current_user.id)
+    _audit("import_check" if dry_run else "import", target=f"import job {job.id}",
+           detail=f"consent: {consent}" if consent else "with confirmation mails")
+    return redirect(url_for("admin.import_job", job_id=job.id))
+
+
+@bp.get("/subscribers/import/<int:job_id>")
+@allow(Role.EDITOR)
+def import_job(job_id: int):
+    job = subscriber_lists.import_job(job_id) or abort(404)
+    return render_template("admin/import.html", job=job, consent=job.consent or "")
 
 
 @bp.get("/subscribers/export.csv")
+@allow(Role.OWNER)
 def export_subscribers():
+    _audit("export", target="subscribers.csv")
     def lines():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -343,10 +708,12 @@ def export_subscribers():
 
 
 @bp.get("/subscribers/<int:subscriber_id>/export.json")
+@allow(Role.OWNER)
 def export_subscriber(subscriber_id: int):
     data = privacy.export_subscriber(subscriber_id)
     if data is None:
         abort(404)
+    _audit("export", target=f"subscriber {subscriber_id}")
     response = jsonify(data)
     response.headers["Content-Disposition"] = (
         f'attachment; filename="subscriber-{subscriber_id}.json"')
@@ -354,10 +721,12 @@ def export_subscriber(subscriber_id: int):
 
 
 @bp.post("/subscribers/<int:subscriber_id>/erase")
+@allow(Role.OWNER)
 def erase_subscriber(subscriber_id: int):
     if request.form.get("confirm") != "yes":
         flash("Tick the box to confirm the erasure.", "error")
     elif privacy.erase_subscriber(subscriber_id):
+        _audit("erase", target=f"subscriber {subscriber_id}")
         flash("Personal data erased; the address stays suppressed.", "ok")
     else:
         flash("Nothing to erase.", "error")
@@ -365,6 +734,8 @@ def erase_subscriber(subscriber_id: int):
 
 
 @bp.get("/subscribers/<int:subscriber_id>")
+@allow(Role.EDITOR)
 def subscriber_page(subscriber_id: int):
     subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
+    _audit("subscriber_view", target=f"subscriber {subscriber_id}")
     return render_template("admin/subscriber.html", subscriber=subscriber)

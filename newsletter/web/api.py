@@ -1,11 +1,14 @@
 """JSON API, version 1."""
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from functools import wraps
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
-from newsletter.models import ArticleSource, ConsentSource
-from newsletter.services import articles, digests, editors, subscriptions
+from newsletter.mail.tokens import TokenInvalid
+from newsletter.models import ArticleSource, ConsentSource, SubscriberStatus
+from newsletter.services import articles, audit, digests, editors, reports, subscriptions
 from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.web.common import request_origin, subscribe_limit
@@ -15,9 +18,61 @@ from newsletter.web.errors import error_response
 # needs no CSRF token; browsers are admitted per NEWSLETTER_CORS_ORIGINS.
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
+PUBLIC = "public"
+
+
+def public(view):
+    view.required_scope = PUBLIC
+    return view
+
+
+@bp.before_request
+def every_endpoint_declares_its_scope():
+    """Deny by default: an endpoint that names neither a scope nor PUBLIC is refused."""
+    view = current_app.view_functions.get(request.endpoint)
+    if view is not None and getattr(view, "required_scope", None) is None:
+        return error_response(403, "This endpoint declares no scope, so no token may use it.")
+    return None
+
+
+def _token_actor(check: editors.TokenCheck) -> audit.Actor:
+    token = check.token
+    return audit.Actor(token.editor_id if token else None,
+                       token.editor.email if token else "unknown token",
+                       request.remote_addr, token.id if token else None)
+
+
+def requires_scope(scope: str):
+    """The view runs only for a live, unexpired token holding ``scope`` (whose editor's
+    role still allows it); ``g.actor`` then says who acts, for the audit log."""
+    def decorate(view):
+        @wraps(view)
+        def checked(*args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return error_response(401, "Send an API token as "
+                                           "'Authorization: Bearer <token>'.")
+            check = editors.check_token(token.strip(), scope, request.remote_addr)
+            if check.token is None:
+                return error_response(401, "Unknown or revoked API token.")
+            if check.problem:
+                audit.record(_token_actor(check), "api", outcome="denied",
+                             target=request.endpoint, detail=check.problem)
+                if check.missing_scope:
+                    return jsonify(error=f"This token lacks the scope {scope}.", status=403,
+                                   missing_scope=scope), 403
+                return error_response(401, "This API token has expired.")
+            g.actor = _token_actor(check)
+            return view(*args, **kwargs)
+
+        checked.required_scope = scope
+        return checked
+    return decorate
 
 
 @bp.post("/subscriptions")
+@public
 @subscribe_limit
 def create_subscription():
     payload, bad = _json_object()
@@ -35,16 +90,6 @@ def create_subscription():
                    message="If this address can subscribe, a confirmation mail is on its way."), 202
 
 
-def _editor_or_401():
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    editor = editors.editor_for_token(token.strip()) if scheme.lower() == "bearer" else None
-    if editor is None:
-        return None, error_response(401, "Send an editor's API token as "
-                                         "'Authorization: Bearer <token>'.")
-    return editor, None
-
-
 def _json_object():
     if not request.is_json:
         return None, error_response(415)
@@ -58,12 +103,10 @@ def _json_object():
 
 
 @bp.post("/articles")
+@requires_scope("articles:write")
 def create_article():
     """For a CMS webhook: {"title", "url", "summary", "body_html", "author",
     "categories": [...], "published_at": ISO 8601, "guid"}."""
-    _, denied = _editor_or_401()
-    if denied:
-        return denied
     payload, bad = _json_object()
     if bad:
         return bad
@@ -83,15 +126,14 @@ def create_article():
         article, created = articles.add_article(data, ArticleSource.API)
     except InvalidArticle as error:
         return error_response(400, str(error))
+    audit.record(g.actor, "article_save", target=f"article {article.id}", detail="api")
     return jsonify(id=article.id, url=article.url, created=created), 201 if created else 200
 
 
 @bp.post("/issues")
+@requires_scope("issues:send")
 def create_issue():
     """Compose and send an issue of everything new: {"subject"?: ..., "intro"?: ...}."""
-    _, denied = _editor_or_401()
-    if denied:
-        return denied
     payload, bad = _json_object() if request.content_length else ({}, None)
     if bad:
         return bad
@@ -102,6 +144,42 @@ def create_issue():
     if digest is None:
         return jsonify(status="nothing-new",
                        message="There are no new articles since the last issue."), 200
+    audit.record(g.actor, "send", target=f"digest {digest.id}",
+                 detail=f"{digest.recipients} recipient(s); api")
     return jsonify(id=digest.id, status=digest.status.value, recipients=digest.recipients,
                    archive_url=url_for("public.archive_issue", digest_id=digest.id,
                                        _external=True)), 201
+
+
+def _subscriber_json(subscriber) -> dict:
+    return {"id": subscriber.id, "email": subscriber.email, "name": subscriber.name,
+            "status": subscriber.status.value,
+            "created_at": subscriber.created_at.isoformat(),
+            "confirmed_at": subscriber.confirmed_at and subscriber.confirmed_at.isoformat()}
+
+
+@bp.get("/subscribers")
+@requires_scope("subscribers:read")
+def list_subscribers():
+    """A page of subscribers, newest first: ?status=active&page=2."""
+    status, page = request.args.get("status", ""), request.args.get("page", "1")
+    if status and status not in {s.value for s in SubscriberStatus}:
+        return error_response(400, '"status" is one of ' +
+                              ", ".join(s.value for s in SubscriberStatus) + ".")
+    page_number = int(page) if page.isdigit() and len(page) < 7 else 1
+    found = reports.search_subscribers("", status, page_number)
+    audit.record(g.actor, "export", target="subscribers", detail=f"api page {page_number}")
+    return jsonify(subscribers=[_subscriber_json(s) for s in found], page=page_number,
+                   page_size=reports.PAGE_SIZE)
+
+
+@bp.post("/subscribers/<int:subscriber_id>/unsubscribe")
+@requires_scope("subscribers:write")
+def unsubscribe_subscriber(subscriber_id: int):
+    try:
+        subscriber = subscriptions.unsubscribe_subscriber(subscriber_id,
+                                                          request_origin(ConsentSource.API))
+    except TokenInvalid:
+        return error_response(404, "No such subscriber.")
+    audit.record(g.actor, "unsubscribe", target=f"subscriber {subscriber_id}", detail="api")
+    return jsonify(id=subscriber.id, status=subscriber.status.value)

@@ -24,7 +24,7 @@ MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; SQLite's range is larger
 
 PUBLIC_BODY_LIMIT = 16 * 1024  # anyone: forms, the JSON API
 EDITOR_BODY_LIMIT = 1024 * 1024  # logged-in editors' forms (article bodies), token-holders' API
-UPLOAD_BODY_LIMIT = 32 * 1024 * 1024  # the editor's CSV upload: a few hundred thousand rows
+UPLOAD_BODY_LIMIT = 100 * 1024 * 1024  # the editor's CSV upload: a million rows is ~40 MB
 EDITOR_API_ENDPOINTS = {"api.create_article", "api.create_issue"}  # authenticated in the view
 UPLOAD_ENDPOINTS = {"admin.import_subscribers"}
 

@@ -79,5 +79,6 @@ def test_csv_import_with_mistakes_shows_its_report(app, live_server, page, tmp_p
     assert page.locator("#invalid").inner_text() == "1"
     screenshot(page, "admin-import-report")
     page.get_by_role("button", name="Import 2 subscribers as confirmed").click()
-    page.get_by_text("Imported 2 subscriber(s)").wait_for()
+    page.get_by_role("heading", name="Imported").wait_for()  # the job page, once done
+    assert page.locator("#valid").inner_text() == "2"
     screenshot(page, "admin-subscribers")

@@ -94,7 +94,9 @@ def test_feed_polling_is_conditional_and_sanitises(app, client, feed_url):
 def api_token(app) -> str:
     with app.app_context():
         editors.create_editor("editor@example.com", "correct horse battery")
-        return editors.create_api_token("editor@example.com", "cms")
+        token, _ = editors.create_api_token("editor@example.com", "cms",
+                                            ["articles:write", "issues:send"])
+        return token
 
 
 def test_articles_api_needs_a_token_and_deduplicates(app, client):

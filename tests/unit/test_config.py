@@ -40,11 +40,27 @@ def test_every_bad_value_is_reported_by_name():
         assert f"NEWSLETTER_{name}:" in message
 
 
-def test_default_secret_key_is_refused_in_production():
-    with pytest.raises(ConfigError, match="SECRET_KEY"):
-        check_secret_key({"SECRET_KEY": DEFAULT_SECRET_KEY})
-    check_secret_key({"SECRET_KEY": DEFAULT_SECRET_KEY, "DEBUG": True})
-    check_secret_key({"SECRET_KEY": "long-random-value"})
+@pytest.mark.parametrize("config, message", [
+    ({"SECRET_KEY": DEFAULT_SECRET_KEY}, "SECRET_KEY is not set"),
+    ({"SECRET_KEY": DEFAULT_SECRET_KEY, "DEBUG": True}, "SECRET_KEY is not set"),
+    ({"SECRET_KEY": ""}, "SECRET_KEY is 0 bytes"),
+    ({"SECRET_KEY": "0123456789", "DEBUG": True}, "SECRET_KEY is 10 bytes"),
+    ({"SECRET_KEY": "k" * 32, "SECRET_KEY_FALLBACKS": ["short"]}, "SECRET_KEY_FALLBACKS"),
+])
+def test_a_weak_secret_key_is_refused_whatever_debug_says(config, message):
+    with pytest.raises(ConfigError, match=message):
+        check_secret_key(config)
+
+
+def test_a_long_random_key_is_accepted_and_tests_may_use_any():
+    check_secret_key({"SECRET_KEY": "k" * 32, "SECRET_KEY_FALLBACKS": ["o" * 40]})
+    check_secret_key({"SECRET_KEY": DEFAULT_SECRET_KEY, "TESTING": True})
+
+
+def test_fallbacks_are_a_comma_separated_list():
+    settings = load_settings({"NEWSLETTER_SECRET_KEY_FALLBACKS": " a" * 1 + ", b ,,"})
+    assert settings["SECRET_KEY_FALLBACKS"] == ["a", "b"]
+    assert load_settings({})["SECRET_KEY_FALLBACKS"] == []
 
 
 def test_embed_origins_are_star_or_plain_origins():

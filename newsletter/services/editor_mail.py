@@ -1,0 +1,82 @@
+"""Mails to editors (invitation, failed-login alert) through the transactional queue.
+
+Like a reader's confirmation: a row in the same transaction as the action that owes
+it, a task published after commit, a lease so a duplicate task does not send twice,
+and the beat's sweep for rows whose task was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from newsletter.extensions import db
+from newsletter.mail.links import external_url
+from newsletter.mail.message import build_message
+from newsletter.mail.render import render_mail
+from newsletter.mail.transport import Outcome
+from newsletter.models import Editor, EditorMail, EditorMailKind, utcnow
+from newsletter.queue import enqueue_after_commit, send_task_now
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "workers.tasks.send_editor_mail"
+CLAIM_LEASE = timedelta(minutes=5)
+SWEEP_GRACE = timedelta(minutes=1)
+MAX_ATTEMPTS = 5
+
+
+def owe(editor_id: int, kind: EditorMailKind) -> None:
+    mail = EditorMail(editor_id=editor_id, kind=kind)
+    db.session.add(mail)
+    db.session.flush()
+    enqueue_after_commit(SEND_TASK, mail.id)
+
+
+def send(mail_id: int) -> None:
+    from newsletter.services.editors import make_invite_token
+
+    now = utcnow()
+    claimed = db.session.execute(
+        update(EditorMail)
+        .where(EditorMail.id == mail_id, EditorMail.sent_at.is_(None),
+               EditorMail.attempts < MAX_ATTEMPTS,
+               or_(EditorMail.claimed_at.is_(None), EditorMail.claimed_at < now - CLAIM_LEASE))
+        .values(claimed_at=now, attempts=EditorMail.attempts + 1)).rowcount
+    db.session.commit()
+    if not claimed:
+        return
+    mail = db.session.get(EditorMail, mail_id)
+    editor = db.session.get(Editor, mail.editor_id)
+    config = current_app.config
+    context = {"site_name": config["SITE_NAME"], "postal_address": config["POSTAL_ADDRESS"],
+               "editor": editor, "account_url": external_url("admin.account")}
+    if mail.kind == EditorMailKind.INVITE:
+        context["invite_url"] = external_url("admin.accept_invite",
+                                             token=make_invite_token(editor))
+    rendered = render_mail(f"editor_{mail.kind.value}", **context)
+    message = build_message(rendered, mail_from=config["MAIL_FROM"], to_email=editor.email)
+    result = current_app.extensions["smtp"].deliver_message(message)
+    if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):
+        mail.sent_at = utcnow()
+    else:
+        mail.claimed_at = None
+        if result.outcome in (Outcome.FAILED, Outcome.BOUNCED):
+            mail.attempts = MAX_ATTEMPTS
+        log.warning("editor mail %s (editor %s) not sent: %s", mail_id, editor.id,
+                    result.outcome.value)
+    db.session.commit()
+
+
+def enqueue_owed() -> int:
+    now = utcnow()
+    ids = db.session.scalars(
+        select(EditorMail.id)
+        .where(EditorMail.sent_at.is_(None), EditorMail.attempts < MAX_ATTEMPTS,
+               EditorMail.requested_at < now - SWEEP_GRACE,
+               or_(EditorMail.claimed_at.is_(None), EditorMail.claimed_at < now - CLAIM_LEASE))
+        .order_by(EditorMail.id).limit(1000)).all()
+    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in ids)

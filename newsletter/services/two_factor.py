@@ -1,0 +1,109 @@
+"""Two-factor login: TOTP (RFC 6238) codes and one-time recovery codes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+import pyotp
+import segno
+from sqlalchemy import delete, select, update
+
+from newsletter.extensions import db
+from newsletter.models import Editor, RecoveryCode, utcnow
+
+RECOVERY_CODES = 10
+_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
+
+
+def new_secret() -> str:
+    return pyotp.random_base32()
+
+
+def pending_secret(editor_id: int, session_key: str, server_key: str) -> str:
+    """The secret offered for enrolment in one session: derived on the server, so it
+    never travels in the (signed, not encrypted) session cookie, and stable while
+    the editor reloads the page."""
+    digest = hmac.new(server_key.encode(), f"totp-enrol:{editor_id}:{session_key}".encode(),
+                      hashlib.sha256).digest()
+    return base64.b32encode(digest[:20]).decode()
+
+
+def qr_svg(secret: str, email: str, issuer: str) -> str:
+    """The enrolment QR code as inline SVG markup, made on the server (no script)."""
+    uri = pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
+    return segno.make(uri, error="m").svg_inline(scale=4, border=2)
+
+
+def _matching_step(secret: str, code: str) -> int | None:
+    """The 30-second step the code belongs to (now, or one step either side)."""
+    code = "".join(str(code).split())
+    if not (code.isdigit() and len(code) == 6):
+        return None
+    totp, now = pyotp.TOTP(secret), int(time.time())
+    for drift in (0, -1, 1):
+        step = now // 30 + drift
+        if hmac.compare_digest(totp.at(step * 30), code):
+            return step
+    return None
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256("".join(str(code).split()).lower().replace("-", "").encode()).hexdigest()
+
+
+def enrol(editor: Editor, secret: str, code: str) -> list[str] | None:
+    """Turns 2FA on if ``code`` proves the authenticator holds ``secret``; returns the
+    recovery codes (shown once, stored hashed), or None for a wrong code."""
+    step = _matching_step(secret, code)
+    if step is None:
+        return None
+    editor.totp_secret, editor.totp_last_step = secret, step
+    codes = []
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.editor_id == editor.id))
+    for _ in range(RECOVERY_CODES):
+        raw = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+        db.session.add(RecoveryCode(editor_id=editor.id, code_hash=_hash(raw)))
+    db.session.commit()
+    return codes
+
+
+def verify(editor: Editor, code: str) -> str | None:
+    """'totp' or 'recovery' when the code is good (and now spent), else None.
+    A TOTP code is accepted once: a code seen on the wire cannot be replayed."""
+    if not editor.totp_secret:
+        return None
+    step = _matching_step(editor.totp_secret, code)
+    if step is not None:
+        # Conditional update: two requests racing with one code make one login.
+        used = db.session.execute(update(Editor).where(
+            Editor.id == editor.id,
+            (Editor.totp_last_step.is_(None)) | (Editor.totp_last_step < step))
+            .values(totp_last_step=step)).rowcount
+        db.session.commit()
+        return "totp" if used else None
+    row_id = db.session.scalar(select(RecoveryCode.id).where(
+        RecoveryCode.editor_id == editor.id, RecoveryCode.code_hash == _hash(code),
+        RecoveryCode.used_at.is_(None)))
+    if row_id is None:
+        return None
+    used = db.session.execute(update(RecoveryCode).where(
+        RecoveryCode.id == row_id, RecoveryCode.used_at.is_(None))
+        .values(used_at=utcnow())).rowcount
+    db.session.commit()
+    return "recovery" if used else None
+
+
+def recovery_codes_left(editor_id: int) -> int:
+    return len(db.session.scalars(select(RecoveryCode.id).where(
+        RecoveryCode.editor_id == editor_id, RecoveryCode.used_at.is_(None))).all())
+
+
+def disable(editor: Editor) -> None:
+    editor.totp_secret, editor.totp_last_step = None, None
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.editor_id == editor.id))
+    db.session.commit()
