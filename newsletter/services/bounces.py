@@ -39,6 +39,7 @@ from newsletter.models import (
     DeliveryStatus,
     Editor,
     OutboxMail,
+    Role,
     Subscriber,
     SubscriberStatus,
     new_token_nonce,
@@ -57,11 +58,13 @@ class TooLarge(ValueError):
 # owner; these two functions are the only places that decide it.
 
 def owners() -> list[Editor]:
-    return list(db.session.scalars(select(Editor).order_by(Editor.id)))
+    return list(db.session.scalars(select(Editor).where(
+        Editor.role == Role.OWNER, Editor.removed_at.is_(None)).order_by(Editor.id)))
 
 
-def is_owner(editor: Editor) -> bool:
-    return editor is not None and getattr(editor, "is_authenticated", True)
+def is_owner(editor: Editor | None) -> bool:
+    return (editor is not None and getattr(editor, "is_authenticated", True)
+            and editor.role == Role.OWNER)
 
 
 # --- reports in -------------------------------------------------------------------

@@ -437,6 +437,7 @@ def digests_page():
 
 
 @bp.get("/digests/preview")
+@allow(Role.EDITOR)
 def digest_preview():
     """The compose page's sandboxed iframe: the mail's HTML under the mail policy."""
     preview = digests.preview(request.args.get("subject") or None, request.args.get("intro", ""))

@@ -16,20 +16,13 @@ from flask import (
 )
 from flask_login import current_user
 
-from newsletter.extensions import db, login_manager
-from newsletter.models import BounceEvent, Digest
+from newsletter.extensions import db
+from newsletter.models import BounceEvent, Digest, Role
 from newsletter.services import bounces, deliverability
+from newsletter.web.admin import allow, check_access
 
 bp = Blueprint("bounces_admin", __name__, url_prefix="/admin/bounces")
-
-
-@bp.before_request
-def owners_only():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    if not bounces.is_owner(current_user):
-        abort(403)
-    return None
+bp.before_request(check_access)  # the workspace's own rule: every view declares its role
 
 
 @bp.app_template_global()
@@ -58,11 +51,13 @@ def deliverability_chart() -> dict:
 
 
 @bp.get("/")
+@allow(Role.OWNER)
 def not_understood():
     return render_template("admin/bounces.html", parked=bounces.not_understood())
 
 
 @bp.get("/raw/<int:message_id>")
+@allow(Role.OWNER)
 def raw_message(message_id: int):
     stored = bounces.raw_message(message_id) or abort(404)
     if stored.raw is None:
@@ -74,6 +69,7 @@ def raw_message(message_id: int):
 
 
 @bp.post("/subscribers/<int:subscriber_id>/reactivate")
+@allow(Role.OWNER)
 def reactivate(subscriber_id: int):
     if bounces.reactivate(subscriber_id, current_user):
         flash("The reader is active again; their soft-bounce score starts from zero.", "ok")
@@ -83,6 +79,7 @@ def reactivate(subscriber_id: int):
 
 
 @bp.post("/digests/<int:digest_id>/resume")
+@allow(Role.EDITOR)
 def resume(digest_id: int):
     confirmed = request.form.get("confirm") == "yes"
     if not confirmed:
