@@ -20,6 +20,7 @@ from newsletter.models import (
     Digest,
     DigestStatus,
     Editor,
+    Role,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -158,7 +159,7 @@ def test_soft_bounces_score_and_need_days_without_a_good_delivery(app, clean_sta
 
     # An owner reactivates: the score starts again from zero.
     with app.app_context():
-        editor = Editor(email="owner@example.com", password_hash="x")
+        editor = Editor(email="owner@example.com", password_hash="x", role=Role.OWNER)
         db.session.add(editor)
         db.session.commit()
         assert bounces.reactivate(reader, editor)
