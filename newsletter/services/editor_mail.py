@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 
 from newsletter.extensions import db
 from newsletter.mail.links import external_url
@@ -20,6 +20,7 @@ from newsletter.mail.render import render_mail
 from newsletter.mail.transport import Outcome
 from newsletter.models import Editor, EditorMail, EditorMailKind, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
+from newsletter.services import outbox
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,7 @@ def owe(editor_id: int, kind: EditorMailKind) -> None:
 def send(mail_id: int) -> None:
     from newsletter.services.editors import make_invite_token
 
-    now = utcnow()
-    claimed = db.session.execute(
-        update(EditorMail)
-        .where(EditorMail.id == mail_id, EditorMail.sent_at.is_(None),
-               EditorMail.attempts < MAX_ATTEMPTS,
-               or_(EditorMail.claimed_at.is_(None), EditorMail.claimed_at < now - CLAIM_LEASE))
-        .values(claimed_at=now, attempts=EditorMail.attempts + 1)).rowcount
-    db.session.commit()
-    if not claimed:
+    if not outbox.claim(EditorMail, mail_id):
         return
     mail = db.session.get(EditorMail, mail_id)
     editor = db.session.get(Editor, mail.editor_id)

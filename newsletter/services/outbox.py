@@ -42,14 +42,15 @@ def owe(subscriber_id: int, template: MailTemplate, *, publish: bool = True) -> 
     return mail.id
 
 
-def _claim(mail_id: int) -> bool:
+def claim(model, mail_id: int) -> bool:
+    """Lease one owed mail row (an ``OutboxMail`` or an editor's ``EditorMail``: the
+    same columns), so two copies of its task never both send it."""
     now = utcnow()
     claimed = db.session.execute(
-        update(OutboxMail)
-        .where(OutboxMail.id == mail_id, OutboxMail.sent_at.is_(None),
-               OutboxMail.attempts < MAX_ATTEMPTS,
-               or_(OutboxMail.claimed_at.is_(None), OutboxMail.claimed_at < now - CLAIM_LEASE))
-        .values(claimed_at=now, attempts=OutboxMail.attempts + 1)
+        update(model)
+        .where(model.id == mail_id, model.sent_at.is_(None), model.attempts < MAX_ATTEMPTS,
+               or_(model.claimed_at.is_(None), model.claimed_at < now - CLAIM_LEASE))
+        .values(claimed_at=now, attempts=model.attempts + 1)
     ).rowcount
     db.session.commit()
     return claimed == 1
@@ -57,7 +58,7 @@ def _claim(mail_id: int) -> bool:
 
 def send(mail_id: int) -> None:
     """Send one owed mail if it is still owed and still wanted."""
-    if not _claim(mail_id):
+    if not claim(OutboxMail, mail_id):
         return
     mail = db.session.get(OutboxMail, mail_id)
     subscriber = db.session.get(Subscriber, mail.subscriber_id)

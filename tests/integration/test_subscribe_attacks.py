@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from newsletter.devstack import free_port
+from newsletter.devstack import free_port, wait_for_port
 from newsletter.extensions import db
 from newsletter.mail.addresses import canonical_mailbox, check_email
 from newsletter.models import ConfirmationSend, Subscriber, SubscriberStatus
@@ -95,17 +94,6 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=30)
 
 
-def wait_until_listening(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on port {port}")
-
-
 def test_bombing_one_inbox_through_spellings_and_200_ips(app, clean_state, mailbox):
     """1,000 requests for spellings of 2 mailboxes from 200 client addresses against
     gunicorn (2 processes) and a Celery worker with 2 pool processes deciding at once."""
@@ -121,7 +109,7 @@ def test_bombing_one_inbox_through_spellings_and_200_ips(app, clean_state, mailb
     worker = start([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
                     "--pool", "prefork", "--concurrency", "2", "--loglevel", "WARNING"], env)
     try:
-        wait_until_listening(port)
+        wait_for_port(port, timeout=30)
         requests = []
         for index in range(1000):
             speller = spellings_of_victim if index % 2 else spellings_of_leser
