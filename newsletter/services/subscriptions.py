@@ -101,7 +101,7 @@ def subscribe(email: object, name: object, origin: Origin) -> None:
     address = check_email(email)
     display_name = check_name(name)
     _record_request({
-        "email": address.given, "name": display_name, "source": origin.source.value,
+        "email": address.given, "name": display_name, "source": ConsentSource(origin.source).value,
         "ip_address": (origin.ip_address or None) and origin.ip_address[:45],
         "user_agent": (origin.user_agent or None) and origin.user_agent[:512],
         "requested_at": utcnow(),

@@ -39,7 +39,16 @@ def subscribe_limit(view):
         if request.method == "POST" and not _spend_subscribe_budget(client_network()):
             abort(429)
         return view(*args, **kwargs)
+    limited.spends_subscribe_budget = True
     return limited
+
+
+@limiter.request_filter
+def _limited_by_subscribe_budget() -> bool:
+    """Flask-Limiter (the login limits) skips these views: they carry no limit of
+    its own, and its per-request check costs as much as ours."""
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "spends_subscribe_budget", False)
 
 
 # Fixed windows, as Flask-Limiter's default strategy: one INCR per window, and the
