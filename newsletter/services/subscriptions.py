@@ -49,7 +49,7 @@ from newsletter.services import outbox, privacy
 log = logging.getLogger(__name__)
 
 PROCESS_TASK = "workers.tasks.process_subscribe_requests"
-GATHER_SECONDS = 0.2
+GATHER_SECONDS = 1.0  # also the wake-up window: see queue.wake
 SWEEP_GRACE = timedelta(minutes=1)  # leave fresh requests to the task their wake-up started
 
 
@@ -106,7 +106,7 @@ def subscribe(email: object, name: object, origin: Origin) -> None:
         "user_agent": (origin.user_agent or None) and origin.user_agent[:512],
         "requested_at": utcnow(),
     })
-    wake(PROCESS_TASK)
+    wake(PROCESS_TASK, window=GATHER_SECONDS, first_look_after=GATHER_SECONDS)
 
 
 # Built once: the hot path of the public edge runs it on every request.
