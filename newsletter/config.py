@@ -200,6 +200,14 @@ def _origins(value: str) -> list[str]:
     return [origin.strip().rstrip("/") for origin in str(value).split(",") if origin.strip()]
 
 
+def _rate_limit(value: str) -> str:
+    """A limit such as ``10 per minute;100 per hour`` (checked at start-up, not per request)."""
+    from limits import parse_many
+
+    parse_many(str(value))  # ValueError on junk
+    return str(value)
+
+
 def _frame_origins(value: str) -> tuple[str, ...]:
     """Origins allowed to frame the embeddable form: ``*`` or https://host[:port] ..."""
     origins = tuple(str(value).replace(",", " ").split())
@@ -277,8 +285,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONFIRM_MAILS_PER_DOMAIN_PER_HOUR", 50, _int(1),
             "Confirmation mails all mailboxes of one recipient domain may receive in an hour; "
             "requests past it get no mail (raise it for a launch with many sign-ups)."),
-    Setting("SUBSCRIBE_RATE_LIMIT", "10 per minute;100 per hour", _str,
-            "Subscribe requests allowed per client IP (Flask-Limiter syntax)."),
+    Setting("SUBSCRIBE_RATE_LIMIT", "10 per minute;100 per hour", _rate_limit,
+            "Subscribe requests allowed per client IP, an IPv6 /64 counted as one "
+            "(limits syntax: `10 per minute;100 per hour`)."),
     Setting("CORS_ORIGINS", (), _origins,
             "Comma-separated origins allowed to call the JSON API from a browser."),
     Setting("DEV_MAILBOX", "", _str,

@@ -8,6 +8,7 @@ rolls back would act on rows that never existed.
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from flask import current_app
@@ -66,20 +67,50 @@ def wake_key(task_name: str) -> str:
     return f"{current_app.config['TASK_QUEUE']}:wake:{task_name}"
 
 
-def wake(task_name: str, window: float = 1.0) -> None:
+# SET the wake-up key if absent ('set'); otherwise how long it has left (ms).
+_WAKE = """
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 'set' end
+return redis.call('PTTL', KEYS[1])
+"""
+
+
+def wake(task_name: str, window: float = 1.0, first_look_after: float = 0.0) -> None:
     """Publish ``task_name`` unless it was published in the last ``window`` seconds.
 
     For work recorded in rows that one task drains (subscribe requests): a request
-    costs one Redis SET instead of a Celery publish. The task calls ``woken`` when
+    costs at most one Redis call instead of a Celery publish. The task calls ``woken`` when
     it has found nothing left, so a row committed after its last look wakes the
     next one; the window's expiry also starts another copy under sustained load.
     Redis down is logged and ignored: the beat's sweeper publishes the task.
+
+    ``first_look_after``: the task sleeps that long before its first look. The copy
+    published when the key was set therefore finds every row committed until
+    (key set + first_look_after); until then this process skips the Redis call.
     """
+    key = wake_key(task_name)
+    covered_until = current_app.extensions.setdefault("wake_covered_until", {})
+    asked = time.monotonic()
+    if asked < covered_until.get(key, 0.0):
+        return
     try:
-        if _redis().set(wake_key(task_name), 1, nx=True, px=int(window * 1000)):
-            send_task_now(task_name)
+        remaining_ms = _wake_script()(keys=[key], args=[int(window * 1000)])
     except redis.RedisError as error:
         log.warning("could not wake %s: %s", task_name, error)
+        return
+    if remaining_ms == b"set":  # ours: publish
+        send_task_now(task_name)
+        remaining_ms = window * 1000
+    if remaining_ms >= 0 and first_look_after:
+        # The key was set no earlier than `asked` minus the part of its window that
+        # has run; a small margin for PTTL's rounding.
+        covered_until[key] = asked + first_look_after - window + remaining_ms / 1000 - 0.01
+
+
+def _wake_script():
+    script = current_app.extensions.get("wake_script")
+    if script is None:
+        script = current_app.extensions["wake_script"] = _redis().register_script(_WAKE)
+    return script
 
 
 def woken(task_name: str) -> None:

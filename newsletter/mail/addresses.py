@@ -35,7 +35,12 @@ class InvalidAddress(ValueError):
 class EmailAddress:
     given: str  # as the reader typed it (trimmed)
     normalized: str  # the unique form: lower-cased, IDNA-normalised domain
-    canonical: str  # the mailbox it reaches: see canonical_mailbox()
+
+    @property
+    def canonical(self) -> str:
+        """The mailbox it reaches: see canonical_mailbox(). Computed when asked: the
+        subscribe request path never needs it."""
+        return canonical_mailbox(self.normalized)
 
     @property
     def canonical_domain(self) -> str:
@@ -55,7 +60,7 @@ def check_email(raw: object) -> EmailAddress:
     except EmailNotValidError as error:
         raise InvalidAddress(f"That email address is not valid: {error}") from None
     normalized = f"{result.local_part.lower()}@{result.domain.lower()}"
-    return EmailAddress(given=text, normalized=normalized, canonical=canonical_mailbox(normalized))
+    return EmailAddress(given=text, normalized=normalized)
 
 
 def ascii_domain(address: str) -> str:

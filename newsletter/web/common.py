@@ -1,10 +1,22 @@
 """Small helpers shared by the blueprints."""
 
-from flask import current_app, request
+import contextlib
+import ipaddress
+import logging
+import time
+from functools import lru_cache, wraps
+
+from flask import abort, current_app, request
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import FixedWindowRateLimiter
+from redis import RedisError
 
 from newsletter.extensions import limiter
 from newsletter.models import ConsentSource
 from newsletter.services.subscriptions import Origin
+
+log = logging.getLogger(__name__)
 
 
 def request_origin(source: ConsentSource) -> Origin:
@@ -19,8 +31,78 @@ def wants_json() -> bool:
     return accepted["application/json"] > accepted["text/html"]
 
 
-# One per-IP budget shared by every way to subscribe (form, API, resubscribe);
-# the limit string is read per request so it can be configured.
-subscribe_limit = limiter.shared_limit(
-    lambda: current_app.config["SUBSCRIBE_RATE_LIMIT"], scope="subscribe",
-    methods=["POST"])
+def subscribe_limit(view):
+    """One per-IP budget shared by every way to subscribe (form, API, resubscribe),
+    spent by POSTs; the limit string is read per request so it can be configured."""
+    @wraps(view)
+    def limited(*args, **kwargs):
+        if request.method == "POST" and not _spend_subscribe_budget(client_network()):
+            abort(429)
+        return view(*args, **kwargs)
+    limited.spends_subscribe_budget = True
+    return limited
+
+
+@limiter.request_filter
+def _limited_by_subscribe_budget() -> bool:
+    """Flask-Limiter (the login limits) skips these views: they carry no limit of
+    its own, and its per-request check costs as much as ours."""
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "spends_subscribe_budget", False)
+
+
+# Fixed windows, as Flask-Limiter's default strategy: one INCR per window, and the
+# window's expiry set by its first request. Every window of the limit in one round
+# trip (Flask-Limiter's decorator cost as much as the rest of a subscribe request).
+_SPEND = """
+local allowed = 1
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[2 * i - 1]) end
+  if count > tonumber(ARGV[2 * i]) then allowed = 0 end
+end
+return allowed
+"""
+REDIS_RETRY_SECONDS = 5  # after a Redis failure, per-process counters for this long
+_redis_failed_at = -REDIS_RETRY_SECONDS
+_fallback = FixedWindowRateLimiter(MemoryStorage())
+
+
+@lru_cache(maxsize=8)
+def _parsed(limit: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(limit))
+
+
+def client_network() -> str:
+    """Whom a per-IP limit counts: the IPv4 address, or the IPv6 /64 (one host
+    commonly holds a whole /64, and could otherwise take a new address per request)."""
+    address = request.remote_addr or ""
+    if ":" in address:
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return address
+
+
+def _spend_subscribe_budget(ip: str) -> bool:
+    """One hit of this address's budget; False once any window is spent. The counters
+    live in the rate limiter's Redis under its key prefix (so ``limiter.reset()``
+    clears them); Redis down falls back to per-process counters, never to a 500."""
+    global _redis_failed_at
+    limits = _parsed(current_app.config["SUBSCRIBE_RATE_LIMIT"])
+    storage = limiter.storage
+    if isinstance(storage, RedisStorage) and time.monotonic() - _redis_failed_at \
+            > REDIS_RETRY_SECONDS:
+        keys = [storage.prefixed_key(f"subscribe/{ip}/{item.amount}/{item.get_expiry()}")
+                for item in limits]
+        windows = [value for item in limits for value in (item.get_expiry(), item.amount)]
+        client = storage.get_connection()
+        script = current_app.extensions.get("subscribe_limit_script")
+        if script is None or script.registered_client is not client:
+            script = current_app.extensions["subscribe_limit_script"] = \
+                client.register_script(_SPEND)
+        try:
+            return bool(script(keys, windows))
+        except RedisError as error:
+            log.warning("subscribe limit: Redis unreachable, per-process counters: %s", error)
+            _redis_failed_at = time.monotonic()
+    return all([_fallback.hit(item, "subscribe", ip) for item in limits])

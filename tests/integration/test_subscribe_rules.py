@@ -123,6 +123,21 @@ def test_per_ip_rate_limit(app, client, monkeypatch):
     assert page.status_code == 429 and "<html" in page.get_data(as_text=True)
 
 
+def test_per_ip_rate_limit_counts_an_ipv6_host_by_its_slash_64(app, client, monkeypatch):
+    # One host holds a whole /64: a new address per request must not buy a new budget.
+    monkeypatch.setitem(app.config, "SUBSCRIBE_RATE_LIMIT", "2 per minute")
+    for index in range(2):
+        response = api_subscribe(client, {"email": f"v6-{index}@example.com"},
+                                 environ_base={"REMOTE_ADDR": f"2001:db8:1:2::{index + 1}"})
+        assert response.status_code == 202
+    same_host = api_subscribe(client, {"email": "v6-2@example.com"},
+                              environ_base={"REMOTE_ADDR": "2001:db8:1:2:ffff::9"})
+    assert same_host.status_code == 429
+    other_network = api_subscribe(client, {"email": "v6-3@example.com"},
+                                  environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"})
+    assert other_network.status_code == 202
+
+
 @pytest.mark.parametrize("payload, message", [
     ({"email": "not-an-address"}, "not valid"),
     ({"email": ""}, "Enter an email address"),

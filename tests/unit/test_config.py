@@ -33,10 +33,11 @@ def test_every_bad_value_is_reported_by_name():
             "NEWSLETTER_REDIS_URL": "localhost:6379",
             "NEWSLETTER_CONFIRM_MAX_AGE": "5",
             "NEWSLETTER_MAIL_FROM": "News <news@example.com>\r\nBcc: x@example.com",
+            "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "lots per minute",
         })
     message = str(error.value)
     for name in ["SMTP_PORT", "SMTP_SECURITY", "BASE_URL", "REDIS_URL", "CONFIRM_MAX_AGE",
-                 "MAIL_FROM"]:
+                 "MAIL_FROM", "SUBSCRIBE_RATE_LIMIT"]:
         assert f"NEWSLETTER_{name}:" in message
 
 
