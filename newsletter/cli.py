@@ -252,10 +252,16 @@ editors_cli = AppGroup("editors", help="Editors and their API tokens.")
 
 @editors_cli.command("create")
 @click.argument("email")
-@click.password_option(help="Prompted for when not given; read from stdin when piped.")
+@click.option("--password", default=None,
+              help="Prompted for (twice) on a terminal; one line of standard input when piped.")
 @click.option("--role", type=click.Choice(["owner", "editor", "author"]), default=None,
               help="What the editor may do [default: editor; the first editor is an owner].")
-def create_editor(email: str, password: str, role: str | None):
+def create_editor(email: str, password: str | None, role: str | None):
+    if password is None:
+        if sys.stdin.isatty():
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:  # `echo "$PASSWORD" | flask editors create ...`: one line, no confirmation
+            password = sys.stdin.readline().rstrip("\r\n")
     try:
         editor = editors.create_editor(email, password, role)
     except (editors.EditorError, InvalidAddress) as error:

@@ -355,6 +355,12 @@ def test_cli_creates_editors_with_roles_and_the_first_is_an_owner(app, client):
     bad = runner.invoke(args=["editors", "create", "x@example.com", "--role", "king",
                               "--password", PASSWORD])
     assert bad.exit_code != 0 and "king" in bad.output
+    # The README's way: one password line piped in (no confirmation line needed).
+    piped = runner.invoke(args=["editors", "create", "piped@example.com"],
+                          input=PASSWORD + "\n")
+    assert piped.exit_code == 0 and "(editor)" in piped.output, piped.output
+    empty = runner.invoke(args=["editors", "create", "empty@example.com"], input="\n")
+    assert empty.exit_code != 0
 
 
 def test_owner_invites_an_editor_whose_link_sets_the_password_once(app, client,
