@@ -78,6 +78,47 @@ def bounced_in(digest_id: int) -> int:
         Subscriber.status == SubscriberStatus.BOUNCED))
 
 
+@dataclass(frozen=True)
+class DeliveryLine:
+    """One delivery as the workspace shows it: who or which issue, what, why, when."""
+
+    subscriber_id: int
+    email: str
+    digest_id: int
+    subject: str
+    status: str
+    reason: str
+    at: object  # datetime | None: sent, last tried, or next retry
+
+
+NOT_REACHED = (DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.UNKNOWN)
+
+
+def _delivery_lines(*conditions, limit: int) -> list[DeliveryLine]:
+    rows = db.session.execute(
+        select(Delivery.subscriber_id, Subscriber.email, Delivery.digest_id, Digest.subject,
+               Delivery.status, Delivery.last_error, Delivery.sent_at,
+               Delivery.next_attempt_at, Delivery.attempted_at)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .join(Digest, Digest.id == Delivery.digest_id)
+        .where(*conditions).order_by(Delivery.digest_id.desc(), Delivery.id).limit(limit))
+    return [DeliveryLine(subscriber_id, email, digest_id, subject, status.value,
+                         last_error or "", sent_at or next_attempt_at or attempted_at)
+            for (subscriber_id, email, digest_id, subject, status, last_error, sent_at,
+                 next_attempt_at, attempted_at) in rows]
+
+
+def not_reached(digest_id: int, limit: int = 500) -> list[DeliveryLine]:
+    """An issue's failed, deferred and unknown deliveries, with the recorded reason."""
+    return _delivery_lines(Delivery.digest_id == digest_id, Delivery.status.in_(NOT_REACHED),
+                           limit=limit)
+
+
+def deliveries_of(subscriber_id: int, issues: int = 10) -> list[DeliveryLine]:
+    """What happened to one reader's copy of each of the last issues."""
+    return _delivery_lines(Delivery.subscriber_id == subscriber_id, limit=issues)
+
+
 PAGE_SIZE = 50
 
 

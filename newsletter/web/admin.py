@@ -499,7 +499,8 @@ def digest_report(digest_id: int):
     digest = db.session.get(Digest, digest_id) or abort(404)
     return render_template("admin/digest.html", digest=digest,
                            progress=digests.progress(digest_id),
-                           bounced=reports.bounced_in(digest_id))
+                           bounced=reports.bounced_in(digest_id),
+                           not_reached=reports.not_reached(digest_id))
 
 
 @bp.get("/digests/<int:digest_id>/progress")
@@ -739,4 +740,5 @@ def erase_subscriber(subscriber_id: int):
 def subscriber_page(subscriber_id: int):
     subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
     _audit("subscriber_view", target=f"subscriber {subscriber_id}")
-    return render_template("admin/subscriber.html", subscriber=subscriber)
+    return render_template("admin/subscriber.html", subscriber=subscriber,
+                           deliveries=reports.deliveries_of(subscriber_id))

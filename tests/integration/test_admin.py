@@ -359,3 +359,27 @@ def test_articles_can_be_left_out_from_the_compose_screen(app, client):
     evil = client.post(f"/admin/articles/{keep}/exclude", data={
         "csrf_token": token, "exclude": "0", "back": "https://evil.example/"})
     assert evil.headers["Location"] == "/admin/"
+
+
+def test_readers_not_reached_show_on_the_report_and_their_page(app, client, celery_worker,
+                                                               mailbox):
+    """Issue 9: a failed delivery is visible, with the reason the server gave."""
+    mailbox.rejected_recipients = {"reader1@example.com"}  # 550 5.1.1 at RCPT
+    make_editor(app)
+    login(client)
+    ids = add_subscribers(app, 3)
+    add_article(app)
+    with app.app_context():
+        digest = digests.send_now()
+        digest_id = digest.id
+    wait_until_sent(app, digest_id)
+    report = client.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
+    section = report.split('id="not-reached"', 1)[1].split("</table>", 1)[0]
+    assert "reader1@example.com" in section and "550 5.1.1 No such user here" in section
+    assert "reader0@example.com" not in section and "reader2@example.com" not in section
+    page = client.get(f"/admin/subscribers/{ids[1]}").get_data(as_text=True)
+    deliveries = page.split('id="deliveries"', 1)[1].split("</table>", 1)[0]
+    assert "failed" in deliveries and "550 5.1.1 No such user here" in deliveries
+    assert f"/admin/digests/{digest_id}" in deliveries
+    sent_page = client.get(f"/admin/subscribers/{ids[0]}").get_data(as_text=True)
+    assert '<span class="pill sent">sent</span>' in sent_page
