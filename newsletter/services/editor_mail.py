@@ -8,10 +8,8 @@ and the beat's sweep for rows whose task was lost.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select
 
 from newsletter.extensions import db
 from newsletter.mail.links import external_url
@@ -25,9 +23,6 @@ from newsletter.services import outbox
 log = logging.getLogger(__name__)
 
 SEND_TASK = "workers.tasks.send_editor_mail"
-CLAIM_LEASE = timedelta(minutes=5)
-SWEEP_GRACE = timedelta(minutes=1)
-MAX_ATTEMPTS = 5
 
 
 def owe(editor_id: int, kind: EditorMailKind) -> None:
@@ -58,18 +53,11 @@ def send(mail_id: int) -> None:
     else:
         mail.claimed_at = None
         if result.outcome in (Outcome.FAILED, Outcome.BOUNCED):
-            mail.attempts = MAX_ATTEMPTS
+            mail.attempts = outbox.MAX_ATTEMPTS
         log.warning("editor mail %s (editor %s) not sent: %s", mail_id, editor.id,
                     result.outcome.value)
     db.session.commit()
 
 
 def enqueue_owed() -> int:
-    now = utcnow()
-    ids = db.session.scalars(
-        select(EditorMail.id)
-        .where(EditorMail.sent_at.is_(None), EditorMail.attempts < MAX_ATTEMPTS,
-               EditorMail.requested_at < now - SWEEP_GRACE,
-               or_(EditorMail.claimed_at.is_(None), EditorMail.claimed_at < now - CLAIM_LEASE))
-        .order_by(EditorMail.id).limit(1000)).all()
-    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in ids)
+    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in outbox.owed_ids(EditorMail))

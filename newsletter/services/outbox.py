@@ -115,16 +115,19 @@ def _message(template: MailTemplate, subscriber: Subscriber):
     )
 
 
+def owed_ids(model, limit: int = 1000) -> list[int]:
+    """Owed rows (an ``OutboxMail`` or an ``EditorMail``) whose first task was lost:
+    unsent, not given up on, past the grace period, and not claimed right now."""
+    now = utcnow()
+    return list(db.session.scalars(
+        select(model.id)
+        .where(model.sent_at.is_(None), model.attempts < MAX_ATTEMPTS,
+               model.requested_at < now - SWEEP_GRACE,
+               or_(model.claimed_at.is_(None), model.claimed_at < now - CLAIM_LEASE))
+        .order_by(model.id)
+        .limit(limit)))
+
+
 def enqueue_owed() -> int:
     """Re-publish tasks for owed mails whose first task was lost; returns how many."""
-    now = utcnow()
-    ids = db.session.scalars(
-        select(OutboxMail.id)
-        .where(OutboxMail.sent_at.is_(None), OutboxMail.attempts < MAX_ATTEMPTS,
-               OutboxMail.requested_at < now - SWEEP_GRACE,
-               or_(OutboxMail.claimed_at.is_(None), OutboxMail.claimed_at < now - CLAIM_LEASE))
-        .order_by(OutboxMail.id)
-        .limit(1000)
-    ).all()
-    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in ids)
-
+    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in owed_ids(OutboxMail))
