@@ -274,6 +274,8 @@ class Digest(db.Model):
     # NULL for issues sent by hand.
     period_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     subject: Mapped[str] = mapped_column(String(300))
+    # The mail's H1; NULL: the default (site name and date, digests.headline_of).
+    headline: Mapped[str | None] = mapped_column(String(300))
     intro: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[DigestStatus] = mapped_column(
         _enum(DigestStatus, "digest_status"), default=DigestStatus.DRAFT, index=True)

@@ -52,3 +52,39 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   if (status.textContent === "sending") setTimeout(refresh, 500);
 });
+
+// The compose page: the preview follows typing (a pause of 400 ms, then one request),
+// and "Leave out" comes back to the form as typed.
+document.addEventListener("DOMContentLoaded", function () {
+  const form = document.getElementById("compose");
+  if (!form) return;
+  const frame = document.getElementById("preview-html");
+  const text = document.getElementById("preview-text");
+  let timer = null;
+  let latest = 0;
+  async function refresh() {
+    const query = new URLSearchParams();
+    for (const name of ["subject", "headline", "intro"]) {
+      const value = form.elements[name].value;
+      if (value) query.set(name, value);
+    }
+    const suffix = query.toString() ? "?" + query : "";
+    frame.src = form.dataset.previewUrl + suffix;
+    document.querySelectorAll("input[data-compose-back]").forEach(function (input) {
+      input.value = form.dataset.composeUrl + suffix;
+    });
+    query.set("part", "text");
+    const asked = ++latest;  // an older, slower answer never overwrites a newer one
+    try {
+      const response = await fetch(form.dataset.previewUrl + "?" + query);
+      if (response.ok && asked === latest) text.textContent = await response.text();
+    } catch (error) {
+      // The HTML frame still updates; the text part catches up on the next keystroke.
+    }
+  }
+  form.addEventListener("input", function (event) {
+    if (!["subject", "headline", "intro"].includes(event.target.name)) return;
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 400);
+  });
+});

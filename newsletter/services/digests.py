@@ -67,7 +67,7 @@ def default_subject(articles: list[Article]) -> str:
     return f"{site}: {articles[0].title} and {len(articles) - 1} more"
 
 
-def compose(*, period: str | None = None, subject: str | None = None,
+def compose(*, period: str | None = None, subject: str | None = None, headline: str = "",
             intro: str = "", send_at: datetime | None = None) -> Digest | None:
     """Add a draft (or scheduled) issue of everything new to the current transaction.
 
@@ -84,7 +84,7 @@ def compose(*, period: str | None = None, subject: str | None = None,
         period = manual_key(articles)
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
                     subject=clean_text(subject or default_subject(articles))[:300],
-                    send_at=send_at,
+                    headline=_headline(headline), send_at=send_at,
                     status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
     try:
@@ -96,6 +96,24 @@ def compose(*, period: str | None = None, subject: str | None = None,
     return digest
 
 
+def _headline(typed: str) -> str | None:
+    return clean_text(typed)[:300] or None
+
+
+def default_headline(day: datetime | None = None) -> str:
+    """The H1 of an issue without a headline: the site name and the day it goes out
+    (today when unknown), in the newsletter's zone."""
+    zone = parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
+    local = (day or utcnow()).astimezone(zone)
+    return f"{current_app.config['SITE_NAME']}, {local.day} {local:%B %Y}"
+
+
+def headline_of(digest: Digest) -> str:
+    """The mail's H1: the editor's headline, else the default for its day."""
+    return digest.headline or default_headline(
+        digest.send_at or digest.started_at or digest.created_at)
+
+
 MANUAL_KEY_PREFIX = "manual-"
 
 
@@ -104,9 +122,22 @@ def manual_key(articles: list[Article]) -> str:
     return MANUAL_KEY_PREFIX + hashlib.sha256(ids.encode()).hexdigest()[:24]
 
 
-def start_send(digest_id: int) -> int:
+class RecipientsChanged(Exception):
+    """The readers to send to are not as many as the editor confirmed: nothing started."""
+
+    def __init__(self, recipients: int):
+        super().__init__(f"{recipients} reader(s) now")
+        self.recipients = recipients
+
+
+def start_send(digest_id: int, expected_recipients: int | None = None) -> int:
     """Write the ledger and fan out batch tasks; returns the number of recipients
-    (0 when this issue was already started)."""
+    (0 when this issue was already started).
+
+    ``expected_recipients``: the count the editor confirmed. Checked against the rows
+    just written, in their transaction, so the send goes to exactly that many or
+    does not start (RecipientsChanged, everything rolled back).
+    """
     now = utcnow()
     started = db.session.execute(
         update(Digest)
@@ -127,6 +158,9 @@ def start_send(digest_id: int) -> int:
     )
     # Counted, not read from rowcount: drivers disagree on INSERT ... SELECT.
     recipients = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
+    if expected_recipients is not None and recipients != expected_recipients:
+        db.session.rollback()
+        raise RecipientsChanged(recipients)
     db.session.execute(update(Digest).where(Digest.id == digest_id)
                        .values(recipients=recipients))
     # Only as many batch tasks as can run at once: each batch enqueues the next, so a
@@ -139,11 +173,12 @@ def start_send(digest_id: int) -> int:
     return recipients
 
 
-def send_now(subject: str | None = None, intro: str = "") -> Digest | None:
+def send_now(subject: str | None = None, intro: str = "", headline: str = "",
+             expected_recipients: int | None = None) -> Digest | None:
     """Compose and start in one transaction: there is never a draft nobody started."""
-    digest = compose(subject=subject, intro=intro)
+    digest = compose(subject=subject, headline=headline, intro=intro)
     if digest is not None:
-        start_send(digest.id)
+        start_send(digest.id, expected_recipients)
     return digest
 
 
@@ -179,16 +214,38 @@ class ScheduleError(ValueError):
     pass
 
 
-def schedule(send_at: datetime, subject: str | None = None, intro: str = "") -> Digest | None:
-    """Compose the next issue now and send it at ``send_at`` (beat checks every minute)."""
+def check_send_at(send_at: datetime) -> None:
     if send_at.tzinfo is None:
         raise ScheduleError("The time needs a timezone.")
     if send_at <= utcnow():
         raise ScheduleError("Choose a time in the future.")
-    digest = compose(subject=subject, intro=intro, send_at=send_at)
+
+
+def schedule(send_at: datetime, subject: str | None = None, intro: str = "",
+             headline: str = "") -> Digest | None:
+    """Compose the next issue now and send it at ``send_at`` (beat checks every minute)."""
+    check_send_at(send_at)
+    digest = compose(subject=subject, headline=headline, intro=intro, send_at=send_at)
     if digest is not None:
         db.session.commit()
     return digest
+
+
+def update_scheduled(digest_id: int, send_at: datetime, subject: str, intro: str = "",
+                     headline: str = "") -> bool:
+    """Change a scheduled issue's words or time; False when it is no longer scheduled
+    (it started or was cancelled meanwhile: one statement, so never half-changed)."""
+    check_send_at(send_at)
+    digest = db.session.get(Digest, digest_id)
+    if digest is None:
+        return False
+    changed = db.session.execute(
+        update(Digest).where(Digest.id == digest_id, Digest.status == DigestStatus.SCHEDULED)
+        .values(subject=clean_text(subject or default_subject(digest.articles))[:300],
+                headline=_headline(headline), intro=intro.strip(), send_at=send_at)
+    ).rowcount == 1
+    db.session.commit()
+    return changed
 
 
 def start_due() -> int:
@@ -366,6 +423,7 @@ def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False) -> R
     return render_mail(
         "digest",
         digest=digest,
+        headline=headline_of(digest),
         sections=_sections(digest.articles),
         site_name=config["SITE_NAME"],
         postal_address=config["POSTAL_ADDRESS"],
@@ -383,21 +441,22 @@ def active_subscriber_count() -> int:
         Subscriber.status == SubscriberStatus.ACTIVE))
 
 
-def preview(subject: str | None = None, intro: str = "") -> RenderedMail | None:
+def preview(subject: str | None = None, intro: str = "", headline: str = "") -> RenderedMail | None:
     """The next issue as a reader would get it, without saving anything."""
     articles = new_articles()
     if not articles:
         return None
-    draft = Digest(id=0, subject=clean_text(subject or default_subject(articles)),
-                   intro=intro.strip(), articles=articles)
+    draft = Digest(id=0, subject=clean_text(subject or default_subject(articles))[:300],
+                   headline=_headline(headline), intro=intro.strip(), articles=articles)
     # Never added to the session (SQLAlchemy 2 does not cascade it in through
     # the articles), so nothing of the draft is ever written.
     return render(draft, external_url("public.subscribe"))
 
 
-def send_test(to_email: str, subject: str | None = None, intro: str = "") -> DeliveryResult:
+def send_test(to_email: str, subject: str | None = None, intro: str = "",
+              headline: str = "") -> DeliveryResult:
     """Send the next issue's preview to one address (an editor's own), now."""
-    rendered = preview(subject, intro)
+    rendered = preview(subject, intro, headline)
     if rendered is None:
         return DeliveryResult(Outcome.FAILED, "There are no new articles to preview.")
     config = current_app.config

@@ -72,6 +72,13 @@ def recent_issues(limit: int = 10) -> list[IssueReport]:
     return [IssueReport(issue, counts[issue.id]) for issue in issues]
 
 
+def issues_with_failures(recent: int = 20) -> list[IssueReport]:
+    """Of the last ``recent`` issues, those some readers were not reached by (failed,
+    unknown or still deferred): the dashboard points at their reports."""
+    return [report for report in recent_issues(recent)
+            if any(report.counts.get(status.value) for status in NOT_REACHED)]
+
+
 def bounced_in(digest_id: int) -> int:
     return db.session.scalar(select(func.count()).select_from(Delivery).join(Subscriber).where(
         Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.FAILED,

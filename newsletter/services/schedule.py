@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -61,3 +61,34 @@ def last_scheduled(moment: datetime, schedule: WeeklySchedule) -> datetime:
     if occurrence > local:  # same weekday, later today: it is last week's
         occurrence = datetime.combine(day - timedelta(days=7), at, tzinfo=schedule.timezone)
     return occurrence
+
+
+class LocalTimeError(ValueError):
+    """A date and time an editor typed that name no moment in the newsletter's zone."""
+
+
+def local_to_utc(day: str, clock: str, zone: ZoneInfo) -> datetime:
+    """``2026-03-29`` and ``10:00`` in ``zone`` as a UTC instant.
+
+    A time the clocks skip (02:30 on the night summer time starts in Berlin) is an
+    error, not a guess. A time they pass twice (02:30 on the night it ends) is the
+    first pass, the earlier instant: the issue never goes out an hour late.
+    """
+    try:
+        on = date.fromisoformat(day.strip())
+        hour, minute = (int(part) for part in clock.strip().split(":"))
+        at = time(hour, minute)
+    except ValueError:
+        raise LocalTimeError("Enter the date as YYYY-MM-DD and the time as HH:MM "
+                             "(24-hour clock).") from None
+    local = datetime.combine(on, at, tzinfo=zone)  # fold=0: the first of two passes
+    instant = local.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) != local.replace(tzinfo=None):
+        raise LocalTimeError(f"{on:%d %b %Y} {at:%H:%M} does not exist in {zone.key}: the "
+                             f"clocks skip it. Choose another time.")
+    return instant
+
+
+def local_time(moment: datetime, zone: ZoneInfo) -> str:
+    """How every page shows a moment: in the newsletter's zone, with the zone named."""
+    return f"{moment.astimezone(zone):%d %b %Y %H:%M} {zone.key}"

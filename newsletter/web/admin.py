@@ -55,7 +55,7 @@ from newsletter.services import (
 )
 from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
-from newsletter.services.schedule import parse_schedule
+from newsletter.services.schedule import LocalTimeError, local_time, local_to_utc, parse_schedule
 from newsletter.web.errors import error_response
 from newsletter.web.security import MAX_ID, mail_document
 
@@ -420,37 +420,108 @@ def dashboard():
         by_status=reports.subscribers_by_status(),
         growth=reports.weekly_growth(),
         issues=reports.recent_issues(5),
+        failing=reports.issues_with_failures(),
         upcoming=digests.new_articles(),
         scheduled=digests.scheduled(),
         schedule=parse_schedule(current_app.config["DIGEST_SCHEDULE"]),
     )
 
 
-@bp.get("/digests")
+COMPOSE_FIELDS = ("subject", "headline", "intro", "send_date", "send_time")
+
+
+def _compose_form(values) -> dict[str, str]:
+    """The compose form as typed: every action reads these same fields."""
+    return {name: values.get(name, "") for name in COMPOSE_FIELDS}
+
+
+def _zone():
+    return parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
+
+
+@bp.app_template_filter("local_time")
+def _local_time_filter(moment: datetime | None) -> str:
+    return local_time(moment, _zone()) if moment else "—"
+
+
+def _compose_page(form: dict[str, str], status: int = 200):
+    text = {name: form[name] for name in ("subject", "headline", "intro")}
+    back = url_for("admin.digests_page", **{k: v for k, v in text.items() if v})
+    return render_template("admin/digests.html", form=form, back=back,
+                           preview=digests.preview(form["subject"] or None, form["intro"],
+                                                   form["headline"]),
+                           upcoming=digests.new_articles(), zone=_zone().key,
+                           default_headline=digests.default_headline(),
+                           issues=reports.recent_issues(20), drafts=digests.drafts()), status
+
+
+@bp.route("/digests", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def digests_page():
-    subject = request.args.get("subject") or None
-    intro = request.args.get("intro", "")
-    return render_template("admin/digests.html", preview=digests.preview(subject, intro),
-                           upcoming=digests.new_articles(), subject=subject or "", intro=intro,
-                           issues=reports.recent_issues(20), drafts=digests.drafts())
+    """GET: a fresh form (or one a link filled in); POST: "Update preview" or "Back to
+    edit" from a confirmation, the form as typed. Neither changes anything."""
+    return _compose_page(_compose_form(request.form if request.method == "POST"
+                                       else request.args))
 
 
 @bp.get("/digests/preview")
 @allow(Role.EDITOR)
 def digest_preview():
-    """The compose page's sandboxed iframe: the mail's HTML under the mail policy."""
-    preview = digests.preview(request.args.get("subject") or None, request.args.get("intro", ""))
+    """The compose page's sandboxed iframe (the mail's HTML under the mail policy), or
+    with ``part=text`` the text part the page shows beside it."""
+    form = _compose_form(request.args)
+    preview = digests.preview(form["subject"] or None, form["intro"], form["headline"])
     if preview is None:
         abort(404)
+    if request.args.get("part") == "text":
+        return Response(f"Subject: {preview.subject}\n\n{preview.text}",
+                        mimetype="text/plain")
     return mail_document(preview.html, framed_by_self=True)
+
+
+def _send_at(form: dict[str, str]) -> datetime:
+    """The typed date and time in the newsletter's zone, as a UTC instant in the
+    future; LocalTimeError or ScheduleError (both ValueError) say what is wrong."""
+    if not (form["send_date"].strip() and form["send_time"].strip()):
+        raise LocalTimeError("Enter the date and time to send it.")
+    send_at = local_to_utc(form["send_date"], form["send_time"], _zone())
+    digests.check_send_at(send_at)
+    return send_at
+
+
+def _confirmed() -> int | None:
+    """The reader count the editor said yes to, None before the confirmation step."""
+    count = request.form.get("confirmed", "")
+    return int(count) if count.isascii() and count.isdigit() and len(count) < 10 else None
+
+
+def _confirm_page(form: dict[str, str], action: str, send_at: datetime | None = None,
+                  status: int = 200):
+    """Ask "Send 'SUBJECT' to N readers?" with the count the send will be held to."""
+    upcoming = digests.new_articles()
+    if not upcoming:
+        flash("Nothing new since the last issue: nothing was sent.", "error")
+        return redirect(url_for("admin.digests_page"))
+    return render_template("admin/digest_confirm.html", form=form, action=action,
+                           subject=form["subject"] or digests.default_subject(upcoming),
+                           readers=digests.active_subscriber_count(), articles=len(upcoming),
+                           send_at=send_at), status
 
 
 @bp.post("/digests/send")
 @allow(Role.EDITOR)
 def send_digest():
-    digest = digests.send_now(subject=request.form.get("subject") or None,
-                              intro=request.form.get("intro", ""))
+    form = _compose_form(request.form)
+    readers = _confirmed()
+    if readers is None:
+        return _confirm_page(form, "admin.send_digest")
+    try:
+        digest = digests.send_now(subject=form["subject"] or None, intro=form["intro"],
+                                  headline=form["headline"], expected_recipients=readers)
+    except digests.RecipientsChanged:
+        flash("The number of confirmed readers changed since you looked: check it again.",
+              "error")
+        return _confirm_page(form, "admin.send_digest", status=409)
     if digest is None:
         flash("Nothing new since the last issue: nothing was sent.", "error")
         return redirect(url_for("admin.digests_page"))
@@ -461,46 +532,78 @@ def send_digest():
 @bp.post("/digests/schedule")
 @allow(Role.EDITOR)
 def schedule_digest():
-    subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
-    zone = parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
+    form = _compose_form(request.form)
     try:
-        local = datetime.fromisoformat(request.form.get("send_at", ""))
-        digest = digests.schedule(local.replace(tzinfo=zone), subject, intro)
-    except ValueError as error:  # includes digests.ScheduleError
-        message = str(error) if isinstance(error, digests.ScheduleError) else (
-            "Enter the date and time to send it.")
-        flash(message, "error")
-        return redirect(url_for("admin.digests_page", subject=subject or "", intro=intro))
+        send_at = _send_at(form)
+    except ValueError as error:
+        flash(str(error), "error")
+        return _compose_page(form, 400)
+    if _confirmed() is None:
+        return _confirm_page(form, "admin.schedule_digest", send_at)
+    digest = digests.schedule(send_at, form["subject"] or None, form["intro"], form["headline"])
     if digest is None:
         flash("Nothing new since the last issue: nothing was scheduled.", "error")
         return redirect(url_for("admin.digests_page"))
     _audit("schedule", target=f"digest {digest.id}", detail=digest.send_at.isoformat())
-    flash(f"Scheduled for {digest.send_at.astimezone(zone):%d %b %Y %H:%M} ({zone.key}).",
-          "ok")
+    flash(f"Scheduled for {local_time(digest.send_at, _zone())}.", "ok")
     return redirect(url_for("admin.digest_report", digest_id=digest.id))
 
 
 @bp.post("/digests/test")
 @allow(Role.EDITOR)
 def send_test_digest():
-    subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
-    result = digests.send_test(current_user.email, subject, intro)
+    form = _compose_form(request.form)
+    result = digests.send_test(current_user.email, form["subject"] or None, form["intro"],
+                               form["headline"])
     _audit("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed")
     if result.outcome is Outcome.SENT:
         flash(f"Test sent to {current_user.email}.", "ok")
     else:
         flash(f"The test was not sent: {result.detail}", "error")
-    return redirect(url_for("admin.digests_page", subject=subject or "", intro=intro))
+    return _compose_page(form)  # the form comes back as typed
 
 
 @bp.get("/digests/<int:digest_id>")
 @allow(Role.EDITOR)
 def digest_report(digest_id: int):
     digest = db.session.get(Digest, digest_id) or abort(404)
-    return render_template("admin/digest.html", digest=digest,
-                           progress=digests.progress(digest_id),
-                           bounced=reports.bounced_in(digest_id),
-                           not_reached=reports.not_reached(digest_id))
+    return _report_page(digest, _scheduled_form(digest))
+
+
+def _scheduled_form(digest: Digest) -> dict[str, str]:
+    local = digest.send_at.astimezone(_zone()) if digest.send_at else None
+    return {"subject": digest.subject, "headline": digest.headline or "",
+            "intro": digest.intro, "send_date": f"{local:%Y-%m-%d}" if local else "",
+            "send_time": f"{local:%H:%M}" if local else ""}
+
+
+def _report_page(digest: Digest, form: dict[str, str], status: int = 200):
+    return render_template("admin/digest.html", digest=digest, form=form, zone=_zone().key,
+                           default_headline=digests.default_headline(digest.send_at),
+                           progress=digests.progress(digest.id),
+                           bounced=reports.bounced_in(digest.id),
+                           not_reached=reports.not_reached(digest.id)), status
+
+
+@bp.post("/digests/<int:digest_id>/edit")
+@allow(Role.EDITOR)
+def edit_digest(digest_id: int):
+    """Change a scheduled issue's subject, headline, intro or time before it goes out."""
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    form = _compose_form(request.form)
+    try:
+        changed = digests.update_scheduled(digest_id, _send_at(form), form["subject"],
+                                           form["intro"], form["headline"])
+    except ValueError as error:
+        flash(str(error), "error")
+        return _report_page(digest, form, 400)
+    _audit("schedule_edit", target=f"digest {digest_id}", outcome="ok" if changed else "failed")
+    if changed:
+        flash(f"Saved: it goes out {local_time(digest.send_at, _zone())}.", "ok")
+    else:
+        flash("This issue is no longer scheduled (it started or was cancelled): "
+              "nothing was changed.", "error")
+    return redirect(url_for("admin.digest_report", digest_id=digest_id))
 
 
 @bp.get("/digests/<int:digest_id>/progress")

@@ -6,6 +6,7 @@ import io
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -130,12 +131,19 @@ def test_dashboard_digest_and_subscriber_pages(app, client, celery_worker, mailb
     token = csrf_token_from(client, "/admin/digests")
     test_send = client.post("/admin/digests/test", data={"csrf_token": token,
                                                          "subject": "Our week"})
-    assert test_send.status_code == 302
+    assert test_send.status_code == 200  # the form comes back as typed
+    assert 'name="subject" type="text" maxlength="300" value="Our week"' in test_send.get_data(
+        as_text=True)
     [test_mail] = mailbox.wait_for(1)
     assert test_mail["To"] == "editor@example.com"
     assert test_mail["Subject"] == "[Test] Our week"
 
-    sent = client.post("/admin/digests/send", data={"csrf_token": token, "subject": "Our week"})
+    asked = client.post("/admin/digests/send", data={"csrf_token": token, "subject": "Our week"})
+    assert "Send ‘Our week’ to 3 readers?" in asked.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Digest)) == 0  # only asked
+    sent = client.post("/admin/digests/send", data={"csrf_token": token, "subject": "Our week",
+                                                    "confirmed": "3"})
     assert sent.status_code == 302
     digest_id = int(sent.headers["Location"].rsplit("/", 1)[1])
     wait_until_sent(app, digest_id)
@@ -316,23 +324,56 @@ def test_api_tokens_are_created_shown_once_and_revoked(app, client):
 
 
 def test_schedule_an_issue_for_later(app, client, celery_worker, mailbox):
+    """Issue 9: the time is typed in the newsletter's zone, a mistake comes back with
+    what was typed, the schedule asks first, and the issue stays editable."""
+    app.config["DIGEST_SCHEDULE"] = "mon 08:00 Europe/Berlin"
     make_editor(app)
     login(client)
     add_subscribers(app, 2)
     add_article(app)
     token = csrf_token_from(client, "/admin/digests")
-    past = client.post("/admin/digests/schedule", data={
-        "csrf_token": token, "send_at": "2020-01-01T08:00"}, follow_redirects=True)
-    assert "Choose a time in the future" in past.get_data(as_text=True)
-    junk = client.post("/admin/digests/schedule", data={"csrf_token": token, "send_at": "soon"},
-                       follow_redirects=True)
-    assert "Enter the date and time" in junk.get_data(as_text=True)
+    typed = {"csrf_token": token, "subject": "Later", "headline": "Our big week",
+             "intro": "Hello & welcome"}
+    for send_date, send_time, message in [
+            ("2020-01-01", "08:00", "Choose a time in the future"),
+            ("soon", "08:00", "Enter the date as YYYY-MM-DD"),
+            ("", "", "Enter the date and time"),
+            ("2030-03-31", "02:30", "31 Mar 2030 02:30 does not exist in Europe/Berlin")]:
+        refused = client.post("/admin/digests/schedule",
+                              data={**typed, "send_date": send_date, "send_time": send_time})
+        page = refused.get_data(as_text=True)
+        assert refused.status_code == 400 and message in page
+        assert 'value="Later"' in page and 'value="Our big week"' in page
+        assert "Hello &amp; welcome</textarea>" in page
 
-    later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
-    scheduled = client.post("/admin/digests/schedule", data={
-        "csrf_token": token, "send_at": later, "subject": "Later"})
+    later = datetime.now(UTC) + timedelta(days=2)
+    local = later.astimezone(ZoneInfo("Europe/Berlin"))
+    when = {"send_date": f"{local:%Y-%m-%d}", "send_time": f"{local:%H:%M}"}
+    asked = client.post("/admin/digests/schedule", data={**typed, **when})
+    assert "Send ‘Later’ to 2 readers?" in asked.get_data(as_text=True)
+    assert f"{local:%d %b %Y %H:%M} Europe/Berlin" in asked.get_data(as_text=True)
+    scheduled = client.post("/admin/digests/schedule", data={**typed, **when, "confirmed": "2"})
     assert scheduled.status_code == 302
     digest_id = int(scheduled.headers["Location"].rsplit("/", 1)[1])
+    report = client.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
+    assert f"{local:%d %b %Y %H:%M} Europe/Berlin" in report
+    assert f'value="{local:%Y-%m-%d}"' in report  # the edit form, in the zone too
+
+    # Edited while scheduled: new words and an hour later; a bad time changes nothing.
+    edit = f"/admin/digests/{digest_id}/edit"
+    hour_later = (later + timedelta(hours=1)).astimezone(ZoneInfo("Europe/Berlin"))
+    bad = client.post(edit, data={**typed, "subject": "Changed", "send_date": "2020-01-01",
+                                  "send_time": "08:00"})
+    assert bad.status_code == 400 and 'value="Changed"' in bad.get_data(as_text=True)
+    saved = client.post(edit, data={**typed, "subject": "Changed", "headline": "",
+                                    "send_date": f"{hour_later:%Y-%m-%d}",
+                                    "send_time": f"{hour_later:%H:%M}"})
+    assert saved.status_code == 302
+    with app.app_context():
+        digest = db.session.get(Digest, digest_id)
+        assert (digest.subject, digest.headline, digest.intro) == (
+            "Changed", None, "Hello & welcome")
+        assert digest.send_at == hour_later.replace(second=0, microsecond=0)
     with app.app_context():
         assert digests.start_due() == 0  # not yet
         assert digests.new_articles() == []  # its articles are spoken for
@@ -340,9 +381,14 @@ def test_schedule_an_issue_for_later(app, client, celery_worker, mailbox):
         assert digest.status == DigestStatus.SCHEDULED
         digest.send_at = datetime.now(UTC) - timedelta(seconds=1)
         db.session.commit()
+        goes_out = digest.send_at.astimezone(ZoneInfo("Europe/Berlin"))
         assert digests.start_due() == 1  # what beat does every minute
     wait_until_sent(app, digest_id)
-    assert {m["Subject"] for m in mailbox.wait_for(2)} == {"Later"}
+    received = mailbox.wait_for(2)
+    assert {m["Subject"] for m in received} == {"Changed"}
+    # No headline given: the site name and the day it went out, in the zone.
+    html = received[0].get_body(("html",)).get_content()
+    assert f">{app.config['SITE_NAME']}, {goes_out.day} {goes_out:%B %Y}</h1>" in html
 
 
 def test_articles_can_be_left_out_from_the_compose_screen(app, client):

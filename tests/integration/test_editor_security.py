@@ -248,7 +248,7 @@ EXPECTED = {
     "admin.dashboard": EDITOR, "admin.digests_page": EDITOR, "admin.send_digest": EDITOR,
     "admin.schedule_digest": EDITOR, "admin.send_test_digest": EDITOR,
     "admin.digest_report": EDITOR, "admin.digest_progress": EDITOR,
-    "admin.digest_preview": EDITOR, "bounces_admin.resume": EDITOR,
+    "admin.digest_preview": EDITOR, "admin.edit_digest": EDITOR, "bounces_admin.resume": EDITOR,
     "bounces_admin.not_understood": OWNER, "bounces_admin.raw_message": OWNER,
     "bounces_admin.reactivate": OWNER,
     "admin.control_digest": EDITOR, "admin.subscribers_page": EDITOR,
