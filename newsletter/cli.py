@@ -27,6 +27,7 @@ from newsletter.services import (
     subscriber_lists,
     subscriptions,
 )
+from newsletter.services.schedule import local_time, parse_schedule
 
 
 def register(app: Flask) -> None:
@@ -83,9 +84,11 @@ digest_cli = AppGroup("digest", help="Compose, preview and send digests.")
 @digest_cli.command("send")
 @click.option("--subject", help="Subject line [default: from the first article].")
 @click.option("--intro", default="", help="A paragraph above the articles.")
+@click.option("--headline", default="",
+              help="The mail's big title [default: the site name and today's date].")
 @click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
 @click.option("--wait/--no-wait", default=True, help="Show progress until every row is final.")
-def send_digest(subject: str | None, intro: str, dry_run: bool, wait: bool):
+def send_digest(subject: str | None, intro: str, headline: str, dry_run: bool, wait: bool):
     """Compose an issue of everything new and send it now."""
     if dry_run:
         new = digests.new_articles()
@@ -94,7 +97,7 @@ def send_digest(subject: str | None, intro: str, dry_run: bool, wait: bool):
             click.echo(f"  {article.published_at:%Y-%m-%d}  {article.title}")
         click.echo(f"{len(new)} new article(s), {digests.active_subscriber_count()} recipient(s)")
         return
-    digest = digests.send_now(subject=subject, intro=intro)
+    digest = digests.send_now(subject=subject, intro=intro, headline=headline)
     if digest is None:
         click.echo("Nothing new since the last issue: nothing sent.")
         return
@@ -104,15 +107,20 @@ def send_digest(subject: str | None, intro: str, dry_run: bool, wait: bool):
 
 
 def _follow(digest_id: int, total: int) -> None:
-    with click.progressbar(length=total, label="sending", show_pos=True) as bar:
+    """A progress bar that says, beside it, what the rest waits for (deferred rows and
+    their next retry, a pause and its reason, messages in flight)."""
+    with click.progressbar(length=total, label="sending", show_pos=True,
+                           item_show_func=lambda waiting: waiting) as bar:
         done = 0
         while True:
+            db.session.expire_all()
             counts = digests.progress(digest_id)
             final = counts["total"] - counts["remaining"]
-            bar.update(final - done)
+            bar.update(final - done, current_item=digests.waiting_for(digest_id, counts))
+            bar.render_progress()  # the words change even when no row became final
             done = final
-            db.session.expire_all()
-            if db.session.get(Digest, digest_id).status == DigestStatus.SENT:
+            if db.session.get(Digest, digest_id).status in (DigestStatus.SENT,
+                                                            DigestStatus.CANCELLED):
                 break
             time.sleep(0.5)
     counts = digests.progress(digest_id)
@@ -124,9 +132,10 @@ def _follow(digest_id: int, total: int) -> None:
 def list_digests():
     """Issues not finished yet: drafts, scheduled, sending, paused (with their ids)."""
     shown = 0
+    zone = parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
     for digest in digests.unfinished():
         shown += 1
-        when = f" at {digest.send_at:%Y-%m-%d %H:%M} UTC" if digest.send_at else ""
+        when = f" at {local_time(digest.send_at, zone)}" if digest.send_at else ""
         click.echo(f"{digest.id:>6}  {digest.status.value:<9}  {len(digest.articles)} article(s)"
                    f"{when}  {digest.subject}")
     if not shown:

@@ -346,6 +346,28 @@ def progress(digest_id: int) -> dict[str, int]:
     return counts
 
 
+def waiting_for(digest_id: int, counts: dict[str, int], now: datetime | None = None) -> str:
+    """What the rest of a send waits for, in words (the CLI's progress line), e.g.
+    "2 in flight, 3 deferred, next retry in 40 s" or "paused: <reason>"."""
+    digest = db.session.get(Digest, digest_id)
+    if digest.status == DigestStatus.PAUSED:
+        return f"paused: {digest.pause_reason or 'by an editor'}"
+    if digest.status != DigestStatus.SENDING:
+        return digest.status.value
+    parts = []
+    if counts["sending"]:
+        parts.append(f"{counts['sending']} in flight")
+    if counts["pending"]:
+        parts.append(f"{counts['pending']} waiting for a worker")
+    if counts["deferred"]:
+        next_try = db.session.scalar(select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.DEFERRED))
+        wait = math.ceil(((next_try or utcnow()) - (now or utcnow())).total_seconds())
+        parts.append(f"{counts['deferred']} deferred, " + (
+            f"next retry in {wait} s" if wait > 0 else "retrying now"))
+    return ", ".join(parts) or "finishing"
+
+
 def sweep() -> int:
     """Recover sends whose worker died or whose tasks were lost; returns tasks published."""
     published = 0

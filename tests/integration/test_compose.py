@@ -1,0 +1,116 @@
+"""Issue 9, compose: what is typed is what is previewed, tested, confirmed and sent;
+the send goes to exactly the readers confirmed; the rest of a send says what it waits for."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from newsletter.extensions import db
+from newsletter.models import Delivery, DeliveryStatus, Digest, utcnow
+from newsletter.services import digests
+from tests.conftest import csrf_token_from
+from tests.integration.test_admin import login, make_editor
+from tests.integration.test_digests import (
+    add_article,
+    add_subscribers,
+    send_now,
+    wait_until_sent,
+)
+
+
+def digest_count(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Digest))
+
+
+def test_the_preview_follows_every_field_and_changes_nothing(app, client):
+    make_editor(app)
+    login(client)
+    add_article(app)
+    query = {"subject": "Our week", "headline": "Peace & talks", "intro": "Read <b>this</b>."}
+    text = client.get("/admin/digests/preview", query_string={**query, "part": "text"})
+    assert text.mimetype == "text/plain"
+    body = text.get_data(as_text=True)
+    assert body.startswith("Subject: Our week\n\nPeace & talks\n") and "Read <b>this</b>." in body
+    html = client.get("/admin/digests/preview", query_string=query).get_data(as_text=True)
+    assert "Peace &amp; talks</h1>" in html and "Read &lt;b&gt;this&lt;/b&gt;." in html
+    assert "<title>Our week</title>" in html
+    # Empty headline: the default, the site name and the date, not the subject repeated.
+    default = client.get("/admin/digests/preview", query_string={"subject": "Our week"})
+    assert "Our week</h1>" not in default.get_data(as_text=True)
+    with app.app_context():
+        assert f">{digests.default_headline()}</h1>" in default.get_data(as_text=True)
+    assert digest_count(app) == 0
+
+
+def test_send_goes_to_exactly_the_readers_confirmed(app, client, celery_worker, mailbox):
+    make_editor(app)
+    login(client)
+    add_subscribers(app, 3)
+    add_article(app)
+    token = csrf_token_from(client, "/admin/digests")
+    typed = {"csrf_token": token, "subject": "Our week", "headline": "", "intro": "Hi",
+             "send_date": "", "send_time": ""}
+    asked = client.post("/admin/digests/send", data=typed).get_data(as_text=True)
+    assert "Send ‘Our week’ to 3 readers?" in asked and 'name="confirmed" value="3"' in asked
+    # "Back to edit": the form as typed, nothing sent.
+    back = client.post("/admin/digests", data=typed).get_data(as_text=True)
+    assert 'value="Our week"' in back and "Hi</textarea>" in back
+
+    add_subscribers(app, 1, prefix="late")  # someone confirms while the editor reads
+    changed = client.post("/admin/digests/send", data={**typed, "confirmed": "3"})
+    assert changed.status_code == 409
+    assert "Send ‘Our week’ to 4 readers?" in changed.get_data(as_text=True)
+    assert digest_count(app) == 0  # nothing started, no empty issue left behind
+    for junk in ("-1", "3.0", "³", "9" * 40):  # never a 500; treated as not yet confirmed
+        response = client.post("/admin/digests/send", data={**typed, "confirmed": junk})
+        assert response.status_code == 200 and "to 4 readers?" in response.get_data(as_text=True)
+    sent = client.post("/admin/digests/send", data={**typed, "confirmed": "4"})
+    assert sent.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(Digest.recipients)) == 4
+
+
+def test_the_dashboard_lists_issues_with_readers_not_reached(app, client, celery_worker,
+                                                             mailbox):
+    mailbox.rejected_recipients = {"reader1@example.com"}  # 550 5.1.1 at RCPT
+    make_editor(app)
+    login(client)
+    add_subscribers(app, 3)
+    add_article(app)
+    assert 'id="failing"' not in client.get("/admin/").get_data(as_text=True)
+    digest_id = send_now(app)
+    wait_until_sent(app, digest_id)
+    dashboard = client.get("/admin/").get_data(as_text=True)
+    card = dashboard.split('id="failing"', 1)[1].split("</table>", 1)[0]
+    assert f'href="/admin/digests/{digest_id}#not-reached"' in card
+    assert "<td>1</td><td>0</td><td>0</td>" in card  # failed, unknown, deferred
+
+
+def test_the_progress_line_says_what_the_send_waits_for(app, clean_state):
+    add_subscribers(app, 6)
+    add_article(app)
+    with app.app_context():
+        digest = digests.send_now()  # no worker runs: every row stays pending
+        rows = list(db.session.scalars(select(Delivery.id).where(
+            Delivery.digest_id == digest.id).order_by(Delivery.id)))
+        now = utcnow()
+        db.session.execute(update(Delivery).where(Delivery.id.in_(rows[:2])).values(
+            status=DeliveryStatus.SENDING, claim="x", lease_until=now + timedelta(minutes=5)))
+        db.session.execute(update(Delivery).where(Delivery.id.in_(rows[2:5])).values(
+            status=DeliveryStatus.DEFERRED, next_attempt_at=now + timedelta(seconds=40)))
+        db.session.commit()
+
+        def line(at=now):
+            return digests.waiting_for(digest.id, digests.progress(digest.id), at)
+
+        assert line() == "2 in flight, 1 waiting for a worker, 3 deferred, next retry in 40 s"
+        assert line(now + timedelta(minutes=1)).endswith("3 deferred, retrying now")
+        assert digests.pause_for_relay(digest.id, "connection refused")
+        assert line() == ("paused: Paused automatically: the mail relay could not be "
+                          "reached (connection refused)")
+        digests.resume(digest.id)
+        digests.pause(digest.id)
+        assert line() == "paused: by an editor"
