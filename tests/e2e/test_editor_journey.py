@@ -40,6 +40,8 @@ def test_editor_sends_a_digest_and_watches_it_finish(app, live_server, page, mai
     assert mailbox.wait_for(1)[0]["Subject"] == "[Test] Central Asia this week"
 
     page.get_by_role("button", name="Send now to all confirmed readers").click()
+    page.get_by_role("heading", name="Send ‘Central Asia this week’ to 20 readers?").wait_for()
+    page.get_by_role("button", name="Yes, send to 20 readers").click()
     page.get_by_role("progressbar").wait_for()
     screenshot(page, "admin-sending")
     page.locator("#percent", has_text="100%").wait_for(timeout=60_000)

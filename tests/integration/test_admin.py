@@ -323,10 +323,10 @@ def test_api_tokens_are_created_shown_once_and_revoked(app, client):
     assert client.post("/api/v1/articles", json=article, headers=headers).status_code == 401
 
 
-def test_schedule_an_issue_for_later(app, client, celery_worker, mailbox):
+def test_schedule_an_issue_for_later(app, client, celery_worker, mailbox, monkeypatch):
     """Issue 9: the time is typed in the newsletter's zone, a mistake comes back with
     what was typed, the schedule asks first, and the issue stays editable."""
-    app.config["DIGEST_SCHEDULE"] = "mon 08:00 Europe/Berlin"
+    monkeypatch.setitem(app.config, "DIGEST_SCHEDULE", "mon 08:00 Europe/Berlin")
     make_editor(app)
     login(client)
     add_subscribers(app, 2)
