@@ -53,34 +53,47 @@ document.addEventListener("DOMContentLoaded", function () {
   if (status.textContent === "sending") setTimeout(refresh, 500);
 });
 
-// The compose page: the preview follows typing (a pause of 400 ms, then one request),
-// and "Leave out" comes back to the form as typed.
+// The compose page: the preview follows typing (a pause of 400 ms, then the compose
+// form itself is posted to the preview, so the preview is exactly what the buttons
+// would send), and "Leave out" comes back to the form as typed.
 document.addEventListener("DOMContentLoaded", function () {
   const form = document.getElementById("compose");
   if (!form) return;
   const frame = document.getElementById("preview-html");
   const text = document.getElementById("preview-text");
+  const previewUrl = form.dataset.previewUrl;
   let timer = null;
   let latest = 0;
-  async function refresh() {
+  function showHtml() {
+    // A plain submit() fires no submit event, so no confirm or submit-once handler runs.
+    const [action, target] = [form.action, form.target];
+    form.action = previewUrl;
+    form.target = frame.name;
+    form.submit();
+    [form.action, form.target] = [action, target];
+  }
+  async function showText() {
+    const asked = ++latest;  // an older, slower answer never overwrites a newer one
+    try {
+      const response = await fetch(previewUrl + "?part=text",
+                                   {method: "POST", body: new FormData(form)});
+      if (response.ok && asked === latest) text.textContent = await response.text();
+    } catch (error) {
+      // The HTML frame still updates; the text part catches up on the next keystroke.
+    }
+  }
+  function refresh() {
+    showHtml();
+    showText();
     const query = new URLSearchParams();
     for (const name of ["subject", "headline", "intro"]) {
       const value = form.elements[name].value;
       if (value) query.set(name, value);
     }
-    const suffix = query.toString() ? "?" + query : "";
-    frame.src = form.dataset.previewUrl + suffix;
+    const back = form.dataset.composeUrl + (query.toString() ? "?" + query : "");
     document.querySelectorAll("input[data-compose-back]").forEach(function (input) {
-      input.value = form.dataset.composeUrl + suffix;
+      input.value = back;
     });
-    query.set("part", "text");
-    const asked = ++latest;  // an older, slower answer never overwrites a newer one
-    try {
-      const response = await fetch(form.dataset.previewUrl + "?" + query);
-      if (response.ok && asked === latest) text.textContent = await response.text();
-    } catch (error) {
-      // The HTML frame still updates; the text part catches up on the next keystroke.
-    }
   }
   form.addEventListener("input", function (event) {
     if (!["subject", "headline", "intro"].includes(event.target.name)) return;

@@ -464,12 +464,13 @@ def digests_page():
                                        else request.args))
 
 
-@bp.get("/digests/preview")
+@bp.route("/digests/preview", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def digest_preview():
     """The compose page's sandboxed iframe (the mail's HTML under the mail policy), or
-    with ``part=text`` the text part the page shows beside it."""
-    form = _compose_form(request.args)
+    with ``part=text`` the text part the page shows beside it. The page's script POSTs
+    the compose form itself: a long intro does not fit in a URL."""
+    form = _compose_form(request.form if request.method == "POST" else request.args)
     preview = digests.preview(form["subject"] or None, form["intro"], form["headline"])
     if preview is None:
         abort(404)

@@ -42,6 +42,12 @@ def test_the_preview_follows_every_field_and_changes_nothing(app, client):
     assert "Our week</h1>" not in default.get_data(as_text=True)
     with app.app_context():
         assert f">{digests.default_headline()}</h1>" in default.get_data(as_text=True)
+    # The page's script posts the form itself: an intro too long for a URL still shows.
+    token = csrf_token_from(client, "/admin/digests")
+    long_intro = "word " * 1000
+    posted = client.post("/admin/digests/preview?part=text",
+                         data={"csrf_token": token, "intro": long_intro})
+    assert posted.status_code == 200 and long_intro.strip() in posted.get_data(as_text=True)
     assert digest_count(app) == 0
 
 
