@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from newsletter.extensions import db
-from newsletter.models import Delivery, DeliveryStatus, Digest, utcnow
+from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, utcnow
 from newsletter.services import digests
 from tests.conftest import csrf_token_from
 from tests.integration.test_admin import login, make_editor
@@ -96,27 +96,34 @@ def test_the_dashboard_lists_issues_with_readers_not_reached(app, client, celery
 
 
 def test_the_progress_line_says_what_the_send_waits_for(app, clean_state):
-    add_subscribers(app, 6)
+    ids = add_subscribers(app, 6)
     add_article(app)
     with app.app_context():
-        digest = digests.send_now()  # no worker runs: every row stays pending
-        rows = list(db.session.scalars(select(Delivery.id).where(
-            Delivery.digest_id == digest.id).order_by(Delivery.id)))
+        # A send whose rows are written by hand and no task is published, so no worker
+        # (another test's) can move them while the line is read.
+        digest = digests.compose()
+        digest.status = DigestStatus.SENDING
         now = utcnow()
-        db.session.execute(update(Delivery).where(Delivery.id.in_(rows[:2])).values(
-            status=DeliveryStatus.SENDING, claim="x", lease_until=now + timedelta(minutes=5)))
-        db.session.execute(update(Delivery).where(Delivery.id.in_(rows[2:5])).values(
-            status=DeliveryStatus.DEFERRED, next_attempt_at=now + timedelta(seconds=40)))
+        lease, retry = now + timedelta(minutes=5), now + timedelta(seconds=40)
+        db.session.add_all(
+            [Delivery(digest_id=digest.id, subscriber_id=ids[0], status=DeliveryStatus.SENT)]
+            + [Delivery(digest_id=digest.id, subscriber_id=i, status=DeliveryStatus.SENDING,
+                        claim="x", lease_until=lease) for i in ids[1:3]]
+            + [Delivery(digest_id=digest.id, subscriber_id=i, status=DeliveryStatus.DEFERRED,
+                        next_attempt_at=retry) for i in ids[3:]])
         db.session.commit()
 
-        def line(at=now):
-            return digests.waiting_for(digest.id, digests.progress(digest.id), at)
+        def line(at=now, **extra):
+            return digests.waiting_for(digest.id, {**digests.progress(digest.id), **extra}, at)
 
-        assert line() == "2 in flight, 1 waiting for a worker, 3 deferred, next retry in 40 s"
+        assert line() == "2 in flight, 3 deferred, next retry in 40 s"
+        assert line(pending=4) == ("2 in flight, 4 waiting for a worker, 3 deferred, "
+                                   "next retry in 40 s")
         assert line(now + timedelta(minutes=1)).endswith("3 deferred, retrying now")
         assert digests.pause_for_relay(digest.id, "connection refused")
         assert line() == ("paused: Paused automatically: the mail relay could not be "
                           "reached (connection refused)")
-        digests.resume(digest.id)
-        digests.pause(digest.id)
+        digest.status = DigestStatus.SENDING  # as resume does, without publishing tasks
+        db.session.commit()
+        assert digests.pause(digest.id)
         assert line() == "paused: by an editor"
