@@ -386,7 +386,49 @@ def unsubscribe_subscriber(subscriber_id: int, origin: Origin) -> Subscriber:
     return subscriber
 
 
-def resubscribe(token: str, origin: Origin) -> None:
-    """From the unsubscribe page: subscribe again, which needs confirmation again."""
+class ResubscribeOutcome(enum.Enum):
+    REACTIVATED = "reactivated"
+    ALREADY_SUBSCRIBED = "already_subscribed"  # active, or pending a confirmation
+    BOUNCED = "bounced"  # the address refused our mail: nothing can be sent to it
+    NEEDS_CONFIRMATION = "needs_confirmation"  # a request recorded; a worker mails a link
+
+
+# Unsubscribes the reader made themselves, from one of our mails. A spam complaint
+# (feedback loop) is left out on purpose: the report may come from anyone who
+# shares the mailbox or from the provider's filters, and mailing a complainer
+# again without a fresh opt-in hurts every reader's delivery. An editor's or the
+# API's unsubscribe is not the reader's act either.
+SELF_UNSUBSCRIBE_SOURCES = (ConsentSource.LINK, ConsentSource.ONE_CLICK)
+RESUBSCRIBED_DETAIL = "resubscribed from unsubscribe page"
+
+
+def resubscribe(token: str, origin: Origin) -> ResubscribeOutcome:
+    """"Subscribe again" from the unsubscribe page.
+
+    The link proves the reader holds the mailbox (it came in one of our mails), so a
+    reader who unsubscribed themselves is active again at once, with no confirmation
+    mail; anyone else (a complaint, an editor's unsubscribe) goes through the
+    confirmation mail like the subscribe form. Raises TokenInvalid.
+    """
     subscriber = subscriber_for_unsubscribe_token(token)
+    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        return ResubscribeOutcome.ALREADY_SUBSCRIBED
+    if subscriber.status == SubscriberStatus.BOUNCED:
+        return ResubscribeOutcome.BOUNCED
+    # In the UPDATE itself, so a complaint recorded meanwhile is never overridden.
+    last_unsubscribe_source = (
+        select(ConsentEvent.source)
+        .where(ConsentEvent.subscriber_id == subscriber.id,
+               ConsentEvent.action == ConsentAction.UNSUBSCRIBED)
+        .order_by(ConsentEvent.id.desc()).limit(1).scalar_subquery())
+    if _change_status(subscriber.id, SubscriberStatus.ACTIVE,
+                      (Subscriber.status == SubscriberStatus.UNSUBSCRIBED,
+                       last_unsubscribe_source.in_(SELF_UNSUBSCRIBE_SOURCES)),
+                      confirmed_at=utcnow(), unsubscribed_at=None):
+        subscriber = db.session.get(Subscriber, subscriber.id, populate_existing=True)
+        _log(subscriber, ConsentAction.CONFIRMED, origin, detail=RESUBSCRIBED_DETAIL)
+        db.session.commit()
+        return ResubscribeOutcome.REACTIVATED
+    db.session.rollback()
     subscribe(subscriber.email, subscriber.name, origin)
+    return ResubscribeOutcome.NEEDS_CONFIRMATION

@@ -5,14 +5,24 @@ GET never changes state: mail scanners follow links. Each state change is a POST
 
 import logging
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
+from newsletter.mail.links import external_url
 from newsletter.mail.tokens import TokenExpired, TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.services import archive as archive_service
-from newsletter.services import subscriptions
+from newsletter.services import atom, subscriptions
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document
@@ -28,6 +38,7 @@ def form_token():
     return {"form_token": lambda: make_form_token(request.remote_addr)}
 
 HONEYPOT_FIELD = "website"  # hidden from people; bots fill every field
+FEED_LENGTH = 50  # issues in the Atom feed
 
 
 @bp.get("/")
@@ -79,7 +90,8 @@ def confirm(token: str):
     except TokenInvalid as error:
         return _bad_link(error)
     if subscriber.status == SubscriberStatus.ACTIVE:
-        return render_template("web/confirmed.html", already=True)
+        return render_template("web/confirmed.html", already=True,
+                               latest=archive_service.latest_issue())
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return _bad_link(subscriptions.LinkUsed("unsubscribed since"))
     return render_template("web/confirm.html", subscriber=subscriber, token=token)
@@ -92,7 +104,8 @@ def confirm_post(token: str):
     except TokenInvalid as error:
         return _bad_link(error)
     return render_template("web/confirmed.html",
-                           already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE)
+                           already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE,
+                           latest=archive_service.latest_issue())
 
 
 @bp.get("/unsubscribe/<token>")
@@ -122,23 +135,51 @@ def unsubscribe_post(token: str):
 @subscribe_limit
 def resubscribe(token: str):
     try:
-        subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
+        outcome = subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
         return _bad_link(error)
-    return redirect(url_for("public.subscribe_thanks"))
+    return render_template("web/resubscribed.html", outcome=outcome.value,
+                           latest=archive_service.latest_issue())
+
+
+@bp.app_template_global()
+def archive_is_public(digest) -> bool:
+    """For the workspace: link only to archive pages that exist."""
+    return archive_service.is_public(digest)
 
 
 @bp.get("/archive/")
 def archive():
-    return render_template("web/archive.html", digests=archive_service.sent_digests())
+    return render_template("web/archive.html", digests=archive_service.public_digests())
 
 
 @bp.get("/archive/<int:digest_id>")
 def archive_issue(digest_id: int):
+    """The issue in the site's frame (header, date, previous/next); the mail itself
+    is framed from archive_issue_mail, since its inline styles need their own CSP."""
     digest = archive_service.public_digest(digest_id)
     if digest is None:
         abort(404)
-    return mail_document(archive_service.web_view_html(digest))
+    previous, following = archive_service.neighbours(digest)
+    return render_template("web/archive_issue.html", digest=digest, previous=previous,
+                           following=following)
+
+
+@bp.get("/archive/<int:digest_id>/mail")
+def archive_issue_mail(digest_id: int):
+    digest = archive_service.public_digest(digest_id)
+    if digest is None:
+        abort(404)
+    return mail_document(archive_service.web_view_html(digest), framed_by_self=True)
+
+
+@bp.get("/archive/feed.atom")
+def archive_feed():
+    feed = atom.issues_feed(
+        archive_service.public_digests(limit=FEED_LENGTH),
+        title=f"{current_app.config['SITE_NAME']}: past issues",
+        self_url=external_url("public.archive_feed"), alternate_url=external_url("public.archive"))
+    return Response(feed, mimetype="application/atom+xml")
 
 
 @bp.get("/articles/<slug>")

@@ -32,7 +32,8 @@ MAX_JSON_DEPTH = 32
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 # Pages anyone may cache: they show neither tokens nor personal data.
-CACHEABLE_ENDPOINTS = {"static", "public.archive", "public.archive_issue", "public.article"}
+CACHEABLE_ENDPOINTS = {"static", "public.archive", "public.archive_issue",
+                       "public.archive_issue_mail", "public.archive_feed", "public.article"}
 EMBEDDABLE_ENDPOINTS = {"public.subscribe", "public.subscribe_thanks"}  # with ?embed=1
 
 PAGE_POLICY = {
