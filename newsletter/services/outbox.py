@@ -63,7 +63,8 @@ def send(mail_id: int) -> None:
     mail = db.session.get(OutboxMail, mail_id)
     subscriber = db.session.get(Subscriber, mail.subscriber_id)
     wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
-              MailTemplate.WELCOME: SubscriberStatus.ACTIVE}[mail.template]
+              MailTemplate.WELCOME: SubscriberStatus.ACTIVE,
+              MailTemplate.UNSUBSCRIBE_LINK: SubscriberStatus.ACTIVE}[mail.template]
     if subscriber.status != wanted:
         # Confirmed through an earlier mail, or unsubscribed since: nothing to send.
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
@@ -108,9 +109,10 @@ def _message(template: MailTemplate, subscriber: Subscriber):
         rendered,
         mail_from=config["MAIL_FROM"],
         to_email=subscriber.email,  # the header writer puts an IDN domain in ASCII
-        # A confirmation goes to whoever was named: no text chosen by the requester.
+        # A confirmation or an unsubscribe link goes to whoever was named, on a
+        # stranger's request: no name, no text chosen by the requester.
         to_name=subscriber.name if template == MailTemplate.WELCOME else None,
-        unsubscribe_url=unsubscribe_url if template == MailTemplate.WELCOME else None,
+        unsubscribe_url=None if template == MailTemplate.CONFIRM else unsubscribe_url,
         list_id=config["LIST_ID"],
     )
 

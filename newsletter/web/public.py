@@ -76,11 +76,14 @@ def subscribe_thanks():
     return render_template("web/subscribe_thanks.html", embed=request.args.get("embed") == "1")
 
 
-def _bad_link(error: TokenInvalid):
+def _bad_link(error: TokenInvalid, *, unsubscribe: bool = False):
+    """The page for a link that does not work; a bad unsubscribe link offers a fresh
+    one by mail, not the subscribe form."""
     log_refusal(400, f"bad link: {error}")
     kind = ("expired" if isinstance(error, TokenExpired)
             else "used" if isinstance(error, subscriptions.LinkUsed) else "invalid")
-    return render_template("web/bad_link.html", kind=kind, form={}), 400
+    return render_template("web/bad_link.html", kind=kind, unsubscribe=unsubscribe,
+                           form={}), 400
 
 
 @bp.get("/confirm/<token>")
@@ -113,7 +116,7 @@ def unsubscribe(token: str):
     try:
         subscriber = subscriptions.subscriber_for_unsubscribe_token(token)
     except TokenInvalid as error:
-        return _bad_link(error)
+        return _bad_link(error, unsubscribe=True)
     return render_template("web/unsubscribe.html", subscriber=subscriber, token=token)
 
 
@@ -127,7 +130,7 @@ def unsubscribe_post(token: str):
         subscriber = subscriptions.unsubscribe(
             token, request_origin(ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error)
+        return _bad_link(error, unsubscribe=True)
     return render_template("web/unsubscribed.html", subscriber=subscriber, token=token)
 
 
@@ -137,9 +140,31 @@ def resubscribe(token: str):
     try:
         outcome = subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error)
+        return _bad_link(error, unsubscribe=True)
     return render_template("web/resubscribed.html", outcome=outcome.value,
                            latest=archive_service.latest_issue())
+
+
+@bp.route("/unsubscribe-link", methods=["GET", "POST"])
+@subscribe_limit
+def unsubscribe_link():
+    """Ask for one's unsubscribe link by mail: the same answer whatever the address."""
+    if request.method == "GET":
+        return render_template("web/unsubscribe_link.html", form={})
+    if request.form.get(HONEYPOT_FIELD):
+        return redirect(url_for("public.unsubscribe_link_sent"))
+    try:
+        subscriptions.request_unsubscribe_link(request.form.get("email"),
+                                               request_origin(ConsentSource.LINK))
+    except InvalidAddress as error:
+        return render_template("web/unsubscribe_link.html", form=request.form,
+                               error=str(error)), 400
+    return redirect(url_for("public.unsubscribe_link_sent"))
+
+
+@bp.get("/unsubscribe-link/sent")
+def unsubscribe_link_sent():
+    return render_template("web/unsubscribe_link_sent.html")
 
 
 @bp.app_template_global()
