@@ -43,7 +43,7 @@ def _updated(digest: Digest) -> datetime:
 
 
 def issues_feed(issues: Iterable[Digest], *, title: str, self_url: str,
-                alternate_url: str) -> bytes:
+                alternate_url: str, subtitle: str = "") -> bytes:
     """An Atom document of ``issues`` (newest first), each linking to its archive page.
 
     ``self_url`` is where this feed lives, ``alternate_url`` the web page it mirrors;
@@ -53,6 +53,8 @@ def issues_feed(issues: Iterable[Digest], *, title: str, self_url: str,
     feed = ElementTree.Element("feed", {"xmlns": ATOM_NS})
     _add(feed, "id", self_url)
     _add(feed, "title", title)
+    if subtitle:
+        _add(feed, "subtitle", subtitle)
     _add(feed, "updated", _timestamp(max((_updated(d) for d in issues), default=utcnow())))
     _add(_add(feed, "author"), "name", current_app.config["SITE_NAME"])
     _add(feed, "link", rel="self", type="application/atom+xml", href=_text(self_url))

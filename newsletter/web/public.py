@@ -22,7 +22,7 @@ from newsletter.mail.links import external_url
 from newsletter.mail.tokens import TokenExpired, TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.services import archive as archive_service
-from newsletter.services import atom, subscriptions
+from newsletter.services import atom, site_settings, subscriptions
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document
@@ -36,6 +36,12 @@ def form_token():
     # The subscribe form's CSRF token: signed and cookie-free, so it also works
     # in a cross-site iframe (see mail/tokens.py).
     return {"form_token": lambda: make_form_token(request.remote_addr)}
+
+@bp.app_context_processor
+def branding():
+    # Lazy: a template that shows no branding costs no query (see site_settings.current).
+    return {"branding": site_settings.current}
+
 
 HONEYPOT_FIELD = "website"  # hidden from people; bots fill every field
 FEED_LENGTH = 50  # issues in the Atom feed
@@ -203,8 +209,20 @@ def archive_feed():
     feed = atom.issues_feed(
         archive_service.public_digests(limit=FEED_LENGTH),
         title=f"{current_app.config['SITE_NAME']}: past issues",
-        self_url=external_url("public.archive_feed"), alternate_url=external_url("public.archive"))
+        self_url=external_url("public.archive_feed"), alternate_url=external_url("public.archive"),
+        subtitle=site_settings.current().site_description)
     return Response(feed, mimetype="application/atom+xml")
+
+
+@bp.get("/branding/<accent>.css")
+def branding_css(accent: str):
+    """The accent colour as a stylesheet (the CSP allows no inline style). The colour
+    is in the URL, so the file never changes and may be cached for good."""
+    if not site_settings.ACCENT_COLOR.fullmatch("#" + accent):
+        abort(404)
+    response = Response(f":root {{ --accent:#{accent}; }}\n", mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
 
 
 @bp.get("/articles/<slug>")

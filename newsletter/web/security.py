@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, Response, abort, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from flask_login import current_user
 from werkzeug.routing import IntegerConverter, PathConverter, UnicodeConverter
@@ -150,6 +150,9 @@ def _security_headers(response: Response) -> Response:
                   and request.args.get("embed") == "1")
     if "Content-Security-Policy" not in headers:
         policy = dict(PAGE_POLICY)
+        branding = g.get("branding")  # set when the page showed the site's branding
+        if branding is not None and branding.logo_origin:
+            policy["img-src"] += " " + branding.logo_origin
         if embeddable:
             policy["frame-ancestors"] = " ".join(current_app.config["EMBED_ORIGINS"])
         headers["Content-Security-Policy"] = policy_header(policy)
