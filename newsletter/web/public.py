@@ -225,6 +225,12 @@ def branding_css(accent: str):
     return response
 
 
+@bp.get("/test-mail")
+def test_mail():
+    """Where the unsubscribe link of a test or preview mail leads."""
+    return render_template("web/test_mail.html")
+
+
 @bp.get("/articles/<slug>")
 def article(slug: str):
     """Articles imported from files without a URL of their own live here."""

@@ -10,8 +10,11 @@ import feedparser
 import pytest
 
 from newsletter.extensions import db
-from newsletter.models import Digest, DigestStatus
+from newsletter.models import Digest, DigestStatus, MailTemplate, Subscriber, SubscriberStatus
+from newsletter.services import outbox
+from tests.conftest import csrf_token_from
 from tests.integration.test_admin import login, make_editor
+from tests.integration.test_digests import add_article
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 DAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -133,3 +136,26 @@ def test_workspace_links_only_to_archive_pages_that_exist(app, client, issues):
         page = text(client.get(f"/admin/digests/{digest_id}"))
         linked = f'href="/archive/{digest_id}"' in page
         assert linked == (state in ("sent", "paused", "sending")), state
+
+
+def test_a_test_mails_unsubscribe_link_says_it_is_a_test(app, client, celery_worker, mailbox):
+    make_editor(app)
+    login(client)
+    add_article(app)
+    token = csrf_token_from(client, "/admin/digests")
+    client.post("/admin/digests/test", data={"csrf_token": token, "subject": "Our week"})
+    [test_mail] = mailbox.wait_for(1)
+    body = test_mail.get_body(("plain",)).get_content()
+    assert "Unsubscribe: http://localhost/test-mail" in body.splitlines()
+    assert "/subscribe" not in body
+    page = app.test_client().get("/test-mail")
+    assert page.status_code == 200 and "This was a test mail" in text(page)
+
+
+def test_text_footers_name_the_site_once(app):
+    with app.app_context():
+        reader = Subscriber(id=7, email="ada@example.com", token_nonce="n", unsubscribe_key="k",
+                            status=SubscriberStatus.ACTIVE)
+        for template in MailTemplate:
+            footer = outbox.render(template, reader).text.split("\n--\n")[1]
+            assert footer.count("The Newsletter") == 1, (template, footer)
