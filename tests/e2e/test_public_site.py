@@ -102,3 +102,47 @@ def test_reader_goes_from_the_confirmation_to_the_archive_and_its_issues(app, li
     page.goto(f"{live_server}/no/such/page")
     page.get_by_role("link", name="Browse past issues").click()
     page.get_by_role("heading", name="Past issues").wait_for()
+
+
+def test_owner_brands_the_site_and_previews_the_mails(app, live_server, page):
+    make_editor(app)
+    page.goto(f"{live_server}/admin/login?next=/admin/settings/")
+    page.get_by_label("Email").fill("editor@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Settings").wait_for()
+    page.get_by_label("Accent colour").fill("#AA3300")
+    page.get_by_label("Site description").fill("Foreign affairs, briefly.")
+    page.get_by_label("Confirmation mail").fill("One click and {site_name} is yours.")
+    page.get_by_role("button", name="Preview without saving").click()
+    preview = page.frame_locator("iframe[title='Confirmation mail preview']")
+    preview.get_by_text("One click and The Newsletter is yours.").wait_for()
+    button = preview.get_by_role("link", name="Confirm my subscription")
+    assert button.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(170, 51, 0)"
+    screenshot(page, "admin-settings-preview")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Settings saved").wait_for()
+
+    page.goto(f"{live_server}/subscribe")
+    page.get_by_text("Foreign affairs, briefly.").wait_for()
+    subscribe = page.get_by_role("button", name="Subscribe")
+    assert subscribe.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(170, 51, 0)"
+    screenshot(page, "subscribe-branded")
+
+
+def test_bad_unsubscribe_link_sends_a_fresh_one(app, live_server, page, mailbox):
+    with app.app_context():
+        reader = Subscriber(email="stuck@example.com", email_normalized="stuck@example.com",
+                            status=SubscriberStatus.ACTIVE)
+        db.session.add(reader)
+        db.session.commit()
+    page.goto(f"{live_server}/unsubscribe/cut-off-lin")
+    page.get_by_role("heading", name="This link is not valid").wait_for()
+    screenshot(page, "unsubscribe-bad-link")
+    page.get_by_label("Email address").fill("stuck@example.com")
+    page.get_by_role("button", name="Send me an unsubscribe link").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    page.goto(link_from(mailbox.wait_for(1)[0], "/unsubscribe/"))
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    assert status_of(app, "stuck@example.com") == SubscriberStatus.UNSUBSCRIBED
