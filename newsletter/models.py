@@ -142,6 +142,7 @@ class ConsentEvent(db.Model):
 class MailTemplate(enum.StrEnum):
     CONFIRM = "confirm"
     WELCOME = "welcome"
+    UNSUBSCRIBE_LINK = "unsubscribe_link"  # asked for from a bad unsubscribe link's page
 
 
 class OutboxMail(db.Model):
@@ -165,6 +166,11 @@ class OutboxMail(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class RequestKind(enum.StrEnum):
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE_LINK = "unsubscribe_link"  # "send me my unsubscribe link"
+
+
 class SubscribeRequest(db.Model):
     """A subscribe request as received, until a worker has decided what it leads to.
 
@@ -182,6 +188,10 @@ class SubscribeRequest(db.Model):
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Both kinds share the answer, the timing and the per-mailbox limits.
+    kind: Mapped[RequestKind] = mapped_column(_enum(RequestKind, "request_kind"),
+                                              default=RequestKind.SUBSCRIBE,
+                                              server_default=RequestKind.SUBSCRIBE.value)
 
 
 class ConfirmationSend(db.Model):
@@ -548,3 +558,14 @@ class BounceEvent(db.Model):
     # One report counted once, however often it is delivered (a retried webhook, a
     # mailbox message re-read after a crash).
     dedup_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+
+
+class SiteSetting(db.Model):
+    """One setting owners edit in the workspace (branding, mail texts): see
+    services/site_settings.py for the keys and how each value is checked."""
+
+    __tablename__ = "site_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -3,26 +3,57 @@
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Select, and_, or_, select
 
 from newsletter.extensions import db
 from newsletter.mail.links import external_url
 from newsletter.models import Article, Digest, DigestStatus
 from newsletter.services import digests
 
+# Issues that have reached readers: a "view in browser" link must work from the
+# first mail on, and a paused send has gone to some readers already. Drafts,
+# scheduled and cancelled issues are never public.
+PUBLIC_STATUSES = (DigestStatus.SENDING, DigestStatus.PAUSED, DigestStatus.SENT)
 
-def sent_digests(limit: int = 200) -> list[Digest]:
+
+def _public() -> Select:
+    return select(Digest).where(Digest.status.in_(PUBLIC_STATUSES),
+                                Digest.started_at.is_not(None))
+
+
+def public_digests(limit: int = 200) -> list[Digest]:
+    """The archive index: newest first."""
     return list(db.session.scalars(
-        select(Digest).where(Digest.status == DigestStatus.SENT)
-        .order_by(Digest.started_at.desc()).limit(limit)))
+        _public().order_by(Digest.started_at.desc(), Digest.id.desc()).limit(limit)))
+
+
+def latest_issue() -> Digest | None:
+    return db.session.scalars(
+        _public().order_by(Digest.started_at.desc(), Digest.id.desc()).limit(1)).first()
 
 
 def public_digest(digest_id: int) -> Digest | None:
     digest = db.session.get(Digest, digest_id)
-    # Issues still sending are public too: the "view in browser" link must work at once.
-    if digest is None or digest.status not in (DigestStatus.SENT, DigestStatus.SENDING):
+    if digest is None or not is_public(digest):
         return None
     return digest
+
+
+def is_public(digest: Digest) -> bool:
+    return digest.status in PUBLIC_STATUSES and digest.started_at is not None
+
+
+def neighbours(digest: Digest) -> tuple[Digest | None, Digest | None]:
+    """The public issues just before and just after this one (by start, then id)."""
+    earlier = or_(Digest.started_at < digest.started_at,
+                  and_(Digest.started_at == digest.started_at, Digest.id < digest.id))
+    later = or_(Digest.started_at > digest.started_at,
+                and_(Digest.started_at == digest.started_at, Digest.id > digest.id))
+    previous = db.session.scalars(_public().where(earlier).order_by(
+        Digest.started_at.desc(), Digest.id.desc()).limit(1)).first()
+    following = db.session.scalars(_public().where(later).order_by(
+        Digest.started_at, Digest.id).limit(1)).first()
+    return previous, following
 
 
 def web_view_html(digest: Digest) -> str:

@@ -472,7 +472,8 @@ def preview(subject: str | None = None, intro: str = "", headline: str = "") -> 
                    headline=_headline(headline), intro=intro.strip(), articles=articles)
     # Never added to the session (SQLAlchemy 2 does not cascade it in through
     # the articles), so nothing of the draft is ever written.
-    return render(draft, external_url("public.subscribe"))
+    # Its unsubscribe link leads to a page saying this was a test: nobody to unsubscribe.
+    return render(draft, external_url("public.test_mail"))
 
 
 def send_test(to_email: str, subject: str | None = None, intro: str = "",

@@ -17,11 +17,12 @@ from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
-from newsletter.mail.render import render_mail
+from newsletter.mail.render import RenderedMail, render_mail
 from newsletter.mail.tokens import make_confirm_token
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
+from newsletter.services import site_settings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def send(mail_id: int) -> None:
     mail = db.session.get(OutboxMail, mail_id)
     subscriber = db.session.get(Subscriber, mail.subscriber_id)
     wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
-              MailTemplate.WELCOME: SubscriberStatus.ACTIVE}[mail.template]
+              MailTemplate.WELCOME: SubscriberStatus.ACTIVE,
+              MailTemplate.UNSUBSCRIBE_LINK: SubscriberStatus.ACTIVE}[mail.template]
     if subscriber.status != wanted:
         # Confirmed through an earlier mail, or unsubscribed since: nothing to send.
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
@@ -91,28 +93,45 @@ def send(mail_id: int) -> None:
 
 def _message(template: MailTemplate, subscriber: Subscriber):
     config = current_app.config
-    unsubscribe_url = external_url("public.unsubscribe", token=subscriber.unsubscribe_key)
+    # Confirmation mails carry no one-click header: the reader has not joined yet.
+    return build_message(
+        render(template, subscriber),
+        mail_from=config["MAIL_FROM"],
+        to_email=subscriber.email,  # the header writer puts an IDN domain in ASCII
+        # A confirmation or an unsubscribe link goes to whoever was named, on a
+        # stranger's request: no name, no text chosen by the requester.
+        to_name=subscriber.name if template == MailTemplate.WELCOME else None,
+        unsubscribe_url=None if template == MailTemplate.CONFIRM else _unsubscribe_url(subscriber),
+        list_id=config["LIST_ID"],
+    )
+
+
+def _unsubscribe_url(subscriber: Subscriber) -> str:
+    return external_url("public.unsubscribe", token=subscriber.unsubscribe_key)
+
+
+def render(template: MailTemplate, subscriber: Subscriber) -> RenderedMail:
+    """One of these mails for a subscriber (also the workspace's preview)."""
+    config = current_app.config
+    unsubscribe_url = _unsubscribe_url(subscriber)
     context = {
         "site_name": config["SITE_NAME"],
         "postal_address": config["POSTAL_ADDRESS"],
         "subscriber": subscriber,
         "unsubscribe_url": unsubscribe_url,
     }
+    branding = site_settings.current()
+    if template == MailTemplate.WELCOME:
+        context["mail_text"] = site_settings.fill(
+            branding.welcome_text, site_name=config["SITE_NAME"], email=subscriber.email)
     if template == MailTemplate.CONFIRM:
+        # The owner's text knows the site's name only: nothing the requester chose.
+        context["mail_text"] = site_settings.fill(branding.confirm_text,
+                                                  site_name=config["SITE_NAME"])
         context["confirm_url"] = external_url(
             "public.confirm", token=make_confirm_token(subscriber.id, subscriber.token_nonce))
         context["confirm_days"] = max(1, config["CONFIRM_MAX_AGE"] // 86400)
-    rendered = render_mail(template.value, **context)
-    # Confirmation mails carry no one-click header: the reader has not joined yet.
-    return build_message(
-        rendered,
-        mail_from=config["MAIL_FROM"],
-        to_email=subscriber.email,  # the header writer puts an IDN domain in ASCII
-        # A confirmation goes to whoever was named: no text chosen by the requester.
-        to_name=subscriber.name if template == MailTemplate.WELCOME else None,
-        unsubscribe_url=unsubscribe_url if template == MailTemplate.WELCOME else None,
-        list_id=config["LIST_ID"],
-    )
+    return render_mail(template.value, **context)
 
 
 def owed_ids(model, limit: int = 1000) -> list[int]:

@@ -37,6 +37,7 @@ from newsletter.models import (
     ConsentEvent,
     ConsentSource,
     MailTemplate,
+    RequestKind,
     Subscriber,
     SubscribeRequest,
     SubscriberStatus,
@@ -98,20 +99,30 @@ def subscribe(email: object, name: object, origin: Origin) -> None:
     wake a worker), so neither the answer nor its timing tells who is subscribed.
     Returns nothing on purpose. Raises InvalidAddress.
     """
-    address = check_email(email)
-    display_name = check_name(name)
+    _request(RequestKind.SUBSCRIBE, check_email(email), check_name(name), origin)
+
+
+def request_unsubscribe_link(email: object, origin: Origin) -> None:
+    """"Send me my unsubscribe link" (from a bad unsubscribe link's page): recorded
+    and decided like a subscribe request, with the same work, answer and per-mailbox
+    limits, so it tells nobody who reads us. Raises InvalidAddress."""
+    _request(RequestKind.UNSUBSCRIBE_LINK, check_email(email), None, origin)
+
+
+def _request(kind: RequestKind, address: EmailAddress, display_name: str | None,
+             origin: Origin) -> None:
     _record_request({
         "email": address.given, "name": display_name, "source": ConsentSource(origin.source).value,
         "ip_address": (origin.ip_address or None) and origin.ip_address[:45],
         "user_agent": (origin.user_agent or None) and origin.user_agent[:512],
-        "requested_at": utcnow(),
+        "requested_at": utcnow(), "kind": kind.value,
     })
     wake(PROCESS_TASK, window=GATHER_SECONDS, first_look_after=GATHER_SECONDS)
 
 
 # Built once: the hot path of the public edge runs it on every request.
 _INSERT_REQUEST = insert(SubscribeRequest.__table__).inline()  # no RETURNING id
-REQUEST_COLUMNS = ["email", "name", "source", "ip_address", "user_agent", "requested_at"]
+REQUEST_COLUMNS = ["email", "name", "source", "ip_address", "user_agent", "requested_at", "kind"]
 
 
 def _record_request(values: dict) -> None:
@@ -185,8 +196,10 @@ def process_request(request_id: int) -> bool:
 
     new or unsubscribed -> pending + a confirmation mail if the limits allow;
     pending -> maybe another confirmation; active, bounced -> nothing;
-    erased (suppressed) -> nothing, and no record. Everything for one canonical
-    mailbox happens under its lock, so concurrent workers cannot both pass a limit.
+    erased (suppressed) -> nothing, and no record. A request for an unsubscribe
+    link mails an active reader their link if the same limits allow; nobody else.
+    Everything for one canonical mailbox happens under its lock, so concurrent
+    workers cannot both pass a limit.
     """
     email = db.session.scalar(select(SubscribeRequest.email).where(
         SubscribeRequest.id == request_id))
@@ -208,17 +221,24 @@ def process_request(request_id: int) -> bool:
         .where(SubscribeRequest.id == request_id, SubscribeRequest.email == email)
         .returning(SubscribeRequest.name, SubscribeRequest.source,
                    SubscribeRequest.ip_address, SubscribeRequest.user_agent,
-                   SubscribeRequest.requested_at)).first()
+                   SubscribeRequest.requested_at, SubscribeRequest.kind)).first()
     if request is None:
         db.session.rollback()  # another worker processed it while we waited
         return False
     display_name = request.name  # checked before it was stored
     origin = Origin(request.source, request.ip_address, request.user_agent)
     mail_id = None
-    if not privacy.is_suppressed(address.normalized):  # erased: keep no record, send nothing
+    if privacy.is_suppressed(address.normalized):
+        pass  # erased: keep no record, send nothing
+    elif request.kind == RequestKind.UNSUBSCRIBE_LINK:
+        subscriber = find_subscriber(address.normalized)
+        if (subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE
+                and _may_send_requested_mail(address)):
+            mail_id = outbox.owe(subscriber.id, MailTemplate.UNSUBSCRIBE_LINK, publish=False)
+    else:
         subscriber = _subscriber_for_request(address, display_name)
         _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, at=request.requested_at)
-        if subscriber.status == SubscriberStatus.PENDING and _may_send_confirmation(address):
+        if subscriber.status == SubscriberStatus.PENDING and _may_send_requested_mail(address):
             mail_id = outbox.owe(subscriber.id, MailTemplate.CONFIRM, publish=False)
     db.session.commit()
     if mail_id is not None:
@@ -259,12 +279,13 @@ def _lock(key: str) -> None:
                        .on_conflict_do_update(index_elements=["key"], set_={"locked_at": now}))
 
 
-def _may_send_confirmation(address: EmailAddress) -> bool:
-    """At most CONFIRM_MAILS_PER_DAY per canonical mailbox, CONFIRM_MAIL_INTERVAL apart,
-    and CONFIRM_MAILS_PER_DOMAIN_PER_HOUR per recipient domain; records the mail it
-    allows. Called under the mailbox's lock.
+def _may_send_requested_mail(address: EmailAddress) -> bool:
+    """A mail anyone can ask for (a confirmation, an unsubscribe link): at most
+    CONFIRM_MAILS_PER_DAY per canonical mailbox, CONFIRM_MAIL_INTERVAL apart, and
+    CONFIRM_MAILS_PER_DOMAIN_PER_HOUR per recipient domain, both kinds counted
+    together; records the mail it allows. Called under the mailbox's lock.
 
-    This stops anyone from using our form to bomb a third party's inbox.
+    This stops anyone from using our forms to bomb a third party's inbox.
     """
     config = current_app.config
     key, domain = mailbox_key(address.canonical), address.canonical_domain
@@ -386,7 +407,49 @@ def unsubscribe_subscriber(subscriber_id: int, origin: Origin) -> Subscriber:
     return subscriber
 
 
-def resubscribe(token: str, origin: Origin) -> None:
-    """From the unsubscribe page: subscribe again, which needs confirmation again."""
+class ResubscribeOutcome(enum.Enum):
+    REACTIVATED = "reactivated"
+    ALREADY_SUBSCRIBED = "already_subscribed"  # active, or pending a confirmation
+    BOUNCED = "bounced"  # the address refused our mail: nothing can be sent to it
+    NEEDS_CONFIRMATION = "needs_confirmation"  # a request recorded; a worker mails a link
+
+
+# Unsubscribes the reader made themselves, from one of our mails. A spam complaint
+# (feedback loop) is left out on purpose: the report may come from anyone who
+# shares the mailbox or from the provider's filters, and mailing a complainer
+# again without a fresh opt-in hurts every reader's delivery. An editor's or the
+# API's unsubscribe is not the reader's act either.
+SELF_UNSUBSCRIBE_SOURCES = (ConsentSource.LINK, ConsentSource.ONE_CLICK)
+RESUBSCRIBED_DETAIL = "resubscribed from unsubscribe page"
+
+
+def resubscribe(token: str, origin: Origin) -> ResubscribeOutcome:
+    """"Subscribe again" from the unsubscribe page.
+
+    The link proves the reader holds the mailbox (it came in one of our mails), so a
+    reader who unsubscribed themselves is active again at once, with no confirmation
+    mail; anyone else (a complaint, an editor's unsubscribe) goes through the
+    confirmation mail like the subscribe form. Raises TokenInvalid.
+    """
     subscriber = subscriber_for_unsubscribe_token(token)
+    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        return ResubscribeOutcome.ALREADY_SUBSCRIBED
+    if subscriber.status == SubscriberStatus.BOUNCED:
+        return ResubscribeOutcome.BOUNCED
+    # In the UPDATE itself, so a complaint recorded meanwhile is never overridden.
+    last_unsubscribe_source = (
+        select(ConsentEvent.source)
+        .where(ConsentEvent.subscriber_id == subscriber.id,
+               ConsentEvent.action == ConsentAction.UNSUBSCRIBED)
+        .order_by(ConsentEvent.id.desc()).limit(1).scalar_subquery())
+    if _change_status(subscriber.id, SubscriberStatus.ACTIVE,
+                      (Subscriber.status == SubscriberStatus.UNSUBSCRIBED,
+                       last_unsubscribe_source.in_(SELF_UNSUBSCRIBE_SOURCES)),
+                      confirmed_at=utcnow(), unsubscribed_at=None):
+        subscriber = db.session.get(Subscriber, subscriber.id, populate_existing=True)
+        _log(subscriber, ConsentAction.CONFIRMED, origin, detail=RESUBSCRIBED_DETAIL)
+        db.session.commit()
+        return ResubscribeOutcome.REACTIVATED
+    db.session.rollback()
     subscribe(subscriber.email, subscriber.name, origin)
+    return ResubscribeOutcome.NEEDS_CONFIRMATION

@@ -4,12 +4,13 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from newsletter.web import admin, api, bounces_admin, errors, public, webhooks
+    from newsletter.web import admin, api, bounces_admin, errors, public, settings_admin, webhooks
 
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(bounces_admin.bp)
+    app.register_blueprint(settings_admin.bp)
     app.register_blueprint(webhooks.bp)
     errors.register(app)
     if app.config["DEV_MAILBOX"]:

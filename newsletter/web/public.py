@@ -5,14 +5,24 @@ GET never changes state: mail scanners follow links. Each state change is a POST
 
 import logging
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
+from newsletter.mail.links import external_url
 from newsletter.mail.tokens import TokenExpired, TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.services import archive as archive_service
-from newsletter.services import subscriptions
+from newsletter.services import atom, site_settings, subscriptions
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document
@@ -27,7 +37,14 @@ def form_token():
     # in a cross-site iframe (see mail/tokens.py).
     return {"form_token": lambda: make_form_token(request.remote_addr)}
 
+@bp.app_context_processor
+def branding():
+    # Lazy: a template that shows no branding costs no query (see site_settings.current).
+    return {"branding": site_settings.current}
+
+
 HONEYPOT_FIELD = "website"  # hidden from people; bots fill every field
+FEED_LENGTH = 50  # issues in the Atom feed
 
 
 @bp.get("/")
@@ -65,11 +82,14 @@ def subscribe_thanks():
     return render_template("web/subscribe_thanks.html", embed=request.args.get("embed") == "1")
 
 
-def _bad_link(error: TokenInvalid):
+def _bad_link(error: TokenInvalid, *, unsubscribe: bool = False):
+    """The page for a link that does not work; a bad unsubscribe link offers a fresh
+    one by mail, not the subscribe form."""
     log_refusal(400, f"bad link: {error}")
     kind = ("expired" if isinstance(error, TokenExpired)
             else "used" if isinstance(error, subscriptions.LinkUsed) else "invalid")
-    return render_template("web/bad_link.html", kind=kind, form={}), 400
+    return render_template("web/bad_link.html", kind=kind, unsubscribe=unsubscribe,
+                           form={}), 400
 
 
 @bp.get("/confirm/<token>")
@@ -79,7 +99,8 @@ def confirm(token: str):
     except TokenInvalid as error:
         return _bad_link(error)
     if subscriber.status == SubscriberStatus.ACTIVE:
-        return render_template("web/confirmed.html", already=True)
+        return render_template("web/confirmed.html", already=True,
+                               latest=archive_service.latest_issue())
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return _bad_link(subscriptions.LinkUsed("unsubscribed since"))
     return render_template("web/confirm.html", subscriber=subscriber, token=token)
@@ -92,7 +113,8 @@ def confirm_post(token: str):
     except TokenInvalid as error:
         return _bad_link(error)
     return render_template("web/confirmed.html",
-                           already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE)
+                           already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE,
+                           latest=archive_service.latest_issue())
 
 
 @bp.get("/unsubscribe/<token>")
@@ -100,7 +122,7 @@ def unsubscribe(token: str):
     try:
         subscriber = subscriptions.subscriber_for_unsubscribe_token(token)
     except TokenInvalid as error:
-        return _bad_link(error)
+        return _bad_link(error, unsubscribe=True)
     return render_template("web/unsubscribe.html", subscriber=subscriber, token=token)
 
 
@@ -114,7 +136,7 @@ def unsubscribe_post(token: str):
         subscriber = subscriptions.unsubscribe(
             token, request_origin(ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error)
+        return _bad_link(error, unsubscribe=True)
     return render_template("web/unsubscribed.html", subscriber=subscriber, token=token)
 
 
@@ -122,23 +144,91 @@ def unsubscribe_post(token: str):
 @subscribe_limit
 def resubscribe(token: str):
     try:
-        subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
+        outcome = subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error)
-    return redirect(url_for("public.subscribe_thanks"))
+        return _bad_link(error, unsubscribe=True)
+    return render_template("web/resubscribed.html", outcome=outcome.value,
+                           latest=archive_service.latest_issue())
+
+
+@bp.route("/unsubscribe-link", methods=["GET", "POST"])
+@subscribe_limit
+def unsubscribe_link():
+    """Ask for one's unsubscribe link by mail: the same answer whatever the address."""
+    if request.method == "GET":
+        return render_template("web/unsubscribe_link.html", form={})
+    if request.form.get(HONEYPOT_FIELD):
+        return redirect(url_for("public.unsubscribe_link_sent"))
+    try:
+        subscriptions.request_unsubscribe_link(request.form.get("email"),
+                                               request_origin(ConsentSource.LINK))
+    except InvalidAddress as error:
+        return render_template("web/unsubscribe_link.html", form=request.form,
+                               error=str(error)), 400
+    return redirect(url_for("public.unsubscribe_link_sent"))
+
+
+@bp.get("/unsubscribe-link/sent")
+def unsubscribe_link_sent():
+    return render_template("web/unsubscribe_link_sent.html")
+
+
+@bp.app_template_global()
+def archive_is_public(digest) -> bool:
+    """For the workspace: link only to archive pages that exist."""
+    return archive_service.is_public(digest)
 
 
 @bp.get("/archive/")
 def archive():
-    return render_template("web/archive.html", digests=archive_service.sent_digests())
+    return render_template("web/archive.html", digests=archive_service.public_digests())
 
 
 @bp.get("/archive/<int:digest_id>")
 def archive_issue(digest_id: int):
+    """The issue in the site's frame (header, date, previous/next); the mail itself
+    is framed from archive_issue_mail, since its inline styles need their own CSP."""
     digest = archive_service.public_digest(digest_id)
     if digest is None:
         abort(404)
-    return mail_document(archive_service.web_view_html(digest))
+    previous, following = archive_service.neighbours(digest)
+    return render_template("web/archive_issue.html", digest=digest, previous=previous,
+                           following=following)
+
+
+@bp.get("/archive/<int:digest_id>/mail")
+def archive_issue_mail(digest_id: int):
+    digest = archive_service.public_digest(digest_id)
+    if digest is None:
+        abort(404)
+    return mail_document(archive_service.web_view_html(digest), framed_by_self=True)
+
+
+@bp.get("/archive/feed.atom")
+def archive_feed():
+    feed = atom.issues_feed(
+        archive_service.public_digests(limit=FEED_LENGTH),
+        title=f"{current_app.config['SITE_NAME']}: past issues",
+        self_url=external_url("public.archive_feed"), alternate_url=external_url("public.archive"),
+        subtitle=site_settings.current().site_description)
+    return Response(feed, mimetype="application/atom+xml")
+
+
+@bp.get("/branding/<accent>.css")
+def branding_css(accent: str):
+    """The accent colour as a stylesheet (the CSP allows no inline style). The colour
+    is in the URL, so the file never changes and may be cached for good."""
+    if not site_settings.ACCENT_COLOR.fullmatch("#" + accent):
+        abort(404)
+    response = Response(f":root {{ --accent:#{accent}; }}\n", mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+@bp.get("/test-mail")
+def test_mail():
+    """Where the unsubscribe link of a test or preview mail leads."""
+    return render_template("web/test_mail.html")
 
 
 @bp.get("/articles/<slug>")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, Response, abort, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from flask_login import current_user
 from werkzeug.routing import IntegerConverter, PathConverter, UnicodeConverter
@@ -32,7 +32,8 @@ MAX_JSON_DEPTH = 32
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
 # Pages anyone may cache: they show neither tokens nor personal data.
-CACHEABLE_ENDPOINTS = {"static", "public.archive", "public.archive_issue", "public.article"}
+CACHEABLE_ENDPOINTS = {"static", "public.archive", "public.archive_issue",
+                       "public.archive_issue_mail", "public.archive_feed", "public.article"}
 EMBEDDABLE_ENDPOINTS = {"public.subscribe", "public.subscribe_thanks"}  # with ?embed=1
 
 PAGE_POLICY = {
@@ -149,6 +150,9 @@ def _security_headers(response: Response) -> Response:
                   and request.args.get("embed") == "1")
     if "Content-Security-Policy" not in headers:
         policy = dict(PAGE_POLICY)
+        branding = g.get("branding")  # set when the page showed the site's branding
+        if branding is not None and branding.logo_origin:
+            policy["img-src"] += " " + branding.logo_origin
         if embeddable:
             policy["frame-ancestors"] = " ".join(current_app.config["EMBED_ORIGINS"])
         headers["Content-Security-Policy"] = policy_header(policy)

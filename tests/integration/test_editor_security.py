@@ -251,6 +251,8 @@ EXPECTED = {
     "admin.digest_preview": EDITOR, "admin.edit_digest": EDITOR, "bounces_admin.resume": EDITOR,
     "bounces_admin.not_understood": OWNER, "bounces_admin.raw_message": OWNER,
     "bounces_admin.reactivate": OWNER,
+    "settings_admin.settings_page": OWNER, "settings_admin.save_settings": OWNER,
+    "settings_admin.preview_mail": OWNER,
     "admin.control_digest": EDITOR, "admin.subscribers_page": EDITOR,
     "admin.import_subscribers": EDITOR, "admin.import_job": EDITOR,
     "admin.subscriber_page": EDITOR,

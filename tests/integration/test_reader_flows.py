@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from newsletter.extensions import db
-from newsletter.models import ConsentAction, ConsentEvent, Subscriber, SubscriberStatus
+from newsletter.models import (
+    BounceKind,
+    BounceSource,
+    ConsentAction,
+    ConsentEvent,
+    OutboxMail,
+    Subscriber,
+    SubscribeRequest,
+    SubscriberStatus,
+)
+from newsletter.services import bounces
 from tests.conftest import csrf_token_from, link_from
 
 
@@ -105,28 +115,92 @@ def test_confirm_link_is_single_use(app, client, celery_worker, mailbox):
     assert subscriber(app, "grace@example.com").status == SubscriberStatus.UNSUBSCRIBED
 
 
-def test_unsubscribe_page_offers_resubscribe_with_confirmation(app, client, celery_worker,
-                                                                mailbox, monkeypatch):
-    subscribe_by_form(client, "linus@example.com")
+def confirmed_reader(client, mailbox, email) -> str:
+    """Subscribe and confirm through the worker; the unsubscribe path from the welcome."""
+    subscribe_by_form(client, email)
     confirm_path = link_from(mailbox.wait_for(1)[0], "/confirm/").removeprefix("http://localhost")
     client.post(confirm_path, data={"csrf_token": csrf_token_from(client, confirm_path)})
-    unsubscribe_path = link_from(mailbox.wait_for(2)[1], "/unsubscribe/").removeprefix(
-        "http://localhost")
+    return link_from(mailbox.wait_for(2)[1], "/unsubscribe/").removeprefix("http://localhost")
 
+
+def add_reader(app, email, status=SubscriberStatus.ACTIVE) -> tuple[int, str]:
+    with app.app_context():
+        reader = Subscriber(email=email, email_normalized=email, status=status)
+        db.session.add(reader)
+        db.session.commit()
+        return reader.id, reader.unsubscribe_key
+
+
+def resubscribe_from(client, unsubscribe_path):
+    return client.post(unsubscribe_path + "/resubscribe",
+                       data={"csrf_token": csrf_token_from(client, unsubscribe_path)})
+
+
+def waiting_work(app) -> tuple[int, int]:
+    """(subscribe requests recorded, mails owed): what a resubscribe may have queued."""
+    with app.app_context():
+        return (db.session.scalar(select(func.count()).select_from(SubscribeRequest)),
+                db.session.scalar(select(func.count()).select_from(OutboxMail)
+                                  .where(OutboxMail.sent_at.is_(None))))
+
+
+def test_resubscribe_after_unsubscribing_by_link_is_active_at_once(app, client, celery_worker,
+                                                                  mailbox):
+    unsubscribe_path = confirmed_reader(client, mailbox, "linus@example.com")
     page = client.post(unsubscribe_path,
                        data={"csrf_token": csrf_token_from(client, unsubscribe_path)})
     assert "Subscribe again" in page.get_data(as_text=True)
     assert subscriber(app, "linus@example.com").status == SubscriberStatus.UNSUBSCRIBED
 
-    monkeypatch.setitem(app.config, "CONFIRM_MAIL_INTERVAL", 0)
-    again = client.post(unsubscribe_path + "/resubscribe",
-                        data={"csrf_token": csrf_token_from(client, unsubscribe_path)})
-    assert again.status_code == 302
-    # The worker decides the request (it completes asynchronously).
-    assert mailbox.wait_for(3)[2]["Subject"].startswith("Confirm your subscription")
-    assert subscriber(app, "linus@example.com").status == SubscriberStatus.PENDING
-    actions = [action for action, _ in consent_log(app, "linus@example.com")]
-    assert actions == ["subscribe_requested", "confirmed", "unsubscribed", "subscribe_requested"]
+    # Within the per-address interval of the first confirmation mail: no mail is needed.
+    again = resubscribe_from(client, unsubscribe_path)
+    assert again.status_code == 200
+    assert "You are subscribed again" in again.get_data(as_text=True)
+    assert subscriber(app, "linus@example.com").status == SubscriberStatus.ACTIVE
+    assert waiting_work(app) == (0, 0)  # no request for the worker, no mail owed
+    assert consent_log(app, "linus@example.com") == [
+        ("subscribe_requested", "form"), ("confirmed", "link"), ("unsubscribed", "link"),
+        ("confirmed", "link")]
+    with app.app_context():
+        last = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id.desc())).first()
+        assert last.detail == "resubscribed from unsubscribe page"
+        assert last.ip_address == "127.0.0.1"
+
+    # The same link still works, and a second click changes nothing.
+    repeat = resubscribe_from(client, unsubscribe_path)
+    assert "already subscribed" in repeat.get_data(as_text=True)
+    assert len(consent_log(app, "linus@example.com")) == 4
+
+
+def test_resubscribe_after_one_click_unsubscribe_is_active_at_once(app, client):
+    _, key = add_reader(app, "oc@example.com")
+    app.test_client().post(f"/unsubscribe/{key}", data={"List-Unsubscribe": "One-Click"})
+    again = resubscribe_from(client, f"/unsubscribe/{key}")
+    assert "You are subscribed again" in again.get_data(as_text=True)
+    assert subscriber(app, "oc@example.com").status == SubscriberStatus.ACTIVE
+
+
+def test_resubscribe_after_a_complaint_needs_a_confirmation_mail(app, client, celery_worker,
+                                                                mailbox):
+    reader_id, key = add_reader(app, "complainer@example.com")
+    with app.app_context():
+        bounces.record(BounceKind.COMPLAINT, BounceSource.WEBHOOK, reader_id, provider="test")
+    assert subscriber(app, "complainer@example.com").status == SubscriberStatus.UNSUBSCRIBED
+
+    again = resubscribe_from(client, f"/unsubscribe/{key}")
+    assert again.status_code == 200
+    assert "Please confirm by mail" in again.get_data(as_text=True)
+    assert mailbox.wait_for(1)[0]["Subject"].startswith("Confirm your subscription")
+    assert subscriber(app, "complainer@example.com").status == SubscriberStatus.PENDING
+
+
+def test_resubscribe_never_revives_a_bounced_address(app, client, celery_worker):
+    _, key = add_reader(app, "gone@example.com", status=SubscriberStatus.BOUNCED)
+    again = resubscribe_from(client, f"/unsubscribe/{key}")
+    assert again.status_code == 200
+    assert "We cannot send to this address" in again.get_data(as_text=True)
+    assert subscriber(app, "gone@example.com").status == SubscriberStatus.BOUNCED
+    assert waiting_work(app) == (0, 0)
 
 
 def test_unsubscribe_form_post_needs_csrf_token(app, client):

@@ -1,0 +1,175 @@
+"""Settings owners edit in the workspace: branding and the texts of two mails.
+
+Values are checked when saved and again when read (a row written by hand or an
+older version must not reach a page unchecked): the accent colour ends up in
+CSS and the logo URL in the pages' CSP and in mails, so each has a strict form.
+Mail texts are plain text with fixed placeholders, substituted by string
+replacement and escaped like any other value: never compiled as a template.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+from flask import current_app, g
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.models import SiteSetting
+
+ACCENT_COLOR = re.compile(r"#[0-9a-f]{6}")
+HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
+URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&()*+,;=%]+")  # RFC 3986, nothing else
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+DEFAULT_CONFIRM_TEXT = "Hello, please confirm that you want to receive {site_name} at this address."
+DEFAULT_WELCOME_TEXT = "Our weekly digest of new articles will reach {email}."
+# The confirmation mail goes to whoever was named: it may hold nothing a requester chose,
+# so its text knows only the site's name.
+PLACEHOLDERS = {"confirm_text": ("{site_name}",), "welcome_text": ("{site_name}", "{email}")}
+MAX_LENGTH = {"logo_url": 500, "accent_color": 7, "site_description": 300,
+              "confirm_text": 1000, "welcome_text": 2000}
+
+
+@dataclass(frozen=True)
+class Branding:
+    logo_url: str = ""  # https only; "" for none
+    accent_color: str = ""  # "#rrggbb"; "" for the default
+    site_description: str = ""
+    confirm_text: str = DEFAULT_CONFIRM_TEXT
+    welcome_text: str = DEFAULT_WELCOME_TEXT
+
+    @property
+    def logo_origin(self) -> str | None:
+        """The logo's origin, for the pages' img-src: checked to hold no CSP syntax."""
+        if not self.logo_url:
+            return None
+        parts = urlsplit(self.logo_url)
+        return f"https://{parts.netloc}"
+
+
+KEYS = tuple(field.name for field in fields(Branding))
+
+
+class InvalidSetting(ValueError):
+    """A value a form must refuse; the message says what is allowed."""
+
+
+def _check_logo_url(value: str) -> str:
+    if not value:
+        return ""
+    if not URL_CHARACTERS.fullmatch(value):
+        raise InvalidSetting("The logo URL may hold no spaces, quotes or angle brackets.")
+    parts = urlsplit(value)
+    if parts.scheme != "https":
+        raise InvalidSetting("The logo URL must start with https://.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidSetting("The logo URL has an invalid port.") from None
+    host = parts.hostname or ""
+    if parts.username is not None or not HOST.fullmatch(host) or "." not in host:
+        raise InvalidSetting("The logo URL needs a host name such as cdn.example.com "
+                             "(no user name; an international name in its xn-- form).")
+    if parts.netloc != (host if port is None else f"{host}:{port}"):
+        raise InvalidSetting("Write the logo URL's host name in lower case.")
+    return value
+
+
+def _check_accent_color(value: str) -> str:
+    value = value.lower()
+    if value and not ACCENT_COLOR.fullmatch(value):
+        raise InvalidSetting("The accent colour must be written #rrggbb, e.g. #1f5eff.")
+    return value
+
+
+def _check_text(key: str, value: str, *, one_line: bool) -> str:
+    value = value.replace("\r\n", "\n").strip()
+    if one_line and "\n" in value:
+        raise InvalidSetting("The site description is one line.")
+    if CONTROL.search(value):
+        raise InvalidSetting("Remove the control characters from the text.")
+    allowed = PLACEHOLDERS.get(key, ())
+    unknown = [p for p in PLACEHOLDER.findall(value) if p not in allowed]
+    if unknown:
+        hint = f"use {' or '.join(allowed)}" if allowed else "no placeholders here"
+        raise InvalidSetting(f"Unknown placeholder {unknown[0]}: {hint}.")
+    return value
+
+
+def check(key: str, value: object) -> str:
+    """The value to store for a setting, or InvalidSetting with the reason."""
+    if not isinstance(value, str):
+        raise InvalidSetting("Send the value as text.")
+    value = value.strip()
+    if len(value) > MAX_LENGTH[key]:
+        raise InvalidSetting(f"At most {MAX_LENGTH[key]} characters.")
+    if key == "logo_url":
+        return _check_logo_url(value)
+    if key == "accent_color":
+        return _check_accent_color(value)
+    value = _check_text(key, value, one_line=key == "site_description")
+    if key in PLACEHOLDERS and not value:
+        return getattr(Branding, key)  # an emptied text falls back to ours
+    return value
+
+
+def current() -> Branding:
+    """The saved settings, checked, defaults for the rest; read once per request or task."""
+    if "branding" not in g:
+        stored = dict(db.session.execute(
+            select(SiteSetting.key, SiteSetting.value).where(SiteSetting.key.in_(KEYS))).all())
+        values = {}
+        for key, value in stored.items():
+            try:
+                values[key] = check(key, value)
+            except InvalidSetting:
+                current_app.logger.warning("site setting %s ignored: not a valid value", key)
+        g.branding = Branding(**values)
+    return g.branding
+
+
+def _checked(form: dict[str, object]) -> tuple[dict[str, str], dict[str, str]]:
+    checked, errors = {}, {}
+    for key in KEYS:
+        try:
+            checked[key] = check(key, form.get(key, ""))
+        except InvalidSetting as error:
+            errors[key] = str(error)
+    return checked, errors
+
+
+def errors_in(form: dict[str, object]) -> dict[str, str]:
+    return _checked(form)[1]
+
+
+def use_for_this_request(form: dict[str, object]) -> None:
+    """Show pages and mails of this request with unsaved values (a preview); the
+    caller has checked them with ``errors_in``."""
+    g.branding = Branding(**_checked(form)[0])
+
+
+def save(form: dict[str, object]) -> dict[str, str]:
+    """Check every value; store all of them, or none when any is refused.
+    Returns the refusals by key (empty when saved). The caller commits."""
+    checked, errors = _checked(form)
+    if errors:
+        return errors
+    for key, value in checked.items():
+        row = db.session.get(SiteSetting, key)
+        if row is None:
+            db.session.add(SiteSetting(key=key, value=value))
+        else:
+            row.value = value
+    g.pop("branding", None)
+    return {}
+
+
+def fill(text: str, **values: str) -> str:
+    """Put values into a text's placeholders (string replacement, no template)."""
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text

@@ -1,0 +1,57 @@
+"""Site settings in the workspace (owners): branding, and the texts of the
+confirmation and welcome mails with a preview of each mail."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from newsletter.models import MailTemplate, Role, Subscriber
+from newsletter.services import outbox, site_settings
+from newsletter.web.admin import _audit, allow, check_access
+from newsletter.web.security import mail_document
+
+bp = Blueprint("settings_admin", __name__, url_prefix="/admin/settings")
+bp.before_request(check_access)  # the workspace's own rule: every view declares its role
+
+PREVIEW_READER = {"id": 0, "email": "reader@example.com", "unsubscribe_key": "preview",
+                  "token_nonce": "preview"}
+
+
+@bp.get("/")
+@allow(Role.OWNER)
+def settings_page():
+    saved = site_settings.current()
+    values = {key: getattr(saved, key) for key in site_settings.KEYS}
+    return render_template("admin/settings.html", values=values, errors={})
+
+
+@bp.post("/")
+@allow(Role.OWNER)
+def save_settings():
+    values = {key: request.form.get(key, "") for key in site_settings.KEYS}
+    if request.form.get("action") == "preview":
+        # Not saved: the page shows the mails with these values (checked like a save).
+        errors = site_settings.errors_in(values)
+        return render_template("admin/settings.html", values=values, errors=errors,
+                               previewing=not errors), 400 if errors else 200
+    errors = site_settings.save(values)
+    if errors:
+        return render_template("admin/settings.html", values=values, errors=errors), 400
+    _audit("settings", target="site settings", detail=", ".join(site_settings.KEYS))  # commits
+    flash("Settings saved. Public pages and new mails use them now.", "ok")
+    return redirect(url_for("settings_admin.settings_page"))
+
+
+@bp.get("/preview/<any(confirm, welcome):template>")
+@allow(Role.OWNER)
+def preview_mail(template: str):
+    """The settings page's sandboxed iframe: a mail for a made-up reader, with the
+    saved settings or (unsaved) the ones in the query."""
+    if any(key in request.args for key in site_settings.KEYS):
+        values = {key: request.args.get(key, "") for key in site_settings.KEYS}
+        if site_settings.errors_in(values):
+            abort(400, "These settings are not valid; the settings page says why.")
+        site_settings.use_for_this_request(values)
+    reader = Subscriber(**PREVIEW_READER)  # never added to the session
+    return mail_document(outbox.render(MailTemplate(template), reader).html,
+                         framed_by_self=True)
