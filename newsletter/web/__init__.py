@@ -4,7 +4,9 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from newsletter.web import admin, api, bounces_admin, errors, public, webhooks
+    from newsletter.web import admin, api, bounces_admin, common, errors, public, webhooks
+
+    app.add_template_filter(common.local_time)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)

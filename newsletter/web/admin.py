@@ -53,9 +53,9 @@ from newsletter.services import (
     subscriber_lists,
     two_factor,
 )
-from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.services.schedule import parse_schedule
+from newsletter.web.common import newsletter_zone
 from newsletter.web.errors import error_response
 from newsletter.web.security import MAX_ID, mail_document
 
@@ -544,14 +544,59 @@ def articles_page():
                            articles=reports.search_articles(query))
 
 
-def _article_form() -> ArticleInput:
-    form = request.form
-    return ArticleInput(
+LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> shows
+
+
+def _local_input(moment: datetime) -> str:
+    return moment.astimezone(newsletter_zone()).strftime(LOCAL_INPUT_FORMAT)
+
+
+def _published_at(value: str, article: Article | None) -> datetime | None:
+    """The time typed in the newsletter's zone; None keeps it (now, for a new article).
+    An untouched field keeps the stored time to the second."""
+    value = value.strip()
+    if not value or (article is not None and value == _local_input(article.published_at)):
+        return None
+    moment = datetime.fromisoformat(value)  # ValueError: the caller says what to type
+    return moment if moment.tzinfo else moment.replace(tzinfo=newsletter_zone())
+
+
+def _article_form(article: Article | None) -> tuple[ArticleInput, list[str]]:
+    """The form as an article, and the problems only the form can have."""
+    form, problems = request.form, []
+    try:
+        published_at = _published_at(form.get("published_at", ""), article)
+    except ValueError:
+        published_at = None
+        problems.append("Give the publication time as a date and time, e.g. "
+                        "2026-11-28 14:34, or leave it empty.")
+    body, is_markdown = form.get("body", ""), form.get("body_format") != "html"
+    data = ArticleInput(
         title=form.get("title", ""), url=form.get("url", ""), summary=form.get("summary", ""),
-        body_html=form.get("body_html", ""), author=form.get("author") or None,
+        body_html="" if is_markdown else body, body_markdown=body if is_markdown else None,
+        author=form.get("author") or None,
         categories=[c for c in form.get("categories", "").split(",") if c.strip()],
-        published_at=parse_date(form.get("published_at") or None),
+        published_at=published_at,
     )
+    return data, problems
+
+
+def _article_page(article: Article | None, problems: list[str] = ()):
+    form = request.form if problems else None
+    if form is not None:
+        value = form.to_dict()
+    elif article is not None:
+        value = {"title": article.title, "url": article.url, "summary": article.summary,
+                 "categories": ", ".join(article.categories), "author": article.author or "",
+                 "published_at": _local_input(article.published_at),
+                 "body_format": "html" if article.body_markdown is None else "markdown",
+                 "body": article.body_html if article.body_markdown is None
+                 else article.body_markdown}
+    else:
+        value = {"body_format": "markdown"}
+    return render_template("admin/article.html", article=article, value=value,
+                           problems=problems, zone=newsletter_zone().key,
+                           limits=articles), 400 if problems else 200
 
 
 @bp.route("/articles/new", methods=["GET", "POST"])
@@ -561,23 +606,35 @@ def edit_article(article_id: int | None = None):
     article = db.session.get(Article, article_id) if article_id else None
     if article_id and article is None:
         abort(404)
-    if request.method == "POST":
-        try:
-            data = _article_form()
-            if article is None:
-                article, created = articles.add_article(data, ArticleSource.EDITOR)
-                if not created:
-                    raise InvalidArticle("An article with this URL exists already.")
-            else:
-                articles.update_article(article.id, data)
-            _audit("article_save", target=f"article {article.id}")
-        except InvalidArticle as error:
-            flash(str(error), "error")
-            return render_template("admin/article.html", article=article,
-                                   form=request.form), 400
-        flash("Article saved.", "ok")
-        return redirect(url_for("admin.articles_page"))
-    return render_template("admin/article.html", article=article, form=None)
+    if request.method == "GET":
+        return _article_page(article)
+    data, problems = _article_form(article)
+    try:
+        if problems:  # still check the rest, so every problem shows at once
+            articles.validate(data)
+            raise InvalidArticle()
+        if article is None:
+            article, created = articles.add_article(data, ArticleSource.EDITOR)
+            if not created:
+                raise InvalidArticle("An article with this URL exists already.")
+        else:
+            articles.update_article(article.id, data)
+    except InvalidArticle as error:
+        return _article_page(article, problems + error.problems)
+    _audit("article_save", target=f"article {article.id}")
+    flash("Article saved.", "ok")
+    return redirect(url_for("admin.articles_page"))
+
+
+@bp.post("/articles/preview")
+@allow(Role.AUTHOR)
+def preview_article():
+    """The edit form's live preview: the body as it would be stored (sanitised)."""
+    body = request.form.get("body", "")
+    too_big = articles.body_too_big(body)
+    if too_big:
+        return jsonify(error=too_big), 400
+    return jsonify(html=articles.render_body(body, request.form.get("body_format") != "html"))
 
 
 @bp.post("/articles/<int:article_id>/exclude")

@@ -245,6 +245,7 @@ EXPECTED = {
     "admin.disable_two_factor": "any", "admin.end_all_sessions": "any",
     "admin.articles_page": AUTHOR, "admin.edit_article": AUTHOR,
     "admin.exclude_article": AUTHOR, "admin.fetch_feeds": AUTHOR,
+    "admin.preview_article": AUTHOR,
     "admin.dashboard": EDITOR, "admin.digests_page": EDITOR, "admin.send_digest": EDITOR,
     "admin.schedule_digest": EDITOR, "admin.send_test_digest": EDITOR,
     "admin.digest_report": EDITOR, "admin.digest_progress": EDITOR,
