@@ -1,4 +1,4 @@
-"""articles keep the Markdown an editor wrote
+"""articles keep the Markdown an editor wrote; import reports list duplicates
 
 Revision ID: 0011
 Revises: 0008
@@ -19,8 +19,13 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('articles', schema=None) as batch_op:
         batch_op.add_column(sa.Column('body_markdown', sa.Text(), nullable=True))
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('duplicate_sample', sa.JSON(), nullable=False,
+                                      server_default='[]'))
 
 
 def downgrade():
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.drop_column('duplicate_sample')
     with op.batch_alter_table('articles', schema=None) as batch_op:
         batch_op.drop_column('body_markdown')

@@ -7,6 +7,7 @@ def register_blueprints(app: Flask) -> None:
     from newsletter.web import admin, api, bounces_admin, common, errors, public, webhooks
 
     app.add_template_filter(common.local_time)
+    app.add_template_filter(common.plural)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)

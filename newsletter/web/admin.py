@@ -31,6 +31,7 @@ from newsletter.mail.transport import Outcome
 from newsletter.models import (
     Article,
     ArticleSource,
+    ConsentSource,
     Digest,
     EditorMailKind,
     Role,
@@ -51,11 +52,12 @@ from newsletter.services import (
     privacy,
     reports,
     subscriber_lists,
+    subscriptions,
     two_factor,
 )
 from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.services.schedule import parse_schedule
-from newsletter.web.common import newsletter_zone
+from newsletter.web.common import newsletter_zone, request_origin
 from newsletter.web.errors import error_response
 from newsletter.web.security import MAX_ID, mail_document
 
@@ -746,7 +748,94 @@ def import_subscribers():
 @allow(Role.EDITOR)
 def import_job(job_id: int):
     job = subscriber_lists.import_job(job_id) or abort(404)
-    return render_template("admin/import.html", job=job, consent=job.consent or "")
+    return render_template("admin/import.html", job=job, consent=job.consent or "",
+                           sample_lines=subscriber_lists.sample_lines)
+
+
+MAX_NOTE = 1000  # a consent statement or an editor's note, as in the import
+
+
+def _note(name: str) -> str | None:
+    return request.form.get(name, "").strip()[:MAX_NOTE] or None
+
+
+@bp.route("/subscribers/new", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def add_subscriber():
+    """One reader by hand, under the import's rules (consent, suppression, limits)."""
+    if request.method == "GET":
+        return render_template("admin/subscriber_new.html", form={})
+    try:
+        subscriber, owed = subscriptions.add_by_hand(
+            request.form.get("email", ""), request.form.get("name", ""), _note("consent"),
+            request_origin(ConsentSource.EDITOR))
+    except (InvalidAddress, subscriptions.SubscriberError) as error:
+        _audit("subscriber_add", outcome="failed", detail=str(error))
+        flash(str(error), "error")
+        return render_template("admin/subscriber_new.html", form=request.form), 400
+    _audit("subscriber_add", target=f"subscriber {subscriber.id}",
+           detail="as confirmed" if subscriber.confirmed_at else "pending")
+    if subscriber.confirmed_at:
+        flash("Reader added as confirmed.", "ok")
+    elif owed:
+        flash("Reader added; a confirmation mail is on its way.", "ok")
+    else:
+        flash("Reader added, but no confirmation was sent: this mailbox reached its limit "
+              "of confirmation mails for now. Resend it later from this page.", "error")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber.id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/edit")
+@allow(Role.EDITOR)
+def edit_subscriber(subscriber_id: int):
+    subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
+    try:
+        changed = subscriptions.edit_by_hand(
+            subscriber_id, request.form.get("email", ""), request.form.get("name", ""),
+            _note("note"), request_origin(ConsentSource.EDITOR))
+    except (InvalidAddress, subscriptions.SubscriberError) as error:
+        _audit("subscriber_edit", outcome="failed", target=f"subscriber {subscriber_id}",
+               detail=str(error))
+        flash(str(error), "error")
+        return _subscriber_view(subscriber, form=request.form), 400
+    if changed:
+        _audit("subscriber_edit", target=f"subscriber {subscriber_id}")
+    flash("Reader updated." if changed else "Nothing changed.", "ok")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/unsubscribe")
+@allow(Role.EDITOR)
+def unsubscribe_subscriber(subscriber_id: int):
+    try:
+        subscriptions.unsubscribe_subscriber(subscriber_id, request_origin(ConsentSource.EDITOR),
+                                             _note("note") or "by an editor")
+    except subscriptions.TokenInvalid:
+        abort(404)
+    _audit("subscriber_unsubscribe", target=f"subscriber {subscriber_id}")
+    flash("Reader unsubscribed: no more mail goes to this address.", "ok")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/resend")
+@allow(Role.EDITOR)
+def resend_confirmation(subscriber_id: int):
+    db.session.get(Subscriber, subscriber_id) or abort(404)
+    try:
+        sent = subscriptions.resend_confirmation(subscriber_id,
+                                                 request_origin(ConsentSource.EDITOR))
+    except subscriptions.SubscriberError as error:
+        flash(str(error), "error")
+        return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+    _audit("confirmation_resend", target=f"subscriber {subscriber_id}",
+           outcome="ok" if sent else "failed")
+    if sent:
+        flash("A new confirmation mail is on its way.", "ok")
+    else:
+        flash("Not sent: this mailbox has had as many confirmation mails as the limits "
+              "allow for now (CONFIRM_MAILS_PER_DAY, CONFIRM_MAIL_INTERVAL). Try later.",
+              "error")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
 
 
 @bp.get("/subscribers/export.csv")
@@ -797,5 +886,12 @@ def erase_subscriber(subscriber_id: int):
 def subscriber_page(subscriber_id: int):
     subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
     _audit("subscriber_view", target=f"subscriber {subscriber_id}")
+    return _subscriber_view(subscriber)
+
+
+def _subscriber_view(subscriber: Subscriber, form=None) -> str:
     return render_template("admin/subscriber.html", subscriber=subscriber,
-                           deliveries=reports.deliveries_of(subscriber_id))
+                           erased=subscriber.email_normalized.startswith(privacy.ERASED_PREFIX),
+                           form=form or {"email": subscriber.email,
+                                         "name": subscriber.name or ""},
+                           deliveries=reports.deliveries_of(subscriber.id))

@@ -42,6 +42,11 @@ def local_time(moment: datetime | None) -> str:
     return f"{local.day} {local:%b %Y, %H:%M %Z}"
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """'1 subscriber', '6 subscribers'. The Jinja filter ``plural``."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def wants_json() -> bool:
     if request.path.startswith("/api/"):
         return True
