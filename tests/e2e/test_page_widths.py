@@ -184,7 +184,7 @@ def test_no_page_is_wider_than_the_window(app, clean_state, celery_worker, datab
         page.get_by_role("heading", name="Dashboard").wait_for()
         for name, path in EDITOR_PAGES:
             problems += too_wide(page, name, base + path.format(**ids))
-        assert problems == []
+        assert problems == [], "\n".join(problems)
     finally:
         server.shutdown()
     with app.app_context():
