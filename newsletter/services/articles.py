@@ -117,7 +117,9 @@ def validate(data: ArticleInput, *, cut_to_fit: bool = False) -> ArticleInput:
     if len(data.summary or "") > MAX_SUMMARY and not cut_to_fit:
         problems.append(f"The summary has {len(data.summary)} characters; at most "
                         f"{MAX_SUMMARY} are allowed.")
-    markdown_source = data.body_markdown
+    # As typed, with the line ends a textarea sends (CRLF) made plain.
+    markdown_source = None if data.body_markdown is None else data.body_markdown.replace(
+        "\r\n", "\n")
     too_big = body_too_big(data.body_html if markdown_source is None else markdown_source)
     if too_big:
         problems.append(too_big)
