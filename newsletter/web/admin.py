@@ -560,6 +560,8 @@ def _published_at(value: str, article: Article | None) -> datetime | None:
     if not value or (article is not None and value == _local_input(article.published_at)):
         return None
     moment = datetime.fromisoformat(value)  # ValueError: the caller says what to type
+    if not 1970 <= moment.year <= 9000:  # year 1 or 9999 would overflow on the way to UTC
+        raise ValueError("year out of range")
     return moment if moment.tzinfo else moment.replace(tzinfo=newsletter_zone())
 
 
@@ -616,14 +618,15 @@ def edit_article(article_id: int | None = None):
             articles.validate(data)
             raise InvalidArticle()
         if article is None:
-            article, created = articles.add_article(data, ArticleSource.EDITOR)
+            added, created = articles.add_article(data, ArticleSource.EDITOR)
             if not created:
                 raise InvalidArticle("An article with this URL exists already.")
+            article_id = added.id
         else:
             articles.update_article(article.id, data)
     except InvalidArticle as error:
         return _article_page(article, problems + error.problems)
-    _audit("article_save", target=f"article {article.id}")
+    _audit("article_save", target=f"article {article_id}")
     flash("Article saved.", "ok")
     return redirect(url_for("admin.articles_page"))
 

@@ -293,6 +293,10 @@ def test_editor_adds_and_edits_articles(app, client):
     edited = client.post(f"/admin/articles/{article_id}/edit",
                          data={**form, "title": "Chile votes", "published_at": "someday"})
     assert edited.status_code == 400 and "publication time" in edited.get_data(as_text=True)
+    for far in ("0001-01-01T00:10", "9999-12-31T23:59"):  # beyond what UTC can hold
+        edited = client.post(f"/admin/articles/{article_id}/edit",
+                             data={**form, "published_at": far})
+        assert edited.status_code == 400 and "publication time" in edited.get_data(as_text=True)
     client.post(f"/admin/articles/{article_id}/edit", data={**form, "title": "Chile votes"})
     with app.app_context():
         assert db.session.get(Article, article_id).title == "Chile votes"
