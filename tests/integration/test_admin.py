@@ -368,6 +368,11 @@ def test_api_tokens_are_created_shown_once_and_revoked(app, client):
     page = client.post("/admin/tokens", data={"csrf_token": token, "name": "CMS",
                                               "scope": "articles:write"})
     api_token = re.search(r'id="new-token">(nl_[^<]+)<', page.get_data(as_text=True)).group(1)
+    for nameless in ("", " \t\r\n"):
+        refused = client.post("/admin/tokens", data={"csrf_token": token, "name": nameless,
+                                                     "scope": "articles:write"})
+        assert "Give the token a name" in refused.get_data(as_text=True)
+        assert 'id="new-token"' not in refused.get_data(as_text=True)
     headers = {"Authorization": f"Bearer {api_token}"}
     article = {"title": "T", "url": "https://news.example.com/t"}
     assert client.post("/api/v1/articles", json=article, headers=headers).status_code == 201
