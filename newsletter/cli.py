@@ -227,8 +227,8 @@ def import_subscribers(file, consent: str | None, dry_run: bool, wait: bool, her
     job = _follow_import(job.id)
     if job.status == ImportStatus.FAILED:
         raise click.ClickException(job.error or "the import failed")
-    for line, reason in job.invalid_sample[:50]:
-        click.echo(f"line {line}: {reason}", err=True)
+    for line, value, reason in subscriber_lists.sample_lines(job.invalid_sample)[:50]:
+        click.echo(f"line {line}: {value!r}: {reason}", err=True)
     verb = "would add" if dry_run else "added"
     click.echo(f"{verb} {job.valid}, duplicates {job.duplicates}, "
                f"invalid {job.invalid_count}")
@@ -281,7 +281,7 @@ def create_editor(email: str, password: str | None, role: str | None):
 
 @editors_cli.command("token")
 @click.argument("email")
-@click.option("--name", default="", help="What the token is for.")
+@click.option("--name", required=True, help="What the token is for.")
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(list(editors.SCOPES)),
               help="What the token may do; repeat for several [default: articles:write].")
 @click.option("--expires", "expires_days", type=click.IntRange(1, 3650), default=None,

@@ -61,6 +61,34 @@ def dev_secret_key() -> str:
     return path.read_text().strip()
 
 
+def wait_for_worker(celery: list[str], env: dict, timeout: float = 60) -> None:
+    """Until the Celery worker answers a ping (or the timeout: the banner then says less
+    than the truth about the worker, nothing worse)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ping = subprocess.run([*celery, "inspect", "ping", "--timeout", "1"], env=env,
+                              cwd=PROJECT_ROOT, capture_output=True)
+        if ping.returncode == 0:
+            return
+        time.sleep(0.5)
+
+
+def start_banner(base: str, *, mailbox: bool, redis_url: str, bounce_port: int) -> str:
+    """What to open, printed once everything runs."""
+    rule = "  " + "-" * 66
+    lines = ["", rule, "  The newsletter dev stack is running.", "",
+             f"  Site (subscribe page):  {base}/subscribe",
+             f"  Editor workspace:       {base}/admin",
+             "                          (first editor: set -a; . instance/dev.env; set +a;",
+             "                           .venv/bin/flask --app newsletter editors create EMAIL)"]
+    if mailbox:
+        lines.append(f"  Caught mail:            {base}/dev/mail")
+    lines += [f"  Redis:                  {redis_url}",
+              f"  Bounce receiver:        smtp://127.0.0.1:{bounce_port}", "",
+              "  Stop everything: Ctrl-C", rule, ""]
+    return "\n".join(lines)
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt
 
@@ -137,16 +165,12 @@ def main() -> int:
         subprocess.Popen([*flask, "bounces", "serve", "--host", "127.0.0.1",
                           "--port", str(bounce_port)], env=env, cwd=PROJECT_ROOT),
     ]
-    wait_for_port(web_port, timeout=30)
-    base = env["NEWSLETTER_BASE_URL"]
-    print(f"\n  Subscribe page:  {base}/subscribe", flush=True)
-    if catcher:
-        print(f"  Caught mail:     {base}/dev/mail", flush=True)
-    print(f"  Redis:           {env['NEWSLETTER_REDIS_URL']}", flush=True)
-    print(f"  Bounce receiver: smtp://127.0.0.1:{bounce_port}", flush=True)
-    print("  Ctrl-C stops everything.\n", flush=True)
-
-    try:
+    try:  # from here on, Ctrl-C or a failure stops every child
+        wait_for_port(web_port, timeout=30)
+        wait_for_worker(celery, env)  # so the banner comes after the worker's start-up noise
+        print(start_banner(env["NEWSLETTER_BASE_URL"], mailbox=catcher is not None,
+                           redis_url=env["NEWSLETTER_REDIS_URL"], bounce_port=bounce_port),
+              flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("a process of the dev stack exited; stopping the rest", file=sys.stderr)

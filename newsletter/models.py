@@ -67,9 +67,17 @@ class SubscriberStatus(enum.StrEnum):
 
 
 class ConsentAction(enum.StrEnum):
+    """What happened to a reader: consent given or withdrawn, and every other change
+    of their status or data, so their page tells the whole story."""
+
     SUBSCRIBE_REQUESTED = "subscribe_requested"
     CONFIRMED = "confirmed"
     UNSUBSCRIBED = "unsubscribed"
+    CONFIRMATION_RESENT = "confirmation_resent"  # an editor asked for another mail
+    EDITED = "edited"  # an editor changed the address or name
+    BOUNCED = "bounced"
+    REACTIVATED = "reactivated"  # an owner said a bounced address works again
+    ERASED = "erased"
 
 
 class ConsentSource(enum.StrEnum):
@@ -79,6 +87,8 @@ class ConsentSource(enum.StrEnum):
     ONE_CLICK = "one-click"
     LINK = "link"
     FEEDBACK_LOOP = "feedback-loop"  # a spam complaint (ARF report or a provider's webhook)
+    EDITOR = "editor"  # by hand in the workspace; the event's detail names the editor
+    BOUNCE = "bounce"  # the mail system: an SMTP refusal or a bounce report
 
 
 def _enum(enum_class: type[enum.Enum], name: str) -> Enum:
@@ -237,6 +247,8 @@ class Article(db.Model):
     title: Mapped[str] = mapped_column(String(500))
     summary: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str] = mapped_column(Text, default="")  # sanitised with nh3
+    # What an editor typed, when they wrote Markdown: body_html is rendered from it.
+    body_markdown: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(200))
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -480,7 +492,9 @@ class ImportJob(db.Model):
     valid: Mapped[int] = mapped_column(default=0)
     duplicates: Mapped[int] = mapped_column(default=0)
     invalid_count: Mapped[int] = mapped_column(default=0)
-    invalid_sample: Mapped[list] = mapped_column(JSON, default=list)  # first 200 [line, why]
+    # The first 200 [line, value, why] of each kind (before 0011: invalid as [line, why]).
+    invalid_sample: Mapped[list] = mapped_column(JSON, default=list)
+    duplicate_sample: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

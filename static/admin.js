@@ -101,3 +101,36 @@ document.addEventListener("DOMContentLoaded", function () {
     timer = setTimeout(refresh, 400);
   });
 });
+
+// The article form: the body as it will be stored (rendered and sanitised by the
+// server), shown while the editor types.
+document.addEventListener("DOMContentLoaded", function () {
+  const body = document.getElementById("body");
+  const preview = document.getElementById("preview");
+  if (!body || !preview || !body.dataset.previewUrl) return;
+  const form = body.form;
+  let timer = null;
+  async function refresh() {
+    try {
+      const response = await fetch(body.dataset.previewUrl, {
+        method: "POST", body: new FormData(form), headers: {Accept: "application/json"}});
+      const answer = await response.json();
+      if (answer.html !== undefined) {
+        preview.innerHTML = answer.html;  // sanitised by nh3 on the server
+      } else {
+        preview.textContent = answer.error || "The preview is not available.";
+      }
+    } catch (error) {
+      preview.textContent = "The preview is not available.";
+    }
+  }
+  function later() {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 300);
+  }
+  body.addEventListener("input", later);
+  form.querySelectorAll("input[name=body_format]").forEach(function (radio) {
+    radio.addEventListener("change", refresh);
+  });
+  refresh();
+});

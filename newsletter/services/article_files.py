@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-import markdown
-
 from newsletter.services.articles import ArticleInput, InvalidArticle, one_line
 
 # Lines where a scraped page's article ends and the site's own furniture begins.
@@ -81,7 +79,7 @@ def parse_markdown(text: str, url: str) -> ArticleInput:
         title=meta.get("title", ""),
         url=meta.get("url") or url,
         summary=meta.get("summary") or meta.get("description") or "",
-        body_html=markdown.markdown(match["body"]),
+        body_markdown=match["body"],
         author=meta.get("author"),
         categories=[c.strip() for c in categories.strip("[]").split(",") if c.strip()],
         published_at=parse_date(meta.get("date")),

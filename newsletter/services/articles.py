@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import markdown
 import nh3
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 MAX_TITLE = 500
 MAX_URL = 2048
+MAX_SUMMARY = 2000  # what may be typed; the stored summary is cut to SUMMARY_LENGTH
+MAX_BODY_BYTES = 200 * 1024  # UTF-8 bytes of the body as given (HTML or Markdown)
 SUMMARY_LENGTH = 300
 # What a digest or archive page may show; everything else (script, style, on*
 # handlers, javascript: links) is removed by nh3.
@@ -28,7 +32,11 @@ ALLOWED_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blo
 
 
 class InvalidArticle(ValueError):
-    """An article that cannot be stored; the message says why."""
+    """An article that cannot be stored; ``problems`` says every reason at once."""
+
+    def __init__(self, *problems: str):
+        super().__init__(" ".join(problems))
+        self.problems = list(problems)
 
 
 @dataclass
@@ -37,6 +45,7 @@ class ArticleInput:
     url: str
     summary: str = ""
     body_html: str = ""
+    body_markdown: str | None = None  # when given, body_html is rendered from it
     author: str | None = None
     categories: list[str] = field(default_factory=list)
     published_at: datetime | None = None
@@ -51,6 +60,24 @@ def one_line(text: object) -> str:
 def sanitize_html(markup: str) -> str:
     return nh3.clean(markup or "", tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
                      link_rel="noopener noreferrer")
+
+
+def render_markdown(source: str) -> str:
+    """Markdown to the same sanitised HTML as every other body: raw HTML inside the
+    Markdown passes through the Markdown renderer, then nh3 removes what is unsafe."""
+    return sanitize_html(markdown.markdown(source or ""))
+
+
+def render_body(source: str, is_markdown: bool) -> str:
+    return render_markdown(source) if is_markdown else sanitize_html(source)
+
+
+def body_too_big(source: str) -> str | None:
+    size = len((source or "").encode())
+    if size > MAX_BODY_BYTES:
+        return (f"The body is {math.ceil(size / 1024)} KB; at most "
+                f"{MAX_BODY_BYTES // 1024} KB is allowed.")
+    return None
 
 
 _BLOCK_BOUNDARY = re.compile(r"<(/?)(p|br|div|li|h[1-6]|blockquote|tr)\b", re.IGNORECASE)
@@ -70,30 +97,53 @@ def _summary(data: ArticleInput, body_html: str) -> str:
     return text[:SUMMARY_LENGTH].rsplit(" ", 1)[0] + "…"
 
 
-def validate(data: ArticleInput) -> ArticleInput:
+def validate(data: ArticleInput, *, cut_to_fit: bool = False) -> ArticleInput:
+    """The stored form of an article, or InvalidArticle naming every problem. A person
+    (the workspace, the API) is told a title or summary is too long; a machine source
+    (feeds, files: nobody to ask) has them cut to fit instead."""
     # Titles become digest Subjects: CR, LF, NUL, U+2028/2029, other controls and "=?"
     # are neutralised here, and the header writer does it again (newsletter.mail.headers).
     title = neutralise(data.title)
+    problems = []
     if not title:
-        raise InvalidArticle("An article needs a title.")
+        problems.append("An article needs a title.")
+    elif len(title) > MAX_TITLE and not cut_to_fit:
+        problems.append(f"The title has {len(title)} characters; at most {MAX_TITLE} "
+                        f"are allowed.")
     url = one_line(data.url)
     if not url.startswith(("http://", "https://")) or len(url) > MAX_URL:
-        raise InvalidArticle(f"An article needs an http(s) URL of at most {MAX_URL} "
-                             f"characters, got {url[:80]!r}.")
+        problems.append(f"An article needs an http(s) URL of at most {MAX_URL} "
+                        f"characters, got {url[:80]!r}.")
+    if len(data.summary or "") > MAX_SUMMARY and not cut_to_fit:
+        problems.append(f"The summary has {len(data.summary)} characters; at most "
+                        f"{MAX_SUMMARY} are allowed.")
+    # As typed, with the line ends a textarea sends (CRLF) made plain.
+    markdown_source = None if data.body_markdown is None else data.body_markdown.replace(
+        "\r\n", "\n")
+    too_big = body_too_big(data.body_html if markdown_source is None else markdown_source)
+    if too_big:
+        problems.append(too_big)
     published = data.published_at
     if published is not None and published.tzinfo is None:
-        raise InvalidArticle("The publication time needs a timezone.")
-    body_html = sanitize_html(data.body_html)
+        problems.append("The publication time needs a timezone.")
+    if problems:
+        raise InvalidArticle(*problems)
+    body_html = (render_body(data.body_html, False) if markdown_source is None
+                 else render_body(markdown_source, True))
     return ArticleInput(
         title=title[:MAX_TITLE],
         url=url,
         summary=_summary(data, body_html),
         body_html=body_html,
+        body_markdown=markdown_source,
         author=one_line(data.author)[:200] or None,
         categories=[one_line(c)[:100] for c in data.categories if one_line(c)][:20],
         published_at=published,
         guid=one_line(data.guid)[:MAX_URL] or None,
     )
+
+
+MACHINE_SOURCES = {ArticleSource.FEED, ArticleSource.IMPORT}
 
 
 def find_existing(url: str, guid: str | None) -> Article | None:
@@ -104,7 +154,7 @@ def find_existing(url: str, guid: str | None) -> Article | None:
 
 def add_article(data: ArticleInput, source: ArticleSource) -> tuple[Article, bool]:
     """Store an article unless its URL or GUID is known; returns (article, created)."""
-    clean = validate(data)
+    clean = validate(data, cut_to_fit=source in MACHINE_SOURCES)
     existing = find_existing(clean.url, clean.guid)
     if existing is not None:
         return existing, False
@@ -112,7 +162,8 @@ def add_article(data: ArticleInput, source: ArticleSource) -> tuple[Article, boo
         log.info("article %s has no date; using the time it arrived", clean.url)
     article = Article(
         url=clean.url, guid=clean.guid, title=clean.title, summary=clean.summary,
-        body_html=clean.body_html, author=clean.author, categories=clean.categories,
+        body_html=clean.body_html, body_markdown=clean.body_markdown, author=clean.author,
+        categories=clean.categories,
         published_at=clean.published_at or utcnow(), source=source,
     )
     db.session.add(article)
@@ -147,7 +198,8 @@ def update_article(article_id: int, data: ArticleInput) -> Article:
     if clash is not None:
         raise InvalidArticle("Another article has this URL already.")
     article.title, article.url, article.summary = clean.title, clean.url, clean.summary
-    article.body_html, article.categories = clean.body_html, clean.categories
+    article.body_html, article.body_markdown = clean.body_html, clean.body_markdown
+    article.categories = clean.categories
     article.author = clean.author
     if clean.published_at is not None:
         article.published_at = clean.published_at

@@ -214,7 +214,18 @@ def _mark_bounced(subscriber_id: int, why: str) -> str:
         .where(Subscriber.id == subscriber_id,
                Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]))
         .values(status=SubscriberStatus.BOUNCED, updated_at=utcnow())).rowcount
-    return f"reader marked bounced ({why})" if changed else "reader was not active: unchanged"
+    if not changed:
+        return "reader was not active: unchanged"
+    _log_status(subscriber_id, ConsentAction.BOUNCED, ConsentSource.BOUNCE, why)
+    return f"reader marked bounced ({why})"
+
+
+def _log_status(subscriber_id: int, action: ConsentAction, source: ConsentSource,
+                detail: str) -> None:
+    """The change in the reader's history too (part of the caller's transaction)."""
+    email = db.session.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id))
+    db.session.add(ConsentEvent(subscriber_id=subscriber_id, action=action, source=source,
+                                email=email, detail=detail))
 
 
 def _score_soft(subscriber_id: int, event: BounceEvent, ref: verp.DeliveryRef) -> str:
@@ -299,6 +310,8 @@ def reactivate(subscriber_id: int, editor: Editor) -> bool:
                                    subscriber_id=subscriber_id,
                                    reason=f"reactivated by {editor.email}",
                                    action="reader active again; soft-bounce score reset"))
+        _log_status(subscriber_id, ConsentAction.REACTIVATED, ConsentSource.EDITOR,
+                    f"bounced address reactivated by {editor.email}")
     db.session.commit()
     return changed
 

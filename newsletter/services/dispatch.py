@@ -26,7 +26,7 @@ from enum import Enum
 
 import redis
 from flask import current_app
-from sqlalchemy import and_, bindparam, select, text, update
+from sqlalchemy import and_, bindparam, insert, select, text, update
 
 from newsletter.extensions import db
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
@@ -34,6 +34,9 @@ from newsletter.mail.links import external_url, url_adapter
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.mail.verp import DigestSenders, feedback_id
 from newsletter.models import (
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
     Delivery,
     DeliveryStatus,
     Digest,
@@ -427,12 +430,17 @@ class Batch:
             values.update(status=DeliveryStatus.UNKNOWN.value, last_error=result.detail)
         else:  # FAILED or BOUNCED
             values.update(status=DeliveryStatus.FAILED.value, last_error=result.detail)
-            if result.outcome is Outcome.BOUNCED:
-                self.ledger.execute(
+            if result.outcome is Outcome.BOUNCED and self.ledger.execute(
                     update(Subscriber)
                     .where(Subscriber.id == row.subscriber_id,
                            Subscriber.status == SubscriberStatus.ACTIVE)
-                    .values(status=SubscriberStatus.BOUNCED, updated_at=now))
+                    .values(status=SubscriberStatus.BOUNCED, updated_at=now)).rowcount:
+                self.ledger.execute(insert(ConsentEvent.__table__).values(  # the reader's history
+                    subscriber_id=row.subscriber_id, action=ConsentAction.BOUNCED,
+                    source=ConsentSource.BOUNCE, created_at=now,
+                    email=select(Subscriber.email).where(
+                        Subscriber.id == row.subscriber_id).scalar_subquery(),
+                    detail=f"refused when sent: {result.detail}"[:1000]))
         if result is not None and result.outcome is not Outcome.SENT:
             log.warning("delivery %s %s: %s", row.delivery_id, values["status"],
                         values["last_error"])

@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import check_email
+from newsletter.mail.headers import clean_text
 from newsletter.models import (
     ApiToken,
     Editor,
@@ -171,9 +172,15 @@ def parse_scopes(scopes) -> list[str]:
     return wanted
 
 
-def create_api_token(editor_email: str, name: str = "", scopes=("articles:write",),
+def create_api_token(editor_email: str, name: str, scopes=("articles:write",),
                      expires_days: int | None = None) -> tuple[str, ApiToken]:
-    """A new token, shown once; only its hash is kept."""
+    """A new token, shown once; only its hash is kept. The name says what it is for
+    (the list of tokens is read to decide which one to revoke)."""
+    name = clean_text(name)
+    if not name:
+        raise EditorError("Give the token a name that says what it is for.")
+    if len(name) > 100:
+        raise EditorError("A token's name has at most 100 characters.")
     editor = find_editor(editor_email)
     if editor is None or editor.removed_at:
         raise EditorError(f"No editor {editor_email}.")
@@ -184,7 +191,7 @@ def create_api_token(editor_email: str, name: str = "", scopes=("articles:write"
     if expires_days is not None and not 1 <= expires_days <= 3650:
         raise EditorError("A token expires after 1 to 3650 days.")
     token = "nl_" + secrets.token_urlsafe(32)
-    row = ApiToken(editor_id=editor.id, token_hash=_hash(token), name=name.strip()[:100],
+    row = ApiToken(editor_id=editor.id, token_hash=_hash(token), name=name,
                    scopes=" ".join(wanted),
                    expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None)
     db.session.add(row)

@@ -11,7 +11,9 @@ from sqlalchemy import select, update
 
 from newsletter.extensions import db
 from newsletter.models import (
+    ConsentAction,
     ConsentEvent,
+    ConsentSource,
     Delivery,
     OutboxMail,
     Subscriber,
@@ -111,6 +113,15 @@ def erase_subscriber(subscriber_id: int) -> bool:
     db.session.execute(
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id)
         .values(email=subscriber.email, ip_address=None, user_agent=None))
+    # Editors' notes and SMTP replies are free text that may name the reader.
+    db.session.execute(
+        update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id,
+                                   ConsentEvent.source.in_([ConsentSource.EDITOR,
+                                                            ConsentSource.BOUNCE]))
+        .values(detail=None))
+    db.session.add(ConsentEvent(subscriber_id=subscriber_id, action=ConsentAction.ERASED,
+                                source=ConsentSource.EDITOR, email=subscriber.email,
+                                detail="personal data erased; the address stays suppressed"))
     # SMTP replies quote the address ("550 <ada@example.com>: no such user"): free
     # text tied to the reader goes too; the rows stay (the ledger's counts need them).
     db.session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber_id)

@@ -48,18 +48,39 @@ class ListFileError(ValueError):
     """The file as a whole cannot be imported (encoding, missing column)."""
 
 
+CHUNK = 1000
+SAMPLE_KEPT = 200  # lines kept of each kind for the report
+VALUE_SHOWN = 80  # characters of a cell the report quotes
+SNIFF_BYTES = 64 * 1024
+
+
+def quoted(value: object) -> str:
+    """A cell as the report shows it: cut to VALUE_SHOWN, unprintable characters
+    replaced (the page escapes the rest)."""
+    text = "" if value is None else str(value)
+    cut = text[:VALUE_SHOWN] + ("…" if len(text) > VALUE_SHOWN else "")
+    return "".join(char if char.isprintable() else "\ufffd" for char in cut)
+
+
 @dataclass
 class ImportReport:
     valid: int = 0  # added, or (dry run) would be added
     duplicates: int = 0  # already on the list, erased, or twice in the file
-    invalid: list[tuple[int, str]] = field(default_factory=list)  # the first INVALID_KEPT
     invalid_count: int = 0
     rows: int = 0
+    # The first SAMPLE_KEPT of each: (line, the value as given, why).
+    invalid: list[tuple[int, str, str]] = field(default_factory=list)
+    duplicate_lines: list[tuple[int, str, str]] = field(default_factory=list)
 
+    def note_invalid(self, line: int, value: object, why: str) -> None:
+        self.invalid_count += 1
+        if len(self.invalid) < SAMPLE_KEPT:
+            self.invalid.append((line, quoted(value), why))
 
-CHUNK = 1000
-INVALID_KEPT = 200
-SNIFF_BYTES = 64 * 1024
+    def note_duplicate(self, line: int, value: object, why: str) -> None:
+        self.duplicates += 1
+        if len(self.duplicate_lines) < SAMPLE_KEPT:
+            self.duplicate_lines.append((line, quoted(value), why))
 
 
 def check_header(head: bytes) -> None:
@@ -112,7 +133,7 @@ def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = Fal
     run, which writes nothing, keeps what it met in a temporary file."""
     report = ImportReport()
     seen = _SeenAddresses() if dry_run else None
-    chunk: dict[str, tuple[str, str | None]] = {}  # normalized -> (given, name)
+    chunk: dict[str, tuple[str, str | None, int]] = {}  # normalized -> (given, name, line)
     pacer = _ConfirmationPacer()
     try:
         for line, row in read_rows(stream):
@@ -121,14 +142,12 @@ def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = Fal
                 address = check_email(row.get("email"))
                 name = check_name(row.get("name"))
             except InvalidAddress as error:
-                report.invalid_count += 1
-                if len(report.invalid) < INVALID_KEPT:
-                    report.invalid.append((line, str(error)))
+                report.note_invalid(line, row.get("email"), str(error))
                 continue
             if address.normalized in chunk:
-                report.duplicates += 1
+                report.note_duplicate(line, address.given, TWICE)
                 continue
-            chunk[address.normalized] = (address.given, name)
+            chunk[address.normalized] = (address.given, name, line)
             if len(chunk) == CHUNK:
                 _flush(chunk, consent, report, pacer, seen)
                 chunk = {}
@@ -141,9 +160,13 @@ def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = Fal
     return report
 
 
+TWICE, KNOWN = "twice in the file", "already known"
+
+
 def _flush(chunk: dict, consent, report: ImportReport, pacer, seen) -> None:
     if seen is not None:
-        report.duplicates += seen.drop_repeats(chunk)
+        for given, _, line in seen.drop_repeats(chunk):
+            report.note_duplicate(line, given, TWICE)
     _import_chunk(chunk, consent, seen is not None, report, pacer)
 
 
@@ -155,19 +178,17 @@ class _SeenAddresses:
         self.db = sqlite3.connect("")
         self.db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY) WITHOUT ROWID")
 
-    def drop_repeats(self, chunk: dict) -> int:
-        """Removes from ``chunk`` the addresses met before; returns how many."""
+    def drop_repeats(self, chunk: dict) -> list:
+        """Removes from ``chunk`` the addresses met before; returns their entries."""
         digests = {hashlib.blake2b(key.encode(), digest_size=8).digest(): key for key in chunk}
         keys, found = list(digests), set()
         for start in range(0, len(keys), 500):
             part = keys[start:start + 500]
             found.update(row[0] for row in self.db.execute(
                 f"SELECT key FROM seen WHERE key IN ({','.join('?' * len(part))})", part))
-        for key in found:
-            del chunk[digests[key]]
         self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?)",
                             [(key,) for key in keys if key not in found])
-        return len(found)
+        return [chunk.pop(digests[key]) for key in found]
 
     def close(self) -> None:
         self.db.close()
@@ -185,9 +206,9 @@ def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: Impor
         Subscriber.email_normalized.in_(keys))))
     new: list[dict] = []
     now = utcnow()
-    for normalized, (given, name) in chunk.items():
+    for normalized, (given, name, line) in chunk.items():
         if normalized in known or not known.isdisjoint(hashed[normalized]):
-            report.duplicates += 1
+            report.note_duplicate(line, given, KNOWN)
             continue
         report.valid += 1
         if not dry_run:
@@ -299,12 +320,18 @@ def run_import_job(job_id: int) -> None:
         values.update(status=ImportStatus.DONE, rows_done=report.rows,
                       bytes_done=job.total_bytes, valid=report.valid,
                       duplicates=report.duplicates, invalid_count=report.invalid_count,
-                      invalid_sample=[list(item) for item in report.invalid])
+                      invalid_sample=[list(item) for item in report.invalid],
+                      duplicate_sample=[list(item) for item in report.duplicate_lines])
         if not job.dry_run:
             discard_upload(job.upload)
     db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
     db.session.commit()
     log.info("import job %s: %s", job_id, values["status"])
+
+
+def sample_lines(sample: list) -> list[tuple[int, str, str]]:
+    """A job's kept lines as (line, value, why); jobs from before 0011 kept no value."""
+    return [(item[0], "", item[1]) if len(item) == 2 else tuple(item) for item in sample]
 
 
 def import_job(job_id: int) -> ImportJob | None:

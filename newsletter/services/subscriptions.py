@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Engine, create_engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
 from newsletter.mail.addresses import EmailAddress, InvalidAddress, check_email, check_name
@@ -70,6 +71,10 @@ class ConfirmOutcome(enum.Enum):
 
 class LinkUsed(TokenInvalid):
     """A genuine confirmation link whose moment has passed (used, or superseded)."""
+
+
+class SubscriberError(ValueError):
+    """A change an editor asked for that cannot be made; the message says why."""
 
 
 def _log(subscriber: Subscriber, action: ConsentAction, origin: Origin, detail: str | None = None,
@@ -392,7 +397,8 @@ def unsubscribe(token: str, origin: Origin) -> Subscriber:
     return unsubscribe_subscriber(subscriber_for_unsubscribe_token(token).id, origin)
 
 
-def unsubscribe_subscriber(subscriber_id: int, origin: Origin) -> Subscriber:
+def unsubscribe_subscriber(subscriber_id: int, origin: Origin,
+                           detail: str | None = None) -> Subscriber:
     """The same for a reader named by id (an editor's token, the workspace); raises
     TokenInvalid when there is no such reader or it was erased."""
     if db.session.get(Subscriber, subscriber_id) is None:
@@ -402,7 +408,7 @@ def unsubscribe_subscriber(subscriber_id: int, origin: Origin) -> Subscriber:
                              unsubscribed_at=utcnow())
     subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
     if changed:
-        _log(subscriber, ConsentAction.UNSUBSCRIBED, origin)
+        _log(subscriber, ConsentAction.UNSUBSCRIBED, origin, detail)
     db.session.commit()
     return subscriber
 
@@ -453,3 +459,102 @@ def resubscribe(token: str, origin: Origin) -> ResubscribeOutcome:
     db.session.rollback()
     subscribe(subscriber.email, subscriber.name, origin)
     return ResubscribeOutcome.NEEDS_CONFIRMATION
+
+
+# --- by hand, in the workspace ---------------------------------------------------------------
+
+def _check_free(address: EmailAddress) -> None:
+    """Raise SubscriberError unless the address may join: not erased, not listed."""
+    if privacy.is_suppressed(address.normalized):
+        raise SubscriberError("This address was erased at the reader's request: it stays "
+                              "suppressed and cannot be added again.")
+    if find_subscriber(address.normalized) is not None:
+        raise SubscriberError("This address is on the list already.")
+
+
+def add_by_hand(email: object, name: object, consent: str | None,
+                origin: Origin) -> tuple[Subscriber, bool]:
+    """One reader added by an editor, under the import's rules: with a consent
+    statement confirmed on the editor's word, without one pending with a confirmation
+    mail (within the per-mailbox limits). Returns (reader, confirmation owed).
+    Raises InvalidAddress or SubscriberError."""
+    address, display_name = check_email(email), check_name(name)
+    _lock("mailbox:" + mailbox_key(address.canonical))  # held until commit
+    try:
+        _check_free(address)
+    except SubscriberError:
+        db.session.rollback()
+        raise
+    subscriber = Subscriber(email=address.given, email_normalized=address.normalized,
+                            name=display_name, status=SubscriberStatus.ACTIVE if consent
+                            else SubscriberStatus.PENDING,
+                            confirmed_at=utcnow() if consent else None)
+    db.session.add(subscriber)
+    db.session.flush()
+    owed = False
+    if consent:
+        _log(subscriber, ConsentAction.CONFIRMED, origin, f"added as confirmed: {consent}")
+    else:
+        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, "added by an editor")
+        owed = _may_send_requested_mail(address)
+        if owed:
+            outbox.owe(subscriber.id, MailTemplate.CONFIRM)
+    db.session.commit()
+    return subscriber, owed
+
+
+def edit_by_hand(subscriber_id: int, email: object, name: object, note: str | None,
+                 origin: Origin) -> bool:
+    """Correct a reader's address or name; False when nothing changed. A new address
+    must be free as for a new reader, and old confirmation links stop working. The
+    log says what changed, not the old values (erasure could not reach them there)."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None or _erased(subscriber):
+        raise SubscriberError("This reader was erased: there is nothing to edit.")
+    address, display_name = check_email(email), check_name(name)
+    changes = []
+    if address.normalized != subscriber.email_normalized:
+        _check_free(address)
+        subscriber.email_normalized = address.normalized
+        subscriber.token_nonce = new_token_nonce()
+        changes.append("address changed")
+    elif address.given != subscriber.email:
+        changes.append("address spelling changed")
+    subscriber.email = address.given
+    if display_name != subscriber.name:
+        subscriber.name = display_name
+        changes.append("name changed")
+    if not changes:
+        db.session.rollback()
+        return False
+    _log(subscriber, ConsentAction.EDITED, origin,
+         "; ".join(changes) + (f": {note}" if note else ""))
+    try:
+        db.session.commit()
+    except IntegrityError:  # the new address subscribed meanwhile
+        db.session.rollback()
+        raise SubscriberError("This address is on the list already.") from None
+    return True
+
+
+def resend_confirmation(subscriber_id: int, origin: Origin) -> bool:
+    """Another confirmation mail for a pending reader, counted against the same
+    per-mailbox and per-domain limits as every confirmation. False: a limit says no.
+    Raises SubscriberError when the reader is not pending."""
+    row = db.session.execute(select(Subscriber.email, Subscriber.status).where(
+        Subscriber.id == subscriber_id)).first()
+    db.session.rollback()  # the lock must be the transaction's first write (see _lock)
+    address = check_email(row.email) if row and row.status == SubscriberStatus.PENDING else None
+    if address is not None:
+        _lock("mailbox:" + mailbox_key(address.canonical))
+    subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
+    if address is None or subscriber.status != SubscriberStatus.PENDING:
+        db.session.rollback()
+        raise SubscriberError("Only a reader waiting to confirm can be sent a confirmation.")
+    if not _may_send_requested_mail(address):
+        db.session.rollback()
+        return False
+    _log(subscriber, ConsentAction.CONFIRMATION_RESENT, origin)
+    outbox.owe(subscriber.id, MailTemplate.CONFIRM)
+    db.session.commit()
+    return True

@@ -4,7 +4,19 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from newsletter.web import admin, api, bounces_admin, errors, public, settings_admin, webhooks
+    from newsletter.web import (
+        admin,
+        api,
+        bounces_admin,
+        common,
+        errors,
+        public,
+        settings_admin,
+        webhooks,
+    )
+
+    app.add_template_filter(common.local_time)
+    app.add_template_filter(common.plural)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(api.bp)

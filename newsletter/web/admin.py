@@ -31,6 +31,7 @@ from newsletter.mail.transport import Outcome
 from newsletter.models import (
     Article,
     ArticleSource,
+    ConsentSource,
     Digest,
     EditorMailKind,
     Role,
@@ -51,11 +52,12 @@ from newsletter.services import (
     privacy,
     reports,
     subscriber_lists,
+    subscriptions,
     two_factor,
 )
-from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.services.schedule import LocalTimeError, local_time, local_to_utc, parse_schedule
+from newsletter.web.common import newsletter_zone, request_origin
 from newsletter.web.errors import error_response
 from newsletter.web.security import MAX_ID, mail_document
 
@@ -435,22 +437,13 @@ def _compose_form(values) -> dict[str, str]:
     return {name: values.get(name, "") for name in COMPOSE_FIELDS}
 
 
-def _zone():
-    return parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
-
-
-@bp.app_template_filter("local_time")
-def _local_time_filter(moment: datetime | None) -> str:
-    return local_time(moment, _zone()) if moment else "—"
-
-
 def _compose_page(form: dict[str, str], status: int = 200):
     text = {name: form[name] for name in ("subject", "headline", "intro")}
     back = url_for("admin.digests_page", **{k: v for k, v in text.items() if v})
     return render_template("admin/digests.html", form=form, back=back,
                            preview=digests.preview(form["subject"] or None, form["intro"],
                                                    form["headline"]),
-                           upcoming=digests.new_articles(), zone=_zone().key,
+                           upcoming=digests.new_articles(), zone=newsletter_zone().key,
                            default_headline=digests.default_headline(),
                            issues=reports.recent_issues(20), drafts=digests.drafts()), status
 
@@ -485,7 +478,7 @@ def _send_at(form: dict[str, str]) -> datetime:
     future; LocalTimeError or ScheduleError (both ValueError) say what is wrong."""
     if not (form["send_date"].strip() and form["send_time"].strip()):
         raise LocalTimeError("Enter the date and time to send it.")
-    send_at = local_to_utc(form["send_date"], form["send_time"], _zone())
+    send_at = local_to_utc(form["send_date"], form["send_time"], newsletter_zone())
     digests.check_send_at(send_at)
     return send_at
 
@@ -546,7 +539,7 @@ def schedule_digest():
         flash("Nothing new since the last issue: nothing was scheduled.", "error")
         return redirect(url_for("admin.digests_page"))
     _audit("schedule", target=f"digest {digest.id}", detail=digest.send_at.isoformat())
-    flash(f"Scheduled for {local_time(digest.send_at, _zone())}.", "ok")
+    flash(f"Scheduled for {local_time(digest.send_at, newsletter_zone())}.", "ok")
     return redirect(url_for("admin.digest_report", digest_id=digest.id))
 
 
@@ -572,14 +565,15 @@ def digest_report(digest_id: int):
 
 
 def _scheduled_form(digest: Digest) -> dict[str, str]:
-    local = digest.send_at.astimezone(_zone()) if digest.send_at else None
+    local = digest.send_at.astimezone(newsletter_zone()) if digest.send_at else None
     return {"subject": digest.subject, "headline": digest.headline or "",
             "intro": digest.intro, "send_date": f"{local:%Y-%m-%d}" if local else "",
             "send_time": f"{local:%H:%M}" if local else ""}
 
 
 def _report_page(digest: Digest, form: dict[str, str], status: int = 200):
-    return render_template("admin/digest.html", digest=digest, form=form, zone=_zone().key,
+    return render_template("admin/digest.html", digest=digest, form=form,
+                           zone=newsletter_zone().key,
                            default_headline=digests.default_headline(digest.send_at),
                            progress=digests.progress(digest.id),
                            bounced=reports.bounced_in(digest.id),
@@ -600,7 +594,7 @@ def edit_digest(digest_id: int):
         return _report_page(digest, form, 400)
     _audit("schedule_edit", target=f"digest {digest_id}", outcome="ok" if changed else "failed")
     if changed:
-        flash(f"Saved: it goes out {local_time(digest.send_at, _zone())}.", "ok")
+        flash(f"Saved: it goes out {local_time(digest.send_at, newsletter_zone())}.", "ok")
     else:
         flash("This issue is no longer scheduled (it started or was cancelled): "
               "nothing was changed.", "error")
@@ -648,14 +642,61 @@ def articles_page():
                            articles=reports.search_articles(query))
 
 
-def _article_form() -> ArticleInput:
-    form = request.form
-    return ArticleInput(
+LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> shows
+
+
+def _local_input(moment: datetime) -> str:
+    return moment.astimezone(newsletter_zone()).strftime(LOCAL_INPUT_FORMAT)
+
+
+def _published_at(value: str, article: Article | None) -> datetime | None:
+    """The time typed in the newsletter's zone; None keeps it (now, for a new article).
+    An untouched field keeps the stored time to the second."""
+    value = value.strip()
+    if not value or (article is not None and value == _local_input(article.published_at)):
+        return None
+    moment = datetime.fromisoformat(value)  # ValueError: the caller says what to type
+    if not 1970 <= moment.year <= 9000:  # year 1 or 9999 would overflow on the way to UTC
+        raise ValueError("year out of range")
+    return moment if moment.tzinfo else moment.replace(tzinfo=newsletter_zone())
+
+
+def _article_form(article: Article | None) -> tuple[ArticleInput, list[str]]:
+    """The form as an article, and the problems only the form can have."""
+    form, problems = request.form, []
+    try:
+        published_at = _published_at(form.get("published_at", ""), article)
+    except ValueError:
+        published_at = None
+        problems.append("Give the publication time as a date and time, e.g. "
+                        "2026-11-28 14:34, or leave it empty.")
+    body, is_markdown = form.get("body", ""), form.get("body_format") != "html"
+    data = ArticleInput(
         title=form.get("title", ""), url=form.get("url", ""), summary=form.get("summary", ""),
-        body_html=form.get("body_html", ""), author=form.get("author") or None,
+        body_html="" if is_markdown else body, body_markdown=body if is_markdown else None,
+        author=form.get("author") or None,
         categories=[c for c in form.get("categories", "").split(",") if c.strip()],
-        published_at=parse_date(form.get("published_at") or None),
+        published_at=published_at,
     )
+    return data, problems
+
+
+def _article_page(article: Article | None, problems: list[str] = ()):
+    form = request.form if problems else None
+    if form is not None:
+        value = form.to_dict()
+    elif article is not None:
+        value = {"title": article.title, "url": article.url, "summary": article.summary,
+                 "categories": ", ".join(article.categories), "author": article.author or "",
+                 "published_at": _local_input(article.published_at),
+                 "body_format": "html" if article.body_markdown is None else "markdown",
+                 "body": article.body_html if article.body_markdown is None
+                 else article.body_markdown}
+    else:
+        value = {"body_format": "markdown"}
+    return render_template("admin/article.html", article=article, value=value,
+                           problems=problems, zone=newsletter_zone().key,
+                           limits=articles), 400 if problems else 200
 
 
 @bp.route("/articles/new", methods=["GET", "POST"])
@@ -665,23 +706,36 @@ def edit_article(article_id: int | None = None):
     article = db.session.get(Article, article_id) if article_id else None
     if article_id and article is None:
         abort(404)
-    if request.method == "POST":
-        try:
-            data = _article_form()
-            if article is None:
-                article, created = articles.add_article(data, ArticleSource.EDITOR)
-                if not created:
-                    raise InvalidArticle("An article with this URL exists already.")
-            else:
-                articles.update_article(article.id, data)
-            _audit("article_save", target=f"article {article.id}")
-        except InvalidArticle as error:
-            flash(str(error), "error")
-            return render_template("admin/article.html", article=article,
-                                   form=request.form), 400
-        flash("Article saved.", "ok")
-        return redirect(url_for("admin.articles_page"))
-    return render_template("admin/article.html", article=article, form=None)
+    if request.method == "GET":
+        return _article_page(article)
+    data, problems = _article_form(article)
+    try:
+        if problems:  # still check the rest, so every problem shows at once
+            articles.validate(data)
+            raise InvalidArticle()
+        if article is None:
+            added, created = articles.add_article(data, ArticleSource.EDITOR)
+            if not created:
+                raise InvalidArticle("An article with this URL exists already.")
+            article_id = added.id
+        else:
+            articles.update_article(article.id, data)
+    except InvalidArticle as error:
+        return _article_page(article, problems + error.problems)
+    _audit("article_save", target=f"article {article_id}")
+    flash("Article saved.", "ok")
+    return redirect(url_for("admin.articles_page"))
+
+
+@bp.post("/articles/preview")
+@allow(Role.AUTHOR)
+def preview_article():
+    """The edit form's live preview: the body as it would be stored (sanitised)."""
+    body = request.form.get("body", "")
+    too_big = articles.body_too_big(body)
+    if too_big:
+        return jsonify(error=too_big), 400
+    return jsonify(html=articles.render_body(body, request.form.get("body_format") != "html"))
 
 
 @bp.post("/articles/<int:article_id>/exclude")
@@ -793,7 +847,94 @@ def import_subscribers():
 @allow(Role.EDITOR)
 def import_job(job_id: int):
     job = subscriber_lists.import_job(job_id) or abort(404)
-    return render_template("admin/import.html", job=job, consent=job.consent or "")
+    return render_template("admin/import.html", job=job, consent=job.consent or "",
+                           sample_lines=subscriber_lists.sample_lines)
+
+
+MAX_NOTE = 1000  # a consent statement or an editor's note, as in the import
+
+
+def _note(name: str) -> str | None:
+    return request.form.get(name, "").strip()[:MAX_NOTE] or None
+
+
+@bp.route("/subscribers/new", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def add_subscriber():
+    """One reader by hand, under the import's rules (consent, suppression, limits)."""
+    if request.method == "GET":
+        return render_template("admin/subscriber_new.html", form={})
+    try:
+        subscriber, owed = subscriptions.add_by_hand(
+            request.form.get("email", ""), request.form.get("name", ""), _note("consent"),
+            request_origin(ConsentSource.EDITOR))
+    except (InvalidAddress, subscriptions.SubscriberError) as error:
+        _audit("subscriber_add", outcome="failed", detail=str(error))
+        flash(str(error), "error")
+        return render_template("admin/subscriber_new.html", form=request.form), 400
+    _audit("subscriber_add", target=f"subscriber {subscriber.id}",
+           detail="as confirmed" if subscriber.confirmed_at else "pending")
+    if subscriber.confirmed_at:
+        flash("Reader added as confirmed.", "ok")
+    elif owed:
+        flash("Reader added; a confirmation mail is on its way.", "ok")
+    else:
+        flash("Reader added, but no confirmation was sent: this mailbox reached its limit "
+              "of confirmation mails for now. Resend it later from this page.", "error")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber.id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/edit")
+@allow(Role.EDITOR)
+def edit_subscriber(subscriber_id: int):
+    subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
+    try:
+        changed = subscriptions.edit_by_hand(
+            subscriber_id, request.form.get("email", ""), request.form.get("name", ""),
+            _note("note"), request_origin(ConsentSource.EDITOR))
+    except (InvalidAddress, subscriptions.SubscriberError) as error:
+        _audit("subscriber_edit", outcome="failed", target=f"subscriber {subscriber_id}",
+               detail=str(error))
+        flash(str(error), "error")
+        return _subscriber_view(subscriber, form=request.form), 400
+    if changed:
+        _audit("subscriber_edit", target=f"subscriber {subscriber_id}")
+    flash("Reader updated." if changed else "Nothing changed.", "ok")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/unsubscribe")
+@allow(Role.EDITOR)
+def unsubscribe_subscriber(subscriber_id: int):
+    try:
+        subscriptions.unsubscribe_subscriber(subscriber_id, request_origin(ConsentSource.EDITOR),
+                                             _note("note") or "by an editor")
+    except subscriptions.TokenInvalid:
+        abort(404)
+    _audit("subscriber_unsubscribe", target=f"subscriber {subscriber_id}")
+    flash("Reader unsubscribed: no more mail goes to this address.", "ok")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+
+
+@bp.post("/subscribers/<int:subscriber_id>/resend")
+@allow(Role.EDITOR)
+def resend_confirmation(subscriber_id: int):
+    db.session.get(Subscriber, subscriber_id) or abort(404)
+    try:
+        sent = subscriptions.resend_confirmation(subscriber_id,
+                                                 request_origin(ConsentSource.EDITOR))
+    except subscriptions.SubscriberError as error:
+        flash(str(error), "error")
+        return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+    _audit("confirmation_resend", target=f"subscriber {subscriber_id}",
+           outcome="ok" if sent else "failed")
+    if sent:
+        flash("A new confirmation mail is on its way.", "ok")
+    else:
+        flash("Not sent: this mailbox has had as many confirmation mails as the limits "
+              "allow for now (CONFIRM_MAILS_PER_DAY, CONFIRM_MAIL_INTERVAL). Try later.",
+              "error")
+    return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
 
 
 @bp.get("/subscribers/export.csv")
@@ -844,5 +985,12 @@ def erase_subscriber(subscriber_id: int):
 def subscriber_page(subscriber_id: int):
     subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
     _audit("subscriber_view", target=f"subscriber {subscriber_id}")
+    return _subscriber_view(subscriber)
+
+
+def _subscriber_view(subscriber: Subscriber, form=None) -> str:
     return render_template("admin/subscriber.html", subscriber=subscriber,
-                           deliveries=reports.deliveries_of(subscriber_id))
+                           erased=subscriber.email_normalized.startswith(privacy.ERASED_PREFIX),
+                           form=form or {"email": subscriber.email,
+                                         "name": subscriber.name or ""},
+                           deliveries=reports.deliveries_of(subscriber.id))

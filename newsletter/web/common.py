@@ -4,7 +4,9 @@ import contextlib
 import ipaddress
 import logging
 import time
+from datetime import datetime
 from functools import lru_cache, wraps
+from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, request
 from limits import RateLimitItem, parse_many
@@ -14,6 +16,8 @@ from redis import RedisError
 
 from newsletter.extensions import limiter
 from newsletter.models import ConsentSource
+from newsletter.services import schedule
+from newsletter.services.schedule import parse_schedule
 from newsletter.services.subscriptions import Origin
 
 log = logging.getLogger(__name__)
@@ -22,6 +26,23 @@ log = logging.getLogger(__name__)
 def request_origin(source: ConsentSource) -> Origin:
     return Origin(source=source, ip_address=request.remote_addr,
                   user_agent=request.headers.get("User-Agent"))
+
+
+def newsletter_zone() -> ZoneInfo:
+    """The zone pages show times in: the newsletter's own (DIGEST_SCHEDULE's), the
+    zone its editors plan issues in."""
+    return parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
+
+
+def local_time(moment: datetime | None) -> str:
+    """A stored (UTC) time as every page shows it: '28 Nov 2026 14:34 Europe/Berlin'.
+    The Jinja filter ``local_time``."""
+    return schedule.local_time(moment, newsletter_zone()) if moment else "—"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """'1 subscriber', '6 subscribers'. The Jinja filter ``plural``."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def wants_json() -> bool:

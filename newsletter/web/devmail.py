@@ -16,6 +16,10 @@ from newsletter.web.security import mail_document
 
 bp = Blueprint("devmail", __name__, url_prefix="/dev/mail")
 MAIL_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")  # the catcher's file names
+HEAD_TAG = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+# Links (and the mail's buttons, which are links) open in a new tab: inside the
+# sandboxed frame a page's forms could not submit.
+NEW_TAB = '<base target="_blank">'
 
 
 def _mailbox() -> Path:
@@ -57,4 +61,10 @@ def show_html(name: str):
     html = _read(_path(name)).get_body(("html",))
     if html is None:
         abort(404)
-    return mail_document(html.get_content(), framed_by_self=True)
+    return mail_document(in_new_tabs(html.get_content()), framed_by_self=True)
+
+
+def in_new_tabs(html: str) -> str:
+    if HEAD_TAG.search(html):
+        return HEAD_TAG.sub(lambda head: head.group(0) + NEW_TAB, html, count=1)
+    return NEW_TAB + html

@@ -55,7 +55,8 @@ def test_dev_mail_shows_a_caught_mail_and_its_html(app, clean_state, database_ur
         b"From: a@example.com\r\nTo: b@example.com\r\nSubject: Caught mail\r\n"
         b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
         b"Content-Type: text/plain\r\n\r\nPlain words\r\n--b\r\nContent-Type: text/html\r\n\r\n"
-        b'<h1 style="color:#1f5eff">Styled heading</h1>\r\n--b--\r\n')
+        b'<h1 style="color:#1f5eff">Styled heading</h1>'
+        b'<a href="/dev/mail/">Confirm</a>\r\n--b--\r\n')
     port = free_port()
     dev = create_app(app_config(database_url, redis_url, smtp_server.port, DEBUG=True,
                                 BASE_URL=f"http://127.0.0.1:{port}",
@@ -72,5 +73,11 @@ def test_dev_mail_shows_a_caught_mail_and_its_html(app, clean_state, database_ur
         assert heading.evaluate("element => getComputedStyle(element).color") == \
             "rgb(31, 94, 255)"
         screenshot(page, "dev-mail")
+        # A link (a mail's button) opens in a new tab, where its page's forms work.
+        with page.expect_popup() as popup:
+            page.frame_locator("iframe.mail").get_by_role("link", name="Confirm").click()
+        popup.value.get_by_role("heading", name="Dev mailbox").wait_for()
+        assert page.frame_locator("iframe.mail").get_by_role(
+            "heading", name="Styled heading").is_visible()  # the frame stayed on the mail
     finally:
         server.shutdown()

@@ -80,8 +80,10 @@ def test_csv_import_with_mistakes_shows_its_report(app, live_server, page, tmp_p
     assert page.locator("#valid").inner_text() == "2"
     assert page.locator("#duplicates").inner_text() == "1"
     assert page.locator("#invalid").inner_text() == "1"
+    assert "not an address" in page.locator("#invalid-lines").inner_text()
+    assert "ADA@example.com" in page.locator("#duplicate-lines").inner_text()
     screenshot(page, "admin-import-report")
     page.get_by_role("button", name="Import 2 subscribers as confirmed").click()
-    page.get_by_role("heading", name="Imported").wait_for()  # the job page, once done
+    page.get_by_role("heading", name="Imported 2 subscribers").wait_for()  # the job, once done
     assert page.locator("#valid").inner_text() == "2"
     screenshot(page, "admin-subscribers")

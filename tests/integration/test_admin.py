@@ -284,7 +284,8 @@ def test_editor_adds_and_edits_articles(app, client):
     token = csrf_token_from(client, "/admin/articles/new")
     form = {"csrf_token": token, "title": "Elections\r\nin Chile", "summary": "",
             "url": "https://news.example.com/chile", "categories": "Americas, News",
-            "body_html": '<p onclick="x()">Close vote.<script>alert(1)</script></p>'}
+            "body_format": "html",
+            "body": '<p onclick="x()">Close vote.<script>alert(1)</script></p>'}
     assert client.post("/admin/articles/new", data=form).status_code == 302
     duplicate = client.post("/admin/articles/new", data=form)
     assert duplicate.status_code == 400 and "exists already" in duplicate.get_data(as_text=True)
@@ -299,11 +300,73 @@ def test_editor_adds_and_edits_articles(app, client):
         article_id = article.id
     edited = client.post(f"/admin/articles/{article_id}/edit",
                          data={**form, "title": "Chile votes", "published_at": "someday"})
-    assert edited.status_code == 400 and "ISO date" in edited.get_data(as_text=True)
+    assert edited.status_code == 400 and "publication time" in edited.get_data(as_text=True)
+    for far in ("0001-01-01T00:10", "9999-12-31T23:59"):  # beyond what UTC can hold
+        edited = client.post(f"/admin/articles/{article_id}/edit",
+                             data={**form, "published_at": far})
+        assert edited.status_code == 400 and "publication time" in edited.get_data(as_text=True)
     client.post(f"/admin/articles/{article_id}/edit", data={**form, "title": "Chile votes"})
     with app.app_context():
         assert db.session.get(Article, article_id).title == "Chile votes"
     assert client.get("/admin/articles/999/edit").status_code == 404
+
+
+def test_markdown_articles_keep_their_source_and_render_sanitised(app, client):
+    make_editor(app)
+    login(client)
+    token = csrf_token_from(client, "/admin/articles/new")
+    markdown = "## Vote\n\nThe **count** [ends](https://x.example/c).\n\n<script>alert(1)</script>"
+    form = {"csrf_token": token, "title": "Count", "url": "https://news.example.com/count",
+            "body_format": "markdown", "body": markdown, "published_at": "2026-11-28T14:34"}
+    assert client.post("/admin/articles/new", data=form).status_code == 302
+    with app.app_context():
+        article = db.session.scalar(select(Article))
+        assert article.body_markdown == markdown
+        assert "<h2>Vote</h2>" in article.body_html
+        assert "<strong>count</strong>" in article.body_html
+        assert "script" not in article.body_html
+        # DIGEST_SCHEDULE is in UTC in the tests: the typed time is UTC.
+        assert article.published_at.isoformat() == "2026-11-28T14:34:00+00:00"
+        article_id = article.id
+    page = client.get(f"/admin/articles/{article_id}/edit").get_data(as_text=True)
+    assert "## Vote" in page and 'value="2026-11-28T14:34"' in page
+    assert "28 Nov 2026, 14:34 UTC" in client.get("/admin/articles").get_data(as_text=True)
+    preview = client.post("/admin/articles/preview", data={
+        "csrf_token": token, "body": "*hi* <img src=x onerror=alert(1)>",
+        "body_format": "markdown"})
+    assert preview.status_code == 200
+    assert preview.json["html"].startswith("<p><em>hi</em>")
+    assert "onerror" not in preview.json["html"]
+    as_html = client.post("/admin/articles/preview", data={
+        "csrf_token": token, "body": "*hi*", "body_format": "html"})
+    assert as_html.json["html"] == "*hi*"
+
+
+def test_article_limits_are_errors_shown_together_and_nothing_is_cut(app, client):
+    make_editor(app)
+    login(client)
+    token = csrf_token_from(client, "/admin/articles/new")
+    form = {"csrf_token": token, "title": "T" * 3000, "url": "https://news.example.com/long",
+            "summary": "s" * 2001, "body_format": "markdown", "body": "b" * (200 * 1024 + 1),
+            "published_at": "soon"}
+    response = client.post("/admin/articles/new", data=form)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    for message in ("The title has 3000 characters; at most 500",
+                    "The summary has 2001 characters; at most 2000",
+                    "The body is 201 KB; at most 200 KB", "publication time"):
+        assert message in page
+    assert "T" * 3000 in page  # what was typed comes back to be fixed
+    too_big = client.post("/admin/articles/preview", data={
+        "csrf_token": token, "body": "b" * (200 * 1024 + 1)})
+    assert too_big.status_code == 400 and "at most 200 KB" in too_big.json["error"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Article.id))) == 0
+    at_limit = {**form, "title": "T" * 500, "summary": "s" * 2000, "body": "b" * 200 * 1024,
+                "published_at": ""}
+    assert client.post("/admin/articles/new", data=at_limit).status_code == 302
+    with app.app_context():
+        assert len(db.session.scalar(select(Article.title))) == 500
 
 
 def test_api_tokens_are_created_shown_once_and_revoked(app, client):
@@ -313,6 +376,11 @@ def test_api_tokens_are_created_shown_once_and_revoked(app, client):
     page = client.post("/admin/tokens", data={"csrf_token": token, "name": "CMS",
                                               "scope": "articles:write"})
     api_token = re.search(r'id="new-token">(nl_[^<]+)<', page.get_data(as_text=True)).group(1)
+    for nameless in ("", " \t\r\n"):
+        refused = client.post("/admin/tokens", data={"csrf_token": token, "name": nameless,
+                                                     "scope": "articles:write"})
+        assert "Give the token a name" in refused.get_data(as_text=True)
+        assert 'id="new-token"' not in refused.get_data(as_text=True)
     headers = {"Authorization": f"Bearer {api_token}"}
     article = {"title": "T", "url": "https://news.example.com/t"}
     assert client.post("/api/v1/articles", json=article, headers=headers).status_code == 201

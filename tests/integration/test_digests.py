@@ -148,6 +148,9 @@ def test_550_fails_and_marks_the_subscriber_bounced(app, client, celery_worker, 
         delivery = db.session.scalar(select(Delivery).where(
             Delivery.subscriber_id == bounced.id))
         assert delivery.last_error.startswith("550")
+        [event] = bounced.consent_events  # the reader's history says so too
+        assert (event.action.value, event.source.value) == ("bounced", "bounce")
+        assert event.detail.startswith("refused when sent: 550")
 
 
 def test_unsubscribe_during_a_send_is_honoured(app, client, celery_worker, mailbox):

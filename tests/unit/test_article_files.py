@@ -34,7 +34,8 @@ def test_markdown_with_front_matter():
     assert article.url == "https://news.example.com/chile"
     assert article.categories == ["Americas", "News"]
     assert article.published_at.isoformat() == "2026-11-20T09:00:00+01:00"
-    assert "<strong>vote</strong>" in article.body_html
+    assert article.body_markdown == "The **vote** was close.\n"
+    assert "<strong>vote</strong>" in validate(article).body_html
     with pytest.raises(InvalidArticle, match="front matter"):
         parse_markdown("no front matter", "https://x.example/a")
 
@@ -69,3 +70,14 @@ def test_titles_lose_line_breaks_and_bad_urls_are_refused():
         validate(ArticleInput(title="  ", url="https://a.example/1"))
     with pytest.raises(InvalidArticle, match="URL"):
         validate(ArticleInput(title="t", url="javascript:alert(1)"))
+
+
+def test_people_are_told_a_title_is_too_long_and_feeds_have_it_cut():
+    from newsletter.services.articles import ArticleInput
+
+    data = ArticleInput(title="T" * 501, url="https://a.example/1", summary="s" * 2001)
+    with pytest.raises(InvalidArticle) as refused:
+        validate(data)
+    assert [p.split(";")[0] for p in refused.value.problems] == [
+        "The title has 501 characters", "The summary has 2001 characters"]
+    assert len(validate(data, cut_to_fit=True).title) == 500
