@@ -1,7 +1,7 @@
 """articles keep the Markdown an editor wrote; import reports list duplicates
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-01 21:20:00
 
 Existing articles (from feeds, the API, files) are HTML only: the column stays empty.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0011'
-down_revision = '0008'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
