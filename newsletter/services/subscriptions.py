@@ -415,7 +415,7 @@ def unsubscribe_subscriber(subscriber_id: int, origin: Origin,
 
 class ResubscribeOutcome(enum.Enum):
     REACTIVATED = "reactivated"
-    ALREADY_SUBSCRIBED = "already_subscribed"  # active, or pending a confirmation
+    ALREADY_SUBSCRIBED = "already_subscribed"
     BOUNCED = "bounced"  # the address refused our mail: nothing can be sent to it
     NEEDS_CONFIRMATION = "needs_confirmation"  # a request recorded; a worker mails a link
 
@@ -434,11 +434,12 @@ def resubscribe(token: str, origin: Origin) -> ResubscribeOutcome:
 
     The link proves the reader holds the mailbox (it came in one of our mails), so a
     reader who unsubscribed themselves is active again at once, with no confirmation
-    mail; anyone else (a complaint, an editor's unsubscribe) goes through the
-    confirmation mail like the subscribe form. Raises TokenInvalid.
+    mail; anyone else (a complaint, an editor's unsubscribe, a pending reader) goes
+    through the confirmation mail like the subscribe form. No welcome mail: they
+    know us already. Raises TokenInvalid.
     """
     subscriber = subscriber_for_unsubscribe_token(token)
-    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+    if subscriber.status == SubscriberStatus.ACTIVE:
         return ResubscribeOutcome.ALREADY_SUBSCRIBED
     if subscriber.status == SubscriberStatus.BOUNCED:
         return ResubscribeOutcome.BOUNCED

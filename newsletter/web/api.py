@@ -86,8 +86,11 @@ def create_subscription():
     except InvalidAddress as error:
         return error_response(400, str(error))
     # The same answer whatever the address's state, so nobody learns who subscribed.
-    return jsonify(status="accepted",
-                   message="If this address can subscribe, a confirmation mail is on its way."), 202
+    config = current_app.config
+    return jsonify(status="accepted", message=(
+        "If this address can subscribe, a confirmation mail is on its way, unless one was "
+        f"sent to it in the last {config['CONFIRM_MAIL_INTERVAL']} seconds (at most "
+        f"{config['CONFIRM_MAILS_PER_DAY']} a day).")), 202
 
 
 def _json_object():

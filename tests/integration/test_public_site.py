@@ -159,3 +159,10 @@ def test_text_footers_name_the_site_once(app):
         for template in MailTemplate:
             footer = outbox.render(template, reader).text.split("\n--\n")[1]
             assert footer.count("The Newsletter") == 1, (template, footer)
+
+
+def test_pages_promising_a_mail_name_the_limits_that_may_hold_it_back(app, client):
+    assert "one such mail every 5 minutes and 3 a day" in text(client.get("/subscribe/thanks"))
+    answer = client.post("/api/v1/subscriptions", json={"email": "x@example.com"}).get_json()
+    assert "unless one was sent to it in the last 300 seconds (at most 3 a day)" in \
+        answer["message"]

@@ -220,3 +220,12 @@ def test_consent_action_values_are_stable():
     assert [action.value for action in ConsentAction] == [
         "subscribe_requested", "confirmed", "unsubscribed", "confirmation_resent", "edited",
         "bounced", "reactivated", "erased"]
+
+
+def test_resubscribe_of_a_pending_reader_needs_the_confirmation(app, client, celery_worker,
+                                                               mailbox):
+    _, key = add_reader(app, "waiting@example.com", status=SubscriberStatus.PENDING)
+    again = resubscribe_from(client, f"/unsubscribe/{key}")
+    assert "Please confirm by mail" in again.get_data(as_text=True)
+    assert mailbox.wait_for(1)[0]["Subject"].startswith("Confirm your subscription")
+    assert subscriber(app, "waiting@example.com").status == SubscriberStatus.PENDING
