@@ -6,13 +6,15 @@ whole life), so each task gets a fresh database session.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
 from kombu import Queue
 
 from newsletter.queue import QUEUE_KINDS, TASK_QUEUE_KIND, queue_name
-from newsletter.services.schedule import DAYS, parse_schedule
+from newsletter.services.schedule import DAYS, parse_daily_schedule, parse_schedule
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -72,5 +74,13 @@ def celery_init_app(app: Flask) -> Celery:
         celery.conf.beat_schedule["poll-bounce-mailbox"] = {
             "task": "workers.tasks.poll_bounce_mailbox",
             "schedule": float(app.config["BOUNCE_IMAP_INTERVAL"])}
+    if app.config["DAILY_SCHEDULE"]:
+        daily = parse_daily_schedule(app.config["DAILY_SCHEDULE"])
+        celery.conf.beat_schedule["daily-digest"] = {
+            "task": "workers.tasks.send_daily_digest",
+            # Read in the daily schedule's own zone (the beat's is the weekly one's).
+            "schedule": crontab(minute=daily.minute, hour=daily.hour,
+                                nowfun=lambda: datetime.now(daily.timezone)),
+        }
     app.extensions["celery"] = celery
     return celery

@@ -2,8 +2,9 @@
 
 The database is the source of truth. An issue for a scheduled period has a
 unique key, so a second trigger is a no-op; starting a send writes one delivery
-row per active subscriber in one statement; a periodic sweep takes back rows
-whose worker vanished and re-publishes work whose task was lost.
+row per reader of the issue, each naming that reader's copy (services/copies.py);
+a periodic sweep takes back rows whose worker vanished and re-publishes work whose
+task was lost.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import dataclasses
 import hashlib
 import logging
 import math
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import case, exists, func, insert, literal, select, update
+from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
@@ -28,29 +28,46 @@ from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     OPEN_DELIVERY_STATUSES,
     Article,
+    Cadence,
     Delivery,
     DeliveryStatus,
     Digest,
     DigestStatus,
+    DigestVariant,
     Subscriber,
     SubscriberStatus,
     digest_articles,
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit, send_task_now
-from newsletter.services.schedule import last_scheduled, parse_schedule, period_key
+from newsletter.services import copies
+from newsletter.services.copies import clean_subject, default_subject
+from newsletter.services.schedule import (
+    daily_key,
+    last_daily,
+    last_scheduled,
+    parse_daily_schedule,
+    parse_schedule,
+    period_key,
+)
 
 log = logging.getLogger(__name__)
 SEND_BATCH_TASK = "workers.tasks.send_digest_batch"
 
 
-def new_articles() -> list[Article]:
-    """Articles no issue has carried yet (cancelled ones aside), oldest first."""
+def new_articles(cadence: Cadence | None = None) -> list[Article]:
+    """Articles no issue has carried yet (cancelled ones aside), oldest first.
+
+    For a scheduled cadence, only its own issues and those sent by hand count: the
+    weekly issue also covers what went out daily (each weekly reader's copy then
+    leaves out what that reader was sent already).
+    """
     config = current_app.config
     carried = exists().where(
         digest_articles.c.article_id == Article.id,
         digest_articles.c.digest_id == Digest.id,
         Digest.status != DigestStatus.CANCELLED,
+        or_(Digest.cadence == cadence, Digest.cadence.is_(None)) if cadence else True,
     )
     oldest = utcnow() - timedelta(days=config["DIGEST_MAX_AGE_DAYS"])
     return list(db.session.scalars(
@@ -60,22 +77,17 @@ def new_articles() -> list[Article]:
     ))
 
 
-def default_subject(articles: list[Article]) -> str:
-    site = current_app.config["SITE_NAME"]
-    if len(articles) == 1:
-        return f"{site}: {articles[0].title}"
-    return f"{site}: {articles[0].title} and {len(articles) - 1} more"
-
-
 def compose(*, period: str | None = None, subject: str | None = None,
-            intro: str = "", send_at: datetime | None = None) -> Digest | None:
+            intro: str = "", send_at: datetime | None = None,
+            cadence: Cadence | None = None) -> Digest | None:
     """Add a draft (or scheduled) issue of everything new to the current transaction.
+    ``cadence``: the schedule it belongs to; None for an issue sent by hand.
 
     Flushed, not committed: the caller commits it together with what comes next
     (``start_send``), so a crash in between leaves nothing behind. None when there
     is too little, or the period already has its issue.
     """
-    articles = new_articles()
+    articles = new_articles(cadence)
     if len(articles) < current_app.config["DIGEST_MIN_ARTICLES"]:
         log.info("no digest: %d new article(s)", len(articles))
         return None
@@ -83,8 +95,8 @@ def compose(*, period: str | None = None, subject: str | None = None,
         # Two "send now" clicks see the same articles: the same key makes one issue.
         period = manual_key(articles)
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
-                    subject=clean_text(subject or default_subject(articles))[:300],
-                    send_at=send_at,
+                    subject=clean_subject(subject or default_subject(articles)),
+                    send_at=send_at, cadence=cadence,
                     status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
     try:
@@ -117,16 +129,8 @@ def start_send(digest_id: int) -> int:
     if started != 1:
         db.session.rollback()
         return 0
-    db.session.execute(
-        insert(Delivery).from_select(
-            ["digest_id", "subscriber_id", "status", "attempts"],
-            select(literal(digest_id), Subscriber.id, literal(DeliveryStatus.PENDING.value),
-                   literal(0))
-            .where(Subscriber.status == SubscriberStatus.ACTIVE),
-        )
-    )
-    # Counted, not read from rowcount: drivers disagree on INSERT ... SELECT.
-    recipients = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
+    # Readers skipped when the ledger is written (nothing new, paused) are not counted.
+    recipients = copies.write_ledger(db.session.get(Digest, digest_id), now)
     db.session.execute(update(Digest).where(Digest.id == digest_id)
                        .values(recipients=recipients))
     # Only as many batch tasks as can run at once: each batch enqueues the next, so a
@@ -213,7 +217,22 @@ def run_weekly(now: datetime | None = None) -> Digest | None:
     moment the task runs: a Sunday 23:59 trigger that runs at 00:01 is Sunday's.
     """
     schedule = parse_schedule(current_app.config["DIGEST_SCHEDULE"])
-    digest = compose(period=period_key(last_scheduled(now or utcnow(), schedule), schedule))
+    return _compose_and_start(
+        period_key(last_scheduled(now or utcnow(), schedule), schedule), Cadence.WEEKLY)
+
+
+def run_daily(now: datetime | None = None) -> Digest | None:
+    """The beat's daily trigger (for readers who chose daily): one issue per local date
+    of the daily schedule; nothing while there is no daily schedule."""
+    if not current_app.config["DAILY_SCHEDULE"]:
+        return None
+    schedule = parse_daily_schedule(current_app.config["DAILY_SCHEDULE"])
+    return _compose_and_start(daily_key(last_daily(now or utcnow(), schedule), schedule),
+                              Cadence.DAILY)
+
+
+def _compose_and_start(period: str, cadence: Cadence) -> Digest | None:
+    digest = compose(period=period, cadence=cadence)
     if digest is not None:
         start_send(digest.id)
     return digest
@@ -354,19 +373,16 @@ def _skip_unsent(digest_id: int) -> None:
         .values(status=DeliveryStatus.SKIPPED, last_error="issue cancelled by an editor"))
 
 
-def _sections(articles: list[Article]) -> list[tuple[str, list[Article]]]:
-    grouped: dict[str, list[Article]] = defaultdict(list)
-    for article in articles:
-        grouped[article.categories[0] if article.categories else "More"].append(article)
-    return list(grouped.items())
-
-
-def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False) -> RenderedMail:
+def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
+           variant: DigestVariant | None = None) -> RenderedMail:
+    """The issue as one variant's readers get it (None: the whole issue)."""
     config = current_app.config
+    copy = copies.copy_of(digest, variant)
     return render_mail(
         "digest",
         digest=digest,
-        sections=_sections(digest.articles),
+        subject=copy.subject,
+        sections=copy.sections,
         site_name=config["SITE_NAME"],
         postal_address=config["POSTAL_ADDRESS"],
         # A preview (unsaved, id 0) has no archive page yet: point at the archive index.
