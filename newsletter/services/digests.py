@@ -116,21 +116,22 @@ def manual_key(articles: list[Article]) -> str:
     return MANUAL_KEY_PREFIX + hashlib.sha256(ids.encode()).hexdigest()[:24]
 
 
-def start_send(digest_id: int) -> int:
+def start_send(digest_id: int, now: datetime | None = None) -> int:
     """Write the ledger and fan out batch tasks; returns the number of recipients
-    (0 when this issue was already started)."""
-    now = utcnow()
+    (0 when this issue was already started). ``now``: the moment readers' pauses are
+    judged at (a schedule's trigger passes its own)."""
+    started_at = utcnow()
     started = db.session.execute(
         update(Digest)
         .where(Digest.id == digest_id,
                Digest.status.in_([DigestStatus.DRAFT, DigestStatus.SCHEDULED]))
-        .values(status=DigestStatus.SENDING, started_at=now)
+        .values(status=DigestStatus.SENDING, started_at=started_at)
     ).rowcount
     if started != 1:
         db.session.rollback()
         return 0
     # Readers skipped when the ledger is written (nothing new, paused) are not counted.
-    recipients = copies.write_ledger(db.session.get(Digest, digest_id), now)
+    recipients = copies.write_ledger(db.session.get(Digest, digest_id), now or started_at)
     db.session.execute(update(Digest).where(Digest.id == digest_id)
                        .values(recipients=recipients))
     # Only as many batch tasks as can run at once: each batch enqueues the next, so a
@@ -217,8 +218,9 @@ def run_weekly(now: datetime | None = None) -> Digest | None:
     moment the task runs: a Sunday 23:59 trigger that runs at 00:01 is Sunday's.
     """
     schedule = parse_schedule(current_app.config["DIGEST_SCHEDULE"])
-    return _compose_and_start(
-        period_key(last_scheduled(now or utcnow(), schedule), schedule), Cadence.WEEKLY)
+    now = now or utcnow()
+    return _compose_and_start(period_key(last_scheduled(now, schedule), schedule),
+                              Cadence.WEEKLY, now)
 
 
 def run_daily(now: datetime | None = None) -> Digest | None:
@@ -227,14 +229,14 @@ def run_daily(now: datetime | None = None) -> Digest | None:
     if not current_app.config["DAILY_SCHEDULE"]:
         return None
     schedule = parse_daily_schedule(current_app.config["DAILY_SCHEDULE"])
-    return _compose_and_start(daily_key(last_daily(now or utcnow(), schedule), schedule),
-                              Cadence.DAILY)
+    now = now or utcnow()
+    return _compose_and_start(daily_key(last_daily(now, schedule), schedule), Cadence.DAILY, now)
 
 
-def _compose_and_start(period: str, cadence: Cadence) -> Digest | None:
+def _compose_and_start(period: str, cadence: Cadence, now: datetime) -> Digest | None:
     digest = compose(period=period, cadence=cadence)
     if digest is not None:
-        start_send(digest.id)
+        start_send(digest.id, now)
     return digest
 
 
