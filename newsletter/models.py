@@ -196,6 +196,10 @@ class SubscribeRequest(db.Model):
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # The reader's choices, applied only while the address is not yet confirmed:
+    # space-separated topic slugs ("" = everything) and a cadence; NULL = not asked.
+    topics: Mapped[str | None] = mapped_column(Text)
+    cadence: Mapped[str | None] = mapped_column(String(16))
 
 
 class ConfirmationSend(db.Model):

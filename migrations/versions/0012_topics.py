@@ -72,6 +72,9 @@ def upgrade():
     with op.batch_alter_table('digests', schema=None) as batch_op:
         batch_op.add_column(sa.Column('cadence', CADENCE, nullable=True))
     op.execute("UPDATE digests SET cadence = 'weekly' WHERE period_key LIKE 'weekly-%'")
+    with op.batch_alter_table('subscribe_requests', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('topics', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('cadence', sa.String(length=16), nullable=True))
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.add_column(sa.Column('variant_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key('fk_deliveries_variant_id', 'digest_variants',
@@ -82,6 +85,9 @@ def downgrade():
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_constraint('fk_deliveries_variant_id', type_='foreignkey')
         batch_op.drop_column('variant_id')
+    with op.batch_alter_table('subscribe_requests', schema=None) as batch_op:
+        batch_op.drop_column('cadence')
+        batch_op.drop_column('topics')
     with op.batch_alter_table('digests', schema=None) as batch_op:
         batch_op.drop_column('cadence')
     with op.batch_alter_table('articles', schema=None) as batch_op:
