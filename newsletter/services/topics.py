@@ -20,6 +20,7 @@ from newsletter.models import (
     Article,
     Cadence,
     Subscriber,
+    SubscriberStatus,
     Topic,
     article_topics,
     subscriber_topics,
@@ -237,6 +238,15 @@ def pause_reader(subscriber: Subscriber, until: datetime | None) -> None:
     if until is not None and until.tzinfo is None:
         raise TopicError("The pause needs a timezone.")
     subscriber.paused_until = until
+
+
+def reader_counts() -> dict[int, int]:
+    """Active readers who chose each topic, by topic id."""
+    return dict(db.session.execute(
+        select(subscriber_topics.c.topic_id, func.count())
+        .join(Subscriber, Subscriber.id == subscriber_topics.c.subscriber_id)
+        .where(Subscriber.status == SubscriberStatus.ACTIVE)
+        .group_by(subscriber_topics.c.topic_id)).all())
 
 
 def reader_topic_slugs(subscriber_ids: list[int]) -> dict[int, list[str]]:

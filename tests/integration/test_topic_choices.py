@@ -122,3 +122,38 @@ def test_form_without_topics_or_daily_issue_looks_as_before(app, client):
     found = subscriber(app, "old@example.com")
     assert found.cadence is Cadence.WEEKLY
     assert reader_choices(app, "old@example.com")[0] == []  # everything
+
+
+def test_csv_import_reads_topics_and_export_writes_them(app, client, two_topics):
+    runner = app.test_cli_runner()
+    imported = runner.invoke(args=["subscribers", "import", "-", "--consent", "moved", "--here"],
+                             input="email,name,topics\nada@example.com,Ada,us; asia\n"
+                                   "bo@example.com,Bo,\ncy@example.com,Cy,asia;nope\n")
+    assert "added 2, duplicates 0, invalid 1" in imported.output
+    assert "line 4: unknown topic 'nope'" in imported.output
+    assert reader_choices(app, "ada@example.com")[0] == ["asia", "us"]
+    assert reader_choices(app, "bo@example.com")[0] == []
+    exported = runner.invoke(args=["subscribers", "export"]).output.splitlines()
+    assert exported[0].endswith(",topics")
+    assert exported[1].startswith("ada@example.com,Ada,active,") and exported[1].endswith(
+        ",asia;us")
+    assert exported[2].endswith(",")
+
+
+def test_topics_cli_contract(app, client):
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["topics", "create", "asia-pacific", "--name", "Asia-Pacific",
+                               "--categories", "Asia-Pacific, Asia"])
+    assert made.exit_code == 0, made.output
+    runner.invoke(args=["topics", "create", "us", "--name", "US"])
+    runner.invoke(args=["topics", "update", "us", "--position", "0"])
+    assert runner.invoke(args=["topics", "list"]).output.splitlines() == [
+        "us\tUS\t0\t\t", "asia-pacific\tAsia-Pacific\t0\tAsia-Pacific,Asia\t"]
+    for bad, why in ((["create", "Bad Slug", "--name", "X"], "slug"),
+                     (["create", "ok", "--name", " "], "needs a name"),
+                     (["create", "us", "--name", "Again"], "already"),
+                     (["update", "nope", "--name", "X"], "Unknown topic"),
+                     (["create", "ok"], "--name")):
+        result = runner.invoke(args=["topics", *bad])
+        assert result.exit_code != 0 and why in result.output, (bad, result.output)
+    assert len(runner.invoke(args=["topics", "list"]).output.splitlines()) == 2
