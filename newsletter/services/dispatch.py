@@ -55,9 +55,9 @@ FACTORY_CACHE_SIZE = 64
 _factories: OrderedDict[tuple, BulkMessageFactory] = OrderedDict()
 
 
-def _factory(digest: Digest, variant: DigestVariant | None) -> BulkMessageFactory:
-    key = (digest.id, digest.created_at, variant.id if variant else None,
-           current_app.config["BASE_URL"])
+def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
+    """The message factory of one copy of an issue (None: rows written before copies)."""
+    key = (digest.id, digest.created_at, variant_id, current_app.config["BASE_URL"])
     if key in _factories:
         _factories.move_to_end(key)
     else:
@@ -65,6 +65,7 @@ def _factory(digest: Digest, variant: DigestVariant | None) -> BulkMessageFactor
         config = current_app.config
         while len(_factories) >= FACTORY_CACHE_SIZE:
             _factories.popitem(last=False)
+        variant = db.session.get(DigestVariant, variant_id) if variant_id is not None else None
         _factories[key] = BulkMessageFactory(
             digests.render(digest, marker, variant=variant), marker,
             mail_from=config["MAIL_FROM"], list_id=config["LIST_ID"],
@@ -271,10 +272,7 @@ def send_batch(digest_id: int) -> int:
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()]
-    variant_ids = {row.variant_id for row in rows} - {None}
-    variants = {variant.id: variant for variant in db.session.scalars(
-        select(DigestVariant).where(DigestVariant.id.in_(variant_ids)))} if variant_ids else {}
-    factories = {variant_id: _factory(digest, variants.get(variant_id))
+    factories = {variant_id: _factory(digest, variant_id)
                  for variant_id in {row.variant_id for row in rows}}
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ledger:
