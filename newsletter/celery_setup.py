@@ -6,7 +6,7 @@ whole life), so each task gets a fresh database session.
 
 from __future__ import annotations
 
-from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from celery import Celery, Task
 from celery.schedules import crontab
@@ -15,6 +15,19 @@ from kombu import Queue
 
 from newsletter.queue import QUEUE_KINDS, TASK_QUEUE_KIND, queue_name
 from newsletter.services.schedule import DAYS, parse_daily_schedule, parse_schedule
+
+
+class ZonedCrontab(crontab):
+    """A crontab read in its own timezone: the beat's is the weekly schedule's, and the
+    daily one may name another (07:00 stays 07:00 there across DST changes)."""
+
+    def __init__(self, minute: int, hour: int, zone: str):
+        super().__init__(minute=minute, hour=hour)
+        self.zone = zone
+        self.tz = ZoneInfo(zone)
+
+    def __reduce__(self):  # the beat keeps its schedule pickled
+        return (self.__class__, (self._orig_minute, self._orig_hour, self.zone))
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -78,9 +91,7 @@ def celery_init_app(app: Flask) -> Celery:
         daily = parse_daily_schedule(app.config["DAILY_SCHEDULE"])
         celery.conf.beat_schedule["daily-digest"] = {
             "task": "workers.tasks.send_daily_digest",
-            # Read in the daily schedule's own zone (the beat's is the weekly one's).
-            "schedule": crontab(minute=daily.minute, hour=daily.hour,
-                                nowfun=lambda: datetime.now(daily.timezone)),
+            "schedule": ZonedCrontab(daily.minute, daily.hour, daily.timezone.key),
         }
     app.extensions["celery"] = celery
     return celery

@@ -157,6 +157,14 @@ def test_two_weeks_of_personal_digests(app, mailbox, monkeypatch):
     assert "== Asia-Pacific ==" in inbox.text["everything"]  # no choice: as before
     with app.app_context():  # rendered once per distinct copy, not per reader
         assert db.session.query(DigestVariant).filter_by(digest_id=first_week).count() == 3
+        # The report's split by topic set.
+        assert copies.delivered_by_topic_set(first_week) == [
+            ([], {"sent": 1}), (["Asia"], {"sent": 1}), (["Europe"], {"sent": 1})]
+        # A preview "as a reader of US and Europe", saved nowhere.
+        us_europe = [topics.get_topic("us").id, topics.get_topic("europe").id]
+        preview = copies.preview_copy(db.session.get(Digest, first_week), us_europe)
+        assert preview.subject == "The Newsletter: tokyo-summit and 3 more"
+        assert db.session.query(DigestVariant).filter_by(digest_id=first_week).count() == 3
 
     # Week two: Seoul (Asia) on Tuesday; the switcher now gets it weekly.
     with app.app_context():
