@@ -218,3 +218,44 @@ def test_an_issue_sent_by_hand_reaches_every_reader_once_by_their_topics(app, ma
     # The daily and weekly issues after it carry nothing those readers had.
     assert run(app, digests.run_daily, WED + timedelta(days=1)) is None
     assert run(app, digests.run_weekly, MONDAY) is None
+
+
+def test_the_ledger_is_written_in_chunks_and_copies_are_shared_across_them(app, monkeypatch):
+    monkeypatch.setattr(copies, "LEDGER_CHUNK", 2)
+    with app.app_context():
+        asia = topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
+        us = topics.create_topic("us", "United States", categories=["US"])
+        choices = [[asia], [], [asia], [us], [asia, us], [asia], [us]]  # 7 readers, 4 chunks
+        for n, chosen in enumerate(choices):
+            reader = Subscriber(email=f"r{n}@example.com", email_normalized=f"r{n}@example.com",
+                                status=SubscriberStatus.ACTIVE)
+            db.session.add(reader)
+            db.session.flush()
+            topics.set_reader_topics(reader, chosen)
+        db.session.commit()
+        publish("tokyo-summit", ["Asia-Pacific"], WED)
+        digest_id = digests.send_now().id
+        db.session.expire_all()
+        rows = db.session.execute(
+            select(Subscriber.email, DigestVariant.topic_ids, DigestVariant.article_ids,
+                   Delivery.status)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .outerjoin(DigestVariant, DigestVariant.id == Delivery.variant_id)
+            .where(Delivery.digest_id == digest_id).order_by(Subscriber.id)).all()
+        tokyo = db.session.get(Digest, digest_id).articles[0].id
+        # (The worker may have started on the others: skipped or not is what is fixed.)
+        assert [(email, topic_ids, status is DeliveryStatus.SKIPPED)
+                for email, topic_ids, _, status in rows] == [
+            ("r0@example.com", [asia.id], False),
+            ("r1@example.com", [], False),
+            ("r2@example.com", [asia.id], False),
+            ("r3@example.com", None, True),  # US only: nothing for them
+            ("r4@example.com", [asia.id, us.id], False),
+            ("r5@example.com", [asia.id], False),
+            ("r6@example.com", None, True),
+        ]
+        assert {tuple(article_ids) for _, _, article_ids, _ in rows if article_ids} == {(tokyo,)}
+        # One copy per distinct topic set, however the chunks fell.
+        assert db.session.query(DigestVariant).filter_by(digest_id=digest_id).count() == 3
+        assert db.session.get(Digest, digest_id).recipients == 5
+        digests.cancel(digest_id)
