@@ -1,9 +1,12 @@
 """Dispatch benchmark: N subscribers through a real Celery worker pool into Postfix's smtp-sink.
 
-    .venv/bin/python bench/dispatch.py [--subscribers 20000] [--workers 2]
+    .venv/bin/python bench/dispatch.py [--subscribers 20000] [--workers 2] [--topics 20]
 
 Prints messages per second, peak RSS per worker process, and the ceiling that
 Postfix's own smtp-source reaches into the same sink with same-size messages.
+With ``--topics N``: N topics, and two sends in the same run, readers spread over
+100 topic sets (100 copies to render), then every reader in one topic set; prints
+both throughputs and their ratio (the personal digests' cost).
 Needs Debian's postfix package (smtp-sink, smtp-source); installs it with
 apt-get when run as root. Uses an embedded Redis and a SQLite file unless
 NEWSLETTER_BENCH_REDIS_URL / NEWSLETTER_BENCH_DATABASE_URL are set.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -76,11 +80,88 @@ def children(pid: int) -> list[int]:
     return found
 
 
+TOPIC_SETS = 100
+
+
+def topic_sets(topics: int, count: int) -> list[list[str]]:
+    """``count`` distinct sets of two topic slugs (fewer when N is small), reproducibly."""
+    pairs = [[f"topic-{a}", f"topic-{b}"] for a in range(topics) for b in range(a + 1, topics)]
+    random.Random(12).shuffle(pairs)
+    return pairs[:count] or [["topic-0"]]
+
+
+def publish_topic_articles(topics: int, round_name: str) -> None:
+    """Topics made on first use; two new articles per topic, each in two topics, so the
+    copies of a send hold four or so articles each (comparable from set to set)."""
+    from newsletter.models import ArticleSource
+    from newsletter.services import articles
+    from newsletter.services import topics as topic_service
+
+    for n in range(topics):
+        if topic_service.get_topic(f"topic-{n}") is None:
+            topic_service.create_topic(f"topic-{n}", f"Topic {n}", categories=[f"Cat {n}"])
+    for n in range(2 * topics):
+        articles.add_article(articles.ArticleInput(
+            title=f"{round_name.title()} story {n} about the week's diplomacy",
+            url=f"https://news.example.com/{round_name}-{n}", summary="Ministers met; " * 20,
+            categories=[f"Cat {n % topics}", f"Cat {(n * 7 + 3) % topics}"],
+            published_at=datetime.now(UTC)), ArticleSource.IMPORT)
+
+
+def choose_topics(subscribers: int, sets: list[list[str]]) -> None:
+    """Reader i reads the topics of set i mod len(sets)."""
+    from sqlalchemy import delete, insert, select
+
+    from newsletter.extensions import db
+    from newsletter.models import Subscriber, Topic, subscriber_topics
+
+    ids = dict(db.session.execute(select(Topic.slug, Topic.id)).all())
+    db.session.execute(delete(subscriber_topics))
+    readers = db.session.scalars(select(Subscriber.id).order_by(Subscriber.id)).all()
+    rows = [{"subscriber_id": reader, "topic_id": ids[slug]}
+            for n, reader in enumerate(readers) for slug in sets[n % len(sets)]]
+    for start in range(0, len(rows), 10_000):
+        db.session.execute(insert(subscriber_topics), rows[start:start + 10_000])
+    db.session.commit()
+
+
+def timed_send(app, worker, subscribers: int) -> dict:
+    """Send everything new to everyone and wait until the issue is sent."""
+    from sqlalchemy import func, select
+
+    from newsletter.extensions import db
+    from newsletter.models import Digest, DigestStatus, DigestVariant
+    from newsletter.services import digests
+
+    pool_cpu_before = sum(cpu_seconds(pid) for pid in children(worker.pid))
+    with app.app_context():
+        started = time.perf_counter()
+        digest = digests.send_now()
+        ledger = time.perf_counter() - started
+        while db.session.get(Digest, digest.id).status != DigestStatus.SENT:
+            db.session.expire_all()
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        counts = digests.progress(digest.id)
+        variant = db.session.scalar(select(DigestVariant).where(
+            DigestVariant.digest_id == digest.id).order_by(DigestVariant.id))
+        sample = digests.render(digest, "https://news.example.com/unsubscribe/x",
+                                variant=variant)
+        variants = db.session.scalar(select(func.count()).where(
+            DigestVariant.digest_id == digest.id))
+    cpu = sum(cpu_seconds(pid) for pid in children(worker.pid)) - pool_cpu_before
+    return {"rate": counts["sent"] / elapsed, "counts": counts, "elapsed": elapsed, "cpu": cpu,
+            "ledger": ledger, "variants": variants,
+            "size": len(sample.html.encode()) + len(sample.text.encode())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=2, help="worker pool processes")
     parser.add_argument("--batch", type=int, default=100, help="deliveries per task")
+    parser.add_argument("--topics", type=int, default=0,
+                        help="topics; readers spread over TOPIC_SETS sets of two of them")
     args = parser.parse_args()
     ensure_postfix_tools()
 
@@ -110,8 +191,8 @@ def main() -> None:
 
         from newsletter import create_app
         from newsletter.extensions import db
-        from newsletter.models import ArticleSource, Digest, DigestStatus, Subscriber
-        from newsletter.services import article_files, articles, digests
+        from newsletter.models import ArticleSource, Subscriber
+        from newsletter.services import article_files, articles
 
         app = create_app()
         with app.app_context():
@@ -139,22 +220,22 @@ def main() -> None:
              "prefork", "--concurrency", str(args.workers), "--loglevel", "WARNING"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(4)  # let the pool start before the clock does
-        pool_cpu_before = sum(cpu_seconds(pid) for pid in children(worker.pid))
 
-        with app.app_context():
-            started = time.perf_counter()
-            digest = digests.send_now()
-            while db.session.get(Digest, digest.id).status != DigestStatus.SENT:
-                db.session.expire_all()
-                time.sleep(0.2)
-            elapsed = time.perf_counter() - started
-            counts = digests.progress(digest.id)
-            factory_sample = digests.render(digest, "https://news.example.com/unsubscribe/x")
+        if args.topics:
+            # The spread first: whatever warming up is left counts against it.
+            with app.app_context():
+                spread_sets = topic_sets(args.topics, TOPIC_SETS)
+                publish_topic_articles(args.topics, "spread")
+                choose_topics(args.subscribers, spread_sets)
+            spread = timed_send(app, worker, args.subscribers)
+            with app.app_context():
+                publish_topic_articles(args.topics, "single")
+                choose_topics(args.subscribers, spread_sets[:1])
+        single = timed_send(app, worker, args.subscribers)
+        rate, counts, elapsed, cpu, size = (single[key] for key in
+                                            ("rate", "counts", "elapsed", "cpu", "size"))
         pool = children(worker.pid)
         rss = {pid: peak_rss_kib(pid) for pid in pool}
-        cpu = sum(cpu_seconds(pid) for pid in pool) - pool_cpu_before
-        size = len(factory_sample.html.encode()) + len(factory_sample.text.encode())
-        rate = counts["sent"] / elapsed
 
         message_bytes = int(size * 4 / 3) + 1500  # base64 parts plus headers
         source = ["/usr/sbin/smtp-source", "-s", "4", "-l", str(message_bytes),
@@ -176,6 +257,17 @@ def main() -> None:
                                                      rss.values()))
         print(f"smtp-source ceiling    {ceiling:.0f} msg/s (4 sessions, same size)")
         print(f"ratio                  {rate / ceiling:.2f}")
+        if args.topics:
+            sent = spread["counts"]["sent"]
+            print(f"topics                 {args.topics}, readers in {len(spread_sets)} topic "
+                  f"sets ({spread['variants']} distinct copies)")
+            print(f"  spread over sets     {spread['rate']:.0f} msg/s, sent {sent}, ledger "
+                  f"written in {spread['ledger']:.1f} s, "
+                  f"{spread['cpu'] / max(sent, 1) * 1000:.2f} ms CPU/msg")
+            print(f"  one topic set        {rate:.0f} msg/s, sent {counts['sent']}, ledger "
+                  f"written in {single['ledger']:.1f} s, "
+                  f"{cpu / max(counts['sent'], 1) * 1000:.2f} ms CPU/msg")
+            print(f"  spread / single      {spread['rate'] / rate:.2f} (must be >= 0.90)")
     finally:
         if worker:
             worker.terminate()

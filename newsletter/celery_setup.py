@@ -6,13 +6,28 @@ whole life), so each task gets a fresh database session.
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
 from kombu import Queue
 
 from newsletter.queue import QUEUE_KINDS, TASK_QUEUE_KIND, queue_name
-from newsletter.services.schedule import DAYS, parse_schedule
+from newsletter.services.schedule import DAYS, parse_daily_schedule, parse_schedule
+
+
+class ZonedCrontab(crontab):
+    """A crontab read in its own timezone: the beat's is the weekly schedule's, and the
+    daily one may name another (07:00 stays 07:00 there across DST changes)."""
+
+    def __init__(self, minute: int, hour: int, zone: str):
+        super().__init__(minute=minute, hour=hour)
+        self.zone = zone
+        self.tz = ZoneInfo(zone)
+
+    def __reduce__(self):  # the beat keeps its schedule pickled
+        return (self.__class__, (self._orig_minute, self._orig_hour, self.zone))
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -72,5 +87,11 @@ def celery_init_app(app: Flask) -> Celery:
         celery.conf.beat_schedule["poll-bounce-mailbox"] = {
             "task": "workers.tasks.poll_bounce_mailbox",
             "schedule": float(app.config["BOUNCE_IMAP_INTERVAL"])}
+    if app.config["DAILY_SCHEDULE"]:
+        daily = parse_daily_schedule(app.config["DAILY_SCHEDULE"])
+        celery.conf.beat_schedule["daily-digest"] = {
+            "task": "workers.tasks.send_daily_digest",
+            "schedule": ZonedCrontab(daily.minute, daily.hour, daily.timezone.key),
+        }
     app.extensions["celery"] = celery
     return celery

@@ -26,6 +26,7 @@ from newsletter.services import (
     outbox,
     subscriber_lists,
     subscriptions,
+    topics,
 )
 from newsletter.services.schedule import local_time, parse_schedule
 
@@ -33,7 +34,8 @@ from newsletter.services.schedule import local_time, parse_schedule
 def register(app: Flask) -> None:
     from newsletter.bounce_cli import bounces_cli
 
-    for group in (articles_cli, digest_cli, subscribers_cli, editors_cli, bounces_cli):
+    for group in (articles_cli, digest_cli, subscribers_cli, editors_cli, bounces_cli,
+                  topics_cli):
         app.cli.add_command(group)
 
     @app.cli.command("send-owed-mails")
@@ -254,6 +256,76 @@ def export_subscribers(file):
     """Write the list as CSV (to standard output by default)."""
     audit.record(audit.CLI, "export", target="subscribers.csv")
     csv.writer(file).writerows(subscriber_lists.export_rows())
+
+
+topics_cli = AppGroup("topics", help="Topics readers choose; articles land in them by "
+                                     "category, by feed or by hand.")
+
+
+def _comma_list(value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
+@topics_cli.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="What readers see, e.g. 'Asia-Pacific'.")
+@click.option("--description", default="", help="One line shown next to the name.")
+@click.option("--categories", help='Article categories that land in it, e.g. "Asia,Pacific".')
+@click.option("--feeds", help="Feed URLs whose every article lands in it, comma-separated.")
+def create_topic(slug: str, name: str, description: str, categories: str | None,
+                 feeds: str | None):
+    """Add a topic (SLUG: lowercase letters, digits and hyphens)."""
+    try:
+        topic = topics.create_topic(slug, name, description=description,
+                                    categories=_comma_list(categories) or [],
+                                    feeds=_comma_list(feeds) or [])
+    except topics.TopicError as error:
+        raise click.ClickException(str(error)) from None
+    audit.record(audit.CLI, "topic_create", target=f"topic {topic.slug}")
+    click.echo(f"topic {topic.slug}: {topic.name}")
+
+
+@topics_cli.command("update")
+@click.argument("slug")
+@click.option("--name", help="A new name.")
+@click.option("--description", help="A new description.")
+@click.option("--categories", help="The categories that land in it (replaces the old ones).")
+@click.option("--feeds", help="The feed URLs that land in it (replaces the old ones).")
+@click.option("--position", type=int, help="Its place in the order (lower first).")
+def update_topic(slug: str, name: str | None, description: str | None,
+                 categories: str | None, feeds: str | None, position: int | None):
+    """Change a topic; a change of categories or feeds refiles the articles."""
+    topic = topics.get_topic(slug)
+    if topic is None:
+        raise click.ClickException(f"Unknown topic: {slug[:64]}")
+    try:
+        topics.update_topic(topic.id, name=name, description=description, position=position,
+                            categories=_comma_list(categories), feeds=_comma_list(feeds))
+    except topics.TopicError as error:
+        raise click.ClickException(str(error)) from None
+    audit.record(audit.CLI, "topic_update", target=f"topic {topic.slug}")
+    click.echo(f"topic {topic.slug} updated")
+
+
+@topics_cli.command("list")
+def list_topics():
+    """One line per topic, tab-separated: slug, name, readers, categories, feeds."""
+    readers = topics.reader_counts()
+    for topic in topics.list_topics():
+        click.echo("\t".join([topic.slug, topic.name, str(readers.get(topic.id, 0)),
+                              ",".join(topic.categories), ",".join(topic.feeds)]))
+
+
+@topics_cli.command("from-categories")
+def topics_from_categories():
+    """Make a topic of every article category no topic maps yet."""
+    created = topics.topics_from_categories()
+    if created:
+        audit.record(audit.CLI, "topic_create",
+                     target=", ".join(topic.slug for topic in created)[:200])
+    for topic in created:
+        click.echo(f"topic {topic.slug}: {topic.name}")
+    click.echo(f"created {len(created)} topic(s)")
 
 
 editors_cli = AppGroup("editors", help="Editors and their API tokens.")

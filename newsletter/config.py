@@ -185,6 +185,15 @@ def _schedule(value: str) -> str:
     return " ".join(str(value).split())
 
 
+def _daily_schedule(value: str) -> str:
+    from newsletter.services.schedule import parse_daily_schedule
+
+    text = " ".join(str(value).split())
+    if text:
+        parse_daily_schedule(text)  # raises ValueError with a reason
+    return text
+
+
 def _absolute_path(value: str) -> str:
     text = os.path.expanduser(str(value).strip())
     if text and not os.path.isabs(text):
@@ -316,6 +325,9 @@ SETTINGS: tuple[Setting, ...] = (
             "link-local, CGNAT, reserved and multicast addresses are refused."),
     Setting("DIGEST_SCHEDULE", "mon 08:00 UTC", _schedule,
             "Weekly digest time: day, HH:MM and an IANA timezone, e.g. `fri 07:30 Europe/Paris`."),
+    Setting("DAILY_SCHEDULE", "", _daily_schedule,
+            "Daily digest time for readers who chose daily: HH:MM and an IANA timezone, e.g. "
+            "`07:00 Europe/London`; empty: no daily issues, daily readers get the weekly one."),
     Setting("DIGEST_MIN_ARTICLES", 1, _int(1),
             "A digest with fewer new articles than this is not sent."),
     Setting("DIGEST_MAX_AGE_DAYS", 30, _int(1),

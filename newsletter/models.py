@@ -100,6 +100,13 @@ def _enum(enum_class: type[enum.Enum], name: str) -> Enum:
     )
 
 
+class Cadence(enum.StrEnum):
+    """How often a reader gets their digest."""
+
+    WEEKLY = "weekly"
+    DAILY = "daily"
+
+
 class Subscriber(db.Model):
     __tablename__ = "subscribers"
 
@@ -122,7 +129,14 @@ class Subscriber(db.Model):
     )
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cadence: Mapped[Cadence] = mapped_column(_enum(Cadence, "cadence"), default=Cadence.WEEKLY,
+                                             server_default=Cadence.WEEKLY.value)
+    # No digest until this moment (the reader asked for a break); NULL = not paused.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # The topics this reader chose; none = everything (so existing readers keep it all).
+    topics: Mapped[list[Topic]] = relationship(secondary="subscriber_topics",
+                                               order_by="Topic.position, Topic.id")
     consent_events: Mapped[list[ConsentEvent]] = relationship(
         back_populates="subscriber", order_by="ConsentEvent.id"
     )
@@ -202,6 +216,10 @@ class SubscribeRequest(db.Model):
     kind: Mapped[RequestKind] = mapped_column(_enum(RequestKind, "request_kind"),
                                               default=RequestKind.SUBSCRIBE,
                                               server_default=RequestKind.SUBSCRIBE.value)
+    # The reader's choices, applied only while the address is not yet confirmed:
+    # space-separated topic slugs ("" = everything) and a cadence; NULL = not asked.
+    topics: Mapped[str | None] = mapped_column(Text)
+    cadence: Mapped[str | None] = mapped_column(String(16))
 
 
 class ConfirmationSend(db.Model):
@@ -255,6 +273,44 @@ class Article(db.Model):
     source: Mapped[ArticleSource] = mapped_column(_enum(ArticleSource, "article_source"))
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)  # kept out of digests
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The feed it came from (topics can map a whole feed); NULL for files and the API.
+    feed_url: Mapped[str | None] = mapped_column(String(2048))
+
+    topics: Mapped[list[Topic]] = relationship(secondary="article_topics", viewonly=True,
+                                               order_by="Topic.position, Topic.id")
+
+
+class Topic(db.Model):
+    """A beat readers can choose. Articles land in it by category, by feed, or by hand."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)  # [a-z0-9-]
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    position: Mapped[int] = mapped_column(default=0)  # order in forms and digests
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)  # article categories
+    feeds: Mapped[list[str]] = mapped_column(JSON, default=list)  # feed URLs
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Which topics an article is in. Rows from the topics' rules are recomputed when an
+# article arrives or a rule changes; ``manual`` rows (an editor's choice) are kept.
+article_topics = Table(
+    "article_topics",
+    db.metadata,
+    Column("article_id", Integer, ForeignKey("articles.id"), primary_key=True),
+    Column("topic_id", Integer, ForeignKey("topics.id"), primary_key=True, index=True),
+    Column("manual", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+subscriber_topics = Table(
+    "subscriber_topics",
+    db.metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("topic_id", Integer, ForeignKey("topics.id"), primary_key=True, index=True),
+)
 
 
 class FeedState(db.Model):
@@ -311,9 +367,31 @@ class Digest(db.Model):
     # An owner resumed a send the deliverability guard paused: from then on the guard
     # judges only the messages sent after this moment.
     guard_acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whose schedule this issue is: weekly or daily readers. NULL for issues sent by
+    # hand, which go to every reader whatever their cadence.
+    cadence: Mapped[Cadence | None] = mapped_column(_enum(Cadence, "cadence"))
 
+    # Every article the issue covers; each reader's copy (a variant) is a subset.
     articles: Mapped[list[Article]] = relationship(
         secondary=digest_articles, order_by="Article.published_at")
+    variants: Mapped[list[DigestVariant]] = relationship(
+        back_populates="digest", order_by="DigestVariant.id")
+
+
+class DigestVariant(db.Model):
+    """One distinct content of an issue: the readers of the same topics who had the
+    same articles already get the same copy, rendered once."""
+
+    __tablename__ = "digest_variants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id"), index=True)
+    # The readers' topic ids, sorted; [] = no choice made (everything, today's sections).
+    topic_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    article_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # in reading order
+    subject: Mapped[str] = mapped_column(String(300))
+
+    digest: Mapped[Digest] = relationship(back_populates="variants")
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -360,6 +438,8 @@ class Delivery(db.Model):
     # may hold two copies (same Message-ID).
     resent_after_crash: Mapped[bool] = mapped_column(Boolean, default=False,
                                                      server_default=false())
+    # Which copy this reader gets; NULL only for rows skipped when the ledger was written.
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("digest_variants.id"))
 
 
 class Role(enum.StrEnum):

@@ -54,6 +54,11 @@ def send_weekly_digest() -> None:
     digests.run_weekly()
 
 
+@shared_task(name="workers.tasks.send_daily_digest")
+def send_daily_digest() -> None:
+    digests.run_daily()
+
+
 @shared_task(name="workers.tasks.start_scheduled_digests")
 def start_scheduled_digests() -> None:
     digests.start_due()

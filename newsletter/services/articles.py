@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text, neutralise
 from newsletter.models import Article, ArticleSource, utcnow
+from newsletter.services import topics
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,10 @@ def find_existing(url: str, guid: str | None) -> Article | None:
     return db.session.scalar(select(Article).where(condition))
 
 
-def add_article(data: ArticleInput, source: ArticleSource) -> tuple[Article, bool]:
-    """Store an article unless its URL or GUID is known; returns (article, created)."""
+def add_article(data: ArticleInput, source: ArticleSource,
+                feed_url: str | None = None) -> tuple[Article, bool]:
+    """Store an article unless its URL or GUID is known; returns (article, created).
+    ``feed_url``: the feed it came from, for topics that map a whole feed."""
     clean = validate(data, cut_to_fit=source in MACHINE_SOURCES)
     existing = find_existing(clean.url, clean.guid)
     if existing is not None:
@@ -164,10 +167,11 @@ def add_article(data: ArticleInput, source: ArticleSource) -> tuple[Article, boo
         url=clean.url, guid=clean.guid, title=clean.title, summary=clean.summary,
         body_html=clean.body_html, body_markdown=clean.body_markdown, author=clean.author,
         categories=clean.categories,
-        published_at=clean.published_at or utcnow(), source=source,
+        published_at=clean.published_at or utcnow(), source=source, feed_url=feed_url,
     )
     db.session.add(article)
     try:
+        topics.file_article(article)
         db.session.commit()
     except IntegrityError:  # the same article arrived through another door just now
         db.session.rollback()
@@ -203,5 +207,6 @@ def update_article(article_id: int, data: ArticleInput) -> Article:
     article.author = clean.author
     if clean.published_at is not None:
         article.published_at = clean.published_at
+    topics.file_article(article)  # its categories may have changed
     db.session.commit()
     return article

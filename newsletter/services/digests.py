@@ -2,8 +2,9 @@
 
 The database is the source of truth. An issue for a scheduled period has a
 unique key, so a second trigger is a no-op; starting a send writes one delivery
-row per active subscriber in one statement; a periodic sweep takes back rows
-whose worker vanished and re-publishes work whose task was lost.
+row per reader of the issue, each naming that reader's copy (services/copies.py);
+a periodic sweep takes back rows whose worker vanished and re-publishes work whose
+task was lost.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import dataclasses
 import hashlib
 import logging
 import math
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import case, exists, func, insert, literal, select, update
+from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
@@ -28,29 +28,46 @@ from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     OPEN_DELIVERY_STATUSES,
     Article,
+    Cadence,
     Delivery,
     DeliveryStatus,
     Digest,
     DigestStatus,
+    DigestVariant,
     Subscriber,
     SubscriberStatus,
     digest_articles,
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit, send_task_now
-from newsletter.services.schedule import last_scheduled, parse_schedule, period_key
+from newsletter.services import copies
+from newsletter.services.copies import clean_subject, default_subject
+from newsletter.services.schedule import (
+    daily_key,
+    last_daily,
+    last_scheduled,
+    parse_daily_schedule,
+    parse_schedule,
+    period_key,
+)
 
 log = logging.getLogger(__name__)
 SEND_BATCH_TASK = "workers.tasks.send_digest_batch"
 
 
-def new_articles() -> list[Article]:
-    """Articles no issue has carried yet (cancelled ones aside), oldest first."""
+def new_articles(cadence: Cadence | None = None) -> list[Article]:
+    """Articles no issue has carried yet (cancelled ones aside), oldest first.
+
+    For a scheduled cadence, only its own issues and those sent by hand count: the
+    weekly issue also covers what went out daily (each weekly reader's copy then
+    leaves out what that reader was sent already).
+    """
     config = current_app.config
     carried = exists().where(
         digest_articles.c.article_id == Article.id,
         digest_articles.c.digest_id == Digest.id,
         Digest.status != DigestStatus.CANCELLED,
+        or_(Digest.cadence == cadence, Digest.cadence.is_(None)) if cadence else True,
     )
     oldest = utcnow() - timedelta(days=config["DIGEST_MAX_AGE_DAYS"])
     return list(db.session.scalars(
@@ -60,22 +77,17 @@ def new_articles() -> list[Article]:
     ))
 
 
-def default_subject(articles: list[Article]) -> str:
-    site = current_app.config["SITE_NAME"]
-    if len(articles) == 1:
-        return f"{site}: {articles[0].title}"
-    return f"{site}: {articles[0].title} and {len(articles) - 1} more"
-
-
 def compose(*, period: str | None = None, subject: str | None = None, headline: str = "",
-            intro: str = "", send_at: datetime | None = None) -> Digest | None:
+            intro: str = "", send_at: datetime | None = None,
+            cadence: Cadence | None = None) -> Digest | None:
     """Add a draft (or scheduled) issue of everything new to the current transaction.
+    ``cadence``: the schedule it belongs to; None for an issue sent by hand.
 
     Flushed, not committed: the caller commits it together with what comes next
     (``start_send``), so a crash in between leaves nothing behind. None when there
     is too little, or the period already has its issue.
     """
-    articles = new_articles()
+    articles = new_articles(cadence)
     if len(articles) < current_app.config["DIGEST_MIN_ARTICLES"]:
         log.info("no digest: %d new article(s)", len(articles))
         return None
@@ -83,8 +95,8 @@ def compose(*, period: str | None = None, subject: str | None = None, headline: 
         # Two "send now" clicks see the same articles: the same key makes one issue.
         period = manual_key(articles)
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
-                    subject=clean_text(subject or default_subject(articles))[:300],
-                    headline=_headline(headline), send_at=send_at,
+                    subject=clean_subject(subject or default_subject(articles)),
+                    headline=_headline(headline), send_at=send_at, cadence=cadence,
                     status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
     try:
@@ -130,37 +142,35 @@ class RecipientsChanged(Exception):
         self.recipients = recipients
 
 
-def start_send(digest_id: int, expected_recipients: int | None = None) -> int:
+def start_send(digest_id: int, now: datetime | None = None,
+               expected_recipients: int | None = None) -> int:
     """Write the ledger and fan out batch tasks; returns the number of recipients
-    (0 when this issue was already started).
+    (0 when this issue was already started). ``now``: the moment readers' pauses are
+    judged at (a schedule's trigger passes its own).
 
     ``expected_recipients``: the count the editor confirmed. Checked against the rows
     just written, in their transaction, so the send goes to exactly that many or
     does not start (RecipientsChanged, everything rolled back).
     """
-    now = utcnow()
+    started_at = utcnow()
     started = db.session.execute(
         update(Digest)
         .where(Digest.id == digest_id,
                Digest.status.in_([DigestStatus.DRAFT, DigestStatus.SCHEDULED]))
-        .values(status=DigestStatus.SENDING, started_at=now)
+        .values(status=DigestStatus.SENDING, started_at=started_at)
     ).rowcount
     if started != 1:
         db.session.rollback()
         return 0
-    db.session.execute(
-        insert(Delivery).from_select(
-            ["digest_id", "subscriber_id", "status", "attempts"],
-            select(literal(digest_id), Subscriber.id, literal(DeliveryStatus.PENDING.value),
-                   literal(0))
-            .where(Subscriber.status == SubscriberStatus.ACTIVE),
-        )
-    )
-    # Counted, not read from rowcount: drivers disagree on INSERT ... SELECT.
-    recipients = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
-    if expected_recipients is not None and recipients != expected_recipients:
-        db.session.rollback()
-        raise RecipientsChanged(recipients)
+    # Readers skipped when the ledger is written (nothing new, paused) are not counted.
+    recipients = copies.write_ledger(db.session.get(Digest, digest_id), now or started_at)
+    if expected_recipients is not None:
+        # The editor confirmed the readers the issue is for; those with nothing new
+        # (or paused) have a skipped row among them.
+        readers = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
+        if readers != expected_recipients:
+            db.session.rollback()
+            raise RecipientsChanged(readers)
     db.session.execute(update(Digest).where(Digest.id == digest_id)
                        .values(recipients=recipients))
     # Only as many batch tasks as can run at once: each batch enqueues the next, so a
@@ -178,7 +188,7 @@ def send_now(subject: str | None = None, intro: str = "", headline: str = "",
     """Compose and start in one transaction: there is never a draft nobody started."""
     digest = compose(subject=subject, headline=headline, intro=intro)
     if digest is not None:
-        start_send(digest.id, expected_recipients)
+        start_send(digest.id, expected_recipients=expected_recipients)
     return digest
 
 
@@ -241,7 +251,7 @@ def update_scheduled(digest_id: int, send_at: datetime, subject: str, intro: str
         return False
     changed = db.session.execute(
         update(Digest).where(Digest.id == digest_id, Digest.status == DigestStatus.SCHEDULED)
-        .values(subject=clean_text(subject or default_subject(digest.articles))[:300],
+        .values(subject=clean_subject(subject or default_subject(digest.articles)),
                 headline=_headline(headline), intro=intro.strip(), send_at=send_at)
     ).rowcount == 1
     db.session.commit()
@@ -270,9 +280,25 @@ def run_weekly(now: datetime | None = None) -> Digest | None:
     moment the task runs: a Sunday 23:59 trigger that runs at 00:01 is Sunday's.
     """
     schedule = parse_schedule(current_app.config["DIGEST_SCHEDULE"])
-    digest = compose(period=period_key(last_scheduled(now or utcnow(), schedule), schedule))
+    now = now or utcnow()
+    return _compose_and_start(period_key(last_scheduled(now, schedule), schedule),
+                              Cadence.WEEKLY, now)
+
+
+def run_daily(now: datetime | None = None) -> Digest | None:
+    """The beat's daily trigger (for readers who chose daily): one issue per local date
+    of the daily schedule; nothing while there is no daily schedule."""
+    if not current_app.config["DAILY_SCHEDULE"]:
+        return None
+    schedule = parse_daily_schedule(current_app.config["DAILY_SCHEDULE"])
+    now = now or utcnow()
+    return _compose_and_start(daily_key(last_daily(now, schedule), schedule), Cadence.DAILY, now)
+
+
+def _compose_and_start(period: str, cadence: Cadence, now: datetime) -> Digest | None:
+    digest = compose(period=period, cadence=cadence)
     if digest is not None:
-        start_send(digest.id)
+        start_send(digest.id, now)
     return digest
 
 
@@ -433,20 +459,17 @@ def _skip_unsent(digest_id: int) -> None:
         .values(status=DeliveryStatus.SKIPPED, last_error="issue cancelled by an editor"))
 
 
-def _sections(articles: list[Article]) -> list[tuple[str, list[Article]]]:
-    grouped: dict[str, list[Article]] = defaultdict(list)
-    for article in articles:
-        grouped[article.categories[0] if article.categories else "More"].append(article)
-    return list(grouped.items())
-
-
-def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False) -> RenderedMail:
+def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
+           variant: DigestVariant | None = None) -> RenderedMail:
+    """The issue as one variant's readers get it (None: the whole issue)."""
     config = current_app.config
+    copy = copies.copy_of(digest, variant)
     return render_mail(
         "digest",
         digest=digest,
+        subject=copy.subject,
         headline=headline_of(digest),
-        sections=_sections(digest.articles),
+        sections=copy.sections,
         site_name=config["SITE_NAME"],
         postal_address=config["POSTAL_ADDRESS"],
         # A preview (unsaved, id 0) has no archive page yet: point at the archive index.
@@ -468,7 +491,7 @@ def preview(subject: str | None = None, intro: str = "", headline: str = "") -> 
     articles = new_articles()
     if not articles:
         return None
-    draft = Digest(id=0, subject=clean_text(subject or default_subject(articles))[:300],
+    draft = Digest(id=0, subject=clean_subject(subject or default_subject(articles)),
                    headline=_headline(headline), intro=intro.strip(), articles=articles)
     # Never added to the session (SQLAlchemy 2 does not cascade it in through
     # the articles), so nothing of the draft is ever written.

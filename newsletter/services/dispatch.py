@@ -20,6 +20,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -41,6 +42,7 @@ from newsletter.models import (
     DeliveryStatus,
     Digest,
     DigestStatus,
+    DigestVariant,
     Subscriber,
     SubscriberStatus,
     UTCDateTime,
@@ -50,17 +52,25 @@ from newsletter.services import deliverability, digests
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
-_factories: dict[tuple, BulkMessageFactory] = {}  # per process: render once per issue
+# Per process: render once per (issue, variant). Bounded, least recently used out: the
+# ledger keeps a variant's rows together, so a worker seldom comes back to an old one.
+FACTORY_CACHE_SIZE = 64
+_factories: OrderedDict[tuple, BulkMessageFactory] = OrderedDict()
 
 
-def _factory(digest: Digest) -> BulkMessageFactory:
-    key = (digest.id, digest.created_at, current_app.config["BASE_URL"])
-    if key not in _factories:
+def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
+    """The message factory of one copy of an issue (None: rows written before copies)."""
+    key = (digest.id, digest.created_at, variant_id, current_app.config["BASE_URL"])
+    if key in _factories:
+        _factories.move_to_end(key)
+    else:
         marker = new_marker()
         config = current_app.config
-        _factories.clear()  # one issue at a time is the common case; keep memory flat
+        while len(_factories) >= FACTORY_CACHE_SIZE:
+            _factories.popitem(last=False)
+        variant = db.session.get(DigestVariant, variant_id) if variant_id is not None else None
         _factories[key] = BulkMessageFactory(
-            digests.render(digest, marker), marker,
+            digests.render(digest, marker, variant=variant), marker,
             mail_from=config["MAIL_FROM"], list_id=config["LIST_ID"],
             archive_url=external_url("public.archive_issue", digest_id=digest.id),
             message_id_prefix=f"digest-{digest.id}",
@@ -241,6 +251,7 @@ class Row:
     active: bool
     attempts: int
     unsubscribe_key: str
+    variant_id: int | None
 
     @property
     def domain(self) -> str:
@@ -257,19 +268,20 @@ def send_batch(digest_id: int) -> int:
     if not ids:
         digests.finish_if_done(digest_id)
         return 0
-    factory = _factory(digest)
     rows = [Row(*row) for row in db.session.execute(
         select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name,
                Subscriber.status == SubscriberStatus.ACTIVE, Delivery.attempts,
-               Subscriber.unsubscribe_key)
+               Subscriber.unsubscribe_key, Delivery.variant_id)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()]
+    factories = {variant_id: _factory(digest, variant_id)
+                 for variant_id in {row.variant_id for row in rows}}
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ledger:
         relaxed = _relax_commits(ledger)
         try:
-            batch = Batch(ledger, digest_id, token, rows, factory)
+            batch = Batch(ledger, digest_id, token, rows, factories)
             stop, done = batch.run()
             _release(ledger, digest_id, token, [row.delivery_id for row in rows[done:]])
         finally:
@@ -298,11 +310,11 @@ def _relax_commits(ledger) -> bool:
 
 class Batch:
     def __init__(self, ledger, digest_id: int, token: str, rows: list[Row],
-                 factory: BulkMessageFactory):
+                 factories: dict[int | None, BulkMessageFactory]):
         config = current_app.config
         self.ledger, self.digest_id, self.token, self.rows = ledger, digest_id, token, rows
         self.record = HotStatement(ledger, RECORD_RESULT)
-        self.factory = factory
+        self.factories = factories  # by variant id
         self.links = url_adapter()  # once per batch
         self.senders = DigestSenders(digest_id)  # VERP: each reader's bounce names its delivery
         self.transport = current_app.extensions["smtp"]
@@ -366,8 +378,8 @@ class Batch:
             unsubscribe_url = self.links.build(
                 "public.unsubscribe", {"token": row.unsubscribe_key},
                 force_external=True)
-            message = self.factory.build(row.subscriber_id, row.email, row.name,
-                                         unsubscribe_url)
+            message = self.factories[row.variant_id].build(row.subscriber_id, row.email,
+                                                           row.name, unsubscribe_url)
         except Exception as error:  # this reader's message, not the batch: record and go on
             log.exception("delivery %s: could not build the message", row.delivery_id)
             return DeliveryResult(Outcome.FAILED, f"could not build the message: {error}"[:500])

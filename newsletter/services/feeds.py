@@ -346,7 +346,7 @@ def _add_entry(entry, result: PollResult) -> None:
         published_at=datetime.fromtimestamp(timegm(stamp), UTC) if stamp else None,
     )
     try:
-        _, created = add_article(data, ArticleSource.FEED)
+        _, created = add_article(data, ArticleSource.FEED, feed_url=result.url)
     except InvalidArticle as error:
         log.warning("feed entry %r skipped: %s", data.url or data.title, error)
         result.skipped += 1

@@ -1,4 +1,4 @@
-"""The weekly schedule: when the digest goes out, and which period a moment belongs to."""
+"""The weekly and daily schedules: when digests go out, and which period a moment belongs to."""
 
 from __future__ import annotations
 
@@ -26,17 +26,38 @@ def parse_schedule(text: str) -> WeeklySchedule:
     day = day.lower()[:3]
     if day not in DAYS:
         raise ValueError(f"day must be one of {', '.join(DAYS)}, got {parts[0]!r}")
+    return WeeklySchedule(day, *_clock(clock), _zone(zone))
+
+
+@dataclass(frozen=True)
+class DailySchedule:
+    hour: int
+    minute: int
+    timezone: ZoneInfo
+
+
+def parse_daily_schedule(text: str) -> DailySchedule:
+    parts = str(text).split()
+    if len(parts) != 2:
+        raise ValueError(f"expected 'HH:MM TIMEZONE' such as '07:00 Europe/London', got {text!r}")
+    return DailySchedule(*_clock(parts[0]), _zone(parts[1]))
+
+
+def _clock(clock: str) -> tuple[int, int]:
     try:
         hour, minute = (int(piece) for piece in clock.split(":"))
     except ValueError:
         raise ValueError(f"time must be HH:MM, got {clock!r}") from None
     if not (0 <= hour < 24 and 0 <= minute < 60):
         raise ValueError(f"time must be between 00:00 and 23:59, got {clock!r}")
+    return hour, minute
+
+
+def _zone(zone: str) -> ZoneInfo:
     try:
-        timezone = ZoneInfo(zone)
+        return ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown IANA timezone {zone!r}") from None
-    return WeeklySchedule(day, hour, minute, timezone)
 
 
 def period_key(moment: datetime, schedule: WeeklySchedule) -> str:
@@ -92,3 +113,17 @@ def local_to_utc(day: str, clock: str, zone: ZoneInfo) -> datetime:
 def local_time(moment: datetime, zone: ZoneInfo) -> str:
     """How every page shows a moment: in the newsletter's zone, with the zone named."""
     return f"{moment.astimezone(zone):%d %b %Y %H:%M} {zone.key}"
+def last_daily(moment: datetime, schedule: DailySchedule) -> datetime:
+    """The latest daily time at or before ``moment`` (+ EARLY_GRACE), in its timezone."""
+    local = (moment + EARLY_GRACE).astimezone(schedule.timezone)
+    at = time(schedule.hour, schedule.minute)
+    occurrence = datetime.combine(local.date(), at, tzinfo=schedule.timezone)
+    if occurrence > local:
+        occurrence = datetime.combine(local.date() - timedelta(days=1), at,
+                                      tzinfo=schedule.timezone)
+    return occurrence
+
+
+def daily_key(occurrence: datetime, schedule: DailySchedule) -> str:
+    """One daily issue per local date: ``daily-2026-12-01``."""
+    return f"daily-{occurrence.astimezone(schedule.timezone).date().isoformat()}"

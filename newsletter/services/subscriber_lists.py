@@ -1,4 +1,7 @@
-"""Moving whole lists in and out as CSV."""
+"""Moving whole lists in and out as CSV.
+
+Columns: ``email`` (required), ``name`` and ``topics`` (topic slugs separated by
+``;``, empty = everything); export writes the same columns and more."""
 
 from __future__ import annotations
 
@@ -33,15 +36,19 @@ from newsletter.models import (
     OutboxMail,
     Subscriber,
     SubscriberStatus,
+    Topic,
     new_token_nonce,
+    subscriber_topics,
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit
 from newsletter.services.privacy import suppression_keys
+from newsletter.services.topics import reader_topic_slugs
 
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 1_000_000
+EXPORT_PAGE = 1000
 
 
 class ListFileError(ValueError):
@@ -133,21 +140,24 @@ def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = Fal
     run, which writes nothing, keeps what it met in a temporary file."""
     report = ImportReport()
     seen = _SeenAddresses() if dry_run else None
-    chunk: dict[str, tuple[str, str | None, int]] = {}  # normalized -> (given, name, line)
+    # normalized -> (given, name, line, topics)
+    chunk: dict[str, tuple[str, str | None, int, list[int]]] = {}
     pacer = _ConfirmationPacer()
+    topic_ids = dict(db.session.execute(select(Topic.slug, Topic.id)).all())
     try:
         for line, row in read_rows(stream):
             report.rows += 1
             try:
                 address = check_email(row.get("email"))
                 name = check_name(row.get("name"))
-            except InvalidAddress as error:
+                chosen = _row_topics(row.get("topics"), topic_ids)
+            except (InvalidAddress, UnknownTopic) as error:
                 report.note_invalid(line, row.get("email"), str(error))
                 continue
             if address.normalized in chunk:
                 report.note_duplicate(line, address.given, TWICE)
                 continue
-            chunk[address.normalized] = (address.given, name, line)
+            chunk[address.normalized] = (address.given, name, line, chosen)
             if len(chunk) == CHUNK:
                 _flush(chunk, consent, report, pacer, seen)
                 chunk = {}
@@ -161,6 +171,16 @@ def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = Fal
 
 
 TWICE, KNOWN = "twice in the file", "already known"
+class UnknownTopic(ValueError):
+    """A row names a topic slug that is not a topic."""
+
+
+def _row_topics(cell: str | None, topic_ids: dict[str, int]) -> list[int]:
+    slugs = [slug.strip() for slug in (cell or "").split(";") if slug.strip()]
+    unknown = [slug for slug in slugs if slug not in topic_ids]
+    if unknown:
+        raise UnknownTopic(f"unknown topic {unknown[0][:64]!r}")
+    return sorted({topic_ids[slug] for slug in slugs})
 
 
 def _flush(chunk: dict, consent, report: ImportReport, pacer, seen) -> None:
@@ -206,13 +226,14 @@ def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: Impor
         Subscriber.email_normalized.in_(keys))))
     new: list[dict] = []
     now = utcnow()
-    for normalized, (given, name, line) in chunk.items():
+    for normalized, (given, name, line, chosen) in chunk.items():
         if normalized in known or not known.isdisjoint(hashed[normalized]):
             report.note_duplicate(line, given, KNOWN)
             continue
         report.valid += 1
         if not dry_run:
             new.append({"email": given, "email_normalized": normalized, "name": name,
+                        "topic_ids": chosen,
                         "status": SubscriberStatus.ACTIVE if consent else
                         SubscriberStatus.PENDING, "confirmed_at": now if consent else None,
                         "token_nonce": new_token_nonce(), "created_at": now,
@@ -230,8 +251,13 @@ def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: Impor
 
 def _write_chunk(new: list[dict], consent: str | None, pacer: _ConfirmationPacer):
     """Core inserts (one multi-row statement each, not an ORM object per row)."""
+    chosen = {row["email_normalized"]: row.pop("topic_ids") for row in new}
     ids = dict(db.session.execute(
         insert(Subscriber).returning(Subscriber.email_normalized, Subscriber.id), new).all())
+    topic_rows = [{"subscriber_id": ids[normalized], "topic_id": topic_id}
+                  for normalized, topic_ids in chosen.items() for topic_id in topic_ids]
+    if topic_rows:
+        db.session.execute(insert(subscriber_topics), topic_rows)
     action = ConsentAction.CONFIRMED if consent else ConsentAction.SUBSCRIBE_REQUESTED
     detail = f"imported as confirmed: {consent}"[:1000] if consent else "imported"
     now = new[0]["created_at"]
@@ -340,12 +366,18 @@ def import_job(job_id: int) -> ImportJob | None:
 
 
 def export_rows() -> Iterable[list[str]]:
-    yield ["email", "name", "status", "created_at", "confirmed_at"]
-    query = select(Subscriber).order_by(Subscriber.id).execution_options(yield_per=1000)
-    for subscriber in db.session.scalars(query):
-        yield [spreadsheet_safe(subscriber.email), spreadsheet_safe(subscriber.name or ""),
-               subscriber.status.value, subscriber.created_at.isoformat(),
-               subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else ""]
+    """The list a page of EXPORT_PAGE readers at a time (keyset), with their topics."""
+    yield ["email", "name", "status", "created_at", "confirmed_at", "topics"]
+    after = 0
+    while page := db.session.scalars(select(Subscriber).where(Subscriber.id > after)
+                                     .order_by(Subscriber.id).limit(EXPORT_PAGE)).all():
+        chosen = reader_topic_slugs([subscriber.id for subscriber in page])
+        for subscriber in page:
+            yield [spreadsheet_safe(subscriber.email), spreadsheet_safe(subscriber.name or ""),
+                   subscriber.status.value, subscriber.created_at.isoformat(),
+                   subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
+                   ";".join(chosen.get(subscriber.id, ()))]
+        after = page[-1].id
 
 
 # An upload checked by a dry run waits here for the editor's confirmation, an hour at

@@ -42,11 +42,18 @@ from newsletter.models import (
     Subscriber,
     SubscribeRequest,
     SubscriberStatus,
+    Topic,
     new_token_nonce,
     utcnow,
 )
 from newsletter.queue import send_task_now, wake, woken
 from newsletter.services import outbox, privacy
+from newsletter.services.topics import (
+    TopicError,
+    parse_cadence,
+    set_reader_topics,
+    topics_by_slugs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +104,22 @@ def find_subscriber(email_normalized: str) -> Subscriber | None:
     )
 
 
-def subscribe(email: object, name: object, origin: Origin) -> None:
+MAX_TOPICS_CHOSEN = 100
+
+
+def subscribe(email: object, name: object, origin: Origin, *, topics: object = None,
+              cadence: object = None) -> None:
     """Record a request to subscribe; a worker decides what it leads to.
 
     The same work whatever the address's state (validate, one INSERT, commit,
     wake a worker), so neither the answer nor its timing tells who is subscribed.
-    Returns nothing on purpose. Raises InvalidAddress.
+    ``topics`` (a list of slugs, [] = everything) and ``cadence`` travel with the
+    request and apply only to an address not yet confirmed: nobody can change an
+    active reader's choices by asking to subscribe them. None: not asked.
+    Returns nothing on purpose. Raises InvalidAddress, TopicError.
     """
-    _request(RequestKind.SUBSCRIBE, check_email(email), check_name(name), origin)
+    _request(RequestKind.SUBSCRIBE, check_email(email), check_name(name), origin,
+             topics=topics, cadence=cadence)
 
 
 def request_unsubscribe_link(email: object, origin: Origin) -> None:
@@ -115,19 +130,37 @@ def request_unsubscribe_link(email: object, origin: Origin) -> None:
 
 
 def _request(kind: RequestKind, address: EmailAddress, display_name: str | None,
-             origin: Origin) -> None:
+             origin: Origin, *, topics: object = None, cadence: object = None) -> None:
     _record_request({
         "email": address.given, "name": display_name, "source": ConsentSource(origin.source).value,
         "ip_address": (origin.ip_address or None) and origin.ip_address[:45],
         "user_agent": (origin.user_agent or None) and origin.user_agent[:512],
-        "requested_at": utcnow(), "kind": kind.value,
+        "requested_at": utcnow(), "kind": kind.value, "topics": _chosen_topics(topics),
+        "cadence": None if cadence is None else _chosen_cadence(cadence),
     })
     wake(PROCESS_TASK, window=GATHER_SECONDS, first_look_after=GATHER_SECONDS)
 
 
 # Built once: the hot path of the public edge runs it on every request.
 _INSERT_REQUEST = insert(SubscribeRequest.__table__).inline()  # no RETURNING id
-REQUEST_COLUMNS = ["email", "name", "source", "ip_address", "user_agent", "requested_at", "kind"]
+REQUEST_COLUMNS = ["email", "name", "source", "ip_address", "user_agent", "requested_at", "kind",
+                   "topics", "cadence"]
+
+
+def _chosen_topics(topics: object) -> str | None:
+    if topics is None:
+        return None
+    if not isinstance(topics, list | tuple) or not all(isinstance(t, str) for t in topics):
+        raise TopicError("Topics are a list of topic slugs.")
+    if len(topics) > MAX_TOPICS_CHOSEN:
+        raise TopicError(f"Choose at most {MAX_TOPICS_CHOSEN} topics.")
+    return " ".join(topic.slug for topic in topics_by_slugs(topics))
+
+
+def _chosen_cadence(cadence: object) -> str:
+    if not isinstance(cadence, str):
+        raise TopicError("Cadence must be 'weekly' or 'daily'.")
+    return parse_cadence(cadence).value
 
 
 def _record_request(values: dict) -> None:
@@ -226,7 +259,8 @@ def process_request(request_id: int) -> bool:
         .where(SubscribeRequest.id == request_id, SubscribeRequest.email == email)
         .returning(SubscribeRequest.name, SubscribeRequest.source,
                    SubscribeRequest.ip_address, SubscribeRequest.user_agent,
-                   SubscribeRequest.requested_at, SubscribeRequest.kind)).first()
+                   SubscribeRequest.requested_at, SubscribeRequest.kind,
+                   SubscribeRequest.topics, SubscribeRequest.cadence)).first()
     if request is None:
         db.session.rollback()  # another worker processed it while we waited
         return False
@@ -242,7 +276,11 @@ def process_request(request_id: int) -> bool:
             mail_id = outbox.owe(subscriber.id, MailTemplate.UNSUBSCRIBE_LINK, publish=False)
     else:
         subscriber = _subscriber_for_request(address, display_name)
-        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, at=request.requested_at)
+        detail = None
+        if subscriber.status == SubscriberStatus.PENDING:
+            detail = _apply_choices(subscriber, request.topics, request.cadence)
+        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, detail,
+             at=request.requested_at)
         if subscriber.status == SubscriberStatus.PENDING and _may_send_requested_mail(address):
             mail_id = outbox.owe(subscriber.id, MailTemplate.CONFIRM, publish=False)
     db.session.commit()
@@ -266,6 +304,21 @@ def _subscriber_for_request(address: EmailAddress, display_name: str | None) -> 
         # Never let a third party rename a confirmed reader.
         subscriber.name = display_name
     return subscriber
+
+
+def _apply_choices(subscriber: Subscriber, slugs: str | None, cadence: str | None) -> str | None:
+    """A not-yet-confirmed reader's choices from their request; the consent log's detail."""
+    said = []
+    if slugs is not None:
+        # A topic removed since the request is left out.
+        chosen = list(db.session.scalars(select(Topic).where(Topic.slug.in_(slugs.split()))
+                                         .order_by(Topic.position, Topic.id)))
+        set_reader_topics(subscriber, chosen)
+        said.append("topics: " + (", ".join(topic.slug for topic in chosen) or "all"))
+    if cadence is not None:
+        subscriber.cadence = parse_cadence(cadence)
+        said.append(f"cadence: {subscriber.cadence.value}")
+    return "; ".join(said) or None
 
 
 def mailbox_key(canonical: str) -> str:

@@ -11,6 +11,7 @@ from newsletter.models import ArticleSource, ConsentSource, SubscriberStatus
 from newsletter.services import articles, audit, digests, editors, reports, subscriptions
 from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
+from newsletter.services.topics import TopicError
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import error_response
 
@@ -82,8 +83,9 @@ def create_subscription():
         return error_response(400, 'The field "email" is required.')
     try:
         subscriptions.subscribe(payload["email"], payload.get("name"),
-                                request_origin(ConsentSource.API))
-    except InvalidAddress as error:
+                                request_origin(ConsentSource.API),
+                                topics=payload.get("topics"), cadence=payload.get("cadence"))
+    except (InvalidAddress, TopicError) as error:
         return error_response(400, str(error))
     # The same answer whatever the address's state, so nobody learns who subscribed.
     config = current_app.config

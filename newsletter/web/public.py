@@ -22,7 +22,8 @@ from newsletter.mail.links import external_url
 from newsletter.mail.tokens import TokenExpired, TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.services import archive as archive_service
-from newsletter.services import atom, site_settings, subscriptions
+from newsletter.services import atom, site_settings, subscriptions, topics
+from newsletter.services.topics import TopicError
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document
@@ -42,6 +43,13 @@ def branding():
     # Lazy: a template that shows no branding costs no query (see site_settings.current).
     return {"branding": site_settings.current}
 
+
+@bp.app_context_processor
+def subscribe_choices():
+    # What the subscribe form offers: topic boxes when there are topics, a cadence
+    # choice when there is a daily issue.
+    return {"subscribe_topics": topics.list_topics,
+            "daily_digest": bool(current_app.config["DAILY_SCHEDULE"])}
 
 HONEYPOT_FIELD = "website"  # hidden from people; bots fill every field
 FEED_LENGTH = 50  # issues in the Atom feed
@@ -69,11 +77,21 @@ def subscribe():
         return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
     try:
         subscriptions.subscribe(request.form.get("email"), request.form.get("name"),
-                                request_origin(ConsentSource.FORM))
-    except InvalidAddress as error:
+                                request_origin(ConsentSource.FORM), **_form_choices())
+    except (InvalidAddress, TopicError) as error:
         return render_template("web/subscribe.html", embed=embed, form=request.form,
                                error=str(error)), 400
     return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
+
+
+def _form_choices() -> dict:
+    """The form's topic boxes (none ticked: everything) and cadence, when it showed them."""
+    choices = {}
+    if request.form.get("choices") == "1":  # the form had topic boxes
+        choices["topics"] = request.form.getlist("topics")
+    if "cadence" in request.form:
+        choices["cadence"] = request.form.get("cadence")
+    return choices
 
 
 @bp.get("/subscribe/thanks")

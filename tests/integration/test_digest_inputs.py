@@ -154,7 +154,7 @@ def test_csv_import_with_consent_and_export(app, client):
         detail = db.session.scalars(select(ConsentEvent.detail)).first()
         assert "moved from OldTool" in detail
     exported = runner.invoke(args=["subscribers", "export"])
-    assert exported.output.splitlines()[0] == "email,name,status,created_at,confirmed_at"
+    assert exported.output.splitlines()[0] == "email,name,status,created_at,confirmed_at,topics"
     assert "ada@example.com,Ada,active" in exported.output
 
 

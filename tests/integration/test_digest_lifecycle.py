@@ -47,7 +47,7 @@ def test_a_failure_between_compose_and_start_leaves_no_draft(app, client, monkey
     add_subscribers(app, 2)
     add_article(app)
 
-    def crash(digest_id, expected_recipients=None):
+    def crash(digest_id, now=None, expected_recipients=None):
         raise RuntimeError("worker lost between compose and start")
 
     monkeypatch.setattr(digests, "start_send", crash)
