@@ -59,6 +59,39 @@ def read_confirm_token(token: str) -> ConfirmClaim:
     return ConfirmClaim(subscriber_id=payload[0], nonce=payload[1])
 
 
+# The link in the mail that confirms a new address (from the preference centre). It
+# names the reader, their nonce (rotated by any state change and by the switch, so the
+# link works once) and the address, which must still be the one waiting.
+ADDRESS_SALT = "newsletter.change-address"
+
+
+@dataclass(frozen=True)
+class AddressClaim:
+    subscriber_id: int
+    nonce: str
+    email: str
+
+
+def make_address_token(subscriber_id: int, nonce: str, email: str) -> str:
+    return URLSafeTimedSerializer(_secret(), salt=ADDRESS_SALT).dumps(
+        [subscriber_id, nonce, email])
+
+
+def read_address_token(token: str) -> AddressClaim:
+    serializer = URLSafeTimedSerializer(_secret(), salt=ADDRESS_SALT)
+    try:
+        payload = serializer.loads(token, max_age=current_app.config["CONFIRM_MAX_AGE"])
+    except SignatureExpired:
+        raise TokenExpired("expired") from None
+    except BadSignature:
+        raise TokenInvalid("bad signature") from None
+    if (not isinstance(payload, list) or len(payload) != 3 or not isinstance(payload[0], int)
+            or isinstance(payload[0], bool) or not 0 < payload[0] <= MAX_ID
+            or not all(isinstance(value, str) for value in payload[1:])):
+        raise TokenInvalid("malformed payload")
+    return AddressClaim(*payload)
+
+
 # Unsubscribe links carry the subscriber's random ``unsubscribe_key`` (see models.py).
 # Mails sent before it existed carry ``URLSafeSerializer(SECRET_KEY).dumps(id)``
 # ("MTIz.<signature>"): still accepted while LEGACY_UNSUBSCRIBE_LINKS is on, so

@@ -18,7 +18,7 @@ from newsletter.mail import verp
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import render_mail
-from newsletter.mail.tokens import make_confirm_token
+from newsletter.mail.tokens import make_address_token, make_confirm_token
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
@@ -63,8 +63,10 @@ def send(mail_id: int) -> None:
     mail = db.session.get(OutboxMail, mail_id)
     subscriber = db.session.get(Subscriber, mail.subscriber_id)
     wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
-              MailTemplate.WELCOME: SubscriberStatus.ACTIVE}[mail.template]
-    if subscriber.status != wanted:
+              MailTemplate.WELCOME: SubscriberStatus.ACTIVE,
+              MailTemplate.CHANGE_ADDRESS: SubscriberStatus.ACTIVE}[mail.template]
+    if subscriber.status != wanted or (mail.template == MailTemplate.CHANGE_ADDRESS
+                                       and subscriber.pending_email is None):
         # Confirmed through an earlier mail, or unsubscribed since: nothing to send.
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
         db.session.commit()
@@ -97,17 +99,23 @@ def _message(template: MailTemplate, subscriber: Subscriber):
         "postal_address": config["POSTAL_ADDRESS"],
         "subscriber": subscriber,
         "unsubscribe_url": unsubscribe_url,
+        "preferences_url": external_url("preferences.page", token=subscriber.unsubscribe_key),
+        "confirm_days": max(1, config["CONFIRM_MAX_AGE"] // 86400),
     }
+    to_email = subscriber.email
     if template == MailTemplate.CONFIRM:
         context["confirm_url"] = external_url(
             "public.confirm", token=make_confirm_token(subscriber.id, subscriber.token_nonce))
-        context["confirm_days"] = max(1, config["CONFIRM_MAX_AGE"] // 86400)
+    elif template == MailTemplate.CHANGE_ADDRESS:
+        to_email = subscriber.pending_email
+        context["confirm_url"] = external_url("preferences.confirm_address", token=(
+            make_address_token(subscriber.id, subscriber.token_nonce, subscriber.pending_email)))
     rendered = render_mail(template.value, **context)
     # Confirmation mails carry no one-click header: the reader has not joined yet.
     return build_message(
         rendered,
         mail_from=config["MAIL_FROM"],
-        to_email=subscriber.email,  # the header writer puts an IDN domain in ASCII
+        to_email=to_email,  # the header writer puts an IDN domain in ASCII
         # A confirmation goes to whoever was named: no text chosen by the requester.
         to_name=subscriber.name if template == MailTemplate.WELCOME else None,
         unsubscribe_url=unsubscribe_url if template == MailTemplate.WELCOME else None,

@@ -4,9 +4,10 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from newsletter.web import admin, api, bounces_admin, errors, public, webhooks
+    from newsletter.web import admin, api, bounces_admin, errors, preferences, public, webhooks
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(preferences.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(bounces_admin.bp)

@@ -144,4 +144,5 @@ def test_unsubscribe_form_post_needs_csrf_token(app, client):
 def test_consent_action_values_are_stable():
     # Stored strings are evidence: renaming them would orphan old rows.
     assert [action.value for action in ConsentAction] == [
-        "subscribe_requested", "confirmed", "unsubscribed"]
+        "subscribe_requested", "confirmed", "unsubscribed", "preferences_changed", "paused",
+        "resumed", "address_change_requested", "address_changed"]
