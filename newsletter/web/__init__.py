@@ -4,13 +4,23 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from newsletter.web import admin, api, bounces_admin, errors, preferences, public, webhooks
+    from newsletter.web import (
+        admin,
+        api,
+        bounces_admin,
+        errors,
+        preferences,
+        public,
+        topics_admin,
+        webhooks,
+    )
 
     app.register_blueprint(public.bp)
     app.register_blueprint(preferences.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(bounces_admin.bp)
+    app.register_blueprint(topics_admin.bp)
     app.register_blueprint(webhooks.bp)
     errors.register(app)
     if app.config["DEV_MAILBOX"]:

@@ -51,6 +51,7 @@ from newsletter.services import (
     privacy,
     reports,
     subscriber_lists,
+    topics,
     two_factor,
 )
 from newsletter.services.article_files import parse_date
@@ -564,20 +565,43 @@ def edit_article(article_id: int | None = None):
     if request.method == "POST":
         try:
             data = _article_form()
+            chosen_topics = _topic_ids(request.form.getlist("topics"))
             if article is None:
                 article, created = articles.add_article(data, ArticleSource.EDITOR)
                 if not created:
                     raise InvalidArticle("An article with this URL exists already.")
             else:
                 articles.update_article(article.id, data)
+            topics.set_manual_topics(article.id, chosen_topics)
             _audit("article_save", target=f"article {article.id}")
-        except InvalidArticle as error:
+        except (InvalidArticle, topics.TopicError) as error:
             flash(str(error), "error")
             return render_template("admin/article.html", article=article,
-                                   form=request.form), 400
+                                   form=request.form, **_article_topics(
+                                       article, request.form.getlist("topics"))), 400
         flash("Article saved.", "ok")
         return redirect(url_for("admin.articles_page"))
-    return render_template("admin/article.html", article=article, form=None)
+    return render_template("admin/article.html", article=article, form=None,
+                           **_article_topics(article))
+
+
+def _article_topics(article: Article | None, posted: list[str] | None = None) -> dict:
+    """The topic checkboxes: ticked where an editor put the article by hand (or, when
+    the form comes back with an error, as they were sent)."""
+    all_topics = topics.list_topics()
+    if posted is not None:
+        ticked = {topic.id for topic in all_topics if str(topic.id) in posted}
+    else:
+        ticked = topics.manual_topic_ids(article.id) if article else set()
+    return {"all_topics": all_topics, "ticked_topics": ticked}
+
+
+def _topic_ids(values: list[str]) -> list[int]:
+    """The topics ticked on the article form, checked before anything is saved."""
+    known = {str(topic.id): topic.id for topic in topics.list_topics()}
+    if not all(value in known for value in values):
+        raise topics.TopicError("No such topic.")
+    return [known[value] for value in values]
 
 
 @bp.post("/articles/<int:article_id>/exclude")
