@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
-from newsletter.mail.addresses import check_email, check_name
+from newsletter.mail.addresses import InvalidAddress, check_email, check_name
 from newsletter.mail.tokens import TokenInvalid, read_address_token
 from newsletter.models import (
     ConsentAction,
@@ -173,3 +173,71 @@ def confirm_address_change(token: str, origin: Origin) -> Subscriber:
     db.session.commit()
     return subscriber
 
+
+
+# --- the same choices through the API (an editor's token acts for the reader)
+
+API_FIELDS = {"topics", "cadence", "name", "pause_weeks"}
+
+
+def preferences_of(subscriber: Subscriber) -> dict:
+    return {"id": subscriber.id, "status": subscriber.status.value,
+            "topics": [topic.slug for topic in subscriber.topics],
+            "cadence": subscriber.cadence.value, "name": subscriber.name,
+            "paused_until": subscriber.paused_until and subscriber.paused_until.isoformat()}
+
+
+def reader_by_id(subscriber_id: int) -> Subscriber:
+    """A reader named by id (an editor's token); LookupError when missing or erased."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.email_normalized.startswith(privacy.ERASED_PREFIX):
+        raise LookupError("No such subscriber.")
+    return subscriber
+
+
+def set_preferences(subscriber_id: int, changes: dict, origin: Origin) -> Subscriber:
+    """Apply the fields given ({"topics": [slugs], "cadence", "name", "pause_weeks": 2, 4,
+    8 or null to resume}); every field is checked before anything is written.
+    Raises LookupError (no such reader) or PreferenceError."""
+    subscriber = reader_by_id(subscriber_id)
+    unknown = sorted(set(changes) - API_FIELDS)
+    if unknown:
+        raise PreferenceError(f"Unknown field {unknown[0][:40]!r}: give any of "
+                              + ", ".join(sorted(API_FIELDS)) + ".")
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        raise NotSubscribed("Only an active subscriber's preferences can change.")
+    slugs = changes.get("topics", [])
+    if not isinstance(slugs, list) or not all(isinstance(slug, str) for slug in slugs):
+        raise PreferenceError('"topics" must be a list of topic slugs.')
+    chosen = _topic_choice(slugs)
+    cadence = changes.get("cadence", subscriber.cadence.value)
+    if not isinstance(cadence, str):
+        raise PreferenceError("Cadence must be 'weekly' or 'daily'.")
+    try:
+        new_cadence = topics.parse_cadence(cadence)
+    except topics.TopicError as error:
+        raise PreferenceError(str(error)) from None
+    name = changes.get("name")
+    if "name" in changes:
+        if not isinstance(name, str) or not name.strip():
+            raise PreferenceError('"name" must be a non-empty string.')
+        try:
+            name = check_name(name)
+        except InvalidAddress as error:
+            raise PreferenceError(str(error)) from None
+    weeks = changes.get("pause_weeks")
+    if weeks is not None and (isinstance(weeks, bool) or weeks not in PAUSE_WEEKS):
+        raise PreferenceError('"pause_weeks" is 2, 4 or 8 (null: resume).')
+
+    if "name" in changes:
+        subscriber.name = name
+    if "topics" in changes:
+        topics.set_reader_topics(subscriber, chosen)
+    topics.set_cadence(subscriber, new_cadence)
+    if "pause_weeks" in changes:
+        topics.pause_reader(subscriber, weeks and utcnow() + timedelta(weeks=weeks))
+    _log(subscriber, ConsentAction.PREFERENCES_CHANGED, origin,
+         f"topics={','.join(t.slug for t in subscriber.topics) or '(all)'}; "
+         f"cadence={new_cadence.value}; changed: {', '.join(sorted(changes)) or 'nothing'}")
+    db.session.commit()
+    return subscriber

@@ -19,7 +19,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import outbox, topics
+from newsletter.services import editors, outbox, topics
 from tests.conftest import csrf_token_from, link_from
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -222,3 +222,89 @@ def test_an_expired_address_link_shows_the_bad_link_page(app, client, celery_wor
     expired = client.post(link, data={"csrf_token": csrf_token_from(client, path)})
     assert expired.status_code == 400 and "expired" in expired.get_data(as_text=True)
     assert state(app)["pending_email"] == "late@example.org"
+
+
+# --- the same through the API, with an editor's token
+
+
+@pytest.fixture
+def api(app):
+    """Authorization headers for a read token and a write token."""
+    with app.app_context():
+        editors.create_editor("owner@example.com", "correct horse battery staple")
+        read, _ = editors.create_api_token("owner@example.com", "read", ["subscribers:read"])
+        write, _ = editors.create_api_token("owner@example.com", "write", ["subscribers:write"])
+    return {scope: {"Authorization": f"Bearer {token}"}
+            for scope, token in (("read", read), ("write", write))}
+
+
+def reader_id(app, email="ada@example.com") -> int:
+    with app.app_context():
+        return db.session.scalar(select(Subscriber.id).where(
+            Subscriber.email_normalized == email))
+
+
+def test_topics_are_listed_publicly_in_order(app, client):
+    make_topics(app)
+    assert client.get("/api/v1/topics").get_json() == {"topics": [
+        {"slug": "asia", "name": "Asia", "description": ""},
+        {"slug": "us", "name": "United States", "description": ""}]}
+
+
+def test_preferences_through_the_api(app, client, api):
+    reader(app)
+    make_topics(app)
+    url = f"/api/v1/subscribers/{reader_id(app)}/preferences"
+    assert client.get(url, headers=api["read"]).get_json() == {
+        "id": reader_id(app), "status": "active", "topics": [], "cadence": "weekly",
+        "name": "Ada", "paused_until": None}
+    assert client.put(url, json={"cadence": "daily"}, headers=api["read"]).status_code == 403
+
+    changed = client.put(url, json={"topics": ["us", "asia"], "cadence": "daily",
+                                    "name": "Ada K", "pause_weeks": 2}, headers=api["write"])
+    assert changed.status_code == 200
+    body = changed.get_json()
+    assert (body["topics"], body["cadence"], body["name"]) == (["asia", "us"], "daily", "Ada K")
+    assert body["paused_until"] is not None
+    resumed = client.put(url, json={"pause_weeks": None}, headers=api["write"]).get_json()
+    assert resumed["paused_until"] is None and resumed["topics"] == ["asia", "us"]
+    log = state(app)["log"]
+    assert [action for action, _ in log] == ["preferences_changed", "preferences_changed"]
+    assert log[0][1] == ("topics=asia,us; cadence=daily; "
+                         "changed: cadence, name, pause_weeks, topics")
+
+
+@pytest.mark.parametrize(("payload", "status", "reason"), [
+    ({"topics": ["asia", "nope"]}, 400, "Unknown topic: nope"),
+    ({"topics": "asia"}, 400, "must be a list"),
+    ({"cadence": "hourly"}, 400, "Cadence must be"),
+    ({"cadence": 7}, 400, "Cadence must be"),
+    ({"name": ""}, 400, "non-empty string"),
+    ({"name": "Eve\nBcc: x@evil.example"}, 400, "line breaks"),
+    ({"pause_weeks": 3}, 400, "2, 4 or 8"),
+    ({"pause_weeks": True}, 400, "2, 4 or 8"),
+    ({"email": "other@example.com"}, 400, "Unknown field 'email'"),
+    ([], 400, "JSON object"),
+])
+def test_bad_preferences_through_the_api_change_nothing(app, client, api, payload, status,
+                                                        reason):
+    reader(app)
+    make_topics(app)
+    before = state(app)
+    response = client.put(f"/api/v1/subscribers/{reader_id(app)}/preferences", json=payload,
+                          headers=api["write"])
+    assert response.status_code == status
+    assert reason in response.get_json()["error"]
+    assert state(app) == before
+
+
+def test_preferences_of_a_missing_or_unsubscribed_reader(app, client, api):
+    path = reader(app)
+    assert client.get("/api/v1/subscribers/999/preferences",
+                      headers=api["read"]).status_code == 404
+    assert client.put("/api/v1/subscribers/999/preferences", json={},
+                      headers=api["write"]).status_code == 404
+    post(client, path.removesuffix("/preferences"))  # unsubscribes from the centre's button
+    refused = client.put(f"/api/v1/subscribers/{reader_id(app)}/preferences",
+                         json={"cadence": "daily"}, headers=api["write"])
+    assert refused.status_code == 409 and "active" in refused.get_json()["error"]
