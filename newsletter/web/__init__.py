@@ -11,12 +11,14 @@ def register_blueprints(app: Flask) -> None:
         errors,
         preferences,
         public,
+        topic_archive,
         topics_admin,
         webhooks,
     )
 
     app.register_blueprint(public.bp)
     app.register_blueprint(preferences.bp)
+    app.register_blueprint(topic_archive.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(bounces_admin.bp)
