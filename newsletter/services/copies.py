@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text
@@ -189,22 +189,55 @@ class Planner:
         return self.variants[key]
 
     def _new_variant(self, topic_ids: tuple[int, ...], seen: frozenset[int]) -> int | None:
-        chosen = set(topic_ids)
-        articles = [article for article in self.articles if article.id not in seen
-                    and (not chosen or self.topics_of.get(article.id, set()) & chosen)]
-        if not articles:
+        variant = plan_copy(self.digest, [a for a in self.articles if a.id not in seen],
+                            topic_ids, self.topics_of, self.topics,
+                            self.digest.subject if self.custom_subject else None)
+        if variant is None:
             return None
-        reading_order = [article for _, section in
-                         sections(articles, topic_ids, self.topics_of, self.topics)
-                         for article in section]
-        subject = (self.digest.subject if self.custom_subject
-                   else clean_subject(default_subject(reading_order)))
-        variant = DigestVariant(digest_id=self.digest.id, topic_ids=list(topic_ids),
-                                article_ids=[article.id for article in reading_order],
-                                subject=subject)
         db.session.add(variant)
         db.session.flush()
         return variant.id
+
+
+def plan_copy(digest: Digest, articles: list[Article], topic_ids: Iterable[int],
+              topics_of: dict[int, set[int]], topics: list[Topic],
+              subject: str | None = None) -> DigestVariant | None:
+    """The copy of ``articles`` a reader of ``topic_ids`` gets (not added to the session);
+    None when none is in their topics. ``subject``: an editor's; else the copy's own."""
+    topic_ids = sorted(set(topic_ids))
+    chosen = set(topic_ids)
+    mine = [article for article in articles
+            if not chosen or topics_of.get(article.id, set()) & chosen]
+    if not mine:
+        return None
+    reading_order = [article for _, section in sections(mine, topic_ids, topics_of, topics)
+                     for article in section]
+    return DigestVariant(digest_id=digest.id, topic_ids=topic_ids,
+                         article_ids=[article.id for article in reading_order],
+                         subject=subject or clean_subject(default_subject(reading_order)))
+
+
+def preview_copy(digest: Digest, topic_ids: Iterable[int]) -> DigestVariant | None:
+    """What a reader of ``topic_ids`` would get of ``digest`` (for previews and tests
+    "as a reader of topics X"); not saved."""
+    return plan_copy(digest, list(digest.articles), topic_ids,
+                     topics_of(article.id for article in digest.articles), ordered_topics())
+
+
+def delivered_by_topic_set(digest_id: int) -> list[tuple[list[str], dict[str, int]]]:
+    """The issue's rows by the readers' topic set (names; [] = everything), counted by
+    status: what the report shows. Skipped-at-start rows have no copy and are left out."""
+    names = {topic.id: topic.name for topic in ordered_topics()}
+    by_set: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for topic_ids, status, count in db.session.execute(
+        select(DigestVariant.topic_ids, Delivery.status, func.count())
+        .join(Delivery, Delivery.variant_id == DigestVariant.id)
+        .where(DigestVariant.digest_id == digest_id)
+        .group_by(DigestVariant.id, Delivery.status)
+    ):
+        label = tuple(names.get(topic_id, f"topic {topic_id}") for topic_id in topic_ids)
+        by_set[label][status.value] += count
+    return [(list(label), dict(counts)) for label, counts in sorted(by_set.items())]
 
 
 def write_ledger(digest: Digest, now: datetime) -> int:

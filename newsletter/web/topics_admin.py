@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from newsletter.extensions import db
 from newsletter.models import Role, Topic
-from newsletter.services import topics
+from newsletter.services import copies, topics
 from newsletter.services.topics import TopicError
 from newsletter.web.admin import _audit, allow, check_access
 
@@ -21,6 +21,12 @@ def topic_reader_counts() -> dict:
     per_topic = topics.reader_counts()
     return {"cadence": topics.readers_by_cadence(),
             "topics": [(topic, per_topic.get(topic.id, 0)) for topic in topics.list_topics()]}
+
+
+@bp.app_template_global()
+def issue_topic_sets(digest_id: int) -> list[tuple[list[str], dict[str, int]]]:
+    """For the issue report: its rows by the readers' topic set, counted by status."""
+    return copies.delivered_by_topic_set(digest_id)
 
 
 def _lines(field: str) -> list[str]:

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Article, ArticleSource, Cadence, Subscriber, SubscriberStatus, Topic
-from newsletter.services import articles, topics
+from newsletter.services import articles, digests, topics
 from newsletter.services.articles import ArticleInput
 from tests.conftest import csrf_token_from
+from tests.integration.test_digests import add_subscribers, wait_until_sent
 from tests.integration.test_editor_security import add_editor, audit_rows, session_client
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -159,3 +160,29 @@ def test_the_dashboard_counts_readers_per_topic_and_cadence(app, editor):
     page = editor.get("/admin/").get_data(as_text=True)
     assert "Weekly: <strong>2</strong> · Daily: <strong>1</strong>" in page
     assert "Asia: <strong>2</strong>" in page
+
+
+def test_the_issue_report_splits_delivered_counts_by_topic_set(app, editor, celery_worker,
+                                                              mailbox):
+    add_article(app, "Talks in Seoul", ["Asia-Pacific"])
+    add_article(app, "Vote in Ohio", ["US"])
+    with app.app_context():
+        topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
+        topics.create_topic("us", "United States", categories=["US"])
+    ids = add_subscribers(app, 4)
+    with app.app_context():
+        asia, us = topics.get_topic("asia"), topics.get_topic("us")
+        for subscriber_id, chosen in zip(ids, [[asia], [asia], [us], []], strict=True):
+            topics.set_reader_topics(db.session.get(Subscriber, subscriber_id), chosen)
+        db.session.commit()
+        digest_id = digests.send_now().id
+    wait_until_sent(app, digest_id)
+    page = editor.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
+    start = page.index('id="topic-sets"')
+    report = page[start:page.index("</table>", start)]
+    rows = [" ".join(row.split()) for row in report.split("<tr>")[2:]]
+    assert rows == [
+        "<td>everything (no topic chosen)</td> <td>1</td> <td>0</td> <td>0</td> <td>0</td> "
+        "<td>0</td></tr>",
+        "<td>Asia</td> <td>2</td> <td>0</td> <td>0</td> <td>0</td> <td>0</td></tr>",
+        "<td>United States</td> <td>1</td> <td>0</td> <td>0</td> <td>0</td> <td>0</td></tr>"]
