@@ -27,7 +27,7 @@ from flask_login import current_user, login_user, logout_user
 
 from newsletter.extensions import db, limiter, login_manager
 from newsletter.mail.addresses import InvalidAddress
-from newsletter.mail.transport import Outcome
+from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     Article,
     ArticleSource,
@@ -431,17 +431,32 @@ def dashboard():
 @allow(Role.EDITOR)
 def digests_page():
     subject = request.args.get("subject") or None
-    intro = request.args.get("intro", "")
-    return render_template("admin/digests.html", preview=digests.preview(subject, intro),
+    intro, as_topics = request.args.get("intro", ""), request.args.get("as_topics", "")
+    try:
+        preview = digests.preview(subject, intro, _slugs(as_topics))
+    except topics.TopicError as error:
+        flash(str(error), "error")
+        preview, as_topics = digests.preview(subject, intro), ""
+    return render_template("admin/digests.html", preview=preview, as_topics=as_topics,
                            upcoming=digests.new_articles(), subject=subject or "", intro=intro,
                            issues=reports.recent_issues(20), drafts=digests.drafts())
+
+
+def _slugs(text: str) -> list[str]:
+    """Topic slugs typed comma-separated ("as a reader of topics X, Y")."""
+    return [slug.strip() for slug in text.split(",") if slug.strip()]
 
 
 @bp.get("/digests/preview")
 @allow(Role.EDITOR)
 def digest_preview():
     """The compose page's sandboxed iframe: the mail's HTML under the mail policy."""
-    preview = digests.preview(request.args.get("subject") or None, request.args.get("intro", ""))
+    try:
+        preview = digests.preview(request.args.get("subject") or None,
+                                  request.args.get("intro", ""),
+                                  _slugs(request.args.get("as_topics", "")))
+    except topics.TopicError:
+        abort(400)
     if preview is None:
         abort(404)
     return mail_document(preview.html, framed_by_self=True)
@@ -485,13 +500,19 @@ def schedule_digest():
 @allow(Role.EDITOR)
 def send_test_digest():
     subject, intro = request.form.get("subject") or None, request.form.get("intro", "")
-    result = digests.send_test(current_user.email, subject, intro)
-    _audit("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed")
+    as_topics = request.form.get("as_topics", "")
+    try:
+        result = digests.send_test(current_user.email, subject, intro, _slugs(as_topics))
+    except topics.TopicError as error:
+        result = DeliveryResult(Outcome.FAILED, str(error))
+    _audit("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed",
+           detail=f"as a reader of {as_topics[:200]}" if as_topics else None)
     if result.outcome is Outcome.SENT:
         flash(f"Test sent to {current_user.email}.", "ok")
     else:
         flash(f"The test was not sent: {result.detail}", "error")
-    return redirect(url_for("admin.digests_page", subject=subject or "", intro=intro))
+    return redirect(url_for("admin.digests_page", subject=subject or "", intro=intro,
+                            as_topics=as_topics))
 
 
 @bp.get("/digests/<int:digest_id>")

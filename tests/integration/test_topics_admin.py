@@ -186,3 +186,39 @@ def test_the_issue_report_splits_delivered_counts_by_topic_set(app, editor, cele
         "<td>0</td></tr>",
         "<td>Asia</td> <td>2</td> <td>0</td> <td>0</td> <td>0</td> <td>0</td></tr>",
         "<td>United States</td> <td>1</td> <td>0</td> <td>0</td> <td>0</td> <td>0</td></tr>"]
+
+
+def test_preview_and_test_send_as_a_reader_of_topics(app, editor, mailbox):
+    add_article(app, "Talks in Seoul", ["Asia-Pacific"])
+    add_article(app, "Vote in Ohio", ["US"])
+    with app.app_context():
+        topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
+        topics.create_topic("us", "United States", categories=["US"])
+        topics.create_topic("quiet", "Quiet")
+    page = editor.get("/admin/digests?as_topics=asia").get_data(as_text=True)
+    text = page[page.index('<pre class="text">'):]
+    assert "Talks in Seoul" in text and "Vote in Ohio" not in text
+    assert "as_topics=asia" in page  # the iframe shows the same copy
+    framed = editor.get("/admin/digests/preview?as_topics=asia").get_data(as_text=True)
+    assert "Talks in Seoul" in framed and "Vote in Ohio" not in framed
+    everything = editor.get("/admin/digests").get_data(as_text=True)
+    assert "Vote in Ohio" in everything[everything.index('<pre class="text">'):]
+
+    unknown = editor.get("/admin/digests?as_topics=asia,nope", follow_redirects=True)
+    assert "Unknown topic: nope" in unknown.get_data(as_text=True)
+    assert editor.get("/admin/digests/preview?as_topics=nope").status_code == 400
+    assert editor.get("/admin/digests/preview?as_topics=quiet").status_code == 400
+
+    token = csrf_token_from(editor, "/admin/digests")
+    sent = editor.post("/admin/digests/test", data={"csrf_token": token, "as_topics": "us"},
+                       follow_redirects=True)
+    assert "Test sent to editor@example.com." in sent.get_data(as_text=True)
+    [test_copy] = mailbox.wait_for(1)
+    body = test_copy.get_body(("plain",)).get_content()
+    assert test_copy["Subject"].startswith("[Test] ")
+    assert "Vote in Ohio" in body and "Talks in Seoul" not in body
+    refused = editor.post("/admin/digests/test", data={"csrf_token": token,
+                                                       "as_topics": "quiet"},
+                          follow_redirects=True)
+    assert "Nothing new for a reader of these topics" in refused.get_data(as_text=True)
+    assert len(mailbox.wait_for(1)) == 1
