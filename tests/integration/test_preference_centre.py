@@ -19,7 +19,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import editors, outbox, topics
+from newsletter.services import editors, outbox, privacy, topics
 from tests.conftest import csrf_token_from, link_from
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -308,3 +308,17 @@ def test_preferences_of_a_missing_or_unsubscribed_reader(app, client, api):
     refused = client.put(f"/api/v1/subscribers/{reader_id(app)}/preferences",
                          json={"cadence": "daily"}, headers=api["write"])
     assert refused.status_code == 409 and "active" in refused.get_json()["error"]
+
+
+def test_erasure_forgets_the_addresses_an_address_change_named(app, client, celery_worker,
+                                                              mailbox):
+    path = reader(app)
+    post(client, path + "/address", email="elsewhere@example.org")
+    mailbox.wait_for(1)
+    with app.app_context():
+        subscriber_id = db.session.scalar(select(Subscriber.id))
+        assert privacy.erase_subscriber(subscriber_id)
+        erased = db.session.get(Subscriber, subscriber_id)
+        assert erased.pending_email is None
+        held = [(event.email, event.detail) for event in erased.consent_events]
+    assert "elsewhere@example.org" not in repr(held) and "ada@example.com" not in repr(held)
