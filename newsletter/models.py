@@ -78,6 +78,12 @@ class ConsentAction(enum.StrEnum):
     BOUNCED = "bounced"
     REACTIVATED = "reactivated"  # an owner said a bounced address works again
     ERASED = "erased"
+    # From the preference centre: the detail says what changed.
+    PREFERENCES_CHANGED = "preferences_changed"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    ADDRESS_CHANGE_REQUESTED = "address_change_requested"
+    ADDRESS_CHANGED = "address_changed"
 
 
 class ConsentSource(enum.StrEnum):
@@ -133,6 +139,9 @@ class Subscriber(db.Model):
                                              server_default=Cadence.WEEKLY.value)
     # No digest until this moment (the reader asked for a break); NULL = not paused.
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A new address the reader asked for, until they confirm it from a mail sent there;
+    # mail keeps going to ``email`` meanwhile.
+    pending_email: Mapped[str | None] = mapped_column(String(254))
 
     # The topics this reader chose; none = everything (so existing readers keep it all).
     topics: Mapped[list[Topic]] = relationship(secondary="subscriber_topics",
@@ -167,6 +176,7 @@ class MailTemplate(enum.StrEnum):
     CONFIRM = "confirm"
     WELCOME = "welcome"
     UNSUBSCRIBE_LINK = "unsubscribe_link"  # asked for from a bad unsubscribe link's page
+    CHANGE_ADDRESS = "change_address"  # to the reader's pending_email
 
 
 class OutboxMail(db.Model):

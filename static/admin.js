@@ -86,7 +86,7 @@ document.addEventListener("DOMContentLoaded", function () {
     showHtml();
     showText();
     const query = new URLSearchParams();
-    for (const name of ["subject", "headline", "intro"]) {
+    for (const name of ["subject", "headline", "intro", "as_topics"]) {
       const value = form.elements[name].value;
       if (value) query.set(name, value);
     }
@@ -96,7 +96,7 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
   form.addEventListener("input", function (event) {
-    if (!["subject", "headline", "intro"].includes(event.target.name)) return;
+    if (!["subject", "headline", "intro", "as_topics"].includes(event.target.name)) return;
     clearTimeout(timer);
     timer = setTimeout(refresh, 400);
   });

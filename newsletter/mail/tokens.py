@@ -44,19 +44,51 @@ def make_confirm_token(subscriber_id: int, nonce: str) -> str:
     return URLSafeTimedSerializer(_secret(), salt=CONFIRM_SALT).dumps([subscriber_id, nonce])
 
 
-def read_confirm_token(token: str) -> ConfirmClaim:
-    serializer = URLSafeTimedSerializer(_secret(), salt=CONFIRM_SALT)
+def _load_timed(token: str, salt: str):
+    """The payload of a link valid for CONFIRM_MAX_AGE; raises TokenExpired or TokenInvalid."""
+    serializer = URLSafeTimedSerializer(_secret(), salt=salt)
     try:
-        payload = serializer.loads(token, max_age=current_app.config["CONFIRM_MAX_AGE"])
+        return serializer.loads(token, max_age=current_app.config["CONFIRM_MAX_AGE"])
     except SignatureExpired:
         raise TokenExpired("expired") from None
     except BadSignature:
         raise TokenInvalid("bad signature") from None
+
+
+def read_confirm_token(token: str) -> ConfirmClaim:
+    payload = _load_timed(token, CONFIRM_SALT)
     if (not isinstance(payload, list) or len(payload) != 2 or not isinstance(payload[0], int)
             or isinstance(payload[0], bool) or not 0 < payload[0] <= MAX_ID
             or not isinstance(payload[1], str)):
         raise TokenInvalid("malformed payload")
     return ConfirmClaim(subscriber_id=payload[0], nonce=payload[1])
+
+
+# The link in the mail that confirms a new address (from the preference centre). It
+# names the reader, their nonce (rotated by any state change and by the switch, so the
+# link works once) and the address, which must still be the one waiting.
+ADDRESS_SALT = "newsletter.change-address"
+
+
+@dataclass(frozen=True)
+class AddressClaim:
+    subscriber_id: int
+    nonce: str
+    email: str
+
+
+def make_address_token(subscriber_id: int, nonce: str, email: str) -> str:
+    return URLSafeTimedSerializer(_secret(), salt=ADDRESS_SALT).dumps(
+        [subscriber_id, nonce, email])
+
+
+def read_address_token(token: str) -> AddressClaim:
+    payload = _load_timed(token, ADDRESS_SALT)
+    if (not isinstance(payload, list) or len(payload) != 3 or not isinstance(payload[0], int)
+            or isinstance(payload[0], bool) or not 0 < payload[0] <= MAX_ID
+            or not all(isinstance(value, str) for value in payload[1:])):
+        raise TokenInvalid("malformed payload")
+    return AddressClaim(*payload)
 
 
 # Unsubscribe links carry the subscriber's random ``unsubscribe_key`` (see models.py).

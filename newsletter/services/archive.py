@@ -7,7 +7,7 @@ from sqlalchemy import Select, and_, or_, select
 
 from newsletter.extensions import db
 from newsletter.mail.links import external_url
-from newsletter.models import Article, Digest, DigestStatus
+from newsletter.models import Article, Digest, DigestStatus, Topic, article_topics, digest_articles
 from newsletter.services import digests
 
 # Issues that have reached readers: a "view in browser" link must work from the
@@ -30,6 +30,25 @@ def public_digests(limit: int = 200) -> list[Digest]:
 def latest_issue() -> Digest | None:
     return db.session.scalars(
         _public().order_by(Digest.started_at.desc(), Digest.id.desc()).limit(1)).first()
+
+
+def topic_issues(topic: Topic, limit: int = 50) -> list[tuple[Digest, list[Article]]]:
+    """Sent issues that carried articles of the topic, newest first, each with those
+    articles (for the topic's archive page and its Atom feed)."""
+    carried = (select(Digest, Article)
+               .join(digest_articles, digest_articles.c.digest_id == Digest.id)
+               .join(Article, Article.id == digest_articles.c.article_id)
+               .join(article_topics, article_topics.c.article_id == Article.id)
+               .where(article_topics.c.topic_id == topic.id,
+                      Digest.status == DigestStatus.SENT))
+    recent = (carried.with_only_columns(Digest.id).distinct()
+              .order_by(Digest.id.desc()).limit(limit))
+    issues: dict[int, tuple[Digest, list[Article]]] = {}
+    for digest, article in db.session.execute(
+            carried.where(Digest.id.in_(recent.scalar_subquery()))
+            .order_by(Digest.started_at.desc(), Digest.id.desc(), Article.published_at)):
+        issues.setdefault(digest.id, (digest, []))[1].append(article)
+    return list(issues.values())
 
 
 def public_digest(digest_id: int) -> Digest | None:

@@ -38,6 +38,7 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Editor,
+    MailTemplate,
     OutboxMail,
     Role,
     Subscriber,
@@ -144,7 +145,9 @@ def _verified_ref(tokens: list[str]) -> tuple[verp.DeliveryRef | None, str]:
 def subscriber_for(ref: verp.DeliveryRef) -> Subscriber | None:
     if ref.outbox_mail_id is not None:
         mail = db.session.get(OutboxMail, ref.outbox_mail_id)
-        return db.session.get(Subscriber, mail.subscriber_id) if mail else None
+        if mail is None or mail.template == MailTemplate.CHANGE_ADDRESS:
+            return None  # a new address that bounced is not the reader's live one
+        return db.session.get(Subscriber, mail.subscriber_id)
     sent = db.session.scalar(select(Delivery.id).where(
         Delivery.digest_id == ref.digest_id, Delivery.subscriber_id == ref.subscriber_id,
         Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.UNKNOWN,

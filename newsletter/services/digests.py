@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -40,7 +41,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit, send_task_now
-from newsletter.services import copies
+from newsletter.services import copies, topics
 from newsletter.services.copies import clean_subject, default_subject
 from newsletter.services.schedule import (
     daily_key,
@@ -486,8 +487,11 @@ def active_subscriber_count() -> int:
         Subscriber.status == SubscriberStatus.ACTIVE))
 
 
-def preview(subject: str | None = None, intro: str = "", headline: str = "") -> RenderedMail | None:
-    """The next issue as a reader would get it, without saving anything."""
+def preview(subject: str | None = None, intro: str = "", headline: str = "",
+            as_topics: Iterable[str] = ()) -> RenderedMail | None:
+    """The next issue as a reader would get it (a reader of the topic slugs
+    ``as_topics``; none: everything), without saving anything. Raises TopicError for
+    an unknown slug or when nothing new is in those topics."""
     articles = new_articles()
     if not articles:
         return None
@@ -495,14 +499,22 @@ def preview(subject: str | None = None, intro: str = "", headline: str = "") -> 
                    headline=_headline(headline), intro=intro.strip(), articles=articles)
     # Never added to the session (SQLAlchemy 2 does not cascade it in through
     # the articles), so nothing of the draft is ever written.
+    variant = None
+    chosen = topics.topics_by_slugs(as_topics)
+    if chosen:
+        variant = copies.preview_copy(draft, [topic.id for topic in chosen])
+        if variant is None:
+            raise topics.TopicError("Nothing new for a reader of these topics: they would "
+                                    "get no mail.")
+        variant.subject = draft.subject if subject else variant.subject
     # Its unsubscribe link leads to a page saying this was a test: nobody to unsubscribe.
-    return render(draft, external_url("public.test_mail"))
+    return render(draft, external_url("public.test_mail"), variant=variant)
 
 
 def send_test(to_email: str, subject: str | None = None, intro: str = "",
-              headline: str = "") -> DeliveryResult:
+              headline: str = "", as_topics: Iterable[str] = ()) -> DeliveryResult:
     """Send the next issue's preview to one address (an editor's own), now."""
-    rendered = preview(subject, intro, headline)
+    rendered = preview(subject, intro, headline, as_topics)
     if rendered is None:
         return DeliveryResult(Outcome.FAILED, "There are no new articles to preview.")
     config = current_app.config

@@ -18,7 +18,7 @@ from newsletter.mail import verp
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
-from newsletter.mail.tokens import make_confirm_token
+from newsletter.mail.tokens import make_address_token, make_confirm_token
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
@@ -65,8 +65,10 @@ def send(mail_id: int) -> None:
     subscriber = db.session.get(Subscriber, mail.subscriber_id)
     wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
               MailTemplate.WELCOME: SubscriberStatus.ACTIVE,
-              MailTemplate.UNSUBSCRIBE_LINK: SubscriberStatus.ACTIVE}[mail.template]
-    if subscriber.status != wanted:
+              MailTemplate.UNSUBSCRIBE_LINK: SubscriberStatus.ACTIVE,
+              MailTemplate.CHANGE_ADDRESS: SubscriberStatus.ACTIVE}[mail.template]
+    if subscriber.status != wanted or (mail.template == MailTemplate.CHANGE_ADDRESS
+                                       and subscriber.pending_email is None):
         # Confirmed through an earlier mail, or unsubscribed since: nothing to send.
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
         db.session.commit()
@@ -97,11 +99,15 @@ def _message(template: MailTemplate, subscriber: Subscriber):
     return build_message(
         render(template, subscriber),
         mail_from=config["MAIL_FROM"],
-        to_email=subscriber.email,  # the header writer puts an IDN domain in ASCII
+        # The header writer puts an IDN domain in ASCII. An address change is
+        # confirmed by the new address.
+        to_email=(subscriber.pending_email if template == MailTemplate.CHANGE_ADDRESS
+                  else subscriber.email),
         # A confirmation or an unsubscribe link goes to whoever was named, on a
         # stranger's request: no name, no text chosen by the requester.
         to_name=subscriber.name if template == MailTemplate.WELCOME else None,
-        unsubscribe_url=None if template == MailTemplate.CONFIRM else _unsubscribe_url(subscriber),
+        unsubscribe_url=(None if template in (MailTemplate.CONFIRM, MailTemplate.CHANGE_ADDRESS)
+                         else _unsubscribe_url(subscriber)),
         list_id=config["LIST_ID"],
     )
 
@@ -119,6 +125,8 @@ def render(template: MailTemplate, subscriber: Subscriber) -> RenderedMail:
         "postal_address": config["POSTAL_ADDRESS"],
         "subscriber": subscriber,
         "unsubscribe_url": unsubscribe_url,
+        "preferences_url": external_url("preferences.page", token=subscriber.unsubscribe_key),
+        "confirm_days": max(1, config["CONFIRM_MAX_AGE"] // 86400),
     }
     branding = site_settings.current()
     if template == MailTemplate.WELCOME:
@@ -130,7 +138,9 @@ def render(template: MailTemplate, subscriber: Subscriber) -> RenderedMail:
                                                   site_name=config["SITE_NAME"])
         context["confirm_url"] = external_url(
             "public.confirm", token=make_confirm_token(subscriber.id, subscriber.token_nonce))
-        context["confirm_days"] = max(1, config["CONFIRM_MAX_AGE"] // 86400)
+    elif template == MailTemplate.CHANGE_ADDRESS:
+        context["confirm_url"] = external_url("preferences.confirm_address", token=(
+            make_address_token(subscriber.id, subscriber.token_nonce, subscriber.pending_email)))
     return render_mail(template.value, **context)
 
 

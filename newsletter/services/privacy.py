@@ -99,6 +99,9 @@ def export_subscriber(subscriber_id: int) -> dict | None:
     }
 
 
+ADDRESS_ACTIONS = (ConsentAction.ADDRESS_CHANGE_REQUESTED, ConsentAction.ADDRESS_CHANGED)
+
+
 def erase_subscriber(subscriber_id: int) -> bool:
     """Remove personal data; keep the row (the ledger points at it) under a hash."""
     subscriber = db.session.get(Subscriber, subscriber_id)
@@ -107,6 +110,7 @@ def erase_subscriber(subscriber_id: int) -> bool:
     subscriber.email_normalized = suppression_key(subscriber.email_normalized)
     subscriber.email = f"erased-{subscriber.id}@erased.invalid"
     subscriber.name = None
+    subscriber.pending_email = None
     subscriber.status = SubscriberStatus.UNSUBSCRIBED
     subscriber.unsubscribed_at = subscriber.unsubscribed_at or utcnow()
     subscriber.token_nonce = new_token_nonce()
@@ -122,6 +126,10 @@ def erase_subscriber(subscriber_id: int) -> bool:
     db.session.add(ConsentEvent(subscriber_id=subscriber_id, action=ConsentAction.ERASED,
                                 source=ConsentSource.EDITOR, email=subscriber.email,
                                 detail="personal data erased; the address stays suppressed"))
+    db.session.execute(  # an address change names the other address
+        update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id,
+                                   ConsentEvent.action.in_(ADDRESS_ACTIONS))
+        .values(detail=None))
     # SMTP replies quote the address ("550 <ada@example.com>: no such user"): free
     # text tied to the reader goes too; the rows stay (the ledger's counts need them).
     db.session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber_id)

@@ -260,3 +260,56 @@ def reader_topic_slugs(subscriber_ids: list[int]) -> dict[int, list[str]]:
     ):
         found.setdefault(subscriber_id, []).append(slug)
     return found
+
+
+# --- the editors' topic page
+
+def readers_by_cadence() -> dict[Cadence, int]:
+    """Active readers per cadence, every cadence listed."""
+    counts = dict(db.session.execute(
+        select(Subscriber.cadence, func.count())
+        .where(Subscriber.status == SubscriberStatus.ACTIVE)
+        .group_by(Subscriber.cadence)).all())
+    return {cadence: counts.get(cadence, 0) for cadence in Cadence}
+
+
+def move_topic(topic_id: int, step: int) -> None:
+    """Swap a topic with its neighbour (step -1: up, +1: down); the order is renumbered."""
+    ordered = list_topics()
+    index = next((i for i, topic in enumerate(ordered) if topic.id == topic_id), None)
+    if index is None:
+        raise TopicError("No such topic.")
+    other = index + step
+    if step in (-1, 1) and 0 <= other < len(ordered):
+        ordered[index], ordered[other] = ordered[other], ordered[index]
+    for position, topic in enumerate(ordered, start=1):
+        topic.position = position
+    db.session.commit()
+
+
+def delete_topic(topic_id: int) -> None:
+    """Remove a topic no reader chose (a reader whose only topic went would suddenly
+    get everything); its articles stay, out of it."""
+    topic = db.session.get(Topic, topic_id)
+    if topic is None:
+        raise TopicError("No such topic.")
+    chosen_by = reader_counts().get(topic.id, 0)
+    if chosen_by:
+        raise TopicError(f"{chosen_by} reader(s) chose {topic.name!r}: a topic readers "
+                         "chose cannot be deleted (rename it or change its rules instead).")
+    db.session.execute(delete(article_topics).where(article_topics.c.topic_id == topic_id))
+    db.session.execute(delete(subscriber_topics).where(subscriber_topics.c.topic_id == topic_id))
+    db.session.delete(topic)
+    db.session.commit()
+
+
+def unmapped_categories() -> list[str]:
+    """Article categories no topic maps yet: what "make topics from categories" offers."""
+    mapped = {category for topic in list_topics() for category in topic.categories}
+    return sorted(_all_categories() - mapped, key=str.lower)
+
+
+def manual_topic_ids(article_id: int) -> set[int]:
+    """The topics an editor put the article in by hand."""
+    return set(db.session.scalars(select(article_topics.c.topic_id).where(
+        article_topics.c.article_id == article_id, article_topics.c.manual.is_(True))))

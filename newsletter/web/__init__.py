@@ -10,8 +10,11 @@ def register_blueprints(app: Flask) -> None:
         bounces_admin,
         common,
         errors,
+        preferences,
         public,
         settings_admin,
+        topic_archive,
+        topics_admin,
         webhooks,
     )
 
@@ -19,10 +22,13 @@ def register_blueprints(app: Flask) -> None:
     app.add_template_filter(common.plural)
 
     app.register_blueprint(public.bp)
+    app.register_blueprint(preferences.bp)
+    app.register_blueprint(topic_archive.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(bounces_admin.bp)
     app.register_blueprint(settings_admin.bp)
+    app.register_blueprint(topics_admin.bp)
     app.register_blueprint(webhooks.bp)
     errors.register(app)
     if app.config["DEV_MAILBOX"]:

@@ -27,7 +27,7 @@ from flask_login import current_user, login_user, logout_user
 
 from newsletter.extensions import db, limiter, login_manager
 from newsletter.mail.addresses import InvalidAddress
-from newsletter.mail.transport import Outcome
+from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     Article,
     ArticleSource,
@@ -53,6 +53,7 @@ from newsletter.services import (
     reports,
     subscriber_lists,
     subscriptions,
+    topics,
     two_factor,
 )
 from newsletter.services.articles import ArticleInput, InvalidArticle
@@ -429,7 +430,7 @@ def dashboard():
     )
 
 
-COMPOSE_FIELDS = ("subject", "headline", "intro", "send_date", "send_time")
+COMPOSE_FIELDS = ("subject", "headline", "intro", "send_date", "send_time", "as_topics")
 
 
 def _compose_form(values) -> dict[str, str]:
@@ -437,12 +438,28 @@ def _compose_form(values) -> dict[str, str]:
     return {name: values.get(name, "") for name in COMPOSE_FIELDS}
 
 
+def _slugs(text: str) -> list[str]:
+    """Topic slugs typed comma-separated ("as a reader of topics X, Y")."""
+    return [slug.strip() for slug in text.split(",") if slug.strip()]
+
+
+def _preview(form: dict[str, str], *, flash_problem: bool = False):
+    """The next issue as the form says, as a reader of its topics if it names any (a
+    topic that is unknown or has nothing new: the whole issue, and the page says why)."""
+    subject, intro, headline = form["subject"] or None, form["intro"], form["headline"]
+    try:
+        return digests.preview(subject, intro, headline, _slugs(form["as_topics"]))
+    except topics.TopicError as error:
+        if flash_problem:
+            flash(str(error), "error")
+        return digests.preview(subject, intro, headline)
+
+
 def _compose_page(form: dict[str, str], status: int = 200):
     text = {name: form[name] for name in ("subject", "headline", "intro")}
     back = url_for("admin.digests_page", **{k: v for k, v in text.items() if v})
     return render_template("admin/digests.html", form=form, back=back,
-                           preview=digests.preview(form["subject"] or None, form["intro"],
-                                                   form["headline"]),
+                           preview=_preview(form, flash_problem=True),
                            upcoming=digests.new_articles(), zone=newsletter_zone().key,
                            default_headline=digests.default_headline(),
                            issues=reports.recent_issues(20), drafts=digests.drafts()), status
@@ -464,7 +481,7 @@ def digest_preview():
     with ``part=text`` the text part the page shows beside it. The page's script POSTs
     the compose form itself: a long intro does not fit in a URL."""
     form = _compose_form(request.form if request.method == "POST" else request.args)
-    preview = digests.preview(form["subject"] or None, form["intro"], form["headline"])
+    preview = _preview(form)
     if preview is None:
         abort(404)
     if request.args.get("part") == "text":
@@ -547,9 +564,13 @@ def schedule_digest():
 @allow(Role.EDITOR)
 def send_test_digest():
     form = _compose_form(request.form)
-    result = digests.send_test(current_user.email, form["subject"] or None, form["intro"],
-                               form["headline"])
-    _audit("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed")
+    try:
+        result = digests.send_test(current_user.email, form["subject"] or None, form["intro"],
+                                   form["headline"], _slugs(form["as_topics"]))
+    except topics.TopicError as error:
+        result = DeliveryResult(Outcome.FAILED, str(error))
+    _audit("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed",
+           detail=f"as a reader of {form['as_topics'][:200]}" if form["as_topics"] else None)
     if result.outcome is Outcome.SENT:
         flash(f"Test sent to {current_user.email}.", "ok")
     else:
@@ -695,8 +716,10 @@ def _article_page(article: Article | None, problems: list[str] = ()):
     else:
         value = {"body_format": "markdown"}
     return render_template("admin/article.html", article=article, value=value,
-                           problems=problems, zone=newsletter_zone().key,
-                           limits=articles), 400 if problems else 200
+                           problems=problems, zone=newsletter_zone().key, limits=articles,
+                           **_article_topics(article, request.form.getlist("topics")
+                                             if form is not None else None)
+                           ), 400 if problems else 200
 
 
 @bp.route("/articles/new", methods=["GET", "POST"])
@@ -709,6 +732,9 @@ def edit_article(article_id: int | None = None):
     if request.method == "GET":
         return _article_page(article)
     data, problems = _article_form(article)
+    chosen_topics = _topic_ids(request.form.getlist("topics"))
+    if chosen_topics is None:
+        problems.append("No such topic.")
     try:
         if problems:  # still check the rest, so every problem shows at once
             articles.validate(data)
@@ -720,11 +746,31 @@ def edit_article(article_id: int | None = None):
             article_id = added.id
         else:
             articles.update_article(article.id, data)
+        topics.set_manual_topics(article_id, chosen_topics)
     except InvalidArticle as error:
         return _article_page(article, problems + error.problems)
     _audit("article_save", target=f"article {article_id}")
     flash("Article saved.", "ok")
     return redirect(url_for("admin.articles_page"))
+
+
+def _article_topics(article: Article | None, posted: list[str] | None = None) -> dict:
+    """The topic checkboxes: ticked where an editor put the article by hand (or, when
+    the form comes back with an error, as they were sent)."""
+    all_topics = topics.list_topics()
+    if posted is not None:
+        ticked = {topic.id for topic in all_topics if str(topic.id) in posted}
+    else:
+        ticked = topics.manual_topic_ids(article.id) if article else set()
+    return {"all_topics": all_topics, "ticked_topics": ticked}
+
+
+def _topic_ids(values: list[str]) -> list[int] | None:
+    """The topics ticked on the article form; None when one is not a topic."""
+    known = {str(topic.id): topic.id for topic in topics.list_topics()}
+    if not all(value in known for value in values):
+        return None
+    return [known[value] for value in values]
 
 
 @bp.post("/articles/preview")

@@ -8,7 +8,16 @@ from newsletter.extensions import csrf
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ArticleSource, ConsentSource, SubscriberStatus
-from newsletter.services import articles, audit, digests, editors, reports, subscriptions
+from newsletter.services import (
+    articles,
+    audit,
+    digests,
+    editors,
+    preferences,
+    reports,
+    subscriptions,
+    topics,
+)
 from newsletter.services.article_files import parse_date
 from newsletter.services.articles import ArticleInput, InvalidArticle
 from newsletter.services.topics import TopicError
@@ -188,3 +197,45 @@ def unsubscribe_subscriber(subscriber_id: int):
         return error_response(404, "No such subscriber.")
     audit.record(g.actor, "unsubscribe", target=f"subscriber {subscriber_id}", detail="api")
     return jsonify(id=subscriber.id, status=subscriber.status.value)
+
+
+@bp.get("/topics")
+@public
+def list_topics():
+    """The topics a reader can choose (as on the subscribe form), in their order."""
+    return jsonify(topics=[{"slug": topic.slug, "name": topic.name,
+                            "description": topic.description}
+                           for topic in topics.list_topics()])
+
+
+@bp.get("/subscribers/<int:subscriber_id>/preferences")
+@requires_scope("subscribers:read")
+def get_preferences(subscriber_id: int):
+    try:
+        subscriber = preferences.reader_by_id(subscriber_id)
+    except LookupError:
+        return error_response(404, "No such subscriber.")
+    audit.record(g.actor, "export", target=f"subscriber {subscriber_id}",
+                 detail="api preferences")
+    return jsonify(preferences.preferences_of(subscriber))
+
+
+@bp.put("/subscribers/<int:subscriber_id>/preferences")
+@requires_scope("subscribers:write")
+def put_preferences(subscriber_id: int):
+    """Change any of {"topics": [slugs], "cadence", "name", "pause_weeks"}."""
+    payload, bad = _json_object()
+    if bad:
+        return bad
+    try:
+        subscriber = preferences.set_preferences(subscriber_id, payload,
+                                                 request_origin(ConsentSource.API))
+    except LookupError:
+        return error_response(404, "No such subscriber.")
+    except preferences.NotSubscribed as error:
+        return error_response(409, str(error))
+    except preferences.PreferenceError as error:
+        return error_response(400, str(error))
+    audit.record(g.actor, "preferences", target=f"subscriber {subscriber_id}",
+                 detail="api: " + ", ".join(sorted(payload)))
+    return jsonify(preferences.preferences_of(subscriber))

@@ -266,6 +266,11 @@ EXPECTED = {
     "api.create_subscription": "public", "api.create_article": "articles:write",
     "api.create_issue": "issues:send", "api.list_subscribers": "subscribers:read",
     "api.unsubscribe_subscriber": "subscribers:write",
+    "api.list_topics": "public", "api.get_preferences": "subscribers:read",
+    "api.put_preferences": "subscribers:write",
+    "topics_admin.topics_page": EDITOR, "topics_admin.create_topic": EDITOR,
+    "topics_admin.edit_topic": EDITOR, "topics_admin.move_topic": EDITOR,
+    "topics_admin.delete_topic": EDITOR, "topics_admin.from_categories": EDITOR,
 }
 
 

@@ -219,7 +219,8 @@ def test_consent_action_values_are_stable():
     # Stored strings are evidence: renaming them would orphan old rows.
     assert [action.value for action in ConsentAction] == [
         "subscribe_requested", "confirmed", "unsubscribed", "confirmation_resent", "edited",
-        "bounced", "reactivated", "erased"]
+        "bounced", "reactivated", "erased", "preferences_changed", "paused",
+        "resumed", "address_change_requested", "address_changed"]
 
 
 def test_resubscribe_of_a_pending_reader_needs_the_confirmation(app, client, celery_worker,

@@ -1,0 +1,243 @@
+"""The reader's preference centre: topics, cadence, name, a pause, a new address.
+
+Reached from the link in every mail's footer, which carries the reader's
+``unsubscribe_key`` (see subscriptions.subscriber_for_unsubscribe_token): no login.
+Only an active reader changes anything. Every change is one transaction with its
+consent event; bad input raises PreferenceError (or InvalidAddress) before any write.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.extensions import db
+from newsletter.mail.addresses import InvalidAddress, check_email, check_name
+from newsletter.mail.tokens import TokenInvalid, read_address_token
+from newsletter.models import (
+    ConsentAction,
+    MailTemplate,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+    new_token_nonce,
+    utcnow,
+)
+from newsletter.services import outbox, privacy, topics
+from newsletter.services.subscriptions import (
+    LinkUsed,
+    Origin,
+    _lock,
+    _log,
+    _may_send_confirmation,
+    find_subscriber,
+    mailbox_key,
+    subscriber_for_unsubscribe_token,
+)
+
+PAUSE_WEEKS = (2, 4, 8)
+
+
+class PreferenceError(ValueError):
+    """Bad preference input; the message says what to fix."""
+
+
+class NotSubscribed(PreferenceError):
+    """The link is genuine but its reader is not subscribed (any more)."""
+
+
+def reader_for_link(token: str) -> Subscriber:
+    """The reader a preference link names; raises TokenInvalid."""
+    return subscriber_for_unsubscribe_token(token)
+
+
+def _active_reader(token: str) -> Subscriber:
+    subscriber = reader_for_link(token)
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        raise NotSubscribed("You are not subscribed, so there is nothing to change.")
+    return subscriber
+
+
+def _topic_choice(slugs: list[str]) -> list[Topic]:
+    try:
+        return topics.topics_by_slugs(slugs)
+    except topics.TopicError as error:
+        raise PreferenceError(str(error)) from None
+
+
+def update_choices(token: str, topic_slugs: list[str], cadence: str, origin: Origin) -> None:
+    """Replace the reader's topics (none: everything) and cadence."""
+    subscriber = _active_reader(token)
+    chosen = _topic_choice(topic_slugs)
+    try:
+        new_cadence = topics.parse_cadence(cadence)
+    except topics.TopicError as error:
+        raise PreferenceError(str(error)) from None
+    topics.set_reader_topics(subscriber, chosen)
+    topics.set_cadence(subscriber, new_cadence)
+    detail = f"topics={','.join(t.slug for t in chosen) or '(all)'}; cadence={new_cadence.value}"
+    _log(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, detail)
+    db.session.commit()
+
+
+def rename(token: str, name: str, origin: Origin) -> None:
+    subscriber = _active_reader(token)
+    if not isinstance(name, str) or not name.strip():
+        raise PreferenceError("Enter your name.")
+    subscriber.name = check_name(name)
+    _log(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, "name changed")
+    db.session.commit()
+
+
+def pause(token: str, weeks: object, origin: Origin) -> None:
+    """No digest for 2, 4 or 8 weeks from now."""
+    subscriber = _active_reader(token)
+    if str(weeks) not in {str(choice) for choice in PAUSE_WEEKS}:
+        raise PreferenceError("A pause lasts 2, 4 or 8 weeks.")
+    until = utcnow() + timedelta(weeks=int(weeks))
+    topics.pause_reader(subscriber, until)
+    _log(subscriber, ConsentAction.PAUSED, origin, f"until {until.isoformat(timespec='minutes')}")
+    db.session.commit()
+
+
+def resume(token: str, origin: Origin) -> None:
+    subscriber = _active_reader(token)
+    if subscriber.paused_until is None:
+        return  # nothing to resume: repeating the click logs nothing new
+    topics.pause_reader(subscriber, None)
+    _log(subscriber, ConsentAction.RESUMED, origin)
+    db.session.commit()
+
+
+def request_address_change(token: str, new_email: object, origin: Origin) -> None:
+    """Mail a confirmation link to the new address; the old one keeps the mail meanwhile.
+
+    The caller shows the same answer whatever happens here: an address that is
+    somebody's already (or erased) gets no mail, but the reader is not told, as on
+    the subscribe form. The confirmation mails share the subscribe form's limits per
+    mailbox, so this cannot be used to flood a third party. Raises InvalidAddress.
+    """
+    subscriber = _active_reader(token)
+    address = check_email(new_email)
+    if address.normalized == subscriber.email_normalized:
+        raise PreferenceError("That is the address we send to already.")
+    _lock("mailbox:" + mailbox_key(address.canonical))  # held until commit
+    _log(subscriber, ConsentAction.ADDRESS_CHANGE_REQUESTED, origin, address.given)
+    taken = find_subscriber(address.normalized) is not None or \
+        privacy.is_suppressed(address.normalized)
+    if not taken and _may_send_confirmation(address):
+        subscriber.pending_email = address.given
+        subscriber.token_nonce = new_token_nonce()  # a link to an earlier new address dies
+        outbox.owe(subscriber.id, MailTemplate.CHANGE_ADDRESS)
+    db.session.commit()
+
+
+def reader_for_address_token(token: str) -> Subscriber:
+    """The reader a change-address link is for, for its GET page; raises TokenInvalid."""
+    claim = read_address_token(token)
+    subscriber = db.session.get(Subscriber, claim.subscriber_id)
+    if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+        raise TokenInvalid("unknown or unsubscribed reader")
+    if subscriber.token_nonce != claim.nonce or subscriber.pending_email != claim.email:
+        raise LinkUsed("used or superseded")
+    return subscriber
+
+
+def confirm_address_change(token: str, origin: Origin) -> Subscriber:
+    """Switch the reader to the address the link was mailed to (once). Raises
+    TokenInvalid (LinkUsed: used, superseded, or the address was taken meanwhile)."""
+    claim = read_address_token(token)
+    address = check_email(claim.email)
+    reader_for_address_token(token)
+    old_email = db.session.get(Subscriber, claim.subscriber_id).email
+    try:
+        switched = db.session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == claim.subscriber_id,
+                   Subscriber.status == SubscriberStatus.ACTIVE,
+                   Subscriber.token_nonce == claim.nonce,
+                   Subscriber.pending_email == claim.email)
+            .values(email=address.given, email_normalized=address.normalized,
+                    pending_email=None, token_nonce=new_token_nonce(), updated_at=utcnow())
+        ).rowcount == 1
+    except IntegrityError:  # subscribed from the form meanwhile
+        db.session.rollback()
+        raise LinkUsed("the address is subscribed already") from None
+    if not switched:
+        db.session.rollback()
+        raise LinkUsed("used or superseded")
+    subscriber = db.session.get(Subscriber, claim.subscriber_id, populate_existing=True)
+    _log(subscriber, ConsentAction.ADDRESS_CHANGED, origin, f"from {old_email}")
+    db.session.commit()
+    return subscriber
+
+
+
+# --- the same choices through the API (an editor's token acts for the reader)
+
+API_FIELDS = {"topics", "cadence", "name", "pause_weeks"}
+
+
+def preferences_of(subscriber: Subscriber) -> dict:
+    return {"id": subscriber.id, "status": subscriber.status.value,
+            "topics": [topic.slug for topic in subscriber.topics],
+            "cadence": subscriber.cadence.value, "name": subscriber.name,
+            "paused_until": subscriber.paused_until and subscriber.paused_until.isoformat()}
+
+
+def reader_by_id(subscriber_id: int) -> Subscriber:
+    """A reader named by id (an editor's token); LookupError when missing or erased."""
+    subscriber = db.session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.email_normalized.startswith(privacy.ERASED_PREFIX):
+        raise LookupError("No such subscriber.")
+    return subscriber
+
+
+def set_preferences(subscriber_id: int, changes: dict, origin: Origin) -> Subscriber:
+    """Apply the fields given ({"topics": [slugs], "cadence", "name", "pause_weeks": 2, 4,
+    8 or null to resume}); every field is checked before anything is written.
+    Raises LookupError (no such reader) or PreferenceError."""
+    subscriber = reader_by_id(subscriber_id)
+    unknown = sorted(set(changes) - API_FIELDS)
+    if unknown:
+        raise PreferenceError(f"Unknown field {unknown[0][:40]!r}: give any of "
+                              + ", ".join(sorted(API_FIELDS)) + ".")
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        raise NotSubscribed("Only an active subscriber's preferences can change.")
+    slugs = changes.get("topics", [])
+    if not isinstance(slugs, list) or not all(isinstance(slug, str) for slug in slugs):
+        raise PreferenceError('"topics" must be a list of topic slugs.')
+    chosen = _topic_choice(slugs)
+    cadence = changes.get("cadence", subscriber.cadence.value)
+    if not isinstance(cadence, str):
+        raise PreferenceError("Cadence must be 'weekly' or 'daily'.")
+    try:
+        new_cadence = topics.parse_cadence(cadence)
+    except topics.TopicError as error:
+        raise PreferenceError(str(error)) from None
+    name = changes.get("name")
+    if "name" in changes:
+        if not isinstance(name, str) or not name.strip():
+            raise PreferenceError('"name" must be a non-empty string.')
+        try:
+            name = check_name(name)
+        except InvalidAddress as error:
+            raise PreferenceError(str(error)) from None
+    weeks = changes.get("pause_weeks")
+    if weeks is not None and (isinstance(weeks, bool) or weeks not in PAUSE_WEEKS):
+        raise PreferenceError('"pause_weeks" is 2, 4 or 8 (null: resume).')
+
+    if "name" in changes:
+        subscriber.name = name
+    if "topics" in changes:
+        topics.set_reader_topics(subscriber, chosen)
+    topics.set_cadence(subscriber, new_cadence)
+    if "pause_weeks" in changes:
+        topics.pause_reader(subscriber, weeks and utcnow() + timedelta(weeks=weeks))
+    _log(subscriber, ConsentAction.PREFERENCES_CHANGED, origin,
+         f"topics={','.join(t.slug for t in subscriber.topics) or '(all)'}; "
+         f"cadence={new_cadence.value}; changed: {', '.join(sorted(changes)) or 'nothing'}")
+    db.session.commit()
+    return subscriber

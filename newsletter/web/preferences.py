@@ -1,0 +1,104 @@
+"""The reader's preference centre, reached from "Manage your topics" in every mail.
+
+The link carries the reader's unsubscribe key, so it lives under /unsubscribe/<key>/
+(a digest's footer builds it from the per-recipient unsubscribe URL). GET shows,
+each change is a POST with the session's CSRF token, and bad input gets the page
+again with the reason and a 400, having changed nothing.
+"""
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from newsletter.mail.addresses import InvalidAddress
+from newsletter.mail.tokens import TokenInvalid
+from newsletter.models import ConsentSource, utcnow
+from newsletter.services import preferences, topics
+from newsletter.web.common import request_origin
+from newsletter.web.public import _bad_link
+
+bp = Blueprint("preferences", __name__)
+PAGE = "/unsubscribe/<token>/preferences"
+
+
+def _page(token: str, *, error: str | None = None, notice: str | None = None, status=200):
+    try:
+        subscriber = preferences.reader_for_link(token)
+    except TokenInvalid as error_:
+        return _bad_link(error_)
+    return render_template(
+        "web/preferences.html", subscriber=subscriber, token=token, topics=topics.list_topics(),
+        chosen={topic.slug for topic in subscriber.topics}, pause_weeks=preferences.PAUSE_WEEKS,
+        paused=subscriber.paused_until is not None and subscriber.paused_until > utcnow(),
+        error=error, notice=notice), status
+
+
+NOTICES = {
+    "saved": "Your choices are saved.",
+    "paused": "Mail is paused.",
+    "resumed": "Mail is back on.",
+    # The same words whether or not the address can be used: no one learns who reads us.
+    "address": "If that address can receive our mail, a confirmation link is on its way to it. "
+               "Until you follow it, we keep writing to your current address.",
+}
+
+
+def _change(token: str, change, notice: str):
+    """Run one change; its errors come back on the page as a 400."""
+    try:
+        change(request_origin(ConsentSource.LINK))
+    except TokenInvalid as error:
+        return _bad_link(error)
+    except (preferences.PreferenceError, InvalidAddress) as error:
+        return _page(token, error=str(error), status=400)
+    return redirect(url_for("preferences.page", token=token, notice=notice))
+
+
+@bp.get(PAGE)
+def page(token: str):
+    return _page(token, notice=NOTICES.get(request.args.get("notice", "")))
+
+
+@bp.post(PAGE)
+def choices(token: str):
+    return _change(token, lambda origin: preferences.update_choices(
+        token, request.form.getlist("topics"), request.form.get("cadence"), origin), "saved")
+
+
+@bp.post(PAGE + "/name")
+def name(token: str):
+    return _change(token, lambda origin: preferences.rename(
+        token, request.form.get("name"), origin), "saved")
+
+
+@bp.post(PAGE + "/pause")
+def pause(token: str):
+    return _change(token, lambda origin: preferences.pause(
+        token, request.form.get("weeks"), origin), "paused")
+
+
+@bp.post(PAGE + "/resume")
+def resume(token: str):
+    return _change(token, lambda origin: preferences.resume(token, origin), "resumed")
+
+
+@bp.post(PAGE + "/address")
+def address(token: str):
+    return _change(token, lambda origin: preferences.request_address_change(
+        token, request.form.get("email"), origin), "address")
+
+
+@bp.get("/change-address/<token>")
+def confirm_address(token: str):
+    try:
+        subscriber = preferences.reader_for_address_token(token)
+    except TokenInvalid as error:
+        return _bad_link(error)
+    return render_template("web/change_address.html", subscriber=subscriber, token=token)
+
+
+@bp.post("/change-address/<token>")
+def confirm_address_post(token: str):
+    try:
+        subscriber = preferences.confirm_address_change(token, request_origin(ConsentSource.LINK))
+    except TokenInvalid as error:
+        return _bad_link(error)
+    return render_template("web/change_address.html", subscriber=subscriber, done=True)
