@@ -31,7 +31,7 @@ from newsletter.services.subscriptions import (
     Origin,
     _lock,
     _log,
-    _may_send_confirmation,
+    _may_send_requested_mail,
     find_subscriber,
     mailbox_key,
     subscriber_for_unsubscribe_token,
@@ -127,7 +127,7 @@ def request_address_change(token: str, new_email: object, origin: Origin) -> Non
     _log(subscriber, ConsentAction.ADDRESS_CHANGE_REQUESTED, origin, address.given)
     taken = find_subscriber(address.normalized) is not None or \
         privacy.is_suppressed(address.normalized)
-    if not taken and _may_send_confirmation(address):
+    if not taken and _may_send_requested_mail(address):
         subscriber.pending_email = address.given
         subscriber.token_nonce = new_token_nonce()  # a link to an earlier new address dies
         outbox.owe(subscriber.id, MailTemplate.CHANGE_ADDRESS)

@@ -185,7 +185,7 @@ def _row_topics(cell: str | None, topic_ids: dict[str, int]) -> list[int]:
 
 def _flush(chunk: dict, consent, report: ImportReport, pacer, seen) -> None:
     if seen is not None:
-        for given, _, line in seen.drop_repeats(chunk):
+        for given, _, line, _ in seen.drop_repeats(chunk):
             report.note_duplicate(line, given, TWICE)
     _import_chunk(chunk, consent, seen is not None, report, pacer)
 

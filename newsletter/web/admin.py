@@ -443,15 +443,14 @@ def _slugs(text: str) -> list[str]:
     return [slug.strip() for slug in text.split(",") if slug.strip()]
 
 
-def _preview(form: dict[str, str], *, flash_problem: bool = False):
+def _preview(form: dict[str, str]):
     """The next issue as the form says, as a reader of its topics if it names any (a
     topic that is unknown or has nothing new: the whole issue, and the page says why)."""
     subject, intro, headline = form["subject"] or None, form["intro"], form["headline"]
     try:
         return digests.preview(subject, intro, headline, _slugs(form["as_topics"]))
     except topics.TopicError as error:
-        if flash_problem:
-            flash(str(error), "error")
+        flash(str(error), "error")
         return digests.preview(subject, intro, headline)
 
 
@@ -459,7 +458,7 @@ def _compose_page(form: dict[str, str], status: int = 200):
     text = {name: form[name] for name in ("subject", "headline", "intro")}
     back = url_for("admin.digests_page", **{k: v for k, v in text.items() if v})
     return render_template("admin/digests.html", form=form, back=back,
-                           preview=_preview(form, flash_problem=True),
+                           preview=_preview(form),
                            upcoming=digests.new_articles(), zone=newsletter_zone().key,
                            default_headline=digests.default_headline(),
                            issues=reports.recent_issues(20), drafts=digests.drafts()), status
@@ -481,7 +480,11 @@ def digest_preview():
     with ``part=text`` the text part the page shows beside it. The page's script POSTs
     the compose form itself: a long intro does not fit in a URL."""
     form = _compose_form(request.form if request.method == "POST" else request.args)
-    preview = _preview(form)
+    try:
+        preview = digests.preview(form["subject"] or None, form["intro"], form["headline"],
+                                  _slugs(form["as_topics"]))
+    except topics.TopicError:
+        abort(400)  # the compose page says why, beside the frame
     if preview is None:
         abort(404)
     if request.args.get("part") == "text":

@@ -196,13 +196,13 @@ def test_preview_and_test_send_as_a_reader_of_topics(app, editor, mailbox):
         topics.create_topic("us", "United States", categories=["US"])
         topics.create_topic("quiet", "Quiet")
     page = editor.get("/admin/digests?as_topics=asia").get_data(as_text=True)
-    text = page[page.index('<pre class="text">'):]
+    text = page[page.index('<pre class="text" id="preview-text">'):]
     assert "Talks in Seoul" in text and "Vote in Ohio" not in text
     assert "as_topics=asia" in page  # the iframe shows the same copy
     framed = editor.get("/admin/digests/preview?as_topics=asia").get_data(as_text=True)
     assert "Talks in Seoul" in framed and "Vote in Ohio" not in framed
     everything = editor.get("/admin/digests").get_data(as_text=True)
-    assert "Vote in Ohio" in everything[everything.index('<pre class="text">'):]
+    assert "Vote in Ohio" in everything[everything.index('<pre class="text" id="preview-text">'):]
 
     unknown = editor.get("/admin/digests?as_topics=asia,nope", follow_redirects=True)
     assert "Unknown topic: nope" in unknown.get_data(as_text=True)
