@@ -34,6 +34,7 @@ from newsletter.services import (
     editors,
     subscriber_lists,
     subscriptions,
+    topics,
 )
 from newsletter.services.articles import ArticleInput
 from newsletter.services.subscriptions import Origin
@@ -55,10 +56,15 @@ PUBLIC_PAGES = [
     ("confirm", "/confirm/{confirm_token}"),
     ("confirmed", "/confirm/{active_confirm_token}"),
     ("unsubscribe", "/unsubscribe/{unsubscribe_key}"),
+    ("preferences", "/unsubscribe/{unsubscribe_key}/preferences"),
+    ("unsubscribe-link", "/unsubscribe-link"),
+    ("test-mail", "/test-mail"),
     ("bad-link", "/confirm/not-a-real-token"),
     ("not-found", "/no-such-page"),
     ("archive", "/archive/"),
     ("archive-issue", "/archive/{digest}"),
+    ("archive-topics", "/archive/topics/"),
+    ("archive-topic", "/archive/topics/{topic_slug}/"),
     ("article", "/articles/{slug}"),
     ("admin-login", "/admin/login"),
     ("dev-mail", "/dev/mail/"),
@@ -79,6 +85,10 @@ EDITOR_PAGES = [
     ("admin-import", "/admin/subscribers/import"),
     ("admin-import-report", "/admin/subscribers/import/{import_job}"),
     ("admin-bounces", "/admin/bounces/"),
+    ("admin-topics", "/admin/topics/"),
+    ("admin-topic", "/admin/topics/{topic}"),
+    ("admin-settings", "/admin/settings/"),
+    ("admin-settings-preview", "/admin/settings/preview/welcome"),
     ("admin-tokens", "/admin/tokens"),
     ("admin-editors", "/admin/editors"),
     ("admin-audit", "/admin/audit"),
@@ -91,6 +101,8 @@ def seed(app, base: str, mailbox) -> dict:
     origin = Origin(ConsentSource.EDITOR)
     with app.app_context():
         owner = db.session.scalar(select(Editor))
+        topic = topics.create_topic("long-" + "t" * 59, LONG_WORD[:100],
+                                    categories=[LONG_WORD[:100]])
         editors.create_editor(LONG_ADDRESS, None, "editor")
         editors.create_api_token(owner.email, "CMS " + "n" * 96, ["articles:write"])
         article, _ = articles.add_article(ArticleInput(
@@ -107,7 +119,8 @@ def seed(app, base: str, mailbox) -> dict:
         digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
         ids = {"article": article.id, "subscriber": reader.id, "pending": pending.id,
                "digest": digest.id, "slug": "s" * 200,
-               "unsubscribe_key": reader.unsubscribe_key}
+               "unsubscribe_key": reader.unsubscribe_key, "topic": topic.id,
+               "topic_slug": topic.slug}
         from newsletter.mail.tokens import make_confirm_token
 
         ids["confirm_token"] = make_confirm_token(pending.id, pending.token_nonce)
