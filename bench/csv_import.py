@@ -63,9 +63,10 @@ def main() -> None:
         from sqlalchemy import text
 
         from newsletter import create_app
+        from newsletter.editors import accounts
         from newsletter.extensions import db
         from newsletter.models import ImportStatus
-        from newsletter.services import editors, subscriber_lists
+        from newsletter.readers import subscriber_lists
 
         app = create_app()
         with app.app_context():
@@ -73,7 +74,7 @@ def main() -> None:
             with db.engine.begin() as connection:
                 connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
             upgrade()
-            editors.create_editor("bench@example.com", "bench password 123")
+            accounts.create_editor("bench@example.com", "bench password 123")
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
              "solo", "--loglevel", "WARNING", "-Q", "bench.maintenance"],

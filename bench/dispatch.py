@@ -93,9 +93,9 @@ def topic_sets(topics: int, count: int) -> list[list[str]]:
 def publish_topic_articles(topics: int, round_name: str) -> None:
     """Topics made on first use; two new articles per topic, each in two topics, so the
     copies of a send hold four or so articles each (comparable from set to set)."""
+    from newsletter.content import articles
+    from newsletter.content import topics as topic_service
     from newsletter.models import ArticleSource
-    from newsletter.services import articles
-    from newsletter.services import topics as topic_service
 
     for n in range(topics):
         if topic_service.get_topic(f"topic-{n}") is None:
@@ -130,8 +130,8 @@ def timed_send(app, worker, subscribers: int) -> dict:
     from sqlalchemy import func, select
 
     from newsletter.extensions import db
+    from newsletter.issues import digests
     from newsletter.models import Digest, DigestStatus, DigestVariant
-    from newsletter.services import digests
 
     pool_cpu_before = sum(cpu_seconds(pid) for pid in children(worker.pid))
     with app.app_context():
@@ -190,9 +190,9 @@ def main() -> None:
         from sqlalchemy import insert, text
 
         from newsletter import create_app
+        from newsletter.content import article_files, articles
         from newsletter.extensions import db
         from newsletter.models import ArticleSource, Subscriber
-        from newsletter.services import article_files, articles
 
         app = create_app()
         with app.app_context():

@@ -121,7 +121,7 @@ def _derive_settings(app: Flask) -> None:
     config["REMEMBER_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE"]
     config["REMEMBER_COOKIE_HTTPONLY"] = True
     # The cookie lives as long as the longest session may; the server decides earlier
-    # (idle timeout, absolute lifetime, logout: newsletter/services/sessions.py).
+    # (idle timeout, absolute lifetime, logout: newsletter/editors/sessions.py).
     config["PERMANENT_SESSION_LIFETIME"] = config["SESSION_MAX_AGE"]
     config["SESSION_REFRESH_EACH_REQUEST"] = False
     config["SUPPRESSION_KEY"] = config["SUPPRESSION_KEY"] or _generated_secret(

@@ -18,7 +18,7 @@ bounces_cli = AppGroup("bounces", help="Bounces and complaints coming back from 
               help="Port to listen on (25 for an MX).")
 def serve(host: str, port: int):
     """Run the SMTP receiver for the bounce domain until stopped."""
-    from newsletter.bounce_receiver import make_controller, verp_domain
+    from newsletter.bounces.receiver import make_controller, verp_domain
 
     app = current_app._get_current_object()
     controller = make_controller(app, host, port)
@@ -40,11 +40,11 @@ def serve(host: str, port: int):
 @bounces_cli.command("poll")
 def poll():
     """Read NEWSLETTER_BOUNCE_IMAP_URL once, now (beat does it every BOUNCE_IMAP_INTERVAL)."""
-    from newsletter.services import bounce_mailbox
+    from newsletter.bounces import imap
 
     try:
-        result = bounce_mailbox.poll()
-    except bounce_mailbox.MailboxError as error:
+        result = imap.poll()
+    except imap.MailboxError as error:
         raise click.ClickException(str(error)) from None
     for summary in result.summaries:
         click.echo(summary)

@@ -13,8 +13,8 @@ from celery.schedules import crontab
 from flask import Flask
 from kombu import Queue
 
+from newsletter.issues.schedule import DAYS, parse_daily_schedule, parse_schedule
 from newsletter.queue import QUEUE_KINDS, TASK_QUEUE_KIND, queue_name
-from newsletter.services.schedule import DAYS, parse_daily_schedule, parse_schedule
 
 
 class ZonedCrontab(crontab):

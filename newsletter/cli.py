@@ -1,4 +1,4 @@
-"""``flask --app newsletter ...`` commands: thin wrappers over services."""
+"""``flask --app newsletter ...`` commands: thin wrappers over the domain packages."""
 
 from __future__ import annotations
 
@@ -13,22 +13,15 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from newsletter.content import article_files, articles, feeds, topics
+from newsletter.delivery import outbox
+from newsletter.editors import accounts, audit
 from newsletter.extensions import db
+from newsletter.issues import digests
+from newsletter.issues.schedule import local_time, parse_schedule
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.models import ArticleSource, Digest, DigestStatus, ImportStatus
-from newsletter.services import (
-    article_files,
-    articles,
-    audit,
-    digests,
-    editors,
-    feeds,
-    outbox,
-    subscriber_lists,
-    subscriptions,
-    topics,
-)
-from newsletter.services.schedule import local_time, parse_schedule
+from newsletter.readers import subscriber_lists, subscriptions
 
 
 def register(app: Flask) -> None:
@@ -344,8 +337,8 @@ def create_editor(email: str, password: str | None, role: str | None):
         else:  # `echo "$PASSWORD" | flask editors create ...`: one line, no confirmation
             password = sys.stdin.readline().rstrip("\r\n")
     try:
-        editor = editors.create_editor(email, password, role)
-    except (editors.EditorError, InvalidAddress) as error:
+        editor = accounts.create_editor(email, password, role)
+    except (accounts.EditorError, InvalidAddress) as error:
         raise click.ClickException(str(error)) from None
     audit.record(audit.CLI, "editor_create", target=editor.email, detail=editor.role.value)
     click.echo(f"editor {editor.email} created ({editor.role.value})")
@@ -354,16 +347,16 @@ def create_editor(email: str, password: str | None, role: str | None):
 @editors_cli.command("token")
 @click.argument("email")
 @click.option("--name", required=True, help="What the token is for.")
-@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(editors.SCOPES)),
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(list(accounts.SCOPES)),
               help="What the token may do; repeat for several [default: articles:write].")
 @click.option("--expires", "expires_days", type=click.IntRange(1, 3650), default=None,
               help="Days until the token stops working [default: never].")
 def create_token(email: str, name: str, scopes: tuple[str, ...], expires_days: int | None):
     """Print a new API token for EMAIL (shown once, alone on the last line)."""
     try:
-        token, row = editors.create_api_token(email, name, scopes or ("articles:write",),
+        token, row = accounts.create_api_token(email, name, scopes or ("articles:write",),
                                               expires_days)
-    except editors.EditorError as error:
+    except accounts.EditorError as error:
         raise click.ClickException(str(error)) from None
     audit.record(audit.CLI, "token_create", target=f"token {row.id} of {row.editor.email}",
                  detail=row.scopes)
@@ -377,12 +370,12 @@ def create_token(email: str, name: str, scopes: tuple[str, ...], expires_days: i
 @click.argument("role", type=click.Choice(["owner", "editor", "author"]))
 def change_role(email: str, role: str):
     """Give EMAIL another role."""
-    editor = editors.find_editor(email)
+    editor = accounts.find_editor(email)
     try:
         if editor is None:
-            raise editors.EditorError(f"No editor {email}.")
-        editors.change_role(editor.id, role)
-    except editors.EditorError as error:
+            raise accounts.EditorError(f"No editor {email}.")
+        accounts.change_role(editor.id, role)
+    except accounts.EditorError as error:
         raise click.ClickException(str(error)) from None
     audit.record(audit.CLI, "role_change", target=editor.email, detail=role)
     click.echo(f"{editor.email} is now {role}")

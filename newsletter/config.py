@@ -179,14 +179,14 @@ def _header_text(value: str) -> str:
 
 
 def _schedule(value: str) -> str:
-    from newsletter.services.schedule import parse_schedule
+    from newsletter.issues.schedule import parse_schedule
 
     parse_schedule(value)  # raises ValueError with a reason
     return " ".join(str(value).split())
 
 
 def _daily_schedule(value: str) -> str:
-    from newsletter.services.schedule import parse_daily_schedule
+    from newsletter.issues.schedule import parse_daily_schedule
 
     text = " ".join(str(value).split())
     if text:

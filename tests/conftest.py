@@ -256,7 +256,7 @@ def process_subscribe_requests(app) -> int:
     """Decide every recorded subscribe request now, as the worker's task does, for
     tests about what a request leads to rather than about the worker."""
     from newsletter.extensions import db
-    from newsletter.services import subscriptions
+    from newsletter.readers import subscriptions
 
     with app.app_context():
         decided = subscriptions.process_pending(gather_seconds=0)

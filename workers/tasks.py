@@ -1,20 +1,14 @@
-"""Thin task wrappers around services: ids in, nothing out."""
+"""Thin task wrappers around the domain packages: ids in, nothing out."""
 
 from celery import shared_task
 
+from newsletter.bounces import imap, intake
 from newsletter.config import FEED_DEADLINE_MAX
-from newsletter.services import (
-    bounce_mailbox,
-    bounces,
-    deliverability,
-    digests,
-    dispatch,
-    editor_mail,
-    feeds,
-    outbox,
-    subscriber_lists,
-    subscriptions,
-)
+from newsletter.content import feeds
+from newsletter.delivery import dispatch, guard, outbox
+from newsletter.editors import editor_mail
+from newsletter.issues import digests
+from newsletter.readers import subscriber_lists, subscriptions
 
 
 @shared_task(name="workers.tasks.send_outbox_mail")
@@ -80,17 +74,17 @@ def poll_feed(url: str) -> None:
 
 @shared_task(name="workers.tasks.send_deliverability_alert")
 def send_deliverability_alert(digest_id: int) -> None:
-    deliverability.send_alert(digest_id)
+    guard.send_alert(digest_id)
 
 
 @shared_task(name="workers.tasks.poll_bounce_mailbox")
 def poll_bounce_mailbox() -> None:
-    bounce_mailbox.poll()
+    imap.poll()
 
 
 @shared_task(name="workers.tasks.purge_bounce_reports")
 def purge_bounce_reports() -> None:
-    bounces.purge_raw_reports()
+    intake.purge_raw_reports()
 
 
 @shared_task(name="workers.tasks.discard_stale_uploads")

@@ -1,4 +1,4 @@
-"""The editor workspace at /admin: thin views over the services."""
+"""The editor workspace at /admin: thin views over the domain packages."""
 
 from __future__ import annotations
 
@@ -25,7 +25,21 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
+from newsletter.content import articles, topics
+from newsletter.content.articles import ArticleInput, InvalidArticle
+from newsletter.delivery import guard
+from newsletter.editors import (
+    accounts,
+    audit,
+    editor_mail,
+    invites,
+    login_throttle,
+    sessions,
+    two_factor,
+)
 from newsletter.extensions import db, limiter, login_manager
+from newsletter.issues import digests, reports
+from newsletter.issues.schedule import LocalTimeError, local_time, local_to_utc, parse_schedule
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
@@ -40,24 +54,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import send_task_now
-from newsletter.services import (
-    articles,
-    audit,
-    deliverability,
-    digests,
-    editor_mail,
-    editor_sessions,
-    editors,
-    login_throttle,
-    privacy,
-    reports,
-    subscriber_lists,
-    subscriptions,
-    topics,
-    two_factor,
-)
-from newsletter.services.articles import ArticleInput, InvalidArticle
-from newsletter.services.schedule import LocalTimeError, local_time, local_to_utc, parse_schedule
+from newsletter.readers import privacy, subscriber_lists, subscriptions
 from newsletter.web.common import newsletter_zone, request_origin
 from newsletter.web.errors import error_response
 from newsletter.web.security import MAX_ID, mail_document
@@ -88,10 +85,10 @@ def allow(who):
 @login_manager.user_loader
 def _load_editor(user_id: str):
     """The editor of a session that still counts on the server, else anonymous."""
-    editor = editors.load_editor(user_id)
+    editor = accounts.load_editor(user_id)
     if editor is None or not editor.is_active:
         return None
-    live = editor_sessions.find_live(editor.id, session.get("sk"),
+    live = sessions.find_live(editor.id, session.get("sk"),
                                      activity=request.endpoint not in PASSIVE_ENDPOINTS)
     return editor if live is not None else None
 
@@ -188,9 +185,9 @@ def login():
     wait = login_throttle.wait_seconds(email)
     if wait:
         return _throttled(email, wait)
-    editor = editors.authenticate(email, request.form.get("password", ""))
+    editor = accounts.authenticate(email, request.form.get("password", ""))
     if editor is None:
-        known = editors.find_editor(email)
+        known = accounts.find_editor(email)
         _failed(email, known.id if known else None, "login", "wrong email or password")
         flash("That email and password do not match an editor.", "error")
         return render_template("admin/login.html", email=email), 401
@@ -205,7 +202,7 @@ def login():
 
 def _complete_login(editor, method: str, next_path: str | None):
     session.clear()
-    session["sk"] = editor_sessions.start(editor.id, request.remote_addr,
+    session["sk"] = sessions.start(editor.id, request.remote_addr,
                                           request.headers.get("User-Agent"))
     session.permanent = True  # the cookie may live SESSION_MAX_AGE; the server decides
     login_user(editor)
@@ -221,7 +218,7 @@ def _pending_editor():
     if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > (
             PENDING_LOGIN_SECONDS):
         return None, None
-    editor = editors.load_editor(str(pending.get("editor")))
+    editor = accounts.load_editor(str(pending.get("editor")))
     return (editor, pending) if editor is not None and editor.is_active else (None, None)
 
 
@@ -252,7 +249,7 @@ def login_second_factor():
 @allow(ANY_EDITOR)
 def logout():
     _audit("logout")
-    editor_sessions.end(session.get("sk"))  # every copy of this cookie stops working
+    sessions.end(session.get("sk"))  # every copy of this cookie stops working
     logout_user()
     session.clear()
     return redirect(url_for("admin.login"))
@@ -261,7 +258,7 @@ def logout():
 @bp.get("/account")
 @allow(ANY_EDITOR)
 def account():
-    context = {"sessions": editor_sessions.live_sessions(current_user.id),
+    context = {"sessions": sessions.live_sessions(current_user.id),
                "current_key": session.get("sk"), "qr": None, "recovery_codes": None,
                "codes_left": two_factor.recovery_codes_left(current_user.id)}
     if not current_user.totp_secret:
@@ -289,7 +286,7 @@ def enable_two_factor():
         return redirect(url_for("admin.account"))
     _audit("2fa_enable")
     return render_template("admin/account.html", recovery_codes=codes, qr=None,
-                           sessions=editor_sessions.live_sessions(current_user.id),
+                           sessions=sessions.live_sessions(current_user.id),
                            current_key=session.get("sk"),
                            codes_left=len(codes))
 
@@ -313,7 +310,7 @@ def disable_two_factor():
 @bp.post("/account/sessions/end-all")
 @allow(ANY_EDITOR)
 def end_all_sessions():
-    ended = editor_sessions.end_all(current_user.id)
+    ended = sessions.end_all(current_user.id)
     _audit("logout_all", detail=f"{ended} session(s)")
     logout_user()
     session.clear()
@@ -324,7 +321,7 @@ def end_all_sessions():
 @bp.route("/invite/<token>", methods=["GET", "POST"])
 @allow(PUBLIC)
 def accept_invite(token: str):
-    editor = editors.editor_for_invite(token)
+    editor = invites.editor_for_invite(token)
     if editor is None:
         return error_response(404, "This invitation link is not valid any more: it was "
                                    "used, it expired, or a newer one was sent.")
@@ -334,8 +331,8 @@ def accept_invite(token: str):
             flash("The two passwords differ.", "error")
             return render_template("admin/invite.html", editor=editor), 400
         try:
-            editors.set_password(editor, password)
-        except editors.EditorError as error:
+            accounts.set_password(editor, password)
+        except accounts.EditorError as error:
             flash(str(error), "error")
             return render_template("admin/invite.html", editor=editor), 400
         _audit("invite_accepted", actor=audit.Actor(editor.id, editor.email,
@@ -351,15 +348,15 @@ def editors_page():
     if request.method == "POST":
         email, role = request.form.get("email", ""), request.form.get("role", "editor")
         try:
-            editor = editors.invite_editor(email, role)
-        except (editors.EditorError, InvalidAddress) as error:
+            editor = accounts.invite_editor(email, role)
+        except (accounts.EditorError, InvalidAddress) as error:
             _audit("editor_invite", outcome="failed", detail=str(error))
             flash(str(error), "error")
         else:
             _audit("editor_invite", target=editor.email, detail=editor.role.value)
             flash(f"Invitation sent to {editor.email}.", "ok")
         return redirect(url_for("admin.editors_page"))
-    return render_template("admin/editors.html", editors=editors.list_editors(),
+    return render_template("admin/accounts.html", editors=accounts.list_editors(),
                            roles=[role.value for role in Role])
 
 
@@ -367,8 +364,8 @@ def editors_page():
 @allow(Role.OWNER)
 def change_editor_role(editor_id: int):
     try:
-        editor = editors.change_role(editor_id, request.form.get("role", ""))
-    except editors.EditorError as error:
+        editor = accounts.change_role(editor_id, request.form.get("role", ""))
+    except accounts.EditorError as error:
         _audit("role_change", outcome="failed", target=editor_id, detail=str(error))
         flash(str(error), "error")
     else:
@@ -381,8 +378,8 @@ def change_editor_role(editor_id: int):
 @allow(Role.OWNER)
 def remove_editor(editor_id: int):
     try:
-        editor = editors.remove_editor(editor_id)
-    except editors.EditorError as error:
+        editor = accounts.remove_editor(editor_id)
+    except accounts.EditorError as error:
         _audit("editor_remove", outcome="failed", target=editor_id, detail=str(error))
         flash(str(error), "error")
     else:
@@ -644,7 +641,7 @@ _CONTROLS = {  # action: (service, what the editor is told)
 @bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, start, discard):action>")
 @allow(Role.EDITOR)
 def control_digest(digest_id: int, action: str):
-    if action == "resume" and deliverability.paused_by_guard(db.session.get(Digest, digest_id)):
+    if action == "resume" and guard.paused_by_guard(db.session.get(Digest, digest_id)):
         flash("The deliverability guard paused this send: confirm below to resume it.", "error")
         return redirect(url_for("admin.digest_report", digest_id=digest_id))
     service, done = _CONTROLS[action]
@@ -820,25 +817,25 @@ def tokens_page():
         holder = form.get("editor") or current_user.email
         try:
             if days and not days.isdigit():
-                raise editors.EditorError("Give the expiry as a number of days.")
-            new_token, row = editors.create_api_token(
+                raise accounts.EditorError("Give the expiry as a number of days.")
+            new_token, row = accounts.create_api_token(
                 holder, form.get("name", ""), form.getlist("scope"),
                 int(days) if days else None)
-        except editors.EditorError as error:
+        except accounts.EditorError as error:
             _audit("token_create", outcome="failed", target=holder, detail=str(error))
             flash(str(error), "error")
         else:
             _audit("token_create", target=f"token {row.id} of {holder}", detail=row.scopes)
     return render_template("admin/tokens.html", new_token=new_token,
-                           tokens=editors.list_tokens(), scopes=list(editors.SCOPES),
-                           editors=[e for e in editors.list_editors() if e.is_active],
+                           tokens=accounts.list_tokens(), scopes=list(accounts.SCOPES),
+                           editors=[e for e in accounts.list_editors() if e.is_active],
                            now=utcnow())
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
 @allow(Role.OWNER)
 def revoke_token(token_id: int):
-    if editors.revoke_token(token_id):
+    if accounts.revoke_token(token_id):
         _audit("token_revoke", target=f"token {token_id}")
         flash("Token revoked: it no longer works.", "ok")
     else:

@@ -4,23 +4,17 @@ from functools import wraps
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
+from newsletter.content import articles, topics
+from newsletter.content.article_files import parse_date
+from newsletter.content.articles import ArticleInput, InvalidArticle
+from newsletter.content.topics import TopicError
+from newsletter.editors import accounts, audit
 from newsletter.extensions import csrf
+from newsletter.issues import digests, reports
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ArticleSource, ConsentSource, SubscriberStatus
-from newsletter.services import (
-    articles,
-    audit,
-    digests,
-    editors,
-    preferences,
-    reports,
-    subscriptions,
-    topics,
-)
-from newsletter.services.article_files import parse_date
-from newsletter.services.articles import ArticleInput, InvalidArticle
-from newsletter.services.topics import TopicError
+from newsletter.readers import preferences, subscriptions
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import error_response
 
@@ -45,7 +39,7 @@ def every_endpoint_declares_its_scope():
     return None
 
 
-def _token_actor(check: editors.TokenCheck) -> audit.Actor:
+def _token_actor(check: accounts.TokenCheck) -> audit.Actor:
     token = check.token
     return audit.Actor(token.editor_id if token else None,
                        token.editor.email if token else "unknown token",
@@ -63,7 +57,7 @@ def requires_scope(scope: str):
             if scheme.lower() != "bearer" or not token.strip():
                 return error_response(401, "Send an API token as "
                                            "'Authorization: Bearer <token>'.")
-            check = editors.check_token(token.strip(), scope, request.remote_addr)
+            check = accounts.check_token(token.strip(), scope, request.remote_addr)
             if check.token is None:
                 return error_response(401, "Unknown or revoked API token.")
             if check.problem:

@@ -16,9 +16,10 @@ from flask import (
 )
 from flask_login import current_user
 
+from newsletter.bounces import intake, stats
+from newsletter.delivery import guard
 from newsletter.extensions import db
 from newsletter.models import BounceEvent, Digest, Role
-from newsletter.services import bounces, deliverability
 from newsletter.web.admin import allow, check_access
 
 bp = Blueprint("bounces_admin", __name__, url_prefix="/admin/bounces")
@@ -27,25 +28,25 @@ bp.before_request(check_access)  # the workspace's own rule: every view declares
 
 @bp.app_template_global()
 def bounce_events_for(subscriber_id: int) -> list[BounceEvent]:
-    return bounces.events_for(subscriber_id)
+    return intake.events_for(subscriber_id)
 
 
 @bp.app_template_global()
 def guard_paused_issues() -> list[Digest]:
-    return deliverability.guard_paused_issues()
+    return guard.guard_paused_issues()
 
 
 @bp.app_template_global()
 def issue_bounce_report(digest_id: int) -> dict:
-    return {"rates": bounces.issue_rates(digest_id),
-            "domains": bounces.issue_domains(digest_id),
-            "guard_paused": deliverability.paused_by_guard(db.session.get(Digest, digest_id))}
+    return {"rates": stats.issue_rates(digest_id),
+            "domains": stats.issue_domains(digest_id),
+            "guard_paused": guard.paused_by_guard(db.session.get(Digest, digest_id))}
 
 
 @bp.app_template_global()
 def deliverability_chart() -> dict:
-    rows = bounces.rates_by_day(30)
-    return {"days": rows, "totals": bounces.totals(rows),
+    rows = stats.rates_by_day(30)
+    return {"days": rows, "totals": stats.totals(rows),
             "hard_limit": current_app.config["GUARD_MAX_HARD_BOUNCE_PERCENT"],
             "complaint_limit": current_app.config["GUARD_MAX_COMPLAINT_PERCENT"]}
 
@@ -53,13 +54,13 @@ def deliverability_chart() -> dict:
 @bp.get("/")
 @allow(Role.OWNER)
 def not_understood():
-    return render_template("admin/bounces.html", parked=bounces.not_understood())
+    return render_template("admin/intake.html", parked=intake.not_understood())
 
 
 @bp.get("/raw/<int:message_id>")
 @allow(Role.OWNER)
 def raw_message(message_id: int):
-    stored = bounces.raw_message(message_id) or abort(404)
+    stored = intake.raw_message(message_id) or abort(404)
     if stored.raw is None:
         abort(404)
     # Shown as text, never rendered: it is whatever a stranger mailed us.
@@ -71,7 +72,7 @@ def raw_message(message_id: int):
 @bp.post("/subscribers/<int:subscriber_id>/reactivate")
 @allow(Role.OWNER)
 def reactivate(subscriber_id: int):
-    if bounces.reactivate(subscriber_id, current_user):
+    if intake.reactivate(subscriber_id, current_user):
         flash("The reader is active again; their soft-bounce score starts from zero.", "ok")
     else:
         flash("Only a bounced reader can be reactivated.", "error")
@@ -84,7 +85,7 @@ def resume(digest_id: int):
     confirmed = request.form.get("confirm") == "yes"
     if not confirmed:
         flash("Tick the box to confirm you checked the bounces before resuming.", "error")
-    elif deliverability.resume_confirmed(digest_id, confirmed):
+    elif guard.resume_confirmed(digest_id, confirmed):
         flash("Issue resumed. The guard now judges only the messages sent from here on.", "ok")
     else:
         flash("This issue cannot be resumed in its current state.", "error")

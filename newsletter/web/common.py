@@ -15,10 +15,10 @@ from limits.strategies import FixedWindowRateLimiter
 from redis import RedisError
 
 from newsletter.extensions import limiter
+from newsletter.issues import schedule
+from newsletter.issues.schedule import parse_schedule
 from newsletter.models import ConsentSource
-from newsletter.services import schedule
-from newsletter.services.schedule import parse_schedule
-from newsletter.services.subscriptions import Origin
+from newsletter.readers.subscriptions import Origin
 
 log = logging.getLogger(__name__)
 

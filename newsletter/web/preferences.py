@@ -8,10 +8,11 @@ again with the reason and a 400, having changed nothing.
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
+from newsletter.content import topics
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ConsentSource, utcnow
-from newsletter.services import preferences, topics
+from newsletter.readers import preferences
 from newsletter.web.common import request_origin
 from newsletter.web.public import _bad_link
 

@@ -16,14 +16,16 @@ from flask import (
     url_for,
 )
 
+from newsletter.content import site_settings, topics
+from newsletter.content.topics import TopicError
 from newsletter.extensions import csrf
+from newsletter.issues import archive as archive_service
+from newsletter.issues import atom
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.links import external_url
 from newsletter.mail.tokens import TokenExpired, TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
-from newsletter.services import archive as archive_service
-from newsletter.services import atom, site_settings, subscriptions, topics
-from newsletter.services.topics import TopicError
+from newsletter.readers import subscriptions
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document

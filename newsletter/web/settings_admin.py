@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from newsletter.content import site_settings
+from newsletter.delivery import outbox
 from newsletter.models import MailTemplate, Role, Subscriber
-from newsletter.services import outbox, site_settings
 from newsletter.web.admin import _audit, allow, check_access
 from newsletter.web.security import mail_document
 

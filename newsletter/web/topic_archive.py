@@ -3,7 +3,8 @@ feed reader."""
 
 from flask import Blueprint, abort, render_template
 
-from newsletter.services import archive, topics
+from newsletter.content import topics
+from newsletter.issues import archive
 
 bp = Blueprint("topic_archive", __name__, url_prefix="/archive/topics")
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from newsletter.content import topics
+from newsletter.content.topics import TopicError
 from newsletter.extensions import db
+from newsletter.issues import copies
 from newsletter.models import Role, Topic
-from newsletter.services import copies, topics
-from newsletter.services.topics import TopicError
 from newsletter.web.admin import _audit, allow, check_access
 
 bp = Blueprint("topics_admin", __name__, url_prefix="/admin/topics")

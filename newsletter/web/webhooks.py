@@ -1,7 +1,7 @@
 """POST /webhooks/<provider>: bounces and complaints from sending providers.
 
 Thin: the provider's proof (signature, credentials) is checked in
-``services/webhooks.py`` before anything in the body is believed.
+``newsletter/bounces/webhooks.py`` before anything in the body is believed.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import logging
 
 from flask import Blueprint, jsonify, request
 
+from newsletter.bounces import webhooks
 from newsletter.extensions import csrf, db
-from newsletter.services import webhooks
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024  # providers batch events, but never this many

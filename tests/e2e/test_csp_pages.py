@@ -12,8 +12,8 @@ from werkzeug.serving import make_server
 from newsletter import create_app
 from newsletter.devstack import free_port
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus
-from newsletter.services import digests
 from tests.conftest import app_config
 from tests.e2e.conftest import screenshot
 from tests.integration.test_admin import PASSWORD, make_editor

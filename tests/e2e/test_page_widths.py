@@ -18,8 +18,13 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from newsletter import create_app
+from newsletter.bounces import intake
+from newsletter.content import articles, topics
+from newsletter.content.articles import ArticleInput
 from newsletter.devstack import free_port
+from newsletter.editors import accounts
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import (
     ConsentSource,
     Editor,
@@ -27,17 +32,8 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.services import (
-    articles,
-    bounces,
-    digests,
-    editors,
-    subscriber_lists,
-    subscriptions,
-    topics,
-)
-from newsletter.services.articles import ArticleInput
-from newsletter.services.subscriptions import Origin
+from newsletter.readers import subscriber_lists, subscriptions
+from newsletter.readers.subscriptions import Origin
 from tests.conftest import app_config
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_csp_pages import log_in
@@ -103,8 +99,8 @@ def seed(app, base: str, mailbox) -> dict:
         owner = db.session.scalar(select(Editor))
         topic = topics.create_topic("long-" + "t" * 59, LONG_WORD[:100],
                                     categories=[LONG_WORD[:100]])
-        editors.create_editor(LONG_ADDRESS, None, "editor")
-        editors.create_api_token(owner.email, "CMS " + "n" * 96, ["articles:write"])
+        accounts.create_editor(LONG_ADDRESS, None, "editor")
+        accounts.create_api_token(owner.email, "CMS " + "n" * 96, ["articles:write"])
         article, _ = articles.add_article(ArticleInput(
             title=LONG_WORD, url=LONG_URL, summary=LONG_WORD, author="A" * 200,
             categories=[LONG_WORD[:100]], body_markdown=f"{LONG_WORD}\n\n<{LONG_URL}>",
@@ -115,7 +111,7 @@ def seed(app, base: str, mailbox) -> dict:
             "import")
         reader, _ = subscriptions.add_by_hand(LONG_ADDRESS, "N" * 200, LONG_WORD, origin)
         pending, _ = subscriptions.add_by_hand("p" + LONG_ADDRESS[1:], "P" * 200, None, origin)
-        bounces.park_webhook(LONG_WORD + " " + LONG_URL, "ses")
+        intake.park_webhook(LONG_WORD + " " + LONG_URL, "ses")
         digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
         ids = {"article": article.id, "subscriber": reader.id, "pending": pending.id,
                "digest": digest.id, "slug": "s" * 200,

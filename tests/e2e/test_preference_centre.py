@@ -8,9 +8,10 @@ import re
 
 from sqlalchemy import select
 
+from newsletter.content import topics
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import Cadence, Subscriber, SubscriberStatus
-from newsletter.services import digests, topics
 from tests.conftest import link_from
 from tests.e2e.conftest import screenshot
 from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent

@@ -43,8 +43,8 @@ def test_subscribe_confirm_unsubscribe_in_a_browser(app, live_server, page, mail
 
 def test_subscribe_with_topics_and_daily_cadence_in_a_browser(app, live_server, page, mailbox,
                                                                monkeypatch):
+    from newsletter.content import topics
     from newsletter.models import Cadence
-    from newsletter.services import topics
 
     monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
     with app.app_context():

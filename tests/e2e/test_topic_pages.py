@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from newsletter.services import digests, topics
+from newsletter.content import topics
+from newsletter.issues import digests
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_csp_pages import log_in
 from tests.integration.test_admin import make_editor

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.editors import accounts
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import (
     ApiToken,
     Article,
@@ -22,7 +24,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.services import digests, editors
 from tests.conftest import csrf_token_from, process_subscribe_requests
 from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
 
@@ -31,7 +32,7 @@ PASSWORD = "correct horse battery"
 
 def make_editor(app, email="editor@example.com"):
     with app.app_context():
-        editors.create_editor(email, PASSWORD)
+        accounts.create_editor(email, PASSWORD)
 
 
 def login(client, email="editor@example.com", password=PASSWORD, next_path=""):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.models import BounceSource, Subscriber, SubscriberStatus
-from newsletter.services import bounces
 from tests.conftest import csrf_token_from
 from tests.integration.test_admin import login, make_editor
 from tests.integration.test_bounce_policy import READER, deliver, sent_issue
@@ -14,9 +14,9 @@ def test_not_understood_box_raw_report_and_reactivation(app, client):
     digest_id, (reader,) = sent_issue(app, [READER])
     deliver(app, "gmail_hard", digest_id, reader)
     with app.app_context():
-        parked = bounces.receive_mail(b"Subject: <script>alert(1)</script>\r\n\r\nhello",
+        parked = intake.receive_mail(b"Subject: <script>alert(1)</script>\r\n\r\nhello",
                                       BounceSource.SMTP)
-        raw_id = bounces.not_understood()[0].raw_message_id
+        raw_id = intake.not_understood()[0].raw_message_id
     assert parked.summary.startswith("parked")
     make_editor(app)
     login(client)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.models import (
@@ -25,7 +26,6 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import bounces
 from tests.bounce_fixtures import bounce_mail
 
 READER = "alice@mail.example.org"
@@ -57,12 +57,12 @@ def sent_issue(app, emails: list[str], days_ago: float = 0) -> tuple[int, list[i
 
 
 def deliver(app, fixture: str, digest_id: int, subscriber_id: int, recipient: str = READER,
-            **changes) -> bounces.Outcome:
+            **changes) -> intake.Outcome:
     with app.app_context():
         address = verp.address_for(verp.DeliveryRef(digest_id=digest_id,
                                                     subscriber_id=subscriber_id))
         raw = bounce_mail(fixture, verp=changes.pop("verp", address), recipient=recipient)
-        return bounces.receive_mail(raw, BounceSource.SMTP, changes.pop("envelope", [address]))
+        return intake.receive_mail(raw, BounceSource.SMTP, changes.pop("envelope", [address]))
 
 
 def status_of(app, subscriber_id: int) -> SubscriberStatus:
@@ -125,14 +125,14 @@ def test_oversized_and_malformed_mails_are_parked_with_the_reason(app, clean_sta
                                                                    monkeypatch):
     monkeypatch.setitem(app.config, "BOUNCE_MAX_SIZE", 50_000)
     with app.app_context():
-        big = bounces.receive_mail(b"Subject: x\r\n\r\n" + b"A" * 60_000, BounceSource.IMAP)
-        broken = bounces.receive_mail(b"\x00\xff garbage \r\n\r\n", BounceSource.IMAP)
+        big = intake.receive_mail(b"Subject: x\r\n\r\n" + b"A" * 60_000, BounceSource.IMAP)
+        broken = intake.receive_mail(b"\x00\xff garbage \r\n\r\n", BounceSource.IMAP)
     assert "too large" in big.summary and broken.summary.startswith("parked")
     parked = events(app, BounceKind.UNPARSED)
     assert len(parked) == 2
     with app.app_context():
-        assert bounces.raw_message(parked[0].raw_message_id).raw is None  # not kept
-        assert bounces.raw_message(parked[1].raw_message_id).raw.startswith(b"\x00")
+        assert intake.raw_message(parked[0].raw_message_id).raw is None  # not kept
+        assert intake.raw_message(parked[1].raw_message_id).raw.startswith(b"\x00")
 
 
 def test_soft_bounces_score_and_need_days_without_a_good_delivery(app, clean_state,
@@ -162,8 +162,8 @@ def test_soft_bounces_score_and_need_days_without_a_good_delivery(app, clean_sta
         editor = Editor(email="owner@example.com", password_hash="x", role=Role.OWNER)
         db.session.add(editor)
         db.session.commit()
-        assert bounces.reactivate(reader, editor)
-        assert not bounces.reactivate(reader, editor)  # not bounced any more
+        assert intake.reactivate(reader, editor)
+        assert not intake.reactivate(reader, editor)  # not bounced any more
     assert status_of(app, reader) == SubscriberStatus.ACTIVE
     fourth, _ = sent_issue(app, [READER])
     assert "soft bounce 1 of 3" in deliver(app, "postfix_soft_delayed", fourth, reader).summary
@@ -200,7 +200,7 @@ def test_arf_without_original_changes_nothing(app, clean_state):
 
 
 def test_erasure_removes_the_address_from_bounce_reports(app, clean_state):
-    from newsletter.services import privacy
+    from newsletter.readers import privacy
 
     digest_id, (reader,) = sent_issue(app, [READER])
     deliver(app, "gmail_hard", digest_id, reader)
@@ -208,12 +208,13 @@ def test_erasure_removes_the_address_from_bounce_reports(app, clean_state):
         assert privacy.erase_subscriber(reader)
         event = db.session.scalar(select(BounceEvent))
         assert event.recipient is None and event.kind is BounceKind.HARD
-        assert bounces.raw_message(event.raw_message_id).raw is None
+        assert intake.raw_message(event.raw_message_id).raw is None
 
 
 def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_state,
                                                                   monkeypatch):
-    from newsletter.services import deliverability, digests
+    from newsletter.delivery import guard
+    from newsletter.issues import digests
 
     monkeypatch.setitem(app.config, "GUARD_MIN_SAMPLE", 500)
     emails = [f"r{n}@example.org" for n in range(600)]
@@ -224,7 +225,7 @@ def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_sta
         db.session.commit()
         address = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=ids[0]))
         raw = bounce_mail("arf_complaint", verp=address, recipient=emails[0])
-        bounces.receive_mail(raw, BounceSource.SMTP, [address])
+        intake.receive_mail(raw, BounceSource.SMTP, [address])
         # 1 complaint in 400 is 0.25 %, but 400 messages are too few to judge.
         assert db.session.get(Digest, digest_id).status == DigestStatus.SENDING
         subscriber_ids = []
@@ -239,13 +240,13 @@ def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_sta
              "status": DeliveryStatus.SENT, "sent_at": utcnow()}
             for subscriber_id in subscriber_ids])
         db.session.commit()
-        assert deliverability.check_issue(digest_id)  # 1 in 600 = 0.17 % > 0.1 %
+        assert guard.check_issue(digest_id)  # 1 in 600 = 0.17 % > 0.1 %
         digest = db.session.get(Digest, digest_id, populate_existing=True)
         assert digest.status == DigestStatus.PAUSED
         assert digest.pause_reason == ("deliverability guard: complaints 0.17 % (1 of 600 sent; "
                                        "limit 0.1 %)")
-        assert not deliverability.check_issue(digest_id)  # paused once
-        assert not deliverability.resume_confirmed(digest_id, confirmed=False)
+        assert not guard.check_issue(digest_id)  # paused once
+        assert not guard.resume_confirmed(digest_id, confirmed=False)
         last = Subscriber(email="last@example.org", email_normalized="last@example.org",
                           status=SubscriberStatus.ACTIVE)
         db.session.add(last)
@@ -253,9 +254,9 @@ def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_sta
         db.session.add(Delivery(digest_id=digest_id, subscriber_id=last.id, attempts=0,
                                 status=DeliveryStatus.PENDING))  # still to send
         db.session.commit()
-        assert deliverability.resume_confirmed(digest_id, confirmed=True)
+        assert guard.resume_confirmed(digest_id, confirmed=True)
         # From the resume on, only new messages count: the old complaint does not re-pause.
-        assert not deliverability.check_issue(digest_id)
+        assert not guard.check_issue(digest_id)
         assert db.session.get(Digest, digest_id, populate_existing=True).status == (
             DigestStatus.SENDING)
         digests.cancel(digest_id)
@@ -265,12 +266,12 @@ def test_old_raw_reports_are_purged_but_events_stay(app, clean_state):
     from newsletter.models import BounceMessage
 
     with app.app_context():
-        bounces.receive_mail(b"Subject: spam to the bounce address\r\n\r\nbuy", BounceSource.SMTP)
-        bounces.receive_mail(b"Subject: recent\r\n\r\nhello", BounceSource.SMTP)
+        intake.receive_mail(b"Subject: spam to the bounce address\r\n\r\nbuy", BounceSource.SMTP)
+        intake.receive_mail(b"Subject: recent\r\n\r\nhello", BounceSource.SMTP)
         old = db.session.scalar(select(BounceMessage).order_by(BounceMessage.id).limit(1))
         old.received_at = utcnow() - timedelta(days=91)
         db.session.commit()
-        assert bounces.purge_raw_reports() == 1
+        assert intake.purge_raw_reports() == 1
         raws = db.session.scalars(select(BounceMessage.raw).order_by(BounceMessage.id)).all()
         assert raws[0] is None and raws[1].startswith(b"Subject: recent")
         assert db.session.scalar(select(func.count()).select_from(BounceEvent)) == 2

@@ -8,8 +8,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, utcnow
-from newsletter.services import digests
 from tests.conftest import csrf_token_from
 from tests.integration.test_admin import login, make_editor
 from tests.integration.test_digests import (

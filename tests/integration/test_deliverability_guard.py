@@ -14,8 +14,8 @@ import time
 from sqlalchemy import insert, select
 
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus, Subscriber, SubscriberStatus
-from newsletter.services import digests
 from tests.bounce_fixtures import bounce_mail
 from tests.conftest import csrf_token_from
 from tests.integration.test_admin import login, make_editor

@@ -11,6 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.content import feeds
+from newsletter.delivery.relay import SendRate
+from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.models import (
     Article,
@@ -21,8 +24,6 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import editors, feeds
-from newsletter.services.dispatch import SendRate
 from tests.conftest import process_subscribe_requests
 from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS
 from tests.integration.test_digests import add_article, add_subscribers
@@ -93,8 +94,8 @@ def test_feed_polling_is_conditional_and_sanitises(app, client, feed_url):
 
 def api_token(app) -> str:
     with app.app_context():
-        editors.create_editor("editor@example.com", "correct horse battery")
-        token, _ = editors.create_api_token("editor@example.com", "cms",
+        accounts.create_editor("editor@example.com", "correct horse battery")
+        token, _ = accounts.create_api_token("editor@example.com", "cms",
                                             ["articles:write", "issues:send"])
         return token
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus
-from newsletter.services import digests
 from tests.conftest import csrf_token_from, run, subprocess_env
 from tests.integration.test_admin import login, make_editor
 from tests.integration.test_digests import (
@@ -68,7 +68,7 @@ def test_a_process_killed_after_compose_leaves_no_draft(app, client):
     add_article(app)
     script = ("import os, signal\n"
               "from newsletter import create_app\n"
-              "from newsletter.services import digests\n"
+              "from newsletter.issues import digests\n"
               "app = create_app({'TESTING': True})\n"
               "with app.app_context():\n"
               "    assert digests.compose() is not None\n"

@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
+from newsletter.content import articles
+from newsletter.content.articles import ArticleInput
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -17,9 +20,8 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.services import articles, digests, subscriptions
-from newsletter.services.articles import ArticleInput
-from newsletter.services.subscriptions import Origin
+from newsletter.readers import subscriptions
+from newsletter.readers.subscriptions import Origin
 from tests.unit.test_article_files import SAMPLE
 
 

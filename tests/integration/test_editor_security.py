@@ -17,6 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select, update
 
 from newsletter.config import DEFAULT_SECRET_KEY
+from newsletter.editors import accounts, sessions, two_factor
 from newsletter.extensions import db
 from newsletter.models import (
     ApiToken,
@@ -30,7 +31,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import editor_sessions, editors, privacy, two_factor
+from newsletter.readers import privacy
 from newsletter.web import security
 from tests.conftest import csrf_token_from, link_from, process_subscribe_requests, run
 from tests.integration.test_admin import PASSWORD, example_path, login, make_editor
@@ -50,14 +51,14 @@ def settings(app, **values):
 
 def add_editor(app, email: str, role: str) -> int:
     with app.app_context():
-        return editors.create_editor(email, PASSWORD, role).id
+        return accounts.create_editor(email, PASSWORD, role).id
 
 
 def session_client(app, editor_id: int):
     """A client holding a live session for the editor, without the login form."""
     client = app.test_client()
     with app.app_context():
-        key = editor_sessions.start(editor_id, "127.0.0.1", "test")
+        key = sessions.start(editor_id, "127.0.0.1", "test")
     with client.session_transaction() as session:
         session.update({"_user_id": str(editor_id), "_fresh": True, "sk": key})
     return client
@@ -157,7 +158,7 @@ def forged_cookie(secret_key: str, payload: dict) -> str:
 def test_forged_session_cookies_are_refused(app, client):
     make_editor(app)
     with app.app_context():
-        editor_id = editors.find_editor("editor@example.com").id
+        editor_id = accounts.find_editor("editor@example.com").id
     # Signed with the public default key: the signature does not verify.
     client.set_cookie("session", forged_cookie(DEFAULT_SECRET_KEY,
                                                {"_user_id": str(editor_id), "_fresh": True}))
@@ -316,8 +317,8 @@ def test_role_matrix_every_api_endpoint_for_every_scope(app, client):
     make_editor(app)  # the first editor is an owner: every scope is open to it
     tokens = {}
     with app.app_context():
-        for scope in editors.SCOPES:
-            tokens[scope], _ = editors.create_api_token("editor@example.com", scope, [scope])
+        for scope in accounts.SCOPES:
+            tokens[scope], _ = accounts.create_api_token("editor@example.com", scope, [scope])
     for rule in guarded_rules(app, "/api"):
         needed = EXPECTED[rule.endpoint]
         if needed == "public":
@@ -404,7 +405,7 @@ def test_the_last_owner_cannot_step_down_and_removal_ends_access(app, client):
     login(victim, "other@example.com")
     token = csrf_token_from(client, "/admin/editors")
     with app.app_context():
-        owner_id = editors.find_editor("editor@example.com").id
+        owner_id = accounts.find_editor("editor@example.com").id
     page = client.post(f"/admin/editors/{owner_id}/role", data={
         "csrf_token": token, "role": "editor"}, follow_redirects=True)
     assert "last owner" in page.get_data(as_text=True)
@@ -455,12 +456,12 @@ def test_cli_token_contract_scopes_expiry_and_last_use(app, client):
 def test_a_token_cannot_outgrow_its_editors_role(app, client):
     make_editor(app)
     add_editor(app, "pen@example.com", "author")
-    with app.app_context(), pytest.raises(editors.EditorError, match="author cannot hold"):
-        editors.create_api_token("pen@example.com", "x", ["issues:send"])
+    with app.app_context(), pytest.raises(accounts.EditorError, match="author cannot hold"):
+        accounts.create_api_token("pen@example.com", "x", ["issues:send"])
     add_editor(app, "ed@example.com", "editor")
     with app.app_context():
-        token, _ = editors.create_api_token("ed@example.com", "x", ["issues:send"])
-        editors.change_role(editors.find_editor("ed@example.com").id, "author")
+        token, _ = accounts.create_api_token("ed@example.com", "x", ["issues:send"])
+        accounts.change_role(accounts.find_editor("ed@example.com").id, "author")
     denied = client.post("/api/v1/issues", json={}, headers={"Authorization": f"Bearer {token}"})
     assert denied.status_code == 403 and denied.get_json()["missing_scope"] == "issues:send"
     with app.app_context():
@@ -537,7 +538,7 @@ def test_the_network_limit_counts_an_ipv6_64_as_one_client(app, client):
 
 def enrol(app, email="editor@example.com") -> tuple[str, list[str]]:
     with app.app_context():
-        editor = editors.find_editor(email)
+        editor = accounts.find_editor(email)
         secret = two_factor.new_secret()
         codes = two_factor.enrol(editor, secret, pyotp.TOTP(secret).now())
         # The enrolment used this step's code; let the test log in with the next one.
@@ -573,7 +574,7 @@ def test_two_factor_login_codes_are_single_use(app, client):
     login(reuse)
     assert verify(reuse, codes[0]).status_code == 401
     with app.app_context():
-        assert two_factor.recovery_codes_left(editors.find_editor("editor@example.com").id) == 9
+        assert two_factor.recovery_codes_left(accounts.find_editor("editor@example.com").id) == 9
     outcomes = [(e.action, e.outcome) for e in audit_rows(app) if e.action == "login_2fa"]
     assert outcomes == [("login_2fa", "failed")] * 4
 
@@ -614,7 +615,7 @@ def test_mandatory_two_factor_forces_enrolment(app, client):
                                                                    "code": "x"})
         assert refused.status_code == 302
     with app.app_context():
-        assert editors.find_editor("editor@example.com").totp_secret == secret
+        assert accounts.find_editor("editor@example.com").totp_secret == secret
     assert [e.outcome for e in audit_rows(app) if e.action.startswith("2fa")] == [
         "failed", "ok", "denied"]
 
@@ -650,7 +651,7 @@ def test_erasure_removes_smtp_replies_that_quote_the_address(app, client):
 
 
 def test_an_upload_nobody_confirmed_is_deleted_after_an_hour(app, client):
-    from newsletter.services import subscriber_lists
+    from newsletter.readers import subscriber_lists
 
     with app.app_context():
         fresh = subscriber_lists.keep_upload(b"email\nada@example.com\n")
@@ -676,7 +677,7 @@ def test_an_import_without_consent_owes_confirmations_paced_at_send_rate(app, cl
             args=["subscribers", "import", "-"], input="email,name\n" + rows + "bad,\n")
     assert result.exit_code == 0, result.output
     assert "added 5, duplicates 0, invalid 1" in result.output
-    from newsletter.services import outbox
+    from newsletter.delivery import outbox
 
     with app.app_context():
         assert set(db.session.scalars(select(Subscriber.status))) == {SubscriberStatus.PENDING}
@@ -697,7 +698,7 @@ def test_the_import_request_returns_before_the_work_and_the_job_reports_progress
         app, client, monkeypatch):
     from newsletter import queue
     from newsletter.models import ImportJob, ImportStatus
-    from newsletter.services import subscriber_lists
+    from newsletter.readers import subscriber_lists
 
     # Hold the task back (a worker may be running in this session) to show that the
     # request answers with the work still undone; this test then runs the job itself.
@@ -743,7 +744,7 @@ def test_the_import_request_returns_before_the_work_and_the_job_reports_progress
 def test_a_file_broken_after_its_first_bytes_fails_the_job_clearly(app, client, monkeypatch):
     from newsletter import queue
     from newsletter.models import ImportStatus
-    from newsletter.services import subscriber_lists
+    from newsletter.readers import subscriber_lists
 
     monkeypatch.setattr(queue, "send_task_now", lambda name, *args: True)  # run it here
 
@@ -758,7 +759,7 @@ def test_a_file_broken_after_its_first_bytes_fails_the_job_clearly(app, client, 
 
 
 def test_repeats_across_chunks_count_the_same_in_the_check_and_the_write(app, client):
-    from newsletter.services import subscriber_lists
+    from newsletter.readers import subscriber_lists
 
     data = ("email\n" + "".join(f"r{n}@example.com\n" for n in range(2500))
             + "R0@example.com\nr1999@EXAMPLE.com\n").encode()
@@ -774,7 +775,7 @@ def test_only_the_import_accepts_a_list_larger_than_the_usual_body_cap(app, clie
                                                                       monkeypatch):
     from newsletter import queue
     from newsletter.models import ImportStatus
-    from newsletter.services import subscriber_lists
+    from newsletter.readers import subscriber_lists
 
     monkeypatch.setattr(queue, "send_task_now", lambda name, *args: True)  # run it here
     make_editor(app)

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.config import FEED_DEADLINE_MAX
+from newsletter.content import feeds
+from newsletter.content.feeds import FetchError, FetchPolicy, fetch
 from newsletter.extensions import db
 from newsletter.models import Article, FeedState
-from newsletter.services import feeds
-from newsletter.services.feeds import FetchError, FetchPolicy, fetch
 from tests.integration.feed_server import (
     ALLOWED_HOST,
     ALLOWED_NETWORKS,

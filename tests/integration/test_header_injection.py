@@ -20,11 +20,12 @@ from email.utils import parseaddr
 import pytest
 from sqlalchemy import insert, select
 
+from newsletter.delivery import outbox
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.mail.headers import clean_text, neutralise
 from newsletter.models import Article, MailTemplate, Subscriber, SubscriberStatus
 from newsletter.queue import send_task_now
-from newsletter.services import digests, outbox
 from tests.conftest import csrf_token_from
 from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS, rss, serve
 from tests.integration.test_admin import login, make_editor

@@ -11,6 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
 
+from newsletter.delivery import outbox
 from newsletter.devstack import free_port
 from newsletter.extensions import db
 from newsletter.mail.addresses import check_email
@@ -23,8 +24,8 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.services import outbox, subscriptions
-from newsletter.services.subscriptions import Origin
+from newsletter.readers import subscriptions
+from newsletter.readers.subscriptions import Origin
 from tests.integration.test_digests import add_article, send_now, wait_until_sent
 from tests.integration.test_transport import ScriptedHandler
 

@@ -14,7 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from newsletter.content import articles, topics
+from newsletter.content.articles import ArticleInput
 from newsletter.extensions import db
+from newsletter.issues import copies, digests
 from newsletter.models import (
     ArticleSource,
     Cadence,
@@ -25,8 +28,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.services import articles, copies, digests, topics
-from newsletter.services.articles import ArticleInput
 from tests.integration.test_digests import wait_until_sent
 
 pytestmark = pytest.mark.usefixtures("clean_state", "celery_worker")

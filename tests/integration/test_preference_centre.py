@@ -9,6 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.content import topics
+from newsletter.delivery import outbox
+from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.models import (
     Cadence,
@@ -19,7 +22,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import editors, outbox, privacy, topics
+from newsletter.readers import privacy
 from tests.conftest import csrf_token_from, link_from
 
 pytestmark = pytest.mark.usefixtures("clean_state")
@@ -231,9 +234,9 @@ def test_an_expired_address_link_shows_the_bad_link_page(app, client, celery_wor
 def api(app):
     """Authorization headers for a read token and a write token."""
     with app.app_context():
-        editors.create_editor("owner@example.com", "correct horse battery staple")
-        read, _ = editors.create_api_token("owner@example.com", "read", ["subscribers:read"])
-        write, _ = editors.create_api_token("owner@example.com", "write", ["subscribers:write"])
+        accounts.create_editor("owner@example.com", "correct horse battery staple")
+        read, _ = accounts.create_api_token("owner@example.com", "read", ["subscribers:read"])
+        write, _ = accounts.create_api_token("owner@example.com", "write", ["subscribers:write"])
     return {scope: {"Authorization": f"Bearer {token}"}
             for scope, token in (("read", read), ("write", write))}
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import feedparser
 import pytest
 
+from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus, MailTemplate, Subscriber, SubscriberStatus
-from newsletter.services import outbox
 from tests.conftest import csrf_token_from
 from tests.integration.test_admin import login, make_editor
 from tests.integration.test_digests import add_article

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.models import (
     BounceKind,
@@ -15,7 +16,6 @@ from newsletter.models import (
     SubscribeRequest,
     SubscriberStatus,
 )
-from newsletter.services import bounces
 from tests.conftest import csrf_token_from, link_from
 
 
@@ -184,7 +184,7 @@ def test_resubscribe_after_a_complaint_needs_a_confirmation_mail(app, client, ce
                                                                 mailbox):
     reader_id, key = add_reader(app, "complainer@example.com")
     with app.app_context():
-        bounces.record(BounceKind.COMPLAINT, BounceSource.WEBHOOK, reader_id, provider="test")
+        intake.record(BounceKind.COMPLAINT, BounceSource.WEBHOOK, reader_id, provider="test")
     assert subscriber(app, "complainer@example.com").status == SubscriberStatus.UNSUBSCRIBED
 
     again = resubscribe_from(client, f"/unsubscribe/{key}")

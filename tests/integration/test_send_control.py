@@ -11,7 +11,9 @@ import redis
 from sqlalchemy import insert, select
 
 from newsletter.config import ConfigError, check_send_settings, load_settings
+from newsletter.delivery.relay import SendRate
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -21,8 +23,6 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import digests
-from newsletter.services.dispatch import SendRate
 from tests.integration.test_admin import login, make_editor
 from tests.integration.test_digests import (
     add_article,

@@ -19,8 +19,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber
-from newsletter.services import digests
 from tests.conftest import ROOT, RecordingSMTPHandler, app_config, subprocess_env
 from tests.integration.test_digests import add_article, add_subscribers
 

@@ -7,9 +7,9 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.models import AuditEvent, MailTemplate, SiteSetting, Subscriber, SubscriberStatus
-from newsletter.services import outbox
 from tests.conftest import csrf_token_from
 from tests.integration.test_admin import login, make_editor
 

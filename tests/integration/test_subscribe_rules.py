@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.mail.tokens import make_confirm_token
 from newsletter.models import (
@@ -23,8 +24,8 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.services import outbox, subscriptions
-from newsletter.services.subscriptions import ConfirmOutcome, Origin
+from newsletter.readers import subscriptions
+from newsletter.readers.subscriptions import ConfirmOutcome, Origin
 from tests.conftest import (
     csrf_token_from,
     process_subscribe_requests,

@@ -7,6 +7,8 @@ import re
 
 from sqlalchemy import select
 
+from newsletter.bounces import intake
+from newsletter.bounces.intake import BounceKind, BounceSource
 from newsletter.extensions import db
 from newsletter.models import (
     ConsentAction,
@@ -15,8 +17,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.services import bounces, privacy
-from newsletter.services.bounces import BounceKind, BounceSource
+from newsletter.readers import privacy
 from tests.conftest import csrf_token_from
 from tests.integration.test_admin import finished_job_page, login, make_editor, upload
 
@@ -133,9 +134,9 @@ def test_every_status_change_is_in_the_history_and_a_pending_reader_shows_no_old
         from newsletter.models import Editor
 
         owner = db.session.scalar(select(Editor))
-        bounces.record(BounceKind.HARD, BounceSource.WEBHOOK, ada.id, reason="550 no such user")
-        bounces.reactivate(ada.id, owner)
-        bounces.record(BounceKind.COMPLAINT, BounceSource.WEBHOOK, ada.id, provider="Gmail")
+        intake.record(BounceKind.HARD, BounceSource.WEBHOOK, ada.id, reason="550 no such user")
+        intake.reactivate(ada.id, owner)
+        intake.record(BounceKind.COMPLAINT, BounceSource.WEBHOOK, ada.id, provider="Gmail")
     # Unsubscribed, then asks again: pending, with an old confirmation on record.
     with app.app_context():
         subscriber = db.session.get(Subscriber, ada.id)

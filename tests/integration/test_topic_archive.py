@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from newsletter.content import articles, topics
+from newsletter.content.articles import ArticleInput
 from newsletter.extensions import db
 from newsletter.models import ArticleSource, Digest, DigestStatus
-from newsletter.services import articles, topics
-from newsletter.services.articles import ArticleInput
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.content import topics
 from newsletter.extensions import db
 from newsletter.models import (
     Cadence,
@@ -18,7 +19,6 @@ from newsletter.models import (
     SubscribeRequest,
     SubscriberStatus,
 )
-from newsletter.services import topics
 from tests.conftest import csrf_token_from, link_from, process_subscribe_requests
 from tests.integration.test_reader_flows import subscriber
 

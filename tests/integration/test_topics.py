@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from newsletter.content import articles, topics
+from newsletter.content.articles import ArticleInput
+from newsletter.content.topics import TopicError
 from newsletter.extensions import db
 from newsletter.models import Article, ArticleSource, Cadence, Subscriber, SubscriberStatus
-from newsletter.services import articles, topics
-from newsletter.services.articles import ArticleInput
-from newsletter.services.topics import TopicError
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from newsletter.content import articles, topics
+from newsletter.content.articles import ArticleInput
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.models import Article, ArticleSource, Cadence, Subscriber, SubscriberStatus, Topic
-from newsletter.services import articles, digests, topics
-from newsletter.services.articles import ArticleInput
 from tests.conftest import csrf_token_from
 from tests.integration.test_digests import add_subscribers, wait_until_sent
 from tests.integration.test_editor_security import add_editor, audit_rows, session_client

@@ -14,7 +14,7 @@ from newsletter.models import (
     SubscribeRequest,
     SubscriberStatus,
 )
-from newsletter.services import privacy
+from newsletter.readers import privacy
 from tests.conftest import csrf_token_from, link_from, process_subscribe_requests
 
 

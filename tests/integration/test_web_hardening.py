@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from newsletter import create_app
 from newsletter.config import ConfigError
+from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.mail import tokens
 from newsletter.models import (
@@ -24,7 +25,7 @@ from newsletter.models import (
     SubscribeRequest,
     SubscriberStatus,
 )
-from newsletter.services import outbox, privacy, subscriber_lists
+from newsletter.readers import privacy, subscriber_lists
 from tests.conftest import ROOT, app_config, csrf_token_from
 from tests.integration.test_admin import login, make_editor
 from tests.integration.test_digests import add_article, add_subscribers, send_now, wait_until_sent

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
+from newsletter.bounces import webhooks
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.models import BounceEvent, BounceKind, Subscriber, SubscriberStatus
-from newsletter.services import webhooks
 from tests.integration.test_bounce_policy import READER, sent_issue
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-bounces"

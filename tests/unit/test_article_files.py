@@ -2,12 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.services.article_files import (
+from newsletter.content.article_files import (
     parse_html_page,
     parse_markdown,
     read_article_file,
 )
-from newsletter.services.articles import InvalidArticle, sanitize_html, validate
+from newsletter.content.articles import InvalidArticle, sanitize_html, validate
 
 # A copy of shared/samples/articles/, so a clone runs its tests on its own.
 SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "us-secretary-of-state-c5-plus-1.txt"
@@ -62,7 +62,7 @@ def test_hostile_html_is_sanitised():
 
 
 def test_titles_lose_line_breaks_and_bad_urls_are_refused():
-    from newsletter.services.articles import ArticleInput
+    from newsletter.content.articles import ArticleInput
 
     data = validate(ArticleInput(title="Breaking\r\nBcc: x@example.com", url="https://a.example/1"))
     assert data.title == "Breaking Bcc: x@example.com"
@@ -73,7 +73,7 @@ def test_titles_lose_line_breaks_and_bad_urls_are_refused():
 
 
 def test_people_are_told_a_title_is_too_long_and_feeds_have_it_cut():
-    from newsletter.services.articles import ArticleInput
+    from newsletter.content.articles import ArticleInput
 
     data = ArticleInput(title="T" * 501, url="https://a.example/1", summary="s" * 2001)
     with pytest.raises(InvalidArticle) as refused:

@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 from flufl.bounce import all_failures
 
-from newsletter.mail import reports
+from newsletter.bounces import dsn
 from newsletter.models import BounceKind
 from tests.bounce_fixtures import HARD_FORMATS, SOFT_FORMATS, bounce_mail
 
@@ -21,8 +21,8 @@ def token_of(address: str) -> str | None:
     return local.partition("+")[2] or None if local.startswith("bounces") else None
 
 
-def parse(name: str, recipient: str = READER) -> reports.Report:
-    return reports.parse(bounce_mail(name, verp=VERP, recipient=recipient), [], token_of)
+def parse(name: str, recipient: str = READER) -> dsn.Report:
+    return dsn.parse(bounce_mail(name, verp=VERP, recipient=recipient), [], token_of)
 
 
 @pytest.mark.parametrize("name", HARD_FORMATS)
@@ -57,7 +57,7 @@ def test_arf_complaint_names_the_feedback_loop_and_the_token():
 def test_arf_token_is_found_in_the_original_return_path_alone():
     raw = bounce_mail("arf_complaint", verp=VERP, recipient=READER).replace(
         b"To: " + VERP.encode(), b"To: fbl@example.com")
-    assert reports.parse(raw, [], token_of).tokens == ["d1.2.abcdefghijklmnop"]
+    assert dsn.parse(raw, [], token_of).tokens == ["d1.2.abcdefghijklmnop"]
 
 
 def test_arf_without_original_message_is_not_acted_on():
@@ -69,7 +69,7 @@ def test_arf_without_original_message_is_not_acted_on():
 def test_arf_other_than_abuse_is_not_a_complaint():
     raw = bounce_mail("arf_complaint", verp=VERP, recipient=READER).replace(
         b"Feedback-Type: abuse", b"Feedback-Type: not-spam")
-    report = reports.parse(raw, [], token_of)
+    report = dsn.parse(raw, [], token_of)
     assert report.kind is BounceKind.UNPARSED and "not-spam" in report.problem
 
 
@@ -78,12 +78,12 @@ def test_auto_replies_and_garbage_are_not_understood():
     for raw in (b"", b"\x00\xff\xfe garbage", b"Subject: x\r\n\r\n" + b"A" * 100_000,
                 b"Content-Type: multipart/report; boundary=\"x\"\r\n\r\n--x\r\n--x--",
                 b"Content-Type: multipart/mixed; boundary=\"unterminated\r\n\r\n--unterminated"):
-        assert reports.parse(raw, [], token_of).kind is BounceKind.UNPARSED
+        assert dsn.parse(raw, [], token_of).kind is BounceKind.UNPARSED
 
 
 def test_envelope_recipients_count_as_token_carriers():
     raw = bounce_mail("postfix_hard", verp="someone@else.example", recipient=READER)
-    assert reports.parse(raw, [VERP], token_of).tokens == ["d1.2.abcdefghijklmnop"]
+    assert dsn.parse(raw, [VERP], token_of).tokens == ["d1.2.abcdefghijklmnop"]
 
 
 def test_same_bytes_same_fingerprint():
@@ -101,7 +101,7 @@ def test_flufl_bounce_sample_messages(capsys):
     for sample in samples:
         raw = sample.read_bytes()
         temporary, permanent = all_failures(email.message_from_bytes(raw))
-        report = reports.parse(raw, [], token_of)
+        report = dsn.parse(raw, [], token_of)
         if temporary or permanent:
             understood += 1
             assert report.kind in (BounceKind.HARD, BounceKind.SOFT), sample.name

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsletter.config import ConfigError, load_settings
-from newsletter.services.schedule import daily_key, last_daily, parse_daily_schedule
+from newsletter.issues.schedule import daily_key, last_daily, parse_daily_schedule
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from newsletter.config import ConfigError, load_settings
-from newsletter.services.feeds import FetchPolicy, address_allowed, is_public_address
+from newsletter.content.feeds import FetchPolicy, address_allowed, is_public_address
 
 REFUSED = [
     "127.0.0.1", "127.1.2.3", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254",

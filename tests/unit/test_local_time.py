@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.services.schedule import LocalTimeError, local_time, local_to_utc
+from newsletter.issues.schedule import LocalTimeError, local_time, local_to_utc
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

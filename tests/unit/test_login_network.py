@@ -1,4 +1,4 @@
-from newsletter.services.login_throttle import client_network
+from newsletter.editors.login_throttle import client_network
 
 
 def test_ipv6_clients_are_counted_per_64_and_ipv4_per_address():

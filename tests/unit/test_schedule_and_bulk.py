@@ -3,9 +3,9 @@ from email import message_from_bytes, policy
 
 import pytest
 
+from newsletter.issues.schedule import parse_schedule, period_key
 from newsletter.mail.bulk import BulkMessageFactory
 from newsletter.mail.render import RenderedMail
-from newsletter.services.schedule import parse_schedule, period_key
 
 
 def test_schedule_parsing():

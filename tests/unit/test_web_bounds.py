@@ -3,7 +3,7 @@
 import pytest
 from flask import Flask
 
-from newsletter.services.subscriber_lists import spreadsheet_safe
+from newsletter.readers.subscriber_lists import spreadsheet_safe
 from newsletter.web.security import MAX_JSON_DEPTH, BoundedJSONProvider, _json_problem
 
 

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.services.schedule import last_scheduled, parse_schedule, period_key
+from newsletter.issues.schedule import last_scheduled, parse_schedule, period_key
 
 PARIS = ZoneInfo("Europe/Paris")
 

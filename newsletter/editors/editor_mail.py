@@ -11,6 +11,8 @@ import logging
 
 from flask import current_app
 
+from newsletter.delivery import outbox
+from newsletter.editors import invites
 from newsletter.extensions import db
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
@@ -18,7 +20,6 @@ from newsletter.mail.render import render_mail
 from newsletter.mail.transport import Outcome
 from newsletter.models import Editor, EditorMail, EditorMailKind, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
-from newsletter.services import outbox
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ def owe(editor_id: int, kind: EditorMailKind) -> None:
 
 
 def send(mail_id: int) -> None:
-    from newsletter.services.editors import make_invite_token
-
     if not outbox.claim(EditorMail, mail_id):
         return
     mail = db.session.get(EditorMail, mail_id)
@@ -44,7 +43,7 @@ def send(mail_id: int) -> None:
                "editor": editor, "account_url": external_url("admin.account")}
     if mail.kind == EditorMailKind.INVITE:
         context["invite_url"] = external_url("admin.accept_invite",
-                                             token=make_invite_token(editor))
+                                             token=invites.make_invite_token(editor))
     rendered = render_mail(f"editor_{mail.kind.value}", **context)
     message = build_message(rendered, mail_from=config["MAIL_FROM"], to_email=editor.email)
     result = current_app.extensions["smtp"].deliver_message(message)

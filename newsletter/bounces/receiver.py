@@ -57,12 +57,12 @@ class BounceHandler:
         return f"250 OK {outcome[:200]}"
 
     def _store(self, data: bytes, recipients: list[str]) -> str:
+        from newsletter.bounces import intake
         from newsletter.extensions import db
-        from newsletter.services import bounces
 
         with self.app.app_context():
             try:
-                return bounces.receive_mail(data, BounceSource.SMTP, recipients).summary
+                return intake.receive_mail(data, BounceSource.SMTP, recipients).summary
             finally:
                 db.session.remove()
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import or_, select, update
 
+from newsletter.content import site_settings
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.mail.links import external_url
@@ -22,7 +23,6 @@ from newsletter.mail.tokens import make_address_token, make_confirm_token
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
-from newsletter.services import site_settings
 
 log = logging.getLogger(__name__)
 

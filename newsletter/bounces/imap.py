@@ -1,6 +1,6 @@
 """A bounce mailbox polled over IMAP, for setups that only have a mailbox.
 
-Each message is read, recorded by ``bounces.receive_mail`` (which commits),
+Each message is read, recorded by ``intake.receive_mail`` (which commits),
 and only then moved to the processed folder: a crash in between leaves it in
 the inbox, and reading it again is harmless (the same bytes are one event).
 TLS always: ``imaps://`` (implicit) or ``imap://`` with STARTTLS required; the
@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import current_app
 
+from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.models import BounceSource
-from newsletter.services import bounces
 
 log = logging.getLogger(__name__)
 MAX_PER_POLL = 500  # a flooded mailbox is worked through over several polls
@@ -128,13 +128,13 @@ def _process(connection: imaplib.IMAP4, uid: bytes) -> str | None:
     size = int(match.group(1))
     try:
         if size > limit:  # not downloaded: recorded as too large, with its size
-            outcome = bounces.receive_oversized(size, BounceSource.IMAP)
+            outcome = intake.receive_oversized(size, BounceSource.IMAP)
         else:
             status, data = connection.uid("FETCH", uid, "(BODY.PEEK[])")
             raw = next((part[1] for part in data if isinstance(part, tuple)), None)
             if status != "OK" or raw is None:
                 return None
-            outcome = bounces.receive_mail(raw, BounceSource.IMAP)
+            outcome = intake.receive_mail(raw, BounceSource.IMAP)
     except (OSError, imaplib.IMAP4.error, ssl.SSLError):
         raise
     except Exception:  # e.g. the database is down: leave the message where it is

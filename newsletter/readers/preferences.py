@@ -13,6 +13,8 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.content import topics
+from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
 from newsletter.mail.tokens import TokenInvalid, read_address_token
@@ -25,15 +27,15 @@ from newsletter.models import (
     new_token_nonce,
     utcnow,
 )
-from newsletter.services import outbox, privacy, topics
-from newsletter.services.subscriptions import (
+from newsletter.readers import privacy
+from newsletter.readers.subscriptions import (
     LinkUsed,
     Origin,
-    _lock,
-    _log,
-    _may_send_requested_mail,
     find_subscriber,
+    lock_key,
+    log_consent,
     mailbox_key,
+    may_send_requested_mail,
     subscriber_for_unsubscribe_token,
 )
 
@@ -78,7 +80,7 @@ def update_choices(token: str, topic_slugs: list[str], cadence: str, origin: Ori
     topics.set_reader_topics(subscriber, chosen)
     topics.set_cadence(subscriber, new_cadence)
     detail = f"topics={','.join(t.slug for t in chosen) or '(all)'}; cadence={new_cadence.value}"
-    _log(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, detail)
+    log_consent(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, detail)
     db.session.commit()
 
 
@@ -87,7 +89,7 @@ def rename(token: str, name: str, origin: Origin) -> None:
     if not isinstance(name, str) or not name.strip():
         raise PreferenceError("Enter your name.")
     subscriber.name = check_name(name)
-    _log(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, "name changed")
+    log_consent(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, "name changed")
     db.session.commit()
 
 
@@ -98,7 +100,8 @@ def pause(token: str, weeks: object, origin: Origin) -> None:
         raise PreferenceError("A pause lasts 2, 4 or 8 weeks.")
     until = utcnow() + timedelta(weeks=int(weeks))
     topics.pause_reader(subscriber, until)
-    _log(subscriber, ConsentAction.PAUSED, origin, f"until {until.isoformat(timespec='minutes')}")
+    log_consent(subscriber, ConsentAction.PAUSED, origin,
+                f"until {until.isoformat(timespec='minutes')}")
     db.session.commit()
 
 
@@ -107,7 +110,7 @@ def resume(token: str, origin: Origin) -> None:
     if subscriber.paused_until is None:
         return  # nothing to resume: repeating the click logs nothing new
     topics.pause_reader(subscriber, None)
-    _log(subscriber, ConsentAction.RESUMED, origin)
+    log_consent(subscriber, ConsentAction.RESUMED, origin)
     db.session.commit()
 
 
@@ -123,11 +126,11 @@ def request_address_change(token: str, new_email: object, origin: Origin) -> Non
     address = check_email(new_email)
     if address.normalized == subscriber.email_normalized:
         raise PreferenceError("That is the address we send to already.")
-    _lock("mailbox:" + mailbox_key(address.canonical))  # held until commit
-    _log(subscriber, ConsentAction.ADDRESS_CHANGE_REQUESTED, origin, address.given)
+    lock_key("mailbox:" + mailbox_key(address.canonical))  # held until commit
+    log_consent(subscriber, ConsentAction.ADDRESS_CHANGE_REQUESTED, origin, address.given)
     taken = find_subscriber(address.normalized) is not None or \
         privacy.is_suppressed(address.normalized)
-    if not taken and _may_send_requested_mail(address):
+    if not taken and may_send_requested_mail(address):
         subscriber.pending_email = address.given
         subscriber.token_nonce = new_token_nonce()  # a link to an earlier new address dies
         outbox.owe(subscriber.id, MailTemplate.CHANGE_ADDRESS)
@@ -169,7 +172,7 @@ def confirm_address_change(token: str, origin: Origin) -> Subscriber:
         db.session.rollback()
         raise LinkUsed("used or superseded")
     subscriber = db.session.get(Subscriber, claim.subscriber_id, populate_existing=True)
-    _log(subscriber, ConsentAction.ADDRESS_CHANGED, origin, f"from {old_email}")
+    log_consent(subscriber, ConsentAction.ADDRESS_CHANGED, origin, f"from {old_email}")
     db.session.commit()
     return subscriber
 
@@ -236,7 +239,7 @@ def set_preferences(subscriber_id: int, changes: dict, origin: Origin) -> Subscr
     topics.set_cadence(subscriber, new_cadence)
     if "pause_weeks" in changes:
         topics.pause_reader(subscriber, weeks and utcnow() + timedelta(weeks=weeks))
-    _log(subscriber, ConsentAction.PREFERENCES_CHANGED, origin,
+    log_consent(subscriber, ConsentAction.PREFERENCES_CHANGED, origin,
          f"topics={','.join(t.slug for t in subscriber.topics) or '(all)'}; "
          f"cadence={new_cadence.value}; changed: {', '.join(sorted(changes)) or 'nothing'}")
     db.session.commit()

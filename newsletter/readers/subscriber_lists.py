@@ -24,6 +24,7 @@ from flask import current_app
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.content.topics import reader_topic_slugs
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
 from newsletter.models import (
@@ -42,8 +43,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit
-from newsletter.services.privacy import suppression_keys
-from newsletter.services.topics import reader_topic_slugs
+from newsletter.readers.privacy import suppression_keys
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import nh3
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.content import topics
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text, neutralise
 from newsletter.models import Article, ArticleSource, utcnow
-from newsletter.services import topics
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from flask import current_app
 from sqlalchemy import Select, and_, or_, select
 
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.mail.links import external_url
 from newsletter.models import Article, Digest, DigestStatus, Topic, article_topics, digest_articles
-from newsletter.services import digests
 
 # Issues that have reached readers: a "view in browser" link must work from the
 # first mail on, and a paused send has gone to some readers already. Drafts,

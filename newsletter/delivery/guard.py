@@ -18,14 +18,16 @@ from email.utils import format_datetime, make_msgid
 from flask import current_app
 from sqlalchemy import select, update
 
+from newsletter.bounces import stats
+from newsletter.editors import accounts
 from newsletter.extensions import db
+from newsletter.issues import digests
 from newsletter.mail import verp
 from newsletter.mail.addresses import parse_mailbox
 from newsletter.mail.links import external_url
 from newsletter.mail.transport import Outcome
 from newsletter.models import Digest, DigestStatus, utcnow
 from newsletter.queue import enqueue_after_commit
-from newsletter.services import bounces, digests
 
 log = logging.getLogger(__name__)
 ALERT_TASK = "workers.tasks.send_deliverability_alert"
@@ -38,9 +40,9 @@ def check_issue(digest_id: int) -> bool:
     if digest is None or digest.status != DigestStatus.SENDING:
         return False
     config = current_app.config
-    if not bounces.has_bad_events(digest_id):
+    if not stats.has_bad_events(digest_id):
         return False  # the common case, checked after every batch: one small query
-    rates = bounces.issue_rates(digest_id, since=digest.guard_acknowledged_at)
+    rates = stats.issue_rates(digest_id, since=digest.guard_acknowledged_at)
     if rates["sent"] < config["GUARD_MIN_SAMPLE"]:
         return False
     over = []
@@ -90,11 +92,11 @@ def send_alert(digest_id: int) -> int:
         return 0
     config = current_app.config
     sender = parse_mailbox(config["MAIL_FROM"])
-    rates = bounces.issue_rates(digest_id)
+    rates = stats.issue_rates(digest_id)
     report_url = external_url("admin.digest_report", digest_id=digest_id)
     domains = "\n".join(
         f"  {row['domain']}: {row['sent']} sent, {row['hard']} hard, {row['soft']} soft, "
-        f"{row['complaint']} complaints" for row in bounces.issue_domains(digest_id, 10))
+        f"{row['complaint']} complaints" for row in stats.issue_domains(digest_id, 10))
     body = (f"The send of issue {digest.id} ({digest.subject}) paused itself.\n\n"
             f"{digest.pause_reason}\n\n"
             f"So far: {rates['sent']} sent, {rates['hard']} hard bounces, {rates['soft']} soft "
@@ -104,7 +106,7 @@ def send_alert(digest_id: int) -> int:
             "readers did not ask for burns the sending domain's reputation: check before "
             "resuming.\n")
     sent = 0
-    for owner in bounces.owners():
+    for owner in accounts.owners():
         message = EmailMessage()
         message["From"] = sender
         message["To"] = owner.email

@@ -25,8 +25,10 @@ from flask import current_app
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.bounces import dsn
+from newsletter.editors import accounts
 from newsletter.extensions import db
-from newsletter.mail import reports, verp
+from newsletter.mail import verp
 from newsletter.models import (
     BounceEvent,
     BounceKind,
@@ -40,7 +42,6 @@ from newsletter.models import (
     Editor,
     MailTemplate,
     OutboxMail,
-    Role,
     Subscriber,
     SubscriberStatus,
     new_token_nonce,
@@ -52,20 +53,6 @@ log = logging.getLogger(__name__)
 
 class TooLarge(ValueError):
     pass
-
-
-# --- who may act on bounces -------------------------------------------------------
-# Issue 11 adds editor roles (owner|editor|author). Until then every editor is an
-# owner; these two functions are the only places that decide it.
-
-def owners() -> list[Editor]:
-    return list(db.session.scalars(select(Editor).where(
-        Editor.role == Role.OWNER, Editor.removed_at.is_(None)).order_by(Editor.id)))
-
-
-def is_owner(editor: Editor | None) -> bool:
-    return (editor is not None and getattr(editor, "is_authenticated", True)
-            and editor.role == Role.OWNER)
 
 
 # --- reports in -------------------------------------------------------------------
@@ -80,7 +67,7 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
                  ) -> Outcome:
     """Record one mailed report (DSN, ARF, anything sent to the bounce address)."""
     limit = current_app.config["BOUNCE_MAX_SIZE"]
-    fingerprint = reports.fingerprint_of(raw)
+    fingerprint = dsn.fingerprint_of(raw)
     if db.session.scalar(select(BounceEvent.id).where(
             BounceEvent.dedup_key == f"mail:{fingerprint}")) is not None:
         return Outcome([], "duplicate: this report was recorded before")
@@ -91,7 +78,7 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
     if len(raw) > limit:
         return _park(stored, source, f"too large: {len(raw)} bytes (limit {limit})",
                      dedup=f"mail:{fingerprint}")
-    report = reports.parse(raw, envelope_to or [], verp.token_in_address)
+    report = dsn.parse(raw, envelope_to or [], verp.token_in_address)
     if report.kind is BounceKind.UNPARSED:
         return _park(stored, source, report.problem, dedup=f"mail:{report.fingerprint}",
                      provider=report.provider)
@@ -205,9 +192,9 @@ def record(kind: BounceKind, source: BounceSource, subscriber_id: int, *,
     log.info("bounce event %s for subscriber %s: %s, %s", event.id, subscriber_id,
              kind.value, event.action)
     if ref.digest_id is not None:
-        from newsletter.services import deliverability
+        from newsletter.delivery import guard
 
-        deliverability.check_issue(ref.digest_id)
+        guard.check_issue(ref.digest_id)
     return event
 
 
@@ -302,7 +289,7 @@ def _complaint(subscriber_id: int, provider: str | None) -> str:
 
 def reactivate(subscriber_id: int, editor: Editor) -> bool:
     """An owner says a bounced address works again (e.g. the reader wrote in)."""
-    if not is_owner(editor):
+    if not accounts.is_owner(editor):
         return False
     changed = db.session.execute(
         update(Subscriber)
@@ -359,93 +346,3 @@ def not_understood(limit: int = 200) -> list[BounceEvent]:
 def raw_message(message_id: int) -> BounceMessage | None:
     return db.session.get(BounceMessage, message_id)
 
-
-def has_bad_events(digest_id: int) -> bool:
-    return db.session.scalar(select(BounceEvent.id).where(
-        BounceEvent.digest_id == digest_id,
-        BounceEvent.kind.in_([BounceKind.HARD, BounceKind.COMPLAINT])).limit(1)) is not None
-
-
-def issue_rates(digest_id: int, since=None) -> dict:
-    """Hard bounces and complaints of one issue over the messages it has sent
-    (only those sent after ``since``, when given)."""
-    sent_rows = [Delivery.digest_id == digest_id,
-                 Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.UNKNOWN])]
-    if since is not None:
-        sent_rows.append(Delivery.sent_at > since)
-    sent = db.session.scalar(select(func.count()).where(*sent_rows))
-    counted = select(BounceEvent.kind, func.count(func.distinct(BounceEvent.subscriber_id))
-                     ).where(BounceEvent.digest_id == digest_id,
-                             BounceEvent.kind.in_([BounceKind.HARD, BounceKind.SOFT,
-                                                   BounceKind.COMPLAINT]))
-    if since is not None:
-        counted = counted.join(Delivery, and_(Delivery.digest_id == BounceEvent.digest_id,
-                                              Delivery.subscriber_id == BounceEvent.subscriber_id,
-                                              Delivery.sent_at > since))
-    counts = dict(db.session.execute(counted.group_by(BounceEvent.kind)).all())
-    hard, soft = counts.get(BounceKind.HARD, 0), counts.get(BounceKind.SOFT, 0)
-    complaints = counts.get(BounceKind.COMPLAINT, 0)
-    return {"sent": sent, "hard": hard, "soft": soft, "complaints": complaints,
-            "hard_percent": 100 * hard / sent if sent else 0.0,
-            "complaint_percent": 100 * complaints / sent if sent else 0.0}
-
-
-def issue_domains(digest_id: int, limit: int = 20) -> list[dict]:
-    """Per recipient domain: sent, hard, soft bounces and complaints, biggest first."""
-    domain_of = {}
-    rows: dict[str, dict] = {}
-    for subscriber_id, email in db.session.execute(
-            select(Subscriber.id, Subscriber.email).join(
-                Delivery, and_(Delivery.subscriber_id == Subscriber.id,
-                               Delivery.digest_id == digest_id,
-                               Delivery.status.in_([DeliveryStatus.SENT,
-                                                    DeliveryStatus.UNKNOWN])))):
-        domain = email.rpartition("@")[2].lower()
-        domain_of[subscriber_id] = domain
-        rows.setdefault(domain, {"domain": domain, "sent": 0, "hard": 0, "soft": 0,
-                                 "complaint": 0})["sent"] += 1
-    for subscriber_id, kind in db.session.execute(
-            select(BounceEvent.subscriber_id, BounceEvent.kind).where(
-                BounceEvent.digest_id == digest_id,
-                BounceEvent.kind.in_([BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT])
-            ).distinct()):
-        domain = domain_of.get(subscriber_id)
-        if domain:
-            rows[domain][kind.value] += 1
-    return sorted(rows.values(), key=lambda row: (-row["sent"], row["domain"]))[:limit]
-
-
-def rates_by_day(days: int = 30) -> list[dict]:
-    """Messages sent, hard bounces and complaints per day (UTC), oldest first."""
-    start = (utcnow() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0,
-                                                          microsecond=0)
-    rows = {str((start + timedelta(days=n)).date()): {"day": start + timedelta(days=n),
-                                                      "sent": 0, "hard": 0, "complaint": 0}
-            for n in range(days)}
-    day = func.date(Delivery.sent_at)
-    for when, count in db.session.execute(
-            select(day, func.count()).where(Delivery.sent_at >= start).group_by(day)):
-        if str(when) in rows:
-            rows[str(when)]["sent"] += count
-    day = func.date(BounceEvent.created_at)
-    for when, kind, count in db.session.execute(
-            select(day, BounceEvent.kind, func.count()).where(
-                BounceEvent.created_at >= start,
-                BounceEvent.kind.in_([BounceKind.HARD, BounceKind.COMPLAINT]))
-            .group_by(day, BounceEvent.kind)):
-        if str(when) in rows:
-            rows[str(when)][kind.value] += count
-    result = list(rows.values())
-    for row in result:
-        row["hard_percent"] = 100 * row["hard"] / row["sent"] if row["sent"] else 0.0
-        row["complaint_percent"] = 100 * row["complaint"] / row["sent"] if row["sent"] else 0.0
-    return result
-
-
-def totals(rows: list[dict]) -> dict:
-    sent = sum(row["sent"] for row in rows)
-    hard = sum(row["hard"] for row in rows)
-    complaints = sum(row["complaint"] for row in rows)
-    return {"sent": sent, "hard": hard, "complaints": complaints,
-            "hard_percent": 100 * hard / sent if sent else 0.0,
-            "complaint_percent": 100 * complaints / sent if sent else 0.0}

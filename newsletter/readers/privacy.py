@@ -9,6 +9,7 @@ import logging
 from flask import current_app
 from sqlalchemy import select, update
 
+from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.models import (
     ConsentAction,
@@ -21,7 +22,6 @@ from newsletter.models import (
     new_token_nonce,
     utcnow,
 )
-from newsletter.services import bounces
 
 log = logging.getLogger(__name__)
 ERASED_PREFIX = "erased:"
@@ -136,7 +136,7 @@ def erase_subscriber(subscriber_id: int) -> bool:
                        .values(last_error=None))
     db.session.execute(update(OutboxMail).where(OutboxMail.subscriber_id == subscriber_id)
                        .values(last_error=None))
-    bounces.forget(subscriber_id)  # bounce reports name the address too
+    intake.forget(subscriber_id)  # bounce reports name the address too
     db.session.commit()
     log.info("subscriber %s erased", subscriber_id)
     return True

@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from flask import current_app
 from sqlalchemy import select
 
+from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.mail.addresses import InvalidAddress, check_email
 from newsletter.models import BounceEvent, BounceKind, BounceSource, Subscriber
-from newsletter.services import bounces
 
 PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid")
 _MESSAGE_ID = re.compile(r"<digest-(\d+)\.(\d+)@")
@@ -333,15 +333,15 @@ def _apply(report: Report) -> str:
     try:
         normalized = check_email(report.email).normalized
     except InvalidAddress:
-        return bounces.park_webhook(f"{report.provider}: unreadable address "
+        return intake.park_webhook(f"{report.provider}: unreadable address "
                                     f"{report.email[:100]!r}", report.provider,
                                     report.dedup_key).summary
     subscriber = db.session.scalar(select(Subscriber).where(
         Subscriber.email_normalized == normalized))
     if subscriber is None:
-        return bounces.park_webhook(f"{report.provider}: {report.kind.value} for an address "
+        return intake.park_webhook(f"{report.provider}: {report.kind.value} for an address "
                                     "we do not know", report.provider, report.dedup_key).summary
-    event = bounces.record(report.kind, BounceSource.WEBHOOK, subscriber.id,
+    event = intake.record(report.kind, BounceSource.WEBHOOK, subscriber.id,
                            ref=_delivery_ref(report, subscriber.id), recipient=subscriber.email,
                            provider=report.provider, status_code=report.status_code,
                            reason=report.reason, dedup_key=report.dedup_key)
@@ -363,7 +363,7 @@ def _delivery_ref(report: Report, subscriber_id: int) -> verp.DeliveryRef | None
         candidates.append(verp.DeliveryRef(digest_id=int(match.group(1)),
                                            subscriber_id=int(match.group(2))))
     for ref in candidates:
-        subscriber = bounces.subscriber_for(ref)
+        subscriber = intake.subscriber_for(ref)
         if subscriber is not None and subscriber.id == subscriber_id:
             return ref
     return None

@@ -23,6 +23,13 @@ from sqlalchemy import Engine, create_engine, delete, func, insert, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.content.topics import (
+    TopicError,
+    parse_cadence,
+    set_reader_topics,
+    topics_by_slugs,
+)
+from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.mail.addresses import EmailAddress, InvalidAddress, check_email, check_name
 from newsletter.mail.tokens import (
@@ -47,13 +54,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import send_task_now, wake, woken
-from newsletter.services import outbox, privacy
-from newsletter.services.topics import (
-    TopicError,
-    parse_cadence,
-    set_reader_topics,
-    topics_by_slugs,
-)
+from newsletter.readers import privacy
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class SubscriberError(ValueError):
     """A change an editor asked for that cannot be made; the message says why."""
 
 
-def _log(subscriber: Subscriber, action: ConsentAction, origin: Origin, detail: str | None = None,
-         at: datetime | None = None):
+def log_consent(subscriber: Subscriber, action: ConsentAction, origin: Origin,
+                detail: str | None = None, at: datetime | None = None):
     db.session.add(ConsentEvent(
         subscriber_id=subscriber.id,
         action=action,
@@ -251,7 +252,7 @@ def process_request(request_id: int) -> bool:
         db.session.commit()
         return False
 
-    _lock("mailbox:" + mailbox_key(address.canonical))  # held until commit
+    lock_key("mailbox:" + mailbox_key(address.canonical))  # held until commit
     # The claim: only one copy deletes the row. It names the address too, because
     # SQLite may give a decided request's id to a new one.
     request = db.session.execute(
@@ -272,16 +273,16 @@ def process_request(request_id: int) -> bool:
     elif request.kind == RequestKind.UNSUBSCRIBE_LINK:
         subscriber = find_subscriber(address.normalized)
         if (subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE
-                and _may_send_requested_mail(address)):
+                and may_send_requested_mail(address)):
             mail_id = outbox.owe(subscriber.id, MailTemplate.UNSUBSCRIBE_LINK, publish=False)
     else:
         subscriber = _subscriber_for_request(address, display_name)
         detail = None
         if subscriber.status == SubscriberStatus.PENDING:
             detail = _apply_choices(subscriber, request.topics, request.cadence)
-        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, detail,
+        log_consent(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, detail,
              at=request.requested_at)
-        if subscriber.status == SubscriberStatus.PENDING and _may_send_requested_mail(address):
+        if subscriber.status == SubscriberStatus.PENDING and may_send_requested_mail(address):
             mail_id = outbox.owe(subscriber.id, MailTemplate.CONFIRM, publish=False)
     db.session.commit()
     if mail_id is not None:
@@ -327,7 +328,7 @@ def mailbox_key(canonical: str) -> str:
     return hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def _lock(key: str) -> None:
+def lock_key(key: str) -> None:
     """Lock one row until commit: a row lock on PostgreSQL, the write lock on SQLite
     (this must be the transaction's first write, so later reads see the latest rows)."""
     dialect = db.session.get_bind().dialect.name
@@ -337,7 +338,7 @@ def _lock(key: str) -> None:
                        .on_conflict_do_update(index_elements=["key"], set_={"locked_at": now}))
 
 
-def _may_send_requested_mail(address: EmailAddress) -> bool:
+def may_send_requested_mail(address: EmailAddress) -> bool:
     """A mail anyone can ask for (a confirmation, an unsubscribe link): at most
     CONFIRM_MAILS_PER_DAY per canonical mailbox, CONFIRM_MAIL_INTERVAL apart, and
     CONFIRM_MAILS_PER_DOMAIN_PER_HOUR per recipient domain, both kinds counted
@@ -357,7 +358,7 @@ def _may_send_requested_mail(address: EmailAddress) -> bool:
         return False
     if latest is not None and now - latest < timedelta(seconds=config["CONFIRM_MAIL_INTERVAL"]):
         return False
-    _lock("domain:" + domain)  # always after the mailbox's lock: no deadlock
+    lock_key("domain:" + domain)  # always after the mailbox's lock: no deadlock
     in_last_hour = db.session.scalar(select(func.count(ConfirmationSend.id)).where(
         ConfirmationSend.domain == domain, ConfirmationSend.sent_at > now - timedelta(hours=1)))
     if in_last_hour >= config["CONFIRM_MAILS_PER_DOMAIN_PER_HOUR"]:
@@ -426,7 +427,7 @@ def confirm(token: str, origin: Origin) -> ConfirmOutcome:
             return ConfirmOutcome.ALREADY_ACTIVE
         raise LinkUsed("used or superseded")
     subscriber = db.session.get(Subscriber, claim.subscriber_id, populate_existing=True)
-    _log(subscriber, ConsentAction.CONFIRMED, origin)
+    log_consent(subscriber, ConsentAction.CONFIRMED, origin)
     outbox.owe(subscriber.id, MailTemplate.WELCOME)
     db.session.commit()
     return ConfirmOutcome.CONFIRMED
@@ -461,7 +462,7 @@ def unsubscribe_subscriber(subscriber_id: int, origin: Origin,
                              unsubscribed_at=utcnow())
     subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
     if changed:
-        _log(subscriber, ConsentAction.UNSUBSCRIBED, origin, detail)
+        log_consent(subscriber, ConsentAction.UNSUBSCRIBED, origin, detail)
     db.session.commit()
     return subscriber
 
@@ -507,7 +508,7 @@ def resubscribe(token: str, origin: Origin) -> ResubscribeOutcome:
                        last_unsubscribe_source.in_(SELF_UNSUBSCRIBE_SOURCES)),
                       confirmed_at=utcnow(), unsubscribed_at=None):
         subscriber = db.session.get(Subscriber, subscriber.id, populate_existing=True)
-        _log(subscriber, ConsentAction.CONFIRMED, origin, detail=RESUBSCRIBED_DETAIL)
+        log_consent(subscriber, ConsentAction.CONFIRMED, origin, detail=RESUBSCRIBED_DETAIL)
         db.session.commit()
         return ResubscribeOutcome.REACTIVATED
     db.session.rollback()
@@ -533,7 +534,7 @@ def add_by_hand(email: object, name: object, consent: str | None,
     mail (within the per-mailbox limits). Returns (reader, confirmation owed).
     Raises InvalidAddress or SubscriberError."""
     address, display_name = check_email(email), check_name(name)
-    _lock("mailbox:" + mailbox_key(address.canonical))  # held until commit
+    lock_key("mailbox:" + mailbox_key(address.canonical))  # held until commit
     try:
         _check_free(address)
     except SubscriberError:
@@ -547,10 +548,10 @@ def add_by_hand(email: object, name: object, consent: str | None,
     db.session.flush()
     owed = False
     if consent:
-        _log(subscriber, ConsentAction.CONFIRMED, origin, f"added as confirmed: {consent}")
+        log_consent(subscriber, ConsentAction.CONFIRMED, origin, f"added as confirmed: {consent}")
     else:
-        _log(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, "added by an editor")
-        owed = _may_send_requested_mail(address)
+        log_consent(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, "added by an editor")
+        owed = may_send_requested_mail(address)
         if owed:
             outbox.owe(subscriber.id, MailTemplate.CONFIRM)
     db.session.commit()
@@ -581,7 +582,7 @@ def edit_by_hand(subscriber_id: int, email: object, name: object, note: str | No
     if not changes:
         db.session.rollback()
         return False
-    _log(subscriber, ConsentAction.EDITED, origin,
+    log_consent(subscriber, ConsentAction.EDITED, origin,
          "; ".join(changes) + (f": {note}" if note else ""))
     try:
         db.session.commit()
@@ -597,18 +598,18 @@ def resend_confirmation(subscriber_id: int, origin: Origin) -> bool:
     Raises SubscriberError when the reader is not pending."""
     row = db.session.execute(select(Subscriber.email, Subscriber.status).where(
         Subscriber.id == subscriber_id)).first()
-    db.session.rollback()  # the lock must be the transaction's first write (see _lock)
+    db.session.rollback()  # the lock must be the transaction's first write (see lock_key)
     address = check_email(row.email) if row and row.status == SubscriberStatus.PENDING else None
     if address is not None:
-        _lock("mailbox:" + mailbox_key(address.canonical))
+        lock_key("mailbox:" + mailbox_key(address.canonical))
     subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
     if address is None or subscriber.status != SubscriberStatus.PENDING:
         db.session.rollback()
         raise SubscriberError("Only a reader waiting to confirm can be sent a confirmation.")
-    if not _may_send_requested_mail(address):
+    if not may_send_requested_mail(address):
         db.session.rollback()
         return False
-    _log(subscriber, ConsentAction.CONFIRMATION_RESENT, origin)
+    log_consent(subscriber, ConsentAction.CONFIRMATION_RESENT, origin)
     outbox.owe(subscriber.id, MailTemplate.CONFIRM)
     db.session.commit()
     return True

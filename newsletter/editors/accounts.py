@@ -7,11 +7,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from newsletter.editors import editor_mail, sessions
 from newsletter.extensions import db
 from newsletter.mail.addresses import check_email
 from newsletter.mail.headers import clean_text
@@ -23,7 +22,6 @@ from newsletter.models import (
     new_token_nonce,
     utcnow,
 )
-from newsletter.services import editor_mail, editor_sessions
 
 # What each scope lets a token do, and the least role its editor must hold for it.
 SCOPES: dict[str, Role] = {
@@ -32,8 +30,6 @@ SCOPES: dict[str, Role] = {
     "subscribers:read": Role.EDITOR,
     "subscribers:write": Role.EDITOR,
 }
-INVITE_SALT = "newsletter.editor-invite"
-INVITE_MAX_AGE = 7 * 24 * 3600
 MIN_PASSWORD = 10
 
 
@@ -87,35 +83,13 @@ def invite_editor(email: str, role: str | Role) -> Editor:
     return editor
 
 
-def _invite_serializer() -> URLSafeTimedSerializer:
-    config = current_app.config
-    return URLSafeTimedSerializer([*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]],
-                                  salt=INVITE_SALT)
-
-
-def make_invite_token(editor: Editor) -> str:
-    return _invite_serializer().dumps([editor.id, editor.password_nonce])
-
-
-def editor_for_invite(token: str) -> Editor | None:
-    """The invited editor, if the link is genuine, fresh and not used yet."""
-    try:
-        editor_id, nonce = _invite_serializer().loads(token, max_age=INVITE_MAX_AGE)
-    except (BadSignature, ValueError, TypeError):
-        return None
-    editor = db.session.get(Editor, editor_id) if isinstance(editor_id, int) else None
-    if editor is None or editor.removed_at or editor.password_nonce != nonce:
-        return None
-    return editor
-
-
 def set_password(editor: Editor, password: str) -> None:
     """Sets the password, voids open invitation links and ends every session."""
     _check_password(password)
     editor.password_hash = generate_password_hash(password, method="scrypt")
     editor.password_nonce = new_token_nonce()
     db.session.commit()
-    editor_sessions.end_all(editor.id)
+    sessions.end_all(editor.id)
 
 
 def _owner_count() -> int:
@@ -147,7 +121,7 @@ def remove_editor(editor_id: int) -> Editor:
     for token in list_tokens(editor.id):
         token.revoked_at = token.revoked_at or utcnow()
     db.session.commit()
-    editor_sessions.end_all(editor.id)
+    sessions.end_all(editor.id)
     return editor
 
 
@@ -252,3 +226,13 @@ def authenticate(email: str, password: str) -> Editor | None:
 
 def load_editor(editor_id: str) -> Editor | None:
     return db.session.get(Editor, int(editor_id)) if str(editor_id).isdigit() else None
+
+
+def owners() -> list[Editor]:
+    return list(db.session.scalars(select(Editor).where(
+        Editor.role == Role.OWNER, Editor.removed_at.is_(None)).order_by(Editor.id)))
+
+
+def is_owner(editor: Editor | None) -> bool:
+    return (editor is not None and getattr(editor, "is_authenticated", True)
+            and editor.role == Role.OWNER)

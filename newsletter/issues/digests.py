@@ -2,7 +2,7 @@
 
 The database is the source of truth. An issue for a scheduled period has a
 unique key, so a second trigger is a no-op; starting a send writes one delivery
-row per reader of the issue, each naming that reader's copy (services/copies.py);
+row per reader of the issue, each naming that reader's copy (issues/copies.py);
 a periodic sweep takes back rows whose worker vanished and re-publishes work whose
 task was lost.
 """
@@ -20,7 +20,19 @@ from flask import current_app
 from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.content import topics
+from newsletter.delivery.relay import Relay
 from newsletter.extensions import db
+from newsletter.issues import copies
+from newsletter.issues.copies import clean_subject, default_subject
+from newsletter.issues.schedule import (
+    daily_key,
+    last_daily,
+    last_scheduled,
+    parse_daily_schedule,
+    parse_schedule,
+    period_key,
+)
 from newsletter.mail.headers import clean_text
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
@@ -41,16 +53,6 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit, send_task_now
-from newsletter.services import copies, topics
-from newsletter.services.copies import clean_subject, default_subject
-from newsletter.services.schedule import (
-    daily_key,
-    last_daily,
-    last_scheduled,
-    parse_daily_schedule,
-    parse_schedule,
-    period_key,
-)
 
 log = logging.getLogger(__name__)
 SEND_BATCH_TASK = "workers.tasks.send_digest_batch"
@@ -532,8 +534,6 @@ def pause(digest_id: int, reason: str | None = None) -> bool:
 def resume(digest_id: int) -> bool:
     if not _transition(digest_id, DigestStatus.PAUSED, DigestStatus.SENDING):
         return False
-    from newsletter.services.dispatch import Relay
-
     Relay(digest_id).reset()  # the breaker counts afresh
     sweep()  # publishes batch tasks for what is left
     return True

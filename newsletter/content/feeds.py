@@ -33,11 +33,11 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from flask import current_app
 
+from newsletter.content.articles import ArticleInput, InvalidArticle, add_article
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text
 from newsletter.models import ArticleSource, FeedState, utcnow
 from newsletter.queue import send_task_now
-from newsletter.services.articles import ArticleInput, InvalidArticle, add_article
 
 log = logging.getLogger(__name__)
 POLL_FEED_TASK = "workers.tasks.poll_feed"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-from newsletter.services.articles import ArticleInput, InvalidArticle, one_line
+from newsletter.content.articles import ArticleInput, InvalidArticle, one_line
 
 # Lines where a scraped page's article ends and the site's own furniture begins.
 BOILERPLATE_STARTS = ("related articles", "related posts", "leave a comment", "leave a reply",

@@ -1,0 +1,1 @@
+"""Content: articles, article files, feeds, topics, site settings."""

@@ -1,0 +1,1 @@
+"""Delivery: the ledger, the send loop, the transactional outbox, the deliverability guard."""

@@ -1,0 +1,134 @@
+"""What the workers share about the relay through Redis: the send rate cap, per-domain
+backoff after 421/451, and the circuit breaker's count of connection failures."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import redis
+from flask import current_app
+
+log = logging.getLogger(__name__)
+
+_redis_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    """One client (and connection pool) per worker process, not one per batch."""
+    url = current_app.config["REDIS_URL"]
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=2,
+                                                   socket_timeout=5)
+    return _redis_clients[url]
+
+
+# Reserves the next send slot of a shared limiter (GCRA: one "theoretical arrival
+# time" in Redis, on Redis's clock) and returns how long to wait for it. Fractional
+# rates are exact (1.5/s is one message every 2/3 s) and the wait is never negative.
+_RESERVE_SLOT = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < t then slot = t end
+redis.call('SET', KEYS[1], string.format('%.6f', slot + interval),
+           'PX', math.ceil((slot + interval - t) * 1000) + 1000)
+return string.format('%.6f', slot - t)
+"""
+
+
+class SendRate:
+    """A cap on messages per second across every worker, shared through Redis."""
+
+    KEY = "newsletter:send-rate"
+
+    def __init__(self, rate: float | None, client: redis.Redis | None = None):
+        self.rate = rate
+        if rate:
+            self.redis = client or _redis()
+            self.reserve = self.redis.register_script(_RESERVE_SLOT)
+
+    def delay(self) -> float:
+        """Reserve a slot; seconds until it (0 when uncapped)."""
+        if not self.rate:
+            return 0.0
+        return max(0.0, float(self.reserve(keys=[self.KEY], args=[1 / self.rate])))
+
+    def wait(self) -> None:
+        delay = self.delay()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class Relay:
+    """What the workers share about the relay through Redis: per-domain backoff after
+    421/451, and a count of consecutive connection failures (the circuit breaker)."""
+
+    BACKOFF_KEY = "newsletter:domain-backoff:"
+
+    def __init__(self, digest_id: int):
+        config = current_app.config
+        self.redis = _redis()
+        self.failures_key = f"newsletter:relay-failures:{digest_id}"
+        self.backoff_seconds = config["SEND_DOMAIN_BACKOFF"]
+        self.breaker_failures = config["SEND_BREAKER_FAILURES"]
+        self.breaker_window = config["SEND_BREAKER_WINDOW"]
+        self.backoff_until: dict[str, float] = {}  # domain -> epoch seconds
+        self.reset_pending = True  # the first success of a batch clears the count
+
+    def refresh_backoff(self, domains: set[str]) -> None:
+        """Learn other workers' backoffs (one round trip)."""
+        domains = sorted(domains)
+        if not domains or not self.backoff_seconds:
+            return
+        try:
+            found = self.redis.mget([self.BACKOFF_KEY + domain for domain in domains])
+        except redis.RedisError as error:  # this worker's own backoffs still apply
+            log.warning("domain backoffs unavailable: %s", error)
+            return
+        for domain, until in zip(domains, found, strict=True):
+            if until is not None:
+                self.backoff_until[domain] = max(float(until), self.backoff_until.get(domain, 0))
+
+    def backing_off(self, domain: str) -> float | None:
+        until = self.backoff_until.get(domain)
+        return until if until is not None and until > time.time() else None
+
+    def back_off(self, domain: str) -> None:
+        if not self.backoff_seconds:
+            return
+        until = time.time() + self.backoff_seconds
+        self.backoff_until[domain] = until
+        with self._shared("domain backoff"):
+            self.redis.set(self.BACKOFF_KEY + domain, f"{until:.3f}",
+                           px=self.backoff_seconds * 1000)
+
+    def connected(self) -> None:
+        if self.reset_pending:
+            self.reset_pending = False
+            with self._shared("relay failure count"):
+                self.redis.delete(self.failures_key)
+
+    def unreachable(self) -> bool:
+        """Count one connection failure; True when the breaker trips."""
+        with self._shared("relay failure count"):
+            failures = self.redis.incr(self.failures_key)
+            if failures == 1:
+                self.redis.expire(self.failures_key, self.breaker_window)
+            return failures >= self.breaker_failures
+        return False  # without Redis the breaker cannot count; batches keep retrying later
+
+    def reset(self) -> None:
+        with self._shared("relay failure count"):
+            self.redis.delete(self.failures_key)
+
+    @contextlib.contextmanager
+    def _shared(self, what: str):
+        """Redis down degrades these to per-worker knowledge; it never stops a batch
+        between a message and its result."""
+        try:
+            yield
+        except redis.RedisError as error:
+            log.warning("%s not shared: %s", what, error)

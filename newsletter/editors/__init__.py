@@ -1,0 +1,1 @@
+"""Editors: accounts, sessions, two-factor login, the login throttle, the audit log, editor mail."""

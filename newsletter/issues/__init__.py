@@ -1,0 +1,1 @@
+"""Issues: the issue lifecycle, personal copies, the schedule, the archive, reports."""

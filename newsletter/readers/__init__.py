@@ -1,0 +1,1 @@
+"""Readers: subscribe requests and confirmation, a reader's status, preferences, lists, privacy."""

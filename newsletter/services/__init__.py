@@ -1,1 +1,0 @@
-"""The business rules. Views, Celery tasks and CLI commands all call these."""
