@@ -1,0 +1,29 @@
+"""The unit of work: where a transaction begins and ends.
+
+Views, CLI commands and task bodies (the boundaries) wrap what they do in one
+``unit_of_work()``; services write into the session and never commit, so a caller
+can compose several services in one transaction. The few deliberate early commits
+(claiming ledger rows or an outbox mail before talking to the relay) are named
+functions that say so in their docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.orm import scoped_session
+
+from newsletter.extensions import db
+
+
+@contextmanager
+def unit_of_work() -> Iterator[scoped_session]:
+    """One transaction: committed when the block ends, rolled back when it raises.
+    Tasks enqueued with ``enqueue_after_commit`` inside it are published on commit."""
+    try:
+        yield db.session
+    except BaseException:
+        db.session.rollback()
+        raise
+    db.session.commit()
