@@ -13,8 +13,8 @@ from celery.schedules import crontab
 from flask import Flask
 from kombu import Queue
 
+from newsletter import jobs
 from newsletter.issues.schedule import DAYS, parse_daily_schedule, parse_schedule
-from newsletter.queue import QUEUE_KINDS, TASK_QUEUE_KIND, queue_name
 
 
 class ZonedCrontab(crontab):
@@ -39,7 +39,6 @@ def celery_init_app(app: Flask) -> Celery:
     celery = Celery(app.name, task_cls=FlaskTask)
     redis_url = app.config["REDIS_URL"]
     prefix = app.config["TASK_QUEUE"]
-    weekly = parse_schedule(app.config["DIGEST_SCHEDULE"])
     celery.conf.update(
         broker_url=redis_url,
         task_ignore_result=True,
@@ -56,42 +55,37 @@ def celery_init_app(app: Flask) -> Celery:
         task_publish_retry=False,
         broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5,
                                   "max_retries": 0},
-        task_queues=[Queue(queue_name(prefix, kind)) for kind in QUEUE_KINDS],
-        task_default_queue=queue_name(prefix, "maintenance"),
-        task_routes={name: {"queue": queue_name(prefix, kind)}
-                     for name, kind in TASK_QUEUE_KIND.items()},
+        task_queues=[Queue(jobs.queue_name(prefix, kind)) for kind in jobs.QUEUE_KINDS],
+        task_default_queue=jobs.queue_name(prefix, jobs.MAINTENANCE),
+        task_routes={job.name: {"queue": jobs.queue_name(prefix, job.queue)}
+                     for job in jobs.REGISTRY.values()},
         # Crontab entries are read in this zone, so 08:00 stays 08:00 across DST changes.
-        timezone=str(weekly.timezone),
-        beat_schedule={
-            "send-owed-mails": {"task": "workers.tasks.send_owed_mails", "schedule": 60.0},
-            "sweep-deliveries": {"task": "workers.tasks.sweep_deliveries", "schedule": 30.0},
-            "discard-stale-uploads": {"task": "workers.tasks.discard_stale_uploads",
-                                      "schedule": 600.0},
-            "start-scheduled-digests": {"task": "workers.tasks.start_scheduled_digests",
-                                        "schedule": 60.0},
-            "weekly-digest": {
-                "task": "workers.tasks.send_weekly_digest",
-                "schedule": crontab(minute=weekly.minute, hour=weekly.hour,
-                                    day_of_week=(DAYS.index(weekly.day) + 1) % 7),
-            },
-            "poll-feeds": {"task": "workers.tasks.poll_feeds",
-                           "schedule": float(app.config["FEED_POLL_INTERVAL"])},
-        },
+        timezone=str(parse_schedule(app.config["DIGEST_SCHEDULE"]).timezone),
+        beat_schedule=beat_schedule(app.config),
         beat_schedule_filename=str(app.instance_path) + "/celerybeat-schedule",
         worker_hijack_root_logger=False,
     )
-    # Issue 10: raw bounce reports are kept BOUNCE_RAW_RETENTION_DAYS; a bounce mailbox.
-    celery.conf.beat_schedule["purge-bounce-reports"] = {
-        "task": "workers.tasks.purge_bounce_reports", "schedule": 6 * 3600.0}
-    if app.config["BOUNCE_IMAP_URL"]:
-        celery.conf.beat_schedule["poll-bounce-mailbox"] = {
-            "task": "workers.tasks.poll_bounce_mailbox",
-            "schedule": float(app.config["BOUNCE_IMAP_INTERVAL"])}
-    if app.config["DAILY_SCHEDULE"]:
-        daily = parse_daily_schedule(app.config["DAILY_SCHEDULE"])
-        celery.conf.beat_schedule["daily-digest"] = {
-            "task": "workers.tasks.send_daily_digest",
-            "schedule": ZonedCrontab(daily.minute, daily.hour, daily.timezone.key),
-        }
     app.extensions["celery"] = celery
     return celery
+
+
+def beat_schedule(config) -> dict:
+    """The beat entries of the jobs that declare one, read with this app's settings."""
+    entries = {}
+    for job in jobs.REGISTRY.values():
+        beat = job.beat
+        if beat is None or (beat.only_if and not config[beat.only_if]):
+            continue
+        if beat.weekly:
+            weekly = parse_schedule(config[beat.weekly])
+            schedule = crontab(minute=weekly.minute, hour=weekly.hour,
+                               day_of_week=(DAYS.index(weekly.day) + 1) % 7)
+        elif beat.daily:
+            daily = parse_daily_schedule(config[beat.daily])
+            schedule = ZonedCrontab(daily.minute, daily.hour, daily.timezone.key)
+        elif isinstance(beat.every, str):
+            schedule = float(config[beat.every])
+        else:
+            schedule = beat.every
+        entries[beat.entry] = {"task": job.name, "schedule": schedule}
+    return entries

@@ -1,8 +1,8 @@
 """Enqueue Celery tasks by name, only after the current transaction commits.
 
-The app never imports ``workers``: it names tasks. A task enqueued before commit
-could run before its rows exist, and one enqueued in a transaction that then
-rolls back would act on rows that never existed.
+The app never imports ``workers``: it names tasks, declared in ``newsletter.jobs``.
+A task enqueued before commit could run before its rows exist, and one enqueued in
+a transaction that then rolls back would act on rows that never existed.
 """
 
 from __future__ import annotations
@@ -15,28 +15,15 @@ from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from newsletter import jobs
 from newsletter.extensions import db
 
 log = logging.getLogger(__name__)
 _PENDING_KEY = "newsletter.pending_tasks"
 
-# Three queues, so a reader's confirmation never waits behind a bulk send.
-# Queue names are TASK_QUEUE + "." + kind; a worker started without -Q reads all three.
-QUEUE_KINDS = ("transactional", "bulk", "maintenance")
-TASK_QUEUE_KIND = {
-    "workers.tasks.send_outbox_mail": "transactional",
-    "workers.tasks.process_subscribe_requests": "transactional",
-    "workers.tasks.send_editor_mail": "transactional",
-    "workers.tasks.send_digest_batch": "bulk",
-    "workers.tasks.send_deliverability_alert": "transactional",
-}  # every other task (sweeps, feeds, schedule) is maintenance
-
-
-def queue_name(prefix: str, kind: str) -> str:
-    return f"{prefix}.{kind}"
-
 
 def enqueue_after_commit(task_name: str, *args) -> None:
+    jobs.job(task_name)  # a name nobody declared fails here, not in a worker
     db.session.info.setdefault(_PENDING_KEY, []).append((task_name, args))
 
 
@@ -46,6 +33,7 @@ def send_task_now(task_name: str, *args, countdown: float | None = None) -> bool
     Callers never depend on this succeeding: every task is backed by a database
     row that a periodic sweeper re-enqueues.
     """
+    jobs.job(task_name)
     celery = current_app.extensions["celery"]
     try:
         celery.send_task(task_name, args=list(args), countdown=countdown)

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from newsletter import jobs
 from newsletter.bounces import imap, intake
 from newsletter.config import FEED_DEADLINE_MAX
 from newsletter.content import feeds
@@ -11,54 +12,54 @@ from newsletter.issues import digests
 from newsletter.readers import subscriber_lists, subscriptions
 
 
-@shared_task(name="workers.tasks.send_outbox_mail")
+@shared_task(name=jobs.SEND_OUTBOX_MAIL)
 def send_outbox_mail(mail_id: int) -> None:
     outbox.send(mail_id)
 
 
-@shared_task(name="workers.tasks.process_subscribe_requests")
+@shared_task(name=jobs.PROCESS_SUBSCRIBE_REQUESTS)
 def process_subscribe_requests() -> None:
     subscriptions.process_pending()
 
 
-@shared_task(name="workers.tasks.send_owed_mails")
+@shared_task(name=jobs.SEND_OWED_MAILS)
 def send_owed_mails() -> None:
     subscriptions.enqueue_unprocessed()
     outbox.enqueue_owed()
     editor_mail.enqueue_owed()
 
 
-@shared_task(name="workers.tasks.send_editor_mail")
+@shared_task(name=jobs.SEND_EDITOR_MAIL)
 def send_editor_mail(mail_id: int) -> None:
     editor_mail.send(mail_id)
 
 
-@shared_task(name="workers.tasks.send_digest_batch")
+@shared_task(name=jobs.SEND_DIGEST_BATCH)
 def send_digest_batch(digest_id: int) -> None:
     dispatch.send_batch(digest_id)
 
 
-@shared_task(name="workers.tasks.sweep_deliveries")
+@shared_task(name=jobs.SWEEP_DELIVERIES)
 def sweep_deliveries() -> None:
     digests.sweep()
 
 
-@shared_task(name="workers.tasks.send_weekly_digest")
+@shared_task(name=jobs.SEND_WEEKLY_DIGEST)
 def send_weekly_digest() -> None:
     digests.run_weekly()
 
 
-@shared_task(name="workers.tasks.send_daily_digest")
+@shared_task(name=jobs.SEND_DAILY_DIGEST)
 def send_daily_digest() -> None:
     digests.run_daily()
 
 
-@shared_task(name="workers.tasks.start_scheduled_digests")
+@shared_task(name=jobs.START_SCHEDULED_DIGESTS)
 def start_scheduled_digests() -> None:
     digests.start_due()
 
 
-@shared_task(name="workers.tasks.poll_feeds")
+@shared_task(name=jobs.POLL_FEEDS)
 def poll_feeds() -> None:
     feeds.enqueue_polls()
 
@@ -66,32 +67,32 @@ def poll_feeds() -> None:
 # The fetch ends itself at FEED_FETCH_DEADLINE (at most FEED_DEADLINE_MAX); the
 # limits are the backstop for whatever else hangs (a database lock, a huge feed's
 # entries), so a feed can never hold a maintenance worker for long.
-@shared_task(name="workers.tasks.poll_feed", soft_time_limit=FEED_DEADLINE_MAX + 60,
+@shared_task(name=jobs.POLL_FEED, soft_time_limit=FEED_DEADLINE_MAX + 60,
              time_limit=FEED_DEADLINE_MAX + 90)
 def poll_feed(url: str) -> None:
     feeds.poll_feed(url)
 
 
-@shared_task(name="workers.tasks.send_deliverability_alert")
+@shared_task(name=jobs.SEND_DELIVERABILITY_ALERT)
 def send_deliverability_alert(digest_id: int) -> None:
     guard.send_alert(digest_id)
 
 
-@shared_task(name="workers.tasks.poll_bounce_mailbox")
+@shared_task(name=jobs.POLL_BOUNCE_MAILBOX)
 def poll_bounce_mailbox() -> None:
     imap.poll()
 
 
-@shared_task(name="workers.tasks.purge_bounce_reports")
+@shared_task(name=jobs.PURGE_BOUNCE_REPORTS)
 def purge_bounce_reports() -> None:
     intake.purge_raw_reports()
 
 
-@shared_task(name="workers.tasks.discard_stale_uploads")
+@shared_task(name=jobs.DISCARD_STALE_UPLOADS)
 def discard_stale_uploads() -> None:
     subscriber_lists.discard_stale_uploads()
 
 
-@shared_task(name="workers.tasks.run_import")
+@shared_task(name=jobs.RUN_IMPORT)
 def run_import(job_id: int) -> None:
     subscriber_lists.run_import_job(job_id)

@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from flask import current_app
 
+from newsletter import jobs
 from newsletter.content.articles import ArticleInput, InvalidArticle, add_article
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text
@@ -40,7 +41,6 @@ from newsletter.models import ArticleSource, FeedState, utcnow
 from newsletter.queue import send_task_now
 
 log = logging.getLogger(__name__)
-POLL_FEED_TASK = "workers.tasks.poll_feed"
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 USER_AGENT = "newsletter-feed-poller/1"
@@ -301,7 +301,7 @@ def poll_all() -> list[PollResult]:
 def enqueue_polls() -> int:
     """One task per feed, so one slow feed neither delays the others nor needs a
     task time limit of N deadlines; returns how many were published."""
-    return sum(send_task_now(POLL_FEED_TASK, url) for url in current_app.config["FEEDS"])
+    return sum(send_task_now(jobs.POLL_FEED, url) for url in current_app.config["FEEDS"])
 
 
 def poll_feed(url: str) -> PollResult:

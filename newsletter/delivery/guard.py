@@ -18,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 from flask import current_app
 from sqlalchemy import select, update
 
+from newsletter import jobs
 from newsletter.bounces import stats
 from newsletter.editors import accounts
 from newsletter.extensions import db
@@ -30,7 +31,6 @@ from newsletter.models import Digest, DigestStatus, utcnow
 from newsletter.queue import enqueue_after_commit
 
 log = logging.getLogger(__name__)
-ALERT_TASK = "workers.tasks.send_deliverability_alert"
 REASON_PREFIX = "deliverability guard: "
 
 
@@ -55,7 +55,7 @@ def check_issue(digest_id: int) -> bool:
     reason = REASON_PREFIX + "; ".join(over)
     if not over or not digests.pause(digest_id, reason):
         return False
-    enqueue_after_commit(ALERT_TASK, digest_id)
+    enqueue_after_commit(jobs.SEND_DELIVERABILITY_ALERT, digest_id)
     db.session.commit()
     log.warning("issue %s paused: %s", digest_id, reason)
     return True

@@ -13,6 +13,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import or_, select, update
 
+from newsletter import jobs
 from newsletter.content import site_settings
 from newsletter.extensions import db
 from newsletter.mail import verp
@@ -26,7 +27,6 @@ from newsletter.queue import enqueue_after_commit, send_task_now
 
 log = logging.getLogger(__name__)
 
-SEND_TASK = "workers.tasks.send_outbox_mail"
 CLAIM_LEASE = timedelta(minutes=5)
 SWEEP_GRACE = timedelta(minutes=1)  # leave fresh rows to the task enqueued with them
 MAX_ATTEMPTS = 5
@@ -39,7 +39,7 @@ def owe(subscriber_id: int, template: MailTemplate, *, publish: bool = True) -> 
     db.session.add(mail)
     db.session.flush()
     if publish:
-        enqueue_after_commit(SEND_TASK, mail.id)
+        enqueue_after_commit(jobs.SEND_OUTBOX_MAIL, mail.id)
     return mail.id
 
 
@@ -159,4 +159,4 @@ def owed_ids(model, limit: int = 1000) -> list[int]:
 
 def enqueue_owed() -> int:
     """Re-publish tasks for owed mails whose first task was lost; returns how many."""
-    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in owed_ids(OutboxMail))
+    return sum(send_task_now(jobs.SEND_OUTBOX_MAIL, mail_id) for mail_id in owed_ids(OutboxMail))

@@ -11,6 +11,7 @@ import logging
 
 from flask import current_app
 
+from newsletter import jobs
 from newsletter.delivery import outbox
 from newsletter.editors import invites
 from newsletter.extensions import db
@@ -23,14 +24,13 @@ from newsletter.queue import enqueue_after_commit, send_task_now
 
 log = logging.getLogger(__name__)
 
-SEND_TASK = "workers.tasks.send_editor_mail"
 
 
 def owe(editor_id: int, kind: EditorMailKind) -> None:
     mail = EditorMail(editor_id=editor_id, kind=kind)
     db.session.add(mail)
     db.session.flush()
-    enqueue_after_commit(SEND_TASK, mail.id)
+    enqueue_after_commit(jobs.SEND_EDITOR_MAIL, mail.id)
 
 
 def send(mail_id: int) -> None:
@@ -59,4 +59,5 @@ def send(mail_id: int) -> None:
 
 
 def enqueue_owed() -> int:
-    return sum(send_task_now(SEND_TASK, mail_id) for mail_id in outbox.owed_ids(EditorMail))
+    return sum(send_task_now(jobs.SEND_EDITOR_MAIL, mail_id)
+               for mail_id in outbox.owed_ids(EditorMail))

@@ -20,6 +20,7 @@ from flask import current_app
 from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter import jobs
 from newsletter.content import topics
 from newsletter.delivery.relay import Relay
 from newsletter.extensions import db
@@ -55,7 +56,6 @@ from newsletter.models import (
 from newsletter.queue import enqueue_after_commit, send_task_now
 
 log = logging.getLogger(__name__)
-SEND_BATCH_TASK = "workers.tasks.send_digest_batch"
 
 
 def new_articles(cadence: Cadence | None = None) -> list[Article]:
@@ -179,7 +179,7 @@ def start_send(digest_id: int, now: datetime | None = None,
     # Only as many batch tasks as can run at once: each batch enqueues the next, so a
     # million-reader send keeps a handful of messages in Redis, not ten thousand.
     for _ in range(_chains_for(recipients)):
-        enqueue_after_commit(SEND_BATCH_TASK, digest_id)
+        enqueue_after_commit(jobs.SEND_DIGEST_BATCH, digest_id)
     db.session.commit()
     if recipients == 0:
         finish_if_done(digest_id)
@@ -328,10 +328,10 @@ def after_batch(digest_id: int, *, hand_on: bool, retry_later: bool) -> None:
     if digest is not None and digest.status == DigestStatus.CANCELLED:
         _skip_unsent(digest_id)
     if retry_later:
-        send_task_now(SEND_BATCH_TASK, digest_id,
+        send_task_now(jobs.SEND_DIGEST_BATCH, digest_id,
                       countdown=config["SEND_BREAKER_WINDOW"] / config["SEND_BREAKER_FAILURES"])
     elif hand_on and _live_claims(digest_id) < config["SEND_CONCURRENCY"]:
-        send_task_now(SEND_BATCH_TASK, digest_id)
+        send_task_now(jobs.SEND_DIGEST_BATCH, digest_id)
     db.session.commit()
     finish_if_done(digest_id)
 
@@ -420,7 +420,7 @@ def sweep() -> int:
             Delivery.digest_id == digest_id,
             (Delivery.status == DeliveryStatus.PENDING)
             | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now))))
-        published += sum(send_task_now(SEND_BATCH_TASK, digest_id)
+        published += sum(send_task_now(jobs.SEND_DIGEST_BATCH, digest_id)
                          for _ in range(_chains_for(due)))
         finish_if_done(digest_id)
     return published

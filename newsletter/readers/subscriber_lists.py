@@ -24,6 +24,7 @@ from flask import current_app
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from newsletter import jobs
 from newsletter.content.topics import reader_topic_slugs
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
@@ -301,7 +302,6 @@ class _ConfirmationPacer:
 
 # --- the import as a job --------------------------------------------------------------------
 
-IMPORT_TASK = "workers.tasks.run_import"
 
 
 def start_import_job(upload: str, consent: str | None, dry_run: bool,
@@ -311,7 +311,7 @@ def start_import_job(upload: str, consent: str | None, dry_run: bool,
                     total_bytes=path.stat().st_size)
     db.session.add(job)
     db.session.flush()
-    enqueue_after_commit(IMPORT_TASK, job.id)
+    enqueue_after_commit(jobs.RUN_IMPORT, job.id)
     db.session.commit()
     return job
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, create_engine, delete, func, insert, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from newsletter import jobs
 from newsletter.content.topics import (
     TopicError,
     parse_cadence,
@@ -58,7 +59,6 @@ from newsletter.readers import privacy
 
 log = logging.getLogger(__name__)
 
-PROCESS_TASK = "workers.tasks.process_subscribe_requests"
 GATHER_SECONDS = 1.0  # also the wake-up window: see queue.wake
 SWEEP_GRACE = timedelta(minutes=1)  # leave fresh requests to the task their wake-up started
 
@@ -139,7 +139,7 @@ def _request(kind: RequestKind, address: EmailAddress, display_name: str | None,
         "requested_at": utcnow(), "kind": kind.value, "topics": _chosen_topics(topics),
         "cadence": None if cadence is None else _chosen_cadence(cadence),
     })
-    wake(PROCESS_TASK, window=GATHER_SECONDS, first_look_after=GATHER_SECONDS)
+    wake(jobs.PROCESS_SUBSCRIBE_REQUESTS, window=GATHER_SECONDS, first_look_after=GATHER_SECONDS)
 
 
 # Built once: the hot path of the public edge runs it on every request.
@@ -214,7 +214,8 @@ def process_pending(gather_seconds: float = GATHER_SECONDS) -> int:
     while True:
         ids = _unprocessed_ids()
         if not ids:
-            woken(PROCESS_TASK)  # a request committed from now on wakes another copy
+            # a request committed from now on wakes another copy
+            woken(jobs.PROCESS_SUBSCRIBE_REQUESTS)
             ids = _unprocessed_ids()
             if not ids:
                 return decided
@@ -381,7 +382,7 @@ def enqueue_unprocessed() -> int:
     waiting = db.session.scalar(select(func.count()).select_from(SubscribeRequest).where(
         SubscribeRequest.requested_at < now - SWEEP_GRACE))
     if waiting:
-        send_task_now(PROCESS_TASK)
+        send_task_now(jobs.PROCESS_SUBSCRIBE_REQUESTS)
     return waiting
 
 

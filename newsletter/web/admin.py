@@ -25,6 +25,7 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
+from newsletter import jobs
 from newsletter.content import articles, topics
 from newsletter.content.articles import ArticleInput, InvalidArticle
 from newsletter.delivery import guard
@@ -799,7 +800,7 @@ def exclude_article(article_id: int):
 @bp.post("/articles/fetch")
 @allow(Role.AUTHOR)
 def fetch_feeds():
-    if send_task_now("workers.tasks.poll_feeds"):
+    if send_task_now(jobs.POLL_FEEDS):
         flash("Fetching the feeds; new articles appear here in a moment.", "ok")
     else:
         flash("The task queue is unreachable; the feeds are fetched on the next schedule.",
