@@ -352,7 +352,7 @@ SETTINGS: tuple[Setting, ...] = (
             "relay retries after SEND_BREAKER_WINDOW / SEND_BREAKER_FAILURES."),
     Setting("PROXY_COUNT", 0, _int(0),
             "Reverse proxies in front of the app whose X-Forwarded-For is trusted: exactly "
-            "the number of proxies that append to it (see README)."),
+            "the number of proxies that append to it (see docs/security.md)."),
     Setting("BOUNCE_DOMAIN", "", _domain,
             "Domain of the VERP envelope sender `bounces+TOKEN@DOMAIN`; default: the From "
             "domain. Its MX (or your relay's transport map) points at `bounces serve`."),
