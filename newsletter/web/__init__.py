@@ -7,14 +7,11 @@ def register_blueprints(app: Flask) -> None:
     from newsletter.web import (
         admin,
         api,
-        bounces_admin,
         common,
         errors,
         preferences,
         public,
-        settings_admin,
         topic_archive,
-        topics_admin,
         webhooks,
     )
 
@@ -25,10 +22,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(preferences.bp)
     app.register_blueprint(topic_archive.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(bounces_admin.bp)
-    app.register_blueprint(settings_admin.bp)
-    app.register_blueprint(topics_admin.bp)
+    app.register_blueprint(admin.bp)  # the whole editor workspace, /admin
     app.register_blueprint(webhooks.bp)
     errors.register(app)
     if app.config["DEV_MAILBOX"]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache, wraps
 from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, request
+from flask import abort, current_app, render_template, request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import FixedWindowRateLimiter
@@ -17,8 +17,10 @@ from redis import RedisError
 from newsletter.extensions import limiter
 from newsletter.issues import schedule
 from newsletter.issues.schedule import parse_schedule
+from newsletter.mail.tokens import TokenExpired, TokenInvalid
 from newsletter.models import ConsentSource
-from newsletter.readers.subscriptions import Origin
+from newsletter.readers.subscriptions import LinkUsed, Origin
+from newsletter.web.errors import log_refusal
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,14 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
-def wants_json() -> bool:
-    if request.path.startswith("/api/"):
-        return True
-    accepted = request.accept_mimetypes
-    return accepted["application/json"] > accepted["text/html"]
+def bad_link_page(error: TokenInvalid, *, unsubscribe: bool = False):
+    """The page for a reader's link that does not work (400); a bad unsubscribe link
+    offers a fresh one by mail, not the subscribe form."""
+    log_refusal(400, f"bad link: {error}")
+    kind = ("expired" if isinstance(error, TokenExpired)
+            else "used" if isinstance(error, LinkUsed) else "invalid")
+    return render_template("web/bad_link.html", kind=kind, unsubscribe=unsubscribe,
+                           form={}), 400
 
 
 def subscribe_limit(view):

@@ -10,8 +10,6 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from newsletter.web.common import wants_json
-
 log = logging.getLogger(__name__)
 
 MESSAGES = {
@@ -25,6 +23,13 @@ MESSAGES = {
     429: "Too many requests. Please wait a little and try again.",
     500: "Something went wrong on our side. Nothing you sent was lost; please try again.",
 }
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    accepted = request.accept_mimetypes
+    return accepted["application/json"] > accepted["text/html"]
 
 
 def log_refusal(status: int, reason: str) -> None:

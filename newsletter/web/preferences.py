@@ -13,8 +13,7 @@ from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ConsentSource, utcnow
 from newsletter.readers import preferences
-from newsletter.web.common import request_origin
-from newsletter.web.public import _bad_link
+from newsletter.web.common import bad_link_page, request_origin
 
 bp = Blueprint("preferences", __name__)
 PAGE = "/unsubscribe/<token>/preferences"
@@ -24,7 +23,7 @@ def _page(token: str, *, error: str | None = None, notice: str | None = None, st
     try:
         subscriber = preferences.reader_for_link(token)
     except TokenInvalid as error_:
-        return _bad_link(error_)
+        return bad_link_page(error_)
     return render_template(
         "web/preferences.html", subscriber=subscriber, token=token, topics=topics.list_topics(),
         chosen={topic.slug for topic in subscriber.topics}, pause_weeks=preferences.PAUSE_WEEKS,
@@ -47,7 +46,7 @@ def _change(token: str, change, notice: str):
     try:
         change(request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error)
+        return bad_link_page(error)
     except (preferences.PreferenceError, InvalidAddress) as error:
         return _page(token, error=str(error), status=400)
     return redirect(url_for("preferences.page", token=token, notice=notice))
@@ -92,7 +91,7 @@ def confirm_address(token: str):
     try:
         subscriber = preferences.reader_for_address_token(token)
     except TokenInvalid as error:
-        return _bad_link(error)
+        return bad_link_page(error)
     return render_template("web/change_address.html", subscriber=subscriber, token=token)
 
 
@@ -101,5 +100,5 @@ def confirm_address_post(token: str):
     try:
         subscriber = preferences.confirm_address_change(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error)
+        return bad_link_page(error)
     return render_template("web/change_address.html", subscriber=subscriber, done=True)

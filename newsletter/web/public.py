@@ -23,10 +23,10 @@ from newsletter.issues import archive as archive_service
 from newsletter.issues import atom
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.links import external_url
-from newsletter.mail.tokens import TokenExpired, TokenInvalid, check_form_token, make_form_token
+from newsletter.mail.tokens import TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.readers import subscriptions
-from newsletter.web.common import request_origin, subscribe_limit
+from newsletter.web.common import bad_link_page, request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document
 
@@ -102,27 +102,17 @@ def subscribe_thanks():
     return render_template("web/subscribe_thanks.html", embed=request.args.get("embed") == "1")
 
 
-def _bad_link(error: TokenInvalid, *, unsubscribe: bool = False):
-    """The page for a link that does not work; a bad unsubscribe link offers a fresh
-    one by mail, not the subscribe form."""
-    log_refusal(400, f"bad link: {error}")
-    kind = ("expired" if isinstance(error, TokenExpired)
-            else "used" if isinstance(error, subscriptions.LinkUsed) else "invalid")
-    return render_template("web/bad_link.html", kind=kind, unsubscribe=unsubscribe,
-                           form={}), 400
-
-
 @bp.get("/confirm/<token>")
 def confirm(token: str):
     try:
         subscriber = subscriptions.subscriber_for_confirm_token(token)
     except TokenInvalid as error:
-        return _bad_link(error)
+        return bad_link_page(error)
     if subscriber.status == SubscriberStatus.ACTIVE:
         return render_template("web/confirmed.html", already=True,
                                latest=archive_service.latest_issue())
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-        return _bad_link(subscriptions.LinkUsed("unsubscribed since"))
+        return bad_link_page(subscriptions.LinkUsed("unsubscribed since"))
     return render_template("web/confirm.html", subscriber=subscriber, token=token)
 
 
@@ -131,7 +121,7 @@ def confirm_post(token: str):
     try:
         outcome = subscriptions.confirm(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error)
+        return bad_link_page(error)
     return render_template("web/confirmed.html",
                            already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE,
                            latest=archive_service.latest_issue())
@@ -142,7 +132,7 @@ def unsubscribe(token: str):
     try:
         subscriber = subscriptions.subscriber_for_unsubscribe_token(token)
     except TokenInvalid as error:
-        return _bad_link(error, unsubscribe=True)
+        return bad_link_page(error, unsubscribe=True)
     return render_template("web/unsubscribe.html", subscriber=subscriber, token=token)
 
 
@@ -156,7 +146,7 @@ def unsubscribe_post(token: str):
         subscriber = subscriptions.unsubscribe(
             token, request_origin(ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error, unsubscribe=True)
+        return bad_link_page(error, unsubscribe=True)
     return render_template("web/unsubscribed.html", subscriber=subscriber, token=token)
 
 
@@ -166,7 +156,7 @@ def resubscribe(token: str):
     try:
         outcome = subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return _bad_link(error, unsubscribe=True)
+        return bad_link_page(error, unsubscribe=True)
     return render_template("web/resubscribed.html", outcome=outcome.value,
                            latest=archive_service.latest_issue())
 

@@ -3,17 +3,16 @@ articles' categories; reader counts per topic and per cadence. Every change is a
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from newsletter.content import topics
 from newsletter.content.topics import TopicError
 from newsletter.extensions import db
 from newsletter.issues import copies
 from newsletter.models import Role, Topic
-from newsletter.web.admin import _audit, allow, check_access
+from newsletter.web.admin.access import allow, audit_action, bp
 
-bp = Blueprint("topics_admin", __name__, url_prefix="/admin/topics")
-bp.before_request(check_access)  # the workspace's own rule: every view declares its role
+PREFIX = "/topics"  # under the workspace's /admin
 
 
 @bp.app_template_global()
@@ -44,15 +43,15 @@ def _page(editing: Topic | None = None, form=None) -> dict:
             "unmapped": topics.unmapped_categories()}
 
 
-@bp.get("/")
+@bp.get(PREFIX + "/")
 @allow(Role.EDITOR)
 def topics_page():
     return render_template("admin/topics.html", **_page())
 
 
-@bp.post("/")
+@bp.post(PREFIX + "/")
 @allow(Role.EDITOR)
-def create_topic():
+def topic_create():
     form = request.form
     try:
         if not form.get("name", "").strip():
@@ -64,14 +63,14 @@ def create_topic():
     except TopicError as error:
         db.session.rollback()
         return _refused(error)
-    _audit("topic_create", target=f"topic {topic.slug}")
+    audit_action("topic_create", target=f"topic {topic.slug}")
     flash(f"Topic {topic.name!r} created.", "ok")
-    return redirect(url_for("topics_admin.topics_page"))
+    return redirect(url_for("admin.topics_page"))
 
 
-@bp.route("/<int:topic_id>", methods=["GET", "POST"])
+@bp.route(PREFIX + "/<int:topic_id>", methods=["GET", "POST"])
 @allow(Role.EDITOR)
-def edit_topic(topic_id: int):
+def topic_edit(topic_id: int):
     topic = db.session.get(Topic, topic_id) or abort(404)
     if request.method == "GET":
         return render_template("admin/topics.html", **_page(topic))
@@ -82,25 +81,25 @@ def edit_topic(topic_id: int):
     except TopicError as error:
         db.session.rollback()
         return _refused(error, db.session.get(Topic, topic_id))
-    _audit("topic_update", target=f"topic {topic.slug}")
+    audit_action("topic_update", target=f"topic {topic.slug}")
     flash("Topic saved; its articles were refiled.", "ok")
-    return redirect(url_for("topics_admin.topics_page"))
+    return redirect(url_for("admin.topics_page"))
 
 
-@bp.post("/<int:topic_id>/<any(up, down):direction>")
+@bp.post(PREFIX + "/<int:topic_id>/<any(up, down):direction>")
 @allow(Role.EDITOR)
-def move_topic(topic_id: int, direction: str):
+def topic_move(topic_id: int, direction: str):
     try:
         topics.move_topic(topic_id, -1 if direction == "up" else 1)
     except TopicError:
         abort(404)
-    _audit("topic_move", target=f"topic {topic_id}", detail=direction)
-    return redirect(url_for("topics_admin.topics_page"))
+    audit_action("topic_move", target=f"topic {topic_id}", detail=direction)
+    return redirect(url_for("admin.topics_page"))
 
 
-@bp.post("/<int:topic_id>/delete")
+@bp.post(PREFIX + "/<int:topic_id>/delete")
 @allow(Role.EDITOR)
-def delete_topic(topic_id: int):
+def topic_delete(topic_id: int):
     topic = db.session.get(Topic, topic_id) or abort(404)
     slug = topic.slug
     try:
@@ -108,18 +107,18 @@ def delete_topic(topic_id: int):
     except TopicError as error:
         db.session.rollback()
         flash(str(error), "error")
-        return redirect(url_for("topics_admin.topics_page"))
-    _audit("topic_delete", target=f"topic {slug}")
+        return redirect(url_for("admin.topics_page"))
+    audit_action("topic_delete", target=f"topic {slug}")
     flash(f"Topic {slug!r} deleted.", "ok")
-    return redirect(url_for("topics_admin.topics_page"))
+    return redirect(url_for("admin.topics_page"))
 
 
-@bp.post("/from-categories")
+@bp.post(PREFIX + "/from-categories")
 @allow(Role.EDITOR)
-def from_categories():
+def topics_from_categories():
     created = topics.topics_from_categories()
-    _audit("topic_create", target="from categories",
-           detail=", ".join(topic.slug for topic in created) or "none")
+    audit_action("topic_create", target="from categories",
+                 detail=", ".join(topic.slug for topic in created) or "none")
     flash(f"{len(created)} topic(s) made from categories." if created
           else "Every category has a topic already.", "ok")
-    return redirect(url_for("topics_admin.topics_page"))
+    return redirect(url_for("admin.topics_page"))

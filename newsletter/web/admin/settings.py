@@ -3,22 +3,21 @@ confirmation and welcome mails with a preview of each mail."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from newsletter.content import site_settings
 from newsletter.delivery import outbox
 from newsletter.models import MailTemplate, Role, Subscriber
-from newsletter.web.admin import _audit, allow, check_access
+from newsletter.web.admin.access import allow, audit_action, bp
 from newsletter.web.security import mail_document
 
-bp = Blueprint("settings_admin", __name__, url_prefix="/admin/settings")
-bp.before_request(check_access)  # the workspace's own rule: every view declares its role
+PREFIX = "/settings"  # under the workspace's /admin
 
 PREVIEW_READER = {"id": 0, "email": "reader@example.com", "unsubscribe_key": "preview",
                   "token_nonce": "preview"}
 
 
-@bp.get("/")
+@bp.get(PREFIX + "/")
 @allow(Role.OWNER)
 def settings_page():
     saved = site_settings.current()
@@ -26,9 +25,9 @@ def settings_page():
     return render_template("admin/settings.html", values=values, errors={})
 
 
-@bp.post("/")
+@bp.post(PREFIX + "/")
 @allow(Role.OWNER)
-def save_settings():
+def settings_save():
     values = {key: request.form.get(key, "") for key in site_settings.KEYS}
     if request.form.get("action") == "preview":
         # Not saved: the page shows the mails with these values (checked like a save).
@@ -38,14 +37,15 @@ def save_settings():
     errors = site_settings.save(values)
     if errors:
         return render_template("admin/settings.html", values=values, errors=errors), 400
-    _audit("settings", target="site settings", detail=", ".join(site_settings.KEYS))  # commits
+    audit_action("settings", target="site settings",  # commits
+                 detail=", ".join(site_settings.KEYS))
     flash("Settings saved. Public pages and new mails use them now.", "ok")
-    return redirect(url_for("settings_admin.settings_page"))
+    return redirect(url_for("admin.settings_page"))
 
 
-@bp.get("/preview/<any(confirm, welcome):template>")
+@bp.get(PREFIX + "/preview/<any(confirm, welcome):template>")
 @allow(Role.OWNER)
-def preview_mail(template: str):
+def settings_preview_mail(template: str):
     """The settings page's sandboxed iframe: a mail for a made-up reader, with the
     saved settings or (unsaved) the ones in the query."""
     if any(key in request.args for key in site_settings.KEYS):

@@ -4,7 +4,6 @@ reactivating a reader, resuming a send the deliverability guard paused."""
 from __future__ import annotations
 
 from flask import (
-    Blueprint,
     Response,
     abort,
     current_app,
@@ -20,10 +19,9 @@ from newsletter.bounces import intake, stats
 from newsletter.delivery import guard
 from newsletter.extensions import db
 from newsletter.models import BounceEvent, Digest, Role
-from newsletter.web.admin import allow, check_access
+from newsletter.web.admin.access import allow, bp
 
-bp = Blueprint("bounces_admin", __name__, url_prefix="/admin/bounces")
-bp.before_request(check_access)  # the workspace's own rule: every view declares its role
+PREFIX = "/bounces"  # under the workspace's /admin
 
 
 @bp.app_template_global()
@@ -51,15 +49,15 @@ def deliverability_chart() -> dict:
             "complaint_limit": current_app.config["GUARD_MAX_COMPLAINT_PERCENT"]}
 
 
-@bp.get("/")
+@bp.get(PREFIX + "/")
 @allow(Role.OWNER)
-def not_understood():
-    return render_template("admin/intake.html", parked=intake.not_understood())
+def bounces_page():
+    return render_template("admin/bounces.html", parked=intake.not_understood())
 
 
-@bp.get("/raw/<int:message_id>")
+@bp.get(PREFIX + "/raw/<int:message_id>")
 @allow(Role.OWNER)
-def raw_message(message_id: int):
+def bounce_raw_message(message_id: int):
     stored = intake.raw_message(message_id) or abort(404)
     if stored.raw is None:
         abort(404)
@@ -69,9 +67,9 @@ def raw_message(message_id: int):
         "X-Content-Type-Options": "nosniff"})
 
 
-@bp.post("/subscribers/<int:subscriber_id>/reactivate")
+@bp.post(PREFIX + "/subscribers/<int:subscriber_id>/reactivate")
 @allow(Role.OWNER)
-def reactivate(subscriber_id: int):
+def bounce_reactivate(subscriber_id: int):
     if intake.reactivate(subscriber_id, current_user):
         flash("The reader is active again; their soft-bounce score starts from zero.", "ok")
     else:
@@ -79,9 +77,9 @@ def reactivate(subscriber_id: int):
     return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
 
 
-@bp.post("/digests/<int:digest_id>/resume")
+@bp.post(PREFIX + "/digests/<int:digest_id>/resume")
 @allow(Role.EDITOR)
-def resume(digest_id: int):
+def bounce_resume(digest_id: int):
     confirmed = request.form.get("confirm") == "yes"
     if not confirmed:
         flash("Tick the box to confirm you checked the bounces before resuming.", "error")

@@ -1,0 +1,168 @@
+"""Composing the next issue: the digests page with its preview, the test mail, and
+sending it now or scheduling it (each after a confirmation page)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from newsletter.content import topics
+from newsletter.issues import digests, reports
+from newsletter.issues.schedule import LocalTimeError, local_time, local_to_utc
+from newsletter.mail.transport import DeliveryResult, Outcome
+from newsletter.models import Role
+from newsletter.web.admin.access import allow, audit_action, bp
+from newsletter.web.common import newsletter_zone
+from newsletter.web.security import mail_document
+
+COMPOSE_FIELDS = ("subject", "headline", "intro", "send_date", "send_time", "as_topics")
+
+
+def compose_form(values) -> dict[str, str]:
+    """The compose form as typed: every action reads these same fields."""
+    return {name: values.get(name, "") for name in COMPOSE_FIELDS}
+
+
+def _slugs(text: str) -> list[str]:
+    """Topic slugs typed comma-separated ("as a reader of topics X, Y")."""
+    return [slug.strip() for slug in text.split(",") if slug.strip()]
+
+
+def _preview(form: dict[str, str]):
+    """The next issue as the form says, as a reader of its topics if it names any (a
+    topic that is unknown or has nothing new: the whole issue, and the page says why)."""
+    subject, intro, headline = form["subject"] or None, form["intro"], form["headline"]
+    try:
+        return digests.preview(subject, intro, headline, _slugs(form["as_topics"]))
+    except topics.TopicError as error:
+        flash(str(error), "error")
+        return digests.preview(subject, intro, headline)
+
+
+def _compose_page(form: dict[str, str], status: int = 200):
+    text = {name: form[name] for name in ("subject", "headline", "intro")}
+    back = url_for("admin.digests_page", **{k: v for k, v in text.items() if v})
+    return render_template("admin/digests.html", form=form, back=back,
+                           preview=_preview(form),
+                           upcoming=digests.new_articles(), zone=newsletter_zone().key,
+                           default_headline=digests.default_headline(),
+                           issues=reports.recent_issues(20), drafts=digests.drafts()), status
+
+
+@bp.route("/digests", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def digests_page():
+    """GET: a fresh form (or one a link filled in); POST: "Update preview" or "Back to
+    edit" from a confirmation, the form as typed. Neither changes anything."""
+    return _compose_page(compose_form(request.form if request.method == "POST"
+                                      else request.args))
+
+
+@bp.route("/digests/preview", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def digest_preview():
+    """The compose page's sandboxed iframe (the mail's HTML under the mail policy), or
+    with ``part=text`` the text part the page shows beside it. The page's script POSTs
+    the compose form itself: a long intro does not fit in a URL."""
+    form = compose_form(request.form if request.method == "POST" else request.args)
+    try:
+        preview = digests.preview(form["subject"] or None, form["intro"], form["headline"],
+                                  _slugs(form["as_topics"]))
+    except topics.TopicError:
+        abort(400)  # the compose page says why, beside the frame
+    if preview is None:
+        abort(404)
+    if request.args.get("part") == "text":
+        return Response(f"Subject: {preview.subject}\n\n{preview.text}",
+                        mimetype="text/plain")
+    return mail_document(preview.html, framed_by_self=True)
+
+
+def parse_send_at(form: dict[str, str]) -> datetime:
+    """The typed date and time in the newsletter's zone, as a UTC instant in the
+    future; LocalTimeError or ScheduleError (both ValueError) say what is wrong."""
+    if not (form["send_date"].strip() and form["send_time"].strip()):
+        raise LocalTimeError("Enter the date and time to send it.")
+    send_at = local_to_utc(form["send_date"], form["send_time"], newsletter_zone())
+    digests.check_send_at(send_at)
+    return send_at
+
+
+def _confirmed() -> int | None:
+    """The reader count the editor said yes to, None before the confirmation step."""
+    count = request.form.get("confirmed", "")
+    return int(count) if count.isascii() and count.isdigit() and len(count) < 10 else None
+
+
+def _confirm_page(form: dict[str, str], action: str, send_at: datetime | None = None,
+                  status: int = 200):
+    """Ask "Send 'SUBJECT' to N readers?" with the count the send will be held to."""
+    upcoming = digests.new_articles()
+    if not upcoming:
+        flash("Nothing new since the last issue: nothing was sent.", "error")
+        return redirect(url_for("admin.digests_page"))
+    return render_template("admin/digest_confirm.html", form=form, action=action,
+                           subject=form["subject"] or digests.default_subject(upcoming),
+                           readers=digests.active_subscriber_count(), articles=len(upcoming),
+                           send_at=send_at), status
+
+
+@bp.post("/digests/send")
+@allow(Role.EDITOR)
+def send_digest():
+    form = compose_form(request.form)
+    readers = _confirmed()
+    if readers is None:
+        return _confirm_page(form, "admin.send_digest")
+    try:
+        digest = digests.send_now(subject=form["subject"] or None, intro=form["intro"],
+                                  headline=form["headline"], expected_recipients=readers)
+    except digests.RecipientsChanged:
+        flash("The number of confirmed readers changed since you looked: check it again.",
+              "error")
+        return _confirm_page(form, "admin.send_digest", status=409)
+    if digest is None:
+        flash("Nothing new since the last issue: nothing was sent.", "error")
+        return redirect(url_for("admin.digests_page"))
+    audit_action("send", target=f"digest {digest.id}", detail=f"{digest.recipients} recipient(s)")
+    return redirect(url_for("admin.digest_report", digest_id=digest.id))
+
+
+@bp.post("/digests/schedule")
+@allow(Role.EDITOR)
+def schedule_digest():
+    form = compose_form(request.form)
+    try:
+        send_at = parse_send_at(form)
+    except ValueError as error:
+        flash(str(error), "error")
+        return _compose_page(form, 400)
+    if _confirmed() is None:
+        return _confirm_page(form, "admin.schedule_digest", send_at)
+    digest = digests.schedule(send_at, form["subject"] or None, form["intro"], form["headline"])
+    if digest is None:
+        flash("Nothing new since the last issue: nothing was scheduled.", "error")
+        return redirect(url_for("admin.digests_page"))
+    audit_action("schedule", target=f"digest {digest.id}", detail=digest.send_at.isoformat())
+    flash(f"Scheduled for {local_time(digest.send_at, newsletter_zone())}.", "ok")
+    return redirect(url_for("admin.digest_report", digest_id=digest.id))
+
+
+@bp.post("/digests/test")
+@allow(Role.EDITOR)
+def send_test_digest():
+    form = compose_form(request.form)
+    try:
+        result = digests.send_test(current_user.email, form["subject"] or None, form["intro"],
+                                   form["headline"], _slugs(form["as_topics"]))
+    except topics.TopicError as error:
+        result = DeliveryResult(Outcome.FAILED, str(error))
+    audit_action("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed",
+                 detail=f"as a reader of {form['as_topics'][:200]}" if form["as_topics"] else None)
+    if result.outcome is Outcome.SENT:
+        flash(f"Test sent to {current_user.email}.", "ok")
+    else:
+        flash(f"The test was not sent: {result.detail}", "error")
+    return _compose_page(form)  # the form comes back as typed

@@ -1,0 +1,93 @@
+"""One issue after it was made: its report page, editing it while scheduled, its
+progress while sending, and pausing, resuming, cancelling, starting or discarding it."""
+
+from __future__ import annotations
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+
+from newsletter.delivery import guard
+from newsletter.extensions import db
+from newsletter.issues import digests, reports
+from newsletter.issues.schedule import local_time
+from newsletter.models import Digest, Role
+from newsletter.web.admin.access import allow, audit_action, bp
+from newsletter.web.admin.compose import compose_form, parse_send_at
+from newsletter.web.common import newsletter_zone
+
+
+@bp.get("/digests/<int:digest_id>")
+@allow(Role.EDITOR)
+def digest_report(digest_id: int):
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    return _report_page(digest, _scheduled_form(digest))
+
+
+def _scheduled_form(digest: Digest) -> dict[str, str]:
+    local = digest.send_at.astimezone(newsletter_zone()) if digest.send_at else None
+    return {"subject": digest.subject, "headline": digest.headline or "",
+            "intro": digest.intro, "send_date": f"{local:%Y-%m-%d}" if local else "",
+            "send_time": f"{local:%H:%M}" if local else ""}
+
+
+def _report_page(digest: Digest, form: dict[str, str], status: int = 200):
+    return render_template("admin/digest.html", digest=digest, form=form,
+                           zone=newsletter_zone().key,
+                           default_headline=digests.default_headline(digest.send_at),
+                           progress=digests.progress(digest.id),
+                           bounced=reports.bounced_in(digest.id),
+                           not_reached=reports.not_reached(digest.id)), status
+
+
+@bp.post("/digests/<int:digest_id>/edit")
+@allow(Role.EDITOR)
+def edit_digest(digest_id: int):
+    """Change a scheduled issue's subject, headline, intro or time before it goes out."""
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    form = compose_form(request.form)
+    try:
+        changed = digests.update_scheduled(digest_id, parse_send_at(form), form["subject"],
+                                           form["intro"], form["headline"])
+    except ValueError as error:
+        flash(str(error), "error")
+        return _report_page(digest, form, 400)
+    audit_action("schedule_edit", target=f"digest {digest_id}",
+                 outcome="ok" if changed else "failed")
+    if changed:
+        flash(f"Saved: it goes out {local_time(digest.send_at, newsletter_zone())}.", "ok")
+    else:
+        flash("This issue is no longer scheduled (it started or was cancelled): "
+              "nothing was changed.", "error")
+    return redirect(url_for("admin.digest_report", digest_id=digest_id))
+
+
+@bp.get("/digests/<int:digest_id>/progress")
+@allow(Role.EDITOR)
+def digest_progress(digest_id: int):
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    return jsonify(status=digest.status.value, **digests.progress(digest_id))
+
+
+_CONTROLS = {  # action: (service, what the editor is told)
+    "pause": (digests.pause, "Issue paused."),
+    "resume": (digests.resume, "Issue resumed."),
+    "cancel": (digests.cancel, "Issue cancelled; its articles are free for a new issue."),
+    "start": (lambda digest_id: digests.start_draft(digest_id) is not None, "Sending started."),
+    "discard": (digests.discard, "Draft discarded; its articles go into the next issue."),
+}
+
+
+@bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, start, discard):action>")
+@allow(Role.EDITOR)
+def control_digest(digest_id: int, action: str):
+    if action == "resume" and guard.paused_by_guard(db.session.get(Digest, digest_id)):
+        flash("The deliverability guard paused this send: confirm below to resume it.", "error")
+        return redirect(url_for("admin.digest_report", digest_id=digest_id))
+    service, done = _CONTROLS[action]
+    changed = service(digest_id)
+    audit_action(action, target=f"digest {digest_id}", outcome="ok" if changed else "failed")
+    if changed:
+        flash(done, "ok")
+    else:
+        past = "cancelled" if action == "cancel" else action.rstrip("e") + "ed"
+        flash(f"This issue cannot be {past} in its current state.", "error")
+    return redirect(url_for("admin.digest_report", digest_id=digest_id))
