@@ -91,7 +91,7 @@ def read_address_token(token: str) -> AddressClaim:
     return AddressClaim(*payload)
 
 
-# Unsubscribe links carry the subscriber's random ``unsubscribe_key`` (see models.py).
+# Unsubscribe links carry the subscriber's random ``unsubscribe_key`` (see models/readers.py).
 # Mails sent before it existed carry ``URLSafeSerializer(SECRET_KEY).dumps(id)``
 # ("MTIz.<signature>"): still accepted while LEGACY_UNSUBSCRIBE_LINKS is on, so
 # every mail already in an inbox can still unsubscribe.

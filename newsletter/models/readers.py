@@ -1,0 +1,249 @@
+"""Readers: subscribers, their consent log, the confirmation outbox and CSV imports."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from newsletter.extensions import db
+from newsletter.models.base import (
+    UTCDateTime,
+    enum_column,
+    new_token_nonce,
+    new_unsubscribe_key,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from newsletter.models.content import Topic
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"  # asked to subscribe, has not confirmed
+    ACTIVE = "active"  # confirmed; receives mail
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"  # a hard bounce: the address does not exist
+
+
+class ConsentAction(enum.StrEnum):
+    """What happened to a reader: consent given or withdrawn, and every other change
+    of their status or data, so their page tells the whole story."""
+
+    SUBSCRIBE_REQUESTED = "subscribe_requested"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    CONFIRMATION_RESENT = "confirmation_resent"  # an editor asked for another mail
+    EDITED = "edited"  # an editor changed the address or name
+    BOUNCED = "bounced"
+    REACTIVATED = "reactivated"  # an owner said a bounced address works again
+    ERASED = "erased"
+    # From the preference centre: the detail says what changed.
+    PREFERENCES_CHANGED = "preferences_changed"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    ADDRESS_CHANGE_REQUESTED = "address_change_requested"
+    ADDRESS_CHANGED = "address_changed"
+
+
+class ConsentSource(enum.StrEnum):
+    FORM = "form"
+    API = "api"
+    IMPORT = "import"
+    ONE_CLICK = "one-click"
+    LINK = "link"
+    FEEDBACK_LOOP = "feedback-loop"  # a spam complaint (ARF report or a provider's webhook)
+    EDITOR = "editor"  # by hand in the workspace; the event's detail names the editor
+    BOUNCE = "bounce"  # the mail system: an SMTP refusal or a bounce report
+
+
+class Cadence(enum.StrEnum):
+    """How often a reader gets their digest."""
+
+    WEEKLY = "weekly"
+    DAILY = "daily"
+
+
+class Subscriber(db.Model):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))  # as given
+    email_normalized: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[SubscriberStatus] = mapped_column(
+        enum_column(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING,
+        index=True,
+    )
+    # Rotated on every state change so that a used confirmation link cannot be replayed.
+    token_nonce: Mapped[str] = mapped_column(String(32), default=new_token_nonce)
+    # The token in unsubscribe (and future preference) links: random, not the row id,
+    # and independent of SECRET_KEY, so a key rotation does not break old mails' links.
+    unsubscribe_key: Mapped[str] = mapped_column(String(32), unique=True,
+                                                 default=new_unsubscribe_key)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow
+    )
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cadence: Mapped[Cadence] = mapped_column(enum_column(Cadence, "cadence"),
+                                             default=Cadence.WEEKLY,
+                                             server_default=Cadence.WEEKLY.value)
+    # No digest until this moment (the reader asked for a break); NULL = not paused.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A new address the reader asked for, until they confirm it from a mail sent there;
+    # mail keeps going to ``email`` meanwhile.
+    pending_email: Mapped[str | None] = mapped_column(String(254))
+
+    # The topics this reader chose; none = everything (so existing readers keep it all).
+    topics: Mapped[list[Topic]] = relationship(secondary="subscriber_topics",
+                                               order_by="Topic.position, Topic.id")
+    consent_events: Mapped[list[ConsentEvent]] = relationship(
+        back_populates="subscriber", order_by="ConsentEvent.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id} {self.status.value}>"
+
+
+class ConsentEvent(db.Model):
+    """Append-only evidence of consent: never updated, never deleted."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    action: Mapped[ConsentAction] = mapped_column(enum_column(ConsentAction, "consent_action"))
+    source: Mapped[ConsentSource] = mapped_column(enum_column(ConsentSource, "consent_source"))
+    email: Mapped[str] = mapped_column(String(254))  # the address at that moment
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="consent_events")
+
+
+class MailTemplate(enum.StrEnum):
+    CONFIRM = "confirm"
+    WELCOME = "welcome"
+    UNSUBSCRIBE_LINK = "unsubscribe_link"  # asked for from a bad unsubscribe link's page
+    CHANGE_ADDRESS = "change_address"  # to the reader's pending_email
+
+
+class OutboxMail(db.Model):
+    """A mail to one subscriber that is owed until ``sent_at`` is set.
+
+    Rows are written in the same transaction as the request that owes them, so
+    a mail is never lost when Redis is down: the sweeper re-enqueues owed rows.
+    """
+
+    __tablename__ = "outbox_mails"
+    __table_args__ = (Index("ix_outbox_mails_owed", "sent_at", "requested_at"),
+                      Index("ix_outbox_mails_subscriber", "subscriber_id", "template"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    template: Mapped[MailTemplate] = mapped_column(enum_column(MailTemplate, "mail_template"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class RequestKind(enum.StrEnum):
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE_LINK = "unsubscribe_link"  # "send me my unsubscribe link"
+
+
+class SubscribeRequest(db.Model):
+    """A subscribe request as received, until a worker has decided what it leads to.
+
+    The web answers every request after writing one of these rows, whatever the
+    address's state, so the answer's timing says nothing about who subscribed.
+    Deleted when processed: the consent log keeps the evidence.
+    """
+
+    __tablename__ = "subscribe_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))  # as typed
+    name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[ConsentSource] = mapped_column(enum_column(ConsentSource, "consent_source"))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Both kinds share the answer, the timing and the per-mailbox limits.
+    kind: Mapped[RequestKind] = mapped_column(enum_column(RequestKind, "request_kind"),
+                                              default=RequestKind.SUBSCRIBE,
+                                              server_default=RequestKind.SUBSCRIBE.value)
+    # The reader's choices, applied only while the address is not yet confirmed:
+    # space-separated topic slugs ("" = everything) and a cadence; NULL = not asked.
+    topics: Mapped[str | None] = mapped_column(Text)
+    cadence: Mapped[str | None] = mapped_column(String(16))
+
+
+class ConfirmationSend(db.Model):
+    """One confirmation mail owed, counted against its mailbox's and domain's limits.
+
+    ``mailbox_key`` is a keyed hash of the canonical mailbox (no address in clear);
+    rows older than a day are purged.
+    """
+
+    __tablename__ = "confirmation_sends"
+    __table_args__ = (Index("ix_confirmation_sends_mailbox", "mailbox_key", "sent_at"),
+                      Index("ix_confirmation_sends_domain", "domain", "sent_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_key: Mapped[str] = mapped_column(String(64))
+    domain: Mapped[str] = mapped_column(String(255))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConfirmationLock(db.Model):
+    """A row per canonical mailbox (and per domain) to lock around check-and-record:
+    concurrent workers decide one at a time for one mailbox."""
+
+    __tablename__ = "confirmation_locks"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImportStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ImportJob(db.Model):
+    """A CSV import (a check, or the write) run by a worker from a file in
+    ``instance/imports/``, reporting its progress here as it goes."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    editor_id: Mapped[int | None] = mapped_column()
+    upload: Mapped[str] = mapped_column(String(32))
+    consent: Mapped[str | None] = mapped_column(Text)
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[ImportStatus] = mapped_column(enum_column(ImportStatus, "import_status"),
+                                                 default=ImportStatus.QUEUED)
+    total_bytes: Mapped[int] = mapped_column(default=0)
+    bytes_done: Mapped[int] = mapped_column(default=0)
+    rows_done: Mapped[int] = mapped_column(default=0)
+    valid: Mapped[int] = mapped_column(default=0)
+    duplicates: Mapped[int] = mapped_column(default=0)
+    invalid_count: Mapped[int] = mapped_column(default=0)
+    # The first 200 [line, value, why] of each kind (before 0011: invalid as [line, why]).
+    invalid_sample: Mapped[list] = mapped_column(JSON, default=list)
+    duplicate_sample: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
