@@ -132,7 +132,8 @@ def seed(app, base: str, mailbox) -> dict:
         articles.add_article(ArticleInput(title=LONG_WORD + "2", url=LONG_URL + "2"), "editor")
         upload = subscriber_lists.keep_upload(
             f"email,name\n{LONG_WORD}@{LONG_URL}\n{LONG_ADDRESS}\n{LONG_ADDRESS}\n".encode())
-        ids["import_job"] = subscriber_lists.start_import_job(upload, None, True, None).id
+        with unit_of_work():
+            ids["import_job"] = subscriber_lists.start_import_job(upload, None, True, None).id
         run_import(ids["import_job"])  # or the worker does; both is one
     wait_for_import(app, ids["import_job"])
     (mailbox / "1700000000-1.eml").write_text(

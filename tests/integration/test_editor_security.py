@@ -17,6 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select, update
 
 from newsletter.config import DEFAULT_SECRET_KEY
+from newsletter.db import unit_of_work
 from newsletter.editors import accounts, sessions, two_factor
 from newsletter.extensions import db
 from newsletter.models import (
@@ -753,7 +754,8 @@ def test_a_file_broken_after_its_first_bytes_fails_the_job_clearly(app, client, 
     data = b"email\n" + b"".join(b"r%d@example.com\n" % n for n in range(5000)) + b"\xff\xfe\n"
     with app.app_context():
         upload = subscriber_lists.keep_upload(data)
-        job = subscriber_lists.start_import_job(upload, None, True, None)
+        with unit_of_work():
+            job = subscriber_lists.start_import_job(upload, None, True, None)
         run_import(job.id)
         job = subscriber_lists.import_job(job.id)
         assert job.status == ImportStatus.FAILED and "not UTF-8" in job.error
