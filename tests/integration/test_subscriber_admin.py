@@ -80,7 +80,7 @@ def test_an_editor_adds_readers_under_the_import_rules(app, client):
         assert db.session.query(Subscriber).count() == 3  # ada, bob, erased eve
 
 
-def test_edit_unsubscribe_and_resend_by_hand_are_in_the_history(app, client):
+def test_edit_unsubscribe_and_resend_by_hand_are_in_the_history(app, client, monkeypatch):
     token = logged_in(app, client)
     client.post("/admin/subscribers/new", data={"csrf_token": token, "email": "bob@example.com"})
     client.post("/admin/subscribers/new", data={"csrf_token": token, "email": "cy@example.com"})
@@ -101,7 +101,7 @@ def test_edit_unsubscribe_and_resend_by_hand_are_in_the_history(app, client):
     assert "Nothing changed" in client.get(same.headers["Location"]).get_data(as_text=True)
 
     # The new address is a mailbox of its own for the limits: one mail now, then wait.
-    app.config["CONFIRM_MAIL_INTERVAL"] = 3600
+    monkeypatch.setitem(app.config, "CONFIRM_MAIL_INTERVAL", 3600)
     resent = client.post(f"/admin/subscribers/{bob.id}/resend", data={"csrf_token": token},
                          follow_redirects=True)
     assert "on its way" in resent.get_data(as_text=True)
