@@ -1,10 +1,11 @@
 """Subscribe, double opt-in confirmation and unsubscribe.
 
-A subscribe request is recorded as it came (``subscribe_requests``) and decided
-by a worker under a lock on its canonical mailbox (``process_request``). Every
-other state change goes through a conditional UPDATE (``WHERE status = ...``),
-so concurrent requests make exactly one change, and each change appends a
-consent event in the same transaction.
+A subscribe request is recorded as it came (``subscribe_requests``; this module
+is the only one that writes those rows) and decided by a worker under a lock on
+its canonical mailbox (``decide_request``). A reader's status changes only
+through ``readers.status``: a conditional UPDATE, so concurrent requests make
+exactly one change, with its consent event in the same transaction. Nothing here
+commits: the view, command or task that calls it does.
 """
 
 from __future__ import annotations
