@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from newsletter.content import article_files, articles, feeds, topics
+from newsletter.db import commit_each, unit_of_work
 from newsletter.delivery import outbox
 from newsletter.editors import accounts, audit
 from newsletter.extensions import db
@@ -35,6 +36,8 @@ def register(app: Flask) -> None:
     def send_owed_mails():
         """Enqueue unprocessed subscribe requests and owed confirmation and welcome mails
         (what the beat does each minute)."""
+        with unit_of_work():
+            subscriptions.forget_old_limits()
         click.echo(f"enqueued {subscriptions.enqueue_unprocessed()} subscribe request(s)")
         click.echo(f"enqueued {outbox.enqueue_owed()} owed mail(s)")
 
@@ -210,12 +213,13 @@ def import_subscribers(file, consent: str | None, dry_run: bool, wait: bool, her
     upload = subscriber_lists.keep_upload(io.BytesIO(head))
     with open(subscriber_lists.upload_path(upload), "ab") as kept:
         shutil.copyfileobj(file, kept, 1024 * 1024)
-    job = subscriber_lists.start_import_job(upload, consent, dry_run, editor_id=None)
+    with unit_of_work():
+        job = subscriber_lists.start_import_job(upload, consent, dry_run, editor_id=None)
     audit.record(audit.CLI, "import_check" if dry_run else "import",
                  target=f"import job {job.id}",
                  detail=f"consent: {consent}" if consent else "with confirmation mails")
     if here:
-        subscriber_lists.run_import_job(job.id)
+        commit_each(subscriber_lists.import_job_steps(job.id))
     elif not wait:
         click.echo(f"import job {job.id} queued")
         return

@@ -9,7 +9,7 @@ functions that say so in their docstring.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.orm import scoped_session
@@ -27,3 +27,17 @@ def unit_of_work() -> Iterator[scoped_session]:
         db.session.rollback()
         raise
     db.session.commit()
+
+
+_DONE = object()
+
+
+def commit_each(steps: Iterable[object]) -> None:
+    """Drive a service that yields after each item (an import's chunk): the writes up
+    to each yield are one unit of work, committed there; one that raises is rolled
+    back and ends the run."""
+    steps = iter(steps)
+    while True:
+        with unit_of_work():
+            if next(steps, _DONE) is _DONE:
+                return

@@ -256,10 +256,10 @@ def process_subscribe_requests(app) -> int:
     """Decide every recorded subscribe request now, as the worker's task does, for
     tests about what a request leads to rather than about the worker."""
     from newsletter.extensions import db
-    from newsletter.readers import subscriptions
+    from workers.tasks import decide_subscribe_requests
 
     with app.app_context():
-        decided = subscriptions.process_pending(gather_seconds=0)
+        decided = decide_subscribe_requests(gather_seconds=0)
         db.session.remove()
     return decided
 

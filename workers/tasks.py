@@ -6,6 +6,7 @@ from newsletter import jobs
 from newsletter.bounces import imap, intake
 from newsletter.config import FEED_DEADLINE_MAX
 from newsletter.content import feeds
+from newsletter.db import commit_each, unit_of_work
 from newsletter.delivery import dispatch, guard, outbox
 from newsletter.editors import editor_mail
 from newsletter.issues import digests
@@ -19,12 +20,28 @@ def send_outbox_mail(mail_id: int) -> None:
 
 @shared_task(name=jobs.PROCESS_SUBSCRIBE_REQUESTS)
 def process_subscribe_requests() -> None:
-    subscriptions.process_pending()
+    decide_subscribe_requests()
+
+
+def decide_subscribe_requests(gather_seconds: float = subscriptions.GATHER_SECONDS) -> int:
+    """Each recorded subscribe request decided in a transaction of its own (the
+    mailbox's lock is held until it commits); returns how many this copy decided."""
+    decided = 0
+    for request_id in subscriptions.pending_request_ids(gather_seconds):
+        with unit_of_work():
+            decision = subscriptions.decide_request(request_id)
+        if decision.mail_id is not None:
+            # Sent right away by this task, so mails are spaced as the limit decided.
+            outbox.send(decision.mail_id)
+        decided += decision.decided
+    return decided
 
 
 @shared_task(name=jobs.SEND_OWED_MAILS)
 def send_owed_mails() -> None:
-    subscriptions.enqueue_unprocessed()
+    with unit_of_work():
+        subscriptions.forget_old_limits()
+    subscriptions.enqueue_unprocessed()  # publishes with no lock held
     outbox.enqueue_owed()
     editor_mail.enqueue_owed()
 
@@ -85,7 +102,8 @@ def poll_bounce_mailbox() -> None:
 
 @shared_task(name=jobs.PURGE_BOUNCE_REPORTS)
 def purge_bounce_reports() -> None:
-    intake.purge_raw_reports()
+    with unit_of_work():
+        intake.purge_raw_reports()
 
 
 @shared_task(name=jobs.DISCARD_STALE_UPLOADS)
@@ -95,4 +113,5 @@ def discard_stale_uploads() -> None:
 
 @shared_task(name=jobs.RUN_IMPORT)
 def run_import(job_id: int) -> None:
-    subscriber_lists.run_import_job(job_id)
+    # Committed after the claim and after each chunk, so progress shows.
+    commit_each(subscriber_lists.import_job_steps(job_id))

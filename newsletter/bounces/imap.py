@@ -1,7 +1,7 @@
 """A bounce mailbox polled over IMAP, for setups that only have a mailbox.
 
-Each message is read, recorded by ``intake.receive_mail`` (which commits),
-and only then moved to the processed folder: a crash in between leaves it in
+Each message is read, recorded by ``intake.receive_mail`` in a transaction of
+its own, committed, and only then moved to the processed folder: a crash in between leaves it in
 the inbox, and reading it again is harmless (the same bytes are one event).
 TLS always: ``imaps://`` (implicit) or ``imap://`` with STARTTLS required; the
 certificate is verified (BOUNCE_IMAP_CA_FILE to trust a private CA).
@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flask import current_app
 
 from newsletter.bounces import intake
-from newsletter.extensions import db
+from newsletter.db import unit_of_work
 from newsletter.models import BounceSource
 
 log = logging.getLogger(__name__)
@@ -128,17 +128,18 @@ def _process(connection: imaplib.IMAP4, uid: bytes) -> str | None:
     size = int(match.group(1))
     try:
         if size > limit:  # not downloaded: recorded as too large, with its size
-            outcome = intake.receive_oversized(size, BounceSource.IMAP)
+            with unit_of_work():
+                outcome = intake.receive_oversized(size, BounceSource.IMAP)
         else:
             status, data = connection.uid("FETCH", uid, "(BODY.PEEK[])")
             raw = next((part[1] for part in data if isinstance(part, tuple)), None)
             if status != "OK" or raw is None:
                 return None
-            outcome = intake.receive_mail(raw, BounceSource.IMAP)
+            with unit_of_work():  # committed before the message is moved
+                outcome = intake.receive_mail(raw, BounceSource.IMAP)
     except (OSError, imaplib.IMAP4.error, ssl.SSLError):
         raise
     except Exception:  # e.g. the database is down: leave the message where it is
-        db.session.rollback()
         log.exception("bounce mailbox: uid %s not recorded; left in the mailbox", uid.decode())
         return None
     log.info("bounce mailbox: uid %s: %s", uid.decode(), outcome.summary)

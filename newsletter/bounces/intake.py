@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.bounces import dsn
 from newsletter.editors import accounts
@@ -34,8 +34,6 @@ from newsletter.models import (
     BounceKind,
     BounceMessage,
     BounceSource,
-    ConsentAction,
-    ConsentEvent,
     ConsentSource,
     Delivery,
     DeliveryStatus,
@@ -43,10 +41,9 @@ from newsletter.models import (
     MailTemplate,
     OutboxMail,
     Subscriber,
-    SubscriberStatus,
-    new_token_nonce,
     utcnow,
 )
+from newsletter.readers import status
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +62,8 @@ class Outcome:
 
 def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None = None
                  ) -> Outcome:
-    """Record one mailed report (DSN, ARF, anything sent to the bounce address)."""
+    """Record one mailed report (DSN, ARF, anything sent to the bounce address), in the
+    caller's transaction: the report is recorded once that commits."""
     limit = current_app.config["BOUNCE_MAX_SIZE"]
     fingerprint = dsn.fingerprint_of(raw)
     if db.session.scalar(select(BounceEvent.id).where(
@@ -105,8 +103,15 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
                    reason=(failure.reason if failure and failure.reason else report.reason),
                    raw_message_id=stored.id, dedup_key=f"mail:{report.fingerprint}")
     if event is None:
+        _discard(stored)
         return Outcome([], "duplicate: this report was recorded before")
     return Outcome([event.id], f"{event.kind.value}: {event.action}")
+
+
+def _discard(stored: BounceMessage | None) -> None:
+    """A duplicate report's bytes are not kept a second time."""
+    if stored is not None:
+        db.session.delete(stored)
 
 
 def receive_oversized(size: int, source: BounceSource) -> Outcome:
@@ -145,14 +150,11 @@ def subscriber_for(ref: verp.DeliveryRef) -> Subscriber | None:
 def _park(stored: BounceMessage | None, source: BounceSource, problem: str, *,
           dedup: str | None, provider: str | None = None) -> Outcome:
     """Keep a report we do not act on, with the reason; logged once, no reader changed."""
-    event = BounceEvent(kind=BounceKind.UNPARSED, source=source, provider=provider,
-                        reason=problem[:2000], action="parked: changed no reader",
-                        raw_message_id=stored.id if stored else None, dedup_key=dedup)
-    db.session.add(event)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+    event = _add_event(kind=BounceKind.UNPARSED, source=source, provider=provider,
+                       reason=problem[:2000], action="parked: changed no reader",
+                       raw_message_id=stored.id if stored else None, dedup_key=dedup)
+    if event is None:
+        _discard(stored)
         return Outcome([], "duplicate: this report was recorded before")
     log.warning("bounce report parked (%s): %s", source.value, problem)
     return Outcome([event.id], f"parked: {problem}")
@@ -162,6 +164,18 @@ def park_webhook(problem: str, provider: str, dedup: str | None = None) -> Outco
     return _park(None, BounceSource.WEBHOOK, problem, dedup=dedup, provider=provider)
 
 
+def _add_event(**values) -> BounceEvent | None:
+    """Insert a bounce event; None when its dedup_key was recorded before. ON CONFLICT
+    DO NOTHING rather than catching the IntegrityError: the caller's transaction, which
+    may hold other reports (a webhook's batch), stays usable."""
+    dialect = db.session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    event_id = db.session.scalar(
+        upsert(BounceEvent.__table__).values(**values)
+        .on_conflict_do_nothing(index_elements=["dedup_key"]).returning(BounceEvent.id))
+    return None if event_id is None else db.session.get(BounceEvent, event_id)
+
+
 # --- the policy -------------------------------------------------------------------
 
 def record(kind: BounceKind, source: BounceSource, subscriber_id: int, *,
@@ -169,18 +183,15 @@ def record(kind: BounceKind, source: BounceSource, subscriber_id: int, *,
            provider: str | None = None, status_code: str | None = None, reason: str = "",
            raw_message_id: int | None = None, dedup_key: str | None = None
            ) -> BounceEvent | None:
-    """Record one believed event and apply the policy; None when it is a duplicate."""
+    """Record one believed event and apply the policy (in the caller's transaction);
+    None when it is a duplicate."""
     ref = ref or verp.DeliveryRef(subscriber_id=subscriber_id)
-    event = BounceEvent(kind=kind, source=source, provider=(provider or None) and provider[:64],
-                        subscriber_id=subscriber_id, digest_id=ref.digest_id,
-                        outbox_mail_id=ref.outbox_mail_id, recipient=(recipient or "")[:254],
-                        status_code=status_code, reason=(reason or kind.value)[:2000],
-                        raw_message_id=raw_message_id, dedup_key=dedup_key)
-    db.session.add(event)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
+    event = _add_event(kind=kind, source=source, provider=(provider or None) and provider[:64],
+                       subscriber_id=subscriber_id, digest_id=ref.digest_id,
+                       outbox_mail_id=ref.outbox_mail_id, recipient=(recipient or "")[:254],
+                       status_code=status_code, reason=(reason or kind.value)[:2000],
+                       raw_message_id=raw_message_id, dedup_key=dedup_key)
+    if event is None:
         return None
     if kind is BounceKind.HARD:
         event.action = _mark_bounced(subscriber_id, "hard bounce")
@@ -188,7 +199,7 @@ def record(kind: BounceKind, source: BounceSource, subscriber_id: int, *,
         event.action = _score_soft(subscriber_id, event, ref)
     elif kind is BounceKind.COMPLAINT:
         event.action = _complaint(subscriber_id, provider)
-    db.session.commit()
+    db.session.flush()
     log.info("bounce event %s for subscriber %s: %s, %s", event.id, subscriber_id,
              kind.value, event.action)
     if ref.digest_id is not None:
@@ -199,23 +210,10 @@ def record(kind: BounceKind, source: BounceSource, subscriber_id: int, *,
 
 
 def _mark_bounced(subscriber_id: int, why: str) -> str:
-    changed = db.session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id,
-               Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]))
-        .values(status=SubscriberStatus.BOUNCED, updated_at=utcnow())).rowcount
-    if not changed:
+    if not status.change(subscriber_id, status.Change.BOUNCE,
+                         status.Origin(ConsentSource.BOUNCE), detail=why):
         return "reader was not active: unchanged"
-    _log_status(subscriber_id, ConsentAction.BOUNCED, ConsentSource.BOUNCE, why)
     return f"reader marked bounced ({why})"
-
-
-def _log_status(subscriber_id: int, action: ConsentAction, source: ConsentSource,
-                detail: str) -> None:
-    """The change in the reader's history too (part of the caller's transaction)."""
-    email = db.session.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id))
-    db.session.add(ConsentEvent(subscriber_id=subscriber_id, action=action, source=source,
-                                email=email, detail=detail))
 
 
 def _score_soft(subscriber_id: int, event: BounceEvent, ref: verp.DeliveryRef) -> str:
@@ -269,21 +267,10 @@ def _streak_start(subscriber_id: int, ref: verp.DeliveryRef):
 
 
 def _complaint(subscriber_id: int, provider: str | None) -> str:
-    now = utcnow()
-    changed = db.session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id,
-               Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING,
-                                      SubscriberStatus.BOUNCED]))
-        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now,
-                token_nonce=new_token_nonce())).rowcount
-    if not changed:
+    if not status.change(subscriber_id, status.Change.UNSUBSCRIBE,
+                         status.Origin(ConsentSource.FEEDBACK_LOOP),
+                         detail=f"complaint via {provider or 'an unnamed'} feedback loop"):
         return "reader was already unsubscribed: unchanged"
-    subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
-    db.session.add(ConsentEvent(
-        subscriber_id=subscriber_id, action=ConsentAction.UNSUBSCRIBED,
-        source=ConsentSource.FEEDBACK_LOOP, email=subscriber.email,
-        detail=f"complaint via {provider or 'an unnamed'} feedback loop"))
     return "reader unsubscribed (complaint)"
 
 
@@ -291,18 +278,14 @@ def reactivate(subscriber_id: int, editor: Editor) -> bool:
     """An owner says a bounced address works again (e.g. the reader wrote in)."""
     if not accounts.is_owner(editor):
         return False
-    changed = db.session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id, Subscriber.status == SubscriberStatus.BOUNCED)
-        .values(status=SubscriberStatus.ACTIVE, updated_at=utcnow())).rowcount == 1
+    changed = status.change(subscriber_id, status.Change.REACTIVATE,
+                            status.Origin(ConsentSource.EDITOR),
+                            detail=f"bounced address reactivated by {editor.email}")
     if changed:
         db.session.add(BounceEvent(kind=BounceKind.REACTIVATED, source=BounceSource.EDITOR,
                                    subscriber_id=subscriber_id,
                                    reason=f"reactivated by {editor.email}",
                                    action="reader active again; soft-bounce score reset"))
-        _log_status(subscriber_id, ConsentAction.REACTIVATED, ConsentSource.EDITOR,
-                    f"bounced address reactivated by {editor.email}")
-    db.session.commit()
     return changed
 
 
@@ -325,7 +308,6 @@ def purge_raw_reports() -> int:
     purged = db.session.execute(update(BounceMessage).where(
         BounceMessage.received_at < cutoff, BounceMessage.raw.is_not(None))
         .values(raw=None)).rowcount
-    db.session.commit()
     return purged
 
 

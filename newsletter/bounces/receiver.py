@@ -58,11 +58,13 @@ class BounceHandler:
 
     def _store(self, data: bytes, recipients: list[str]) -> str:
         from newsletter.bounces import intake
+        from newsletter.db import unit_of_work
         from newsletter.extensions import db
 
         with self.app.app_context():
             try:
-                return intake.receive_mail(data, BounceSource.SMTP, recipients).summary
+                with unit_of_work():  # the 250 goes out only once this has committed
+                    return intake.receive_mail(data, BounceSource.SMTP, recipients).summary
             finally:
                 db.session.remove()
 

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, insert, select, text, update
+from sqlalchemy import and_, bindparam, select, text, update
 
 from newsletter.delivery import guard
 from newsletter.delivery.relay import Relay, SendRate
@@ -37,8 +37,6 @@ from newsletter.mail.links import external_url, url_adapter
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.mail.verp import DigestSenders, feedback_id
 from newsletter.models import (
-    ConsentAction,
-    ConsentEvent,
     ConsentSource,
     Delivery,
     DeliveryStatus,
@@ -50,6 +48,7 @@ from newsletter.models import (
     UTCDateTime,
     utcnow,
 )
+from newsletter.readers import status as reader_status
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -321,17 +320,12 @@ class Batch:
             values.update(status=DeliveryStatus.UNKNOWN.value, last_error=result.detail)
         else:  # FAILED or BOUNCED
             values.update(status=DeliveryStatus.FAILED.value, last_error=result.detail)
-            if result.outcome is Outcome.BOUNCED and self.ledger.execute(
-                    update(Subscriber)
-                    .where(Subscriber.id == row.subscriber_id,
-                           Subscriber.status == SubscriberStatus.ACTIVE)
-                    .values(status=SubscriberStatus.BOUNCED, updated_at=now)).rowcount:
-                self.ledger.execute(insert(ConsentEvent.__table__).values(  # the reader's history
-                    subscriber_id=row.subscriber_id, action=ConsentAction.BOUNCED,
-                    source=ConsentSource.BOUNCE, created_at=now,
-                    email=select(Subscriber.email).where(
-                        Subscriber.id == row.subscriber_id).scalar_subquery(),
-                    detail=f"refused when sent: {result.detail}"[:1000]))
+            if result.outcome is Outcome.BOUNCED:  # only an active reader: as it was sent
+                reader_status.change_on(
+                    self.ledger, row.subscriber_id, reader_status.Change.BOUNCE,
+                    reader_status.Origin(ConsentSource.BOUNCE),
+                    Subscriber.status == SubscriberStatus.ACTIVE,
+                    detail=f"refused when sent: {result.detail}"[:1000])
         if result is not None and result.outcome is not Outcome.SENT:
             log.warning("delivery %s %s: %s", row.delivery_id, values["status"],
                         values["last_error"])

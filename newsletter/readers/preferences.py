@@ -28,12 +28,11 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import privacy
+from newsletter.readers.status import Origin, record
 from newsletter.readers.subscriptions import (
     LinkUsed,
-    Origin,
     find_subscriber,
     lock_key,
-    log_consent,
     mailbox_key,
     may_send_requested_mail,
     subscriber_for_unsubscribe_token,
@@ -80,8 +79,7 @@ def update_choices(token: str, topic_slugs: list[str], cadence: str, origin: Ori
     topics.set_reader_topics(subscriber, chosen)
     topics.set_cadence(subscriber, new_cadence)
     detail = f"topics={','.join(t.slug for t in chosen) or '(all)'}; cadence={new_cadence.value}"
-    log_consent(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, detail)
-    db.session.commit()
+    record(subscriber.id, ConsentAction.PREFERENCES_CHANGED, origin, detail)
 
 
 def rename(token: str, name: str, origin: Origin) -> None:
@@ -89,8 +87,7 @@ def rename(token: str, name: str, origin: Origin) -> None:
     if not isinstance(name, str) or not name.strip():
         raise PreferenceError("Enter your name.")
     subscriber.name = check_name(name)
-    log_consent(subscriber, ConsentAction.PREFERENCES_CHANGED, origin, "name changed")
-    db.session.commit()
+    record(subscriber.id, ConsentAction.PREFERENCES_CHANGED, origin, "name changed")
 
 
 def pause(token: str, weeks: object, origin: Origin) -> None:
@@ -100,9 +97,8 @@ def pause(token: str, weeks: object, origin: Origin) -> None:
         raise PreferenceError("A pause lasts 2, 4 or 8 weeks.")
     until = utcnow() + timedelta(weeks=int(weeks))
     topics.pause_reader(subscriber, until)
-    log_consent(subscriber, ConsentAction.PAUSED, origin,
+    record(subscriber.id, ConsentAction.PAUSED, origin,
                 f"until {until.isoformat(timespec='minutes')}")
-    db.session.commit()
 
 
 def resume(token: str, origin: Origin) -> None:
@@ -110,8 +106,7 @@ def resume(token: str, origin: Origin) -> None:
     if subscriber.paused_until is None:
         return  # nothing to resume: repeating the click logs nothing new
     topics.pause_reader(subscriber, None)
-    log_consent(subscriber, ConsentAction.RESUMED, origin)
-    db.session.commit()
+    record(subscriber.id, ConsentAction.RESUMED, origin)
 
 
 def request_address_change(token: str, new_email: object, origin: Origin) -> None:
@@ -127,14 +122,13 @@ def request_address_change(token: str, new_email: object, origin: Origin) -> Non
     if address.normalized == subscriber.email_normalized:
         raise PreferenceError("That is the address we send to already.")
     lock_key("mailbox:" + mailbox_key(address.canonical))  # held until commit
-    log_consent(subscriber, ConsentAction.ADDRESS_CHANGE_REQUESTED, origin, address.given)
+    record(subscriber.id, ConsentAction.ADDRESS_CHANGE_REQUESTED, origin, address.given)
     taken = find_subscriber(address.normalized) is not None or \
         privacy.is_suppressed(address.normalized)
     if not taken and may_send_requested_mail(address):
         subscriber.pending_email = address.given
         subscriber.token_nonce = new_token_nonce()  # a link to an earlier new address dies
         outbox.owe(subscriber.id, MailTemplate.CHANGE_ADDRESS)
-    db.session.commit()
 
 
 def reader_for_address_token(token: str) -> Subscriber:
@@ -172,8 +166,7 @@ def confirm_address_change(token: str, origin: Origin) -> Subscriber:
         db.session.rollback()
         raise LinkUsed("used or superseded")
     subscriber = db.session.get(Subscriber, claim.subscriber_id, populate_existing=True)
-    log_consent(subscriber, ConsentAction.ADDRESS_CHANGED, origin, f"from {old_email}")
-    db.session.commit()
+    record(subscriber.id, ConsentAction.ADDRESS_CHANGED, origin, f"from {old_email}")
     return subscriber
 
 
@@ -239,8 +232,7 @@ def set_preferences(subscriber_id: int, changes: dict, origin: Origin) -> Subscr
     topics.set_cadence(subscriber, new_cadence)
     if "pause_weeks" in changes:
         topics.pause_reader(subscriber, weeks and utcnow() + timedelta(weeks=weeks))
-    log_consent(subscriber, ConsentAction.PREFERENCES_CHANGED, origin,
+    record(subscriber.id, ConsentAction.PREFERENCES_CHANGED, origin,
          f"topics={','.join(t.slug for t in subscriber.topics) or '(all)'}; "
          f"cadence={new_cadence.value}; changed: {', '.join(sorted(changes)) or 'nothing'}")
-    db.session.commit()
     return subscriber

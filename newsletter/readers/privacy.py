@@ -18,10 +18,8 @@ from newsletter.models import (
     Delivery,
     OutboxMail,
     Subscriber,
-    SubscriberStatus,
-    new_token_nonce,
-    utcnow,
 )
+from newsletter.readers import status
 
 log = logging.getLogger(__name__)
 ERASED_PREFIX = "erased:"
@@ -58,9 +56,10 @@ def is_suppressed(email_normalized: str) -> bool:
         return False
     current = suppression_key(email_normalized)
     if found.email_normalized != current:  # a legacy hash: re-key it with the pepper
+        # Written with the caller's transaction (a worker's decision holds a mailbox
+        # lock until it commits).
         db.session.execute(update(Subscriber).where(Subscriber.id == found.id)
                            .values(email_normalized=current))
-        db.session.commit()
     return True
 
 
@@ -107,29 +106,27 @@ def erase_subscriber(subscriber_id: int) -> bool:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.email_normalized.startswith(ERASED_PREFIX):
         return False
-    subscriber.email_normalized = suppression_key(subscriber.email_normalized)
-    subscriber.email = f"erased-{subscriber.id}@erased.invalid"
-    subscriber.name = None
-    subscriber.pending_email = None
-    subscriber.status = SubscriberStatus.UNSUBSCRIBED
-    subscriber.unsubscribed_at = subscriber.unsubscribed_at or utcnow()
-    subscriber.token_nonce = new_token_nonce()
+    erased_email = f"erased-{subscriber.id}@erased.invalid"
     db.session.execute(
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id)
-        .values(email=subscriber.email, ip_address=None, user_agent=None))
+        .values(email=erased_email, ip_address=None, user_agent=None))
     # Editors' notes and SMTP replies are free text that may name the reader.
     db.session.execute(
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id,
                                    ConsentEvent.source.in_([ConsentSource.EDITOR,
                                                             ConsentSource.BOUNCE]))
         .values(detail=None))
-    db.session.add(ConsentEvent(subscriber_id=subscriber_id, action=ConsentAction.ERASED,
-                                source=ConsentSource.EDITOR, email=subscriber.email,
-                                detail="personal data erased; the address stays suppressed"))
     db.session.execute(  # an address change names the other address
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id,
                                    ConsentEvent.action.in_(ADDRESS_ACTIONS))
         .values(detail=None))
+    # Any status becomes unsubscribed; the event is written after the scrubbing above.
+    if not status.change(subscriber_id, status.Change.ERASE, status.Origin(ConsentSource.EDITOR),
+                         ~Subscriber.email_normalized.startswith(ERASED_PREFIX),
+                         detail="personal data erased; the address stays suppressed",
+                         email_normalized=suppression_key(subscriber.email_normalized),
+                         email=erased_email, name=None, pending_email=None):
+        return False  # erased meanwhile
     # SMTP replies quote the address ("550 <ada@example.com>: no such user"): free
     # text tied to the reader goes too; the rows stay (the ledger's counts need them).
     db.session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber_id)
@@ -137,6 +134,5 @@ def erase_subscriber(subscriber_id: int) -> bool:
     db.session.execute(update(OutboxMail).where(OutboxMail.subscriber_id == subscriber_id)
                        .values(last_error=None))
     intake.forget(subscriber_id)  # bounce reports name the address too
-    db.session.commit()
     log.info("subscriber %s erased", subscriber_id)
     return True

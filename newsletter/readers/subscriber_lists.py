@@ -14,7 +14,7 @@ import secrets
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,28 +22,24 @@ from typing import IO
 
 from flask import current_app
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from newsletter import jobs
 from newsletter.content.topics import reader_topic_slugs
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
 from newsletter.models import (
-    ConsentAction,
-    ConsentEvent,
     ConsentSource,
     ImportJob,
     ImportStatus,
     MailTemplate,
     OutboxMail,
     Subscriber,
-    SubscriberStatus,
     Topic,
-    new_token_nonce,
     subscriber_topics,
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit
+from newsletter.readers import status
 from newsletter.readers.privacy import suppression_keys
 
 log = logging.getLogger(__name__)
@@ -127,18 +123,22 @@ def read_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict]]:
 
 
 def import_csv(data: bytes, consent: str | None, *, dry_run: bool = False) -> ImportReport:
-    return import_stream(io.BytesIO(data), consent, dry_run=dry_run)
+    """The whole file in the caller's transaction."""
+    *_, report = import_stream(io.BytesIO(data), consent, dry_run=dry_run)
+    return report
 
 
-def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = False,
-                  progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
+def import_stream(stream: IO[bytes], consent: str | None, *,
+                  dry_run: bool = False) -> Iterator[ImportReport]:
     """With ``consent`` the addresses are recorded as already confirmed (a list moved
     from another tool, on the importer's word); without it each gets a confirmation,
     paced at SEND_RATE. A dry run reports the same figures and writes nothing.
 
-    Memory stays flat: when writing, each chunk is committed before the next one is
-    checked, so an address met earlier in the file is found in the database; a dry
-    run, which writes nothing, keeps what it met in a temporary file."""
+    Yields the report (the same object, updated) after each chunk, last after the
+    final one: the caller may commit there, so progress shows and a long import is
+    not one huge transaction. Memory stays flat: a written chunk is in the database
+    (an address met earlier in the file is found there); a dry run, which writes
+    nothing, keeps what it met in a temporary file."""
     report = ImportReport()
     seen = _SeenAddresses() if dry_run else None
     # normalized -> (given, name, line, topics)
@@ -162,13 +162,12 @@ def import_stream(stream: IO[bytes], consent: str | None, *, dry_run: bool = Fal
             if len(chunk) == CHUNK:
                 _flush(chunk, consent, report, pacer, seen)
                 chunk = {}
-                if progress:
-                    progress(report)
+                yield report
         _flush(chunk, consent, report, pacer, seen)
+        yield report
     finally:
         if seen:
             seen.close()
-    return report
 
 
 TWICE, KNOWN = "twice in the file", "already known"
@@ -225,55 +224,47 @@ def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: Impor
     keys = list(chunk) + [key for keys_of_one in hashed.values() for key in keys_of_one]
     known = set(db.session.scalars(select(Subscriber.email_normalized).where(
         Subscriber.email_normalized.in_(keys))))
-    new: list[dict] = []
-    now = utcnow()
+    new: dict[str, tuple[str, int]] = {}  # normalized -> (given, line)
+    rows, chosen_topics = [], {}
     for normalized, (given, name, line, chosen) in chunk.items():
         if normalized in known or not known.isdisjoint(hashed[normalized]):
             report.note_duplicate(line, given, KNOWN)
             continue
         report.valid += 1
         if not dry_run:
-            new.append({"email": given, "email_normalized": normalized, "name": name,
-                        "topic_ids": chosen,
-                        "status": SubscriberStatus.ACTIVE if consent else
-                        SubscriberStatus.PENDING, "confirmed_at": now if consent else None,
-                        "token_nonce": new_token_nonce(), "created_at": now,
-                        "updated_at": now})
-    if not new:
-        db.session.rollback()  # end the read transaction
+            new[normalized] = (given, line)
+            rows.append({"email": given, "email_normalized": normalized, "name": name})
+            chosen_topics[normalized] = chosen
+    if not rows:
         return
-    try:
-        _write_chunk(new, consent, pacer)
-    except IntegrityError:  # someone subscribed one of these meanwhile: check again
-        db.session.rollback()
-        report.valid -= len(new)
-        _import_chunk(chunk, consent, dry_run, report, pacer)
+    ids = _write_chunk(rows, chosen_topics, consent, pacer)
+    for normalized, (given, line) in new.items():
+        if normalized not in ids:  # someone subscribed it meanwhile
+            report.valid -= 1
+            report.note_duplicate(line, given, KNOWN)
 
 
-def _write_chunk(new: list[dict], consent: str | None, pacer: _ConfirmationPacer):
+def _write_chunk(rows: list[dict], chosen: dict[str, list[int]], consent: str | None,
+                 pacer: _ConfirmationPacer) -> dict[str, int]:
     """Core inserts (one multi-row statement each, not an ORM object per row)."""
-    chosen = {row["email_normalized"]: row.pop("topic_ids") for row in new}
-    ids = dict(db.session.execute(
-        insert(Subscriber).returning(Subscriber.email_normalized, Subscriber.id), new).all())
+    ids = status.enter_many(
+        rows, status.Change.JOIN_CONFIRMED if consent else status.Change.JOIN,
+        status.Origin(ConsentSource.IMPORT),
+        f"imported as confirmed: {consent}"[:1000] if consent else "imported")
     topic_rows = [{"subscriber_id": ids[normalized], "topic_id": topic_id}
-                  for normalized, topic_ids in chosen.items() for topic_id in topic_ids]
+                  for normalized, topic_ids in chosen.items() if normalized in ids
+                  for topic_id in topic_ids]
     if topic_rows:
         db.session.execute(insert(subscriber_topics), topic_rows)
-    action = ConsentAction.CONFIRMED if consent else ConsentAction.SUBSCRIBE_REQUESTED
-    detail = f"imported as confirmed: {consent}"[:1000] if consent else "imported"
-    now = new[0]["created_at"]
-    db.session.execute(insert(ConsentEvent), [
-        {"subscriber_id": ids[row["email_normalized"]], "action": action,
-         "source": ConsentSource.IMPORT, "email": row["email"], "detail": detail,
-         "created_at": now} for row in new])
-    if not consent:
+    if not consent and ids:
         # Owed now, due one by one at SEND_RATE: the outbox sweep publishes each to
         # the transactional queue when its time comes, so a big import neither floods
         # the relay nor holds a worker.
         db.session.execute(insert(OutboxMail), [
             {"subscriber_id": ids[row["email_normalized"]], "template": MailTemplate.CONFIRM,
-             "requested_at": pacer.next_slot(), "attempts": 0} for row in new])
-    db.session.commit()
+             "requested_at": pacer.next_slot(), "attempts": 0}
+            for row in rows if row["email_normalized"] in ids])
+    return ids
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula
@@ -312,32 +303,29 @@ def start_import_job(upload: str, consent: str | None, dry_run: bool,
     db.session.add(job)
     db.session.flush()
     enqueue_after_commit(jobs.RUN_IMPORT, job.id)
-    db.session.commit()
     return job
 
 
-def run_import_job(job_id: int) -> None:
-    """Run a queued job once (a duplicate task finds it claimed and returns)."""
+def import_job_steps(job_id: int) -> Iterator[None]:
+    """Run a queued job once (a duplicate task finds it claimed and stops), yielding
+    where the caller commits: after the claim, after each chunk with its progress,
+    and (when the generator ends) the outcome."""
     claimed = db.session.execute(update(ImportJob).where(
         ImportJob.id == job_id, ImportJob.status == ImportStatus.QUEUED)
         .values(status=ImportStatus.RUNNING)).rowcount
-    db.session.commit()
+    yield
     if not claimed:
         return
     job = db.session.get(ImportJob, job_id)
     path = _uploads() / f"{job.upload}.csv"
-
-    def progress(report: ImportReport) -> None:
-        db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
-            rows_done=report.rows, bytes_done=stream.tell(), valid=report.valid,
-            duplicates=report.duplicates, invalid_count=report.invalid_count))
-        db.session.commit()
-
-    values: dict = {"finished_at": utcnow()}
+    values: dict = {}
     try:
         with path.open("rb") as stream:
-            report = import_stream(stream, job.consent, dry_run=job.dry_run,
-                                   progress=progress)
+            for report in import_stream(stream, job.consent, dry_run=job.dry_run):
+                db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
+                    rows_done=report.rows, bytes_done=stream.tell(), valid=report.valid,
+                    duplicates=report.duplicates, invalid_count=report.invalid_count))
+                yield
     except (ListFileError, OSError) as error:
         db.session.rollback()
         values.update(status=ImportStatus.FAILED, error=str(error) if isinstance(
@@ -350,8 +338,8 @@ def run_import_job(job_id: int) -> None:
                       duplicate_sample=[list(item) for item in report.duplicate_lines])
         if not job.dry_run:
             discard_upload(job.upload)
+    values["finished_at"] = utcnow()
     db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
-    db.session.commit()
     log.info("import job %s: %s", job_id, values["status"])
 
 

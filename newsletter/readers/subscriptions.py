@@ -1,10 +1,11 @@
 """Subscribe, double opt-in confirmation and unsubscribe.
 
-A subscribe request is recorded as it came (``subscribe_requests``) and decided
-by a worker under a lock on its canonical mailbox (``process_request``). Every
-other state change goes through a conditional UPDATE (``WHERE status = ...``),
-so concurrent requests make exactly one change, and each change appends a
-consent event in the same transaction.
+A subscribe request is recorded as it came (``subscribe_requests``; this module
+is the only one that writes those rows) and decided by a worker under a lock on
+its canonical mailbox (``decide_request``). A reader's status changes only
+through ``readers.status``: a conditional UPDATE, so concurrent requests make
+exactly one change, with its consent event in the same transaction. Nothing here
+commits: the view, command or task that calls it does.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import hmac
 import logging
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import Engine, create_engine, delete, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -55,21 +57,13 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import send_task_now, wake, woken
-from newsletter.readers import privacy
+from newsletter.readers import privacy, status
+from newsletter.readers.status import Change, Origin
 
 log = logging.getLogger(__name__)
 
 GATHER_SECONDS = 1.0  # also the wake-up window: see queue.wake
 SWEEP_GRACE = timedelta(minutes=1)  # leave fresh requests to the task their wake-up started
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a request came from: kept in the consent log as evidence."""
-
-    source: ConsentSource
-    ip_address: str | None = None
-    user_agent: str | None = None
 
 
 class ConfirmOutcome(enum.Enum):
@@ -83,20 +77,6 @@ class LinkUsed(TokenInvalid):
 
 class SubscriberError(ValueError):
     """A change an editor asked for that cannot be made; the message says why."""
-
-
-def log_consent(subscriber: Subscriber, action: ConsentAction, origin: Origin,
-                detail: str | None = None, at: datetime | None = None):
-    db.session.add(ConsentEvent(
-        subscriber_id=subscriber.id,
-        action=action,
-        source=origin.source,
-        email=subscriber.email,
-        ip_address=(origin.ip_address or None) and origin.ip_address[:45],
-        user_agent=(origin.user_agent or None) and origin.user_agent[:512],
-        detail=detail,
-        created_at=at or utcnow(),
-    ))
 
 
 def find_subscriber(email_normalized: str) -> Subscriber | None:
@@ -199,18 +179,19 @@ def _requests_engine() -> tuple[Engine, str | None]:
     return writer
 
 
-def process_pending(gather_seconds: float = GATHER_SECONDS) -> int:
-    """Decide every recorded subscribe request until none is left (the woken task).
+def pending_request_ids(gather_seconds: float = GATHER_SECONDS) -> Iterator[int]:
+    """The recorded subscribe requests to decide, until none is left (the woken task's
+    loop): the task decides each in a transaction of its own (``decide_request``)
+    before it asks for the next.
 
     It starts a moment after it was woken: its work, which differs with the
     address's state, then never overlaps the answer to the request that woke it
     (a timing signal on a shared host), and it finds a batch instead of one row.
     Each copy of the task takes its batch in a random order, so copies running at
     once mostly work on different mailboxes; a request is decided once whatever
-    the copies do (``process_request``). Returns how many this copy decided.
+    the copies do (``decide_request``).
     """
     time.sleep(gather_seconds)
-    decided = 0
     while True:
         ids = _unprocessed_ids()
         if not ids:
@@ -218,10 +199,9 @@ def process_pending(gather_seconds: float = GATHER_SECONDS) -> int:
             woken(jobs.PROCESS_SUBSCRIBE_REQUESTS)
             ids = _unprocessed_ids()
             if not ids:
-                return decided
+                return
         random.shuffle(ids)
-        for request_id in ids:
-            decided += process_request(request_id)
+        yield from ids
 
 
 def _unprocessed_ids(limit: int = 100) -> list[int]:
@@ -231,8 +211,15 @@ def _unprocessed_ids(limit: int = 100) -> list[int]:
     return list(ids)
 
 
-def process_request(request_id: int) -> bool:
-    """Decide what a recorded subscribe request leads to (run by a worker).
+@dataclass(frozen=True)
+class Decision:
+    decided: bool  # False: another copy decided it, or the row was unusable
+    mail_id: int | None = None  # owed mail the task sends itself once this is committed
+
+
+def decide_request(request_id: int) -> Decision:
+    """Decide what a recorded subscribe request leads to (run by a worker, which
+    commits; the mailbox's lock taken here is held until that commit).
 
     new or unsubscribed -> pending + a confirmation mail if the limits allow;
     pending -> maybe another confirmation; active, bounced -> nothing;
@@ -244,14 +231,12 @@ def process_request(request_id: int) -> bool:
     email = db.session.scalar(select(SubscribeRequest.email).where(
         SubscribeRequest.id == request_id))
     if email is None:
-        db.session.rollback()
-        return False  # processed already, by another copy of the task
+        return Decision(False)  # processed already, by another copy of the task
     try:
         address = check_email(email)
     except InvalidAddress:  # validated before it was stored; never retry a bad row
         db.session.execute(delete(SubscribeRequest).where(SubscribeRequest.id == request_id))
-        db.session.commit()
-        return False
+        return Decision(False)
 
     lock_key("mailbox:" + mailbox_key(address.canonical))  # held until commit
     # The claim: only one copy deletes the row. It names the address too, because
@@ -265,9 +250,7 @@ def process_request(request_id: int) -> bool:
                    SubscribeRequest.topics, SubscribeRequest.cadence)).first()
     if request is None:
         db.session.rollback()  # another worker processed it while we waited
-        return False
-    display_name = request.name  # checked before it was stored
-    origin = Origin(request.source, request.ip_address, request.user_agent)
+        return Decision(False)
     mail_id = None
     if privacy.is_suppressed(address.normalized):
         pass  # erased: keep no record, send nothing
@@ -277,50 +260,51 @@ def process_request(request_id: int) -> bool:
                 and may_send_requested_mail(address)):
             mail_id = outbox.owe(subscriber.id, MailTemplate.UNSUBSCRIBE_LINK, publish=False)
     else:
-        subscriber = _subscriber_for_request(address, display_name)
-        detail = None
-        if subscriber.status == SubscriberStatus.PENDING:
-            detail = _apply_choices(subscriber, request.topics, request.cadence)
-        log_consent(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, detail,
-             at=request.requested_at)
+        subscriber = _subscriber_for_request(address, request)  # its name checked when stored
         if subscriber.status == SubscriberStatus.PENDING and may_send_requested_mail(address):
             mail_id = outbox.owe(subscriber.id, MailTemplate.CONFIRM, publish=False)
-    db.session.commit()
-    if mail_id is not None:
-        # Sent right away by this task, so mails are spaced as the limit decided.
-        outbox.send(mail_id)
-    return True
+    return Decision(True, mail_id)
 
 
-def _subscriber_for_request(address: EmailAddress, display_name: str | None) -> Subscriber:
+def _subscriber_for_request(address: EmailAddress, request) -> Subscriber:
+    """The reader a subscribe request is for, pending if it was new or unsubscribed,
+    and the request in their history; a reader not yet confirmed takes its choices."""
+    origin = Origin(request.source, request.ip_address, request.user_agent)
+    chosen, cadence, detail = _choices(request.topics, request.cadence)
     subscriber = find_subscriber(address.normalized)
     if subscriber is None:
-        subscriber = Subscriber(email=address.given, email_normalized=address.normalized,
-                                name=display_name, status=SubscriberStatus.PENDING)
-        db.session.add(subscriber)
-        db.session.flush()
-    elif subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-        subscriber.status = SubscriberStatus.PENDING
-        subscriber.token_nonce = new_token_nonce()
-    if subscriber.status == SubscriberStatus.PENDING and display_name:
-        # Never let a third party rename a confirmed reader.
-        subscriber.name = display_name
+        subscriber = status.enter(address, request.name, Change.JOIN, origin, detail=detail,
+                                  at=request.requested_at)
+    elif not status.change(subscriber.id, Change.ASK_AGAIN, origin, detail=detail,
+                           at=request.requested_at):
+        db.session.refresh(subscriber)  # as it is now: pending, active or bounced
+        status.record(subscriber.id, ConsentAction.SUBSCRIBE_REQUESTED, origin,
+                      detail if subscriber.status == SubscriberStatus.PENDING else None,
+                      at=request.requested_at)
+    db.session.refresh(subscriber)
+    if subscriber.status == SubscriberStatus.PENDING:
+        if request.name:  # never let a third party rename a confirmed reader
+            subscriber.name = request.name
+        if chosen is not None:
+            set_reader_topics(subscriber, chosen)
+        if cadence is not None:
+            subscriber.cadence = cadence
     return subscriber
 
 
-def _apply_choices(subscriber: Subscriber, slugs: str | None, cadence: str | None) -> str | None:
-    """A not-yet-confirmed reader's choices from their request; the consent log's detail."""
-    said = []
+def _choices(slugs: str | None, cadence: str | None) -> tuple:
+    """A request's choices for a reader not yet confirmed: (topics or None, cadence or
+    None, what the consent log says about them)."""
+    said, chosen = [], None
     if slugs is not None:
         # A topic removed since the request is left out.
         chosen = list(db.session.scalars(select(Topic).where(Topic.slug.in_(slugs.split()))
                                          .order_by(Topic.position, Topic.id)))
-        set_reader_topics(subscriber, chosen)
         said.append("topics: " + (", ".join(topic.slug for topic in chosen) or "all"))
     if cadence is not None:
-        subscriber.cadence = parse_cadence(cadence)
-        said.append(f"cadence: {subscriber.cadence.value}")
-    return "; ".join(said) or None
+        cadence = parse_cadence(cadence)
+        said.append(f"cadence: {cadence.value}")
+    return chosen, cadence, "; ".join(said) or None
 
 
 def mailbox_key(canonical: str) -> str:
@@ -370,31 +354,23 @@ def may_send_requested_mail(address: EmailAddress) -> bool:
     return True
 
 
-def enqueue_unprocessed() -> int:
-    """Wake a worker for requests left undecided (Redis was down, a worker died);
-    forget old limit rows. Returns how many requests are waiting."""
+def forget_old_limits() -> None:
+    """Forget limit and lock rows older than a day (with the sweep, every minute)."""
     now = utcnow()
     db.session.execute(delete(ConfirmationSend).where(
         ConfirmationSend.sent_at < now - timedelta(hours=25)))
     db.session.execute(delete(ConfirmationLock).where(
         ConfirmationLock.locked_at < now - timedelta(hours=25)))
-    db.session.commit()
+
+
+def enqueue_unprocessed() -> int:
+    """Wake a worker for requests left undecided (Redis was down, a worker died).
+    Returns how many requests are waiting. Writes nothing: call it with no lock held."""
     waiting = db.session.scalar(select(func.count()).select_from(SubscribeRequest).where(
-        SubscribeRequest.requested_at < now - SWEEP_GRACE))
+        SubscribeRequest.requested_at < utcnow() - SWEEP_GRACE))
     if waiting:
         send_task_now(jobs.PROCESS_SUBSCRIBE_REQUESTS)
     return waiting
-
-
-def _change_status(subscriber_id: int, status: SubscriberStatus, conditions: tuple,
-                   **values) -> bool:
-    """A conditional UPDATE: of concurrent callers exactly one sees True. The nonce
-    rotates, so links issued before the change cannot replay it."""
-    return db.session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id, *conditions)
-        .values(status=status, token_nonce=new_token_nonce(), updated_at=utcnow(), **values)
-    ).rowcount == 1
 
 
 def _erased(subscriber: Subscriber) -> bool:
@@ -415,23 +391,16 @@ def subscriber_for_confirm_token(token: str) -> Subscriber:
 def confirm(token: str, origin: Origin) -> ConfirmOutcome:
     """Activate the subscriber a confirmation link names. Safe under double clicks."""
     claim = read_confirm_token(token)
-    changed = _change_status(
-        claim.subscriber_id, SubscriberStatus.ACTIVE,
-        (Subscriber.status == SubscriberStatus.PENDING, Subscriber.token_nonce == claim.nonce),
-        confirmed_at=utcnow(), unsubscribed_at=None)
-    if not changed:
-        db.session.rollback()
-        subscriber = db.session.get(Subscriber, claim.subscriber_id)
-        if subscriber is None:
-            raise TokenInvalid("unknown subscriber")
-        if subscriber.status == SubscriberStatus.ACTIVE:
-            return ConfirmOutcome.ALREADY_ACTIVE
-        raise LinkUsed("used or superseded")
+    if status.change(claim.subscriber_id, Change.CONFIRM, origin,
+                     Subscriber.token_nonce == claim.nonce):
+        outbox.owe(claim.subscriber_id, MailTemplate.WELCOME)
+        return ConfirmOutcome.CONFIRMED
     subscriber = db.session.get(Subscriber, claim.subscriber_id, populate_existing=True)
-    log_consent(subscriber, ConsentAction.CONFIRMED, origin)
-    outbox.owe(subscriber.id, MailTemplate.WELCOME)
-    db.session.commit()
-    return ConfirmOutcome.CONFIRMED
+    if subscriber is None:
+        raise TokenInvalid("unknown subscriber")
+    if subscriber.status == SubscriberStatus.ACTIVE:
+        return ConfirmOutcome.ALREADY_ACTIVE
+    raise LinkUsed("used or superseded")
 
 
 def subscriber_for_unsubscribe_token(token: str) -> Subscriber:
@@ -458,14 +427,8 @@ def unsubscribe_subscriber(subscriber_id: int, origin: Origin,
     TokenInvalid when there is no such reader or it was erased."""
     if db.session.get(Subscriber, subscriber_id) is None:
         raise TokenInvalid("unknown subscriber")
-    changed = _change_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED,
-                             (Subscriber.status != SubscriberStatus.UNSUBSCRIBED,),
-                             unsubscribed_at=utcnow())
-    subscriber = db.session.get(Subscriber, subscriber_id, populate_existing=True)
-    if changed:
-        log_consent(subscriber, ConsentAction.UNSUBSCRIBED, origin, detail)
-    db.session.commit()
-    return subscriber
+    status.change(subscriber_id, Change.UNSUBSCRIBE, origin, detail=detail)
+    return db.session.get(Subscriber, subscriber_id, populate_existing=True)
 
 
 class ResubscribeOutcome(enum.Enum):
@@ -504,14 +467,12 @@ def resubscribe(token: str, origin: Origin) -> ResubscribeOutcome:
         .where(ConsentEvent.subscriber_id == subscriber.id,
                ConsentEvent.action == ConsentAction.UNSUBSCRIBED)
         .order_by(ConsentEvent.id.desc()).limit(1).scalar_subquery())
-    if _change_status(subscriber.id, SubscriberStatus.ACTIVE,
-                      (Subscriber.status == SubscriberStatus.UNSUBSCRIBED,
-                       last_unsubscribe_source.in_(SELF_UNSUBSCRIBE_SOURCES)),
-                      confirmed_at=utcnow(), unsubscribed_at=None):
-        subscriber = db.session.get(Subscriber, subscriber.id, populate_existing=True)
-        log_consent(subscriber, ConsentAction.CONFIRMED, origin, detail=RESUBSCRIBED_DETAIL)
-        db.session.commit()
+    if status.change(subscriber.id, Change.RESUBSCRIBE, origin,
+                     last_unsubscribe_source.in_(SELF_UNSUBSCRIBE_SOURCES),
+                     detail=RESUBSCRIBED_DETAIL):
         return ResubscribeOutcome.REACTIVATED
+    # The refused UPDATE holds SQLite's write lock, and the request is written on
+    # another connection: end this (unchanged) transaction first.
     db.session.rollback()
     subscribe(subscriber.email, subscriber.name, origin)
     return ResubscribeOutcome.NEEDS_CONFIRMATION
@@ -541,21 +502,15 @@ def add_by_hand(email: object, name: object, consent: str | None,
     except SubscriberError:
         db.session.rollback()
         raise
-    subscriber = Subscriber(email=address.given, email_normalized=address.normalized,
-                            name=display_name, status=SubscriberStatus.ACTIVE if consent
-                            else SubscriberStatus.PENDING,
-                            confirmed_at=utcnow() if consent else None)
-    db.session.add(subscriber)
-    db.session.flush()
-    owed = False
     if consent:
-        log_consent(subscriber, ConsentAction.CONFIRMED, origin, f"added as confirmed: {consent}")
-    else:
-        log_consent(subscriber, ConsentAction.SUBSCRIBE_REQUESTED, origin, "added by an editor")
-        owed = may_send_requested_mail(address)
-        if owed:
-            outbox.owe(subscriber.id, MailTemplate.CONFIRM)
-    db.session.commit()
+        subscriber = status.enter(address, display_name, Change.JOIN_CONFIRMED, origin,
+                                  detail=f"added as confirmed: {consent}")
+        return subscriber, False
+    subscriber = status.enter(address, display_name, Change.JOIN, origin,
+                              detail="added by an editor")
+    owed = may_send_requested_mail(address)
+    if owed:
+        outbox.owe(subscriber.id, MailTemplate.CONFIRM)
     return subscriber, owed
 
 
@@ -583,10 +538,10 @@ def edit_by_hand(subscriber_id: int, email: object, name: object, note: str | No
     if not changes:
         db.session.rollback()
         return False
-    log_consent(subscriber, ConsentAction.EDITED, origin,
-         "; ".join(changes) + (f": {note}" if note else ""))
     try:
-        db.session.commit()
+        status.record(subscriber.id, ConsentAction.EDITED, origin,
+                      "; ".join(changes) + (f": {note}" if note else ""))
+        db.session.flush()
     except IntegrityError:  # the new address subscribed meanwhile
         db.session.rollback()
         raise SubscriberError("This address is on the list already.") from None
@@ -610,7 +565,6 @@ def resend_confirmation(subscriber_id: int, origin: Origin) -> bool:
     if not may_send_requested_mail(address):
         db.session.rollback()
         return False
-    log_consent(subscriber, ConsentAction.CONFIRMATION_RESENT, origin)
+    status.record(subscriber.id, ConsentAction.CONFIRMATION_RESENT, origin)
     outbox.owe(subscriber.id, MailTemplate.CONFIRM)
-    db.session.commit()
     return True

@@ -8,6 +8,7 @@ from newsletter.content import articles, topics
 from newsletter.content.article_files import parse_date
 from newsletter.content.articles import ArticleInput, InvalidArticle
 from newsletter.content.topics import TopicError
+from newsletter.db import unit_of_work
 from newsletter.editors import accounts, audit
 from newsletter.extensions import csrf
 from newsletter.issues import digests, reports
@@ -185,8 +186,9 @@ def list_subscribers():
 @requires_scope("subscribers:write")
 def unsubscribe_subscriber(subscriber_id: int):
     try:
-        subscriber = subscriptions.unsubscribe_subscriber(subscriber_id,
-                                                          request_origin(ConsentSource.API))
+        with unit_of_work():
+            subscriber = subscriptions.unsubscribe_subscriber(subscriber_id,
+                                                              request_origin(ConsentSource.API))
     except TokenInvalid:
         return error_response(404, "No such subscriber.")
     audit.record(g.actor, "unsubscribe", target=f"subscriber {subscriber_id}", detail="api")
@@ -222,8 +224,9 @@ def put_preferences(subscriber_id: int):
     if bad:
         return bad
     try:
-        subscriber = preferences.set_preferences(subscriber_id, payload,
-                                                 request_origin(ConsentSource.API))
+        with unit_of_work():
+            subscriber = preferences.set_preferences(subscriber_id, payload,
+                                                     request_origin(ConsentSource.API))
     except LookupError:
         return error_response(404, "No such subscriber.")
     except preferences.NotSubscribed as error:

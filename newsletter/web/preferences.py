@@ -9,6 +9,7 @@ again with the reason and a 400, having changed nothing.
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from newsletter.content import topics
+from newsletter.db import unit_of_work
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ConsentSource, utcnow
@@ -44,7 +45,8 @@ NOTICES = {
 def _change(token: str, change, notice: str):
     """Run one change; its errors come back on the page as a 400."""
     try:
-        change(request_origin(ConsentSource.LINK))
+        with unit_of_work():
+            change(request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
         return bad_link_page(error)
     except (preferences.PreferenceError, InvalidAddress) as error:
@@ -98,7 +100,9 @@ def confirm_address(token: str):
 @bp.post("/change-address/<token>")
 def confirm_address_post(token: str):
     try:
-        subscriber = preferences.confirm_address_change(token, request_origin(ConsentSource.LINK))
+        with unit_of_work():
+            subscriber = preferences.confirm_address_change(
+                token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
         return bad_link_page(error)
     return render_template("web/change_address.html", subscriber=subscriber, done=True)

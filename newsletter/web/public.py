@@ -18,6 +18,7 @@ from flask import (
 
 from newsletter.content import site_settings, topics
 from newsletter.content.topics import TopicError
+from newsletter.db import unit_of_work
 from newsletter.extensions import csrf
 from newsletter.issues import archive as archive_service
 from newsletter.issues import atom
@@ -119,7 +120,8 @@ def confirm(token: str):
 @bp.post("/confirm/<token>")
 def confirm_post(token: str):
     try:
-        outcome = subscriptions.confirm(token, request_origin(ConsentSource.LINK))
+        with unit_of_work():
+            outcome = subscriptions.confirm(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
         return bad_link_page(error)
     return render_template("web/confirmed.html",
@@ -143,8 +145,10 @@ def unsubscribe_post(token: str):
     if not one_click:
         csrf.protect()
     try:
-        subscriber = subscriptions.unsubscribe(
-            token, request_origin(ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK))
+        with unit_of_work():
+            subscriber = subscriptions.unsubscribe(
+                token, request_origin(ConsentSource.ONE_CLICK if one_click
+                                      else ConsentSource.LINK))
     except TokenInvalid as error:
         return bad_link_page(error, unsubscribe=True)
     return render_template("web/unsubscribed.html", subscriber=subscriber, token=token)
@@ -154,7 +158,8 @@ def unsubscribe_post(token: str):
 @subscribe_limit
 def resubscribe(token: str):
     try:
-        outcome = subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
+        with unit_of_work():
+            outcome = subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
         return bad_link_page(error, unsubscribe=True)
     return render_template("web/resubscribed.html", outcome=outcome.value,

@@ -38,4 +38,5 @@ def receive(provider: str):
         db.session.rollback()
         log.warning("webhook %s: unreadable payload: %s", provider[:20], error)
         return jsonify(error=str(error)), 400
+    db.session.commit()  # every event of the request, or (on an error) none: it retries
     return jsonify(recorded=results), 200

@@ -21,6 +21,7 @@ from newsletter import create_app
 from newsletter.bounces import intake
 from newsletter.content import articles, topics
 from newsletter.content.articles import ArticleInput
+from newsletter.db import unit_of_work
 from newsletter.devstack import free_port
 from newsletter.editors import accounts
 from newsletter.extensions import db
@@ -39,6 +40,7 @@ from tests.e2e.conftest import screenshot
 from tests.e2e.test_csp_pages import log_in
 from tests.integration.test_admin import make_editor
 from tests.integration.test_digests import wait_until_sent
+from workers.tasks import run_import
 
 WIDTHS = (1280, 375)
 LONG_WORD = "Unbroken" + "x" * 292  # 300 characters, no break opportunity
@@ -109,9 +111,11 @@ def seed(app, base: str, mailbox) -> dict:
             title=LONG_WORD, url=f"{base}/articles/{'s' * 200}",
             body_html=f"<p>{LONG_WORD}</p><p><a href='{LONG_URL}'>{LONG_URL}</a></p>"),
             "import")
-        reader, _ = subscriptions.add_by_hand(LONG_ADDRESS, "N" * 200, LONG_WORD, origin)
-        pending, _ = subscriptions.add_by_hand("p" + LONG_ADDRESS[1:], "P" * 200, None, origin)
-        intake.park_webhook(LONG_WORD + " " + LONG_URL, "ses")
+        with unit_of_work():
+            reader, _ = subscriptions.add_by_hand(LONG_ADDRESS, "N" * 200, LONG_WORD, origin)
+            pending, _ = subscriptions.add_by_hand("p" + LONG_ADDRESS[1:], "P" * 200, None,
+                                                   origin)
+            intake.park_webhook(LONG_WORD + " " + LONG_URL, "ses")
         digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
         ids = {"article": article.id, "subscriber": reader.id, "pending": pending.id,
                "digest": digest.id, "slug": "s" * 200,
@@ -128,8 +132,9 @@ def seed(app, base: str, mailbox) -> dict:
         articles.add_article(ArticleInput(title=LONG_WORD + "2", url=LONG_URL + "2"), "editor")
         upload = subscriber_lists.keep_upload(
             f"email,name\n{LONG_WORD}@{LONG_URL}\n{LONG_ADDRESS}\n{LONG_ADDRESS}\n".encode())
-        ids["import_job"] = subscriber_lists.start_import_job(upload, None, True, None).id
-        subscriber_lists.run_import_job(ids["import_job"])  # or the worker does; both is one
+        with unit_of_work():
+            ids["import_job"] = subscriber_lists.start_import_job(upload, None, True, None).id
+        run_import(ids["import_job"])  # or the worker does; both is one
     wait_for_import(app, ids["import_job"])
     (mailbox / "1700000000-1.eml").write_text(
         f"From: news@example.com\r\nTo: {LONG_ADDRESS}\r\nSubject: {LONG_WORD}\r\n"

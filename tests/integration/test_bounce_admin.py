@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from newsletter.bounces import intake
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import BounceSource, Subscriber, SubscriberStatus
 from tests.conftest import csrf_token_from
@@ -14,8 +15,9 @@ def test_not_understood_box_raw_report_and_reactivation(app, client):
     digest_id, (reader,) = sent_issue(app, [READER])
     deliver(app, "gmail_hard", digest_id, reader)
     with app.app_context():
-        parked = intake.receive_mail(b"Subject: <script>alert(1)</script>\r\n\r\nhello",
-                                      BounceSource.SMTP)
+        with unit_of_work():
+            parked = intake.receive_mail(b"Subject: <script>alert(1)</script>\r\n\r\nhello",
+                                          BounceSource.SMTP)
         raw_id = intake.not_understood()[0].raw_message_id
     assert parked.summary.startswith("parked")
     make_editor(app)

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from newsletter.bounces import intake
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.models import (
@@ -62,7 +63,9 @@ def deliver(app, fixture: str, digest_id: int, subscriber_id: int, recipient: st
         address = verp.address_for(verp.DeliveryRef(digest_id=digest_id,
                                                     subscriber_id=subscriber_id))
         raw = bounce_mail(fixture, verp=changes.pop("verp", address), recipient=recipient)
-        return intake.receive_mail(raw, BounceSource.SMTP, changes.pop("envelope", [address]))
+        with unit_of_work():
+            return intake.receive_mail(raw, BounceSource.SMTP,
+                                       changes.pop("envelope", [address]))
 
 
 def status_of(app, subscriber_id: int) -> SubscriberStatus:
@@ -124,7 +127,7 @@ def test_forged_and_foreign_reports_are_parked_and_change_no_reader(app, clean_s
 def test_oversized_and_malformed_mails_are_parked_with_the_reason(app, clean_state,
                                                                    monkeypatch):
     monkeypatch.setitem(app.config, "BOUNCE_MAX_SIZE", 50_000)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         big = intake.receive_mail(b"Subject: x\r\n\r\n" + b"A" * 60_000, BounceSource.IMAP)
         broken = intake.receive_mail(b"\x00\xff garbage \r\n\r\n", BounceSource.IMAP)
     assert "too large" in big.summary and broken.summary.startswith("parked")
@@ -162,7 +165,8 @@ def test_soft_bounces_score_and_need_days_without_a_good_delivery(app, clean_sta
         editor = Editor(email="owner@example.com", password_hash="x", role=Role.OWNER)
         db.session.add(editor)
         db.session.commit()
-        assert intake.reactivate(reader, editor)
+        with unit_of_work():
+            assert intake.reactivate(reader, editor)
         assert not intake.reactivate(reader, editor)  # not bounced any more
     assert status_of(app, reader) == SubscriberStatus.ACTIVE
     fourth, _ = sent_issue(app, [READER])
@@ -205,7 +209,8 @@ def test_erasure_removes_the_address_from_bounce_reports(app, clean_state):
     digest_id, (reader,) = sent_issue(app, [READER])
     deliver(app, "gmail_hard", digest_id, reader)
     with app.app_context():
-        assert privacy.erase_subscriber(reader)
+        with unit_of_work():
+            assert privacy.erase_subscriber(reader)
         event = db.session.scalar(select(BounceEvent))
         assert event.recipient is None and event.kind is BounceKind.HARD
         assert intake.raw_message(event.raw_message_id).raw is None
@@ -225,7 +230,8 @@ def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_sta
         db.session.commit()
         address = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=ids[0]))
         raw = bounce_mail("arf_complaint", verp=address, recipient=emails[0])
-        intake.receive_mail(raw, BounceSource.SMTP, [address])
+        with unit_of_work():
+            intake.receive_mail(raw, BounceSource.SMTP, [address])
         # 1 complaint in 400 is 0.25 %, but 400 messages are too few to judge.
         assert db.session.get(Digest, digest_id).status == DigestStatus.SENDING
         subscriber_ids = []
@@ -266,12 +272,15 @@ def test_old_raw_reports_are_purged_but_events_stay(app, clean_state):
     from newsletter.models import BounceMessage
 
     with app.app_context():
-        intake.receive_mail(b"Subject: spam to the bounce address\r\n\r\nbuy", BounceSource.SMTP)
-        intake.receive_mail(b"Subject: recent\r\n\r\nhello", BounceSource.SMTP)
+        with unit_of_work():
+            intake.receive_mail(b"Subject: spam to the bounce address\r\n\r\nbuy",
+                                BounceSource.SMTP)
+            intake.receive_mail(b"Subject: recent\r\n\r\nhello", BounceSource.SMTP)
         old = db.session.scalar(select(BounceMessage).order_by(BounceMessage.id).limit(1))
         old.received_at = utcnow() - timedelta(days=91)
         db.session.commit()
-        assert intake.purge_raw_reports() == 1
+        with unit_of_work():
+            assert intake.purge_raw_reports() == 1
         raws = db.session.scalars(select(BounceMessage.raw).order_by(BounceMessage.id)).all()
         assert raws[0] is None and raws[1].startswith(b"Subject: recent")
         assert db.session.scalar(select(func.count()).select_from(BounceEvent)) == 2

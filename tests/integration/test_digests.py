@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select
 
 from newsletter.content import articles
 from newsletter.content.articles import ArticleInput
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import (
@@ -163,7 +164,8 @@ def test_unsubscribe_during_a_send_is_honoured(app, client, celery_worker, mailb
     mailbox.wait_for(1)  # the send is under way, its batch already claimed
     with app.app_context():
         key = db.session.get(Subscriber, ids[-1]).unsubscribe_key
-        subscriptions.unsubscribe(key, Origin(source="link"))
+        with unit_of_work():
+            subscriptions.unsubscribe(key, Origin(source="link"))
     counts = wait_until_sent(app, digest_id)
     assert (counts["sent"], counts["skipped"]) == (39, 1)
     addresses = [m["To"].addresses[0].addr_spec for m in mailbox.wait_for(39)]

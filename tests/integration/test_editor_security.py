@@ -17,6 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select, update
 
 from newsletter.config import DEFAULT_SECRET_KEY
+from newsletter.db import unit_of_work
 from newsletter.editors import accounts, sessions, two_factor
 from newsletter.extensions import db
 from newsletter.models import (
@@ -36,6 +37,7 @@ from newsletter.web import security
 from tests.conftest import csrf_token_from, link_from, process_subscribe_requests, run
 from tests.integration.test_admin import PASSWORD, example_path, login, make_editor
 from tests.integration.test_digests import add_subscribers
+from workers.tasks import run_import
 
 
 @contextmanager
@@ -729,13 +731,13 @@ def test_the_import_request_returns_before_the_work_and_the_job_reports_progress
 
         subscriber_lists._import_chunk = watch
         try:
-            subscriber_lists.run_import_job(job.id)
+            run_import(job.id)
         finally:
             subscriber_lists._import_chunk = original
         job = subscriber_lists.import_job(job.id)
         assert job.status == ImportStatus.DONE and job.valid == 2500
         assert seen[:2] == [0, 1000]  # progress written after each chunk of 1,000 rows
-        subscriber_lists.run_import_job(job.id)  # a duplicate task does nothing
+        run_import(job.id)  # a duplicate task does nothing
         assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0
     done = client.get(response.headers["Location"]).get_data(as_text=True)
     assert re.search(r'id="valid">2500<', done)
@@ -752,8 +754,9 @@ def test_a_file_broken_after_its_first_bytes_fails_the_job_clearly(app, client, 
     data = b"email\n" + b"".join(b"r%d@example.com\n" % n for n in range(5000)) + b"\xff\xfe\n"
     with app.app_context():
         upload = subscriber_lists.keep_upload(data)
-        job = subscriber_lists.start_import_job(upload, None, True, None)
-        subscriber_lists.run_import_job(job.id)
+        with unit_of_work():
+            job = subscriber_lists.start_import_job(upload, None, True, None)
+        run_import(job.id)
         job = subscriber_lists.import_job(job.id)
         assert job.status == ImportStatus.FAILED and "not UTF-8" in job.error
 
@@ -790,7 +793,7 @@ def test_only_the_import_accepts_a_list_larger_than_the_usual_body_cap(app, clie
     assert response.status_code == 302  # accepted: the job reports what is wrong
     job_id = int(response.headers["Location"].rsplit("/", 1)[1])
     with app.app_context():
-        subscriber_lists.run_import_job(job_id)
+        run_import(job_id)
         job = subscriber_lists.import_job(job_id)
         assert job.status == ImportStatus.FAILED and "Line 2 is not CSV" in job.error
     other = client.post("/admin/articles/new", content_type="multipart/form-data",

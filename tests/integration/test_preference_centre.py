@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.content import topics
+from newsletter.db import unit_of_work
 from newsletter.delivery import outbox
 from newsletter.editors import accounts
 from newsletter.extensions import db
@@ -320,7 +321,8 @@ def test_erasure_forgets_the_addresses_an_address_change_named(app, client, cele
     mailbox.wait_for(1)
     with app.app_context():
         subscriber_id = db.session.scalar(select(Subscriber.id))
-        assert privacy.erase_subscriber(subscriber_id)
+        with unit_of_work():
+            assert privacy.erase_subscriber(subscriber_id)
         erased = db.session.get(Subscriber, subscriber_id)
         assert erased.pending_email is None
         held = [(event.email, event.detail) for event in erased.consent_events]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from newsletter.bounces import intake
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import (
     BounceKind,
@@ -183,7 +184,7 @@ def test_resubscribe_after_one_click_unsubscribe_is_active_at_once(app, client):
 def test_resubscribe_after_a_complaint_needs_a_confirmation_mail(app, client, celery_worker,
                                                                 mailbox):
     reader_id, key = add_reader(app, "complainer@example.com")
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         intake.record(BounceKind.COMPLAINT, BounceSource.WEBHOOK, reader_id, provider="test")
     assert subscriber(app, "complainer@example.com").status == SubscriberStatus.UNSUBSCRIBED
 

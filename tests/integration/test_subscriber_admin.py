@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from newsletter.bounces import intake
 from newsletter.bounces.intake import BounceKind, BounceSource
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import (
     ConsentAction,
@@ -68,7 +69,7 @@ def test_an_editor_adds_readers_under_the_import_rules(app, client):
                            ("eve@example.com", "stays suppressed")]:
         if email.startswith("eve"):
             client.post("/admin/subscribers/new", data={"csrf_token": token, "email": email})
-            with app.app_context():
+            with app.app_context(), unit_of_work():
                 privacy.erase_subscriber(reader(app, email).id)
         refused = client.post("/admin/subscribers/new", data={
             "csrf_token": token, "email": email, "name": "Someone"})
@@ -130,7 +131,7 @@ def test_every_status_change_is_in_the_history_and_a_pending_reader_shows_no_old
     client.post("/admin/subscribers/new", data={"csrf_token": token, "email": "ada@example.com",
                                                 "consent": "paper form"})
     ada = reader(app, "ada@example.com")
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         from newsletter.models import Editor
 
         owner = db.session.scalar(select(Editor))

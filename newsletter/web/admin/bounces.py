@@ -16,6 +16,7 @@ from flask import (
 from flask_login import current_user
 
 from newsletter.bounces import intake, stats
+from newsletter.db import unit_of_work
 from newsletter.delivery import guard
 from newsletter.extensions import db
 from newsletter.models import BounceEvent, Digest, Role
@@ -70,7 +71,9 @@ def bounce_raw_message(message_id: int):
 @bp.post(PREFIX + "/subscribers/<int:subscriber_id>/reactivate")
 @allow(Role.OWNER)
 def bounce_reactivate(subscriber_id: int):
-    if intake.reactivate(subscriber_id, current_user):
+    with unit_of_work():
+        reactivated = intake.reactivate(subscriber_id, current_user)
+    if reactivated:
         flash("The reader is active again; their soft-bounce score starts from zero.", "ok")
     else:
         flash("Only a bounced reader can be reactivated.", "error")

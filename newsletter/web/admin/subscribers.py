@@ -19,6 +19,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import reports
 from newsletter.mail.addresses import InvalidAddress
@@ -69,7 +70,8 @@ def import_subscribers():
             return render_template("admin/import.html", job=None, consent=consent or ""), 400
         file.stream.seek(0)
         upload, dry_run = subscriber_lists.keep_upload(file.stream), True
-    job = subscriber_lists.start_import_job(upload, consent, dry_run, current_user.id)
+    with unit_of_work():  # the job's task is published once it is committed
+        job = subscriber_lists.start_import_job(upload, consent, dry_run, current_user.id)
     audit_action("import_check" if dry_run else "import", target=f"import job {job.id}",
                  detail=f"consent: {consent}" if consent else "with confirmation mails")
     return redirect(url_for("admin.import_job", job_id=job.id))
@@ -97,9 +99,10 @@ def add_subscriber():
     if request.method == "GET":
         return render_template("admin/subscriber_new.html", form={})
     try:
-        subscriber, owed = subscriptions.add_by_hand(
-            request.form.get("email", ""), request.form.get("name", ""), _note("consent"),
-            request_origin(ConsentSource.EDITOR))
+        with unit_of_work():  # the mailbox's lock is held until this commits
+            subscriber, owed = subscriptions.add_by_hand(
+                request.form.get("email", ""), request.form.get("name", ""), _note("consent"),
+                request_origin(ConsentSource.EDITOR))
     except (InvalidAddress, subscriptions.SubscriberError) as error:
         audit_action("subscriber_add", outcome="failed", detail=str(error))
         flash(str(error), "error")
@@ -121,9 +124,10 @@ def add_subscriber():
 def edit_subscriber(subscriber_id: int):
     subscriber = db.session.get(Subscriber, subscriber_id) or abort(404)
     try:
-        changed = subscriptions.edit_by_hand(
-            subscriber_id, request.form.get("email", ""), request.form.get("name", ""),
-            _note("note"), request_origin(ConsentSource.EDITOR))
+        with unit_of_work():
+            changed = subscriptions.edit_by_hand(
+                subscriber_id, request.form.get("email", ""), request.form.get("name", ""),
+                _note("note"), request_origin(ConsentSource.EDITOR))
     except (InvalidAddress, subscriptions.SubscriberError) as error:
         audit_action("subscriber_edit", outcome="failed", target=f"subscriber {subscriber_id}",
                      detail=str(error))
@@ -139,8 +143,10 @@ def edit_subscriber(subscriber_id: int):
 @allow(Role.EDITOR)
 def unsubscribe_subscriber(subscriber_id: int):
     try:
-        subscriptions.unsubscribe_subscriber(subscriber_id, request_origin(ConsentSource.EDITOR),
-                                             _note("note") or "by an editor")
+        with unit_of_work():
+            subscriptions.unsubscribe_subscriber(
+                subscriber_id, request_origin(ConsentSource.EDITOR),
+                _note("note") or "by an editor")
     except subscriptions.TokenInvalid:
         abort(404)
     audit_action("subscriber_unsubscribe", target=f"subscriber {subscriber_id}")
@@ -153,8 +159,9 @@ def unsubscribe_subscriber(subscriber_id: int):
 def resend_confirmation(subscriber_id: int):
     db.session.get(Subscriber, subscriber_id) or abort(404)
     try:
-        sent = subscriptions.resend_confirmation(subscriber_id,
-                                                 request_origin(ConsentSource.EDITOR))
+        with unit_of_work():
+            sent = subscriptions.resend_confirmation(subscriber_id,
+                                                     request_origin(ConsentSource.EDITOR))
     except subscriptions.SubscriberError as error:
         flash(str(error), "error")
         return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
@@ -204,12 +211,17 @@ def export_subscriber(subscriber_id: int):
 def erase_subscriber(subscriber_id: int):
     if request.form.get("confirm") != "yes":
         flash("Tick the box to confirm the erasure.", "error")
-    elif privacy.erase_subscriber(subscriber_id):
+    elif _erase(subscriber_id):
         audit_action("erase", target=f"subscriber {subscriber_id}")
         flash("Personal data erased; the address stays suppressed.", "ok")
     else:
         flash("Nothing to erase.", "error")
     return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
+
+
+def _erase(subscriber_id: int) -> bool:
+    with unit_of_work():
+        return privacy.erase_subscriber(subscriber_id)
 
 
 @bp.get("/subscribers/<int:subscriber_id>")
