@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.content import feeds
+from newsletter.db import unit_of_work
 from newsletter.delivery.relay import SendRate
 from newsletter.editors import accounts
 from newsletter.extensions import db
@@ -93,7 +94,7 @@ def test_feed_polling_is_conditional_and_sanitises(app, client, feed_url):
 
 
 def api_token(app) -> str:
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         accounts.create_editor("editor@example.com", "correct horse battery")
         token, _ = accounts.create_api_token("editor@example.com", "cms",
                                             ["articles:write", "issues:send"])
