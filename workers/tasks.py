@@ -6,6 +6,7 @@ from newsletter import jobs
 from newsletter.bounces import imap, intake
 from newsletter.config import FEED_DEADLINE_MAX
 from newsletter.content import feeds
+from newsletter.db import unit_of_work
 from newsletter.delivery import dispatch, guard, outbox
 from newsletter.editors import editor_mail
 from newsletter.issues import digests
@@ -31,7 +32,8 @@ def send_owed_mails() -> None:
 
 @shared_task(name=jobs.SEND_EDITOR_MAIL)
 def send_editor_mail(mail_id: int) -> None:
-    editor_mail.send(mail_id)
+    with unit_of_work():
+        editor_mail.send(mail_id)
 
 
 @shared_task(name=jobs.SEND_DIGEST_BATCH)
