@@ -70,7 +70,13 @@ def import_articles(paths: tuple[Path, ...], url_prefix: str | None):
 @articles_cli.command("poll-feeds")
 def poll_feeds():
     """Fetch NEWSLETTER_FEEDS now."""
-    for result in feeds.poll_all():
+    for url in current_app.config["FEEDS"]:
+        poll = feeds.start_poll(url)
+        for entry in poll.entries:  # one transaction per article, as the poll_feed task
+            with unit_of_work():
+                poll.add(entry)
+        with unit_of_work():
+            result = poll.finish()
         state = result.error or ("not modified" if result.not_modified else "ok")
         click.echo(f"{result.url}: {state}, {result.added} new, {result.skipped} skipped")
 

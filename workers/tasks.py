@@ -72,7 +72,12 @@ def poll_feeds() -> None:
 @shared_task(name=jobs.POLL_FEED, soft_time_limit=FEED_DEADLINE_MAX + 60,
              time_limit=FEED_DEADLINE_MAX + 90)
 def poll_feed(url: str) -> None:
-    feeds.poll_feed(url)
+    poll = feeds.start_poll(url)
+    for entry in poll.entries:  # one transaction per article
+        with unit_of_work():
+            poll.add(entry)
+    with unit_of_work():
+        poll.finish()
 
 
 @shared_task(name=jobs.SEND_DELIVERABILITY_ALERT)
