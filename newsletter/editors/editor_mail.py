@@ -34,9 +34,9 @@ def owe(editor_id: int, kind: EditorMailKind) -> None:
 
 def claim_for_sending(mail_id: int) -> bool:
     """Lease the mail and COMMIT at once, before the relay is called: the lease must be
-    visible to every other copy of the task while this one talks to the relay (which can
-    take minutes), so two copies never both send it. The one deliberate early commit
-    of the editor packages."""
+    visible to every other copy of the task for as long as this one talks to the relay,
+    so two copies never both send it. The one deliberate early commit of the editor
+    packages."""
     claimed = outbox.claim(EditorMail, mail_id)
     db.session.commit()
     return claimed
