@@ -56,8 +56,9 @@ def import_articles(paths: tuple[Path, ...], url_prefix: str | None):
     failed = 0
     for path in paths:
         try:
-            data = article_files.read_article_file(path, prefix)
-            article, created = articles.add_article(data, ArticleSource.IMPORT)
+            with unit_of_work():  # one transaction per file: a bad file keeps the others
+                data = article_files.read_article_file(path, prefix)
+                article, created = articles.add_article(data, ArticleSource.IMPORT)
         except articles.InvalidArticle as error:
             failed += 1
             click.echo(f"{path}: skipped: {error}", err=True)
@@ -71,7 +72,13 @@ def import_articles(paths: tuple[Path, ...], url_prefix: str | None):
 @articles_cli.command("poll-feeds")
 def poll_feeds():
     """Fetch NEWSLETTER_FEEDS now."""
-    for result in feeds.poll_all():
+    for url in current_app.config["FEEDS"]:
+        poll = feeds.start_poll(url)
+        for entry in poll.entries:  # one transaction per article, as the poll_feed task
+            with unit_of_work():
+                poll.add(entry)
+        with unit_of_work():
+            result = poll.finish()
         state = result.error or ("not modified" if result.not_modified else "ok")
         click.echo(f"{result.url}: {state}, {result.added} new, {result.skipped} skipped")
 
@@ -215,9 +222,9 @@ def import_subscribers(file, consent: str | None, dry_run: bool, wait: bool, her
         shutil.copyfileobj(file, kept, 1024 * 1024)
     with unit_of_work():
         job = subscriber_lists.start_import_job(upload, consent, dry_run, editor_id=None)
-    audit.record(audit.CLI, "import_check" if dry_run else "import",
-                 target=f"import job {job.id}",
-                 detail=f"consent: {consent}" if consent else "with confirmation mails")
+        audit.record(audit.CLI, "import_check" if dry_run else "import",
+                     target=f"import job {job.id}",
+                     detail=f"consent: {consent}" if consent else "with confirmation mails")
     if here:
         commit_each(subscriber_lists.import_job_steps(job.id))
     elif not wait:
@@ -251,7 +258,8 @@ def _follow_import(job_id: int):
 @click.argument("file", type=click.File("w"), default="-")
 def export_subscribers(file):
     """Write the list as CSV (to standard output by default)."""
-    audit.record(audit.CLI, "export", target="subscribers.csv")
+    with unit_of_work():
+        audit.record(audit.CLI, "export", target="subscribers.csv")
     csv.writer(file).writerows(subscriber_lists.export_rows())
 
 
@@ -273,12 +281,13 @@ def create_topic(slug: str, name: str, description: str, categories: str | None,
                  feeds: str | None):
     """Add a topic (SLUG: lowercase letters, digits and hyphens)."""
     try:
-        topic = topics.create_topic(slug, name, description=description,
-                                    categories=_comma_list(categories) or [],
-                                    feeds=_comma_list(feeds) or [])
+        with unit_of_work():
+            topic = topics.create_topic(slug, name, description=description,
+                                        categories=_comma_list(categories) or [],
+                                        feeds=_comma_list(feeds) or [])
+            audit.record(audit.CLI, "topic_create", target=f"topic {topic.slug}")
     except topics.TopicError as error:
         raise click.ClickException(str(error)) from None
-    audit.record(audit.CLI, "topic_create", target=f"topic {topic.slug}")
     click.echo(f"topic {topic.slug}: {topic.name}")
 
 
@@ -296,11 +305,13 @@ def update_topic(slug: str, name: str | None, description: str | None,
     if topic is None:
         raise click.ClickException(f"Unknown topic: {slug[:64]}")
     try:
-        topics.update_topic(topic.id, name=name, description=description, position=position,
-                            categories=_comma_list(categories), feeds=_comma_list(feeds))
+        with unit_of_work():
+            topics.update_topic(topic.id, name=name, description=description,
+                                position=position, categories=_comma_list(categories),
+                                feeds=_comma_list(feeds))
+            audit.record(audit.CLI, "topic_update", target=f"topic {topic.slug}")
     except topics.TopicError as error:
         raise click.ClickException(str(error)) from None
-    audit.record(audit.CLI, "topic_update", target=f"topic {topic.slug}")
     click.echo(f"topic {topic.slug} updated")
 
 
@@ -316,10 +327,11 @@ def list_topics():
 @topics_cli.command("from-categories")
 def topics_from_categories():
     """Make a topic of every article category no topic maps yet."""
-    created = topics.topics_from_categories()
-    if created:
-        audit.record(audit.CLI, "topic_create",
-                     target=", ".join(topic.slug for topic in created)[:200])
+    with unit_of_work():
+        created = topics.topics_from_categories()
+        if created:
+            audit.record(audit.CLI, "topic_create",
+                         target=", ".join(topic.slug for topic in created)[:200])
     for topic in created:
         click.echo(f"topic {topic.slug}: {topic.name}")
     click.echo(f"created {len(created)} topic(s)")
@@ -341,10 +353,12 @@ def create_editor(email: str, password: str | None, role: str | None):
         else:  # `echo "$PASSWORD" | flask editors create ...`: one line, no confirmation
             password = sys.stdin.readline().rstrip("\r\n")
     try:
-        editor = accounts.create_editor(email, password, role)
+        with unit_of_work():
+            editor = accounts.create_editor(email, password, role)
+            audit.record(audit.CLI, "editor_create", target=editor.email,
+                         detail=editor.role.value)
     except (accounts.EditorError, InvalidAddress) as error:
         raise click.ClickException(str(error)) from None
-    audit.record(audit.CLI, "editor_create", target=editor.email, detail=editor.role.value)
     click.echo(f"editor {editor.email} created ({editor.role.value})")
 
 
@@ -358,12 +372,13 @@ def create_editor(email: str, password: str | None, role: str | None):
 def create_token(email: str, name: str, scopes: tuple[str, ...], expires_days: int | None):
     """Print a new API token for EMAIL (shown once, alone on the last line)."""
     try:
-        token, row = accounts.create_api_token(email, name, scopes or ("articles:write",),
-                                              expires_days)
+        with unit_of_work():
+            token, row = accounts.create_api_token(email, name, scopes or ("articles:write",),
+                                                  expires_days)
+            audit.record(audit.CLI, "token_create",
+                         target=f"token {row.id} of {row.editor.email}", detail=row.scopes)
     except accounts.EditorError as error:
         raise click.ClickException(str(error)) from None
-    audit.record(audit.CLI, "token_create", target=f"token {row.id} of {row.editor.email}",
-                 detail=row.scopes)
     expiry = f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "no expiry"
     click.echo(f"token {row.id} for {row.editor.email}: {row.scopes}; {expiry}")
     click.echo(token)
@@ -378,8 +393,9 @@ def change_role(email: str, role: str):
     try:
         if editor is None:
             raise accounts.EditorError(f"No editor {email}.")
-        accounts.change_role(editor.id, role)
+        with unit_of_work():
+            accounts.change_role(editor.id, role)
+            audit.record(audit.CLI, "role_change", target=editor.email, detail=role)
     except accounts.EditorError as error:
         raise click.ClickException(str(error)) from None
-    audit.record(audit.CLI, "role_change", target=editor.email, detail=role)
     click.echo(f"{editor.email} is now {role}")

@@ -48,7 +48,8 @@ def send_owed_mails() -> None:
 
 @shared_task(name=jobs.SEND_EDITOR_MAIL)
 def send_editor_mail(mail_id: int) -> None:
-    editor_mail.send(mail_id)
+    with unit_of_work():
+        editor_mail.send(mail_id)
 
 
 @shared_task(name=jobs.SEND_DIGEST_BATCH)
@@ -87,7 +88,12 @@ def poll_feeds() -> None:
 @shared_task(name=jobs.POLL_FEED, soft_time_limit=FEED_DEADLINE_MAX + 60,
              time_limit=FEED_DEADLINE_MAX + 90)
 def poll_feed(url: str) -> None:
-    feeds.poll_feed(url)
+    poll = feeds.start_poll(url)
+    for entry in poll.entries:  # one transaction per article
+        with unit_of_work():
+            poll.add(entry)
+    with unit_of_work():
+        poll.finish()
 
 
 @shared_task(name=jobs.SEND_DELIVERABILITY_ALERT)

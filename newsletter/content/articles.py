@@ -1,4 +1,6 @@
-"""Articles: the one door every source (feeds, API, file import, editors) goes through."""
+"""Articles: the one door every source (feeds, API, file import, editors) goes through.
+
+Nothing here commits: the view, command or task that stores an article commits it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from datetime import datetime
 import markdown
 import nh3
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.content import topics
 from newsletter.extensions import db
@@ -163,23 +165,31 @@ def add_article(data: ArticleInput, source: ArticleSource,
         return existing, False
     if clean.published_at is None:
         log.info("article %s has no date; using the time it arrived", clean.url)
-    article = Article(
+    article_id = _insert_unless_known(dict(
         url=clean.url, guid=clean.guid, title=clean.title, summary=clean.summary,
         body_html=clean.body_html, body_markdown=clean.body_markdown, author=clean.author,
         categories=clean.categories,
         published_at=clean.published_at or utcnow(), source=source, feed_url=feed_url,
-    )
-    db.session.add(article)
-    try:
-        topics.file_article(article)
-        db.session.commit()
-    except IntegrityError:  # the same article arrived through another door just now
-        db.session.rollback()
+    ))
+    if article_id is None:  # the same article arrived through another door just now
         existing = find_existing(clean.url, clean.guid)
         if existing is None:
-            raise
+            raise RuntimeError(f"article {clean.url} clashed with one that is gone")
         return existing, False
+    article = db.session.get(Article, article_id)
+    topics.file_article(article)
     return article, True
+
+
+def _insert_unless_known(values: dict) -> int | None:
+    """The new article's id, or None when its URL or GUID is taken. ON CONFLICT DO
+    NOTHING instead of catching the IntegrityError: that would need a rollback of the
+    caller's transaction, or a savepoint, which pysqlite turns into a commit when it
+    opens the transaction."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return db.session.scalar(insert(Article).values(**values).on_conflict_do_nothing()
+                             .returning(Article.id))
 
 
 def set_excluded(article_id: int, excluded: bool) -> Article | None:
@@ -187,7 +197,6 @@ def set_excluded(article_id: int, excluded: bool) -> Article | None:
     article = db.session.get(Article, article_id)
     if article is not None:
         article.excluded = excluded
-        db.session.commit()
     return article
 
 
@@ -208,5 +217,4 @@ def update_article(article_id: int, data: ArticleInput) -> Article:
     if clean.published_at is not None:
         article.published_at = clean.published_at
     topics.file_article(article)  # its categories may have changed
-    db.session.commit()
     return article

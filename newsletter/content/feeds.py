@@ -26,7 +26,7 @@ import ssl
 import threading
 import time
 from calendar import timegm
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -294,42 +294,61 @@ class PollResult:
     error: str | None = None
 
 
-def poll_all() -> list[PollResult]:
-    return [poll_feed(url) for url in current_app.config["FEEDS"]]
-
-
 def enqueue_polls() -> int:
     """One task per feed, so one slow feed neither delays the others nor needs a
     task time limit of N deadlines; returns how many were published."""
     return sum(send_task_now(jobs.POLL_FEED, url) for url in current_app.config["FEEDS"])
 
 
-def poll_feed(url: str) -> PollResult:
-    state = db.session.get(FeedState, url) or FeedState(url=url)
-    result = PollResult(url=url)
+@dataclass
+class FeedPoll:
+    """One feed fetched and parsed (``start_poll``), its entries still to add. The caller
+    adds each entry (``add``) and then records the feed's state (``finish``), committing
+    after each step: every article is its own transaction, so an entry that fails keeps
+    the articles added before it."""
+
+    state: FeedState
+    result: PollResult
+    entries: list = field(default_factory=list)
+    fetched: FetchedFeed | None = None  # a new body, whose validators ``finish`` keeps
+
+    def add(self, entry) -> None:
+        _add_entry(entry, self.result)
+
+    def finish(self) -> PollResult:
+        """Records when the feed was checked, what went wrong, and (after a new body)
+        the validators for the next conditional GET."""
+        state, result = self.state, self.result
+        if self.fetched is not None:
+            state.etag, state.modified = self.fetched.etag, self.fetched.modified
+        if result.error:
+            log.warning("feed %s: %s", result.url, result.error)
+        state.checked_at, state.last_error = utcnow(), result.error
+        db.session.merge(state)
+        return result
+
+
+def start_poll(url: str) -> FeedPoll:
+    """Fetch and parse one feed (conditionally, with the validators kept last time);
+    writes nothing."""
+    poll = FeedPoll(state=db.session.get(FeedState, url) or FeedState(url=url),
+                    result=PollResult(url=url))
     try:
         fetched = fetch(url, FetchPolicy.from_config(current_app.config),
-                        etag=state.etag, modified=state.modified)
+                        etag=poll.state.etag, modified=poll.state.modified)
     except FetchError as error:
-        result.error = str(error)
+        poll.result.error = str(error)
+        return poll
+    if fetched.not_modified:
+        poll.result.not_modified = True
+        return poll
+    # A stream, never bytes: feedparser opens bytes that name a local file.
+    parsed = feedparser.parse(io.BytesIO(fetched.body))
+    if parsed.bozo and not parsed.entries:
+        poll.result.error = f"not a feed: {parsed.get('bozo_exception')}"
     else:
-        if fetched.not_modified:
-            result.not_modified = True
-        else:
-            # A stream, never bytes: feedparser opens bytes that name a local file.
-            parsed = feedparser.parse(io.BytesIO(fetched.body))
-            if parsed.bozo and not parsed.entries:
-                result.error = f"not a feed: {parsed.get('bozo_exception')}"
-            else:
-                for entry in parsed.entries:
-                    _add_entry(entry, result)
-                state.etag, state.modified = fetched.etag, fetched.modified
-    if result.error:
-        log.warning("feed %s: %s", url, result.error)
-    state.checked_at, state.last_error = utcnow(), result.error
-    db.session.merge(state)
-    db.session.commit()
-    return result
+        poll.entries, poll.fetched = list(parsed.entries), fetched
+    return poll
 
 
 def _add_entry(entry, result: PollResult) -> None:

@@ -4,6 +4,9 @@ An article is in a topic when one of its categories or its feed is in the topic'
 rules, or when an editor put it there by hand (``manual`` rows, kept when the rules
 are recomputed). A reader with no topics gets everything: that is every reader
 until they choose, so lists that predate topics keep working.
+
+Nothing here commits: the editors' views and commands, and the readers' boundaries,
+commit what these functions write.
 """
 
 from __future__ import annotations
@@ -107,7 +110,6 @@ def create_topic(slug: str, name: str, *, description: str = "",
     db.session.add(topic)
     db.session.flush()
     _refile(topic)
-    db.session.commit()
     return topic
 
 
@@ -131,7 +133,6 @@ def update_topic(topic_id: int, *, name: str | None = None, description: str | N
             topic.feeds = _feeds(feeds)
         db.session.flush()
         _refile(topic)
-    db.session.commit()
     return topic
 
 
@@ -203,11 +204,10 @@ def set_manual_topics(article_id: int, topic_ids: Iterable[int]) -> None:
             {"article_id": article_id, "topic_id": topic_id, "manual": True}
             for topic_id in sorted(topic_ids)])
     file_article(article)  # the rule rows the editor did not pin come back
-    db.session.commit()
 
 
 # --- a reader's choices. These add to the caller's transaction (which also writes the
-# consent log or the import's own rows) and do not commit.
+# consent log or the import's own rows).
 
 def parse_cadence(value: str | None) -> Cadence:
     """A cadence from user input; None or "" is the default (weekly)."""
@@ -284,7 +284,6 @@ def move_topic(topic_id: int, step: int) -> None:
         ordered[index], ordered[other] = ordered[other], ordered[index]
     for position, topic in enumerate(ordered, start=1):
         topic.position = position
-    db.session.commit()
 
 
 def delete_topic(topic_id: int) -> None:
@@ -300,7 +299,6 @@ def delete_topic(topic_id: int) -> None:
     db.session.execute(delete(article_topics).where(article_topics.c.topic_id == topic_id))
     db.session.execute(delete(subscriber_topics).where(subscriber_topics.c.topic_id == topic_id))
     db.session.delete(topic)
-    db.session.commit()
 
 
 def unmapped_categories() -> list[str]:

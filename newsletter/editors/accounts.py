@@ -1,4 +1,7 @@
-"""Editors, their roles, invitations and API tokens."""
+"""Editors, their roles, invitations and API tokens.
+
+These functions write into the caller's transaction and never commit: the view or
+command that calls them commits the change with its audit record."""
 
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ def create_editor(email: str, password: str | None, role: str | Role | None = No
                         password if password is not None else secrets.token_urlsafe(32),
                         method="scrypt"))
     db.session.add(editor)
-    db.session.commit()
+    db.session.flush()  # its id, for the invitation and the audit log
     return editor
 
 
@@ -79,7 +82,6 @@ def invite_editor(email: str, role: str | Role) -> Editor:
     """A new editor with no usable password, and an invitation mail owed to them."""
     editor = create_editor(email, None, _parse_role(role) or Role.EDITOR)
     editor_mail.owe(editor.id, EditorMailKind.INVITE)
-    db.session.commit()
     return editor
 
 
@@ -88,7 +90,6 @@ def set_password(editor: Editor, password: str) -> None:
     _check_password(password)
     editor.password_hash = generate_password_hash(password, method="scrypt")
     editor.password_nonce = new_token_nonce()
-    db.session.commit()
     sessions.end_all(editor.id)
 
 
@@ -105,7 +106,6 @@ def change_role(editor_id: int, role: str | Role) -> Editor:
     if editor.role == Role.OWNER and new_role != Role.OWNER and _owner_count() == 1:
         raise EditorError("The last owner cannot step down: make another editor owner first.")
     editor.role = new_role
-    db.session.commit()
     return editor
 
 
@@ -120,7 +120,6 @@ def remove_editor(editor_id: int) -> Editor:
     editor.password_hash = generate_password_hash(secrets.token_urlsafe(32), method="scrypt")
     for token in list_tokens(editor.id):
         token.revoked_at = token.revoked_at or utcnow()
-    db.session.commit()
     sessions.end_all(editor.id)
     return editor
 
@@ -169,7 +168,7 @@ def create_api_token(editor_email: str, name: str, scopes=("articles:write",),
                    scopes=" ".join(wanted),
                    expires_at=utcnow() + timedelta(days=expires_days) if expires_days else None)
     db.session.add(row)
-    db.session.commit()
+    db.session.flush()  # its id, for the audit log
     return token, row
 
 
@@ -188,7 +187,6 @@ def check_token(token: str, scope: str, ip_address: str | None) -> TokenCheck:
     if row.expires_at is not None and row.expires_at <= utcnow():
         return TokenCheck(row, "this token has expired")
     row.last_used_at, row.last_used_ip = utcnow(), ip_address and ip_address[:45]
-    db.session.commit()
     if scope not in row.scope_list or not row.editor.role.allows(SCOPES[scope]):
         return TokenCheck(row, f"this token lacks the scope {scope}", missing_scope=scope)
     return TokenCheck(row)
@@ -206,7 +204,6 @@ def revoke_token(token_id: int) -> ApiToken | None:
     if token is None or token.revoked_at is not None:
         return None
     token.revoked_at = utcnow()
-    db.session.commit()
     return token
 
 

@@ -28,13 +28,14 @@ CLI = Actor(editor_id=None, email="cli")
 
 
 def record(actor: Actor, action: str, *, outcome: str = "ok", target: str | None = None,
-           detail: str | None = None, commit: bool = True) -> None:
+           detail: str | None = None) -> None:
+    """Adds one record to the caller's transaction, so the action and its record are
+    committed together, or neither is. A refusal is recorded too: its boundary commits
+    the record although it refuses the request."""
     db.session.add(AuditEvent(
         editor_id=actor.editor_id, actor=actor.email[:254], token_id=actor.token_id,
         ip_address=actor.ip_address and actor.ip_address[:45], action=action[:64],
         outcome=outcome, target=target and str(target)[:200], detail=detail and detail[:2000]))
-    if commit:
-        db.session.commit()
 
 
 def search(actor: str = "", action: str = "", outcome: str = "",

@@ -25,7 +25,6 @@ from newsletter.queue import enqueue_after_commit, send_task_now
 log = logging.getLogger(__name__)
 
 
-
 def owe(editor_id: int, kind: EditorMailKind) -> None:
     mail = EditorMail(editor_id=editor_id, kind=kind)
     db.session.add(mail)
@@ -33,8 +32,21 @@ def owe(editor_id: int, kind: EditorMailKind) -> None:
     enqueue_after_commit(jobs.SEND_EDITOR_MAIL, mail.id)
 
 
+def claim_for_sending(mail_id: int) -> bool:
+    """Lease the mail and COMMIT at once, before the relay is called: the lease must be
+    visible to every other copy of the task for as long as this one talks to the relay,
+    so two copies never both send it. The one deliberate early commit of the editor
+    packages."""
+    claimed = outbox.claim(EditorMail, mail_id)
+    db.session.commit()
+    return claimed
+
+
 def send(mail_id: int) -> None:
-    if not outbox.claim(EditorMail, mail_id):
+    """Send one owed editor mail, if this copy of the task wins the lease. The lease is
+    committed first (``claim_for_sending``); the outcome is left to the caller's
+    transaction."""
+    if not claim_for_sending(mail_id):
         return
     mail = db.session.get(EditorMail, mail_id)
     editor = db.session.get(Editor, mail.editor_id)
@@ -55,7 +67,6 @@ def send(mail_id: int) -> None:
             mail.attempts = outbox.MAX_ATTEMPTS
         log.warning("editor mail %s (editor %s) not sent: %s", mail_id, editor.id,
                     result.outcome.value)
-    db.session.commit()
 
 
 def enqueue_owed() -> int:

@@ -4,6 +4,9 @@ The signed cookie holds only a random session key; the row it names says whether
 the session still counts. Logging out ends the row, so every copy of the cookie
 stops working at once; so do the idle timeout and the absolute lifetime, which
 activity never extends.
+
+Nothing here commits: the login, the logout and the user loader (which keeps a touch
+or an expiry) commit.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ def start(editor_id: int, ip_address: str | None, user_agent: str | None) -> str
     db.session.add(EditorSession(editor_id=editor_id, key_hash=_hash(key),
                                  ip_address=ip_address and ip_address[:45],
                                  user_agent=user_agent and user_agent[:512]))
-    db.session.commit()
     return key
 
 
@@ -54,11 +56,9 @@ def find_live(editor_id: int, key: str | None, *, activity: bool = True) -> Edit
     if (now - row.created_at > timedelta(seconds=config["SESSION_MAX_AGE"])
             or now - row.last_seen_at > timedelta(seconds=config["SESSION_IDLE_TIMEOUT"])):
         row.ended_at = now
-        db.session.commit()
         return None
     if activity and now - row.last_seen_at > TOUCH_EVERY:
         row.last_seen_at = now
-        db.session.commit()
     return row
 
 
@@ -67,14 +67,12 @@ def end(key: str | None) -> None:
         db.session.execute(update(EditorSession).where(
             EditorSession.key_hash == _hash(key), EditorSession.ended_at.is_(None))
             .values(ended_at=utcnow()))
-        db.session.commit()
 
 
 def end_all(editor_id: int) -> int:
     ended = db.session.execute(update(EditorSession).where(
         EditorSession.editor_id == editor_id, EditorSession.ended_at.is_(None))
         .values(ended_at=utcnow())).rowcount
-    db.session.commit()
     return ended
 
 

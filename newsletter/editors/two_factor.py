@@ -68,13 +68,13 @@ def enrol(editor: Editor, secret: str, code: str) -> list[str] | None:
         raw = "".join(secrets.choice(_ALPHABET) for _ in range(10))
         codes.append(f"{raw[:5]}-{raw[5:]}")
         db.session.add(RecoveryCode(editor_id=editor.id, code_hash=_hash(raw)))
-    db.session.commit()
     return codes
 
 
 def verify(editor: Editor, code: str) -> str | None:
     """'totp' or 'recovery' when the code is good (and now spent), else None.
-    A TOTP code is accepted once: a code seen on the wire cannot be replayed."""
+    A TOTP code is accepted once: a code seen on the wire cannot be replayed. The caller
+    commits right away, so the code stays spent whatever happens after."""
     if not editor.totp_secret:
         return None
     step = _matching_step(editor.totp_secret, code)
@@ -84,7 +84,6 @@ def verify(editor: Editor, code: str) -> str | None:
             Editor.id == editor.id,
             (Editor.totp_last_step.is_(None)) | (Editor.totp_last_step < step))
             .values(totp_last_step=step)).rowcount
-        db.session.commit()
         return "totp" if used else None
     row_id = db.session.scalar(select(RecoveryCode.id).where(
         RecoveryCode.editor_id == editor.id, RecoveryCode.code_hash == _hash(code),
@@ -94,7 +93,6 @@ def verify(editor: Editor, code: str) -> str | None:
     used = db.session.execute(update(RecoveryCode).where(
         RecoveryCode.id == row_id, RecoveryCode.used_at.is_(None))
         .values(used_at=utcnow())).rowcount
-    db.session.commit()
     return "recovery" if used else None
 
 
@@ -106,4 +104,3 @@ def recovery_codes_left(editor_id: int) -> int:
 def disable(editor: Editor) -> None:
     editor.totp_secret, editor.totp_last_step = None, None
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.editor_id == editor.id))
-    db.session.commit()

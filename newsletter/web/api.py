@@ -10,7 +10,7 @@ from newsletter.content.articles import ArticleInput, InvalidArticle
 from newsletter.content.topics import TopicError
 from newsletter.db import unit_of_work
 from newsletter.editors import accounts, audit
-from newsletter.extensions import csrf
+from newsletter.extensions import csrf, db
 from newsletter.issues import digests, reports
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
@@ -59,11 +59,13 @@ def requires_scope(scope: str):
                 return error_response(401, "Send an API token as "
                                            "'Authorization: Bearer <token>'.")
             check = accounts.check_token(token.strip(), scope, request.remote_addr)
+            db.session.commit()  # when and from where the token was used, whatever follows
             if check.token is None:
                 return error_response(401, "Unknown or revoked API token.")
             if check.problem:
                 audit.record(_token_actor(check), "api", outcome="denied",
                              target=request.endpoint, detail=check.problem)
+                db.session.commit()  # the refusal is recorded
                 if check.missing_scope:
                     return jsonify(error=f"This token lacks the scope {scope}.", status=403,
                                    missing_scope=scope), 403
@@ -136,6 +138,7 @@ def create_article():
     except InvalidArticle as error:
         return error_response(400, str(error))
     audit.record(g.actor, "article_save", target=f"article {article.id}", detail="api")
+    db.session.commit()  # the article and its audit record together
     return jsonify(id=article.id, url=article.url, created=created), 201 if created else 200
 
 
@@ -155,6 +158,7 @@ def create_issue():
                        message="There are no new articles since the last issue."), 200
     audit.record(g.actor, "send", target=f"digest {digest.id}",
                  detail=f"{digest.recipients} recipient(s); api")
+    db.session.commit()
     return jsonify(id=digest.id, status=digest.status.value, recipients=digest.recipients,
                    archive_url=url_for("public.archive_issue", digest_id=digest.id,
                                        _external=True)), 201
@@ -178,6 +182,7 @@ def list_subscribers():
     page_number = int(page) if page.isdigit() and len(page) < 7 else 1
     found = reports.search_subscribers("", status, page_number)
     audit.record(g.actor, "export", target="subscribers", detail=f"api page {page_number}")
+    db.session.commit()
     return jsonify(subscribers=[_subscriber_json(s) for s in found], page=page_number,
                    page_size=reports.PAGE_SIZE)
 
@@ -192,6 +197,7 @@ def unsubscribe_subscriber(subscriber_id: int):
     except TokenInvalid:
         return error_response(404, "No such subscriber.")
     audit.record(g.actor, "unsubscribe", target=f"subscriber {subscriber_id}", detail="api")
+    db.session.commit()
     return jsonify(id=subscriber.id, status=subscriber.status.value)
 
 
@@ -213,6 +219,7 @@ def get_preferences(subscriber_id: int):
         return error_response(404, "No such subscriber.")
     audit.record(g.actor, "export", target=f"subscriber {subscriber_id}",
                  detail="api preferences")
+    db.session.commit()
     return jsonify(preferences.preferences_of(subscriber))
 
 
@@ -235,4 +242,5 @@ def put_preferences(subscriber_id: int):
         return error_response(400, str(error))
     audit.record(g.actor, "preferences", target=f"subscriber {subscriber_id}",
                  detail="api: " + ", ".join(sorted(payload)))
+    db.session.commit()
     return jsonify(preferences.preferences_of(subscriber))

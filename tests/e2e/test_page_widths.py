@@ -97,7 +97,7 @@ EDITOR_PAGES = [
 def seed(app, base: str, mailbox) -> dict:
     """Data whose every text field is as long as the app accepts."""
     origin = Origin(ConsentSource.EDITOR)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         owner = db.session.scalar(select(Editor))
         topic = topics.create_topic("long-" + "t" * 59, LONG_WORD[:100],
                                     categories=[LONG_WORD[:100]])
@@ -127,7 +127,7 @@ def seed(app, base: str, mailbox) -> dict:
         ids["active_confirm_token"] = make_confirm_token(reader.id, reader.token_nonce)
         assert imported.url.endswith(ids["slug"])
     wait_until_sent(app, ids["digest"])
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         # Something new for the compose page, after the issue went out.
         articles.add_article(ArticleInput(title=LONG_WORD + "2", url=LONG_URL + "2"), "editor")
         upload = subscriber_lists.keep_upload(

@@ -9,6 +9,7 @@ import re
 from sqlalchemy import select
 
 from newsletter.content import topics
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Cadence, Subscriber, SubscriberStatus
@@ -37,7 +38,7 @@ def reader(app, email: str) -> Subscriber:
 def test_preference_centre_from_a_received_digest(app, live_server, page, mailbox):
     add_subscribers(app, 1)  # reader0@example.com, every topic, weekly
     add_article(app)  # filed under "Europe"
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("europe", "Europe", description="The continent's politics.",
                             categories=["Europe"])
         topics.create_topic("asia", "Asia-Pacific", categories=["Asia-Pacific"])

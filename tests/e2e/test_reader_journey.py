@@ -44,10 +44,11 @@ def test_subscribe_confirm_unsubscribe_in_a_browser(app, live_server, page, mail
 def test_subscribe_with_topics_and_daily_cadence_in_a_browser(app, live_server, page, mailbox,
                                                                monkeypatch):
     from newsletter.content import topics
+    from newsletter.db import unit_of_work
     from newsletter.models import Cadence
 
     monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
         topics.create_topic("us", "United States", categories=["US"])
     page.goto(f"{live_server}/subscribe")

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.db import unit_of_work
 from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.issues import digests
@@ -31,7 +32,7 @@ PASSWORD = "correct horse battery"
 
 
 def make_editor(app, email="editor@example.com"):
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         accounts.create_editor(email, PASSWORD)
 
 

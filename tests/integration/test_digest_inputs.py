@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.content import feeds
+from newsletter.db import unit_of_work
 from newsletter.delivery.relay import SendRate
 from newsletter.editors import accounts
 from newsletter.extensions import db
@@ -27,6 +27,7 @@ from newsletter.models import (
 from tests.conftest import process_subscribe_requests
 from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS
 from tests.integration.test_digests import add_article, add_subscribers
+from tests.integration.test_feed_fetching import poll_feed
 
 FEED = """<?xml version="1.0"?>
 <rss version="2.0"><channel><title>World desk</title>
@@ -78,22 +79,22 @@ def feed_url(app):
 
 def test_feed_polling_is_conditional_and_sanitises(app, client, feed_url):
     with app.app_context():
-        first = feeds.poll_feed(feed_url + "/feed")
+        first = poll_feed(feed_url + "/feed")
         assert (first.added, first.skipped, first.error) == (2, 1, None)  # untitled skipped
-        second = feeds.poll_feed(feed_url + "/feed")
+        second = poll_feed(feed_url + "/feed")
         assert second.not_modified and second.added == 0
         assert FeedServer.requests[1]["If-None-Match"] == '"v1"'
         ceasefire = db.session.scalar(select(Article).filter_by(guid="news-1"))
         assert ceasefire.categories == ["Middle East"]
         assert "script" not in ceasefire.summary and ceasefire.summary == "Talks resume."
-        broken = feeds.poll_feed(feed_url + "/broken")
-        unreachable = feeds.poll_feed(f"http://{ALLOWED_HOST}:9/feed")
+        broken = poll_feed(feed_url + "/broken")
+        unreachable = poll_feed(f"http://{ALLOWED_HOST}:9/feed")
         assert broken.error.startswith("not a feed") and unreachable.error
         assert db.session.scalar(select(func.count()).select_from(Article)) == 2
 
 
 def api_token(app) -> str:
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         accounts.create_editor("editor@example.com", "correct horse battery")
         token, _ = accounts.create_api_token("editor@example.com", "cms",
                                             ["articles:write", "issues:send"])

@@ -36,7 +36,7 @@ def add_subscribers(app, count: int, prefix: str = "reader") -> list[int]:
 
 
 def add_article(app, title="Talks resume in Geneva", url="https://news.example.com/geneva"):
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         article, _ = articles.add_article(
             ArticleInput(title=title, url=url, summary="Diplomats met again.",
                          categories=["Europe"], published_at=datetime.now(UTC)), "api")

@@ -52,14 +52,14 @@ def settings(app, **values):
 
 
 def add_editor(app, email: str, role: str) -> int:
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         return accounts.create_editor(email, PASSWORD, role).id
 
 
 def session_client(app, editor_id: int):
     """A client holding a live session for the editor, without the login form."""
     client = app.test_client()
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         key = sessions.start(editor_id, "127.0.0.1", "test")
     with client.session_transaction() as session:
         session.update({"_user_id": str(editor_id), "_fresh": True, "sk": key})
@@ -318,7 +318,7 @@ def test_role_matrix_every_admin_route_for_every_role(app, client):
 def test_role_matrix_every_api_endpoint_for_every_scope(app, client):
     make_editor(app)  # the first editor is an owner: every scope is open to it
     tokens = {}
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         for scope in accounts.SCOPES:
             tokens[scope], _ = accounts.create_api_token("editor@example.com", scope, [scope])
     for rule in guarded_rules(app, "/api"):
@@ -461,7 +461,7 @@ def test_a_token_cannot_outgrow_its_editors_role(app, client):
     with app.app_context(), pytest.raises(accounts.EditorError, match="author cannot hold"):
         accounts.create_api_token("pen@example.com", "x", ["issues:send"])
     add_editor(app, "ed@example.com", "editor")
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         token, _ = accounts.create_api_token("ed@example.com", "x", ["issues:send"])
         accounts.change_role(accounts.find_editor("ed@example.com").id, "author")
     denied = client.post("/api/v1/issues", json={}, headers={"Authorization": f"Bearer {token}"})

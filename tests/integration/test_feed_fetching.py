@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from newsletter.config import FEED_DEADLINE_MAX
 from newsletter.content import feeds
 from newsletter.content.feeds import FetchError, FetchPolicy, fetch
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import Article, FeedState
 from tests.integration.feed_server import (
@@ -26,6 +27,17 @@ from tests.integration.feed_server import (
 
 TEST_POLICY = FetchPolicy(allow_http=True, allowed_networks=ALLOWED_NETWORKS, deadline=10)
 FEED = rss(("Ceasefire talks resume", "https://news.example.com/ceasefire"))
+
+
+def poll_feed(url: str) -> feeds.PollResult:
+    """One feed polled as the poll_feed task does: each article its own transaction,
+    then the feed's state."""
+    poll = feeds.start_poll(url)
+    for entry in poll.entries:
+        with unit_of_work():
+            poll.add(entry)
+    with unit_of_work():
+        return poll.finish()
 
 
 def feed_route(handler):
@@ -165,9 +177,9 @@ def feed_settings(app):
 
 def test_poll_refuses_internal_feeds_by_default_and_records_why(app, client, internal):
     with app.app_context():
-        result = feeds.poll_feed(internal.url + "/feed")
+        result = poll_feed(internal.url + "/feed")
         assert "only https" in result.error
-        result = feeds.poll_feed(internal.url.replace("http:", "https:") + "/feed")
+        result = poll_feed(internal.url.replace("http:", "https:") + "/feed")
         assert "not a public address" in result.error
         assert "only https" in db.session.get(FeedState, internal.url + "/feed").last_error
         assert db.session.scalar(select(func.count()).select_from(Article)) == 0
@@ -179,7 +191,7 @@ def test_a_feed_body_naming_a_local_file_is_not_read(app, client, feed_settings,
     local.write_bytes(rss(("Read from our own disk", "https://news.example.com/disk")))
     with serve(ALLOWED_HOST, lambda handler: handler.reply(str(local).encode())) as server, \
             app.app_context():
-        result = feeds.poll_feed(server.url + "/feed")
+        result = poll_feed(server.url + "/feed")
         assert result.added == 0 and result.error.startswith("not a feed")
         assert db.session.scalar(select(func.count()).select_from(Article)) == 0
 
@@ -202,7 +214,7 @@ def test_the_poller_applies_the_configured_deadline_and_cap(app, client, feed_se
         with serve(ALLOWED_HOST, lambda handler: handler.drip(0.5, 240)) as slow, \
                 serve(ALLOWED_HOST, lambda handler: handler.reply(b" " * 2048)) as big, \
                 app.app_context():
-            assert "no complete answer within 1 s" in feeds.poll_feed(slow.url + "/f").error
-            assert "larger than 1024 bytes" in feeds.poll_feed(big.url + "/f").error
+            assert "no complete answer within 1 s" in poll_feed(slow.url + "/f").error
+            assert "larger than 1024 bytes" in poll_feed(big.url + "/f").error
     finally:
         app.config.update(saved)

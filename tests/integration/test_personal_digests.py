@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from newsletter.content import articles, topics
 from newsletter.content.articles import ArticleInput
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import copies, digests
 from newsletter.models import (
@@ -47,9 +48,11 @@ MONDAY = datetime(2026, 12, 14, 8, 0, tzinfo=UTC)  # the weekly one Monday 08:00
 
 
 def publish(title: str, categories: list[str], at: datetime) -> None:
-    articles.add_article(ArticleInput(title=title, url=f"https://news.example.com/{title}",
-                                      summary=f"About {title}.", categories=categories,
-                                      published_at=at - timedelta(hours=1)), ArticleSource.API)
+    with unit_of_work():
+        articles.add_article(ArticleInput(title=title, url=f"https://news.example.com/{title}",
+                                          summary=f"About {title}.", categories=categories,
+                                          published_at=at - timedelta(hours=1)),
+                             ArticleSource.API)
 
 
 class Inboxes:

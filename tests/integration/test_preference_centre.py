@@ -40,7 +40,7 @@ def reader(app, email="ada@example.com", name="Ada") -> str:
 
 
 def make_topics(app) -> None:
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
         topics.create_topic("us", "United States", categories=["US"])
 
@@ -234,7 +234,7 @@ def test_an_expired_address_link_shows_the_bad_link_page(app, client, celery_wor
 @pytest.fixture
 def api(app):
     """Authorization headers for a read token and a write token."""
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         accounts.create_editor("owner@example.com", "correct horse battery staple")
         read, _ = accounts.create_api_token("owner@example.com", "read", ["subscribers:read"])
         write, _ = accounts.create_api_token("owner@example.com", "write", ["subscribers:write"])

@@ -10,6 +10,7 @@ import pytest
 
 from newsletter.content import articles, topics
 from newsletter.content.articles import ArticleInput
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import ArticleSource, Digest, DigestStatus
 
@@ -70,7 +71,7 @@ def test_a_topic_feed_is_valid_atom_with_escaped_text(app, client, archive):
 
 
 def test_an_empty_or_unknown_topic(app, client):
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("quiet", "Quiet")
     assert "No issue has carried" in client.get("/archive/topics/quiet/").get_data(as_text=True)
     feed = ElementTree.fromstring(client.get("/archive/topics/quiet/feed.atom").data)

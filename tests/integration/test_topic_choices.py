@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.content import topics
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import (
     Cadence,
@@ -25,7 +26,7 @@ from tests.integration.test_reader_flows import subscriber
 
 @pytest.fixture
 def two_topics(app, clean_state):
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
         topics.create_topic("us", "United States", categories=["US"])
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from newsletter.content import articles, topics
 from newsletter.content.articles import ArticleInput
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Article, ArticleSource, Cadence, Subscriber, SubscriberStatus, Topic
@@ -36,7 +37,7 @@ def topic_rows(app) -> list[tuple[str, str, list[str], int]]:
 
 
 def add_article(app, title: str, categories: list[str]) -> int:
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         stored, _ = articles.add_article(ArticleInput(
             title=title, url=f"https://news.example.com/{topics.slugify(title)}",
             categories=categories, published_at=datetime.now(UTC)), ArticleSource.API)
@@ -167,7 +168,7 @@ def test_the_issue_report_splits_delivered_counts_by_topic_set(app, editor, cele
                                                               mailbox):
     add_article(app, "Talks in Seoul", ["Asia-Pacific"])
     add_article(app, "Vote in Ohio", ["US"])
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
         topics.create_topic("us", "United States", categories=["US"])
     ids = add_subscribers(app, 4)
@@ -192,7 +193,7 @@ def test_the_issue_report_splits_delivered_counts_by_topic_set(app, editor, cele
 def test_preview_and_test_send_as_a_reader_of_topics(app, editor, mailbox):
     add_article(app, "Talks in Seoul", ["Asia-Pacific"])
     add_article(app, "Vote in Ohio", ["US"])
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
         topics.create_topic("us", "United States", categories=["US"])
         topics.create_topic("quiet", "Quiet")

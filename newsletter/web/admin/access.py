@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, flash, redirect, request, session, url
 from flask_login import current_user
 
 from newsletter.editors import accounts, audit, sessions
-from newsletter.extensions import login_manager
+from newsletter.extensions import db, login_manager
 from newsletter.models import Role
 from newsletter.web.errors import error_response
 
@@ -46,7 +46,9 @@ def _load_editor(user_id: str):
     if editor is None or not editor.is_active:
         return None
     live = sessions.find_live(editor.id, session.get("sk"),
-                                     activity=request.endpoint not in PASSIVE_ENDPOINTS)
+                              activity=request.endpoint not in PASSIVE_ENDPOINTS)
+    if db.session.dirty:  # the session was touched, or has just run out: keep that
+        db.session.commit()
     return editor if live is not None else None
 
 
@@ -59,9 +61,12 @@ def current_actor() -> audit.Actor:
 
 def audit_action(action: str, *, outcome: str = "ok", target=None, detail: str | None = None,
                  actor: audit.Actor | None = None) -> None:
-    """One row of the audit log (committed), by ``actor`` or this request's editor."""
+    """One row of the audit log, by ``actor`` or this request's editor, and the commit
+    of the request's transaction: called after the action's writes, it commits them and
+    their record together. A refusal's record is committed although the request fails."""
     audit.record(actor or current_actor(), action, outcome=outcome,
                  target=None if target is None else str(target), detail=detail)
+    db.session.commit()
 
 
 def two_factor_missing() -> bool:

@@ -48,11 +48,11 @@ def _throttled(email: str, wait: int):
 
 def _failed(email: str, editor_id: int | None, action: str, detail: str) -> None:
     failures = login_throttle.record_failure(email)
-    audit_action(action, outcome="failed", detail=detail,
-                 actor=audit.Actor(editor_id, email or "-", request.remote_addr), target=None)
     if editor_id is not None and failures == current_app.config["LOGIN_ALERT_AFTER"]:
         editor_mail.owe(editor_id, EditorMailKind.LOGIN_ALERT)
-        db.session.commit()
+    # Commits the record (and the alert) although the login is refused.
+    audit_action(action, outcome="failed", detail=detail,
+                 actor=audit.Actor(editor_id, email or "-", request.remote_addr), target=None)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -103,6 +103,14 @@ def _pending_editor():
     return (editor, pending) if editor is not None and editor.is_active else (None, None)
 
 
+def _spend_code(editor, code: str) -> str | None:
+    """Checks a second-factor code (``two_factor.verify``); a good one is spent now,
+    committed whatever happens next, so it never works twice."""
+    method = two_factor.verify(editor, code)
+    db.session.commit()
+    return method
+
+
 @bp.route("/login/verify", methods=["GET", "POST"])
 @allow(PUBLIC)
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=_login_limit_key,
@@ -118,7 +126,7 @@ def login_second_factor():
     wait = login_throttle.wait_seconds(editor.email)
     if wait:
         return _throttled(editor.email, wait)
-    method = two_factor.verify(editor, request.form.get("code", ""))
+    method = _spend_code(editor, request.form.get("code", ""))
     if method is None:
         _failed(editor.email, editor.id, "login_2fa", "wrong, expired or used code")
         flash("That code is wrong, expired or already used.", "error")
@@ -129,8 +137,8 @@ def login_second_factor():
 @bp.post("/logout")
 @allow(ANY_EDITOR)
 def logout():
-    audit_action("logout")
     sessions.end(session.get("sk"))  # every copy of this cookie stops working
+    audit_action("logout")  # commits
     logout_user()
     session.clear()
     return redirect(url_for("admin.login"))
@@ -178,7 +186,7 @@ def disable_two_factor():
     if current_app.config["REQUIRE_TWO_FACTOR"]:
         audit_action("2fa_disable", outcome="denied", detail="two-factor login is required")
         flash("Two-factor login is required for every editor here.", "error")
-    elif two_factor.verify(current_user, request.form.get("code", "")) is None:
+    elif _spend_code(current_user, request.form.get("code", "")) is None:
         audit_action("2fa_disable", outcome="failed", detail="wrong code")
         flash("That code is wrong, expired or already used.", "error")
     else:
