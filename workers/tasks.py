@@ -6,6 +6,7 @@ from newsletter import jobs
 from newsletter.bounces import imap, intake
 from newsletter.config import FEED_DEADLINE_MAX
 from newsletter.content import feeds
+from newsletter.db import unit_of_work
 from newsletter.delivery import dispatch, guard, outbox
 from newsletter.editors import editor_mail
 from newsletter.issues import digests
@@ -14,7 +15,8 @@ from newsletter.readers import subscriber_lists, subscriptions
 
 @shared_task(name=jobs.SEND_OUTBOX_MAIL)
 def send_outbox_mail(mail_id: int) -> None:
-    outbox.send(mail_id)
+    with unit_of_work():
+        outbox.send(mail_id)
 
 
 @shared_task(name=jobs.PROCESS_SUBSCRIBE_REQUESTS)
@@ -36,27 +38,34 @@ def send_editor_mail(mail_id: int) -> None:
 
 @shared_task(name=jobs.SEND_DIGEST_BATCH)
 def send_digest_batch(digest_id: int) -> None:
-    dispatch.send_batch(digest_id)
+    with unit_of_work():
+        dispatch.send_batch(digest_id)
 
 
 @shared_task(name=jobs.SWEEP_DELIVERIES)
 def sweep_deliveries() -> None:
-    digests.sweep()
+    for digest_id, status in digests.sweep_candidates():
+        with unit_of_work():  # one issue's recovery does not wait for, or undo, another's
+            digests.sweep_issue(digest_id, status)
 
 
 @shared_task(name=jobs.SEND_WEEKLY_DIGEST)
 def send_weekly_digest() -> None:
-    digests.run_weekly()
+    with unit_of_work():
+        digests.run_weekly()
 
 
 @shared_task(name=jobs.SEND_DAILY_DIGEST)
 def send_daily_digest() -> None:
-    digests.run_daily()
+    with unit_of_work():
+        digests.run_daily()
 
 
 @shared_task(name=jobs.START_SCHEDULED_DIGESTS)
 def start_scheduled_digests() -> None:
-    digests.start_due()
+    for digest_id in digests.due_scheduled():
+        with unit_of_work():
+            digests.start_send(digest_id)
 
 
 @shared_task(name=jobs.POLL_FEEDS)

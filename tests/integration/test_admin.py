@@ -26,6 +26,7 @@ from newsletter.models import (
 )
 from tests.conftest import csrf_token_from, process_subscribe_requests
 from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
+from workers.tasks import start_scheduled_digests
 
 PASSWORD = "correct horse battery"
 
@@ -444,14 +445,15 @@ def test_schedule_an_issue_for_later(app, client, celery_worker, mailbox, monkey
             "Changed", None, "Hello & welcome")
         assert digest.send_at == hour_later.replace(second=0, microsecond=0)
     with app.app_context():
-        assert digests.start_due() == 0  # not yet
+        assert digests.due_scheduled() == []  # not yet
         assert digests.new_articles() == []  # its articles are spoken for
         digest = db.session.get(Digest, digest_id)
         assert digest.status == DigestStatus.SCHEDULED
         digest.send_at = datetime.now(UTC) - timedelta(seconds=1)
         db.session.commit()
         goes_out = digest.send_at.astimezone(ZoneInfo("Europe/Berlin"))
-        assert digests.start_due() == 1  # what beat does every minute
+        assert digests.due_scheduled() == [digest_id]
+        start_scheduled_digests()  # what beat does every minute
     wait_until_sent(app, digest_id)
     received = mailbox.wait_for(2)
     assert {m["Subject"] for m in received} == {"Changed"}

@@ -28,6 +28,7 @@ from tests.integration.test_digests import (
     add_article,
     add_subscribers,
     send_now,
+    sweep,
     wait_for_idle_ledger,
     wait_until_sent,
 )
@@ -243,7 +244,7 @@ def test_sweeper_resends_a_crashed_in_flight_row_once_then_records_unknown(app, 
                 # The last one's worker is alive: its lease has not run out.
                 lease_until=past if subscriber_id != ids[3] else utcnow() + timedelta(seconds=60)))
         db.session.commit()
-        assert digests.sweep() == 0
+        assert sweep() == 0
         rows = {row.subscriber_id: row for row in db.session.scalars(select(Delivery))}
         first, second, untried, alive = (rows[i] for i in ids)
         assert (first.status, first.resent_after_crash, first.claim) == (
