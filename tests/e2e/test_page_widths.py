@@ -21,6 +21,7 @@ from newsletter import create_app
 from newsletter.bounces import intake
 from newsletter.content import articles, topics
 from newsletter.content.articles import ArticleInput
+from newsletter.db import unit_of_work
 from newsletter.devstack import free_port
 from newsletter.editors import accounts
 from newsletter.extensions import db
@@ -112,7 +113,8 @@ def seed(app, base: str, mailbox) -> dict:
         reader, _ = subscriptions.add_by_hand(LONG_ADDRESS, "N" * 200, LONG_WORD, origin)
         pending, _ = subscriptions.add_by_hand("p" + LONG_ADDRESS[1:], "P" * 200, None, origin)
         intake.park_webhook(LONG_WORD + " " + LONG_URL, "ses")
-        digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
+        with unit_of_work():
+            digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
         ids = {"article": article.id, "subscriber": reader.id, "pending": pending.id,
                "digest": digest.id, "slug": "s" * 200,
                "unsubscribe_key": reader.unsubscribe_key, "topic": topic.id,

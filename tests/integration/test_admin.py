@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.db import unit_of_work
 from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.issues import digests
@@ -486,7 +487,7 @@ def test_readers_not_reached_show_on_the_report_and_their_page(app, client, cele
     login(client)
     ids = add_subscribers(app, 3)
     add_article(app)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         digest = digests.send_now()
         digest_id = digest.id
     wait_until_sent(app, digest_id)

@@ -11,6 +11,7 @@ import redis
 from sqlalchemy import insert, select
 
 from newsletter.config import ConfigError, check_send_settings, load_settings
+from newsletter.db import unit_of_work
 from newsletter.delivery.relay import SendRate
 from newsletter.extensions import db
 from newsletter.issues import digests
@@ -54,7 +55,7 @@ def test_pause_and_cancel_act_within_one_message(app, client, celery_worker, mai
     digest_id = send_now(app)
     mailbox.wait_for(5)
     before_pause = len(mailbox.messages)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.pause(digest_id)
     paused = wait_for_idle_ledger(app, digest_id)
     # The message in flight when the pause landed may still go, and one marked by a
@@ -62,11 +63,11 @@ def test_pause_and_cancel_act_within_one_message(app, client, celery_worker, mai
     assert len(mailbox.messages) <= before_pause + 2
     assert paused["sent"] == len(mailbox.messages) and paused["pending"] > 0
 
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.resume(digest_id)
     mailbox.wait_for(len(mailbox.messages) + 5)
     before_cancel = len(mailbox.messages)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(digest_id)
     cancelled = wait_for_idle_ledger(app, digest_id)
     assert len(mailbox.messages) <= before_cancel + 2
@@ -107,7 +108,7 @@ def test_a_row_is_marked_in_flight_only_after_the_rate_wait(app, client, celery_
         waiting = rows()[1]
         assert waiting.status == DeliveryStatus.SENDING and waiting.attempted_at is None
         time.sleep(0.1)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(digest_id)
     wait_for_idle_ledger(app, digest_id)
 
@@ -132,7 +133,7 @@ def test_a_slow_domain_is_backed_off_and_others_go_on(app, client, celery_worker
     assert counts["failed"] == 0
     received = {m["To"].addresses[0].addr_spec for m in mailbox.messages}
     assert received == {f"r{n}@fast.example" for n in range(1, 21, 2)}
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         slow = db.session.execute(
             select(Delivery.attempts, Delivery.last_error).join(Subscriber)
             .where(Subscriber.email.like("%@slow.example")).order_by(Delivery.id)).all()
@@ -166,7 +167,7 @@ def test_confirmation_arrives_while_a_large_rate_capped_send_runs(app, client, c
     assert broker.llen(bulk_queue) <= app.config["SEND_CONCURRENCY"]
     counts = progress(app, digest_id)
     assert counts["remaining"] > 15_000  # the send was still running meanwhile
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(digest_id)
     wait_for_idle_ledger(app, digest_id)
 
