@@ -21,7 +21,8 @@ def send_outbox_mail(mail_id: int) -> None:
 
 @shared_task(name=jobs.PROCESS_SUBSCRIBE_REQUESTS)
 def process_subscribe_requests() -> None:
-    subscriptions.process_pending()
+    with unit_of_work():  # commits the result of the last confirmation mail it sent
+        subscriptions.process_pending()
 
 
 @shared_task(name=jobs.SEND_OWED_MAILS)
