@@ -198,22 +198,23 @@ def test_take_back_and_skip_from_every_status(issue, source):
 
 @pytest.mark.parametrize("status", list(DeliveryStatus), ids=str)
 def test_new_rows_are_pending_or_skipped(issue, status):
-    subscriber_id = db.session.scalar(select(Subscriber.id).where(
-        Subscriber.id == make_row(issue, DeliveryStatus.SENT)))  # any reader id will do
-    row = {"digest_id": issue, "subscriber_id": subscriber_id + 10_000, "attempts": 0,
+    n = next(_readers)
+    with unit_of_work():
+        subscriber_id = db.session.execute(insert(Subscriber).values(
+            email=f"w{n}@example.com", email_normalized=f"w{n}@example.com",
+            status=SubscriberStatus.ACTIVE).returning(Subscriber.id)).scalar_one()
+    row = {"digest_id": issue, "subscriber_id": subscriber_id, "attempts": 0,
            "status": status, "variant_id": None, "last_error": None}
     if status not in TRANSITIONS[Move.WRITE].targets:
         with pytest.raises(ValueError):
             ledger.add_rows([row])
+        assert db.session.scalar(select(Delivery.id).where(
+            Delivery.subscriber_id == subscriber_id)) is None
         return
-    n = next(_readers)
     with unit_of_work():
-        row["subscriber_id"] = db.session.execute(insert(Subscriber).values(
-            email=f"w{n}@example.com", email_normalized=f"w{n}@example.com",
-            status=SubscriberStatus.ACTIVE).returning(Subscriber.id)).scalar_one()
         ledger.add_rows([row])
     assert db.session.scalar(select(Delivery.status).where(
-        Delivery.subscriber_id == row["subscriber_id"])) == status
+        Delivery.subscriber_id == subscriber_id)) == status
 
 
 @pytest.mark.parametrize("source", list(DeliveryStatus), ids=str)
