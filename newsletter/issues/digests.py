@@ -309,9 +309,12 @@ def after_batch(digest_id: int, *, hand_on: bool, retry_later: bool) -> None:
         # Published now: the countdown outlasts the caller's commit by far.
         send_task_now(jobs.SEND_DIGEST_BATCH, digest_id,
                       countdown=config["SEND_BREAKER_WINDOW"] / config["SEND_BREAKER_FAILURES"])
-    elif hand_on and _live_claims(digest_id) < config["SEND_CONCURRENCY"]:
-        # After commit, so the next batch sees a pause the guard just made.
-        enqueue_after_commit(jobs.SEND_DIGEST_BATCH, digest_id)
+    elif (hand_on and digest is not None and digest.status == DigestStatus.SENDING
+          and _live_claims(digest_id) < config["SEND_CONCURRENCY"]):
+        # Published now, as the batch ends, so the chain does not wait for the caller's
+        # commit; not when this batch's own transaction just paused the issue (the guard,
+        # the breaker), which the next batch could not see yet. Resuming republishes.
+        send_task_now(jobs.SEND_DIGEST_BATCH, digest_id)
     finish_if_done(digest_id)
 
 
