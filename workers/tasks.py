@@ -21,8 +21,7 @@ def send_outbox_mail(mail_id: int) -> None:
 
 @shared_task(name=jobs.PROCESS_SUBSCRIBE_REQUESTS)
 def process_subscribe_requests() -> None:
-    with unit_of_work():  # commits the result of the last confirmation mail it sent
-        subscriptions.process_pending()
+    subscriptions.process_pending()
 
 
 @shared_task(name=jobs.SEND_OWED_MAILS)

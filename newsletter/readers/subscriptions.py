@@ -289,6 +289,7 @@ def process_request(request_id: int) -> bool:
     if mail_id is not None:
         # Sent right away by this task, so mails are spaced as the limit decided.
         outbox.send(mail_id)
+        db.session.commit()  # its result: outbox.send leaves that to its caller
     return True
 
 
