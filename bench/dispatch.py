@@ -129,6 +129,7 @@ def timed_send(app, worker, subscribers: int) -> dict:
     """Send everything new to everyone and wait until the issue is sent."""
     from sqlalchemy import func, select
 
+    from newsletter.db import unit_of_work
     from newsletter.extensions import db
     from newsletter.issues import digests
     from newsletter.models import Digest, DigestStatus, DigestVariant
@@ -136,7 +137,8 @@ def timed_send(app, worker, subscribers: int) -> dict:
     pool_cpu_before = sum(cpu_seconds(pid) for pid in children(worker.pid))
     with app.app_context():
         started = time.perf_counter()
-        digest = digests.send_now()
+        with unit_of_work():
+            digest = digests.send_now()
         ledger = time.perf_counter() - started
         while db.session.get(Digest, digest.id).status != DigestStatus.SENT:
             db.session.expire_all()

@@ -102,7 +102,8 @@ def send_digest(subject: str | None, intro: str, headline: str, dry_run: bool, w
             click.echo(f"  {article.published_at:%Y-%m-%d}  {article.title}")
         click.echo(f"{len(new)} new article(s), {digests.active_subscriber_count()} recipient(s)")
         return
-    digest = digests.send_now(subject=subject, intro=intro, headline=headline)
+    with unit_of_work():
+        digest = digests.send_now(subject=subject, intro=intro, headline=headline)
     if digest is None:
         click.echo("Nothing new since the last issue: nothing sent.")
         return
@@ -152,7 +153,8 @@ def list_digests():
 @click.option("--wait/--no-wait", default=True, help="Show progress until every row is final.")
 def start_digest(digest_id: int, wait: bool):
     """Send a draft or scheduled issue now (see `digest list`)."""
-    recipients = digests.start_draft(digest_id)
+    with unit_of_work():
+        recipients = digests.start_draft(digest_id)
     if recipients is None:
         raise click.ClickException(f"issue {digest_id} is not a draft or scheduled issue")
     click.echo(f"issue {digest_id} started: {recipients} subscriber(s)")
@@ -164,7 +166,9 @@ def start_digest(digest_id: int, wait: bool):
 @click.argument("digest_id", type=int)
 def discard_digest(digest_id: int):
     """Throw away a draft or scheduled issue; its articles go into the next one."""
-    if not digests.discard(digest_id):
+    with unit_of_work():
+        discarded = digests.discard(digest_id)
+    if not discarded:
         raise click.ClickException(f"issue {digest_id} is not a draft or scheduled issue")
     click.echo(f"issue {digest_id} discarded")
 
@@ -173,7 +177,9 @@ def discard_digest(digest_id: int):
 @click.argument("digest_id", type=int)
 def cancel_digest(digest_id: int):
     """Stop a send for good: whoever was not sent to yet is skipped."""
-    if not digests.cancel(digest_id):
+    with unit_of_work():
+        cancelled = digests.cancel(digest_id)
+    if not cancelled:
         raise click.ClickException(f"issue {digest_id} cannot be cancelled in its state")
     click.echo(f"issue {digest_id} cancelled; its articles are free for a new issue")
 
@@ -181,7 +187,11 @@ def cancel_digest(digest_id: int):
 @digest_cli.command("sweep")
 def sweep_digests():
     """Take back expired leases and re-publish stalled sends now (beat does it every 30 s)."""
-    click.echo(f"published {digests.sweep()} batch task(s)")
+    published = 0
+    for digest_id, status in digests.sweep_candidates():
+        with unit_of_work():  # each issue's tasks are published as its transaction commits
+            published += digests.sweep_issue(digest_id, status)
+    click.echo(f"published {published} batch task(s)")
 
 
 @digest_cli.command("preview")

@@ -15,7 +15,8 @@ from newsletter.readers import subscriber_lists, subscriptions
 
 @shared_task(name=jobs.SEND_OUTBOX_MAIL)
 def send_outbox_mail(mail_id: int) -> None:
-    outbox.send(mail_id)
+    with unit_of_work():
+        outbox.send(mail_id)
 
 
 @shared_task(name=jobs.PROCESS_SUBSCRIBE_REQUESTS)
@@ -32,7 +33,8 @@ def decide_subscribe_requests(gather_seconds: float = subscriptions.GATHER_SECON
             decision = subscriptions.decide_request(request_id)
         if decision.mail_id is not None:
             # Sent right away by this task, so mails are spaced as the limit decided.
-            outbox.send(decision.mail_id)
+            with unit_of_work():
+                outbox.send(decision.mail_id)
         decided += decision.decided
     return decided
 
@@ -54,27 +56,34 @@ def send_editor_mail(mail_id: int) -> None:
 
 @shared_task(name=jobs.SEND_DIGEST_BATCH)
 def send_digest_batch(digest_id: int) -> None:
-    dispatch.send_batch(digest_id)
+    with unit_of_work():
+        dispatch.send_batch(digest_id)
 
 
 @shared_task(name=jobs.SWEEP_DELIVERIES)
 def sweep_deliveries() -> None:
-    digests.sweep()
+    for digest_id, status in digests.sweep_candidates():
+        with unit_of_work():  # one issue's recovery does not wait for, or undo, another's
+            digests.sweep_issue(digest_id, status)
 
 
 @shared_task(name=jobs.SEND_WEEKLY_DIGEST)
 def send_weekly_digest() -> None:
-    digests.run_weekly()
+    with unit_of_work():
+        digests.run_weekly()
 
 
 @shared_task(name=jobs.SEND_DAILY_DIGEST)
 def send_daily_digest() -> None:
-    digests.run_daily()
+    with unit_of_work():
+        digests.run_daily()
 
 
 @shared_task(name=jobs.START_SCHEDULED_DIGESTS)
 def start_scheduled_digests() -> None:
-    digests.start_due()
+    for digest_id in digests.due_scheduled():
+        with unit_of_work():
+            digests.start_send(digest_id)
 
 
 @shared_task(name=jobs.POLL_FEEDS)

@@ -1,13 +1,13 @@
 """Send a digest's deliveries in batches, recording each result the moment it is known.
 
-A task claims a batch of ledger rows (PostgreSQL: FOR UPDATE SKIP LOCKED, so
-workers never wait on each other) under a fresh owner token, the *claim*. Every
-later write about those rows says it (``WHERE id = ? AND claim = ?``) and renews
-the lease; a write that matches nothing means the sweeper gave the row to
-someone else, so the batch stops at once. Each row's result is committed
-together with marking the next row in flight (one round trip per message), and
-that same statement only marks the next row while the issue is still sending,
-so pause and cancel act within one message.
+The send loop over the ledger (``delivery/ledger.py``, the one writer of delivery
+rows): a task claims a batch of rows under a fresh owner token, the *claim*;
+every later write about those rows names it and renews the lease, and a write
+that matches nothing means the sweeper gave the row to someone else, so the
+batch stops at once. Each row's result is committed together with marking the
+next row in flight (one round trip per message), and that same statement only
+marks the next row while the issue is still sending, so pause and cancel act
+within one message.
 
 If the worker dies, its lease expires: untouched rows go back to pending, and
 the one row that was in flight is resent once (same Message-ID), then recorded
@@ -16,9 +16,7 @@ the one row that was in flight is resent once (same Message-ID), then recorded
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,9 +24,10 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, select, text, update
+from sqlalchemy import select
 
-from newsletter.delivery import guard
+from newsletter.delivery import guard, ledger
+from newsletter.delivery.ledger import ClaimedBatch
 from newsletter.delivery.relay import Relay, SendRate
 from newsletter.extensions import db
 from newsletter.issues import digests
@@ -45,7 +44,6 @@ from newsletter.models import (
     DigestVariant,
     Subscriber,
     SubscriberStatus,
-    UTCDateTime,
     utcnow,
 )
 from newsletter.readers import status as reader_status
@@ -79,40 +77,6 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
     return _factories[key]
 
 
-def claim(digest_id: int, size: int) -> tuple[str, list[int]]:
-    """Lease up to ``size`` rows under a new owner token: pending ones first, then
-    deferred ones now due. Returns the token and the row ids.
-
-    One condition per query, so each is a seek on the (digest_id, status) index
-    rather than a scan past the rows already sent.
-    """
-    token = secrets.token_hex(16)
-    now = utcnow()
-    lease = timedelta(seconds=current_app.config["SEND_LEASE"])
-    for condition in (Delivery.status == DeliveryStatus.PENDING,
-                      and_(Delivery.status == DeliveryStatus.DEFERRED,
-                           Delivery.next_attempt_at <= now)):
-        claimable = (
-            select(Delivery.id)
-            .where(Delivery.digest_id == digest_id, condition)
-            .order_by(Delivery.id)
-            .limit(size)
-            .with_for_update(skip_locked=True)
-        )
-        ids = db.session.scalars(
-            update(Delivery)
-            .where(Delivery.id.in_(claimable.scalar_subquery()))
-            .values(status=DeliveryStatus.SENDING, claim=token, lease_until=now + lease,
-                    attempted_at=None, attempts=Delivery.attempts + 1)
-            .returning(Delivery.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-        db.session.commit()
-        if ids:
-            return token, sorted(ids)
-    return token, []
-
-
 class Stop(Enum):
     DONE = "done"  # every row of the batch has its result
     HALTED = "halted"  # paused, cancelled, or the claim was lost: someone else goes on
@@ -137,12 +101,17 @@ class Row:
 
 
 def send_batch(digest_id: int) -> int:
-    """Claim and send one batch, then hand on to the next; returns how many rows it handled."""
+    """Claim and send one batch, then hand on to the next; returns how many rows it handled.
+
+    The claim commits at once (``ledger.claim_and_commit``) and each result commits
+    on the batch's own connection; what follows the batch (a pause, the next task,
+    finishing the issue) is the caller's transaction.
+    """
     digest = db.session.get(Digest, digest_id)
     if digest is None or digest.status != DigestStatus.SENDING:
         return 0
     config = current_app.config
-    token, ids = claim(digest_id, config["SEND_BATCH_SIZE"])
+    token, ids = ledger.claim_and_commit(digest_id, config["SEND_BATCH_SIZE"])
     if not ids:
         digests.finish_if_done(digest_id)
         return 0
@@ -155,17 +124,13 @@ def send_batch(digest_id: int) -> int:
     ).all()]
     factories = {variant_id: _factory(digest, variant_id)
                  for variant_id in {row.variant_id for row in rows}}
-    db.session.commit()
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as ledger:
-        relaxed = _relax_commits(ledger)
-        try:
-            batch = Batch(ledger, digest_id, token, rows, factories)
-            stop, done = batch.run()
-            _release(ledger, digest_id, token, [row.delivery_id for row in rows[done:]])
-        finally:
-            if relaxed:
-                with contextlib.suppress(Exception):  # a broken connection is discarded anyway
-                    ledger.execute(text("RESET synchronous_commit"))
+    # Only reads since the claim committed: end that transaction rather than hold
+    # its snapshot through the whole send.
+    db.session.rollback()
+    with ledger.batch_connection() as connection:
+        batch = Batch(connection, digest_id, token, rows, factories)
+        stop, done = batch.run()
+        batch.claimed.release([row.delivery_id for row in rows[done:]])
     if stop is Stop.BREAKER:
         digests.pause_for_relay(digest_id, batch.last_error)
     guard.check_issue(digest_id)  # pauses the send when bounces or complaints spike
@@ -174,31 +139,19 @@ def send_batch(digest_id: int) -> int:
     return done
 
 
-def _relax_commits(ledger) -> bool:
-    """PostgreSQL: the ledger's result statements commit without waiting for the WAL
-    flush. A database-server crash can then lose the last few hundred milliseconds of
-    results; those rows come back as in flight or claimed, and the crash rule (resend
-    once, same Message-ID) covers them. A worker crash loses nothing: the server has
-    every statement it answered."""
-    if ledger.dialect.name != "postgresql":
-        return False
-    ledger.execute(text("SET synchronous_commit = off"))
-    return True
-
-
 class Batch:
     def __init__(self, ledger, digest_id: int, token: str, rows: list[Row],
                  factories: dict[int | None, BulkMessageFactory]):
         config = current_app.config
-        self.ledger, self.digest_id, self.token, self.rows = ledger, digest_id, token, rows
-        self.record = HotStatement(ledger, RECORD_RESULT)
+        self.ledger, self.digest_id, self.rows = ledger, digest_id, rows
+        self.lease = timedelta(seconds=config["SEND_LEASE"])
+        self.claimed = ClaimedBatch(ledger, digest_id, token, self.lease)
         self.factories = factories  # by variant id
         self.links = url_adapter()  # once per batch
         self.senders = DigestSenders(digest_id)  # VERP: each reader's bounce names its delivery
         self.transport = current_app.extensions["smtp"]
         self.rate = SendRate(config["SEND_RATE"])
         self.relay = Relay(digest_id)
-        self.lease = timedelta(seconds=config["SEND_LEASE"])
         self.renew_every = config["SEND_LEASE"] / 3
         self.renewed_at = time.monotonic()
         self.left: set[int] = set()  # readers who left since the claim
@@ -269,57 +222,50 @@ class Batch:
         is no longer ours (the sweeper took it back)."""
         if time.monotonic() - self.renewed_at < self.renew_every:
             return True
-        renewed = self.ledger.execute(RENEW_LEASE, {
-            "claim": self.token, "lease": utcnow() + self.lease}).rowcount
+        renewed = self.claimed.renew()
         self.renewed_at = time.monotonic()
         if renewed < held:
             log.warning("digest %s: claim %s lost %d row(s); stopping this batch",
-                        self.digest_id, self.token[:8], held - renewed)
+                        self.digest_id, self.claimed.token[:8], held - renewed)
             return False
         return True
 
     def _mark_in_flight(self, delivery_id: int) -> bool:
-        now = utcnow()
-        return self.ledger.execute(MARK_IN_FLIGHT, {
-            "id": delivery_id, "claim": self.token, "digest_id": self.digest_id,
-            "now": now, "lease": now + self.lease}).rowcount == 1
+        return self.claimed.mark_in_flight(delivery_id)
 
     def _record(self, row: Row, action: str, result: DeliveryResult | None,
                 next_id: int | None) -> tuple[bool, bool]:
         """Write one row's result (and mark the next in flight): (recorded, next marked)."""
         now = utcnow()
-        values = {"id": row.delivery_id, "next_id": next_id if next_id is not None else -1,
-                  "claim": self.token, "digest_id": self.digest_id, "now": now,
-                  "lease": now + self.lease, "sent_at": None, "next_attempt_at": None,
-                  "attempted_at": now, "last_error": None, "refund": 0}
+        values = {"last_error": None}
         if action == "skip":
-            values.update(status=DeliveryStatus.SKIPPED.value,
-                          last_error="subscriber no longer active")
+            status, values["last_error"] = DeliveryStatus.SKIPPED, "subscriber no longer active"
         elif action == "backoff":
             until = self.relay.backing_off(row.domain) or time.time()
-            values.update(status=DeliveryStatus.DEFERRED.value, attempted_at=None, refund=1,
+            status = DeliveryStatus.DEFERRED
+            values.update(tried=False, refund=True,
                           next_attempt_at=datetime.fromtimestamp(until, now.tzinfo),
                           last_error=f"not tried: {row.domain} is backing off after a 4xx")
         elif result.outcome is Outcome.SENT:
-            values.update(status=DeliveryStatus.SENT.value, sent_at=now)
+            status, values["sent_at"] = DeliveryStatus.SENT, now
         elif result.outcome is Outcome.UNREACHABLE:
             # Says nothing about the reader: back to pending, no attempt spent.
-            values.update(status=DeliveryStatus.PENDING.value, attempted_at=None, refund=1,
-                          last_error=result.detail)
+            status = DeliveryStatus.PENDING
+            values.update(tried=False, refund=True, last_error=result.detail)
         elif result.outcome is Outcome.DEFERRED:
             if _reply_code(result) in (421, 451):
                 self.relay.back_off(row.domain)
             if row.attempts >= MAX_ATTEMPTS:
-                values.update(status=DeliveryStatus.FAILED.value, last_error=result.detail)
+                status, values["last_error"] = DeliveryStatus.FAILED, result.detail
             else:
                 delay = current_app.config["SEND_RETRY_DELAY"] * 2 ** (row.attempts - 1)
-                values.update(status=DeliveryStatus.DEFERRED.value, attempted_at=None,
-                              next_attempt_at=now + timedelta(seconds=delay),
+                status = DeliveryStatus.DEFERRED
+                values.update(tried=False, next_attempt_at=now + timedelta(seconds=delay),
                               last_error=result.detail)
         elif result.outcome is Outcome.UNKNOWN:
-            values.update(status=DeliveryStatus.UNKNOWN.value, last_error=result.detail)
+            status, values["last_error"] = DeliveryStatus.UNKNOWN, result.detail
         else:  # FAILED or BOUNCED
-            values.update(status=DeliveryStatus.FAILED.value, last_error=result.detail)
+            status, values["last_error"] = DeliveryStatus.FAILED, result.detail
             if result.outcome is Outcome.BOUNCED:  # only an active reader: as it was sent
                 reader_status.change_on(
                     self.ledger, row.subscriber_id, reader_status.Change.BOUNCE,
@@ -327,28 +273,9 @@ class Batch:
                     Subscriber.status == SubscriberStatus.ACTIVE,
                     detail=f"refused when sent: {result.detail}"[:1000])
         if result is not None and result.outcome is not Outcome.SENT:
-            log.warning("delivery %s %s: %s", row.delivery_id, values["status"],
+            log.warning("delivery %s %s: %s", row.delivery_id, status.value,
                         values["last_error"])
-        written = set(self.record.ids(values))
-        return row.delivery_id in written, next_id in written
-
-
-class HotStatement:
-    """The statement run once per message. On PostgreSQL it goes straight to psycopg as
-    a prepared statement (SQLAlchemy's per-call work is a tenth of a message's cost);
-    elsewhere through SQLAlchemy, whose type processing SQLite needs."""
-
-    def __init__(self, ledger, statement):
-        self.ledger, self.statement, self.cursor = ledger, statement, None
-        if ledger.dialect.name == "postgresql":
-            self.sql = str(statement.compile(dialect=ledger.dialect))
-            self.cursor = ledger.connection.driver_connection.cursor()
-
-    def ids(self, values: dict) -> list[int]:
-        if self.cursor is None:
-            return list(self.ledger.scalars(self.statement, values))
-        self.cursor.execute(self.sql, values, prepare=True)
-        return [row[0] for row in self.cursor.fetchall()]
+        return self.claimed.record(row.delivery_id, status, next_id, now, **values)
 
 
 def _reply_code(result: DeliveryResult) -> int | None:
@@ -356,12 +283,6 @@ def _reply_code(result: DeliveryResult) -> int | None:
     if code is None and result.detail[:3].isdigit():
         code = int(result.detail[:3])
     return code
-
-
-def _release(ledger, digest_id: int, token: str, delivery_ids: list[int]) -> None:
-    """Give back the rows a stopped batch never tried (no attempt spent)."""
-    if delivery_ids:
-        ledger.execute(RELEASE, {"ids": delivery_ids, "claim": token, "digest_id": digest_id})
 
 
 # Who unsubscribed while a batch runs is re-read this often (messages), so a
@@ -372,48 +293,3 @@ STATUS_REFRESH_EVERY = 10
 def _no_longer_active(ledger, subscriber_ids: list[int]) -> set[int]:
     return set(ledger.scalars(select(Subscriber.id).where(
         Subscriber.id.in_(subscriber_ids), Subscriber.status != SubscriberStatus.ACTIVE)))
-
-
-_STILL_SENDING = "EXISTS (SELECT 1 FROM digests WHERE digests.id = :digest_id " \
-                 "AND digests.status = 'sending')"
-
-# Marks one row in flight, only while we own it and the issue is still sending.
-MARK_IN_FLIGHT = text(f"""
-UPDATE deliveries SET attempted_at = :now, lease_until = :lease
-WHERE id = :id AND claim = :claim AND status = 'sending' AND {_STILL_SENDING}
-""").bindparams(*(bindparam(name, type_=UTCDateTime) for name in ("now", "lease")))
-
-# Records one row's result and marks the next row in flight (renewing its lease), in
-# one statement: a worker that dies between the two can never leave a sent row
-# looking unsent. Both rows must still carry our claim; the next one is only marked
-# while the issue is sending (pause and cancel act within one message).
-RECORD_RESULT = text(f"""
-UPDATE deliveries SET
-  status = CASE WHEN id = :id THEN :status ELSE status END,
-  sent_at = CASE WHEN id = :id THEN :sent_at ELSE sent_at END,
-  last_error = CASE WHEN id = :id THEN :last_error ELSE last_error END,
-  next_attempt_at = CASE WHEN id = :id THEN :next_attempt_at ELSE next_attempt_at END,
-  attempts = CASE WHEN id = :id THEN attempts - :refund ELSE attempts END,
-  lease_until = CASE WHEN id = :id THEN NULL ELSE :lease END,
-  attempted_at = CASE WHEN id = :id THEN :attempted_at ELSE :now END
-WHERE id IN (:id, :next_id) AND claim = :claim AND status = 'sending'
-  AND (id = :id OR {_STILL_SENDING})
-RETURNING id
-""").bindparams(*(bindparam(name, type_=UTCDateTime) for name in
-                  ("sent_at", "next_attempt_at", "attempted_at", "now", "lease")))
-
-RENEW_LEASE = text("""
-UPDATE deliveries SET lease_until = :lease WHERE claim = :claim AND status = 'sending'
-""").bindparams(bindparam("lease", type_=UTCDateTime))
-
-# Rows of a cancelled issue become skipped in the same statement, so nobody ever
-# sees them pending under a cancelled issue.
-_CANCELLED = "EXISTS (SELECT 1 FROM digests WHERE digests.id = :digest_id " \
-             "AND digests.status = 'cancelled')"
-RELEASE = text(f"""
-UPDATE deliveries SET
-  status = CASE WHEN {_CANCELLED} THEN 'skipped' ELSE 'pending' END,
-  last_error = CASE WHEN {_CANCELLED} THEN 'issue cancelled by an editor' ELSE last_error END,
-  lease_until = NULL, attempted_at = NULL, attempts = attempts - 1
-WHERE id IN :ids AND claim = :claim AND status = 'sending'
-""").bindparams(bindparam("ids", expanding=True))

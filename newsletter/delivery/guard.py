@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from newsletter import jobs
 from newsletter.bounces import stats
@@ -35,7 +35,8 @@ REASON_PREFIX = "deliverability guard: "
 
 
 def check_issue(digest_id: int) -> bool:
-    """Pause the issue if its rates are over the limits; True when this call paused it."""
+    """Pause the issue if its rates are over the limits; True when this call paused it
+    (the owners' alert is published when the caller commits)."""
     digest = db.session.get(Digest, digest_id, populate_existing=True)
     if digest is None or digest.status != DigestStatus.SENDING:
         return False
@@ -56,7 +57,6 @@ def check_issue(digest_id: int) -> bool:
     if not over or not digests.pause(digest_id, reason):
         return False
     enqueue_after_commit(jobs.SEND_DELIVERABILITY_ALERT, digest_id)
-    db.session.commit()
     log.warning("issue %s paused: %s", digest_id, reason)
     return True
 
@@ -77,12 +77,7 @@ def resume_confirmed(digest_id: int, confirmed: bool) -> bool:
     digest = db.session.get(Digest, digest_id)
     if digest is None or not confirmed:
         return False
-    if paused_by_guard(digest):
-        db.session.execute(update(Digest).where(Digest.id == digest_id,
-                                                Digest.status == DigestStatus.PAUSED)
-                           .values(guard_acknowledged_at=utcnow(), pause_reason=None))
-        db.session.commit()
-    return digests.resume(digest_id)
+    return digests.resume(digest_id, acknowledge_guard=paused_by_guard(digest))
 
 
 def send_alert(digest_id: int) -> int:

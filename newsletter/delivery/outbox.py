@@ -45,7 +45,11 @@ def owe(subscriber_id: int, template: MailTemplate, *, publish: bool = True) -> 
 
 def claim(model, mail_id: int) -> bool:
     """Lease one owed mail row (an ``OutboxMail`` or an editor's ``EditorMail``: the
-    same columns), so two copies of its task never both send it."""
+    same columns), so two copies of its task never both send it.
+
+    Commits (a deliberate early commit): the mail must be visibly taken before this
+    worker talks to the relay, or a retried copy of the task would send it too.
+    """
     now = utcnow()
     claimed = db.session.execute(
         update(model)
@@ -58,7 +62,8 @@ def claim(model, mail_id: int) -> bool:
 
 
 def send(mail_id: int) -> None:
-    """Send one owed mail if it is still owed and still wanted."""
+    """Send one owed mail if it is still owed and still wanted. The claim commits at
+    once; the result is written into the caller's transaction."""
     if not claim(OutboxMail, mail_id):
         return
     mail = db.session.get(OutboxMail, mail_id)
@@ -71,7 +76,6 @@ def send(mail_id: int) -> None:
                                        and subscriber.pending_email is None):
         # Confirmed through an earlier mail, or unsubscribed since: nothing to send.
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
-        db.session.commit()
         return
     try:
         message = _message(mail.template, subscriber)
@@ -90,7 +94,6 @@ def send(mail_id: int) -> None:
         # The reply can quote the address: the log names the subscriber by id only.
         log.warning("outbox mail %s to subscriber %s not sent: %s", mail_id,
                     subscriber.id, result.outcome.value)
-    db.session.commit()
 
 
 def _message(template: MailTemplate, subscriber: Subscriber):

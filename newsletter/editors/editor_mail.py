@@ -32,21 +32,11 @@ def owe(editor_id: int, kind: EditorMailKind) -> None:
     enqueue_after_commit(jobs.SEND_EDITOR_MAIL, mail.id)
 
 
-def claim_for_sending(mail_id: int) -> bool:
-    """Lease the mail and COMMIT at once, before the relay is called: the lease must be
-    visible to every other copy of the task for as long as this one talks to the relay,
-    so two copies never both send it. The one deliberate early commit of the editor
-    packages."""
-    claimed = outbox.claim(EditorMail, mail_id)
-    db.session.commit()
-    return claimed
-
-
 def send(mail_id: int) -> None:
     """Send one owed editor mail, if this copy of the task wins the lease. The lease is
-    committed first (``claim_for_sending``); the outcome is left to the caller's
+    committed first (``outbox.claim``); the outcome is left to the caller's
     transaction."""
-    if not claim_for_sending(mail_id):
+    if not outbox.claim(EditorMail, mail_id):
         return
     mail = db.session.get(EditorMail, mail_id)
     editor = db.session.get(Editor, mail.editor_id)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
+from newsletter.delivery import ledger
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text
 from newsletter.models import (
@@ -279,4 +280,4 @@ def write_ledger(digest: Digest, now: datetime) -> int:
         # Rows of one variant side by side: a batch (claimed in id order) mostly needs
         # one rendering.
         rows.sort(key=lambda row: (row["variant_id"] or 0, row["subscriber_id"]))
-        db.session.execute(insert(Delivery), rows)
+        ledger.add_rows(rows)

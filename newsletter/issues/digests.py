@@ -17,15 +17,17 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import case, exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter import jobs
 from newsletter.content import topics
+from newsletter.delivery import ledger
 from newsletter.delivery.relay import Relay
 from newsletter.extensions import db
-from newsletter.issues import copies
+from newsletter.issues import copies, lifecycle
 from newsletter.issues.copies import clean_subject, default_subject
+from newsletter.issues.lifecycle import MANUAL_KEY_PREFIX, Move
 from newsletter.issues.schedule import (
     daily_key,
     last_daily,
@@ -129,9 +131,6 @@ def headline_of(digest: Digest) -> str:
         digest.send_at or digest.started_at or digest.created_at)
 
 
-MANUAL_KEY_PREFIX = "manual-"
-
-
 def manual_key(articles: list[Article]) -> str:
     ids = ",".join(str(article.id) for article in articles)
     return MANUAL_KEY_PREFIX + hashlib.sha256(ids.encode()).hexdigest()[:24]
@@ -153,26 +152,19 @@ def start_send(digest_id: int, now: datetime | None = None,
 
     ``expected_recipients``: the count the editor confirmed. Checked against the rows
     just written, in their transaction, so the send goes to exactly that many or
-    does not start (RecipientsChanged, everything rolled back).
+    does not start (RecipientsChanged: the caller's unit of work rolls it all back).
+    Its batch tasks are published when the caller commits.
     """
-    started_at = utcnow()
-    started = db.session.execute(
-        update(Digest)
-        .where(Digest.id == digest_id,
-               Digest.status.in_([DigestStatus.DRAFT, DigestStatus.SCHEDULED]))
-        .values(status=DigestStatus.SENDING, started_at=started_at)
-    ).rowcount
-    if started != 1:
-        db.session.rollback()
+    if not lifecycle.move(digest_id, Move.START):
         return 0
+    digest = db.session.get(Digest, digest_id)
     # Readers skipped when the ledger is written (nothing new, paused) are not counted.
-    recipients = copies.write_ledger(db.session.get(Digest, digest_id), now or started_at)
+    recipients = copies.write_ledger(digest, now or digest.started_at)
     if expected_recipients is not None:
         # The editor confirmed the readers the issue is for; those with nothing new
         # (or paused) have a skipped row among them.
         readers = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
         if readers != expected_recipients:
-            db.session.rollback()
             raise RecipientsChanged(readers)
     db.session.execute(update(Digest).where(Digest.id == digest_id)
                        .values(recipients=recipients))
@@ -180,7 +172,6 @@ def start_send(digest_id: int, now: datetime | None = None,
     # million-reader send keeps a handful of messages in Redis, not ten thousand.
     for _ in range(_chains_for(recipients)):
         enqueue_after_commit(jobs.SEND_DIGEST_BATCH, digest_id)
-    db.session.commit()
     if recipients == 0:
         finish_if_done(digest_id)
     return recipients
@@ -203,24 +194,20 @@ def drafts() -> list[Digest]:
 
 def unfinished() -> list[Digest]:
     return list(db.session.scalars(select(Digest).where(Digest.status.in_(
-        [DigestStatus.DRAFT, DigestStatus.SCHEDULED, DigestStatus.SENDING,
-         DigestStatus.PAUSED])).order_by(Digest.id)))
+        lifecycle.NOT_STARTED | lifecycle.UNDER_WAY)).order_by(Digest.id)))
 
 
 def start_draft(digest_id: int) -> int | None:
     """Send a draft (or a scheduled issue) now; None when it is neither."""
     digest = db.session.get(Digest, digest_id)
-    if digest is None or digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
+    if digest is None or digest.status not in lifecycle.NOT_STARTED:
         return None
     return start_send(digest_id)
 
 
 def discard(digest_id: int) -> bool:
     """Throw away a draft or scheduled issue: its articles and key are free again."""
-    digest = db.session.get(Digest, digest_id)
-    if digest is None or digest.status not in (DigestStatus.DRAFT, DigestStatus.SCHEDULED):
-        return False
-    return cancel(digest_id)
+    return lifecycle.move(digest_id, Move.DISCARD)  # no ledger rows yet: nothing to skip
 
 
 class ScheduleError(ValueError):
@@ -238,10 +225,7 @@ def schedule(send_at: datetime, subject: str | None = None, intro: str = "",
              headline: str = "") -> Digest | None:
     """Compose the next issue now and send it at ``send_at`` (beat checks every minute)."""
     check_send_at(send_at)
-    digest = compose(subject=subject, headline=headline, intro=intro, send_at=send_at)
-    if digest is not None:
-        db.session.commit()
-    return digest
+    return compose(subject=subject, headline=headline, intro=intro, send_at=send_at)
 
 
 def update_scheduled(digest_id: int, send_at: datetime, subject: str, intro: str = "",
@@ -252,22 +236,16 @@ def update_scheduled(digest_id: int, send_at: datetime, subject: str, intro: str
     digest = db.session.get(Digest, digest_id)
     if digest is None:
         return False
-    changed = db.session.execute(
-        update(Digest).where(Digest.id == digest_id, Digest.status == DigestStatus.SCHEDULED)
-        .values(subject=clean_subject(subject or default_subject(digest.articles)),
-                headline=_headline(headline), intro=intro.strip(), send_at=send_at)
-    ).rowcount == 1
-    db.session.commit()
-    return changed
+    return lifecycle.move(digest_id, Move.EDIT,
+                          subject=clean_subject(subject or default_subject(digest.articles)),
+                          headline=_headline(headline), intro=intro.strip(), send_at=send_at)
 
 
-def start_due() -> int:
-    """Start every scheduled issue whose time has come; returns how many."""
-    due = db.session.scalars(select(Digest.id).where(
-        Digest.status == DigestStatus.SCHEDULED, Digest.send_at <= utcnow())).all()
-    for digest_id in due:
-        start_send(digest_id)
-    return len(due)
+def due_scheduled() -> list[int]:
+    """Scheduled issues whose time has come: the beat's task starts each with
+    ``start_send`` in a transaction of its own."""
+    return list(db.session.scalars(select(Digest.id).where(
+        Digest.status == DigestStatus.SCHEDULED, Digest.send_at <= utcnow())))
 
 
 def scheduled() -> list[Digest]:
@@ -326,13 +304,17 @@ def after_batch(digest_id: int, *, hand_on: bool, retry_later: bool) -> None:
     config = current_app.config
     digest = db.session.get(Digest, digest_id)
     if digest is not None and digest.status == DigestStatus.CANCELLED:
-        _skip_unsent(digest_id)
+        ledger.skip_unsent(digest_id)
     if retry_later:
+        # Published now: the countdown outlasts the caller's commit by far.
         send_task_now(jobs.SEND_DIGEST_BATCH, digest_id,
                       countdown=config["SEND_BREAKER_WINDOW"] / config["SEND_BREAKER_FAILURES"])
-    elif hand_on and _live_claims(digest_id) < config["SEND_CONCURRENCY"]:
+    elif (hand_on and digest is not None and digest.status == DigestStatus.SENDING
+          and _live_claims(digest_id) < config["SEND_CONCURRENCY"]):
+        # Published now, as the batch ends, so the chain does not wait for the caller's
+        # commit; not when this batch's own transaction just paused the issue (the guard,
+        # the breaker), which the next batch could not see yet. Resuming republishes.
         send_task_now(jobs.SEND_DIGEST_BATCH, digest_id)
-    db.session.commit()
     finish_if_done(digest_id)
 
 
@@ -350,13 +332,7 @@ def finish_if_done(digest_id: int) -> bool:
     """Mark the issue sent once every delivery row is final."""
     open_rows = exists().where(Delivery.digest_id == digest_id,
                                Delivery.status.in_(OPEN_DELIVERY_STATUSES))
-    finished = db.session.execute(
-        update(Digest)
-        .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING, ~open_rows)
-        .values(status=DigestStatus.SENT, finished_at=utcnow())
-    ).rowcount
-    db.session.commit()
-    return finished == 1
+    return lifecycle.move(digest_id, Move.FINISH, where=~open_rows)
 
 
 def progress(digest_id: int) -> dict[str, int]:
@@ -397,69 +373,39 @@ def waiting_for(digest_id: int, counts: dict[str, int], now: datetime | None = N
     return ", ".join(parts) or "finishing"
 
 
-def sweep() -> int:
-    """Recover sends whose worker died or whose tasks were lost; returns tasks published."""
-    published = 0
-    now = utcnow()
-    recent = now - timedelta(days=1)
-    candidates = db.session.execute(select(Digest.id, Digest.status).where(
-        Digest.status.in_([DigestStatus.SENDING, DigestStatus.PAUSED])
-        | ((Digest.status == DigestStatus.CANCELLED) & (Digest.finished_at >= recent)))).all()
-    for digest_id, status in candidates:
-        _take_back_expired(digest_id, now)
-        if status == DigestStatus.CANCELLED:
-            _skip_unsent(digest_id)
-        db.session.commit()
-        if status != DigestStatus.SENDING:
-            continue
-        live_leases = db.session.scalar(select(func.count()).where(
-            Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING))
-        if live_leases:
-            continue  # a worker is on it; its chain covers the rest
-        due = db.session.scalar(select(func.count()).where(
-            Delivery.digest_id == digest_id,
-            (Delivery.status == DeliveryStatus.PENDING)
-            | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now))))
-        published += sum(send_task_now(jobs.SEND_DIGEST_BATCH, digest_id)
-                         for _ in range(_chains_for(due)))
-        finish_if_done(digest_id)
-    return published
+def sweep_candidates(now: datetime | None = None) -> list[tuple[int, DigestStatus]]:
+    """Issues the sweeper looks at: under way, or cancelled in the last day (a batch
+    may still have given rows back). Each is swept by ``sweep_issue`` in a transaction
+    of its own."""
+    recent = (now or utcnow()) - timedelta(days=1)
+    return [tuple(row) for row in db.session.execute(select(Digest.id, Digest.status).where(
+        Digest.status.in_(lifecycle.UNDER_WAY)
+        | ((Digest.status == DigestStatus.CANCELLED) & (Digest.finished_at >= recent))))]
 
 
-def _take_back_expired(digest_id: int, now: datetime) -> None:
-    """Rows whose lease expired: their worker died (or stalled past its lease; its
-    claim no longer matches, so it stops at its next write)."""
-    expired = (Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING,
-               Delivery.lease_until < now)
-    in_flight = Delivery.attempted_at.is_not(None)
-    # Resent once already and cut by a crash again: maybe delivered twice; stop here.
-    db.session.execute(
-        update(Delivery).where(*expired, in_flight, Delivery.resent_after_crash.is_(True))
-        .values(status=DeliveryStatus.UNKNOWN, lease_until=None, claim=None,
-                last_error="worker lost twice while sending this message"))
-    # The message in flight when its worker died was most likely not accepted (the
-    # connection died with the worker): resend it once, with the same Message-ID.
-    resent = db.session.execute(
-        update(Delivery).where(*expired, in_flight)
-        .values(status=DeliveryStatus.PENDING, lease_until=None, claim=None,
-                attempted_at=None, resent_after_crash=True,
-                last_error="worker lost while sending this message; resent once")).rowcount
-    if resent:
-        log.warning("digest %s: %d message(s) in flight on a lost worker will be resent "
-                    "once (same Message-ID)", digest_id, resent)
-    # Claimed but never tried: back to pending, no attempt spent.
-    db.session.execute(
-        update(Delivery).where(*expired)
-        .values(status=DeliveryStatus.PENDING, lease_until=None, claim=None,
-                attempts=Delivery.attempts - 1))
-
-
-def _skip_unsent(digest_id: int) -> None:
-    db.session.execute(
-        update(Delivery)
-        .where(Delivery.digest_id == digest_id,
-               Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]))
-        .values(status=DeliveryStatus.SKIPPED, last_error="issue cancelled by an editor"))
+def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = None) -> int:
+    """Recover one send whose worker died or whose tasks were lost: take back expired
+    leases and enqueue batch tasks (published when the caller commits, so they find
+    the rows taken back); returns how many."""
+    now = now or utcnow()
+    ledger.take_back_expired(digest_id, now)
+    if status == DigestStatus.CANCELLED:
+        ledger.skip_unsent(digest_id)
+    if status != DigestStatus.SENDING:
+        return 0
+    live_leases = db.session.scalar(select(func.count()).where(
+        Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING))
+    if live_leases:
+        return 0  # a worker is on it; its chain covers the rest
+    due = db.session.scalar(select(func.count()).where(
+        Delivery.digest_id == digest_id,
+        (Delivery.status == DeliveryStatus.PENDING)
+        | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now))))
+    chains = _chains_for(due)
+    for _ in range(chains):
+        enqueue_after_commit(jobs.SEND_DIGEST_BATCH, digest_id)
+    finish_if_done(digest_id)
+    return chains
 
 
 def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
@@ -528,14 +474,17 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "",
 def pause(digest_id: int, reason: str | None = None) -> bool:
     """Stop a send within one message; nothing in the ledger is lost. ``reason``: why
     the send paused itself (None when an editor paused it), set in the same statement."""
-    return _transition(digest_id, DigestStatus.SENDING, DigestStatus.PAUSED, reason)
+    return lifecycle.move(digest_id, Move.PAUSE, pause_reason=reason)
 
 
-def resume(digest_id: int) -> bool:
-    if not _transition(digest_id, DigestStatus.PAUSED, DigestStatus.SENDING):
+def resume(digest_id: int, *, acknowledge_guard: bool = False) -> bool:
+    """Send again from the ledger. ``acknowledge_guard``: an owner confirmed the guard's
+    figures, which from now on judge only what is sent after this."""
+    acknowledged = {"guard_acknowledged_at": utcnow()} if acknowledge_guard else {}
+    if not lifecycle.move(digest_id, Move.RESUME, **acknowledged):
         return False
     Relay(digest_id).reset()  # the breaker counts afresh
-    sweep()  # publishes batch tasks for what is left
+    sweep_issue(digest_id, DigestStatus.SENDING)  # batch tasks for what is left
     return True
 
 
@@ -546,25 +495,7 @@ def cancel(digest_id: int) -> bool:
     a by-hand key, so "send now" with the same articles makes a new issue. A weekly
     key stays taken: a late duplicate trigger must not bring back a cancelled week.
     """
-    cancelled = db.session.execute(
-        update(Digest)
-        .where(Digest.id == digest_id,
-               Digest.status.in_([DigestStatus.SENDING, DigestStatus.PAUSED,
-                                  DigestStatus.DRAFT, DigestStatus.SCHEDULED]))
-        .values(status=DigestStatus.CANCELLED, finished_at=utcnow(),
-                period_key=case((Digest.period_key.startswith(MANUAL_KEY_PREFIX), None),
-                                else_=Digest.period_key))
-    ).rowcount == 1
+    cancelled = lifecycle.move(digest_id, Move.CANCEL)
     if cancelled:
-        _skip_unsent(digest_id)  # rows a running batch still holds follow when it stops
-    db.session.commit()
+        ledger.skip_unsent(digest_id)  # rows a running batch still holds follow when it stops
     return cancelled
-
-
-def _transition(digest_id: int, current: DigestStatus, new: DigestStatus,
-                reason: str | None = None) -> bool:
-    changed = db.session.execute(
-        update(Digest).where(Digest.id == digest_id, Digest.status == current)
-        .values(status=new, pause_reason=reason)).rowcount == 1
-    db.session.commit()
-    return changed

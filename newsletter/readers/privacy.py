@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from newsletter.bounces import intake
+from newsletter.delivery import ledger
 from newsletter.extensions import db
 from newsletter.models import (
     ConsentAction,
@@ -129,8 +130,7 @@ def erase_subscriber(subscriber_id: int) -> bool:
         return False  # erased meanwhile
     # SMTP replies quote the address ("550 <ada@example.com>: no such user"): free
     # text tied to the reader goes too; the rows stay (the ledger's counts need them).
-    db.session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber_id)
-                       .values(last_error=None))
+    ledger.erase_errors(subscriber_id)
     db.session.execute(update(OutboxMail).where(OutboxMail.subscriber_id == subscriber_id)
                        .values(last_error=None))
     intake.forget(subscriber_id)  # bounce reports name the address too

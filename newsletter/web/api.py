@@ -152,7 +152,8 @@ def create_issue():
     subject, intro = payload.get("subject"), payload.get("intro") or ""
     if (subject is not None and not isinstance(subject, str)) or not isinstance(intro, str):
         return error_response(400, '"subject" and "intro" must be strings.')
-    digest = digests.send_now(subject=subject, intro=intro)
+    with unit_of_work():
+        digest = digests.send_now(subject=subject, intro=intro)
     if digest is None:
         return jsonify(status="nothing-new",
                        message="There are no new articles since the last issue."), 200

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from newsletter import create_app
+from newsletter.db import unit_of_work
 from newsletter.devstack import free_port
 from newsletter.extensions import db
 from newsletter.issues import digests
@@ -31,7 +32,8 @@ def test_cancel_asks_first_and_the_report_renders(app, live_server, page):
     make_editor(app)
     add_article(app)
     with app.app_context():
-        digest = digests.schedule(datetime.now(UTC) + timedelta(days=1), "Later this week")
+        with unit_of_work():
+            digest = digests.schedule(datetime.now(UTC) + timedelta(days=1), "Later this week")
         digest_id = digest.id
     log_in(page, live_server, f"/admin/digests/{digest_id}")
     page.get_by_role("heading", name="Later this week").wait_for()

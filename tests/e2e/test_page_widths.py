@@ -116,7 +116,8 @@ def seed(app, base: str, mailbox) -> dict:
             pending, _ = subscriptions.add_by_hand("p" + LONG_ADDRESS[1:], "P" * 200, None,
                                                    origin)
             intake.park_webhook(LONG_WORD + " " + LONG_URL, "ses")
-        digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
+        with unit_of_work():
+            digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
         ids = {"article": article.id, "subscriber": reader.id, "pending": pending.id,
                "digest": digest.id, "slug": "s" * 200,
                "unsubscribe_key": reader.unsubscribe_key, "topic": topic.id,

@@ -42,7 +42,9 @@ def test_preference_centre_from_a_received_digest(app, live_server, page, mailbo
         topics.create_topic("europe", "Europe", description="The continent's politics.",
                             categories=["Europe"])
         topics.create_topic("asia", "Asia-Pacific", categories=["Asia-Pacific"])
-        wait_until_sent(app, digests.send_now().id)
+        with unit_of_work():
+            digest_id = digests.send_now().id
+        wait_until_sent(app, digest_id)
     [digest] = mailbox.wait_for(1)
     manage = digest.get_body(("html",)).get_content()
     assert "Manage your topics" in manage

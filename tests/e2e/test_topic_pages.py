@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from newsletter.content import topics
+from newsletter.db import unit_of_work
 from newsletter.issues import digests
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_csp_pages import log_in
@@ -26,7 +27,9 @@ def test_topics_from_categories_then_their_archive_and_feed(app, live_server, pa
     screenshot(page, "admin-topics")
     with app.app_context():
         assert [topic.slug for topic in topics.list_topics()] == ["diplomacy", "europe"]
-        wait_until_sent(app, digests.send_now().id)
+        with unit_of_work():
+            digest_id = digests.send_now().id
+        wait_until_sent(app, digest_id)
 
     page.goto(f"{live_server}/archive/topics/")
     page.get_by_role("link", name="Diplomacy", exact=True).click()

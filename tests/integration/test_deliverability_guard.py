@@ -13,6 +13,7 @@ import time
 
 from sqlalchemy import insert, select
 
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus, Subscriber, SubscriberStatus
@@ -121,7 +122,7 @@ def test_bouncing_send_pauses_itself_alerts_owners_and_resumes_on_confirmation(
     finally:
         world.stop.set()
         world.join(timeout=30)
-        with app.app_context():
+        with app.app_context(), unit_of_work():
             digests.cancel(digest_id)
         # The batch in flight finishes its rows; let it, so no mail leaks into the next test.
         wait_for(lambda: digest_state(app, digest_id)[2]["sending"] == 0, 60)

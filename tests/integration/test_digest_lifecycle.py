@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus
@@ -57,7 +58,7 @@ def test_a_failure_between_compose_and_start_leaves_no_draft(app, client, monkey
             trigger()
         assert issue_count(app) == 0  # nothing holds the articles or the week's key
     monkeypatch.undo()
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.run_weekly(datetime(2026, 11, 30, 8, 0, tzinfo=UTC)) is not None
 
 
@@ -76,7 +77,7 @@ def test_a_process_killed_after_compose_leaves_no_draft(app, client):
     died = run(sys.executable, "-c", script, env=subprocess_env(app), timeout=60)
     assert died.returncode == -signal.SIGKILL, died.stderr
     assert issue_count(app) == 0
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.send_now() is not None  # the articles and the key are free
 
 
@@ -147,7 +148,7 @@ def test_cancel_then_send_again_with_the_same_articles(app, client, celery_worke
     article_id = add_article(app)
     first = send_now(app)
     mailbox.wait_for(1)  # under way
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(first)
     cancelled = wait_for_idle_ledger(app, first)
     assert cancelled["skipped"] > 0
@@ -161,14 +162,14 @@ def test_cancel_then_send_again_with_the_same_articles(app, client, celery_worke
         second_id = second.id
     assert wait_until_sent(app, second_id)["sent"] == 20
     # And a second "send now" with nothing new still sends nothing.
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.send_now() is None
 
 
 def test_a_cancelled_scheduled_issue_frees_its_articles(app, client):
     add_subscribers(app, 1)
     add_article(app)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         scheduled = digests.schedule(datetime.now(UTC) + timedelta(days=1))
         assert digests.cancel(scheduled.id)
         assert digests.schedule(datetime.now(UTC) + timedelta(days=1)) is not None
@@ -178,7 +179,7 @@ def test_a_cancelled_weekly_issue_keeps_its_week_but_frees_its_articles(app, cli
     add_subscribers(app, 1)
     add_article(app)
     monday = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         weekly = digests.run_weekly(monday)
         assert digests.cancel(weekly.id)
         # A duplicate, late trigger of the same week does not bring the issue back ...
@@ -195,11 +196,11 @@ def test_weekly_trigger_running_after_midnight_keys_on_sundays_week(app, client,
     add_subscribers(app, 1)
     add_article(app)
     sunday = datetime(2026, 11, 29, 23, 59, tzinfo=PARIS)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         late = digests.run_weekly(sunday + timedelta(minutes=2))  # Monday 00:01
         assert late.period_key == "weekly-2026-W48"
     add_article(app, "Next week's story", "https://news.example.com/next")
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         next_week = digests.run_weekly(sunday + timedelta(days=7))  # on time
         assert next_week is not None and next_week.period_key == "weekly-2026-W49"
         assert [a.title for a in next_week.articles] == ["Next week's story"]

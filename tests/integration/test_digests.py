@@ -55,10 +55,21 @@ def wait_until_sent(app, digest_id: int, timeout: float = 60) -> dict:
 
 
 def send_now(app) -> int:
-    with app.app_context():
-        digest = digests.send_now()
+    with app.app_context(), unit_of_work():
+        with unit_of_work():
+            digest = digests.send_now()
         assert digest is not None
         return digest.id
+
+
+def sweep() -> int:
+    """What beat's sweeper does: each issue in a transaction of its own; returns the
+    batch tasks published."""
+    published = 0
+    for digest_id, status in digests.sweep_candidates():
+        with unit_of_work():
+            published += digests.sweep_issue(digest_id, status)
+    return published
 
 
 def test_sample_article_digest_reaches_300_subscribers_exactly_once(app, client, celery_worker,
@@ -104,7 +115,7 @@ def test_sample_article_digest_reaches_300_subscribers_exactly_once(app, client,
         assert db.session.get(Subscriber, subscriber_id).status == SubscriberStatus.UNSUBSCRIBED
 
     # Nothing new since: a second send by hand sends nothing.
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.send_now() is None
 
 
@@ -129,7 +140,7 @@ def test_temporary_failure_is_deferred_then_delivered(app, client, celery_worker
         assert digests.progress(digest_id)["deferred"] == 1
     time.sleep(1.2)  # until the retry is due
     with app.app_context():
-        assert digests.sweep() == 1  # what beat does every 30 seconds
+        assert sweep() == 1  # what beat does every 30 seconds
     wait_until_sent(app, digest_id)
     assert len(mailbox.wait_for(1)) == 1
     with app.app_context():
@@ -177,15 +188,18 @@ def test_a_period_gets_one_issue_however_often_the_trigger_fires(app, client, ce
     add_subscribers(app, 2)
     add_article(app)
     monday = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
-    with app.app_context():
-        first = digests.run_weekly(monday)
+    with app.app_context(), unit_of_work():
+        with unit_of_work():
+            first = digests.run_weekly(monday)
         add_article(app, "Another story", "https://news.example.com/another")
-        again = digests.run_weekly(monday + timedelta(minutes=1))
+        with unit_of_work():
+            again = digests.run_weekly(monday + timedelta(minutes=1))
         assert first is not None and again is None
         assert db.session.scalar(select(func.count()).select_from(Digest)) == 1
         assert db.session.scalar(select(func.count()).select_from(Delivery)) == 2
         # The next week carries only what is new since.
-        next_week = digests.run_weekly(monday + timedelta(days=7))
+        with unit_of_work():
+            next_week = digests.run_weekly(monday + timedelta(days=7))
         assert [a.title for a in next_week.articles] == ["Another story"]
         first_id, next_id = first.id, next_week.id
     # Let both sends finish, so no batch of this test is still running in the next one.
@@ -196,7 +210,7 @@ def test_a_period_gets_one_issue_however_often_the_trigger_fires(app, client, ce
 
 def test_nothing_new_means_no_issue(app, client):
     add_subscribers(app, 1)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.send_now() is None
         assert db.session.scalar(select(func.count()).select_from(Digest)) == 0
 
@@ -220,22 +234,22 @@ def test_pause_resume_and_cancel(app, client, celery_worker, mailbox, monkeypatc
     add_article(app)
     digest_id = send_now(app)
     mailbox.wait_for(1)  # under way
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.pause(digest_id)
     paused = wait_for_idle_ledger(app, digest_id)
     assert 0 < paused["pending"] < 40
     time.sleep(0.5)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.progress(digest_id)["sent"] == paused["sent"]  # nothing moves
         assert db.session.get(Digest, digest_id).status == DigestStatus.PAUSED
         assert digests.resume(digest_id)
         assert digests.pause(digest_id)
     wait_for_idle_ledger(app, digest_id)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(digest_id)
     # Rows a batch claimed just before the cancel are skipped when that batch stops.
     counts = wait_for_idle_ledger(app, digest_id)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert db.session.get(Digest, digest_id).status == DigestStatus.CANCELLED
         assert counts["remaining"] == 0 and counts["skipped"] > 0
         assert not digests.resume(digest_id)

@@ -83,7 +83,8 @@ class Inboxes:
 
 def run(app, trigger, now: datetime) -> Digest | None:
     with app.app_context():
-        digest = trigger(now)
+        with unit_of_work():
+            digest = trigger(now)
         digest_id = digest.id if digest else None
     if digest_id is not None:
         wait_until_sent(app, digest_id)
@@ -196,7 +197,7 @@ def test_two_weeks_of_personal_digests(app, mailbox, monkeypatch):
 def test_an_issue_sent_by_hand_reaches_every_reader_once_by_their_topics(app, mailbox,
                                                                           monkeypatch):
     monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
         for name, slugs, cadence in (("all", (), Cadence.WEEKLY),
                                      ("asia-daily", ("asia",), Cadence.DAILY),
@@ -226,7 +227,7 @@ def test_an_issue_sent_by_hand_reaches_every_reader_once_by_their_topics(app, ma
 
 def test_the_ledger_is_written_in_chunks_and_copies_are_shared_across_them(app, monkeypatch):
     monkeypatch.setattr(copies, "LEDGER_CHUNK", 2)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         asia = topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
         us = topics.create_topic("us", "United States", categories=["US"])
         choices = [[asia], [], [asia], [us], [asia, us], [asia], [us]]  # 7 readers, 4 chunks

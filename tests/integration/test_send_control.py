@@ -11,6 +11,7 @@ import redis
 from sqlalchemy import insert, select
 
 from newsletter.config import ConfigError, check_send_settings, load_settings
+from newsletter.db import unit_of_work
 from newsletter.delivery.relay import SendRate
 from newsletter.extensions import db
 from newsletter.issues import digests
@@ -28,6 +29,7 @@ from tests.integration.test_digests import (
     add_article,
     add_subscribers,
     send_now,
+    sweep,
     wait_for_idle_ledger,
     wait_until_sent,
 )
@@ -53,7 +55,7 @@ def test_pause_and_cancel_act_within_one_message(app, client, celery_worker, mai
     digest_id = send_now(app)
     mailbox.wait_for(5)
     before_pause = len(mailbox.messages)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.pause(digest_id)
     paused = wait_for_idle_ledger(app, digest_id)
     # The message in flight when the pause landed may still go, and one marked by a
@@ -61,11 +63,11 @@ def test_pause_and_cancel_act_within_one_message(app, client, celery_worker, mai
     assert len(mailbox.messages) <= before_pause + 2
     assert paused["sent"] == len(mailbox.messages) and paused["pending"] > 0
 
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.resume(digest_id)
     mailbox.wait_for(len(mailbox.messages) + 5)
     before_cancel = len(mailbox.messages)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(digest_id)
     cancelled = wait_for_idle_ledger(app, digest_id)
     assert len(mailbox.messages) <= before_cancel + 2
@@ -106,7 +108,7 @@ def test_a_row_is_marked_in_flight_only_after_the_rate_wait(app, client, celery_
         waiting = rows()[1]
         assert waiting.status == DeliveryStatus.SENDING and waiting.attempted_at is None
         time.sleep(0.1)
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(digest_id)
     wait_for_idle_ledger(app, digest_id)
 
@@ -131,7 +133,7 @@ def test_a_slow_domain_is_backed_off_and_others_go_on(app, client, celery_worker
     assert counts["failed"] == 0
     received = {m["To"].addresses[0].addr_spec for m in mailbox.messages}
     assert received == {f"r{n}@fast.example" for n in range(1, 21, 2)}
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         slow = db.session.execute(
             select(Delivery.attempts, Delivery.last_error).join(Subscriber)
             .where(Subscriber.email.like("%@slow.example")).order_by(Delivery.id)).all()
@@ -165,7 +167,7 @@ def test_confirmation_arrives_while_a_large_rate_capped_send_runs(app, client, c
     assert broker.llen(bulk_queue) <= app.config["SEND_CONCURRENCY"]
     counts = progress(app, digest_id)
     assert counts["remaining"] > 15_000  # the send was still running meanwhile
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         assert digests.cancel(digest_id)
     wait_for_idle_ledger(app, digest_id)
 
@@ -243,7 +245,7 @@ def test_sweeper_resends_a_crashed_in_flight_row_once_then_records_unknown(app, 
                 # The last one's worker is alive: its lease has not run out.
                 lease_until=past if subscriber_id != ids[3] else utcnow() + timedelta(seconds=60)))
         db.session.commit()
-        assert digests.sweep() == 0
+        assert sweep() == 0
         rows = {row.subscriber_id: row for row in db.session.scalars(select(Delivery))}
         first, second, untried, alive = (rows[i] for i in ids)
         assert (first.status, first.resent_after_crash, first.claim) == (

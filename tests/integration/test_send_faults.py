@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber
 from tests.conftest import ROOT, RecordingSMTPHandler, app_config, subprocess_env
-from tests.integration.test_digests import add_article, add_subscribers
+from tests.integration.test_digests import add_article, add_subscribers, sweep
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -72,7 +73,8 @@ def ledger(app, digest_id: int) -> tuple[Digest, dict, list[tuple[str, Delivery]
 
 def start_send(twin) -> int:
     with twin.app_context():
-        digest = digests.send_now()
+        with unit_of_work():
+            digest = digests.send_now()
         assert digest is not None
         return digest.id
 
@@ -82,7 +84,7 @@ def sweep_until_sent(app, twin, digest_id: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with twin.app_context():
-            digests.sweep()
+            sweep()
             if db.session.get(Digest, digest_id).status == DigestStatus.SENT:
                 return
         time.sleep(0.5)
@@ -201,7 +203,8 @@ def test_relay_outage_pauses_the_send_then_resume_completes_it(app, client):
         assert ledger(app, digest_id)[1]["failed"] == 0
         with private_relay(port) as relay, twin.app_context():
             relay.handler.messages.extend(handler.messages)
-            assert digests.resume(digest_id)
+            with unit_of_work():
+                assert digests.resume(digest_id)
             sweep_until_sent(app, twin, digest_id, timeout=120)
             got = received(relay.handler)
     finally:

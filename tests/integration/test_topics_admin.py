@@ -177,7 +177,8 @@ def test_the_issue_report_splits_delivered_counts_by_topic_set(app, editor, cele
         for subscriber_id, chosen in zip(ids, [[asia], [asia], [us], []], strict=True):
             topics.set_reader_topics(db.session.get(Subscriber, subscriber_id), chosen)
         db.session.commit()
-        digest_id = digests.send_now().id
+        with unit_of_work():
+            digest_id = digests.send_now().id
     wait_until_sent(app, digest_id)
     page = editor.get(f"/admin/digests/{digest_id}").get_data(as_text=True)
     start = page.index('id="topic-sets"')

@@ -86,7 +86,10 @@ def bounce_resume(digest_id: int):
     confirmed = request.form.get("confirm") == "yes"
     if not confirmed:
         flash("Tick the box to confirm you checked the bounces before resuming.", "error")
-    elif guard.resume_confirmed(digest_id, confirmed):
+        return redirect(url_for("admin.digest_report", digest_id=digest_id))
+    with unit_of_work():
+        resumed = guard.resume_confirmed(digest_id, confirmed)
+    if resumed:
         flash("Issue resumed. The guard now judges only the messages sent from here on.", "ok")
     else:
         flash("This issue cannot be resumed in its current state.", "error")

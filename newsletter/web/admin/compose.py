@@ -9,6 +9,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 
 from newsletter.content import topics
+from newsletter.db import unit_of_work
 from newsletter.issues import digests, reports
 from newsletter.issues.schedule import LocalTimeError, local_time, local_to_utc
 from newsletter.mail.transport import DeliveryResult, Outcome
@@ -117,8 +118,9 @@ def send_digest():
     if readers is None:
         return _confirm_page(form, "admin.send_digest")
     try:
-        digest = digests.send_now(subject=form["subject"] or None, intro=form["intro"],
-                                  headline=form["headline"], expected_recipients=readers)
+        with unit_of_work():  # RecipientsChanged rolls back everything: nothing started
+            digest = digests.send_now(subject=form["subject"] or None, intro=form["intro"],
+                                      headline=form["headline"], expected_recipients=readers)
     except digests.RecipientsChanged:
         flash("The number of confirmed readers changed since you looked: check it again.",
               "error")
@@ -141,7 +143,9 @@ def schedule_digest():
         return _compose_page(form, 400)
     if _confirmed() is None:
         return _confirm_page(form, "admin.schedule_digest", send_at)
-    digest = digests.schedule(send_at, form["subject"] or None, form["intro"], form["headline"])
+    with unit_of_work():
+        digest = digests.schedule(send_at, form["subject"] or None, form["intro"],
+                                  form["headline"])
     if digest is None:
         flash("Nothing new since the last issue: nothing was scheduled.", "error")
         return redirect(url_for("admin.digests_page"))

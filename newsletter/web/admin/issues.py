@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 
+from newsletter.db import unit_of_work
 from newsletter.delivery import guard
 from newsletter.extensions import db
 from newsletter.issues import digests, reports
@@ -45,8 +46,9 @@ def edit_digest(digest_id: int):
     digest = db.session.get(Digest, digest_id) or abort(404)
     form = compose_form(request.form)
     try:
-        changed = digests.update_scheduled(digest_id, parse_send_at(form), form["subject"],
-                                           form["intro"], form["headline"])
+        with unit_of_work():
+            changed = digests.update_scheduled(digest_id, parse_send_at(form), form["subject"],
+                                               form["intro"], form["headline"])
     except ValueError as error:
         flash(str(error), "error")
         return _report_page(digest, form, 400)
@@ -83,7 +85,8 @@ def control_digest(digest_id: int, action: str):
         flash("The deliverability guard paused this send: confirm below to resume it.", "error")
         return redirect(url_for("admin.digest_report", digest_id=digest_id))
     service, done = _CONTROLS[action]
-    changed = service(digest_id)
+    with unit_of_work():
+        changed = service(digest_id)
     audit_action(action, target=f"digest {digest_id}", outcome="ok" if changed else "failed")
     if changed:
         flash(done, "ok")
