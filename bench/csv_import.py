@@ -63,6 +63,7 @@ def main() -> None:
         from sqlalchemy import text
 
         from newsletter import create_app
+        from newsletter.db import unit_of_work
         from newsletter.editors import accounts
         from newsletter.extensions import db
         from newsletter.models import ImportStatus
@@ -74,7 +75,8 @@ def main() -> None:
             with db.engine.begin() as connection:
                 connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
             upgrade()
-            accounts.create_editor("bench@example.com", "bench password 123")
+            with unit_of_work():
+                accounts.create_editor("bench@example.com", "bench password 123")
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
              "solo", "--loglevel", "WARNING", "-Q", "bench.maintenance"],

@@ -95,17 +95,20 @@ def publish_topic_articles(topics: int, round_name: str) -> None:
     copies of a send hold four or so articles each (comparable from set to set)."""
     from newsletter.content import articles
     from newsletter.content import topics as topic_service
+    from newsletter.db import unit_of_work
     from newsletter.models import ArticleSource
 
-    for n in range(topics):
-        if topic_service.get_topic(f"topic-{n}") is None:
-            topic_service.create_topic(f"topic-{n}", f"Topic {n}", categories=[f"Cat {n}"])
+    with unit_of_work():
+        for n in range(topics):
+            if topic_service.get_topic(f"topic-{n}") is None:
+                topic_service.create_topic(f"topic-{n}", f"Topic {n}", categories=[f"Cat {n}"])
     for n in range(2 * topics):
-        articles.add_article(articles.ArticleInput(
-            title=f"{round_name.title()} story {n} about the week's diplomacy",
-            url=f"https://news.example.com/{round_name}-{n}", summary="Ministers met; " * 20,
-            categories=[f"Cat {n % topics}", f"Cat {(n * 7 + 3) % topics}"],
-            published_at=datetime.now(UTC)), ArticleSource.IMPORT)
+        with unit_of_work():
+            articles.add_article(articles.ArticleInput(
+                title=f"{round_name.title()} story {n} about the week's diplomacy",
+                url=f"https://news.example.com/{round_name}-{n}", summary="Ministers met; " * 20,
+                categories=[f"Cat {n % topics}", f"Cat {(n * 7 + 3) % topics}"],
+                published_at=datetime.now(UTC)), ArticleSource.IMPORT)
 
 
 def choose_topics(subscribers: int, sets: list[list[str]]) -> None:
@@ -193,6 +196,7 @@ def main() -> None:
 
         from newsletter import create_app
         from newsletter.content import article_files, articles
+        from newsletter.db import unit_of_work
         from newsletter.extensions import db
         from newsletter.models import ArticleSource, Subscriber
 
@@ -215,7 +219,8 @@ def main() -> None:
                             url=f"https://news.example.com/story-{n}",
                             summary="Ministers met; " * 20, categories=["News", "World"][n % 2:]))
                 data.published_at = datetime.now(UTC)
-                articles.add_article(data, ArticleSource.IMPORT)
+                with unit_of_work():
+                    articles.add_article(data, ArticleSource.IMPORT)
 
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
