@@ -34,11 +34,8 @@ from newsletter.models import (
 )
 from newsletter.readers import subscriber_lists, subscriptions
 from newsletter.readers.subscriptions import Origin
-from tests.conftest import app_config
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_csp_pages import log_in
-from tests.integration.test_admin import make_editor
-from tests.integration.test_digests import wait_until_sent
+from tests.factories import make_editor
+from tests.helpers import app_config, log_in, screenshot, wait_until_sent
 
 WIDTHS = (1280, 375)
 LONG_WORD = "Unbroken" + "x" * 292  # 300 characters, no break opportunity

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import (
@@ -24,27 +21,16 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from tests.conftest import csrf_token_from, process_subscribe_requests
-from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
-
-PASSWORD = "correct horse battery"
-
-
-def make_editor(app, email="editor@example.com"):
-    with app.app_context():
-        accounts.create_editor(email, PASSWORD)
-
-
-def login(client, email="editor@example.com", password=PASSWORD, next_path=""):
-    token = csrf_token_from(client, "/admin/login")
-    return client.post(f"/admin/login{next_path}",
-                       data={"email": email, "password": password, "csrf_token": token})
-
-
-def example_path(rule) -> str:
-    """A concrete URL for a rule: ids become 1, any(a, b) becomes a."""
-    path = re.sub(r"<any\(([^,)]+)[^>]*>", r"\1", rule.rule)
-    return re.sub(r"<[^>]+>", "1", path)
+from tests.factories import add_article, add_subscribers, make_editor
+from tests.helpers import (
+    csrf_token_from,
+    example_path,
+    finished_job_page,
+    login,
+    process_subscribe_requests,
+    upload,
+    wait_until_sent,
+)
 
 
 def admin_rules(app):
@@ -222,25 +208,6 @@ def test_gdpr_export_and_erasure_keep_the_address_suppressed(app, client):
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 1
         assert db.session.scalar(select(func.count()).select_from(OutboxMail)) == 1
-
-
-def upload(client, data: bytes, consent: str = ""):
-    token = csrf_token_from(client, "/admin/subscribers/import")
-    return client.post("/admin/subscribers/import", content_type="multipart/form-data",
-                       data={"csrf_token": token, "consent": consent, "action": "check",
-                             "file": (io.BytesIO(data), "list.csv")})
-
-
-def finished_job_page(client, response) -> str:
-    """Follow an import job's page (it refreshes itself while the worker runs)."""
-    assert response.status_code == 302, response.status_code
-    location = response.headers["Location"]
-    for _ in range(300):
-        body = client.get(location).get_data(as_text=True)
-        if 'http-equiv="refresh"' not in body:
-            return body
-        time.sleep(0.1)
-    raise AssertionError("the import job did not finish")
 
 
 def test_csv_import_reports_before_it_writes(app, client, celery_worker):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.models import BounceSource, Subscriber, SubscriberStatus
-from tests.conftest import csrf_token_from
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_bounce_policy import READER, deliver, sent_issue
+from tests.factories import deliver, make_editor, sent_issue
+from tests.helpers import READER, csrf_token_from, login
 
 
 def test_not_understood_box_raw_report_and_reactivation(app, client):

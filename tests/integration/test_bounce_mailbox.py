@@ -12,9 +12,8 @@ from sqlalchemy import func, select
 from newsletter.extensions import db
 from newsletter.models import BounceEvent, BounceKind, Subscriber, SubscriberStatus
 from tests import dovecot
-from tests.bounce_fixtures import bounce_mail
-from tests.conftest import run, subprocess_env
-from tests.integration.test_bounce_policy import READER, sent_issue
+from tests.factories import sent_issue
+from tests.helpers import READER, bounce_mail, run, subprocess_env
 
 if not dovecot.available():
     if os.environ.get("CI"):

@@ -26,43 +26,8 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from tests.bounce_fixtures import bounce_mail
-
-READER = "alice@mail.example.org"
-
-
-def sent_issue(app, emails: list[str], days_ago: float = 0) -> tuple[int, list[int]]:
-    """An issue already sent to these readers (ledger rows written directly)."""
-    with app.app_context():
-        when = utcnow() - timedelta(days=days_ago)
-        digest = Digest(subject="An issue", status=DigestStatus.SENT, started_at=when)
-        db.session.add(digest)
-        db.session.flush()
-        ids = []
-        for email in emails:
-            subscriber_id = db.session.scalar(select(Subscriber.id).where(
-                Subscriber.email == email))
-            if subscriber_id is None:
-                subscriber = Subscriber(email=email, email_normalized=email.lower(),
-                                        status=SubscriberStatus.ACTIVE)
-                db.session.add(subscriber)
-                db.session.flush()
-                subscriber_id = subscriber.id
-            db.session.execute(insert(Delivery).values(
-                digest_id=digest.id, subscriber_id=subscriber_id, status=DeliveryStatus.SENT,
-                attempts=1, sent_at=when))
-            ids.append(subscriber_id)
-        db.session.commit()
-        return digest.id, ids
-
-
-def deliver(app, fixture: str, digest_id: int, subscriber_id: int, recipient: str = READER,
-            **changes) -> intake.Outcome:
-    with app.app_context():
-        address = verp.address_for(verp.DeliveryRef(digest_id=digest_id,
-                                                    subscriber_id=subscriber_id))
-        raw = bounce_mail(fixture, verp=changes.pop("verp", address), recipient=recipient)
-        return intake.receive_mail(raw, BounceSource.SMTP, changes.pop("envelope", [address]))
+from tests.factories import deliver, sent_issue
+from tests.helpers import READER, bounce_mail
 
 
 def status_of(app, subscriber_id: int) -> SubscriberStatus:

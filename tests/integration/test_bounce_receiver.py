@@ -5,13 +5,10 @@ running `flask bounces serve`, and the next digest skips whom they name."""
 from __future__ import annotations
 
 import smtplib
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import select
 
-from newsletter.devstack import free_port, wait_for_port
 from newsletter.extensions import db
 from newsletter.models import (
     BounceEvent,
@@ -21,24 +18,13 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from tests.bounce_fixtures import HARD_FORMATS, SOFT_FORMATS, bounce_mail
-from tests.conftest import ROOT, subprocess_env
-from tests.integration.test_digests import add_article, send_now, wait_until_sent
-
-
-@pytest.fixture
-def receiver(app):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "newsletter", "bounces", "serve",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=subprocess_env(app), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, timeout=30)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+from tests.factories import add_article, send_now
+from tests.helpers import (
+    HARD_FORMATS,
+    SOFT_FORMATS,
+    bounce_mail,
+    wait_until_sent,
+)
 
 
 def send_report(port: int, recipient: str, raw: bytes) -> None:
@@ -108,7 +94,8 @@ def test_dsns_and_complaints_over_smtp_stop_the_next_digest(app, client, celery_
     assert rows[hard["gmail_hard"]] == "bounced" and rows[complainer] == "unsubscribed"
 
     # The reader's page shows each event with its reason.
-    from tests.integration.test_admin import login, make_editor
+    from tests.factories import make_editor
+    from tests.helpers import login
     make_editor(app)
     login(client)
     page = client.get(f"/admin/subscribers/{ids[hard['exchange_hard']]}").get_data(as_text=True)
@@ -148,7 +135,7 @@ def test_receiver_refuses_relaying_forgeries_and_huge_mails(app, clean_state, re
 
 def test_confirmation_mail_bounce_marks_the_pending_reader(app, client, celery_worker, mailbox,
                                                          receiver):
-    from tests.conftest import csrf_token_from
+    from tests.helpers import csrf_token_from
 
     client.post("/subscribe", data={"email": "typo@gmial.example",
                                     "csrf_token": csrf_token_from(client, "/subscribe")})

@@ -10,14 +10,8 @@ from sqlalchemy import func, select
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, utcnow
-from tests.conftest import csrf_token_from
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_digests import (
-    add_article,
-    add_subscribers,
-    send_now,
-    wait_until_sent,
-)
+from tests.factories import add_article, add_subscribers, make_editor, send_now
+from tests.helpers import csrf_token_from, login, wait_until_sent
 
 
 def digest_count(app) -> int:

@@ -16,11 +16,8 @@ from sqlalchemy import insert, select
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus, Subscriber, SubscriberStatus
-from tests.bounce_fixtures import bounce_mail
-from tests.conftest import csrf_token_from
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_bounce_receiver import receiver  # noqa: F401  (fixture)
-from tests.integration.test_digests import add_article, send_now
+from tests.factories import add_article, make_editor, send_now
+from tests.helpers import bounce_mail, csrf_token_from, login
 
 READERS = 2000
 DEAD_DOMAIN = "gone.example"
@@ -65,7 +62,7 @@ def wait_for(condition, timeout: float = 120):
 
 
 def test_bouncing_send_pauses_itself_alerts_owners_and_resumes_on_confirmation(
-        app, client, celery_worker, mailbox, receiver, monkeypatch):  # noqa: F811
+        app, client, celery_worker, mailbox, receiver, monkeypatch):
     monkeypatch.setitem(app.config, "GUARD_MIN_SAMPLE", 500)
     monkeypatch.setitem(app.config, "GUARD_MAX_HARD_BOUNCE_PERCENT", 5.0)
     mailbox.delay = 0.002  # a relay's pace, so DSNs come back while the send runs

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 
 from newsletter.content import feeds
 from newsletter.delivery.relay import SendRate
-from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.models import (
     Article,
@@ -24,9 +23,9 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from tests.conftest import process_subscribe_requests
+from tests.factories import add_article, add_subscribers, api_token
+from tests.helpers import process_subscribe_requests
 from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS
-from tests.integration.test_digests import add_article, add_subscribers
 
 FEED = """<?xml version="1.0"?>
 <rss version="2.0"><channel><title>World desk</title>
@@ -90,14 +89,6 @@ def test_feed_polling_is_conditional_and_sanitises(app, client, feed_url):
         unreachable = feeds.poll_feed(f"http://{ALLOWED_HOST}:9/feed")
         assert broken.error.startswith("not a feed") and unreachable.error
         assert db.session.scalar(select(func.count()).select_from(Article)) == 2
-
-
-def api_token(app) -> str:
-    with app.app_context():
-        accounts.create_editor("editor@example.com", "correct horse battery")
-        token, _ = accounts.create_api_token("editor@example.com", "cms",
-                                            ["articles:write", "issues:send"])
-        return token
 
 
 def test_articles_api_needs_a_token_and_deduplicates(app, client):

@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus
-from tests.conftest import csrf_token_from, run, subprocess_env
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_digests import (
-    add_article,
-    add_subscribers,
-    send_now,
+from tests.factories import add_article, add_subscribers, make_editor, send_now
+from tests.helpers import (
+    csrf_token_from,
+    login,
+    run,
+    subprocess_env,
     wait_for_idle_ledger,
     wait_until_sent,
 )

@@ -6,10 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from newsletter.content import articles
-from newsletter.content.articles import ArticleInput
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import (
@@ -22,42 +20,8 @@ from newsletter.models import (
 )
 from newsletter.readers import subscriptions
 from newsletter.readers.subscriptions import Origin
-from tests.unit.test_article_files import SAMPLE
-
-
-def add_subscribers(app, count: int, prefix: str = "reader") -> list[int]:
-    with app.app_context():
-        db.session.execute(insert(Subscriber), [
-            {"email": f"{prefix}{n}@example.com", "email_normalized": f"{prefix}{n}@example.com",
-             "status": SubscriberStatus.ACTIVE, "name": f"Reader {n}"} for n in range(count)])
-        db.session.commit()
-        return list(db.session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
-
-
-def add_article(app, title="Talks resume in Geneva", url="https://news.example.com/geneva"):
-    with app.app_context():
-        article, _ = articles.add_article(
-            ArticleInput(title=title, url=url, summary="Diplomats met again.",
-                         categories=["Europe"], published_at=datetime.now(UTC)), "api")
-        return article.id
-
-
-def wait_until_sent(app, digest_id: int, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with app.app_context():
-            if db.session.get(Digest, digest_id).status == DigestStatus.SENT:
-                return digests.progress(digest_id)
-        time.sleep(0.1)
-    with app.app_context():
-        raise AssertionError(f"digest not sent: {digests.progress(digest_id)}")
-
-
-def send_now(app) -> int:
-    with app.app_context():
-        digest = digests.send_now()
-        assert digest is not None
-        return digest.id
+from tests.factories import add_article, add_subscribers, send_now
+from tests.helpers import SAMPLE, wait_for_idle_ledger, wait_until_sent
 
 
 def test_sample_article_digest_reaches_300_subscribers_exactly_once(app, client, celery_worker,
@@ -197,18 +161,6 @@ def test_nothing_new_means_no_issue(app, client):
     with app.app_context():
         assert digests.send_now() is None
         assert db.session.scalar(select(func.count()).select_from(Digest)) == 0
-
-
-def wait_for_idle_ledger(app, digest_id: int) -> dict:
-    """Until no row is leased: the batch running at a pause has finished."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with app.app_context():
-            counts = digests.progress(digest_id)
-        if counts["sending"] == 0:
-            return counts
-        time.sleep(0.05)
-    raise AssertionError(f"ledger still busy: {counts}")
 
 
 def test_pause_resume_and_cancel(app, client, celery_worker, mailbox, monkeypatch):

@@ -17,7 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select, update
 
 from newsletter.config import DEFAULT_SECRET_KEY
-from newsletter.editors import accounts, sessions, two_factor
+from newsletter.editors import accounts, two_factor
 from newsletter.extensions import db
 from newsletter.models import (
     ApiToken,
@@ -33,9 +33,17 @@ from newsletter.models import (
 )
 from newsletter.readers import privacy
 from newsletter.web import security
-from tests.conftest import csrf_token_from, link_from, process_subscribe_requests, run
-from tests.integration.test_admin import PASSWORD, example_path, login, make_editor
-from tests.integration.test_digests import add_subscribers
+from tests.factories import add_editor, add_subscribers, make_editor, session_client
+from tests.helpers import (
+    PASSWORD,
+    audit_rows,
+    csrf_token_from,
+    example_path,
+    link_from,
+    login,
+    process_subscribe_requests,
+    run,
+)
 
 
 @contextmanager
@@ -49,33 +57,8 @@ def settings(app, **values):
         app.config.update(previous)
 
 
-def add_editor(app, email: str, role: str) -> int:
-    with app.app_context():
-        return accounts.create_editor(email, PASSWORD, role).id
-
-
-def session_client(app, editor_id: int):
-    """A client holding a live session for the editor, without the login form."""
-    client = app.test_client()
-    with app.app_context():
-        key = sessions.start(editor_id, "127.0.0.1", "test")
-    with client.session_transaction() as session:
-        session.update({"_user_id": str(editor_id), "_fresh": True, "sk": key})
-    return client
-
-
 def logged_in(response) -> bool:
     return not (response.status_code == 302 and "/admin/login" in response.headers["Location"])
-
-
-def audit_rows(app, **where) -> list[AuditEvent]:
-    with app.app_context():
-        query = select(AuditEvent).order_by(AuditEvent.id)
-        for key, value in where.items():
-            query = query.where(getattr(AuditEvent, key) == value)
-        rows = db.session.scalars(query).all()
-        db.session.expunge_all()
-        return rows
 
 
 # --- sessions ------------------------------------------------------------------------------

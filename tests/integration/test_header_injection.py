@@ -26,11 +26,9 @@ from newsletter.issues import digests
 from newsletter.mail.headers import clean_text, neutralise
 from newsletter.models import Article, MailTemplate, Subscriber, SubscriberStatus
 from newsletter.queue import send_task_now
-from tests.conftest import csrf_token_from
+from tests.factories import add_article, add_subscribers, api_token, make_editor, send_now
+from tests.helpers import csrf_token_from, login, wait_until_sent
 from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS, rss, serve
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_digest_inputs import api_token
-from tests.integration.test_digests import add_article, add_subscribers, send_now, wait_until_sent
 
 EVIL = "\r\nReply-To: a@evil.example"
 PAYLOADS = {

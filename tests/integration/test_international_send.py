@@ -26,8 +26,8 @@ from newsletter.models import (
 )
 from newsletter.readers import subscriptions
 from newsletter.readers.subscriptions import Origin
-from tests.integration.test_digests import add_article, send_now, wait_until_sent
-from tests.integration.test_transport import ScriptedHandler
+from tests.factories import add_article, send_now
+from tests.helpers import ScriptedHandler, wait_until_sent
 
 # In this order, so the reader after the non-ASCII one shares its batch and connection.
 READERS = ["first@example.com", "José@Bücher.example", "reader@bücher.example",

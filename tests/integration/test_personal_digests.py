@@ -28,7 +28,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from tests.integration.test_digests import wait_until_sent
+from tests.helpers import wait_until_sent
 
 pytestmark = pytest.mark.usefixtures("clean_state", "celery_worker")
 

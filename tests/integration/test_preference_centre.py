@@ -23,7 +23,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import privacy
-from tests.conftest import csrf_token_from, link_from
+from tests.helpers import csrf_token_from, link_from
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 

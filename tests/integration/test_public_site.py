@@ -12,9 +12,8 @@ import pytest
 from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus, MailTemplate, Subscriber, SubscriberStatus
-from tests.conftest import csrf_token_from
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_digests import add_article
+from tests.factories import add_article, make_editor
+from tests.helpers import csrf_token_from, login
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 DAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

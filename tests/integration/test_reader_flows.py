@@ -16,21 +16,7 @@ from newsletter.models import (
     SubscribeRequest,
     SubscriberStatus,
 )
-from tests.conftest import csrf_token_from, link_from
-
-
-def subscribe_by_form(client, email, name=""):
-    token = csrf_token_from(client, "/subscribe")
-    return client.post("/subscribe", data={"email": email, "name": name, "csrf_token": token},
-                       headers={"User-Agent": "pytest-browser/1.0"})
-
-
-def subscriber(app, email) -> Subscriber:
-    with app.app_context():
-        found = db.session.scalar(select(Subscriber).where(Subscriber.email_normalized == email))
-        assert found is not None
-        db.session.expunge(found)
-        return found
+from tests.helpers import csrf_token_from, link_from, subscribe_by_form, subscriber
 
 
 def consent_log(app, email) -> list[tuple[str, str]]:

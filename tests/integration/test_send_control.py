@@ -23,15 +23,8 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_digests import (
-    add_article,
-    add_subscribers,
-    send_now,
-    wait_for_idle_ledger,
-    wait_until_sent,
-)
-from tests.integration.test_reader_flows import subscribe_by_form
+from tests.factories import add_article, add_subscribers, make_editor, send_now
+from tests.helpers import login, subscribe_by_form, wait_for_idle_ledger, wait_until_sent
 
 
 def wait_for(predicate, timeout: float = 30, message: str = "condition"):

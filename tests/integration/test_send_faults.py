@@ -21,8 +21,8 @@ from sqlalchemy import select
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber
-from tests.conftest import ROOT, RecordingSMTPHandler, app_config, subprocess_env
-from tests.integration.test_digests import add_article, add_subscribers
+from tests.factories import add_article, add_subscribers
+from tests.helpers import ROOT, RecordingSMTPHandler, app_config, subprocess_env
 
 IN_CI = os.environ.get("CI") == "true"
 

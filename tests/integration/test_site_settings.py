@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.models import AuditEvent, MailTemplate, SiteSetting, Subscriber, SubscriberStatus
-from tests.conftest import csrf_token_from
-from tests.integration.test_admin import login, make_editor
+from tests.factories import make_editor
+from tests.helpers import csrf_token_from, login
 
 GOOD = {"logo_url": "https://cdn.example.com/logo.png?v=2", "accent_color": "#AA3300",
         "site_description": "Foreign affairs, weekly & briefly",

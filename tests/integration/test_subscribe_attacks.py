@@ -25,7 +25,7 @@ from newsletter.devstack import free_port, wait_for_port
 from newsletter.extensions import db
 from newsletter.mail.addresses import canonical_mailbox, check_email
 from newsletter.models import ConfirmationSend, Subscriber, SubscriberStatus
-from tests.conftest import ROOT, subprocess_env, wait_for_subscribe_requests
+from tests.helpers import ROOT, subprocess_env, wait_for_subscribe_requests
 
 
 class KeepAliveHandler(WSGIRequestHandler):

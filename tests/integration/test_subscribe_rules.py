@@ -26,7 +26,7 @@ from newsletter.models import (
 )
 from newsletter.readers import subscriptions
 from newsletter.readers.subscriptions import ConfirmOutcome, Origin
-from tests.conftest import (
+from tests.helpers import (
     csrf_token_from,
     process_subscribe_requests,
     run,

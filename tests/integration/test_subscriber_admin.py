@@ -18,8 +18,8 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.readers import privacy
-from tests.conftest import csrf_token_from
-from tests.integration.test_admin import finished_job_page, login, make_editor, upload
+from tests.factories import make_editor
+from tests.helpers import csrf_token_from, finished_job_page, login, upload
 
 
 def logged_in(app, client) -> str:

@@ -19,8 +19,7 @@ from newsletter.models import (
     SubscribeRequest,
     SubscriberStatus,
 )
-from tests.conftest import csrf_token_from, link_from, process_subscribe_requests
-from tests.integration.test_reader_flows import subscriber
+from tests.helpers import csrf_token_from, link_from, process_subscribe_requests, subscriber
 
 
 @pytest.fixture

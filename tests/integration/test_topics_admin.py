@@ -13,9 +13,8 @@ from newsletter.content.articles import ArticleInput
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Article, ArticleSource, Cadence, Subscriber, SubscriberStatus, Topic
-from tests.conftest import csrf_token_from
-from tests.integration.test_digests import add_subscribers, wait_until_sent
-from tests.integration.test_editor_security import add_editor, audit_rows, session_client
+from tests.factories import add_editor, add_subscribers, session_client
+from tests.helpers import audit_rows, csrf_token_from, wait_until_sent
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 

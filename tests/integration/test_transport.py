@@ -15,27 +15,9 @@ from aiosmtpd.smtp import AuthResult
 
 from newsletter.devstack import free_port
 from newsletter.mail.transport import NO_SMTPUTF8, Outcome, SMTPTransport
+from tests.helpers import ScriptedHandler
 
 MESSAGE = b"From: news@example.com\r\nTo: someone\r\nSubject: hi\r\n\r\nbody\r\n"
-
-
-class ScriptedHandler:
-    """Answers RCPT from a table of address -> reply; records what it accepts."""
-
-    def __init__(self, rcpt_replies: dict[str, str] | None = None):
-        self.rcpt_replies = rcpt_replies or {}
-        self.received: list[tuple[str, list[str], list[str], bytes]] = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.rcpt_replies:
-            return self.rcpt_replies[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              list(envelope.mail_options), envelope.original_content))
-        return "250 OK"
 
 
 def transport_for(port: int, **settings) -> SMTPTransport:

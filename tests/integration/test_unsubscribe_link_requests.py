@@ -15,7 +15,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.readers import privacy
-from tests.conftest import csrf_token_from, link_from, process_subscribe_requests
+from tests.helpers import csrf_token_from, link_from, process_subscribe_requests
 
 
 def add_reader(app, email, status=SubscriberStatus.ACTIVE) -> int:

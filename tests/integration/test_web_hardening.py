@@ -26,9 +26,8 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.readers import privacy, subscriber_lists
-from tests.conftest import ROOT, app_config, csrf_token_from
-from tests.integration.test_admin import login, make_editor
-from tests.integration.test_digests import add_article, add_subscribers, send_now, wait_until_sent
+from tests.factories import add_article, add_subscribers, make_editor, send_now
+from tests.helpers import ROOT, app_config, csrf_token_from, login, wait_until_sent
 
 
 def count(app, model, *where) -> int:

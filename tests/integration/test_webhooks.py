@@ -28,7 +28,8 @@ from newsletter.bounces import webhooks
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.models import BounceEvent, BounceKind, Subscriber, SubscriberStatus
-from tests.integration.test_bounce_policy import READER, sent_issue
+from tests.factories import sent_issue
+from tests.helpers import READER
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-bounces"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem"

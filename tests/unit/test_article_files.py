@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import pytest
 
@@ -8,9 +7,9 @@ from newsletter.content.article_files import (
     read_article_file,
 )
 from newsletter.content.articles import InvalidArticle, sanitize_html, validate
+from tests.helpers import SAMPLE
 
 # A copy of shared/samples/articles/, so a clone runs its tests on its own.
-SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "us-secretary-of-state-c5-plus-1.txt"
 
 
 def test_scraped_sample_imports_without_site_boilerplate():

@@ -10,7 +10,7 @@ from flufl.bounce import all_failures
 
 from newsletter.bounces import dsn
 from newsletter.models import BounceKind
-from tests.bounce_fixtures import HARD_FORMATS, SOFT_FORMATS, bounce_mail
+from tests.helpers import HARD_FORMATS, SOFT_FORMATS, bounce_mail
 
 VERP = "bounces+d1.2.abcdefghijklmnop@example.com"
 READER = "alice@mail.example.org"
