@@ -11,7 +11,6 @@ from ``seed``); pages that need a click to reach are checked in the test itself.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -35,7 +34,7 @@ from newsletter.models import (
 from newsletter.readers import subscriber_lists, subscriptions
 from newsletter.readers.subscriptions import Origin
 from tests.factories import make_editor
-from tests.helpers import app_config, log_in, screenshot, wait_until_sent
+from tests.helpers import app_config, log_in, screenshot, wait_until, wait_until_sent
 
 WIDTHS = (1280, 375)
 LONG_WORD = "Unbroken" + "x" * 292  # 300 characters, no break opportunity
@@ -139,13 +138,11 @@ def seed(app, base: str, mailbox) -> dict:
 
 
 def wait_for_import(app, job_id: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def done():
         with app.app_context():
-            if subscriber_lists.import_job(job_id).status == ImportStatus.DONE:
-                return
-        time.sleep(0.1)
-    raise AssertionError("the import check did not finish")
+            return subscriber_lists.import_job(job_id).status == ImportStatus.DONE
+
+    wait_until(done, timeout, "the import check to finish", interval=0.1)
 
 
 def too_wide(page, name: str, url: str | None) -> list[str]:

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
 from newsletter.extensions import db
@@ -17,11 +18,12 @@ from newsletter.models import (
     DigestStatus,
     Subscriber,
     SubscriberStatus,
+    utcnow,
 )
 from newsletter.readers import subscriptions
 from newsletter.readers.subscriptions import Origin
 from tests.factories import add_article, add_subscribers, send_now
-from tests.helpers import SAMPLE, wait_for_idle_ledger, wait_until_sent
+from tests.helpers import SAMPLE, wait_for_idle_ledger, wait_until, wait_until_sent
 
 
 def test_sample_article_digest_reaches_300_subscribers_exactly_once(app, client, celery_worker,
@@ -82,18 +84,19 @@ def test_temporary_failure_is_deferred_then_delivered(app, client, celery_worker
     add_subscribers(app, 1)
     add_article(app)
     digest_id = send_now(app)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def deferred():
         with app.app_context():
-            if digests.progress(digest_id)["deferred"] == 1:
-                break
-        time.sleep(0.05)
+            return digests.progress(digest_id)["deferred"] == 1
+
+    wait_until(deferred, timeout=20, what="the reader deferred")
     with app.app_context():
         assert digests.progress(digest_id)["deferred"] == 1
-    time.sleep(1.2)  # until the retry is due
-    with app.app_context():
-        assert digests.sweep() == 1  # what beat does every 30 seconds
-    wait_until_sent(app, digest_id)
+    # Until the retry is due (SEND_RETRY_DELAY, 1 s): the clock moves on, not the test.
+    with time_machine.travel(utcnow() + timedelta(seconds=1.2), tick=True):
+        with app.app_context():
+            assert digests.sweep() == 1  # what beat does every 30 seconds
+        wait_until_sent(app, digest_id)
     assert len(mailbox.wait_for(1)) == 1
     with app.app_context():
         delivery = db.session.scalar(select(Delivery))
@@ -174,6 +177,7 @@ def test_pause_resume_and_cancel(app, client, celery_worker, mailbox, monkeypatc
         assert digests.pause(digest_id)
     paused = wait_for_idle_ledger(app, digest_id)
     assert 0 < paused["pending"] < 40
+    # No event tells that nothing happens: a paused send is watched for a moment.
     time.sleep(0.5)
     with app.app_context():
         assert digests.progress(digest_id)["sent"] == paused["sent"]  # nothing moves

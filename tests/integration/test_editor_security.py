@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pyotp
 import pytest
+import time_machine
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import func, select, update
@@ -105,8 +106,8 @@ def test_an_idle_session_ends_and_polling_does_not_keep_it_alive(app, client):
     assert client.get(f"/admin/digests/{digest_id}/progress").status_code == 200
     with app.app_context():
         assert db.session.scalar(select(EditorSession.last_seen_at)) == nearly
-    time.sleep(6)
-    assert not logged_in(client.get(f"/admin/digests/{digest_id}/progress"))
+    with time_machine.travel(utcnow() + timedelta(seconds=6), tick=True):  # the idle end
+        assert not logged_in(client.get(f"/admin/digests/{digest_id}/progress"))
 
 
 def test_log_out_all_sessions_ends_every_one(app, client):
@@ -496,8 +497,8 @@ def test_failed_logins_back_off_per_account_and_warn_the_editor(app, client, cel
         assert unknown == [401, 401, 401, 429]  # the same for an address that is no editor
         [alert] = mailbox.wait_for(1)
         assert alert["To"] == "editor@example.com" and "Failed logins" in alert["Subject"]
-        time.sleep(1.1)
-        assert login(client).status_code == 302
+        with time_machine.travel(utcnow() + timedelta(seconds=1.1), tick=True):  # backoff over
+            assert login(client).status_code == 302
     assert audit_rows(app, outcome="throttled")
 
 

@@ -104,7 +104,7 @@ def test_slow_headers_are_cut_off_at_the_deadline_too():
         for _ in range(240):
             handler.wfile.write(b"X-Slow: a\r\n")
             handler.wfile.flush()
-            time.sleep(0.5)
+            time.sleep(0.5)  # the server drips its headers: what the test is about
 
     with serve(ALLOWED_HOST, route) as server:
         started = time.monotonic()

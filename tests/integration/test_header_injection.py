@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import time
 from collections import Counter
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
@@ -27,7 +26,7 @@ from newsletter.mail.headers import clean_text, neutralise
 from newsletter.models import Article, MailTemplate, Subscriber, SubscriberStatus
 from newsletter.queue import send_task_now
 from tests.factories import add_article, add_subscribers, api_token, make_editor, send_now
-from tests.helpers import csrf_token_from, login, wait_until_sent
+from tests.helpers import csrf_token_from, login, wait_until, wait_until_sent
 from tests.integration.feed_server import ALLOWED_HOST, ALLOWED_NETWORKS, rss, serve
 
 EVIL = "\r\nReply-To: a@evil.example"
@@ -135,13 +134,11 @@ def test_titles_from_a_feed_polled_by_the_worker(app, baseline, feed_settings):
 
 
 def wait_for_article(app, url: str, name: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def imported():
         with app.app_context():
-            if db.session.scalar(select(Article.id).where(Article.url == url)):
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"the worker did not import {name!r} from the feed")
+            return db.session.scalar(select(Article.id).where(Article.url == url))
+
+    wait_until(imported, timeout, f"the worker to import {name!r} from the feed", interval=0.1)
 
 
 def test_titles_from_the_articles_api(app, baseline):

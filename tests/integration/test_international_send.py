@@ -5,8 +5,6 @@ The next reader in the batch is never affected by an address the relay cannot ta
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import insert, select
@@ -27,7 +25,7 @@ from newsletter.models import (
 from newsletter.readers import subscriptions
 from newsletter.readers.subscriptions import Origin
 from tests.factories import add_article, send_now
-from tests.helpers import ScriptedHandler, wait_until_sent
+from tests.helpers import ScriptedHandler, wait_until, wait_until_sent
 
 # In this order, so the reader after the non-ASCII one shares its batch and connection.
 READERS = ["first@example.com", "José@Bücher.example", "reader@bücher.example",
@@ -56,12 +54,7 @@ def ledger(app, digest_id: int) -> dict[str, tuple[DeliveryStatus, str | None, S
 
 
 def wait_for(condition, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+    wait_until(condition, timeout)
 
 
 @pytest.fixture

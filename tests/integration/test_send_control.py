@@ -24,17 +24,17 @@ from newsletter.models import (
     utcnow,
 )
 from tests.factories import add_article, add_subscribers, make_editor, send_now
-from tests.helpers import login, subscribe_by_form, wait_for_idle_ledger, wait_until_sent
+from tests.helpers import (
+    login,
+    subscribe_by_form,
+    wait_for_idle_ledger,
+    wait_until,
+    wait_until_sent,
+)
 
 
 def wait_for(predicate, timeout: float = 30, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {message}")
+    return wait_until(predicate, timeout, message)
 
 
 def test_pause_and_cancel_act_within_one_message(app, client, celery_worker, mailbox,
@@ -95,6 +95,7 @@ def test_a_row_is_marked_in_flight_only_after_the_rate_wait(app, client, celery_
 
     wait_for(lambda: rows()[0].status == DeliveryStatus.SENT, message="the first row sent")
     observe_until = time.monotonic() + 1.5
+    # No event marks "still waiting": the row is watched while the worker waits for its slot.
     while time.monotonic() < observe_until:  # the worker waits for its slot meanwhile
         waiting = rows()[1]
         assert waiting.status == DeliveryStatus.SENDING and waiting.attempted_at is None
