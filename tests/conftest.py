@@ -89,14 +89,16 @@ def task_queue(request):
 
     So no test's worker can take another test's tasks, and what a test without a worker
     published after a commit is gone with its prefix. Subprocesses get the prefix
-    through ``subprocess_env``. At the end the prefix's Redis keys are deleted."""
+    through ``subprocess_env``. At the end the prefix's Redis keys are deleted, and the
+    app's settings are what they were before the test."""
     if "app" not in request.fixturenames:
         yield None
         return
     from newsletter.celery_setup import celery_init_app
 
     app = request.getfixturevalue("app")
-    previous = app.config["TASK_QUEUE"], app.extensions["celery"]
+    config = dict(app.config)  # put back at the end: a setting a test changed stays its own
+    previous_celery = app.extensions["celery"]
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     app.config["TASK_QUEUE"] = prefix
     celery = celery_init_app(app)
@@ -108,7 +110,10 @@ def task_queue(request):
         yield prefix
     finally:
         celery.close()
-        app.config["TASK_QUEUE"], app.extensions["celery"] = previous
+        for key in set(app.config) - set(config):
+            del app.config[key]
+        app.config.update(config)
+        app.extensions["celery"] = previous_celery
         app.extensions.get("wake_covered_until", {}).clear()  # wake-ups of this prefix
         delete_keys(app.config["REDIS_URL"], f"{prefix}*", f"_kombu.binding.{prefix}*")
 
