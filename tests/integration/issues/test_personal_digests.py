@@ -190,8 +190,8 @@ def test_two_weeks_of_personal_digests(app, mailbox, monkeypatch):
     }
 
 
-def test_an_issue_sent_by_hand_reaches_every_reader_once_by_their_topics(app, celery_worker,
-                                                                          mailbox, monkeypatch):
+def test_an_issue_sent_by_hand_reaches_every_reader_once_by_their_topics(app, mailbox,
+                                                                          monkeypatch):
     monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
     with app.app_context():
         topics.create_topic("asia", "Asia", categories=["Asia-Pacific"])
