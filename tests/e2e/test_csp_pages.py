@@ -15,17 +15,8 @@ from newsletter.devstack import free_port
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Digest, DigestStatus
-from tests.conftest import app_config
-from tests.e2e.conftest import screenshot
-from tests.integration.test_admin import PASSWORD, make_editor
-from tests.integration.test_digests import add_article
-
-
-def log_in(page, base: str, next_path: str) -> None:
-    page.goto(f"{base}/admin/login?next={next_path}")
-    page.get_by_label("Email").fill("editor@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+from tests.factories import add_article, make_editor
+from tests.helpers import app_config, log_in, screenshot
 
 
 def test_cancel_asks_first_and_the_report_renders(app, live_server, page):

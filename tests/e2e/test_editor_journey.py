@@ -4,10 +4,8 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Digest
-from tests.e2e.conftest import screenshot
-from tests.integration.test_admin import PASSWORD, make_editor
-from tests.integration.test_digests import add_subscribers
-from tests.unit.test_article_files import SAMPLE
+from tests.factories import add_subscribers, make_editor
+from tests.helpers import PASSWORD, SAMPLE, screenshot
 
 
 def test_editor_sends_a_digest_and_watches_it_finish(app, live_server, page, mailbox):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from newsletter.devstack import free_port
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
-from tests.e2e.conftest import screenshot
+from tests.helpers import screenshot
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from ``seed``); pages that need a click to reach are checked in the test itself.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -35,11 +34,8 @@ from newsletter.models import (
 )
 from newsletter.readers import subscriber_lists, subscriptions
 from newsletter.readers.subscriptions import Origin
-from tests.conftest import app_config
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_csp_pages import log_in
-from tests.integration.test_admin import make_editor
-from tests.integration.test_digests import wait_until_sent
+from tests.factories import make_editor
+from tests.helpers import app_config, log_in, screenshot, wait_until, wait_until_sent
 from workers.tasks import run_import
 
 WIDTHS = (1280, 375)
@@ -148,13 +144,11 @@ def seed(app, base: str, mailbox) -> dict:
 
 
 def wait_for_import(app, job_id: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def done():
         with app.app_context():
-            if subscriber_lists.import_job(job_id).status == ImportStatus.DONE:
-                return
-        time.sleep(0.1)
-    raise AssertionError("the import check did not finish")
+            return subscriber_lists.import_job(job_id).status == ImportStatus.DONE
+
+    wait_until(done, timeout, "the import check to finish", interval=0.1)
 
 
 def too_wide(page, name: str, url: str | None) -> list[str]:
@@ -181,7 +175,8 @@ def test_no_page_is_wider_than_the_window(app, clean_state, celery_worker, datab
     base = f"http://127.0.0.1:{port}"
     # A dev-mode app (as `dev.py run` makes it) so /dev/mail exists too.
     site = create_app(app_config(database_url, redis_url, smtp_server.port, DEBUG=True,
-                                 BASE_URL=base, DEV_MAILBOX=str(tmp_path)))
+                                 BASE_URL=base, DEV_MAILBOX=str(tmp_path),
+                                 TASK_QUEUE=app.config["TASK_QUEUE"]))  # the test's worker
     ids = seed(site, base, tmp_path)
     server = make_server("127.0.0.1", port, site, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

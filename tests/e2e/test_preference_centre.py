@@ -13,9 +13,8 @@ from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import Cadence, Subscriber, SubscriberStatus
-from tests.conftest import link_from
-from tests.e2e.conftest import screenshot
-from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
+from tests.factories import add_article, add_subscribers
+from tests.helpers import link_from, screenshot, wait_until_sent
 
 
 def preferences_link(message) -> str:

@@ -7,10 +7,8 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Digest, DigestStatus, Subscriber, SubscriberStatus
-from tests.conftest import link_from
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_reader_journey import status_of
-from tests.integration.test_admin import PASSWORD, make_editor
+from tests.factories import make_editor
+from tests.helpers import PASSWORD, link_from, screenshot, status_of
 
 
 def subscribe_and_confirm(page, live_server, mailbox, email):

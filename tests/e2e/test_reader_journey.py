@@ -4,14 +4,7 @@ from sqlalchemy import select
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
-from tests.conftest import link_from
-from tests.e2e.conftest import screenshot
-
-
-def status_of(app, email):
-    with app.app_context():
-        return db.session.scalar(
-            select(Subscriber.status).where(Subscriber.email_normalized == email))
+from tests.helpers import link_from, screenshot, status_of
 
 
 def test_subscribe_confirm_unsubscribe_in_a_browser(app, live_server, page, mailbox):

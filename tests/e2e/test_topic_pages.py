@@ -5,10 +5,8 @@ from __future__ import annotations
 from newsletter.content import topics
 from newsletter.db import unit_of_work
 from newsletter.issues import digests
-from tests.e2e.conftest import screenshot
-from tests.e2e.test_csp_pages import log_in
-from tests.integration.test_admin import make_editor
-from tests.integration.test_digests import add_article, add_subscribers, wait_until_sent
+from tests.factories import add_article, add_subscribers, make_editor
+from tests.helpers import log_in, screenshot, wait_until_sent
 
 
 def test_topics_from_categories_then_their_archive_and_feed(app, live_server, page, mailbox):

@@ -5,8 +5,8 @@ import time
 
 import pyotp
 
-from tests.e2e.conftest import screenshot
-from tests.integration.test_admin import PASSWORD, make_editor
+from tests.factories import make_editor
+from tests.helpers import PASSWORD, screenshot
 
 
 def log_in(page, base: str, email: str = "editor@example.com") -> None:

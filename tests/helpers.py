@@ -1,0 +1,385 @@
+"""Helpers that several test modules share and that put nothing in the database
+(those are in tests/factories.py): configuration, pages and mails, waiting, processes.
+
+Test modules import from here and from tests.factories, never from each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SAMPLE = FIXTURES / "us-secretary-of-state-c5-plus-1.txt"  # a scraped article page
+SCREENSHOTS = Path(__file__).resolve().parent / "e2e" / "screenshots"
+
+PASSWORD = "correct horse battery"  # every editor the factories make has it
+READER = "alice@mail.example.org"  # the reader of the bounce tests
+
+T = TypeVar("T")
+
+
+# --- waiting ---------------------------------------------------------------------------------
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30, what: str = "the condition",
+               interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    For waits on another thread or process (the worker, a server): a deadline, not a
+    fixed sleep. ``what`` may be a callable, called on timeout to describe the state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {described}")
+        time.sleep(interval)
+
+
+def wait_until_sent(app, digest_id: int, timeout: float = 60) -> dict:
+    from newsletter.extensions import db
+    from newsletter.issues import digests
+    from newsletter.models import Digest, DigestStatus
+
+    def sent():
+        with app.app_context():
+            return db.session.get(Digest, digest_id).status == DigestStatus.SENT
+
+    def progress():
+        with app.app_context():
+            return f"digest {digest_id} sent: {digests.progress(digest_id)}"
+
+    wait_until(sent, timeout, progress, interval=0.1)
+    with app.app_context():
+        return digests.progress(digest_id)
+
+
+def wait_for_idle_ledger(app, digest_id: int, timeout: float = 20) -> dict:
+    """Until no row is leased: the batch running at a pause has finished."""
+    from newsletter.issues import digests
+
+    def idle():
+        with app.app_context():
+            counts = digests.progress(digest_id)
+        return counts if counts["sending"] == 0 else None
+
+    def busy():
+        with app.app_context():
+            return f"an idle ledger: {digests.progress(digest_id)}"
+
+    return wait_until(idle, timeout, busy)
+
+
+def process_subscribe_requests(app) -> int:
+    """Decide every recorded subscribe request now, as the worker's task does, for
+    tests about what a request leads to rather than about the worker."""
+    from newsletter.extensions import db
+    from workers.tasks import decide_subscribe_requests
+
+    with app.app_context():
+        decided = decide_subscribe_requests(gather_seconds=0)
+        db.session.remove()
+    return decided
+
+
+def wait_for_subscribe_requests(app, timeout: float = 30) -> None:
+    """Wait until the worker has decided every recorded subscribe request."""
+    from sqlalchemy import func, select
+
+    from newsletter.extensions import db
+    from newsletter.models import SubscribeRequest
+
+    def left() -> int:
+        with app.app_context():
+            count = db.session.scalar(select(func.count()).select_from(SubscribeRequest))
+            db.session.remove()
+        return count
+
+    wait_until(lambda: not left(), timeout,
+               lambda: f"the worker to decide {left()} subscribe request(s)")
+
+
+# --- configuration and processes -------------------------------------------------------------
+
+def app_config(database_url: str, redis_url: str, smtp_port: int, **extra) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-of-at-least-32-bytes",
+        "SUPPRESSION_KEY": "test-suppression-pepper-of-32-bytes-or-more",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": smtp_port,
+        "SMTP_TIMEOUT": 10,
+        "BASE_URL": "http://localhost",
+        "MAIL_FROM": "The Test Daily <news@example.com>",
+        "SUBSCRIBE_RATE_LIMIT": "1000 per minute",
+        **extra,
+    }
+
+
+def subprocess_env(app, **settings) -> dict[str, str]:
+    """Environment for a web, CLI or worker process sharing this test's parts (its
+    task queue prefix too, unless ``settings`` names another)."""
+    config = app.config
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": config["DATABASE_URL"],
+           "NEWSLETTER_REDIS_URL": config["REDIS_URL"],
+           "NEWSLETTER_SMTP_HOST": config["SMTP_HOST"],
+           "NEWSLETTER_SMTP_PORT": str(config["SMTP_PORT"]),
+           "NEWSLETTER_SECRET_KEY": config["SECRET_KEY"],
+           "NEWSLETTER_SUPPRESSION_KEY": config["SUPPRESSION_KEY"],
+           "NEWSLETTER_BASE_URL": config["BASE_URL"],
+           "NEWSLETTER_MAIL_FROM": config["MAIL_FROM"],
+           "NEWSLETTER_TASK_QUEUE": config["TASK_QUEUE"]}
+    env.update({f"NEWSLETTER_{key}": str(value) for key, value in settings.items()})
+    return env
+
+
+def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+# --- pages and mails -------------------------------------------------------------------------
+
+CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token_from(client, path: str) -> str:
+    page = client.get(path)
+    match = CSRF_PATTERN.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def link_from(message: EmailMessage, path_prefix: str) -> str:
+    text = message.get_body(("plain",)).get_content()
+    match = re.search(r"https?://\S+" + re.escape(path_prefix) + r"[^\s]+", text)
+    assert match, f"no {path_prefix} link in:\n{text}"
+    return match.group(0)
+
+
+def login(client, email="editor@example.com", password=PASSWORD, next_path=""):
+    token = csrf_token_from(client, "/admin/login")
+    return client.post(f"/admin/login{next_path}",
+                       data={"email": email, "password": password, "csrf_token": token})
+
+
+def example_path(rule) -> str:
+    """A concrete URL for a rule: ids become 1, any(a, b) becomes a."""
+    path = re.sub(r"<any\(([^,)]+)[^>]*>", r"\1", rule.rule)
+    return re.sub(r"<[^>]+>", "1", path)
+
+
+def subscribe_by_form(client, email, name=""):
+    token = csrf_token_from(client, "/subscribe")
+    return client.post("/subscribe", data={"email": email, "name": name, "csrf_token": token},
+                       headers={"User-Agent": "pytest-browser/1.0"})
+
+
+def upload(client, data: bytes, consent: str = ""):
+    import io
+
+    token = csrf_token_from(client, "/admin/subscribers/import")
+    return client.post("/admin/subscribers/import", content_type="multipart/form-data",
+                       data={"csrf_token": token, "consent": consent, "action": "check",
+                             "file": (io.BytesIO(data), "list.csv")})
+
+
+def finished_job_page(client, response) -> str:
+    """Follow an import job's page (it refreshes itself while the worker runs)."""
+    assert response.status_code == 302, response.status_code
+    location = response.headers["Location"]
+
+    def finished():
+        body = client.get(location).get_data(as_text=True)
+        return body if 'http-equiv="refresh"' not in body else None
+
+    return wait_until(finished, timeout=30, what="the import job to finish", interval=0.1)
+
+
+# --- reading the database --------------------------------------------------------------------
+
+def subscriber(app, email):
+    from sqlalchemy import select
+
+    from newsletter.extensions import db
+    from newsletter.models import Subscriber
+
+    with app.app_context():
+        found = db.session.scalar(select(Subscriber).where(Subscriber.email_normalized == email))
+        assert found is not None
+        db.session.expunge(found)
+        return found
+
+
+def status_of(app, email):
+    """A reader's status, by address."""
+    from sqlalchemy import select
+
+    from newsletter.extensions import db
+    from newsletter.models import Subscriber
+
+    with app.app_context():
+        return db.session.scalar(
+            select(Subscriber.status).where(Subscriber.email_normalized == email))
+
+
+def audit_rows(app, **where) -> list:
+    from sqlalchemy import select
+
+    from newsletter.extensions import db
+    from newsletter.models import AuditEvent
+
+    with app.app_context():
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        for key, value in where.items():
+            query = query.where(getattr(AuditEvent, key) == value)
+        rows = db.session.scalars(query).all()
+        db.session.expunge_all()
+        return rows
+
+
+# --- bounce mails ----------------------------------------------------------------------------
+
+BOUNCES = FIXTURES / "bounces"  # realistic bounce and complaint mails, filled in per test
+HARD_FORMATS = ("postfix_hard", "exim_hard", "exim_text_only_hard", "exchange_hard",
+                "gmail_hard", "yahoo_hard")
+SOFT_FORMATS = ("postfix_soft_delayed", "gmail_soft_full")
+
+
+def bounce_mail(name: str, *, verp: str, recipient: str,
+                message_id: str = "<digest-1.1@example.com>") -> bytes:
+    local, _, domain = recipient.partition("@")
+    text = (BOUNCES / f"{name}.eml").read_text()
+    for placeholder, value in (("%%VERP%%", verp), ("%%RCPT%%", recipient),
+                               ("%%RCPTDOMAIN%%", domain), ("%%RCPTLOCAL%%", local),
+                               ("%%MSGID%%", message_id)):
+        text = text.replace(placeholder, value)
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+
+
+# --- SMTP servers ----------------------------------------------------------------------------
+
+class RecordingSMTPHandler:
+    """Keeps every message; ``replies`` can script answers for fault tests."""
+
+    def __init__(self):
+        self.messages: list[EmailMessage] = []
+        self.received_at: list[float] = []  # time.monotonic() of each message's DATA
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.replies: list[str] = []
+        self.rejected_recipients: set[str] = set()
+        self.delay = 0.0  # seconds per message, to make a send last long enough to disturb
+        self._changed = threading.Condition()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.rejected_recipients:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        with self._changed:
+            if self.replies:
+                reply = self.replies.pop(0)
+                if not reply.startswith("250"):
+                    return reply
+            message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
+            self.messages.append(message)
+            self.received_at.append(time.monotonic())
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self._changed.notify_all()
+        return "250 OK"
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[EmailMessage]:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+            if len(self.messages) < count:
+                raise AssertionError(f"expected {count} mail(s), got {len(self.messages)}")
+            return list(self.messages)
+
+    def reset(self) -> None:
+        with self._changed:
+            self.messages.clear()
+            self.received_at.clear()
+            self.envelopes.clear()
+            self.replies.clear()
+            self.rejected_recipients.clear()
+            self.delay = 0.0
+
+
+class ScriptedHandler:
+    """Answers RCPT from a table of address -> reply; records what it accepts."""
+
+    def __init__(self, rcpt_replies: dict[str, str] | None = None):
+        self.rcpt_replies = rcpt_replies or {}
+        self.received: list[tuple[str, list[str], list[str], bytes]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.rcpt_replies:
+            return self.rcpt_replies[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos),
+                              list(envelope.mail_options), envelope.original_content))
+        return "250 OK"
+
+
+# --- the browser -----------------------------------------------------------------------------
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page, base: str, next_path: str) -> None:
+    """Log the factories' editor in through the browser's login form."""
+    page.goto(f"{base}/admin/login?next={next_path}")
+    page.get_by_label("Email").fill("editor@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def sweep() -> int:
+    """What beat's sweeper does: each issue in a transaction of its own; returns the
+    batch tasks published."""
+    from newsletter.db import unit_of_work
+    from newsletter.issues import digests
+
+    published = 0
+    for digest_id, status in digests.sweep_candidates():
+        with unit_of_work():
+            published += digests.sweep_issue(digest_id, status)
+    return published
+
+
+def poll_feed(url: str):
+    """One feed polled as the poll_feed task does: each article its own transaction,
+    then the feed's state. Returns its PollResult."""
+    from newsletter.content import feeds
+    from newsletter.db import unit_of_work
+
+    poll = feeds.start_poll(url)
+    for entry in poll.entries:
+        with unit_of_work():
+            poll.add(entry)
+    with unit_of_work():
+        return poll.finish()
+

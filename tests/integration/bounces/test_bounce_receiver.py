@@ -1,0 +1,154 @@
+"""End to end with real parts: a digest goes out through the SMTP server (which accepts
+everything, like a relay), real DSNs and an ARF complaint come back over SMTP to the
+running `flask bounces serve`, and the next digest skips whom they name."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.models import (
+    BounceEvent,
+    BounceKind,
+    Delivery,
+    OutboxMail,
+    Subscriber,
+    SubscriberStatus,
+)
+from tests.factories import add_article, send_now
+from tests.helpers import (
+    HARD_FORMATS,
+    SOFT_FORMATS,
+    bounce_mail,
+    wait_until_sent,
+)
+
+
+def send_report(port: int, recipient: str, raw: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.sendmail("", [recipient], raw)  # DSNs come from the null sender
+
+
+def big_mail(size: int) -> bytes:
+    """A bounce with a huge attachment: base64 lines, as an MTA would send it."""
+    line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n"
+    return b"Subject: big\r\nContent-Type: application/octet-stream\r\n\r\n" + line * (
+        size // len(line))
+
+
+def add_readers(app, emails: list[str]) -> dict[str, int]:
+    with app.app_context():
+        for email in emails:
+            db.session.add(Subscriber(email=email, email_normalized=email,
+                                      status=SubscriberStatus.ACTIVE))
+        db.session.commit()
+        return dict(db.session.execute(select(Subscriber.email, Subscriber.id)).all())
+
+
+def test_dsns_and_complaints_over_smtp_stop_the_next_digest(app, client, celery_worker,
+                                                          mailbox, receiver):
+    hard = {name: f"hard-{n}@{name.split('_')[0]}.example" for n, name in
+            enumerate(HARD_FORMATS)}
+    soft = {name: f"soft-{n}@{name.split('_')[0]}.example" for n, name in
+            enumerate(SOFT_FORMATS)}
+    complainer, keeper = "complainer@yahoo.example", "keeper@example.org"
+    ids = add_readers(app, [*hard.values(), *soft.values(), complainer, keeper])
+    add_article(app)
+    digest_id = send_now(app)
+    assert wait_until_sent(app, digest_id)["sent"] == len(ids)
+    messages = mailbox.wait_for(len(ids))
+
+    # VERP: one envelope sender per reader; From and the Message-ID as before.
+    senders = {rcpts[0]: mail_from for mail_from, rcpts in mailbox.envelopes if rcpts[0] in ids}
+    assert len(set(senders.values())) == len(ids)
+    assert all(s.startswith("bounces+d") and s.endswith("@example.com")
+               for s in senders.values())
+    by_rcpt = {m["To"].addresses[0].addr_spec: m for m in messages}
+    assert by_rcpt[keeper]["From"] == "The Test Daily <news@example.com>"
+    assert by_rcpt[keeper]["Message-ID"] == f"<digest-{digest_id}.{ids[keeper]}@example.com>"
+    assert by_rcpt[keeper]["Feedback-ID"] == (
+        f"issue-{digest_id}:newsletter.localhost:digest:example.com")
+
+    for name, email in [*hard.items(), *soft.items(), ("arf_complaint", complainer)]:
+        send_report(receiver, senders[email], bounce_mail(
+            name, verp=senders[email], recipient=email,
+            message_id=by_rcpt[email]["Message-ID"]))
+
+    with app.app_context():
+        status = dict(db.session.execute(select(Subscriber.email, Subscriber.status)).all())
+        kinds = {ids_email: kind for ids_email, kind in db.session.execute(
+            select(Subscriber.email, BounceEvent.kind).join(
+                BounceEvent, BounceEvent.subscriber_id == Subscriber.id))}
+    assert {status[email] for email in hard.values()} == {SubscriberStatus.BOUNCED}
+    assert {status[email] for email in soft.values()} == {SubscriberStatus.ACTIVE}
+    assert {kinds[email] for email in soft.values()} == {BounceKind.SOFT}
+    assert status[complainer] == SubscriberStatus.UNSUBSCRIBED
+    assert status[keeper] == SubscriberStatus.ACTIVE
+    # The contract other tools rely on: `subscribers export` has the status column.
+    exported = app.test_cli_runner().invoke(args=["subscribers", "export"]).output.splitlines()
+    assert exported[0].split(",")[:3] == ["email", "name", "status"]
+    rows = {line.split(",")[0]: line.split(",")[2] for line in exported[1:]}
+    assert rows[hard["gmail_hard"]] == "bounced" and rows[complainer] == "unsubscribed"
+
+    # The reader's page shows each event with its reason.
+    from tests.factories import make_editor
+    from tests.helpers import login
+    make_editor(app)
+    login(client)
+    page = client.get(f"/admin/subscribers/{ids[hard['exchange_hard']]}").get_data(as_text=True)
+    assert "RecipientNotFound" in page and "reader marked bounced" in page
+
+    # The next digest goes to the keeper and the soft-bounced readers only.
+    mailbox.reset()
+    add_article(app, title="Second issue", url="https://news.example.com/second")
+    second = send_now(app)
+    wait_until_sent(app, second)
+    with app.app_context():
+        recipients = set(db.session.scalars(select(Subscriber.email).join(
+            Delivery, Delivery.subscriber_id == Subscriber.id).where(
+            Delivery.digest_id == second)))
+    assert recipients == {keeper, *soft.values()}
+
+
+def test_receiver_refuses_relaying_forgeries_and_huge_mails(app, clean_state, receiver):
+    with smtplib.SMTP("127.0.0.1", receiver, timeout=30) as smtp:
+        smtp.ehlo("mx.example.net")
+        assert smtp.mail("")[0] == 250
+        assert smtp.rcpt("victim@elsewhere.example")[0] == 550  # never relays
+        assert smtp.rcpt("postmaster@example.com")[0] == 550
+        assert smtp.rcpt("bounces+d1.2.aaaaaaaaaaaaaaaa@example.com")[0] == 550  # forged
+        assert smtp.rcpt("bounces@example.com")[0] == 250  # e.g. a feedback loop's address
+        # 20 MB: refused at DATA, whatever the client said about its size.
+        code, _ = smtp.data(big_mail(20 * 1024 * 1024))
+        assert code == 552
+    with smtplib.SMTP("127.0.0.1", receiver, timeout=30) as smtp:
+        smtp.ehlo("mx.example.net")
+        assert smtp.has_extn("size")
+        with pytest.raises(smtplib.SMTPSenderRefused):  # SIZE announced: refused at MAIL
+            smtp.sendmail("", ["bounces@example.com"], big_mail(3_000_000))
+    with app.app_context():
+        assert db.session.scalar(select(BounceEvent.id)) is None  # nothing recorded
+
+
+def test_confirmation_mail_bounce_marks_the_pending_reader(app, client, celery_worker, mailbox,
+                                                         receiver):
+    from tests.helpers import csrf_token_from
+
+    client.post("/subscribe", data={"email": "typo@gmial.example",
+                                    "csrf_token": csrf_token_from(client, "/subscribe")})
+    (confirmation,) = mailbox.wait_for(1)
+    ((envelope_from, rcpts),) = mailbox.envelopes
+    with app.app_context():
+        mail_id = db.session.scalar(select(OutboxMail.id))
+    assert envelope_from.startswith("bounces+o") and rcpts == ["typo@gmial.example"]
+    assert confirmation["From"] == "The Test Daily <news@example.com>"
+    send_report(receiver, envelope_from, bounce_mail(
+        "postfix_hard", verp=envelope_from, recipient="typo@gmial.example"))
+    with app.app_context():
+        subscriber = db.session.scalar(select(Subscriber))
+        event = db.session.scalar(select(BounceEvent))
+        assert subscriber.status == SubscriberStatus.BOUNCED
+        assert (event.outbox_mail_id, event.kind) == (mail_id, BounceKind.HARD)
