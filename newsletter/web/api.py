@@ -154,12 +154,12 @@ def create_issue():
         return error_response(400, '"subject" and "intro" must be strings.')
     with unit_of_work():
         digest = digests.send_now(subject=subject, intro=intro)
+        if digest is not None:
+            audit.record(g.actor, "send", target=f"digest {digest.id}",
+                         detail=f"{digest.recipients} recipient(s); api")
     if digest is None:
         return jsonify(status="nothing-new",
                        message="There are no new articles since the last issue."), 200
-    audit.record(g.actor, "send", target=f"digest {digest.id}",
-                 detail=f"{digest.recipients} recipient(s); api")
-    db.session.commit()
     return jsonify(id=digest.id, status=digest.status.value, recipients=digest.recipients,
                    archive_url=url_for("public.archive_issue", digest_id=digest.id,
                                        _external=True)), 201
@@ -195,10 +195,10 @@ def unsubscribe_subscriber(subscriber_id: int):
         with unit_of_work():
             subscriber = subscriptions.unsubscribe_subscriber(subscriber_id,
                                                               request_origin(ConsentSource.API))
+            audit.record(g.actor, "unsubscribe", target=f"subscriber {subscriber_id}",
+                         detail="api")
     except TokenInvalid:
         return error_response(404, "No such subscriber.")
-    audit.record(g.actor, "unsubscribe", target=f"subscriber {subscriber_id}", detail="api")
-    db.session.commit()
     return jsonify(id=subscriber.id, status=subscriber.status.value)
 
 
@@ -235,13 +235,12 @@ def put_preferences(subscriber_id: int):
         with unit_of_work():
             subscriber = preferences.set_preferences(subscriber_id, payload,
                                                      request_origin(ConsentSource.API))
+            audit.record(g.actor, "preferences", target=f"subscriber {subscriber_id}",
+                         detail="api: " + ", ".join(sorted(payload)))
     except LookupError:
         return error_response(404, "No such subscriber.")
     except preferences.NotSubscribed as error:
         return error_response(409, str(error))
     except preferences.PreferenceError as error:
         return error_response(400, str(error))
-    audit.record(g.actor, "preferences", target=f"subscriber {subscriber_id}",
-                 detail="api: " + ", ".join(sorted(payload)))
-    db.session.commit()
     return jsonify(preferences.preferences_of(subscriber))

@@ -59,13 +59,20 @@ def current_actor() -> audit.Actor:
     return audit.Actor(None, "anonymous", request.remote_addr)
 
 
-def audit_action(action: str, *, outcome: str = "ok", target=None, detail: str | None = None,
-                 actor: audit.Actor | None = None) -> None:
-    """One row of the audit log, by ``actor`` or this request's editor, and the commit
-    of the request's transaction: called after the action's writes, it commits them and
-    their record together. A refusal's record is committed although the request fails."""
+def record_action(action: str, *, outcome: str = "ok", target=None, detail: str | None = None,
+                  actor: audit.Actor | None = None) -> None:
+    """One row of the audit log, by ``actor`` or this request's editor, written into the
+    request's open transaction: inside a ``unit_of_work`` it commits with the action."""
     audit.record(actor or current_actor(), action, outcome=outcome,
                  target=None if target is None else str(target), detail=detail)
+
+
+def audit_action(action: str, *, outcome: str = "ok", target=None, detail: str | None = None,
+                 actor: audit.Actor | None = None) -> None:
+    """``record_action`` and the commit of the request's transaction: called after the
+    action's writes, it commits them and their record together. A refusal's record is
+    committed although the request fails."""
+    record_action(action, outcome=outcome, target=target, detail=detail, actor=actor)
     db.session.commit()
 
 

@@ -14,7 +14,7 @@ from newsletter.issues import digests, reports
 from newsletter.issues.schedule import LocalTimeError, local_time, local_to_utc
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import Role
-from newsletter.web.admin.access import allow, audit_action, bp
+from newsletter.web.admin.access import allow, audit_action, bp, record_action
 from newsletter.web.common import newsletter_zone
 from newsletter.web.security import mail_document
 
@@ -121,6 +121,9 @@ def send_digest():
         with unit_of_work():  # RecipientsChanged rolls back everything: nothing started
             digest = digests.send_now(subject=form["subject"] or None, intro=form["intro"],
                                       headline=form["headline"], expected_recipients=readers)
+            if digest is not None:
+                record_action("send", target=f"digest {digest.id}",
+                              detail=f"{digest.recipients} recipient(s)")
     except digests.RecipientsChanged:
         flash("The number of confirmed readers changed since you looked: check it again.",
               "error")
@@ -128,7 +131,6 @@ def send_digest():
     if digest is None:
         flash("Nothing new since the last issue: nothing was sent.", "error")
         return redirect(url_for("admin.digests_page"))
-    audit_action("send", target=f"digest {digest.id}", detail=f"{digest.recipients} recipient(s)")
     return redirect(url_for("admin.digest_report", digest_id=digest.id))
 
 
@@ -146,10 +148,12 @@ def schedule_digest():
     with unit_of_work():
         digest = digests.schedule(send_at, form["subject"] or None, form["intro"],
                                   form["headline"])
+        if digest is not None:
+            record_action("schedule", target=f"digest {digest.id}",
+                          detail=digest.send_at.isoformat())
     if digest is None:
         flash("Nothing new since the last issue: nothing was scheduled.", "error")
         return redirect(url_for("admin.digests_page"))
-    audit_action("schedule", target=f"digest {digest.id}", detail=digest.send_at.isoformat())
     flash(f"Scheduled for {local_time(digest.send_at, newsletter_zone())}.", "ok")
     return redirect(url_for("admin.digest_report", digest_id=digest.id))
 

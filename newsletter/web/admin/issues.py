@@ -11,7 +11,7 @@ from newsletter.extensions import db
 from newsletter.issues import digests, reports
 from newsletter.issues.schedule import local_time
 from newsletter.models import Digest, Role
-from newsletter.web.admin.access import allow, audit_action, bp
+from newsletter.web.admin.access import allow, bp, record_action
 from newsletter.web.admin.compose import compose_form, parse_send_at
 from newsletter.web.common import newsletter_zone
 
@@ -49,11 +49,11 @@ def edit_digest(digest_id: int):
         with unit_of_work():
             changed = digests.update_scheduled(digest_id, parse_send_at(form), form["subject"],
                                                form["intro"], form["headline"])
+            record_action("schedule_edit", target=f"digest {digest_id}",
+                          outcome="ok" if changed else "failed")
     except ValueError as error:
         flash(str(error), "error")
         return _report_page(digest, form, 400)
-    audit_action("schedule_edit", target=f"digest {digest_id}",
-                 outcome="ok" if changed else "failed")
     if changed:
         flash(f"Saved: it goes out {local_time(digest.send_at, newsletter_zone())}.", "ok")
     else:
@@ -87,7 +87,7 @@ def control_digest(digest_id: int, action: str):
     service, done = _CONTROLS[action]
     with unit_of_work():
         changed = service(digest_id)
-    audit_action(action, target=f"digest {digest_id}", outcome="ok" if changed else "failed")
+        record_action(action, target=f"digest {digest_id}", outcome="ok" if changed else "failed")
     if changed:
         flash(done, "ok")
     else:

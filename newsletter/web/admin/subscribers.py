@@ -25,7 +25,7 @@ from newsletter.issues import reports
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.models import ConsentSource, Role, Subscriber, SubscriberStatus
 from newsletter.readers import privacy, subscriber_lists, subscriptions
-from newsletter.web.admin.access import allow, audit_action, bp
+from newsletter.web.admin.access import allow, audit_action, bp, record_action
 from newsletter.web.common import request_origin
 from newsletter.web.security import MAX_ID
 
@@ -72,8 +72,8 @@ def import_subscribers():
         upload, dry_run = subscriber_lists.keep_upload(file.stream), True
     with unit_of_work():  # the job's task is published once it is committed
         job = subscriber_lists.start_import_job(upload, consent, dry_run, current_user.id)
-    audit_action("import_check" if dry_run else "import", target=f"import job {job.id}",
-                 detail=f"consent: {consent}" if consent else "with confirmation mails")
+        record_action("import_check" if dry_run else "import", target=f"import job {job.id}",
+                      detail=f"consent: {consent}" if consent else "with confirmation mails")
     return redirect(url_for("admin.import_job", job_id=job.id))
 
 
@@ -103,12 +103,12 @@ def add_subscriber():
             subscriber, owed = subscriptions.add_by_hand(
                 request.form.get("email", ""), request.form.get("name", ""), _note("consent"),
                 request_origin(ConsentSource.EDITOR))
+            record_action("subscriber_add", target=f"subscriber {subscriber.id}",
+                          detail="as confirmed" if subscriber.confirmed_at else "pending")
     except (InvalidAddress, subscriptions.SubscriberError) as error:
         audit_action("subscriber_add", outcome="failed", detail=str(error))
         flash(str(error), "error")
         return render_template("admin/subscriber_new.html", form=request.form), 400
-    audit_action("subscriber_add", target=f"subscriber {subscriber.id}",
-                 detail="as confirmed" if subscriber.confirmed_at else "pending")
     if subscriber.confirmed_at:
         flash("Reader added as confirmed.", "ok")
     elif owed:
@@ -128,13 +128,13 @@ def edit_subscriber(subscriber_id: int):
             changed = subscriptions.edit_by_hand(
                 subscriber_id, request.form.get("email", ""), request.form.get("name", ""),
                 _note("note"), request_origin(ConsentSource.EDITOR))
+            if changed:
+                record_action("subscriber_edit", target=f"subscriber {subscriber_id}")
     except (InvalidAddress, subscriptions.SubscriberError) as error:
         audit_action("subscriber_edit", outcome="failed", target=f"subscriber {subscriber_id}",
                      detail=str(error))
         flash(str(error), "error")
         return _subscriber_view(subscriber, form=request.form), 400
-    if changed:
-        audit_action("subscriber_edit", target=f"subscriber {subscriber_id}")
     flash("Reader updated." if changed else "Nothing changed.", "ok")
     return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
 
@@ -147,9 +147,9 @@ def unsubscribe_subscriber(subscriber_id: int):
             subscriptions.unsubscribe_subscriber(
                 subscriber_id, request_origin(ConsentSource.EDITOR),
                 _note("note") or "by an editor")
+            record_action("subscriber_unsubscribe", target=f"subscriber {subscriber_id}")
     except subscriptions.TokenInvalid:
         abort(404)
-    audit_action("subscriber_unsubscribe", target=f"subscriber {subscriber_id}")
     flash("Reader unsubscribed: no more mail goes to this address.", "ok")
     return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
 
@@ -162,11 +162,11 @@ def resend_confirmation(subscriber_id: int):
         with unit_of_work():
             sent = subscriptions.resend_confirmation(subscriber_id,
                                                      request_origin(ConsentSource.EDITOR))
+            record_action("confirmation_resend", target=f"subscriber {subscriber_id}",
+                          outcome="ok" if sent else "failed")
     except subscriptions.SubscriberError as error:
         flash(str(error), "error")
         return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber_id))
-    audit_action("confirmation_resend", target=f"subscriber {subscriber_id}",
-                 outcome="ok" if sent else "failed")
     if sent:
         flash("A new confirmation mail is on its way.", "ok")
     else:
@@ -212,7 +212,6 @@ def erase_subscriber(subscriber_id: int):
     if request.form.get("confirm") != "yes":
         flash("Tick the box to confirm the erasure.", "error")
     elif _erase(subscriber_id):
-        audit_action("erase", target=f"subscriber {subscriber_id}")
         flash("Personal data erased; the address stays suppressed.", "ok")
     else:
         flash("Nothing to erase.", "error")
@@ -221,7 +220,10 @@ def erase_subscriber(subscriber_id: int):
 
 def _erase(subscriber_id: int) -> bool:
     with unit_of_work():
-        return privacy.erase_subscriber(subscriber_id)
+        erased = privacy.erase_subscriber(subscriber_id)
+        if erased:
+            record_action("erase", target=f"subscriber {subscriber_id}")
+        return erased
 
 
 @bp.get("/subscribers/<int:subscriber_id>")
