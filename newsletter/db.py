@@ -23,10 +23,10 @@ def unit_of_work() -> Iterator[scoped_session]:
     Tasks enqueued with ``enqueue_after_commit`` inside it are published on commit."""
     try:
         yield db.session
-    except BaseException:
+        db.session.commit()
+    except BaseException:  # a failed commit too: the session is usable again afterwards
         db.session.rollback()
         raise
-    db.session.commit()
 
 
 _DONE = object()

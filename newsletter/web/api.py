@@ -181,11 +181,11 @@ def list_subscribers():
         return error_response(400, '"status" is one of ' +
                               ", ".join(s.value for s in SubscriberStatus) + ".")
     page_number = int(page) if page.isdigit() and len(page) < 7 else 1
-    found = reports.search_subscribers("", status, page_number)
+    found = [_subscriber_json(s) for s in reports.search_subscribers("", status, page_number)]
+    # Built before the commit, which would expire every row and reload each one.
     audit.record(g.actor, "export", target="subscribers", detail=f"api page {page_number}")
     db.session.commit()
-    return jsonify(subscribers=[_subscriber_json(s) for s in found], page=page_number,
-                   page_size=reports.PAGE_SIZE)
+    return jsonify(subscribers=found, page=page_number, page_size=reports.PAGE_SIZE)
 
 
 @bp.post("/subscribers/<int:subscriber_id>/unsubscribe")
@@ -218,10 +218,11 @@ def get_preferences(subscriber_id: int):
         subscriber = preferences.reader_by_id(subscriber_id)
     except LookupError:
         return error_response(404, "No such subscriber.")
+    answer = preferences.preferences_of(subscriber)
     audit.record(g.actor, "export", target=f"subscriber {subscriber_id}",
                  detail="api preferences")
     db.session.commit()
-    return jsonify(preferences.preferences_of(subscriber))
+    return jsonify(answer)
 
 
 @bp.put("/subscribers/<int:subscriber_id>/preferences")
