@@ -22,7 +22,15 @@ from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
 from newsletter.mail.tokens import make_address_token, make_confirm_token
 from newsletter.mail.transport import DeliveryResult, Outcome
-from newsletter.models import MailTemplate, OutboxMail, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import (
+    ADDRESS_UNDO_DAYS,
+    AddressChange,
+    MailTemplate,
+    OutboxMail,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from newsletter.queue import enqueue_after_commit, send_task_now
 
 log = logging.getLogger(__name__)
@@ -68,17 +76,26 @@ def send(mail_id: int) -> None:
         return
     mail = db.session.get(OutboxMail, mail_id)
     subscriber = db.session.get(Subscriber, mail.subscriber_id)
-    wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
-              MailTemplate.WELCOME: SubscriberStatus.ACTIVE,
-              MailTemplate.UNSUBSCRIBE_LINK: SubscriberStatus.ACTIVE,
-              MailTemplate.CHANGE_ADDRESS: SubscriberStatus.ACTIVE}[mail.template]
-    if subscriber.status != wanted or (mail.template == MailTemplate.CHANGE_ADDRESS
-                                       and subscriber.pending_email is None):
+    change = None
+    if mail.template == MailTemplate.ADDRESS_CHANGED:
+        # The old address hears of the change whatever the reader did since; erasure
+        # deletes the change, and with it this mail.
+        change = db.session.scalar(select(AddressChange).where(
+            AddressChange.notice_mail_id == mail.id))
+        unwanted = change is None
+    else:
+        wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
+                  MailTemplate.WELCOME: SubscriberStatus.ACTIVE,
+                  MailTemplate.UNSUBSCRIBE_LINK: SubscriberStatus.ACTIVE,
+                  MailTemplate.CHANGE_ADDRESS: SubscriberStatus.ACTIVE}[mail.template]
+        unwanted = subscriber.status != wanted or (mail.template == MailTemplate.CHANGE_ADDRESS
+                                                   and subscriber.pending_email is None)
+    if unwanted:
         # Confirmed through an earlier mail, or unsubscribed since: nothing to send.
         mail.sent_at, mail.last_error = utcnow(), f"skipped: subscriber is {subscriber.status}"
         return
     try:
-        message = _message(mail.template, subscriber)
+        message = _message(mail.template, subscriber, change)
     except Exception as error:  # an address the mail cannot carry: this mail fails, not the worker
         result = DeliveryResult(Outcome.FAILED, f"message not built: {error}"[:500])
     else:
@@ -96,20 +113,25 @@ def send(mail_id: int) -> None:
                     subscriber.id, result.outcome.value)
 
 
-def _message(template: MailTemplate, subscriber: Subscriber):
+def _message(template: MailTemplate, subscriber: Subscriber,
+             change: AddressChange | None = None):
     config = current_app.config
-    # Confirmation mails carry no one-click header: the reader has not joined yet.
+    # The header writer puts an IDN domain in ASCII. An address change is confirmed
+    # by the new address, and the old one is told of it.
+    to_email = {MailTemplate.CHANGE_ADDRESS: subscriber.pending_email,
+                MailTemplate.ADDRESS_CHANGED: change and change.old_email}.get(
+                    template, subscriber.email)
+    # Confirmation mails carry no one-click header: the reader has not joined yet; the
+    # old address's notice carries none either (the key is the new address's now).
     return build_message(
-        render(template, subscriber),
+        render(template, subscriber, change),
         mail_from=config["MAIL_FROM"],
-        # The header writer puts an IDN domain in ASCII. An address change is
-        # confirmed by the new address.
-        to_email=(subscriber.pending_email if template == MailTemplate.CHANGE_ADDRESS
-                  else subscriber.email),
+        to_email=to_email,
         # A confirmation or an unsubscribe link goes to whoever was named, on a
         # stranger's request: no name, no text chosen by the requester.
         to_name=subscriber.name if template == MailTemplate.WELCOME else None,
-        unsubscribe_url=(None if template in (MailTemplate.CONFIRM, MailTemplate.CHANGE_ADDRESS)
+        unsubscribe_url=(None if template in (MailTemplate.CONFIRM, MailTemplate.CHANGE_ADDRESS,
+                                              MailTemplate.ADDRESS_CHANGED)
                          else _unsubscribe_url(subscriber)),
         list_id=config["LIST_ID"],
     )
@@ -119,8 +141,10 @@ def _unsubscribe_url(subscriber: Subscriber) -> str:
     return external_url("public.unsubscribe", token=subscriber.unsubscribe_key)
 
 
-def render(template: MailTemplate, subscriber: Subscriber) -> RenderedMail:
-    """One of these mails for a subscriber (also the workspace's preview)."""
+def render(template: MailTemplate, subscriber: Subscriber,
+           change: AddressChange | None = None) -> RenderedMail:
+    """One of these mails for a subscriber (also the workspace's preview); the old
+    address's notice needs the change it tells of."""
     config = current_app.config
     unsubscribe_url = _unsubscribe_url(subscriber)
     context = {
@@ -144,6 +168,10 @@ def render(template: MailTemplate, subscriber: Subscriber) -> RenderedMail:
     elif template == MailTemplate.CHANGE_ADDRESS:
         context["confirm_url"] = external_url("preferences.confirm_address", token=(
             make_address_token(subscriber.id, subscriber.token_nonce, subscriber.pending_email)))
+    elif template == MailTemplate.ADDRESS_CHANGED:
+        context["undo_url"] = external_url("preferences.undo_address", key=change.undo_key)
+        context["changed_at"] = change.changed_at
+        context["undo_days"] = ADDRESS_UNDO_DAYS
     return render_mail(template.value, **context)
 
 

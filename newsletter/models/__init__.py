@@ -42,6 +42,8 @@ from newsletter.models.issues import (
     digest_articles,
 )
 from newsletter.models.readers import (
+    ADDRESS_UNDO_DAYS,
+    AddressChange,
     Cadence,
     ConfirmationLock,
     ConfirmationSend,
@@ -59,6 +61,8 @@ from newsletter.models.readers import (
 )
 
 __all__ = [
+    "ADDRESS_UNDO_DAYS",
+    "AddressChange",
     "ApiToken",
     "Article",
     "ArticleSource",

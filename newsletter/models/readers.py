@@ -47,6 +47,7 @@ class ConsentAction(enum.StrEnum):
     RESUMED = "resumed"
     ADDRESS_CHANGE_REQUESTED = "address_change_requested"
     ADDRESS_CHANGED = "address_changed"
+    ADDRESS_CHANGE_UNDONE = "address_change_undone"  # from the old address's notice
 
 
 class ConsentSource(enum.StrEnum):
@@ -133,6 +134,7 @@ class MailTemplate(enum.StrEnum):
     WELCOME = "welcome"
     UNSUBSCRIBE_LINK = "unsubscribe_link"  # asked for from a bad unsubscribe link's page
     CHANGE_ADDRESS = "change_address"  # to the reader's pending_email
+    ADDRESS_CHANGED = "address_changed"  # to the old address, with an undo (AddressChange)
 
 
 class OutboxMail(db.Model):
@@ -159,6 +161,7 @@ class OutboxMail(db.Model):
 class RequestKind(enum.StrEnum):
     SUBSCRIBE = "subscribe"
     UNSUBSCRIBE_LINK = "unsubscribe_link"  # "send me my unsubscribe link"
+    ADDRESS_CHANGE = "address_change"  # a new address from the preference centre
 
 
 class SubscribeRequest(db.Model):
@@ -186,6 +189,29 @@ class SubscribeRequest(db.Model):
     # space-separated topic slugs ("" = everything) and a cadence; NULL = not asked.
     topics: Mapped[str | None] = mapped_column(Text)
     cadence: Mapped[str | None] = mapped_column(String(16))
+    # An address change: the reader who asked (``email`` is the new address).
+    subscriber_id: Mapped[int | None] = mapped_column()
+
+
+ADDRESS_UNDO_DAYS = 7  # how long the old address can undo a change
+
+
+class AddressChange(db.Model):
+    """A confirmed change of a reader's address, undoable from the old address for
+    a while: the notice mailed there (``notice_mail_id``) carries ``undo_key``, a random
+    key that works once."""
+
+    __tablename__ = "address_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    old_email: Mapped[str] = mapped_column(String(254))
+    new_email: Mapped[str] = mapped_column(String(254))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    undo_key: Mapped[str] = mapped_column(String(32), unique=True, default=new_unsubscribe_key)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notice_mail_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_mails.id"),
+                                                       unique=True)
 
 
 class ConfirmationSend(db.Model):

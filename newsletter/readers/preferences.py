@@ -8,35 +8,38 @@ consent event; bad input raises PreferenceError (or InvalidAddress) before any w
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from flask import current_app
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.content import topics
 from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
-from newsletter.mail.tokens import TokenInvalid, read_address_token
+from newsletter.mail.tokens import (
+    TokenExpired,
+    TokenInvalid,
+    is_unsubscribe_key,
+    read_address_token,
+)
 from newsletter.models import (
+    ADDRESS_UNDO_DAYS,
+    AddressChange,
+    Cadence,
     ConsentAction,
     MailTemplate,
     Subscriber,
     SubscriberStatus,
     Topic,
     new_token_nonce,
+    new_unsubscribe_key,
     utcnow,
 )
-from newsletter.readers import privacy
+from newsletter.readers import privacy, subscriptions
 from newsletter.readers.status import Origin, record
-from newsletter.readers.subscriptions import (
-    LinkUsed,
-    find_subscriber,
-    lock_key,
-    mailbox_key,
-    may_send_requested_mail,
-    subscriber_for_unsubscribe_token,
-)
+from newsletter.readers.subscriptions import LinkUsed, subscriber_for_unsubscribe_token
 
 PAUSE_WEEKS = (2, 4, 8)
 
@@ -68,14 +71,37 @@ def _topic_choice(slugs: list[str]) -> list[Topic]:
         raise PreferenceError(str(error)) from None
 
 
-def update_choices(token: str, topic_slugs: list[str], cadence: str, origin: Origin) -> None:
-    """Replace the reader's topics (none: everything) and cadence."""
-    subscriber = _active_reader(token)
-    chosen = _topic_choice(topic_slugs)
+def offered_cadences() -> list[Cadence]:
+    """The cadences a reader may choose: daily only while there is a daily issue."""
+    return [Cadence.WEEKLY, *([Cadence.DAILY] if current_app.config["DAILY_SCHEDULE"] else [])]
+
+
+def pause_in_force(subscriber: Subscriber) -> datetime | None:
+    """When the reader's break ends, while they are on one (pages that welcome a
+    reader back must not promise the next digest)."""
+    until = subscriber.paused_until
+    return until if until is not None and until > utcnow() else None
+
+
+def offered_cadence(cadence: str | None) -> Cadence:
+    """A cadence the page offers (daily only while there is a daily issue: a reader
+    who chose it without one would silently get the weekly)."""
     try:
-        new_cadence = topics.parse_cadence(cadence)
+        chosen = topics.parse_cadence(cadence)
     except topics.TopicError as error:
         raise PreferenceError(str(error)) from None
+    if chosen not in offered_cadences():
+        raise PreferenceError(f"There is no {chosen.value} issue to choose.")
+    return chosen
+
+
+def update_choices(token: str, topic_slugs: list[str], cadence: str | None,
+                   origin: Origin) -> None:
+    """Replace the reader's topics (none: everything) and cadence (none given: weekly,
+    the one cadence the page offers when there is no daily issue)."""
+    subscriber = _active_reader(token)
+    chosen = _topic_choice(topic_slugs)
+    new_cadence = offered_cadence(cadence)
     topics.set_reader_topics(subscriber, chosen)
     topics.set_cadence(subscriber, new_cadence)
     detail = f"topics={','.join(t.slug for t in chosen) or '(all)'}; cadence={new_cadence.value}"
@@ -110,25 +136,20 @@ def resume(token: str, origin: Origin) -> None:
 
 
 def request_address_change(token: str, new_email: object, origin: Origin) -> None:
-    """Mail a confirmation link to the new address; the old one keeps the mail meanwhile.
+    """Record the reader's wish to move to a new address; a worker decides it
+    (``subscriptions.decide_request``) and mails a confirmation link there.
 
-    The caller shows the same answer whatever happens here: an address that is
-    somebody's already (or erased) gets no mail, but the reader is not told, as on
-    the subscribe form. The confirmation mails share the subscribe form's limits per
-    mailbox, so this cannot be used to flood a third party. Raises InvalidAddress.
+    The same work and answer whatever the new address is (free, somebody's, erased),
+    so the page tells nobody who reads us, not even by its timing; the mail shares the
+    subscribe form's per-mailbox limits, so it cannot flood a third party. The old
+    address keeps the mail until the link is followed. Raises InvalidAddress.
     """
     subscriber = _active_reader(token)
     address = check_email(new_email)
     if address.normalized == subscriber.email_normalized:
         raise PreferenceError("That is the address we send to already.")
-    lock_key("mailbox:" + mailbox_key(address.canonical))  # held until commit
-    record(subscriber.id, ConsentAction.ADDRESS_CHANGE_REQUESTED, origin, address.given)
-    taken = find_subscriber(address.normalized) is not None or \
-        privacy.is_suppressed(address.normalized)
-    if not taken and may_send_requested_mail(address):
-        subscriber.pending_email = address.given
-        subscriber.token_nonce = new_token_nonce()  # a link to an earlier new address dies
-        outbox.owe(subscriber.id, MailTemplate.CHANGE_ADDRESS)
+    db.session.rollback()  # hold nothing: the request is written on a connection of its own
+    subscriptions.request_address_change(subscriber.id, address, origin)
 
 
 def reader_for_address_token(token: str) -> Subscriber:
@@ -143,8 +164,9 @@ def reader_for_address_token(token: str) -> Subscriber:
 
 
 def confirm_address_change(token: str, origin: Origin) -> Subscriber:
-    """Switch the reader to the address the link was mailed to (once). Raises
-    TokenInvalid (LinkUsed: used, superseded, or the address was taken meanwhile)."""
+    """Switch the reader to the address the link was mailed to (once), and tell the old
+    address, with a link that undoes it for UNDO_DAYS. Raises TokenInvalid (LinkUsed:
+    used, superseded, or the address was taken meanwhile)."""
     claim = read_address_token(token)
     address = check_email(claim.email)
     reader_for_address_token(token)
@@ -167,8 +189,72 @@ def confirm_address_change(token: str, origin: Origin) -> Subscriber:
         raise LinkUsed("used or superseded")
     subscriber = db.session.get(Subscriber, claim.subscriber_id, populate_existing=True)
     record(subscriber.id, ConsentAction.ADDRESS_CHANGED, origin, f"from {old_email}")
+    change = AddressChange(subscriber_id=subscriber.id, old_email=old_email,
+                           new_email=address.given, changed_at=utcnow())
+    db.session.add(change)
+    change.notice_mail_id = outbox.owe(subscriber.id, MailTemplate.ADDRESS_CHANGED)
     return subscriber
 
+
+# --- undo, from the notice mailed to the old address
+
+UNDO_DAYS = ADDRESS_UNDO_DAYS
+
+
+def change_to_undo(undo_key: str) -> AddressChange:
+    """The address change an undo link names, while it can be undone; raises
+    TokenInvalid (TokenExpired after UNDO_DAYS, LinkUsed once undone)."""
+    if not is_unsubscribe_key(undo_key):  # the same shape: 128 random bits
+        raise TokenInvalid("malformed undo key")
+    change = db.session.scalar(select(AddressChange).where(AddressChange.undo_key == undo_key))
+    if change is None:
+        raise TokenInvalid("unknown undo key")
+    if change.undone_at is not None:
+        raise LinkUsed("undone already")
+    if change.changed_at < utcnow() - timedelta(days=UNDO_DAYS):
+        raise TokenExpired("undo window over")
+    return change
+
+
+def undo_address_change(undo_key: str, origin: Origin) -> Subscriber:
+    """Move the reader back to the old address (once). The reader's key changes too,
+    so the links in mails the other address received stop working (whoever holds one
+    could otherwise move the subscription again); any change waiting for confirmation
+    dies, and so do the undo links of later changes. Raises TokenInvalid."""
+    change = change_to_undo(undo_key)
+    address = check_email(change.old_email)
+    now = utcnow()
+    taken = db.session.execute(
+        update(AddressChange)
+        .where(AddressChange.id == change.id, AddressChange.undone_at.is_(None),
+               AddressChange.changed_at >= now - timedelta(days=UNDO_DAYS))
+        .values(undone_at=now)).rowcount != 1
+    if taken:
+        db.session.rollback()
+        raise LinkUsed("undone already")
+    db.session.execute(
+        update(AddressChange)
+        .where(AddressChange.subscriber_id == change.subscriber_id,
+               AddressChange.id > change.id, AddressChange.undone_at.is_(None))
+        .values(undone_at=now))
+    if privacy.is_suppressed(address.normalized):
+        db.session.rollback()
+        raise LinkUsed("the old address was erased")
+    moved_from = db.session.get(Subscriber, change.subscriber_id).email
+    try:
+        db.session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == change.subscriber_id)
+            .values(email=address.given, email_normalized=address.normalized,
+                    pending_email=None, token_nonce=new_token_nonce(),
+                    unsubscribe_key=new_unsubscribe_key(), updated_at=now))
+        db.session.flush()
+    except IntegrityError:  # the old address subscribed on its own since
+        db.session.rollback()
+        raise LinkUsed("the old address is subscribed separately") from None
+    record(change.subscriber_id, ConsentAction.ADDRESS_CHANGE_UNDONE, origin,
+           f"back from {moved_from}")
+    return db.session.get(Subscriber, change.subscriber_id, populate_existing=True)
 
 
 # --- the same choices through the API (an editor's token acts for the reader)

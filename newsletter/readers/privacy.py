@@ -7,12 +7,13 @@ import hmac
 import logging
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from newsletter.bounces import intake
 from newsletter.delivery import ledger
 from newsletter.extensions import db
 from newsletter.models import (
+    AddressChange,
     ConsentAction,
     ConsentEvent,
     ConsentSource,
@@ -99,7 +100,8 @@ def export_subscriber(subscriber_id: int) -> dict | None:
     }
 
 
-ADDRESS_ACTIONS = (ConsentAction.ADDRESS_CHANGE_REQUESTED, ConsentAction.ADDRESS_CHANGED)
+ADDRESS_ACTIONS = (ConsentAction.ADDRESS_CHANGE_REQUESTED, ConsentAction.ADDRESS_CHANGED,
+                   ConsentAction.ADDRESS_CHANGE_UNDONE)
 
 
 def erase_subscriber(subscriber_id: int) -> bool:
@@ -134,5 +136,7 @@ def erase_subscriber(subscriber_id: int) -> bool:
     db.session.execute(update(OutboxMail).where(OutboxMail.subscriber_id == subscriber_id)
                        .values(last_error=None))
     intake.forget(subscriber_id)  # bounce reports name the address too
+    # Past addresses and their undo links; a notice still owed is then skipped.
+    db.session.execute(delete(AddressChange).where(AddressChange.subscriber_id == subscriber_id))
     log.info("subscriber %s erased", subscriber_id)
     return True

@@ -110,14 +110,23 @@ def request_unsubscribe_link(email: object, origin: Origin) -> None:
     _request(RequestKind.UNSUBSCRIBE_LINK, check_email(email), None, origin)
 
 
+def request_address_change(subscriber_id: int, address: EmailAddress, origin: Origin) -> None:
+    """A reader's new address (from the preference centre), recorded and decided like a
+    subscribe request: the same work and answer whether the address is free, somebody's
+    or erased, and the same per-mailbox limits for the mail it may lead to."""
+    _request(RequestKind.ADDRESS_CHANGE, address, None, origin, subscriber_id=subscriber_id)
+
+
 def _request(kind: RequestKind, address: EmailAddress, display_name: str | None,
-             origin: Origin, *, topics: object = None, cadence: object = None) -> None:
+             origin: Origin, *, topics: object = None, cadence: object = None,
+             subscriber_id: int | None = None) -> None:
     _record_request({
         "email": address.given, "name": display_name, "source": ConsentSource(origin.source).value,
         "ip_address": (origin.ip_address or None) and origin.ip_address[:45],
         "user_agent": (origin.user_agent or None) and origin.user_agent[:512],
         "requested_at": utcnow(), "kind": kind.value, "topics": _chosen_topics(topics),
         "cadence": None if cadence is None else _chosen_cadence(cadence),
+        "subscriber_id": subscriber_id,
     })
     wake(jobs.PROCESS_SUBSCRIBE_REQUESTS, window=GATHER_SECONDS, first_look_after=GATHER_SECONDS)
 
@@ -125,7 +134,7 @@ def _request(kind: RequestKind, address: EmailAddress, display_name: str | None,
 # Built once: the hot path of the public edge runs it on every request.
 _INSERT_REQUEST = insert(SubscribeRequest.__table__).inline()  # no RETURNING id
 REQUEST_COLUMNS = ["email", "name", "source", "ip_address", "user_agent", "requested_at", "kind",
-                   "topics", "cadence"]
+                   "topics", "cadence", "subscriber_id"]
 
 
 def _chosen_topics(topics: object) -> str | None:
@@ -247,7 +256,8 @@ def decide_request(request_id: int) -> Decision:
         .returning(SubscribeRequest.name, SubscribeRequest.source,
                    SubscribeRequest.ip_address, SubscribeRequest.user_agent,
                    SubscribeRequest.requested_at, SubscribeRequest.kind,
-                   SubscribeRequest.topics, SubscribeRequest.cadence)).first()
+                   SubscribeRequest.topics, SubscribeRequest.cadence,
+                   SubscribeRequest.subscriber_id)).first()
     if request is None:
         db.session.rollback()  # another worker processed it while we waited
         return Decision(False)
@@ -259,11 +269,30 @@ def decide_request(request_id: int) -> Decision:
         if (subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE
                 and may_send_requested_mail(address)):
             mail_id = outbox.owe(subscriber.id, MailTemplate.UNSUBSCRIBE_LINK, publish=False)
+    elif request.kind == RequestKind.ADDRESS_CHANGE:
+        mail_id = _address_change_mail(address, request)
     else:
         subscriber = _subscriber_for_request(address, request)  # its name checked when stored
         if subscriber.status == SubscriberStatus.PENDING and may_send_requested_mail(address):
             mail_id = outbox.owe(subscriber.id, MailTemplate.CONFIRM, publish=False)
     return Decision(True, mail_id)
+
+
+def _address_change_mail(address: EmailAddress, request) -> int | None:
+    """An address change for a reader still active: logged, and a confirmation link
+    mailed to the new address if nobody has it and the limits allow (the id of that
+    owed mail). Asking again kills the link to an earlier new address."""
+    subscriber = db.session.get(Subscriber, request.subscriber_id)
+    if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+        return None
+    status.record(subscriber.id, ConsentAction.ADDRESS_CHANGE_REQUESTED,
+                  Origin(request.source, request.ip_address, request.user_agent),
+                  address.given, at=request.requested_at)
+    if find_subscriber(address.normalized) is not None or not may_send_requested_mail(address):
+        return None
+    subscriber.pending_email = address.given
+    subscriber.token_nonce = new_token_nonce()
+    return outbox.owe(subscriber.id, MailTemplate.CHANGE_ADDRESS, publish=False)
 
 
 def _subscriber_for_request(address: EmailAddress, request) -> Subscriber:

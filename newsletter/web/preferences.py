@@ -14,7 +14,7 @@ from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ConsentSource, utcnow
 from newsletter.readers import preferences
-from newsletter.web.common import bad_link_page, request_origin
+from newsletter.web.common import bad_link_page, request_origin, subscribe_limit
 
 bp = Blueprint("preferences", __name__)
 PAGE = "/unsubscribe/<token>/preferences"
@@ -27,6 +27,7 @@ def _page(token: str, *, error: str | None = None, notice: str | None = None, st
         return bad_link_page(error_)
     return render_template(
         "web/preferences.html", subscriber=subscriber, token=token, topics=topics.list_topics(),
+        cadences=[cadence.value for cadence in preferences.offered_cadences()],
         chosen={topic.slug for topic in subscriber.topics}, pause_weeks=preferences.PAUSE_WEEKS,
         paused=subscriber.paused_until is not None and subscriber.paused_until > utcnow(),
         error=error, notice=notice), status
@@ -83,6 +84,7 @@ def resume(token: str):
 
 
 @bp.post(PAGE + "/address")
+@subscribe_limit  # the subscribe form's per-IP budget: both can mail a stranger
 def address(token: str):
     return _change(token, lambda origin: preferences.request_address_change(
         token, request.form.get("email"), origin), "address")
@@ -106,3 +108,24 @@ def confirm_address_post(token: str):
     except TokenInvalid as error:
         return bad_link_page(error)
     return render_template("web/change_address.html", subscriber=subscriber, done=True)
+
+
+@bp.get("/undo-address/<key>")
+def undo_address(key: str):
+    """From the notice mailed to the old address: a page with one button."""
+    try:
+        change = preferences.change_to_undo(key)
+    except TokenInvalid as error:
+        return bad_link_page(error)
+    return render_template("web/undo_address.html", change=change, key=key)
+
+
+@bp.post("/undo-address/<key>")
+def undo_address_post(key: str):
+    try:
+        with unit_of_work():
+            subscriber = preferences.undo_address_change(key, request_origin(ConsentSource.LINK))
+    except TokenInvalid as error:
+        return bad_link_page(error)
+    return render_template("web/undo_address.html", subscriber=subscriber,
+                           token=subscriber.unsubscribe_key, done=True)

@@ -26,7 +26,7 @@ from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.links import external_url
 from newsletter.mail.tokens import TokenInvalid, check_form_token, make_form_token
 from newsletter.models import ConsentSource, SubscriberStatus
-from newsletter.readers import subscriptions
+from newsletter.readers import preferences, subscriptions
 from newsletter.web.common import bad_link_page, request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document
@@ -111,7 +111,7 @@ def confirm(token: str):
         return bad_link_page(error)
     if subscriber.status == SubscriberStatus.ACTIVE:
         return render_template("web/confirmed.html", already=True,
-                               latest=archive_service.latest_issue())
+                               latest=archive_service.latest_issue(), **_pause_of(subscriber))
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return bad_link_page(subscriptions.LinkUsed("unsubscribed since"))
     return render_template("web/confirm.html", subscriber=subscriber, token=token)
@@ -126,7 +126,14 @@ def confirm_post(token: str):
         return bad_link_page(error)
     return render_template("web/confirmed.html",
                            already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE,
-                           latest=archive_service.latest_issue())
+                           latest=archive_service.latest_issue(),
+                           **_pause_of(subscriptions.subscriber_for_confirm_token(token)))
+
+
+def _pause_of(subscriber) -> dict:
+    """What a page that welcomes a reader needs to tell them of a break still on."""
+    return {"paused_until": preferences.pause_in_force(subscriber),
+            "token": subscriber.unsubscribe_key}
 
 
 @bp.get("/unsubscribe/<token>")
@@ -163,7 +170,8 @@ def resubscribe(token: str):
     except TokenInvalid as error:
         return bad_link_page(error, unsubscribe=True)
     return render_template("web/resubscribed.html", outcome=outcome.value,
-                           latest=archive_service.latest_issue())
+                           latest=archive_service.latest_issue(),
+                           **_pause_of(subscriptions.subscriber_for_unsubscribe_token(token)))
 
 
 @bp.route("/unsubscribe-link", methods=["GET", "POST"])

@@ -4,9 +4,11 @@ a mail to the new address (real worker, Redis and SMTP server)."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
 from newsletter.content import topics
@@ -15,16 +17,26 @@ from newsletter.delivery import outbox
 from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.models import (
+    AddressChange,
     Cadence,
     ConsentEvent,
     MailTemplate,
     OutboxMail,
     Subscriber,
+    SubscribeRequest,
     SubscriberStatus,
     utcnow,
 )
 from newsletter.readers import privacy
-from tests.helpers import csrf_token_from, link_from
+from tests.helpers import (
+    CSRF_PATTERN,
+    csrf_token_from,
+    link_from,
+    process_subscribe_requests,
+    wait_for_subscribe_requests,
+)
+
+CSRF_FORM_ACTION = re.compile(r'<form method="post" action="([^"]+/resume)"')
 
 pytestmark = pytest.mark.usefixtures("clean_state")
 
@@ -84,7 +96,8 @@ def test_the_welcome_mail_links_to_the_centre_and_a_get_changes_nothing(app, cli
     assert state(app) == before
 
 
-def test_topics_cadence_name_pause_and_resume_are_logged(app, client):
+def test_topics_cadence_name_pause_and_resume_are_logged(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
     path = reader(app)
     make_topics(app)
 
@@ -115,6 +128,7 @@ def test_topics_cadence_name_pause_and_resume_are_logged(app, client):
 @pytest.mark.parametrize(("suffix", "data", "reason"), [
     ("", {"topics": ["asia", "nope"], "cadence": "daily"}, "Unknown topic: nope"),
     ("", {"cadence": "hourly"}, "Cadence must be"),
+    ("", {"cadence": "daily"}, "There is no daily issue to choose."),  # none configured
     ("/name", {"name": "   "}, "Enter your name."),
     ("/name", {"name": "Eve\r\nBcc: x@evil.example"}, "line breaks"),
     ("/pause", {"weeks": "3"}, "A pause lasts 2, 4 or 8 weeks."),
@@ -133,7 +147,8 @@ def test_bad_input_is_a_400_with_the_reason_and_changes_nothing(app, client, suf
     assert state(app) == before
 
 
-def test_tampered_links_and_missing_csrf_tokens_change_nothing(app, client):
+def test_tampered_links_and_missing_csrf_tokens_change_nothing(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
     path = reader(app)
     before = state(app)
     tampered = path.replace("/unsubscribe/", "/unsubscribe/x")
@@ -198,6 +213,7 @@ def test_an_address_somebody_has_gets_the_same_answer_and_no_mail(app, client, c
     assert taken.headers["Location"] == fresh.headers["Location"]
     [only] = mailbox.wait_for(1)
     assert only["To"] == "carol@example.com"
+    wait_for_subscribe_requests(app)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(OutboxMail)) == 1
         assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 2
@@ -327,3 +343,219 @@ def test_erasure_forgets_the_addresses_an_address_change_named(app, client, cele
         assert erased.pending_email is None
         held = [(event.email, event.detail) for event in erased.consent_events]
     assert "elsewhere@example.org" not in repr(held) and "ada@example.com" not in repr(held)
+
+
+# --- what the old address is told, and the undo it gets
+
+
+def change_address(client, mailbox, path: str, new_email: str, mails_before: int) -> None:
+    """Ask for a new address from ``path`` and confirm it from the mail sent there."""
+    post(client, path + "/address", email=new_email)
+    confirmation = mailbox.wait_for(mails_before + 1)[-1]
+    assert confirmation["To"] == new_email
+    link = link_from(confirmation, "/change-address/").removeprefix("http://localhost")
+    done = client.post(link, data={"csrf_token": csrf_token_from(client, link)})
+    assert done.status_code == 200
+
+
+def path_of(app) -> str:
+    """The only reader's preference centre, as it is now."""
+    with app.app_context():
+        key = db.session.scalar(select(Subscriber.unsubscribe_key))
+    return f"/unsubscribe/{key}/preferences"
+
+
+def undo_path(notice) -> str:
+    return link_from(notice, "/undo-address/").removeprefix("http://localhost")
+
+
+def test_a_forwarded_mail_cannot_take_the_subscription_over_unnoticed(app, celery_worker,
+                                                                     mailbox):
+    """Whoever holds the footer link moves the subscription to their own address; the
+    old address is told at once and moves it back with one click, which also ends the
+    forwarded link."""
+    path = reader(app)
+    intruder = app.test_client()
+    change_address(intruder, mailbox, path, "mallory@evil.example", 0)
+    assert state(app, "mallory@evil.example")["status"] == SubscriberStatus.ACTIVE
+
+    notice = mailbox.wait_for(2)[-1]
+    assert notice["To"] == "ada@example.com"
+    assert notice["List-Unsubscribe"] is None
+    assert "mallory" not in notice.as_string()  # nothing the other side typed
+    with app.app_context():
+        key = db.session.scalar(select(Subscriber.unsubscribe_key))
+    assert key not in notice.as_string()  # the new address's link is not handed back
+    assert "7 days" in notice.get_body(("plain",)).get_content()
+
+    owner = app.test_client()
+    undo = undo_path(notice)
+    page = owner.get(undo)
+    assert page.status_code == 200 and "ada@example.com" in page.get_data(as_text=True)
+    assert state(app, "mallory@evil.example")["status"] == SubscriberStatus.ACTIVE  # GET: nothing
+
+    done = owner.post(undo, data={"csrf_token": csrf_token_from(owner, undo)})
+    assert done.status_code == 200 and "back" in done.get_data(as_text=True)
+    restored = state(app)
+    assert restored["status"] == SubscriberStatus.ACTIVE and restored["pending_email"] is None
+    assert [action for action, _ in restored["log"]][-3:] == [
+        "address_change_requested", "address_changed", "address_change_undone"]
+    assert restored["log"][-1][1] == "back from mallory@evil.example"
+
+    # The forwarded link is dead: no second move, no unsubscribing the owner.
+    assert intruder.get(path).status_code == 400
+    assert intruder.post(path.removesuffix("/preferences"),
+                         data={"List-Unsubscribe": "One-Click"}).status_code == 400
+    assert state(app)["status"] == SubscriberStatus.ACTIVE
+    # The page after the undo links to the owner's fresh preference centre.
+    with app.app_context():
+        fresh = db.session.scalar(select(Subscriber.unsubscribe_key))
+    assert fresh != key and f"/unsubscribe/{fresh}/preferences" in done.get_data(as_text=True)
+
+    replay = owner.post(undo, data={"csrf_token": csrf_token_from(
+        owner, f"/unsubscribe/{fresh}/preferences")})
+    assert replay.status_code == 400
+    assert "This link has already been used" in replay.get_data(as_text=True)
+    assert owner.get(undo).status_code == 400
+    assert state(app)["log"] == restored["log"]
+
+
+def test_an_undo_link_expires_after_7_days_and_a_made_up_one_never_works(app, client,
+                                                                        celery_worker, mailbox):
+    path = reader(app)
+    change_address(client, mailbox, path, "ada@new.example", 0)
+    undo = undo_path(mailbox.wait_for(2)[-1])
+    assert client.get(undo).status_code == 200  # until then
+    with time_machine.travel(utcnow() + timedelta(days=7, minutes=1), tick=True):
+        assert client.get(undo).status_code == 400
+        token = csrf_token_from(client, path_of(app))
+        expired = client.post(undo, data={"csrf_token": token})
+    assert expired.status_code == 400
+    assert "This link has expired" in expired.get_data(as_text=True)
+    assert state(app, "ada@new.example")["status"] == SubscriberStatus.ACTIVE  # not undone
+
+    token = csrf_token_from(client, path_of(app))
+    for forged in ("/undo-address/" + "A" * 22, "/undo-address/x.y"):
+        for answer in (client.get(forged), client.post(forged, data={"csrf_token": token})):
+            assert answer.status_code == 400
+            assert "This link is not valid" in answer.get_data(as_text=True)
+    assert state(app, "ada@new.example")["status"] == SubscriberStatus.ACTIVE
+
+
+def test_undoing_a_change_also_ends_the_undo_links_of_later_ones(app, client, celery_worker,
+                                                               mailbox, monkeypatch):
+    """ada -> b -> c: ada's undo brings ada back, and the notice b got for b -> c (which
+    b's holder keeps) can no longer move the subscription to b."""
+    monkeypatch.setitem(app.config, "CONFIRM_MAIL_INTERVAL", 0)
+    path = reader(app)
+    change_address(client, mailbox, path, "b@other.example", 0)
+    first_undo = undo_path(mailbox.wait_for(2)[-1])
+    change_address(client, mailbox, path, "c@other.example", 2)
+    second_notice = mailbox.wait_for(4)[-1]
+    assert second_notice["To"] == "b@other.example"
+    second_undo = undo_path(second_notice)
+
+    owner = app.test_client()
+    assert owner.post(first_undo, data={
+        "csrf_token": csrf_token_from(owner, first_undo)}).status_code == 200
+    assert state(app)["status"] == SubscriberStatus.ACTIVE
+    assert owner.get(second_undo).status_code == 400
+    late = owner.post(second_undo, data={"csrf_token": csrf_token_from(owner, path_of(app))})
+    assert late.status_code == 400
+    assert "This link has already been used" in late.get_data(as_text=True)
+    assert state(app)["status"] == SubscriberStatus.ACTIVE  # still ada
+
+
+def test_erasure_forgets_past_addresses_and_their_undo_links(app, client, celery_worker,
+                                                            mailbox):
+    path = reader(app)
+    change_address(client, mailbox, path, "ada@new.example", 0)
+    undo = undo_path(mailbox.wait_for(2)[-1])
+    with app.app_context():
+        subscriber_id = db.session.scalar(select(Subscriber.id))
+        with unit_of_work():
+            assert privacy.erase_subscriber(subscriber_id)
+        assert db.session.scalar(select(func.count()).select_from(AddressChange)) == 0
+    assert client.get(undo).status_code == 400
+
+
+# --- budgets: the address form is a way to mail a stranger, like the subscribe form
+
+
+def test_the_address_form_spends_the_subscribe_budget_per_client(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "SUBSCRIBE_RATE_LIMIT", "2 per minute")
+    path = reader(app)
+    assert post(client, path + "/address", email="one@example.org").status_code == 302
+    assert post(client, path + "/address", email="two@example.org").status_code == 302
+    refused = post(client, path + "/address", email="three@example.org")
+    assert refused.status_code == 429
+    assert "Too many requests" in refused.get_data(as_text=True)
+    with app.app_context():
+        asked = db.session.scalars(select(SubscribeRequest.email)).all()
+    assert sorted(asked) == ["one@example.org", "two@example.org"]
+    # The same budget as subscribing: that client cannot subscribe anyone now either.
+    assert client.post("/subscribe", data={"email": "x@example.org"}).status_code == 429
+
+
+def test_address_changes_are_decided_by_the_worker_within_the_mailbox_limits(app, client,
+                                                                            monkeypatch):
+    """The web request only records; the same per-mailbox limit as confirmation mails
+    (3 a day) holds for links to a new address, whatever the spelling."""
+    monkeypatch.setitem(app.config, "CONFIRM_MAIL_INTERVAL", 0)
+    path = reader(app)
+    for spelling in ("Vic.Tim@gmail.com", "victim+1@gmail.com", "VICTIM@googlemail.com",
+                     "v.i.c.t.i.m@gmail.com"):
+        assert post(client, path + "/address", email=spelling).status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxMail)) == 0
+        assert state(app)["log"] == []  # nothing decided in the web request
+    process_subscribe_requests(app)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxMail)) == 3
+    assert [action for action, _ in state(app)["log"]] == ["address_change_requested"] * 4
+
+
+# --- what a reader is told
+
+
+def test_subscribing_again_while_paused_says_so_and_offers_to_resume(app, client):
+    path = reader(app)
+    assert post(client, path + "/pause", weeks="4").status_code == 302
+    unsubscribe = path.removesuffix("/preferences")
+    assert post(client, unsubscribe).status_code == 200
+    again = client.post(unsubscribe + "/resubscribe",
+                        data={"csrf_token": csrf_token_from(client, unsubscribe)})
+    body = again.get_data(as_text=True)
+    assert again.status_code == 200 and "You are subscribed again" in body
+    assert "Our next digest will reach you" not in body
+    assert "Your mail is paused until" in body and "Resume now" in body
+    assert state(app)["status"] == SubscriberStatus.ACTIVE
+
+    resume = CSRF_FORM_ACTION.search(body)
+    assert resume and resume.group(1) == path + "/resume"
+    token = CSRF_PATTERN.search(body).group(1)
+    assert client.post(resume.group(1), data={"csrf_token": token}).status_code == 302
+    assert state(app)["paused_until"] is None
+
+    # Not paused: the promise stands.
+    assert post(client, unsubscribe).status_code == 200
+    plain = client.post(unsubscribe + "/resubscribe",
+                        data={"csrf_token": csrf_token_from(client, unsubscribe)})
+    assert "Our next digest will reach you" in plain.get_data(as_text=True)
+    assert "paused" not in plain.get_data(as_text=True)
+
+
+def test_only_cadences_that_exist_are_offered(app, client, monkeypatch):
+    path = reader(app)
+    page = client.get(path).get_data(as_text=True)
+    assert 'value="daily"' not in page and "comes out weekly" in page
+    refused = post(client, path, cadence="daily")
+    assert refused.status_code == 400 and "There is no daily issue" in refused.get_data(
+        as_text=True)
+    assert post(client, path).status_code == 302  # the form as shown: no cadence field
+    assert state(app)["cadence"] == Cadence.WEEKLY
+
+    monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
+    assert 'value="daily"' in client.get(path).get_data(as_text=True)
+    assert post(client, path, cadence="daily").status_code == 302
+    assert state(app)["cadence"] == Cadence.DAILY
