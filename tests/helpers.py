@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -150,6 +151,38 @@ def subprocess_env(app, **settings) -> dict[str, str]:
 
 def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+def start_process(command: list[str], env) -> subprocess.Popen:
+    """A server or worker in its own process group, output discarded (stop_process)."""
+    return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+def best_threshold_accuracy(first: list[float], second: list[float]) -> float:
+    """The accuracy of the best classifier 'latency above (or below) t means first',
+    on equal-sized samples (0.5 is chance; 1.0 separates them perfectly)."""
+    assert len(first) == len(second)
+    labelled = sorted([(value, 1) for value in first] + [(value, 0) for value in second])
+    total, best = len(labelled), 0.5
+    firsts_below = seconds_below = 0
+    for index, (value, label) in enumerate(labelled):
+        firsts_below += label
+        seconds_below += 1 - label
+        if index + 1 < total and labelled[index + 1][0] == value:
+            continue  # a threshold cannot split equal values
+        # "below t is second, above t is first", and the mirror classifier.
+        correct = seconds_below + (len(first) - firsts_below)
+        best = max(best, correct / total, (total - correct) / total)
+    return best
 
 
 # --- pages and mails -------------------------------------------------------------------------

@@ -8,8 +8,6 @@ import http.client
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +23,14 @@ from newsletter.devstack import free_port, wait_for_port
 from newsletter.extensions import db
 from newsletter.mail.addresses import canonical_mailbox, check_email
 from newsletter.models import ConfirmationSend, OutboxMail, Subscriber, SubscriberStatus
-from tests.helpers import ROOT, subprocess_env, wait_for_subscribe_requests, wait_until
+from tests.helpers import (
+    best_threshold_accuracy,
+    start_process,
+    stop_process,
+    subprocess_env,
+    wait_for_subscribe_requests,
+    wait_until,
+)
 
 
 class KeepAliveHandler(WSGIRequestHandler):
@@ -83,17 +88,6 @@ def spellings_of_leser(index: int) -> str:
     return f"{local}+t{index}@{domain}" if index % 4 else f"{local}@{domain}"
 
 
-def start(command: list[str], env) -> subprocess.Popen:
-    return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-
-
 def test_bombing_one_inbox_through_spellings_and_200_ips(app, clean_state, mailbox):
     """1,000 requests for spellings of 2 mailboxes from 200 client addresses against
     gunicorn (2 processes) and a Celery worker with 2 pool processes deciding at once."""
@@ -104,9 +98,9 @@ def test_bombing_one_inbox_through_spellings_and_200_ips(app, clean_state, mailb
     env = subprocess_env(app, TASK_QUEUE=f"bombing-{os.getpid()}",
                          CONFIRM_MAIL_INTERVAL=interval)
     env.pop("NEWSLETTER_SUBSCRIBE_RATE_LIMIT", None)
-    web = start([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind",
+    web = start_process([sys.executable, "-m", "gunicorn", "--workers", "2", "--bind",
                  f"127.0.0.1:{port}", "newsletter:create_app()"], env)
-    worker = start([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+    worker = start_process([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
                     "--pool", "prefork", "--concurrency", "2", "--loglevel", "WARNING"], env)
     try:
         wait_for_port(port, timeout=30)
@@ -133,8 +127,8 @@ def test_bombing_one_inbox_through_spellings_and_200_ips(app, clean_state, mailb
         wait_for_subscribe_requests(app, timeout=120)
         wait_until(lambda: not untried_mails(app), 30, "the last decided mails to be tried")
     finally:
-        stop(web)
-        stop(worker)
+        stop_process(web)
+        stop_process(worker)
 
     arrivals = defaultdict(list)
     for message, moment in zip(mailbox.messages, mailbox.received_at, strict=True):
@@ -183,24 +177,6 @@ def pending_count(app) -> int:
             Subscriber.status == SubscriberStatus.PENDING))
         db.session.remove()
         return count
-
-
-def best_threshold_accuracy(first: list[float], second: list[float]) -> float:
-    """The accuracy of the best classifier 'latency above (or below) t means first',
-    on equal-sized samples (0.5 is chance; 1.0 separates them perfectly)."""
-    assert len(first) == len(second)
-    labelled = sorted([(value, 1) for value in first] + [(value, 0) for value in second])
-    total, best = len(labelled), 0.5
-    firsts_below = seconds_below = 0
-    for index, (value, label) in enumerate(labelled):
-        firsts_below += label
-        seconds_below += 1 - label
-        if index + 1 < total and labelled[index + 1][0] == value:
-            continue  # a threshold cannot split equal values
-        # "below t is second, above t is first", and the mirror classifier.
-        correct = seconds_below + (len(first) - firsts_below)
-        best = max(best, correct / total, (total - correct) / total)
-    return best
 
 
 def test_best_threshold_accuracy_helper():
