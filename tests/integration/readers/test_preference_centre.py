@@ -5,6 +5,7 @@ a mail to the new address (real worker, Redis and SMTP server)."""
 from __future__ import annotations
 
 import re
+import smtplib
 from datetime import timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.models import (
     AddressChange,
+    BounceEvent,
     Cadence,
     ConsentEvent,
     MailTemplate,
@@ -30,6 +32,7 @@ from newsletter.models import (
 from newsletter.readers import privacy
 from tests.helpers import (
     CSRF_PATTERN,
+    bounce_mail,
     csrf_token_from,
     link_from,
     process_subscribe_requests,
@@ -477,6 +480,22 @@ def test_erasure_forgets_past_addresses_and_their_undo_links(app, client, celery
             assert privacy.erase_subscriber(subscriber_id)
         assert db.session.scalar(select(func.count()).select_from(AddressChange)) == 0
     assert client.get(undo).status_code == 400
+
+
+def test_a_bounce_of_the_old_address_notice_leaves_the_reader_alone(app, client, celery_worker,
+                                                                  mailbox, receiver):
+    path = reader(app)
+    change_address(client, mailbox, path, "ada@new.example", 0)
+    notice = mailbox.wait_for(2)[-1]
+    envelope_from, recipients = mailbox.envelopes[-1]
+    assert recipients == ["ada@example.com"] and envelope_from.startswith("bounces+o")
+    with smtplib.SMTP("127.0.0.1", receiver, timeout=30) as smtp:
+        smtp.sendmail("", [envelope_from], bounce_mail(
+            "postfix_hard", verp=envelope_from, recipient="ada@example.com"))
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(BounceEvent)) == 1
+    assert state(app, "ada@new.example")["status"] == SubscriberStatus.ACTIVE
+    assert notice["To"] == "ada@example.com"
 
 
 # --- budgets: the address form is a way to mail a stranger, like the subscribe form

@@ -207,7 +207,7 @@ def test_consent_action_values_are_stable():
     assert [action.value for action in ConsentAction] == [
         "subscribe_requested", "confirmed", "unsubscribed", "confirmation_resent", "edited",
         "bounced", "reactivated", "erased", "preferences_changed", "paused",
-        "resumed", "address_change_requested", "address_changed"]
+        "resumed", "address_change_requested", "address_changed", "address_change_undone"]
 
 
 def test_resubscribe_of_a_pending_reader_needs_the_confirmation(app, client, celery_worker,

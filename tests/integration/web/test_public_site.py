@@ -11,7 +11,15 @@ import pytest
 
 from newsletter.delivery import outbox
 from newsletter.extensions import db
-from newsletter.models import Digest, DigestStatus, MailTemplate, Subscriber, SubscriberStatus
+from newsletter.models import (
+    AddressChange,
+    Digest,
+    DigestStatus,
+    MailTemplate,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from tests.factories import add_article, make_editor
 from tests.helpers import csrf_token_from, login
 
@@ -155,8 +163,9 @@ def test_text_footers_name_the_site_once(app):
     with app.app_context():
         reader = Subscriber(id=7, email="ada@example.com", token_nonce="n", unsubscribe_key="k",
                             status=SubscriberStatus.ACTIVE)
-        for template in MailTemplate:
-            footer = outbox.render(template, reader).text.split("\n--\n")[1]
+        change = AddressChange(old_email="ada@old.example", undo_key="u", changed_at=utcnow())
+        for template in MailTemplate:  # the change is for the old address's notice only
+            footer = outbox.render(template, reader, change).text.split("\n--\n")[1]
             assert footer.count("The Newsletter") == 1, (template, footer)
 
 
