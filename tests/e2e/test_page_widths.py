@@ -26,11 +26,13 @@ from newsletter.editors import accounts
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import (
+    AddressChange,
     ConsentSource,
     Editor,
     ImportStatus,
     Subscriber,
     SubscriberStatus,
+    utcnow,
 )
 from newsletter.readers import subscriber_lists, subscriptions
 from newsletter.readers.subscriptions import Origin
@@ -51,6 +53,7 @@ PUBLIC_PAGES = [
     ("confirmed", "/confirm/{active_confirm_token}"),
     ("unsubscribe", "/unsubscribe/{unsubscribe_key}"),
     ("preferences", "/unsubscribe/{unsubscribe_key}/preferences"),
+    ("undo-address", "/undo-address/{undo_key}"),
     ("unsubscribe-link", "/unsubscribe-link"),
     ("test-mail", "/test-mail"),
     ("bad-link", "/confirm/not-a-real-token"),
@@ -113,11 +116,15 @@ def seed(app, base: str, mailbox) -> dict:
                                                    origin)
             intake.park_webhook(LONG_WORD + " " + LONG_URL, "ses")
         with unit_of_work():
+            undo = AddressChange(subscriber_id=reader.id, old_email="o" + LONG_ADDRESS[1:],
+                                 new_email=LONG_ADDRESS, changed_at=utcnow())
+            db.session.add(undo)
+        with unit_of_work():
             digest = digests.send_now(subject=LONG_WORD[:250], intro=LONG_WORD)
         ids = {"article": article.id, "subscriber": reader.id, "pending": pending.id,
                "digest": digest.id, "slug": "s" * 200,
                "unsubscribe_key": reader.unsubscribe_key, "topic": topic.id,
-               "topic_slug": topic.slug}
+               "topic_slug": topic.slug, "undo_key": undo.undo_key}
         from newsletter.mail.tokens import make_confirm_token
 
         ids["confirm_token"] = make_confirm_token(pending.id, pending.token_nonce)
