@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import delete, func, insert, select
 
 from newsletter.extensions import db
@@ -208,6 +209,20 @@ def set_manual_topics(article_id: int, topic_ids: Iterable[int]) -> None:
 
 # --- a reader's choices. These add to the caller's transaction (which also writes the
 # consent log or the import's own rows).
+
+def offered_cadences() -> list[Cadence]:
+    """The cadences a reader may choose: daily only while there is a daily issue (a
+    reader who chose it without one would silently get the weekly)."""
+    return [Cadence.WEEKLY, *([Cadence.DAILY] if current_app.config["DAILY_SCHEDULE"] else [])]
+
+
+def parse_offered_cadence(value: str | None) -> Cadence:
+    """A cadence from a reader's form or request: one that exists, or TopicError."""
+    cadence = parse_cadence(value)
+    if cadence not in offered_cadences():
+        raise TopicError(f"There is no {cadence.value} issue to choose.")
+    return cadence
+
 
 def parse_cadence(value: str | None) -> Cadence:
     """A cadence from user input; None or "" is the default (weekly)."""

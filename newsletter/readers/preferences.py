@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -27,7 +26,6 @@ from newsletter.mail.tokens import (
 from newsletter.models import (
     ADDRESS_UNDO_DAYS,
     AddressChange,
-    Cadence,
     ConsentAction,
     MailTemplate,
     Subscriber,
@@ -71,28 +69,11 @@ def _topic_choice(slugs: list[str]) -> list[Topic]:
         raise PreferenceError(str(error)) from None
 
 
-def offered_cadences() -> list[Cadence]:
-    """The cadences a reader may choose: daily only while there is a daily issue."""
-    return [Cadence.WEEKLY, *([Cadence.DAILY] if current_app.config["DAILY_SCHEDULE"] else [])]
-
-
 def pause_in_force(subscriber: Subscriber) -> datetime | None:
     """When the reader's break ends, while they are on one (pages that welcome a
     reader back must not promise the next digest)."""
     until = subscriber.paused_until
     return until if until is not None and until > utcnow() else None
-
-
-def offered_cadence(cadence: str | None) -> Cadence:
-    """A cadence the page offers (daily only while there is a daily issue: a reader
-    who chose it without one would silently get the weekly)."""
-    try:
-        chosen = topics.parse_cadence(cadence)
-    except topics.TopicError as error:
-        raise PreferenceError(str(error)) from None
-    if chosen not in offered_cadences():
-        raise PreferenceError(f"There is no {chosen.value} issue to choose.")
-    return chosen
 
 
 def update_choices(token: str, topic_slugs: list[str], cadence: str | None,
@@ -101,7 +82,10 @@ def update_choices(token: str, topic_slugs: list[str], cadence: str | None,
     the one cadence the page offers when there is no daily issue)."""
     subscriber = _active_reader(token)
     chosen = _topic_choice(topic_slugs)
-    new_cadence = offered_cadence(cadence)
+    try:
+        new_cadence = topics.parse_offered_cadence(cadence)
+    except topics.TopicError as error:
+        raise PreferenceError(str(error)) from None
     topics.set_reader_topics(subscriber, chosen)
     topics.set_cadence(subscriber, new_cadence)
     detail = f"topics={','.join(t.slug for t in chosen) or '(all)'}; cadence={new_cadence.value}"

@@ -29,6 +29,7 @@ from newsletter import jobs
 from newsletter.content.topics import (
     TopicError,
     parse_cadence,
+    parse_offered_cadence,
     set_reader_topics,
     topics_by_slugs,
 )
@@ -111,9 +112,8 @@ def request_unsubscribe_link(email: object, origin: Origin) -> None:
 
 
 def request_address_change(subscriber_id: int, address: EmailAddress, origin: Origin) -> None:
-    """A reader's new address (from the preference centre), recorded and decided like a
-    subscribe request: the same work and answer whether the address is free, somebody's
-    or erased, and the same per-mailbox limits for the mail it may lead to."""
+    """A reader's new address (preference centre), recorded and decided like a subscribe
+    request: the same work and answer whatever the address, the same mail limits."""
     _request(RequestKind.ADDRESS_CHANGE, address, None, origin, subscriber_id=subscriber_id)
 
 
@@ -150,7 +150,7 @@ def _chosen_topics(topics: object) -> str | None:
 def _chosen_cadence(cadence: object) -> str:
     if not isinstance(cadence, str):
         raise TopicError("Cadence must be 'weekly' or 'daily'.")
-    return parse_cadence(cadence).value
+    return parse_offered_cadence(cadence).value
 
 
 def _record_request(values: dict) -> None:

@@ -27,7 +27,7 @@ def _page(token: str, *, error: str | None = None, notice: str | None = None, st
         return bad_link_page(error_)
     return render_template(
         "web/preferences.html", subscriber=subscriber, token=token, topics=topics.list_topics(),
-        cadences=[cadence.value for cadence in preferences.offered_cadences()],
+        cadences=[cadence.value for cadence in topics.offered_cadences()],
         chosen={topic.slug for topic in subscriber.topics}, pause_weeks=preferences.PAUSE_WEEKS,
         paused=subscriber.paused_until is not None and subscriber.paused_until > utcnow(),
         error=error, notice=notice), status

@@ -42,7 +42,8 @@ def requests_waiting(app) -> int:
 
 
 def test_api_choices_apply_when_the_reader_confirms(app, client, two_topics, celery_worker,
-                                                     mailbox):
+                                                     mailbox, monkeypatch):
+    monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
     answer = client.post("/api/v1/subscriptions", json={
         "email": "kim@example.com", "topics": ["us", "asia"], "cadence": "daily"})
     assert answer.status_code == 202
@@ -58,7 +59,9 @@ def test_api_choices_apply_when_the_reader_confirms(app, client, two_topics, cel
 
 
 def test_an_anonymous_request_does_not_change_an_active_readers_choices(app, client,
-                                                                         two_topics):
+                                                                         two_topics,
+                                                                         monkeypatch):
+    monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")
     client.post("/api/v1/subscriptions", json={"email": "lee@example.com", "topics": ["asia"]})
     process_subscribe_requests(app)
     with app.app_context():
@@ -83,6 +86,7 @@ def test_an_anonymous_request_does_not_change_an_active_readers_choices(app, cli
     ({"topics": ["asia"] * 101}, "at most 100"),
     ({"cadence": "hourly"}, "'weekly' or 'daily'"),
     ({"cadence": 7}, "'weekly' or 'daily'"),
+    ({"cadence": "daily"}, "There is no daily issue"),  # no DAILY_SCHEDULE
 ])
 def test_api_refuses_bad_choices_and_records_nothing(app, client, two_topics, body, why):
     answer = client.post("/api/v1/subscriptions", json={"email": "kim@example.com", **body})
@@ -122,6 +126,12 @@ def test_form_without_topics_or_daily_issue_looks_as_before(app, client):
     found = subscriber(app, "old@example.com")
     assert found.cadence is Cadence.WEEKLY
     assert reader_choices(app, "old@example.com")[0] == []  # everything
+    # A daily choice the form did not offer is refused, not silently turned weekly.
+    forged = client.post("/subscribe", data={"email": "day@example.com", "csrf_token": token,
+                                             "cadence": "daily"})
+    assert forged.status_code == 400
+    assert "There is no daily issue" in forged.get_data(as_text=True)
+    assert requests_waiting(app) == 0
 
 
 def test_csv_import_reads_topics_and_export_writes_them(app, client, two_topics):
