@@ -4,6 +4,8 @@ Reached from the link in every mail's footer, which carries the reader's
 ``unsubscribe_key`` (see subscriptions.subscriber_for_unsubscribe_token): no login.
 Only an active reader changes anything. Every change is one transaction with its
 consent event; bad input raises PreferenceError (or InvalidAddress) before any write.
+A new address is recorded for a worker to decide, like a subscribe request; once
+confirmed, the old address is told and can undo it for ADDRESS_UNDO_DAYS.
 """
 
 from __future__ import annotations
