@@ -641,8 +641,9 @@ def test_mandatory_two_factor_forces_enrolment(app, client):
         refused = client.post("/admin/account/2fa/disable", data={"csrf_token": token,
                                                                    "code": "x"})
         assert refused.status_code == 302
-    with app.app_context():
-        assert accounts.find_editor("editor@example.com").totp_secret == secret
+    with app.app_context():  # stored sealed, never as the secret itself
+        stored = accounts.find_editor("editor@example.com").totp_secret
+        assert stored and secret not in stored
     assert [e.outcome for e in audit_rows(app) if e.action.startswith("2fa")] == [
         "failed", "ok", "denied"]
 
