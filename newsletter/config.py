@@ -282,7 +282,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SUPPRESSION_KEY", "", _str,
             "Pepper of the erased-address hash; never rotate it. Empty: generated once "
             "into `instance/suppression-key`."),
-    Setting("TOTP_KEY", "", lambda value: _totp_key(value, "a key"),
+    Setting("TOTP_KEY", "", _totp_key,
             "Encrypts editors' two-factor (TOTP) secrets in the database: at least 32 "
             "characters, random. Empty: derived from SECRET_KEY (and each fallback)."),
     Setting("TOTP_KEY_FALLBACKS", [], _totp_key_list,

@@ -489,7 +489,7 @@ def test_failed_logins_back_off_per_account_and_warn_the_editor(app, client, cel
                                                                 mailbox):
     make_editor(app)
     with settings(app, LOGIN_FREE_ATTEMPTS=3, LOGIN_ALERT_AFTER=3):
-        # From three different networks: only the per-account count can stop this.
+        # Three failures from one network (fresh clients: no session or device to go by).
         statuses = [login(app.test_client(), password="wrong password").status_code
                     for _ in range(3)]
         assert statuses == [401, 401, 401]
