@@ -231,6 +231,40 @@ def _frame_origins(value: str) -> tuple[str, ...]:
     return tuple(origin.rstrip("/") for origin in origins)
 
 
+# --- the key of editors' TOTP secrets at rest (read only through ``totp_keys``) ---
+
+MIN_TOTP_KEY_CHARS = 32
+
+
+def _totp_key(value: str, what: str = "a key") -> str:
+    text = str(value).strip()
+    if text and (len(text) < MIN_TOTP_KEY_CHARS or not text.isascii()
+                 or not text.isprintable() or " " in text or "," in text):
+        raise ValueError(f"{what} must be at least {MIN_TOTP_KEY_CHARS} printable ASCII "
+                         "characters without spaces or commas, random (e.g. "
+                         "python3 -c 'import secrets; print(secrets.token_hex(32))'); "
+                         f"got {len(text)} characters")
+    return text
+
+
+def _totp_key_list(value: str) -> list[str]:
+    return [_totp_key(key, "each key") for key in str(value).split(",") if key.strip()]
+
+
+def totp_keys(config: Mapping[str, Any]) -> list[bytes]:
+    """The Fernet keys of editors' TOTP secrets, the one to encrypt with first:
+    TOTP_KEY and its fallbacks, else keys derived from SECRET_KEY and its fallbacks
+    (so a SECRET_KEY rotation keeps them readable while the old key is a fallback)."""
+    import base64
+    import hashlib
+
+    chosen = ([_totp_key(config["TOTP_KEY"]), *map(_totp_key, config["TOTP_KEY_FALLBACKS"])]
+              if config.get("TOTP_KEY") else
+              [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", ())])
+    return [base64.urlsafe_b64encode(hashlib.sha256(b"totp-secrets:" + str(key).encode())
+                                     .digest()) for key in chosen]
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -248,12 +282,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SUPPRESSION_KEY", "", _str,
             "Pepper of the erased-address hash; never rotate it. Empty: generated once "
             "into `instance/suppression-key`."),
+    Setting("TOTP_KEY", "", _totp_key,
+            "Encrypts editors' two-factor (TOTP) secrets in the database: at least 32 "
+            "characters, random. Empty: derived from SECRET_KEY (and each fallback)."),
+    Setting("TOTP_KEY_FALLBACKS", [], _totp_key_list,
+            "Comma-separated previous TOTP_KEYs, still read. To rotate: old key here, a new "
+            "TOTP_KEY, then `flask --app newsletter editors reseal-totp` and drop the old one."),
     Setting("SESSION_IDLE_TIMEOUT", 3600, _int(60),
             "Seconds without a click after which an editor's session ends."),
     Setting("SESSION_MAX_AGE", 12 * 3600, _int(60),
             "Seconds after login after which an editor's session ends, however active."),
     Setting("LOGIN_FREE_ATTEMPTS", 5, _int(1),
-            "Failed logins to one account before each further try waits (1 s, 2 s, 4 s, ...)."),
+            "Failed logins to one account from one network (or known device) before its "
+            "further tries wait (1 s, 2 s, 4 s, ... as the account's failures say)."),
     Setting("LOGIN_ALERT_AFTER", 10, _int(1),
             "Failed logins to one account after which its editor gets a warning mail."),
     Setting("LOGIN_RATE_LIMIT", "10 per minute;50 per hour", _str,

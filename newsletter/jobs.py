@@ -29,6 +29,7 @@ POLL_BOUNCE_MAILBOX = "workers.tasks.poll_bounce_mailbox"
 PURGE_BOUNCE_REPORTS = "workers.tasks.purge_bounce_reports"
 DISCARD_STALE_UPLOADS = "workers.tasks.discard_stale_uploads"
 RUN_IMPORT = "workers.tasks.run_import"
+FAIL_STALLED_IMPORTS = "workers.tasks.fail_stalled_imports"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ REGISTRY: dict[str, Job] = {job.name: job for job in (
     Job(POLL_BOUNCE_MAILBOX, beat=Beat("poll-bounce-mailbox", every="BOUNCE_IMAP_INTERVAL",
                                        only_if="BOUNCE_IMAP_URL")),
     Job(RUN_IMPORT),
+    # An import whose worker died would show "running" for ever.
+    Job(FAIL_STALLED_IMPORTS, beat=Beat("fail-stalled-imports", every=60.0)),
 )}
 
 

@@ -130,3 +130,9 @@ def discard_stale_uploads() -> None:
 def run_import(job_id: int) -> None:
     # Committed after the claim and after each chunk, so progress shows.
     commit_each(subscriber_lists.import_job_steps(job_id))
+
+
+@shared_task(name=jobs.FAIL_STALLED_IMPORTS)
+def fail_stalled_imports() -> None:
+    with unit_of_work():
+        subscriber_lists.fail_stalled_import_jobs()

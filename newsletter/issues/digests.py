@@ -197,12 +197,13 @@ def unfinished() -> list[Digest]:
         lifecycle.NOT_STARTED | lifecycle.UNDER_WAY)).order_by(Digest.id)))
 
 
-def start_draft(digest_id: int) -> int | None:
-    """Send a draft (or a scheduled issue) now; None when it is neither."""
+def start_draft(digest_id: int, expected_recipients: int | None = None) -> int | None:
+    """Send a draft (or a scheduled issue) now; None when it is neither.
+    ``expected_recipients``: as for ``start_send``."""
     digest = db.session.get(Digest, digest_id)
     if digest is None or digest.status not in lifecycle.NOT_STARTED:
         return None
-    return start_send(digest_id)
+    return start_send(digest_id, expected_recipients=expected_recipients)
 
 
 def discard(digest_id: int) -> bool:
