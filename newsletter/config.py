@@ -364,6 +364,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BOUNCE_TOKENLESS_PER_DAY", 1000, _int(1),
             "Mails to the bounce address without a VERP token accepted per day from all "
             "clients together; more are refused with 452 at RCPT."),
+    Setting("BOUNCE_TOKENLESS_MAX_SIZE", 512 * 1024, _int(10_000),
+            "Largest mail without a VERP token (bytes; e.g. an ARF complaint with the "
+            "original message) the bounce receiver accepts; bigger: 552 at DATA."),
     Setting("BOUNCE_SOFT_LIMIT", 3, _int(1),
             "Soft bounces in a row (no delivery in between) that mark a reader bounced, …"),
     Setting("BOUNCE_SOFT_DAYS", 7, _int(0),
