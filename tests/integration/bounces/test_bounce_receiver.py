@@ -12,6 +12,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.devstack import free_port
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.models import (
@@ -263,3 +264,15 @@ def test_a_reader_replaying_their_own_token_stores_megabytes_only_once(app, clea
             select(BounceMessage.size, BounceMessage.raw).order_by(BounceMessage.id))]
     assert len(sizes) == 3 and sizes[0][0] == sizes[0][1] > 100_000
     assert [kept for _, kept in sizes[1:]] == [4096, 4096]
+
+
+def test_without_redis_mail_without_a_token_is_asked_to_retry(app, clean_state,
+                                                             start_receiver):
+    digest_id, (reader,) = sent_issue(app, ["reader@example.org"])
+    with app.app_context():
+        genuine = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
+    port = start_receiver(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    with open_session(port, "127.0.0.1") as smtp:
+        assert smtp.mail("")[0] == 250
+        assert smtp.rcpt("bounces@example.com")[0] == 451  # the caps cannot be checked
+        assert smtp.rcpt(genuine)[0] == 250  # our own delivery coming back: taken

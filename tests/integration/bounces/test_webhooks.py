@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from newsletter.bounces import webhooks
+from newsletter.devstack import free_port
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.models import BounceEvent, BounceKind, Subscriber, SubscriberStatus
@@ -382,3 +383,17 @@ def test_events_act_only_on_addresses_we_sent_that_message_to(app, client, sns_k
                                                message_id=message_id(digest_id, other_id))))
     assert response.status_code == 200
     assert state(app)[0][other] == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_mailgun_without_redis_is_asked_to_retry(app, client, monkeypatch):
+    """Whether a token was used lives in Redis: without it, 503 (Mailgun retries), never
+    an unchecked event."""
+    monkeypatch.setitem(app.config, "WEBHOOK_MAILGUN_SIGNING_KEY", "key-mailgun")
+    digest_id, (reader,) = sent_issue(app, [READER])
+    monkeypatch.setitem(app.config, "REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.delitem(app.extensions, "bounce_limits", raising=False)
+    complained = mailgun_body("key-mailgun", {
+        "event": "complained", "recipient": READER,
+        "message": {"headers": {"message-id": message_id(digest_id, reader)}}})
+    assert client.post("/webhooks/mailgun", json=complained).status_code == 503
+    assert state(app) == ({READER: SubscriberStatus.ACTIVE}, 0)
