@@ -54,6 +54,8 @@ from newsletter.models import BounceEvent, BounceKind, BounceSource, Subscriber
 
 PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid")
 _MESSAGE_ID = re.compile(r"<digest-(\d+)\.(\d+)@")
+# A VERP address inside a bounce's text (Postmark passes the bounce itself, not our headers).
+_VERP_ADDRESS = re.compile(r"\bbounces\+[a-z0-9.]{1,60}@[a-z0-9.-]{1,253}", re.IGNORECASE)
 _sns_certificates: dict[str, x509.Certificate] = {}  # per process: AWS rotates them rarely
 
 
@@ -264,9 +266,15 @@ def _postmark(headers, body: bytes) -> list[Report]:
         raise BadPayload("not an object")
     record, kind = event.get("RecordType"), event.get("Type")
     email = str(event.get("Email") or "")
+    # Postmark's MessageID is its own; ours shows only in the bounce itself ("Include
+    # bounce content" in the webhook's settings) or in metadata the mail carried.
+    content = f"{str(event.get('Content') or '')[:200_000]} {event.get('Metadata') or ''}"
+    verp_address = _VERP_ADDRESS.search(content)
+    our_id = _MESSAGE_ID.search(content)
     common = dict(dedup_key=f"postmark:{event['ID']}:{record}"[:128] if event.get("ID") else None,
                   provider="Postmark",
-                  message_id=_angle(event.get("MessageID")))
+                  envelope_from=verp_address.group(0) if verp_address else None,
+                  message_id=our_id.group(0) if our_id else _angle(event.get("MessageID")))
     if record == "SpamComplaint" or kind == "SpamComplaint":
         return [Report(BounceKind.COMPLAINT, email, "complaint via Postmark feedback loop",
                        **common)]

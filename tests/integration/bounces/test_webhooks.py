@@ -146,9 +146,14 @@ def test_sns_subscription_is_confirmed_only_from_an_sns_host(app, client, sns_ke
 def test_postmark_basic_auth(app, client, monkeypatch):
     monkeypatch.setitem(app.config, "WEBHOOK_POSTMARK_AUTH", "postmark:s3cret")
     digest_id, (reader,) = sent_issue(app, [READER])
+    with app.app_context():
+        sender = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
+    # Postmark's MessageID is its own; ours is in the bounce it includes (Content).
+    postmark_id = "883953f4-6105-42a2-a16a-77a8eac79483"
     event = {"RecordType": "Bounce", "Type": "HardBounce", "ID": 42, "Email": READER,
              "Description": "The server was unable to deliver your message",
-             "MessageID": f"digest-{digest_id}.{reader}@example.com"}
+             "MessageID": postmark_id,
+             "Content": f"Return-Path: <{sender}>\r\nSubject: bounce\r\n\r\n550 5.1.1"}
     for auth in (None, "Basic " + base64.b64encode(b"postmark:wrong").decode(), "Bearer x"):
         headers = {"Authorization": auth} if auth else {}
         assert client.post("/webhooks/postmark", json=event, headers=headers).status_code == 403
@@ -162,7 +167,11 @@ def test_postmark_basic_auth(app, client, monkeypatch):
     with app.app_context():
         assert db.session.scalar(select(BounceEvent.digest_id)) == digest_id
     complaint = {"RecordType": "SpamComplaint", "Type": "SpamComplaint", "ID": 43,
-                 "Email": READER, "MessageID": event["MessageID"]}
+                 "Email": READER, "MessageID": postmark_id}
+    response = client.post("/webhooks/postmark", json=complaint, headers=good)
+    assert response.status_code == 200 and "ignored" in response.get_json()["recorded"][0]
+    assert state(app)[0][READER] == SubscriberStatus.BOUNCED  # names none of our messages
+    complaint = {**complaint, "ID": 44, "Content": "Message-ID: " + message_id(digest_id, reader)}
     assert client.post("/webhooks/postmark", json=complaint, headers=good).status_code == 200
     assert state(app)[0][READER] == SubscriberStatus.UNSUBSCRIBED
 
