@@ -124,16 +124,6 @@ def _imap_url(value: str) -> str:
     return text
 
 
-def _regex(value: str) -> str:
-    import re
-
-    try:
-        re.compile(value)
-    except re.error as error:
-        raise ValueError(f"not a regular expression: {error}") from None
-    return str(value).strip()
-
-
 def _words(value: str) -> tuple[str, ...]:
     return tuple(word.strip() for word in str(value).split(",") if word.strip())
 
@@ -404,6 +394,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest bounce or complaint message (bytes) the receiver and the mailbox accept."),
     Setting("BOUNCE_RAW_RETENTION_DAYS", 90, _int(1),
             "Days the raw bytes of bounce and complaint reports are kept (the events stay)."),
+    Setting("BOUNCE_PARKED_KEEP_BYTES", 4096, _int(512),
+            "Bytes kept of a parked report (no genuine VERP token, or not understood): its "
+            "beginning, for owners to read; the rest is dropped on arrival."),
+    Setting("BOUNCE_PARKED_RETENTION_DAYS", 14, _int(1),
+            "Days parked reports (their events and kept bytes) are kept."),
+    Setting("BOUNCE_TOKENLESS_PER_CLIENT_PER_DAY", 100, _int(1),
+            "Mails to the bounce address without a VERP token accepted per day from one "
+            "client (IPv4 address or IPv6 /64); more are refused with 450 at RCPT."),
+    Setting("BOUNCE_TOKENLESS_PER_DAY", 1000, _int(1),
+            "Mails to the bounce address without a VERP token accepted per day from all "
+            "clients together; more are refused with 452 at RCPT."),
+    Setting("BOUNCE_TOKENLESS_MAX_SIZE", 512 * 1024, _int(10_000),
+            "Largest mail without a VERP token (bytes; e.g. an ARF complaint with the "
+            "original message) the bounce receiver accepts; bigger: 552 at DATA."),
     Setting("BOUNCE_SOFT_LIMIT", 3, _int(1),
             "Soft bounces in a row (no delivery in between) that mark a reader bounced, …"),
     Setting("BOUNCE_SOFT_DAYS", 7, _int(0),
@@ -417,8 +421,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEBHOOK_SNS_TOPIC_ARNS", (), _words,
             "Amazon SES via SNS: comma-separated topic ARNs accepted at /webhooks/ses "
             "(empty: the endpoint is off)."),
-    Setting("WEBHOOK_SNS_CERT_HOST", r"sns\.[a-z0-9-]+\.amazonaws\.com", _regex,
-            "Regular expression the host of an SNS SigningCertURL and SubscribeURL must match."),
     Setting("WEBHOOK_POSTMARK_AUTH", "", _str,
             "`user:password` Postmark sends as HTTP Basic auth to /webhooks/postmark "
             "(empty: off)."),
