@@ -22,6 +22,9 @@ import time
 LEVELS = ("debug", "info", "warning", "error", "critical")
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLACEHOLDER = "[redacted]"
+# Libraries that tell at INFO what only a developer debugging them wants (alembic lists
+# its plugins at every flask command): quiet unless the level is debug.
+CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 
 # A segment after these in a path is a secret: reader keys (unsubscribe links and the
 # preference centre under them), confirm, address-change and invitation tokens.
@@ -101,6 +104,9 @@ def configure(level: str) -> None:
         handler.setFormatter(make_formatter())
         root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if level.lower() == "debug" else logging.WARNING)
     _keep_it_in_celery()
 
 
