@@ -95,6 +95,26 @@ def test_wrong_json_types_are_a_400_with_a_json_error(app, client, payload):
     assert count(app, Subscriber) == 0
 
 
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..b", "x:99999", "[::zz]",
+                                  "b\u00fccher.example"])
+def test_a_host_header_that_is_no_host_name_is_a_400_with_a_reason(app, client, host):
+    for path, accept in [("/subscribe", "text/html"), ("/api/v1/topics", "application/json")]:
+        response = client.get(path, headers={"Host": host, "Accept": accept})
+        assert response.status_code == 400
+        assert "The Host header is not a valid host name." in response.get_data(as_text=True)
+        assert response.headers["Content-Security-Policy"]  # our own error page
+
+
+def test_a_host_forwarded_by_a_trusted_proxy_is_checked_too(app, clean_state):
+    proxied = create_app(app_config(app.config["DATABASE_URL"], app.config["REDIS_URL"],
+                                    app.config["SMTP_PORT"], PROXY_COUNT=1))
+    client = proxied.test_client()
+    refused = client.get("/subscribe", headers={"X-Forwarded-Host": "a" * 64 + ".example"})
+    assert refused.status_code == 400 and "Host header" in refused.get_data(as_text=True)
+    fine = client.get("/subscribe", headers={"X-Forwarded-Host": "news.example.com"})
+    assert fine.status_code == 200
+
+
 def test_public_bodies_are_capped_before_anything_parses_them(app, client):
     # The 32 MB "[{},{},...]" that used to cost ~690 MB to parse: refused unread.
     body = b"[" + b"{}," * (32 * 1024 * 1024 // 3) + b"{}]"
