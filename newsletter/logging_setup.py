@@ -29,7 +29,7 @@ CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 # A segment after these in a path is a secret: reader keys (unsubscribe links and the
 # preference centre under them), confirm, address-change and invitation tokens.
 SECRET_PATHS = ("unsubscribe", "confirm", "change-address", "invite")
-_SECRET_NAMES = r"[\w-]*(?:token|key|secret|password|signature|code)"
+_SECRET_NAMES = r"[\w-]*(?:token|key|secret|password|signature)"
 
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(/(?:" + "|".join(SECRET_PATHS) + r")/)[^/?#\s'\"<>]+"),

@@ -53,6 +53,7 @@ def test_tokens_and_keys_become_a_placeholder(text, secret):
     "newsletter.readers.subscriptions.subscriber_for_unsubscribe_token failed",
     "tests.integration.web.test_fuzz.test_malformed_requests_never_get_a_5xx",
     "feed https://news.example.com/feed.xml: HTTP 500",
+    "relay answered status_code=451 for delivery 8",
 ])
 def test_ordinary_lines_are_left_alone(text):
     assert redact(text) == text
