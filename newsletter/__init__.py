@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from newsletter import logging_setup
 from newsletter.config import (
     check_dev_mailbox,
     check_secret_key,
@@ -43,6 +44,7 @@ def default_instance_path() -> str | None:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = {**load_settings(), **(config or {})}
+    logging_setup.configure(settings["LOG_LEVEL"])  # first: start-up warnings get its format
     app = Flask(
         __name__,
         instance_path=settings["INSTANCE_PATH"] or default_instance_path(),

@@ -437,6 +437,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Hard-bounce rate (% of messages sent) above which a send pauses itself."),
     Setting("GUARD_MAX_COMPLAINT_PERCENT", 0.1, _percent,
             "Complaint rate (% of messages sent) above which a send pauses itself."),
+    Setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
+            "Lowest level logged by the web app, workers, beat and the bounce receiver: "
+            "`debug`, `info`, `warning`, `error` or `critical`."),
 )
 
 

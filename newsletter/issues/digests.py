@@ -333,7 +333,10 @@ def finish_if_done(digest_id: int) -> bool:
     """Mark the issue sent once every delivery row is final."""
     open_rows = exists().where(Delivery.digest_id == digest_id,
                                Delivery.status.in_(OPEN_DELIVERY_STATUSES))
-    return lifecycle.move(digest_id, Move.FINISH, where=~open_rows)
+    finished = lifecycle.move(digest_id, Move.FINISH, where=~open_rows)
+    if finished:
+        log.info("digest %s sent: every delivery is final", digest_id)
+    return finished
 
 
 def progress(digest_id: int) -> dict[str, int]:
