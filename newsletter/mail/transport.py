@@ -132,7 +132,7 @@ class SMTPTransport:
         self.username = config["SMTP_USERNAME"]
         self.password = config["SMTP_PASSWORD"]
         self.timeout = config["SMTP_TIMEOUT"]
-        self.ca_file = config["SMTP_CA_FILE"] or None  # None: the system's trusted CAs
+        self.ca_file = config.get("SMTP_CA_FILE") or None  # None: the system's trusted CAs
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()
         self._stage = "mail"  # the command in progress, to classify a failure
@@ -244,7 +244,7 @@ class SMTPTransport:
                     "; a relay signed by a private CA needs NEWSLETTER_SMTP_CA_FILE")
             return f"TLS: {error.reason}: {error.verify_message}{hint}"
         if isinstance(error, ssl.SSLError):
-            return f"TLS: {error.reason or error}"
+            return f"TLS: {error}"
         return str(error) or type(error).__name__
 
     def _deliver_once(self, connection: smtplib.SMTP, sender: str, recipient: str,
