@@ -456,6 +456,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def ensure_instance_folder(path: str) -> None:
+    """Create the instance folder, or stop with a line saying which setting moves it:
+    the default inside an installed virtualenv is often not the service user's to write."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable by this user")
+    except OSError as error:
+        raise ConfigError(
+            f"the instance folder {path} cannot be used ({error.strerror or error}); set "
+            f"{ENV_PREFIX}INSTANCE_PATH to a folder this user may write, e.g. "
+            "/var/lib/newsletter") from None
+
+
 def check_dev_mailbox(config: Mapping[str, Any]) -> None:
     """/dev/mail shows every confirm and unsubscribe link: only ever in the dev stack."""
     if not config.get("DEV_MAILBOX"):

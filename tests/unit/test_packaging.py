@@ -64,3 +64,13 @@ def test_building_the_wheel_leaves_no_build_folders_in_the_tree(tmp_path):
     left = sorted(path.name for path in tree.iterdir()
                   if path.name == "build" or path.name.endswith(".egg-info"))
     assert left == []
+
+
+def test_an_instance_folder_that_cannot_be_made_stops_the_app_naming_the_setting(tmp_path):
+    """As a service user, the default folder inside a root-owned virtualenv fails like
+    this; the message says which setting moves it instead of a PermissionError trace."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=f"instance folder {blocker}/state cannot be used "
+                                          r".*set NEWSLETTER_INSTANCE_PATH"):
+        create_app({"TESTING": True, "INSTANCE_PATH": str(blocker / "state")})
