@@ -226,17 +226,13 @@ class SMTPTransport:
             raise
 
     def _unreachable(self, error: smtplib.SMTPException | OSError) -> DeliveryResult:
-        """Connecting, TLS or login failed: the result, and a warning with the reason
-        an operator can act on. A batch stops at its first unreachable result, so this
-        is one line per batch."""
+        """Connecting, TLS or login failed; the detail says why in words an operator can
+        act on (the send loop and the outbox log it)."""
         if isinstance(error, smtplib.SMTPResponseException):
-            result = _result(Outcome.UNREACHABLE, error.smtp_code, error.smtp_error,
-                             "relay unreachable: ")
-        else:
-            result = DeliveryResult(Outcome.UNREACHABLE,
-                                    f"relay unreachable: {self._reason(error)}"[:500])
-        log.warning("SMTP relay %s:%s %s", self.host, self.port, result.detail)
-        return result
+            return _result(Outcome.UNREACHABLE, error.smtp_code, error.smtp_error,
+                           "relay unreachable: ")
+        return DeliveryResult(Outcome.UNREACHABLE,
+                              f"relay unreachable: {self._reason(error)}"[:500])
 
     def _reason(self, error: smtplib.SMTPException | OSError) -> str:
         if isinstance(error, ssl.SSLCertVerificationError):

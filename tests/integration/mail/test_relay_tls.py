@@ -14,8 +14,12 @@ import sys
 import pytest
 from aiosmtpd.controller import Controller
 
+from newsletter.db import unit_of_work
+from newsletter.delivery import dispatch
 from newsletter.devstack import free_port
+from newsletter.issues import digests
 from newsletter.mail.transport import Outcome, SMTPTransport
+from tests.factories import add_article, add_subscribers
 from tests.helpers import (
     ROOT,
     RecordingSMTPHandler,
@@ -50,27 +54,23 @@ def transport_for(port: int, security: str = "starttls", host: str = "127.0.0.1"
                           "SMTP_CA_FILE": ca_file})
 
 
-def relay_warnings(caplog) -> list[str]:
+def warnings_about(caplog, text: str) -> list[str]:
     return [record.getMessage() for record in caplog.records
-            if record.name == "newsletter.mail.transport" and record.levelno == logging.WARNING]
+            if record.levelno == logging.WARNING and text in record.getMessage()]
 
 
-def test_without_the_ca_the_relay_is_refused_and_the_log_says_why(starttls_relay, caplog):
-    caplog.set_level(logging.WARNING)
+def test_without_the_ca_the_relay_is_refused_with_the_reason(starttls_relay):
     transport = transport_for(starttls_relay.port)
     result = transport.deliver("news@example.com", "reader@example.com", MESSAGE)
     transport.close()
     assert result.outcome is Outcome.UNREACHABLE
-    assert "CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate" in result.detail
-    assert "NEWSLETTER_SMTP_CA_FILE" in result.detail  # what to do about it
-    # One line for the failed connection, with the reason (not only "unreachable").
-    [line] = relay_warnings(caplog)
-    assert f"127.0.0.1:{starttls_relay.port}" in line and "CERTIFICATE_VERIFY_FAILED" in line
+    assert result.detail == ("relay unreachable: TLS: CERTIFICATE_VERIFY_FAILED: unable to get "
+                             "local issuer certificate; a relay signed by a private CA needs "
+                             "NEWSLETTER_SMTP_CA_FILE")  # what failed, and what to do about it
     assert starttls_relay.handler.messages == []
 
 
-def test_with_the_ca_file_the_relay_gets_the_mail(starttls_relay, ca, caplog):
-    caplog.set_level(logging.WARNING)
+def test_with_the_ca_file_the_relay_gets_the_mail(starttls_relay, ca):
     transport = transport_for(starttls_relay.port, ca_file=str(ca.ca_cert))
     for number in range(2):  # the second one on the same, verified connection
         result = transport.deliver("news@example.com", f"reader{number}@example.com", MESSAGE)
@@ -78,7 +78,6 @@ def test_with_the_ca_file_the_relay_gets_the_mail(starttls_relay, ca, caplog):
     transport.close()
     assert [envelope[1] for envelope in starttls_relay.handler.envelopes] == [
         ["reader0@example.com"], ["reader1@example.com"]]
-    assert relay_warnings(caplog) == []
 
 
 def test_implicit_tls_honours_the_ca_file_too(ca):
@@ -100,15 +99,33 @@ def test_implicit_tls_honours_the_ca_file_too(ca):
     assert len(handler.messages) == 1
 
 
-def test_the_ca_file_does_not_turn_off_the_host_name_check(starttls_relay, ca, caplog):
+def test_the_ca_file_does_not_turn_off_the_host_name_check(starttls_relay, ca):
     """A certificate the CA signed for 127.0.0.1 does not pass for another name."""
-    caplog.set_level(logging.WARNING)
     transport = transport_for(starttls_relay.port, host="localhost", ca_file=str(ca.ca_cert))
     result = transport.deliver("news@example.com", "reader@example.com", MESSAGE)
     transport.close()
     assert result.outcome is Outcome.UNREACHABLE
     assert "Hostname mismatch" in result.detail and "NEWSLETTER_SMTP_CA_FILE" not in result.detail
-    assert len(relay_warnings(caplog)) == 1
+    assert starttls_relay.handler.messages == []
+
+
+def test_a_batch_the_relay_cannot_be_verified_for_logs_once_and_keeps_every_reader(
+        app, client, starttls_relay, monkeypatch, caplog):
+    """The digest batch task's body, in-process: one warning with the reason for the
+    whole batch, and every reader still owed the issue (no attempt spent)."""
+    add_subscribers(app, 5)
+    add_article(app)
+    monkeypatch.setitem(app.extensions, "smtp", transport_for(starttls_relay.port))
+    caplog.set_level(logging.WARNING)
+    with app.app_context():
+        with unit_of_work():
+            digest_id = digests.send_now().id
+        with unit_of_work():
+            dispatch.send_batch(digest_id)
+        counts = digests.progress(digest_id)
+    [line] = warnings_about(caplog, "CERTIFICATE_VERIFY_FAILED")
+    assert "NEWSLETTER_SMTP_CA_FILE" in line
+    assert counts["pending"] == 5 and counts["sent"] == counts["failed"] == 0, counts
     assert starttls_relay.handler.messages == []
 
 
@@ -132,8 +149,8 @@ def stop(worker: subprocess.Popen) -> None:
 def test_a_worker_trusts_the_relay_through_the_setting(app, client, starttls_relay, ca,
                                                         tmp_path):
     """Real worker processes configured from the environment, as in production: without
-    the setting the confirmation is not sent and the worker's log gives the reason; with
-    NEWSLETTER_SMTP_CA_FILE the relay gets it."""
+    the setting the confirmation is not sent and the worker's log gives the reason (it
+    said only "not sent: unreachable"); with NEWSLETTER_SMTP_CA_FILE the relay gets it."""
     settings = {"SMTP_PORT": starttls_relay.port, "SMTP_SECURITY": "starttls"}
     untrusting_log = tmp_path / "untrusting.log"
     worker = start_worker(subprocess_env(app, **settings), untrusting_log)
