@@ -18,6 +18,7 @@ from newsletter.config import (
     check_dev_mailbox,
     check_secret_key,
     check_send_settings,
+    ensure_instance_folder,
     load_settings,
 )
 
@@ -108,7 +109,7 @@ def _generated_secret(path: Path) -> str:
 def _derive_settings(app: Flask) -> None:
     """Settings computed from others, and the names the extensions expect."""
     config = app.config
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    ensure_instance_folder(app.instance_path)
     default_database = f"sqlite:///{Path(app.instance_path) / 'newsletter.db'}"
     database_url = config["DATABASE_URL"] or default_database
     config["SQLALCHEMY_DATABASE_URI"] = database_url

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,21 @@ def _absolute_path(value: str) -> str:
     return text
 
 
+def _ca_file(value: str) -> str:
+    """CA certificates (PEM) to trust for one TLS peer, checked at start: a missing or
+    unreadable file stops the process instead of failing every connection later."""
+    path = os.path.expanduser(str(value).strip())
+    if not path:
+        return ""
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (OSError, ssl.SSLError) as error:  # a folder, no permission, not PEM
+        raise ValueError(f"cannot load CA certificates from {path}: {error}") from None
+    return path
+
+
 def _secrets(value: str) -> list[str]:
     return [key.strip() for key in str(value).split(",") if key.strip()]
 
@@ -306,6 +322,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_SECURITY", "none", _choice("none", "starttls", "ssl"),
             "`none`, `starttls` or `ssl` (implicit TLS, usually port 465)."),
     Setting("SMTP_TIMEOUT", 30, _int(1), "Seconds to wait on the SMTP server."),
+    Setting("SMTP_CA_FILE", "", _ca_file,
+            "CA certificate(s) (PEM) to trust for the relay's TLS instead of the system's, "
+            "for a relay signed by a private CA; checked at start."),
     Setting("MAIL_FROM", "The Newsletter <newsletter@localhost>", _mailbox,
             "From header, with display name."),
     Setting("SITE_NAME", "The Newsletter", _str, "Name shown on pages and in mails."),
@@ -416,8 +435,9 @@ SETTINGS: tuple[Setting, ...] = (
             "A bounce mailbox polled by beat: `imaps://USER:PASSWORD@HOST/INBOX?processed="
             "Processed` (`imap://` uses STARTTLS). Processed mail is moved to that folder."),
     Setting("BOUNCE_IMAP_INTERVAL", 60, _int(10), "Seconds between two polls of the mailbox."),
-    Setting("BOUNCE_IMAP_CA_FILE", "", _str,
-            "CA certificate(s) to trust for the mailbox's TLS instead of the system's."),
+    Setting("BOUNCE_IMAP_CA_FILE", "", _ca_file,
+            "CA certificate(s) (PEM) to trust for the mailbox's TLS instead of the system's; "
+            "checked at start."),
     Setting("WEBHOOK_SNS_TOPIC_ARNS", (), _words,
             "Amazon SES via SNS: comma-separated topic ARNs accepted at /webhooks/ses "
             "(empty: the endpoint is off)."),
@@ -480,6 +500,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def ensure_instance_folder(path: str) -> None:
+    """Create the instance folder, or stop with a line saying which setting moves it:
+    the default inside an installed virtualenv is often not the service user's to write."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable by this user")
+    except OSError as error:
+        raise ConfigError(
+            f"the instance folder {path} cannot be used ({error.strerror or error}); set "
+            f"{ENV_PREFIX}INSTANCE_PATH to a folder this user may write, e.g. "
+            "/var/lib/newsletter") from None
 
 
 def check_dev_mailbox(config: Mapping[str, Any]) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -340,6 +342,68 @@ class ScriptedHandler:
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos),
                               list(envelope.mail_options), envelope.original_content))
         return "250 OK"
+
+
+@dataclass(frozen=True)
+class PrivateCA:
+    """A CA of our own (not in any trust store) and a server certificate it signed."""
+    ca_cert: Path  # what a client trusts: NEWSLETTER_SMTP_CA_FILE
+    cert: Path  # the server's certificate and key
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def private_ca(directory: Path, ip: str = "127.0.0.1") -> PrivateCA:
+    """A private CA and a certificate for ``ip`` (an IP SAN) signed by it, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, public_key, issuer: str, signing_key, *extensions):
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=2)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca = certificate("Test Private CA", ca_key.public_key(), "Test Private CA", ca_key,
+                     (x509.BasicConstraints(ca=True, path_length=0), True),
+                     (x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                    content_commitment=False, key_encipherment=False,
+                                    data_encipherment=False, key_agreement=False,
+                                    encipher_only=False, decipher_only=False), True),
+                     (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False))
+    server = certificate(ip, server_key.public_key(), "Test Private CA", ca_key,
+                         (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                          False),
+                         (x509.BasicConstraints(ca=False, path_length=None), True),
+                         (x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                             ca_key.public_key()), False),
+                         (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                          False))
+    files = PrivateCA(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return files
 
 
 # --- the browser -----------------------------------------------------------------------------
