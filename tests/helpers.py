@@ -366,7 +366,7 @@ def sweep() -> int:
     published = 0
     for digest_id, status in digests.sweep_candidates():
         with unit_of_work():
-            published += digests.sweep_issue(digest_id, status)
+            published += digests.sweep_issue(digest_id, status).published
     return published
 
 
