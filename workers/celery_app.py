@@ -17,26 +17,35 @@ celery_app.conf.include = ["workers.tasks"]
 # pool process busy with a task defers it: a batch records the message in hand,
 # gives back the rest and hands the send on; the main process's warm shutdown then
 # ends the pool. An idle pool process stops at once, as before.
+_in_pool_process = False
 _busy = False
+_pool_handler = None  # billiard's own SIGTERM handler, for an idle pool process
 
 
 @worker_process_init.connect
-def _defer_sigterm_in_pool_processes(**_) -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+def _pool_process_started(**_) -> None:
+    global _in_pool_process
+    _in_pool_process = True
 
 
 def _on_sigterm(signum, frame) -> None:
     if _busy:
         dispatch.request_stop()
         return
+    if callable(_pool_handler):
+        _pool_handler(signum, frame)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 @task_prerun.connect
 def _task_started(**_) -> None:
-    global _busy
+    # Installed here, not at process start: billiard replaces every SIGTERM handler
+    # after Celery's process initialiser has run.
+    global _busy, _pool_handler
     _busy = True
+    if _in_pool_process and _pool_handler is None:
+        _pool_handler = signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 @task_postrun.connect
