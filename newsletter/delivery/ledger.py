@@ -262,27 +262,14 @@ class HotStatement:
 
 @contextlib.contextmanager
 def batch_connection() -> Iterator:
-    """An AUTOCOMMIT connection for a batch's writes: each statement commits alone."""
+    """An AUTOCOMMIT connection for a batch's writes: each statement commits alone.
+
+    Each commit waits for the WAL flush (no ``synchronous_commit = off`` here): a
+    database crash must not lose a result the relay already answered, or the row
+    would come back looking never tried and its reader get a second, unflagged copy.
+    What a crash can cut is only the message in flight, resent once and flagged."""
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        relaxed = _relax_commits(connection)
-        try:
-            yield connection
-        finally:
-            if relaxed:
-                with contextlib.suppress(Exception):  # a broken connection is discarded anyway
-                    connection.execute(text("RESET synchronous_commit"))
-
-
-def _relax_commits(connection) -> bool:
-    """PostgreSQL: the ledger's result statements commit without waiting for the WAL
-    flush. A database-server crash can then lose the last few hundred milliseconds of
-    results; those rows come back as in flight or claimed, and the crash rule (resend
-    once, same Message-ID) covers them. A worker crash loses nothing: the server has
-    every statement it answered."""
-    if connection.dialect.name != "postgresql":
-        return False
-    connection.execute(text("SET synchronous_commit = off"))
-    return True
+        yield connection
 
 
 class ClaimedBatch:
