@@ -213,7 +213,7 @@ def private_relay(port: int | None = None):
     try:
         yield controller
     finally:
-        controller.stop_processes()
+        controller.stop()
 
 
 def test_relay_outage_pauses_the_send_then_resume_completes_it(app, client):
