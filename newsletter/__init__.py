@@ -116,6 +116,10 @@ def _derive_settings(app: Flask) -> None:
     if database_url.startswith("sqlite"):
         # Wait for a writer instead of failing with "database is locked".
         config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    else:
+        # After a database restart every pooled connection is dead: test each one as it
+        # is taken, so the first request or task after the restart does not fail.
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     host = urlsplit(config["BASE_URL"]).hostname or "localhost"
     config["LIST_ID"] = config["LIST_ID"] or f"<newsletter.{host}>"
     config["SESSION_COOKIE_SECURE"] = config["BASE_URL"].startswith("https://")

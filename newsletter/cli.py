@@ -186,12 +186,18 @@ def cancel_digest(digest_id: int):
 
 @digest_cli.command("sweep")
 def sweep_digests():
-    """Take back expired leases and re-publish stalled sends now (beat does it every 30 s)."""
-    published = 0
+    """Take back the rows of workers that are gone and re-publish stalled sends now
+    (beat does it every 15 s)."""
+    released = published = 0
     for digest_id, status in digests.sweep_candidates():
         with unit_of_work():  # each issue's tasks are published as its transaction commits
-            published += digests.sweep_issue(digest_id, status)
-    click.echo(f"published {published} batch task(s)")
+            swept = digests.sweep_issue(digest_id, status)
+        if swept.released or swept.published:
+            click.echo(f"digest {digest_id}: took back {swept.released} row(s) from lost "
+                       f"workers, published {swept.published} batch task(s)")
+        released += swept.released
+        published += swept.published
+    click.echo(f"took back {released} row(s), published {published} batch task(s)")
 
 
 @digest_cli.command("preview")

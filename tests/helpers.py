@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import ssl
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
@@ -148,6 +151,99 @@ def subprocess_env(app, **settings) -> dict[str, str]:
            "NEWSLETTER_TASK_QUEUE": config["TASK_QUEUE"]}
     env.update({f"NEWSLETTER_{key}": str(value) for key, value in settings.items()})
     return env
+
+
+def start_celery_worker(env, concurrency: int = 1, *,
+                        bulk_only: bool = False) -> subprocess.Popen:
+    """A real `celery worker` process (prefork pool) in a process group of its own."""
+    from newsletter import jobs
+
+    queues = ["-Q", jobs.queue_name(env["NEWSLETTER_TASK_QUEUE"], jobs.BULK)] if bulk_only else []
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
+         "prefork", "--concurrency", str(concurrency), "--loglevel", "WARNING",
+         "--hostname", f"w{time.monotonic_ns()}@%h", *queues],
+        env=env, cwd=ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_processes(*workers: subprocess.Popen | None) -> None:
+    """SIGTERM to each process group, SIGKILL after 30 s."""
+    for worker in workers:
+        if worker and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        if worker:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+
+
+def send_ledger(app, digest_id: int) -> tuple:
+    """The issue, its counts and every (address, row), detached from the session."""
+    from sqlalchemy import select
+
+    from newsletter.extensions import db
+    from newsletter.issues import digests
+    from newsletter.models import Delivery, Digest, Subscriber
+
+    with app.app_context():
+        digest = db.session.get(Digest, digest_id)
+        db.session.expunge(digest)
+        rows = db.session.execute(select(Subscriber.email, Delivery).join(
+            Delivery, Delivery.subscriber_id == Subscriber.id)).all()
+        for _, delivery in rows:
+            db.session.expunge(delivery)
+        return digest, digests.progress(digest_id), rows
+
+
+def sweep_like_beat_until_sent(app, twin, digest_id: int, timeout: float) -> int:
+    """Sweep as often as beat does until the issue is sent; returns the rows taken back.
+    ``twin``: an app configured like the workers (their queue and settings)."""
+    from sqlalchemy.exc import OperationalError
+
+    from newsletter import jobs
+    from newsletter.db import unit_of_work
+    from newsletter.extensions import db
+    from newsletter.issues import digests
+    from newsletter.models import Digest, DigestStatus
+
+    every = jobs.job(jobs.SWEEP_DELIVERIES).beat.every
+    released, swept_at = 0, -every
+
+    def swept_and_sent():
+        nonlocal released, swept_at
+        with twin.app_context():
+            if time.monotonic() - swept_at >= every:
+                swept_at = time.monotonic()
+                try:
+                    for candidate, status in digests.sweep_candidates():
+                        with unit_of_work():
+                            released += digests.sweep_issue(candidate, status).released
+                except OperationalError:
+                    return False  # the database is down: beat's run fails, the next one sweeps
+            try:
+                return db.session.get(Digest, digest_id).status == DigestStatus.SENT
+            except OperationalError:
+                db.session.rollback()
+                return False
+
+    wait_until(swept_and_sent, timeout, lambda: f"sent: {send_ledger(app, digest_id)[1]}",
+               interval=0.2)
+    return released
+
+
+def wait_for_claimed_rows(app, digest_id: int, rows: int) -> None:
+    """Until the workers hold at least ``rows`` claimed rows: a signal now lands mid-batch."""
+    wait_until(lambda: send_ledger(app, digest_id)[1]["sending"] >= rows, 30,
+               f"{rows} claimed rows", interval=0.01)
+
+
+def received_by(handler: RecordingSMTPHandler) -> Counter:
+    return Counter(message["To"].addresses[0].addr_spec for message in handler.messages)
 
 
 def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
@@ -430,7 +526,7 @@ def sweep() -> int:
     published = 0
     for digest_id, status in digests.sweep_candidates():
         with unit_of_work():
-            published += digests.sweep_issue(digest_id, status)
+            published += digests.sweep_issue(digest_id, status).published
     return published
 
 
