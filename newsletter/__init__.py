@@ -13,10 +13,12 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from newsletter import logging_setup
 from newsletter.config import (
     check_dev_mailbox,
     check_secret_key,
     check_send_settings,
+    ensure_instance_folder,
     load_settings,
 )
 
@@ -43,6 +45,7 @@ def default_instance_path() -> str | None:
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = {**load_settings(), **(config or {})}
+    logging_setup.configure(settings["LOG_LEVEL"])  # first: start-up warnings get its format
     app = Flask(
         __name__,
         instance_path=settings["INSTANCE_PATH"] or default_instance_path(),
@@ -106,13 +109,17 @@ def _generated_secret(path: Path) -> str:
 def _derive_settings(app: Flask) -> None:
     """Settings computed from others, and the names the extensions expect."""
     config = app.config
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    ensure_instance_folder(app.instance_path)
     default_database = f"sqlite:///{Path(app.instance_path) / 'newsletter.db'}"
     database_url = config["DATABASE_URL"] or default_database
     config["SQLALCHEMY_DATABASE_URI"] = database_url
     if database_url.startswith("sqlite"):
         # Wait for a writer instead of failing with "database is locked".
         config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    else:
+        # After a database restart every pooled connection is dead: test each one as it
+        # is taken, so the first request or task after the restart does not fail.
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     host = urlsplit(config["BASE_URL"]).hostname or "localhost"
     config["LIST_ID"] = config["LIST_ID"] or f"<newsletter.{host}>"
     config["SESSION_COOKIE_SECURE"] = config["BASE_URL"].startswith("https://")

@@ -16,7 +16,7 @@ from flask.cli import AppGroup
 from newsletter.content import article_files, articles, feeds, topics
 from newsletter.db import commit_each, unit_of_work
 from newsletter.delivery import outbox
-from newsletter.editors import accounts, audit
+from newsletter.editors import accounts, audit, two_factor
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.issues.schedule import local_time, parse_schedule
@@ -186,12 +186,18 @@ def cancel_digest(digest_id: int):
 
 @digest_cli.command("sweep")
 def sweep_digests():
-    """Take back expired leases and re-publish stalled sends now (beat does it every 30 s)."""
-    published = 0
+    """Take back the rows of workers that are gone and re-publish stalled sends now
+    (beat does it every 15 s)."""
+    released = published = 0
     for digest_id, status in digests.sweep_candidates():
         with unit_of_work():  # each issue's tasks are published as its transaction commits
-            published += digests.sweep_issue(digest_id, status)
-    click.echo(f"published {published} batch task(s)")
+            swept = digests.sweep_issue(digest_id, status)
+        if swept.released or swept.published:
+            click.echo(f"digest {digest_id}: took back {swept.released} row(s) from lost "
+                       f"workers, published {swept.published} batch task(s)")
+        released += swept.released
+        published += swept.published
+    click.echo(f"took back {released} row(s), published {published} batch task(s)")
 
 
 @digest_cli.command("preview")
@@ -392,6 +398,20 @@ def create_token(email: str, name: str, scopes: tuple[str, ...], expires_days: i
     expiry = f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "no expiry"
     click.echo(f"token {row.id} for {row.editor.email}: {row.scopes}; {expiry}")
     click.echo(token)
+
+
+@editors_cli.command("reseal-totp")
+def reseal_totp():
+    """Re-encrypt every editor's TOTP secret with the current NEWSLETTER_TOTP_KEY (run
+    after a rotation, before the old key leaves NEWSLETTER_TOTP_KEY_FALLBACKS)."""
+    with unit_of_work():
+        done, unreadable = two_factor.reseal_all()
+        audit.record(audit.CLI, "totp_reseal", detail=f"{done} resealed, {unreadable} unreadable")
+    click.echo(f"{done} TOTP secret(s) re-encrypted with the current key")
+    if unreadable:
+        raise click.ClickException(
+            f"{unreadable} secret(s) open with no configured key: keep the old key in "
+            "NEWSLETTER_TOTP_KEY_FALLBACKS, or those editors log in with a recovery code")
 
 
 @editors_cli.command("role")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -124,16 +125,6 @@ def _imap_url(value: str) -> str:
     return text
 
 
-def _regex(value: str) -> str:
-    import re
-
-    try:
-        re.compile(value)
-    except re.error as error:
-        raise ValueError(f"not a regular expression: {error}") from None
-    return str(value).strip()
-
-
 def _words(value: str) -> tuple[str, ...]:
     return tuple(word.strip() for word in str(value).split(",") if word.strip())
 
@@ -201,6 +192,21 @@ def _absolute_path(value: str) -> str:
     return text
 
 
+def _ca_file(value: str) -> str:
+    """CA certificates (PEM) to trust for one TLS peer, checked at start: a missing or
+    unreadable file stops the process instead of failing every connection later."""
+    path = os.path.expanduser(str(value).strip())
+    if not path:
+        return ""
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (OSError, ssl.SSLError) as error:  # a folder, no permission, not PEM
+        raise ValueError(f"cannot load CA certificates from {path}: {error}") from None
+    return path
+
+
 def _secrets(value: str) -> list[str]:
     return [key.strip() for key in str(value).split(",") if key.strip()]
 
@@ -231,6 +237,40 @@ def _frame_origins(value: str) -> tuple[str, ...]:
     return tuple(origin.rstrip("/") for origin in origins)
 
 
+# --- the key of editors' TOTP secrets at rest (read only through ``totp_keys``) ---
+
+MIN_TOTP_KEY_CHARS = 32
+
+
+def _totp_key(value: str, what: str = "a key") -> str:
+    text = str(value).strip()
+    if text and (len(text) < MIN_TOTP_KEY_CHARS or not text.isascii()
+                 or not text.isprintable() or " " in text or "," in text):
+        raise ValueError(f"{what} must be at least {MIN_TOTP_KEY_CHARS} printable ASCII "
+                         "characters without spaces or commas, random (e.g. "
+                         "python3 -c 'import secrets; print(secrets.token_hex(32))'); "
+                         f"got {len(text)} characters")
+    return text
+
+
+def _totp_key_list(value: str) -> list[str]:
+    return [_totp_key(key, "each key") for key in str(value).split(",") if key.strip()]
+
+
+def totp_keys(config: Mapping[str, Any]) -> list[bytes]:
+    """The Fernet keys of editors' TOTP secrets, the one to encrypt with first:
+    TOTP_KEY and its fallbacks, else keys derived from SECRET_KEY and its fallbacks
+    (so a SECRET_KEY rotation keeps them readable while the old key is a fallback)."""
+    import base64
+    import hashlib
+
+    chosen = ([_totp_key(config["TOTP_KEY"]), *map(_totp_key, config["TOTP_KEY_FALLBACKS"])]
+              if config.get("TOTP_KEY") else
+              [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", ())])
+    return [base64.urlsafe_b64encode(hashlib.sha256(b"totp-secrets:" + str(key).encode())
+                                     .digest()) for key in chosen]
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -248,12 +288,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SUPPRESSION_KEY", "", _str,
             "Pepper of the erased-address hash; never rotate it. Empty: generated once "
             "into `instance/suppression-key`."),
+    Setting("TOTP_KEY", "", _totp_key,
+            "Encrypts editors' two-factor (TOTP) secrets in the database: at least 32 "
+            "characters, random. Empty: derived from SECRET_KEY (and each fallback)."),
+    Setting("TOTP_KEY_FALLBACKS", [], _totp_key_list,
+            "Comma-separated previous TOTP_KEYs, still read. To rotate: old key here, a new "
+            "TOTP_KEY, then `flask --app newsletter editors reseal-totp` and drop the old one."),
     Setting("SESSION_IDLE_TIMEOUT", 3600, _int(60),
             "Seconds without a click after which an editor's session ends."),
     Setting("SESSION_MAX_AGE", 12 * 3600, _int(60),
             "Seconds after login after which an editor's session ends, however active."),
     Setting("LOGIN_FREE_ATTEMPTS", 5, _int(1),
-            "Failed logins to one account before each further try waits (1 s, 2 s, 4 s, ...)."),
+            "Failed logins to one account from one network (or known device) before its "
+            "further tries wait (1 s, 2 s, 4 s, ... as the account's failures say)."),
     Setting("LOGIN_ALERT_AFTER", 10, _int(1),
             "Failed logins to one account after which its editor gets a warning mail."),
     Setting("LOGIN_RATE_LIMIT", "10 per minute;50 per hour", _str,
@@ -275,6 +322,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_SECURITY", "none", _choice("none", "starttls", "ssl"),
             "`none`, `starttls` or `ssl` (implicit TLS, usually port 465)."),
     Setting("SMTP_TIMEOUT", 30, _int(1), "Seconds to wait on the SMTP server."),
+    Setting("SMTP_CA_FILE", "", _ca_file,
+            "CA certificate(s) (PEM) to trust for the relay's TLS instead of the system's, "
+            "for a relay signed by a private CA; checked at start."),
     Setting("MAIL_FROM", "The Newsletter <newsletter@localhost>", _mailbox,
             "From header, with display name."),
     Setting("SITE_NAME", "The Newsletter", _str, "Name shown on pages and in mails."),
@@ -363,6 +413,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest bounce or complaint message (bytes) the receiver and the mailbox accept."),
     Setting("BOUNCE_RAW_RETENTION_DAYS", 90, _int(1),
             "Days the raw bytes of bounce and complaint reports are kept (the events stay)."),
+    Setting("BOUNCE_PARKED_KEEP_BYTES", 4096, _int(512),
+            "Bytes kept of a parked report (no genuine VERP token, or not understood): its "
+            "beginning, for owners to read; the rest is dropped on arrival."),
+    Setting("BOUNCE_PARKED_RETENTION_DAYS", 14, _int(1),
+            "Days parked reports (their events and kept bytes) are kept."),
+    Setting("BOUNCE_TOKENLESS_PER_CLIENT_PER_DAY", 100, _int(1),
+            "Mails to the bounce address without a VERP token accepted per day from one "
+            "client (IPv4 address or IPv6 /64); more are refused with 450 at RCPT."),
+    Setting("BOUNCE_TOKENLESS_PER_DAY", 1000, _int(1),
+            "Mails to the bounce address without a VERP token accepted per day from all "
+            "clients together; more are refused with 452 at RCPT."),
+    Setting("BOUNCE_TOKENLESS_MAX_SIZE", 512 * 1024, _int(10_000),
+            "Largest mail without a VERP token (bytes; e.g. an ARF complaint with the "
+            "original message) the bounce receiver accepts; bigger: 552 at DATA."),
     Setting("BOUNCE_SOFT_LIMIT", 3, _int(1),
             "Soft bounces in a row (no delivery in between) that mark a reader bounced, …"),
     Setting("BOUNCE_SOFT_DAYS", 7, _int(0),
@@ -371,13 +435,12 @@ SETTINGS: tuple[Setting, ...] = (
             "A bounce mailbox polled by beat: `imaps://USER:PASSWORD@HOST/INBOX?processed="
             "Processed` (`imap://` uses STARTTLS). Processed mail is moved to that folder."),
     Setting("BOUNCE_IMAP_INTERVAL", 60, _int(10), "Seconds between two polls of the mailbox."),
-    Setting("BOUNCE_IMAP_CA_FILE", "", _str,
-            "CA certificate(s) to trust for the mailbox's TLS instead of the system's."),
+    Setting("BOUNCE_IMAP_CA_FILE", "", _ca_file,
+            "CA certificate(s) (PEM) to trust for the mailbox's TLS instead of the system's; "
+            "checked at start."),
     Setting("WEBHOOK_SNS_TOPIC_ARNS", (), _words,
             "Amazon SES via SNS: comma-separated topic ARNs accepted at /webhooks/ses "
             "(empty: the endpoint is off)."),
-    Setting("WEBHOOK_SNS_CERT_HOST", r"sns\.[a-z0-9-]+\.amazonaws\.com", _regex,
-            "Regular expression the host of an SNS SigningCertURL and SubscribeURL must match."),
     Setting("WEBHOOK_POSTMARK_AUTH", "", _str,
             "`user:password` Postmark sends as HTTP Basic auth to /webhooks/postmark "
             "(empty: off)."),
@@ -394,6 +457,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Hard-bounce rate (% of messages sent) above which a send pauses itself."),
     Setting("GUARD_MAX_COMPLAINT_PERCENT", 0.1, _percent,
             "Complaint rate (% of messages sent) above which a send pauses itself."),
+    Setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
+            "Lowest level logged by the web app, workers, beat and the bounce receiver: "
+            "`debug`, `info`, `warning`, `error` or `critical`."),
 )
 
 
@@ -434,6 +500,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def ensure_instance_folder(path: str) -> None:
+    """Create the instance folder, or stop with a line saying which setting moves it:
+    the default inside an installed virtualenv is often not the service user's to write."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable by this user")
+    except OSError as error:
+        raise ConfigError(
+            f"the instance folder {path} cannot be used ({error.strerror or error}); set "
+            f"{ENV_PREFIX}INSTANCE_PATH to a folder this user may write, e.g. "
+            "/var/lib/newsletter") from None
 
 
 def check_dev_mailbox(config: Mapping[str, Any]) -> None:

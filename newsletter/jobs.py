@@ -29,6 +29,7 @@ POLL_BOUNCE_MAILBOX = "workers.tasks.poll_bounce_mailbox"
 PURGE_BOUNCE_REPORTS = "workers.tasks.purge_bounce_reports"
 DISCARD_STALE_UPLOADS = "workers.tasks.discard_stale_uploads"
 RUN_IMPORT = "workers.tasks.run_import"
+FAIL_STALLED_IMPORTS = "workers.tasks.fail_stalled_imports"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ REGISTRY: dict[str, Job] = {job.name: job for job in (
     Job(SEND_DELIVERABILITY_ALERT, TRANSACTIONAL),
     Job(SEND_DIGEST_BATCH, BULK),
     Job(SEND_OWED_MAILS, beat=Beat("send-owed-mails", every=60.0)),
-    Job(SWEEP_DELIVERIES, beat=Beat("sweep-deliveries", every=30.0)),
+    # Every 15 s: a dead worker's claim (heartbeat TTL 10 s) is back within ~25 s.
+    Job(SWEEP_DELIVERIES, beat=Beat("sweep-deliveries", every=15.0)),
     Job(DISCARD_STALE_UPLOADS, beat=Beat("discard-stale-uploads", every=600.0)),
     Job(START_SCHEDULED_DIGESTS, beat=Beat("start-scheduled-digests", every=60.0)),
     Job(SEND_WEEKLY_DIGEST, beat=Beat("weekly-digest", weekly="DIGEST_SCHEDULE")),
@@ -71,6 +73,8 @@ REGISTRY: dict[str, Job] = {job.name: job for job in (
     Job(POLL_BOUNCE_MAILBOX, beat=Beat("poll-bounce-mailbox", every="BOUNCE_IMAP_INTERVAL",
                                        only_if="BOUNCE_IMAP_URL")),
     Job(RUN_IMPORT),
+    # An import whose worker died would show "running" for ever.
+    Job(FAIL_STALLED_IMPORTS, beat=Beat("fail-stalled-imports", every=60.0)),
 )}
 
 

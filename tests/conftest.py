@@ -6,20 +6,78 @@
 - SMTP: aiosmtpd on a free port, recording what it receives.
 - Celery: every test that uses the app gets a queue prefix of its own (``task_queue``);
   ``celery_worker`` starts a worker on it for that test alone.
+- Logs: no key or token made during a test may appear in a log line of it
+  (``no_secret_in_logs``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import secrets
 import uuid
 
+import itsdangerous
 import pytest
 import redis
 from aiosmtpd.controller import Controller
 from celery.contrib.testing.worker import start_worker
 
 from newsletter.devstack import free_port, start_embedded_redis
+from newsletter.logging_setup import make_formatter
 from tests.helpers import RecordingSMTPHandler, app_config
+
+
+class LogLines(logging.Handler):
+    """Every record as the app's log handler writes it (message and exception text)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(make_formatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(monkeypatch):
+    """Fails a test if a reader key, API token, session key or the signature of any
+    signed token (confirm, address change, invitation, old unsubscribe links, form
+    tokens, session cookies) made during it appears in a log line of any logger at
+    INFO or above, from the test's own thread or a worker thread.
+
+    Every random key comes from ``secrets.token_urlsafe``, every signed token from
+    itsdangerous' ``Serializer.dumps``: both are recorded here as they are made."""
+    made: set[str] = set()
+    token_urlsafe, dumps = secrets.token_urlsafe, itsdangerous.Serializer.dumps
+
+    def recorded_token_urlsafe(nbytes=None):
+        made.add(value := token_urlsafe(nbytes))
+        return value
+
+    def recorded_dumps(self, obj, salt=None):
+        value = dumps(self, obj, salt)
+        made.add((value if isinstance(value, str) else value.decode()).rsplit(".", 1)[-1])
+        return value
+
+    monkeypatch.setattr(secrets, "token_urlsafe", recorded_token_urlsafe)
+    monkeypatch.setattr(itsdangerous.Serializer, "dumps", recorded_dumps)
+    root, handler = logging.getLogger(), LogLines()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level or logging.WARNING, logging.INFO))  # production's default
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    words = set(re.findall(r"[A-Za-z0-9_-]{16,}", "\n".join(handler.lines)))
+    words |= {word[3:] for word in words}  # "nl_" + token_urlsafe(...): API tokens
+    leaked = {value for value in made if len(value) >= 16} & words
+    lines = [line for line in handler.lines if any(value in line for value in leaked)]
+    assert not leaked, "log lines hold keys or tokens:\n" + "\n".join(lines[:10])
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,14 @@ import asyncio
 import os
 import re
 import signal
+import ssl
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -149,20 +153,107 @@ def subprocess_env(app, **settings) -> dict[str, str]:
     return env
 
 
+def start_celery_worker(env, concurrency: int = 1, *,
+                        bulk_only: bool = False) -> subprocess.Popen:
+    """A real `celery worker` process (prefork pool) in a process group of its own."""
+    from newsletter import jobs
+
+    queues = ["-Q", jobs.queue_name(env["NEWSLETTER_TASK_QUEUE"], jobs.BULK)] if bulk_only else []
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
+         "prefork", "--concurrency", str(concurrency), "--loglevel", "WARNING",
+         "--hostname", f"w{time.monotonic_ns()}@%h", *queues],
+        env=env, cwd=ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_processes(*workers: subprocess.Popen | None) -> None:
+    """SIGTERM to each process group, SIGKILL after 30 s."""
+    for worker in workers:
+        if worker and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        if worker:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+
+
+def send_ledger(app, digest_id: int) -> tuple:
+    """The issue, its counts and every (address, row), detached from the session."""
+    from sqlalchemy import select
+
+    from newsletter.extensions import db
+    from newsletter.issues import digests
+    from newsletter.models import Delivery, Digest, Subscriber
+
+    with app.app_context():
+        digest = db.session.get(Digest, digest_id)
+        db.session.expunge(digest)
+        rows = db.session.execute(select(Subscriber.email, Delivery).join(
+            Delivery, Delivery.subscriber_id == Subscriber.id)).all()
+        for _, delivery in rows:
+            db.session.expunge(delivery)
+        return digest, digests.progress(digest_id), rows
+
+
+def sweep_like_beat_until_sent(app, twin, digest_id: int, timeout: float) -> int:
+    """Sweep as often as beat does until the issue is sent; returns the rows taken back.
+    ``twin``: an app configured like the workers (their queue and settings)."""
+    from sqlalchemy.exc import OperationalError
+
+    from newsletter import jobs
+    from newsletter.db import unit_of_work
+    from newsletter.extensions import db
+    from newsletter.issues import digests
+    from newsletter.models import Digest, DigestStatus
+
+    every = jobs.job(jobs.SWEEP_DELIVERIES).beat.every
+    released, swept_at = 0, -every
+
+    def swept_and_sent():
+        nonlocal released, swept_at
+        with twin.app_context():
+            if time.monotonic() - swept_at >= every:
+                swept_at = time.monotonic()
+                try:
+                    for candidate, status in digests.sweep_candidates():
+                        with unit_of_work():
+                            released += digests.sweep_issue(candidate, status).released
+                except OperationalError:
+                    return False  # the database is down: beat's run fails, the next one sweeps
+            try:
+                return db.session.get(Digest, digest_id).status == DigestStatus.SENT
+            except OperationalError:
+                db.session.rollback()
+                return False
+
+    wait_until(swept_and_sent, timeout, lambda: f"sent: {send_ledger(app, digest_id)[1]}",
+               interval=0.2)
+    return released
+
+
+def wait_for_claimed_rows(app, digest_id: int, rows: int) -> None:
+    """Until the workers hold at least ``rows`` claimed rows: a signal now lands mid-batch."""
+    wait_until(lambda: send_ledger(app, digest_id)[1]["sending"] >= rows, 30,
+               f"{rows} claimed rows", interval=0.01)
+
+
+def received_by(handler: RecordingSMTPHandler) -> Counter:
+    return Counter(message["To"].addresses[0].addr_spec for message in handler.messages)
+
+
 def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, **kwargs)
 
 
 def start_process(command: list[str], env) -> subprocess.Popen:
-    """A server or worker in its own process group, output discarded (stop_process)."""
+    """A server or worker in its own process group, output discarded (stop_processes)."""
     return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 # --- timing ----------------------------------------------------------------------------------
@@ -375,6 +466,68 @@ class ScriptedHandler:
         return "250 OK"
 
 
+@dataclass(frozen=True)
+class PrivateCA:
+    """A CA of our own (not in any trust store) and a server certificate it signed."""
+    ca_cert: Path  # what a client trusts: NEWSLETTER_SMTP_CA_FILE
+    cert: Path  # the server's certificate and key
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def private_ca(directory: Path, ip: str = "127.0.0.1") -> PrivateCA:
+    """A private CA and a certificate for ``ip`` (an IP SAN) signed by it, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, public_key, issuer: str, signing_key, *extensions):
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=2)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca = certificate("Test Private CA", ca_key.public_key(), "Test Private CA", ca_key,
+                     (x509.BasicConstraints(ca=True, path_length=0), True),
+                     (x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                    content_commitment=False, key_encipherment=False,
+                                    data_encipherment=False, key_agreement=False,
+                                    encipher_only=False, decipher_only=False), True),
+                     (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False))
+    server = certificate(ip, server_key.public_key(), "Test Private CA", ca_key,
+                         (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                          False),
+                         (x509.BasicConstraints(ca=False, path_length=None), True),
+                         (x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                             ca_key.public_key()), False),
+                         (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                          False))
+    files = PrivateCA(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return files
+
+
 # --- the browser -----------------------------------------------------------------------------
 
 def screenshot(page, name: str) -> None:
@@ -399,7 +552,7 @@ def sweep() -> int:
     published = 0
     for digest_id, status in digests.sweep_candidates():
         with unit_of_work():
-            published += digests.sweep_issue(digest_id, status)
+            published += digests.sweep_issue(digest_id, status).published
     return published
 
 

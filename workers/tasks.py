@@ -1,6 +1,7 @@
 """Thin task wrappers around the domain packages: ids in, nothing out."""
 
 from celery import shared_task
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter import jobs
 from newsletter.bounces import imap, intake
@@ -54,7 +55,10 @@ def send_editor_mail(mail_id: int) -> None:
         editor_mail.send(mail_id)
 
 
-@shared_task(name=jobs.SEND_DIGEST_BATCH)
+# A database outage (a restart, a failover) fails the batch: its claim's heartbeat
+# ends with it, so the next sweep takes its rows back, and the chain retries.
+@shared_task(name=jobs.SEND_DIGEST_BATCH, autoretry_for=(OperationalError, InterfaceError),
+             retry_backoff=2, retry_backoff_max=30, max_retries=20)
 def send_digest_batch(digest_id: int) -> None:
     with unit_of_work():
         dispatch.send_batch(digest_id)
@@ -130,3 +134,9 @@ def discard_stale_uploads() -> None:
 def run_import(job_id: int) -> None:
     # Committed after the claim and after each chunk, so progress shows.
     commit_each(subscriber_lists.import_job_steps(job_id))
+
+
+@shared_task(name=jobs.FAIL_STALLED_IMPORTS)
+def fail_stalled_imports() -> None:
+    with unit_of_work():
+        subscriber_lists.fail_stalled_import_jobs()

@@ -1,7 +1,7 @@
 """Bounces and complaints: one door for every report, whatever way it came in.
 
 The SMTP receiver, the IMAP poller and the provider webhooks all end here.
-Each report becomes one ``bounce_events`` row (its raw bytes kept in
+Each report becomes one ``bounce_events`` row (its bytes kept in
 ``bounce_messages``), and the policy is applied in the same transaction:
 
 - hard bounce -> the reader is ``bounced`` at once;
@@ -13,6 +13,10 @@ A report is believed only if it carries a VERP token we signed that names a
 delivery we made, to the address the report names. Anything else (forged,
 unsigned, about an address we never mailed, not understood) is parked as an
 ``unparsed`` event with the reason: visible to owners, changing no reader.
+
+Anyone can mail the bounce address, so only a believed report keeps all its
+bytes (and only the first one per delivery); every other report keeps its first
+BOUNCE_PARKED_KEEP_BYTES, and parked reports go after BOUNCE_PARKED_RETENTION_DAYS.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.bounces import dsn
@@ -69,7 +73,7 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
     if db.session.scalar(select(BounceEvent.id).where(
             BounceEvent.dedup_key == f"mail:{fingerprint}")) is not None:
         return Outcome([], "duplicate: this report was recorded before")
-    stored = BounceMessage(source=source, size=len(raw), raw=raw if len(raw) <= limit else None,
+    stored = BounceMessage(source=source, size=len(raw), raw=_beginning(raw),
                            envelope_to=", ".join(envelope_to or [])[:320] or None)
     db.session.add(stored)
     db.session.flush()
@@ -97,6 +101,7 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
                      provider=report.provider)
     failure = next((f for f in report.failures if f.address in
                     (subscriber.email.lower(), subscriber.email_normalized)), None)
+    first_for_delivery = not _kept_before(ref)
     event = record(report.kind, source, subscriber.id, ref=ref,
                    recipient=subscriber.email, provider=report.provider,
                    status_code=failure.status_code if failure else None,
@@ -105,7 +110,26 @@ def receive_mail(raw: bytes, source: BounceSource, envelope_to: list[str] | None
     if event is None:
         _discard(stored)
         return Outcome([], "duplicate: this report was recorded before")
+    if first_for_delivery:
+        stored.raw = raw
     return Outcome([event.id], f"{event.kind.value}: {event.action}")
+
+
+def _beginning(raw: bytes) -> bytes:
+    """What a report keeps until it is believed: enough for an owner to read its headers."""
+    return raw[:current_app.config["BOUNCE_PARKED_KEEP_BYTES"]]
+
+
+def _kept_before(ref: verp.DeliveryRef) -> bool:
+    """Whether a report about this delivery was kept already: a reader holding their own
+    VERP token could otherwise have us store megabytes per mail they send us."""
+    if ref.outbox_mail_id is not None:
+        same = BounceEvent.outbox_mail_id == ref.outbox_mail_id
+    else:
+        same = and_(BounceEvent.digest_id == ref.digest_id,
+                    BounceEvent.subscriber_id == ref.subscriber_id)
+    return db.session.scalar(select(BounceEvent.id).where(
+        same, BounceEvent.raw_message_id.is_not(None)).limit(1)) is not None
 
 
 def _discard(stored: BounceMessage | None) -> None:
@@ -115,7 +139,7 @@ def _discard(stored: BounceMessage | None) -> None:
 
 
 def receive_oversized(size: int, source: BounceSource) -> Outcome:
-    """A report too large to download: parked with its size, its bytes not kept."""
+    """A report too large to download: parked with its size, none of its bytes."""
     stored = BounceMessage(source=source, size=size, raw=None)
     db.session.add(stored)
     db.session.flush()
@@ -148,10 +172,11 @@ def subscriber_for(ref: verp.DeliveryRef) -> Subscriber | None:
 
 
 def _park(stored: BounceMessage | None, source: BounceSource, problem: str, *,
-          dedup: str | None, provider: str | None = None) -> Outcome:
+          dedup: str | None, provider: str | None = None,
+          action: str = "parked: changed no reader") -> Outcome:
     """Keep a report we do not act on, with the reason; logged once, no reader changed."""
     event = _add_event(kind=BounceKind.UNPARSED, source=source, provider=provider,
-                       reason=problem[:2000], action="parked: changed no reader",
+                       reason=problem[:2000], action=action,
                        raw_message_id=stored.id if stored else None, dedup_key=dedup)
     if event is None:
         _discard(stored)
@@ -160,8 +185,10 @@ def _park(stored: BounceMessage | None, source: BounceSource, problem: str, *,
     return Outcome([event.id], f"parked: {problem}")
 
 
-def park_webhook(problem: str, provider: str, dedup: str | None = None) -> Outcome:
-    return _park(None, BounceSource.WEBHOOK, problem, dedup=dedup, provider=provider)
+def park_webhook(problem: str, provider: str, dedup: str | None = None,
+                 action: str = "parked: changed no reader") -> Outcome:
+    return _park(None, BounceSource.WEBHOOK, problem, dedup=dedup, provider=provider,
+                 action=action)
 
 
 def _add_event(**values) -> BounceEvent | None:
@@ -302,13 +329,26 @@ def forget(subscriber_id: int) -> None:
 
 
 def purge_raw_reports() -> int:
-    """Drop raw reports older than BOUNCE_RAW_RETENTION_DAYS (anyone can mail the bounce
-    address, so what it keeps must not grow for ever); the events stay."""
-    cutoff = utcnow() - timedelta(days=current_app.config["BOUNCE_RAW_RETENTION_DAYS"])
+    """Drop parked reports (event and bytes) older than BOUNCE_PARKED_RETENTION_DAYS, and
+    the bytes of the others older than BOUNCE_RAW_RETENTION_DAYS (anyone can mail the
+    bounce address, so what it keeps must not grow for ever); believed events stay.
+    Returns how many reports lost their bytes."""
+    config = current_app.config
+    parked_cutoff = utcnow() - timedelta(days=config["BOUNCE_PARKED_RETENTION_DAYS"])
+    parked = (BounceEvent.kind == BounceKind.UNPARSED) & (BounceEvent.created_at < parked_cutoff)
+    parked_raw = select(BounceEvent.raw_message_id).where(
+        parked, BounceEvent.raw_message_id.is_not(None))
+    raw_ids = list(db.session.scalars(parked_raw))
+    db.session.execute(delete(BounceEvent).where(parked))
+    dropped = 0
+    for start in range(0, len(raw_ids), 500):  # bounded IN lists
+        dropped += db.session.execute(delete(BounceMessage).where(
+            BounceMessage.id.in_(raw_ids[start:start + 500]))).rowcount
+    cutoff = utcnow() - timedelta(days=config["BOUNCE_RAW_RETENTION_DAYS"])
     purged = db.session.execute(update(BounceMessage).where(
         BounceMessage.received_at < cutoff, BounceMessage.raw.is_not(None))
         .values(raw=None)).rowcount
-    return purged
+    return dropped + purged
 
 
 # --- what owners see --------------------------------------------------------------

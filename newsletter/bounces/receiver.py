@@ -3,9 +3,13 @@
 Point the bounce domain's MX, or a Postfix transport map entry, at it. It
 accepts mail only for ``bounces[+TOKEN]@BOUNCE_DOMAIN`` (never relays), refuses
 a VERP address whose signature is wrong at RCPT, caps the message size
-(BOUNCE_MAX_SIZE, announced in EHLO SIZE), and answers 250 only once the
-report is committed; on any error it answers 451 so the sending MTA retries
-and nothing is lost.
+(BOUNCE_MAX_SIZE, announced in EHLO SIZE; 552 at DATA), and answers 250 only
+once the report is committed; on any error it answers 451 so the sending MTA
+retries and nothing is lost.
+
+Anyone can mail ``bounces@`` without a token (feedback loops do, legitimately),
+so such mail is capped per client and per day at RCPT (``limits``), and intake
+keeps only the first few KB of what it cannot tie to a delivery of ours.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 from aiosmtpd.controller import Controller
 from flask import Flask
 
+from newsletter.bounces import limits
 from newsletter.mail import verp
 from newsletter.models import BounceSource
 
@@ -41,13 +46,40 @@ class BounceHandler:
                     return "550 5.1.1 Unknown bounce address"
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
+        if token is None and not getattr(envelope, "tokenless_counted", False):
+            refused = await asyncio.get_running_loop().run_in_executor(
+                None, self._count_tokenless, session.peer[0] if session.peer else None)
+            if refused:
+                return refused
+            envelope.tokenless_counted = True  # one message counts once, whatever its RCPTs
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    def _count_tokenless(self, client: str | None) -> str | None:
+        """The SMTP refusal for one more tokenless mail from this client, if over a cap."""
+        with self.app.app_context():
+            try:
+                refusal = limits.count_tokenless(client)
+            except limits.Unavailable as error:
+                log.warning("bounce receiver: limits unavailable (%s); asking to retry", error)
+                return "451 4.3.0 Temporary failure, please retry"
+        if refusal is limits.Refusal.CLIENT:
+            log.warning("bounce receiver: %s is over its daily limit of mail without a token",
+                        client)
+            return "450 4.7.1 Too many reports from your address today; try again tomorrow"
+        if refusal is limits.Refusal.DAILY:
+            log.warning("bounce receiver: the daily limit of mail without a token is reached")
+            return "452 4.3.1 Too many reports today; try again tomorrow"
+        return None
 
     async def handle_DATA(self, server, session, envelope):
         data = envelope.original_content or envelope.content or b""
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
+        # Reading a report costs ~3 s of CPU per MB: a stranger gets less of it.
+        if (getattr(envelope, "tokenless_counted", False)
+                and len(data) > self.app.config["BOUNCE_TOKENLESS_MAX_SIZE"]):
+            return "552 5.3.4 Message too big for a report without a VERP token"
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(
                 None, self._store, data, list(envelope.rcpt_tos))

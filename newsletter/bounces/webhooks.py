@@ -4,19 +4,24 @@ Each provider proves the request is its own in its own way; a request that
 does not prove it is refused (403) before anything is read from it:
 
 - Amazon SES, through SNS: an RSA signature over the canonical message, made
-  with the certificate at SigningCertURL, which must be https on a host that
-  matches WEBHOOK_SNS_CERT_HOST (AWS's sns.<region>.amazonaws.com); the topic
-  must be one of WEBHOOK_SNS_TOPIC_ARNS. SubscriptionConfirmation is confirmed
-  only under the same checks.
+  with the certificate at SigningCertURL, which must be https on exactly an SNS
+  host (``sns.<region>.amazonaws.com`` or ``….amazonaws.com.cn``, no port, no
+  user info) and be issued to SNS (subject sns.amazonaws.com, or that host);
+  the topic must be one of WEBHOOK_SNS_TOPIC_ARNS. SubscriptionConfirmation is
+  confirmed only under the same checks.
 - Postmark: HTTP Basic auth (WEBHOOK_POSTMARK_AUTH, "user:password").
 - Mailgun: HMAC-SHA256 of timestamp+token with the signing key; the timestamp
-  must be fresh (WEBHOOK_MAX_AGE) and a token is accepted once.
+  must be fresh (WEBHOOK_MAX_AGE). The signature does not cover the body, so
+  every signed request's token is marked used before anything in it is read:
+  a token is accepted once, whatever its first request was.
 - SendGrid: the signed event webhook, ECDSA P-256 over timestamp+body with
   the verification key from SendGrid's settings; fresh timestamps only.
 
-A believed event names the reader by address (the provider saw the delivery);
-the issue it belongs to comes from our VERP envelope sender or our
-deterministic Message-ID when the provider passes them on.
+An event names the reader by address, but acts only if it also names a message
+we sent to that address (our VERP envelope sender or our Message-ID, as the
+provider passes them back): a provider account shared with other senders, or
+an address we never mailed that message to, changes nothing; such an event is
+parked as ignored.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from flask import current_app
 from sqlalchemy import select
 
-from newsletter.bounces import intake
+from newsletter.bounces import intake, limits
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.mail.addresses import InvalidAddress, check_email
@@ -49,6 +54,8 @@ from newsletter.models import BounceEvent, BounceKind, BounceSource, Subscriber
 
 PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid")
 _MESSAGE_ID = re.compile(r"<digest-(\d+)\.(\d+)@")
+# A VERP address inside a bounce's text (Postmark passes the bounce itself, not our headers).
+_VERP_ADDRESS = re.compile(r"\bbounces\+[a-z0-9.]{1,60}@[a-z0-9.-]{1,253}", re.IGNORECASE)
 _sns_certificates: dict[str, x509.Certificate] = {}  # per process: AWS rotates them rarely
 
 
@@ -62,6 +69,10 @@ class Refused(Exception):
 
 class BadPayload(ValueError):
     """Signed, but not a payload we can read (400)."""
+
+
+class Unavailable(Exception):
+    """We cannot check the request now (503): the provider retries later."""
 
 
 @dataclass(frozen=True)
@@ -112,11 +123,35 @@ _SNS_FIELDS = {
 }
 
 
+# AWS's SNS endpoints: sns.us-east-1.amazonaws.com, sns.us-gov-west-1.amazonaws.com,
+# sns.cn-north-1.amazonaws.com.cn. Nothing else on amazonaws.com (S3 buckets are there).
+_SNS_HOST = re.compile(r"sns\.[a-z]{2}(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com(?:\.cn)?")
+# Whom AWS issues its SNS signing certificates to.
+SNS_CERT_SUBJECT = "sns.amazonaws.com"
+
+
 def _sns_host_ok(url: str) -> bool:
-    parts = urlsplit(url)
-    return (parts.scheme == "https" and parts.hostname is not None and parts.port is None
-            and re.fullmatch(current_app.config["WEBHOOK_SNS_CERT_HOST"], parts.hostname)
-            is not None)
+    """https://SNS-HOST/... exactly: no user info, no port, no other host in disguise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    netloc = parts.netloc
+    return (parts.scheme == "https" and port is None and netloc.isascii()
+            and _SNS_HOST.fullmatch(netloc) is not None and parts.hostname == netloc)
+
+
+def _sns_subject_ok(certificate: x509.Certificate, url: str) -> bool:
+    """The certificate is issued to SNS: its common name (or a DNS name in it) is
+    sns.amazonaws.com or the SNS host it was fetched from."""
+    expected = {SNS_CERT_SUBJECT, urlsplit(url).hostname}
+    names = [attribute.value for attribute in
+             certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    with contextlib.suppress(x509.ExtensionNotFound):
+        names += certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    return any(str(name).lower() in expected for name in names)
 
 
 def _sns_certificate(url: str) -> x509.Certificate:
@@ -148,6 +183,8 @@ def _verify_sns(message: dict) -> None:
     try:
         signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
         certificate = _sns_certificate(cert_url)
+        if not _sns_subject_ok(certificate, cert_url):
+            raise Refused("signing certificate not issued to Amazon SNS")
         certificate.public_key().verify(
             signature, canonical.encode(), padding.PKCS1v15(),
             hashes.SHA1() if version == "1" else hashes.SHA256())  # noqa: S303 (SNS v1)
@@ -229,9 +266,15 @@ def _postmark(headers, body: bytes) -> list[Report]:
         raise BadPayload("not an object")
     record, kind = event.get("RecordType"), event.get("Type")
     email = str(event.get("Email") or "")
+    # Postmark's MessageID is its own; ours shows only in the bounce itself ("Include
+    # bounce content" in the webhook's settings) or in metadata the mail carried.
+    content = f"{str(event.get('Content') or '')[:200_000]} {event.get('Metadata') or ''}"
+    verp_address = _VERP_ADDRESS.search(content)
+    our_id = _MESSAGE_ID.search(content)
     common = dict(dedup_key=f"postmark:{event['ID']}:{record}"[:128] if event.get("ID") else None,
                   provider="Postmark",
-                  message_id=_angle(event.get("MessageID")))
+                  envelope_from=verp_address.group(0) if verp_address else None,
+                  message_id=our_id.group(0) if our_id else _angle(event.get("MessageID")))
     if record == "SpamComplaint" or kind == "SpamComplaint":
         return [Report(BounceKind.COMPLAINT, email, "complaint via Postmark feedback loop",
                        **common)]
@@ -262,7 +305,12 @@ def _mailgun(headers, body: bytes) -> list[Report]:
         raise Refused("bad Mailgun signature")
     _fresh(timestamp)
     dedup = f"mailgun:{token}"[:128]
-    if db.session.scalar(select(BounceEvent.id).where(BounceEvent.dedup_key == dedup)):
+    try:
+        first = limits.first_use("mailgun", token, 2 * current_app.config["WEBHOOK_MAX_AGE"])
+    except limits.Unavailable:
+        raise Unavailable("cannot tell whether this Mailgun token was used before") from None
+    if not first or db.session.scalar(select(BounceEvent.id).where(
+            BounceEvent.dedup_key == dedup)):
         raise Refused("Mailgun token used before (replayed)")
     event = payload.get("event-data")
     if not isinstance(event, dict):
@@ -341,8 +389,14 @@ def _apply(report: Report) -> str:
     if subscriber is None:
         return intake.park_webhook(f"{report.provider}: {report.kind.value} for an address "
                                     "we do not know", report.provider, report.dedup_key).summary
+    ref = _delivery_ref(report, subscriber.id)
+    if ref is None:
+        return intake.park_webhook(
+            f"{report.provider}: {report.kind.value} ignored: it names no message we sent "
+            f"to subscriber {subscriber.id}", report.provider, report.dedup_key,
+            action="ignored: names no message we sent to that address").summary
     event = intake.record(report.kind, BounceSource.WEBHOOK, subscriber.id,
-                           ref=_delivery_ref(report, subscriber.id), recipient=subscriber.email,
+                           ref=ref, recipient=subscriber.email,
                            provider=report.provider, status_code=report.status_code,
                            reason=report.reason, dedup_key=report.dedup_key)
     if event is None:
@@ -351,8 +405,9 @@ def _apply(report: Report) -> str:
 
 
 def _delivery_ref(report: Report, subscriber_id: int) -> verp.DeliveryRef | None:
-    """Which of our messages it was about, when the provider passes that on (our VERP
-    envelope sender, or our deterministic Message-ID), and only if we sent it to them."""
+    """Which of our messages it was about (our VERP envelope sender, or our
+    deterministic Message-ID, as the provider passes them back), only if we sent it to
+    this subscriber; None when the report names none."""
     candidates = []
     token = verp.token_in_address(report.envelope_from or "")
     if token:

@@ -9,14 +9,21 @@ next row in flight (one round trip per message), and that same statement only
 marks the next row while the issue is still sending, so pause and cancel act
 within one message.
 
-If the worker dies, its lease expires: untouched rows go back to pending, and
-the one row that was in flight is resent once (same Message-ID), then recorded
-``unknown`` if that resend is cut by a crash too.
+While a batch runs, its claim has a heartbeat in Redis (``delivery/heartbeat.py``).
+If the worker dies, the heartbeat stops and the sweeper takes the rows back within
+seconds (the lease is the fallback when Redis cannot tell): untouched rows go back
+to pending, and the one row that was in flight is resent once (same Message-ID),
+then recorded ``unknown`` if that resend is cut by a crash too.
+
+A worker asked to stop (SIGTERM, to the pool process too: ``request_stop``)
+finishes and records the message in hand, gives back the rest of its batch and
+hands the send on to the next task, so a stop never cuts a message in two.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,7 +33,7 @@ from enum import Enum
 from flask import current_app
 from sqlalchemy import select
 
-from newsletter.delivery import guard, ledger
+from newsletter.delivery import guard, heartbeat, ledger
 from newsletter.delivery.ledger import ClaimedBatch
 from newsletter.delivery.relay import Relay, SendRate
 from newsletter.extensions import db
@@ -77,8 +84,17 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
     return _factories[key]
 
 
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+    """This process is shutting down: a running batch ends after the message in hand."""
+    _stop_requested.set()
+
+
 class Stop(Enum):
     DONE = "done"  # every row of the batch has its result
+    STOPPING = "stopping"  # this process is shutting down: the rest was given back
     HALTED = "halted"  # paused, cancelled, or the claim was lost: someone else goes on
     UNREACHABLE = "unreachable"  # the relay could not be reached: try again later
     BREAKER = "breaker"  # ... for a whole window: the send paused itself
@@ -110,8 +126,18 @@ def send_batch(digest_id: int) -> int:
     digest = db.session.get(Digest, digest_id)
     if digest is None or digest.status != DigestStatus.SENDING:
         return 0
+    if _stop_requested.is_set():  # a task taken as the worker stops: the next worker's
+        digests.after_batch(digest_id, retry_later=False, hand_on=True)
+        return 0
+    token = ledger.new_claim()
+    with heartbeat.Heartbeat(token):
+        return _claim_and_send(digest, token)
+
+
+def _claim_and_send(digest: Digest, token: str) -> int:
+    digest_id = digest.id
     config = current_app.config
-    token, ids = ledger.claim_and_commit(digest_id, config["SEND_BATCH_SIZE"])
+    ids = ledger.claim_and_commit(digest_id, config["SEND_BATCH_SIZE"], token)
     if not ids:
         digests.finish_if_done(digest_id)
         return 0
@@ -135,7 +161,7 @@ def send_batch(digest_id: int) -> int:
         digests.pause_for_relay(digest_id, batch.last_error)
     guard.check_issue(digest_id)  # pauses the send when bounces or complaints spike
     digests.after_batch(digest_id, retry_later=stop is Stop.UNREACHABLE,
-                        hand_on=stop is Stop.DONE)
+                        hand_on=stop in (Stop.DONE, Stop.STOPPING))
     return done
 
 
@@ -174,6 +200,8 @@ class Batch:
                 coming = rows[index:index + STATUS_REFRESH_EVERY]  # the rows until the next look
                 self.left = _no_longer_active(self.ledger, [r.subscriber_id for r in coming])
                 self.relay.refresh_backoff({r.domain for r in coming})
+            if _stop_requested.is_set():  # even if marked in flight: not sent yet
+                return Stop.STOPPING, index
             if not self._renew_if_due(len(rows) - index):
                 return Stop.HALTED, index
             action = self.plan(row)

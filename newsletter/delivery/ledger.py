@@ -6,7 +6,8 @@ UPDATE SKIP LOCKED, so workers never wait on each other) and a lease. Every
 later write about a claimed row says who claims it (``WHERE id = ? AND claim =
 ?``): a write that matches nothing means the sweeper gave the row to someone
 else, so that batch stops at once. The sweeper takes back rows whose lease
-expired; cancelling an issue skips the rows nobody claimed.
+expired or whose claim's heartbeat stopped (``delivery/heartbeat.py``: the worker
+died); cancelling an issue skips the rows nobody claimed.
 
 The writes of a running batch go through ``ClaimedBatch`` on an AUTOCOMMIT
 connection: each result is its own transaction, committed together with marking
@@ -19,7 +20,7 @@ import contextlib
 import enum
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,7 +48,7 @@ class Move(enum.Enum):
     RENEW = "renew"  # the batch extends its lease
     RECORD = "record"  # the row's result
     RELEASE = "release"  # a stopped batch gives back a row it never tried
-    TAKE_BACK = "take back"  # the lease expired: its worker is gone
+    TAKE_BACK = "take back"  # the lease expired or the heartbeat stopped: its worker is gone
     SKIP_UNSENT = "skip unsent"  # the issue was cancelled
     ERASE = "erase"  # the reader was erased: SMTP replies that may name them go
 
@@ -102,16 +103,20 @@ def add_rows(rows: list[dict]) -> None:
     db.session.execute(insert(Delivery), rows)
 
 
-def claim_and_commit(digest_id: int, size: int) -> tuple[str, list[int]]:
-    """Lease up to ``size`` rows under a new owner token: pending ones first, then
-    deferred ones now due. Returns the token and the row ids.
+def new_claim() -> str:
+    """A fresh owner token (its heartbeat starts before any row is claimed under it)."""
+    return secrets.token_hex(16)
+
+
+def claim_and_commit(digest_id: int, size: int, token: str) -> list[int]:
+    """Lease up to ``size`` rows under the owner token ``token``: pending ones first,
+    then deferred ones now due. Returns the row ids.
 
     Commits (a deliberate early commit): the rows must be visibly claimed, by every
     worker and the sweeper, before any of their mail goes out. One condition per
     query, so each is a seek on the (digest_id, status) index rather than a scan
     past the rows already sent.
     """
-    token = secrets.token_hex(16)
     now = utcnow()
     lease = timedelta(seconds=current_app.config["SEND_LEASE"])
     for condition in (Delivery.status == PENDING,
@@ -133,21 +138,30 @@ def claim_and_commit(digest_id: int, size: int) -> tuple[str, list[int]]:
         ).all()
         db.session.commit()
         if ids:
-            return token, sorted(ids)
-    return token, []
+            return sorted(ids)
+    return []
 
 
-def take_back_expired(digest_id: int, now: datetime) -> None:
-    """Rows whose lease expired: their worker died (or stalled past its lease; its
-    claim no longer matches, so it stops at its next write)."""
-    expired = (Delivery.digest_id == digest_id, _sources(Move.TAKE_BACK),
-               Delivery.lease_until < now)
+def claims_held(digest_id: int) -> set[str]:
+    """The claims that hold rows of this issue now."""
+    return set(db.session.scalars(select(Delivery.claim).distinct().where(
+        Delivery.digest_id == digest_id, _sources(Move.TAKE_BACK))))
+
+
+def take_back(digest_id: int, now: datetime, dead_claims: Collection[str] = ()) -> int:
+    """Rows whose worker is gone: their lease expired, or their claim is one of
+    ``dead_claims`` (its heartbeat stopped). A holder that only stalled finds its claim
+    no longer matches and stops at its next write. Returns how many rows came back."""
+    gone = Delivery.lease_until < now
+    if dead_claims:
+        gone = gone | Delivery.claim.in_(sorted(dead_claims))
+    expired = (Delivery.digest_id == digest_id, _sources(Move.TAKE_BACK), gone)
     in_flight = Delivery.attempted_at.is_not(None)
     # Resent once already and cut by a crash again: maybe delivered twice; stop here.
-    db.session.execute(
+    lost_twice = db.session.execute(
         update(Delivery).where(*expired, in_flight, Delivery.resent_after_crash.is_(True))
         .values(status=UNKNOWN, lease_until=None, claim=None,
-                last_error="worker lost twice while sending this message"))
+                last_error="worker lost twice while sending this message")).rowcount
     # The message in flight when its worker died was most likely not accepted (the
     # connection died with the worker): resend it once, with the same Message-ID.
     resent = db.session.execute(
@@ -159,10 +173,11 @@ def take_back_expired(digest_id: int, now: datetime) -> None:
         log.warning("digest %s: %d message(s) in flight on a lost worker will be resent "
                     "once (same Message-ID)", digest_id, resent)
     # Claimed but never tried: back to pending, no attempt spent.
-    db.session.execute(
+    untried = db.session.execute(
         update(Delivery).where(*expired)
         .values(status=PENDING, lease_until=None, claim=None,
-                attempts=Delivery.attempts - 1))
+                attempts=Delivery.attempts - 1)).rowcount
+    return lost_twice + resent + untried
 
 
 def skip_unsent(digest_id: int) -> None:
@@ -247,27 +262,14 @@ class HotStatement:
 
 @contextlib.contextmanager
 def batch_connection() -> Iterator:
-    """An AUTOCOMMIT connection for a batch's writes: each statement commits alone."""
+    """An AUTOCOMMIT connection for a batch's writes: each statement commits alone.
+
+    Each commit waits for the WAL flush (no ``synchronous_commit = off`` here): a
+    database crash must not lose a result the relay already answered, or the row
+    would come back looking never tried and its reader get a second, unflagged copy.
+    What a crash can cut is only the message in flight, resent once and flagged."""
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        relaxed = _relax_commits(connection)
-        try:
-            yield connection
-        finally:
-            if relaxed:
-                with contextlib.suppress(Exception):  # a broken connection is discarded anyway
-                    connection.execute(text("RESET synchronous_commit"))
-
-
-def _relax_commits(connection) -> bool:
-    """PostgreSQL: the ledger's result statements commit without waiting for the WAL
-    flush. A database-server crash can then lose the last few hundred milliseconds of
-    results; those rows come back as in flight or claimed, and the crash rule (resend
-    once, same Message-ID) covers them. A worker crash loses nothing: the server has
-    every statement it answered."""
-    if connection.dialect.name != "postgresql":
-        return False
-    connection.execute(text("SET synchronous_commit = off"))
-    return True
+        yield connection
 
 
 class ClaimedBatch:

@@ -108,9 +108,11 @@ def send(mail_id: int) -> None:
         mail.last_error, mail.claimed_at = result.detail, None
         if result.outcome in (Outcome.FAILED, Outcome.BOUNCED):
             mail.attempts = MAX_ATTEMPTS  # permanent: the sweeper leaves it alone
-        # The reply can quote the address: the log names the subscriber by id only.
-        log.warning("outbox mail %s to subscriber %s not sent: %s", mail_id,
-                    subscriber.id, result.outcome.value)
+        # The reply can quote the address: the log names the subscriber by id only, and
+        # gives the reason only when it is about the relay (TLS, login, connection).
+        reason = f" ({result.detail})" if result.outcome is Outcome.UNREACHABLE else ""
+        log.warning("outbox mail %s to subscriber %s not sent: %s%s", mail_id,
+                    subscriber.id, result.outcome.value, reason)
 
 
 def _message(template: MailTemplate, subscriber: Subscriber,

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 _redis_clients: dict[str, redis.Redis] = {}
 
 
-def _redis() -> redis.Redis:
+def redis_client() -> redis.Redis:
     """One client (and connection pool) per worker process, not one per batch."""
     url = current_app.config["REDIS_URL"]
     if url not in _redis_clients:
@@ -47,7 +47,7 @@ class SendRate:
     def __init__(self, rate: float | None, client: redis.Redis | None = None):
         self.rate = rate
         if rate:
-            self.redis = client or _redis()
+            self.redis = client or redis_client()
             self.reserve = self.redis.register_script(_RESERVE_SLOT)
 
     def delay(self) -> float:
@@ -70,7 +70,7 @@ class Relay:
 
     def __init__(self, digest_id: int):
         config = current_app.config
-        self.redis = _redis()
+        self.redis = redis_client()
         self.failures_key = f"newsletter:relay-failures:{digest_id}"
         self.backoff_seconds = config["SEND_DOMAIN_BACKOFF"]
         self.breaker_failures = config["SEND_BREAKER_FAILURES"]

@@ -1,19 +1,30 @@
-"""Two-factor login: TOTP (RFC 6238) codes and one-time recovery codes."""
+"""Two-factor login: TOTP (RFC 6238) codes and one-time recovery codes.
+
+TOTP secrets are stored sealed (Fernet: AES and an HMAC) under the key of
+``config.totp_keys``, so a copy of the database (a backup, a dump) does not hold
+them; the key is a setting, never in the database, and rotates (``reseal_all``).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 
 import pyotp
 import segno
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flask import current_app
 from sqlalchemy import delete, select, update
 
+from newsletter.config import totp_keys
 from newsletter.extensions import db
 from newsletter.models import Editor, RecoveryCode, utcnow
+
+log = logging.getLogger(__name__)
 
 RECOVERY_CODES = 10
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
@@ -51,6 +62,38 @@ def _matching_step(secret: str, code: str) -> int | None:
     return None
 
 
+def _keys() -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in totp_keys(current_app.config)])
+
+
+def seal(secret: str) -> str:
+    return _keys().encrypt(secret.encode()).decode()
+
+
+def _unsealed(editor: Editor) -> str | None:
+    """The editor's TOTP secret, or None when no configured key opens it (logged:
+    the editor can still log in with a recovery code)."""
+    try:
+        return _keys().decrypt(editor.totp_secret.encode()).decode()
+    except InvalidToken:
+        log.error("the TOTP secret of editor %s opens with no key of NEWSLETTER_TOTP_KEY "
+                  "(or its fallbacks, or SECRET_KEY's when it is unset)", editor.id)
+        return None
+
+
+def reseal_all() -> tuple[int, int]:
+    """Re-encrypt every TOTP secret with the current key (after a rotation, before the
+    old key leaves the fallbacks). Returns (resealed, unreadable)."""
+    keys, done, unreadable = _keys(), 0, 0
+    for editor in db.session.scalars(select(Editor).where(Editor.totp_secret.is_not(None))):
+        try:
+            editor.totp_secret = keys.rotate(editor.totp_secret.encode()).decode()
+            done += 1
+        except InvalidToken:
+            unreadable += 1
+    return done, unreadable
+
+
 def _hash(code: str) -> str:
     return hashlib.sha256("".join(str(code).split()).lower().replace("-", "").encode()).hexdigest()
 
@@ -61,7 +104,7 @@ def enrol(editor: Editor, secret: str, code: str) -> list[str] | None:
     step = _matching_step(secret, code)
     if step is None:
         return None
-    editor.totp_secret, editor.totp_last_step = secret, step
+    editor.totp_secret, editor.totp_last_step = seal(secret), step
     codes = []
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.editor_id == editor.id))
     for _ in range(RECOVERY_CODES):
@@ -77,7 +120,8 @@ def verify(editor: Editor, code: str) -> str | None:
     commits right away, so the code stays spent whatever happens after."""
     if not editor.totp_secret:
         return None
-    step = _matching_step(editor.totp_secret, code)
+    secret = _unsealed(editor)  # when unreadable, a recovery code still works
+    step = _matching_step(secret, code) if secret else None
     if step is not None:
         # Conditional update: two requests racing with one code make one login.
         used = db.session.execute(update(Editor).where(

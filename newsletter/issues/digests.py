@@ -3,8 +3,8 @@
 The database is the source of truth. An issue for a scheduled period has a
 unique key, so a second trigger is a no-op; starting a send writes one delivery
 row per reader of the issue, each naming that reader's copy (issues/copies.py);
-a periodic sweep takes back rows whose worker vanished and re-publishes work whose
-task was lost.
+a periodic sweep takes back rows whose worker vanished (its claim's heartbeat
+stopped, or its lease expired) and re-publishes work whose task was lost.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter import jobs
 from newsletter.content import topics
-from newsletter.delivery import ledger
+from newsletter.delivery import heartbeat, ledger
 from newsletter.delivery.relay import Relay
 from newsletter.extensions import db
 from newsletter.issues import copies, lifecycle
@@ -197,12 +197,13 @@ def unfinished() -> list[Digest]:
         lifecycle.NOT_STARTED | lifecycle.UNDER_WAY)).order_by(Digest.id)))
 
 
-def start_draft(digest_id: int) -> int | None:
-    """Send a draft (or a scheduled issue) now; None when it is neither."""
+def start_draft(digest_id: int, expected_recipients: int | None = None) -> int | None:
+    """Send a draft (or a scheduled issue) now; None when it is neither.
+    ``expected_recipients``: as for ``start_send``."""
     digest = db.session.get(Digest, digest_id)
     if digest is None or digest.status not in lifecycle.NOT_STARTED:
         return None
-    return start_send(digest_id)
+    return start_send(digest_id, expected_recipients=expected_recipients)
 
 
 def discard(digest_id: int) -> bool:
@@ -332,7 +333,10 @@ def finish_if_done(digest_id: int) -> bool:
     """Mark the issue sent once every delivery row is final."""
     open_rows = exists().where(Delivery.digest_id == digest_id,
                                Delivery.status.in_(OPEN_DELIVERY_STATUSES))
-    return lifecycle.move(digest_id, Move.FINISH, where=~open_rows)
+    finished = lifecycle.move(digest_id, Move.FINISH, where=~open_rows)
+    if finished:
+        log.info("digest %s sent: every delivery is final", digest_id)
+    return finished
 
 
 def progress(digest_id: int) -> dict[str, int]:
@@ -383,20 +387,28 @@ def sweep_candidates(now: datetime | None = None) -> list[tuple[int, DigestStatu
         | ((Digest.status == DigestStatus.CANCELLED) & (Digest.finished_at >= recent))))]
 
 
-def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = None) -> int:
-    """Recover one send whose worker died or whose tasks were lost: take back expired
-    leases and enqueue batch tasks (published when the caller commits, so they find
-    the rows taken back); returns how many."""
+@dataclasses.dataclass(frozen=True)
+class Swept:
+    released: int  # rows taken back from workers that are gone
+    published: int  # batch tasks enqueued
+
+
+def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = None) -> Swept:
+    """Recover one send whose worker died or whose tasks were lost: take back the rows
+    of claims whose heartbeat stopped or whose lease expired, and enqueue batch tasks
+    (published when the caller commits, so they find the rows taken back)."""
     now = now or utcnow()
-    ledger.take_back_expired(digest_id, now)
+    released = ledger.take_back(digest_id, now, heartbeat.dead(ledger.claims_held(digest_id)))
+    if released:
+        log.warning("digest %s: took back %d row(s) from lost workers", digest_id, released)
     if status == DigestStatus.CANCELLED:
         ledger.skip_unsent(digest_id)
     if status != DigestStatus.SENDING:
-        return 0
+        return Swept(released, 0)
     live_leases = db.session.scalar(select(func.count()).where(
         Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING))
     if live_leases:
-        return 0  # a worker is on it; its chain covers the rest
+        return Swept(released, 0)  # a worker is on it; its chain covers the rest
     due = db.session.scalar(select(func.count()).where(
         Delivery.digest_id == digest_id,
         (Delivery.status == DeliveryStatus.PENDING)
@@ -405,7 +417,7 @@ def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = Non
     for _ in range(chains):
         enqueue_after_commit(jobs.SEND_DIGEST_BATCH, digest_id)
     finish_if_done(digest_id)
-    return chains
+    return Swept(released, chains)
 
 
 def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,

@@ -148,4 +148,15 @@ def check_form_token(token: object, client: str | None) -> None:
     except BadSignature:
         raise TokenInvalid("bad form token") from None
     if not isinstance(tag, str) or not hmac.compare_digest(tag, _client_tag(client)):
+        if not _signed_with_current_key(token):  # the tag changes with the keys too
+            raise TokenInvalid("form token signed with a previous SECRET_KEY (a key "
+                               "rotation since the form was shown), not a proxy problem")
         raise TokenInvalid("form token issued to another client")
+
+
+def _signed_with_current_key(token: str) -> bool:
+    try:
+        URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=FORM_SALT).loads(token)
+    except BadSignature:
+        return False
+    return True

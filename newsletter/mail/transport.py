@@ -132,22 +132,26 @@ class SMTPTransport:
         self.username = config["SMTP_USERNAME"]
         self.password = config["SMTP_PASSWORD"]
         self.timeout = config["SMTP_TIMEOUT"]
+        self.ca_file = config.get("SMTP_CA_FILE") or None  # None: the system's trusted CAs
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()
         self._stage = "mail"  # the command in progress, to classify a failure
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def _connect(self) -> smtplib.SMTP:
         """Connect, greet, start TLS, log in; any failure here is UNREACHABLE."""
         if self.security == "ssl":
             connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                self.host, self.port, timeout=self.timeout, context=self._tls_context()
             )
         else:
             connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
             connection.ehlo_or_helo_if_needed()  # a 421 here means the relay turned us away
             if self.security == "starttls":
-                connection.starttls(context=ssl.create_default_context())
+                connection.starttls(context=self._tls_context())
                 connection.ehlo()
             if self.username:
                 connection.login(self.username, self.password)
@@ -209,13 +213,9 @@ class SMTPTransport:
             self.close()
         try:
             self._connection = self._connect()
-        except smtplib.SMTPResponseException as error:  # 421 greeting, 535 login, ...
+        except (smtplib.SMTPException, OSError) as error:  # 421 greeting, 535 login, TLS, ...
             self.close()
-            return _result(Outcome.UNREACHABLE, error.smtp_code, error.smtp_error,
-                           "relay unreachable: ")
-        except (smtplib.SMTPException, OSError) as error:  # refused, reset, TLS, no AUTH
-            self.close()
-            return DeliveryResult(Outcome.UNREACHABLE, f"relay unreachable: {error}")
+            return self._unreachable(error)
         try:
             return self._deliver_once(self._connection, sender, recipient, data)
         except (smtplib.SMTPServerDisconnected, OSError) as error:
@@ -224,6 +224,24 @@ class SMTPTransport:
                 return DeliveryResult(Outcome.UNREACHABLE, f"relay dropped the connection: "
                                                            f"{error}")
             raise
+
+    def _unreachable(self, error: smtplib.SMTPException | OSError) -> DeliveryResult:
+        """Connecting, TLS or login failed; the detail says why in words an operator can
+        act on (the send loop and the outbox log it)."""
+        if isinstance(error, smtplib.SMTPResponseException):
+            return _result(Outcome.UNREACHABLE, error.smtp_code, error.smtp_error,
+                           "relay unreachable: ")
+        return DeliveryResult(Outcome.UNREACHABLE,
+                              f"relay unreachable: {self._reason(error)}"[:500])
+
+    def _reason(self, error: smtplib.SMTPException | OSError) -> str:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            hint = ("" if self.ca_file else
+                    "; a relay signed by a private CA needs NEWSLETTER_SMTP_CA_FILE")
+            return f"TLS: {error.reason}: {error.verify_message}{hint}"
+        if isinstance(error, ssl.SSLError):
+            return f"TLS: {error}"
+        return str(error) or type(error).__name__
 
     def _deliver_once(self, connection: smtplib.SMTP, sender: str, recipient: str,
                       data: bytes) -> DeliveryResult:

@@ -41,7 +41,8 @@ class Editor(UserMixin, db.Model):
     # Changes whenever the password is set, so an invitation link works once.
     password_nonce: Mapped[str] = mapped_column(String(32), default=new_token_nonce)
     # TOTP second factor: the base32 secret, set when enrolment is confirmed.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # Sealed with the TOTP key (editors/two_factor.py), never the secret itself.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_last_step: Mapped[int | None] = mapped_column()  # a code is accepted once
 
     @property

@@ -272,4 +272,6 @@ class ImportJob(db.Model):
     duplicate_sample: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Written at the claim and with each chunk's progress: the stalled-job sweeper's clock.
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

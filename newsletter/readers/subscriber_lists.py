@@ -309,10 +309,11 @@ def start_import_job(upload: str, consent: str | None, dry_run: bool,
 def import_job_steps(job_id: int) -> Iterator[None]:
     """Run a queued job once (a duplicate task finds it claimed and stops), yielding
     where the caller commits: after the claim, after each chunk with its progress,
-    and (when the generator ends) the outcome."""
+    and (when the generator ends) the outcome. A job the sweeper failed meanwhile
+    (``fail_stalled_import_jobs``) stays failed: its chunk in hand is not written."""
     claimed = db.session.execute(update(ImportJob).where(
         ImportJob.id == job_id, ImportJob.status == ImportStatus.QUEUED)
-        .values(status=ImportStatus.RUNNING)).rowcount
+        .values(status=ImportStatus.RUNNING, progress_at=utcnow())).rowcount
     yield
     if not claimed:
         return
@@ -322,9 +323,10 @@ def import_job_steps(job_id: int) -> Iterator[None]:
     try:
         with path.open("rb") as stream:
             for report in import_stream(stream, job.consent, dry_run=job.dry_run):
-                db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(
-                    rows_done=report.rows, bytes_done=stream.tell(), valid=report.valid,
-                    duplicates=report.duplicates, invalid_count=report.invalid_count))
+                if not _still_running(job_id, rows_done=report.rows, bytes_done=stream.tell(),
+                                      valid=report.valid, duplicates=report.duplicates,
+                                      invalid_count=report.invalid_count):
+                    return
                 yield
     except (ListFileError, OSError) as error:
         db.session.rollback()
@@ -336,11 +338,43 @@ def import_job_steps(job_id: int) -> Iterator[None]:
                       duplicates=report.duplicates, invalid_count=report.invalid_count,
                       invalid_sample=[list(item) for item in report.invalid],
                       duplicate_sample=[list(item) for item in report.duplicate_lines])
-        if not job.dry_run:
-            discard_upload(job.upload)
     values["finished_at"] = utcnow()
-    db.session.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
+    if not _still_running(job_id, **values):
+        return
+    if values["status"] == ImportStatus.DONE and not job.dry_run:
+        discard_upload(job.upload)
     log.info("import job %s: %s", job_id, values["status"])
+
+
+def _still_running(job_id: int, **values) -> bool:
+    """Write the job's progress or outcome, unless the sweeper has failed it meanwhile:
+    then roll back what this chunk wrote, and say so."""
+    written = db.session.execute(update(ImportJob).where(
+        ImportJob.id == job_id, ImportJob.status == ImportStatus.RUNNING)
+        .values(progress_at=utcnow(), **values)).rowcount
+    if not written:
+        db.session.rollback()
+        log.warning("import job %s was failed as stalled: stopped", job_id)
+    return bool(written)
+
+
+# A running import reports progress after every chunk (CHUNK rows, seconds of work);
+# one silent this long lost its worker.
+IMPORT_STALLED_AFTER = timedelta(minutes=10)
+STALLED_MESSAGE = (
+    "This import stopped: the worker running it went away (no progress for "
+    f"{IMPORT_STALLED_AFTER.seconds // 60} minutes). Choose the file and run it again: "
+    "readers it already added count as already known, never twice.")
+
+
+def fail_stalled_import_jobs() -> int:
+    """Mark running jobs with no progress for IMPORT_STALLED_AFTER as failed, with a
+    message the editor sees, so they can run the import again. Returns how many."""
+    now = utcnow()
+    return db.session.execute(update(ImportJob).where(
+        ImportJob.status == ImportStatus.RUNNING,
+        ImportJob.progress_at < now - IMPORT_STALLED_AFTER)
+        .values(status=ImportStatus.FAILED, error=STALLED_MESSAGE, finished_at=now)).rowcount
 
 
 def sample_lines(sample: list) -> list[tuple[int, str, str]]:

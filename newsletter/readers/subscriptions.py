@@ -181,6 +181,7 @@ def _requests_engine() -> tuple[Engine, str | None]:
         if engine.dialect.name == "postgresql":
             engine = create_engine(
                 engine.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
+                pool_pre_ping=True,  # a database restart leaves dead connections behind
                 connect_args={"options": "-c synchronous_commit=off"})
             sql = str(_INSERT_REQUEST.compile(dialect=engine.dialect,
                                               column_keys=REQUEST_COLUMNS))

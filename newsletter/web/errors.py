@@ -4,11 +4,15 @@ Each refused request is logged once, as a warning with the reason (no traceback)
 bad input is the client's problem, not ours.
 """
 
+import contextlib
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from newsletter.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +26,17 @@ MESSAGES = {
     415: "Send the request body as application/json.",
     429: "Too many requests. Please wait a little and try again.",
     500: "Something went wrong on our side. Nothing you sent was lost; please try again.",
+    503: "We could not save that just now; nothing was recorded. Please try again in a "
+         "few seconds.",
 }
+RETRY_AFTER_OUTAGE = 5  # seconds: a database restart or failover
+# Errors that mean the database cannot be reached now (psycopg's own, from the
+# subscribe path's direct INSERT, when PostgreSQL's driver is installed).
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+with contextlib.suppress(ImportError):
+    import psycopg
+
+    DATABASE_UNAVAILABLE += (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def wants_json() -> bool:
@@ -59,6 +73,19 @@ def register(app: Flask) -> None:
         message = MESSAGES.get(status) if status != 400 else (error.description or MESSAGES[400])
         return error_response(status, message,
                               reason=f"{type(error).__name__}: {error.description}")
+
+    def database_unavailable(error):
+        # The database restarting or failing over: nothing was saved, so say to retry.
+        log.warning("%s %r answered 503: database unavailable (%s)", request.method,
+                    request.path[:200], type(getattr(error, "orig", error)).__name__)
+        with contextlib.suppress(SQLAlchemyError):  # the page must not need the database
+            db.session.rollback()
+        response = make_response(error_response(503, MESSAGES[503]))
+        response.headers["Retry-After"] = str(RETRY_AFTER_OUTAGE)
+        return response
+
+    for error_class in DATABASE_UNAVAILABLE:
+        app.register_error_handler(error_class, database_unavailable)
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):

@@ -1,10 +1,13 @@
 """The web edge's defences that hold for every route, present and future.
 
+- the Host header is a host name or IP address (a label over 63 characters or a
+  broken IDNA label made werkzeug fail while building URLs): otherwise a 400;
 - ids in URLs are bounded to the database's integer range (a bigger one is a 404,
   not an overflow error from the database);
 - request bodies are capped per route before anything reads them: small for
   everyone, larger only for logged-in editors;
-- JSON is bounded in depth, and never raises anything but a 400;
+- JSON is bounded in depth, holds no NUL and no lone surrogate (neither can be
+  stored), and never raises anything but a 400;
 - every response carries security headers: a Content-Security-Policy with no
   inline script, frame-ancestors 'none' (the embeddable form: EMBED_ORIGINS),
   nosniff, Referrer-Policy, HSTS under https, and no-store where a page can show
@@ -13,7 +16,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
@@ -60,6 +66,62 @@ MAIL_POLICY = {
     "sandbox": "allow-popups allow-popups-to-escape-sandbox "
                "allow-top-navigation-by-user-activation",
 }
+
+
+HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(:(?P<port>[0-9]{1,5}))?")
+BAD_HOST = "newsletter.bad_host"  # WSGI environ key: the Host header was refused
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_valid_host(value: str) -> bool:
+    """A Host header werkzeug can turn into URLs: a DNS name (ASCII labels of 1..63
+    characters, 253 in all, A-labels that decode), an IPv4 address or a bracketed
+    IPv6 one, and an optional port up to 65535."""
+    match = HOST_PORT.fullmatch(value)
+    if match is None or (match["port"] and int(match["port"]) > 65535):
+        return False
+    host = match["host"]
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    if not 0 < len(name) <= 253 or not name.isascii():
+        return False
+    for label in name.split("."):
+        if not HOST_LABEL.fullmatch(label):
+            return False
+        if label[:4].lower() == "xn--":
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                return False
+    return True
+
+
+class HostCheck:
+    """WSGI middleware: a request whose Host header is not a host name gets the
+    configured site's host in its place (so Flask can build its URL adapter and
+    our error page) and is then refused with a 400 by ``_refuse_bad_host``."""
+
+    def __init__(self, wsgi_app, fallback_host: str):
+        self.wsgi_app = wsgi_app
+        self.fallback_host = fallback_host
+
+    def __call__(self, environ, start_response):
+        host = environ.get("HTTP_HOST")
+        if host is not None and not is_valid_host(host):
+            environ["HTTP_HOST"] = self.fallback_host
+            environ[BAD_HOST] = True
+        return self.wsgi_app(environ, start_response)
+
+
+def _refuse_bad_host() -> None:
+    if request.environ.get(BAD_HOST):
+        abort(400, "The Host header is not a valid host name.")
 
 
 def policy_header(policy: dict[str, str]) -> str:
@@ -109,13 +171,16 @@ class BoundedJSONProvider(DefaultJSONProvider):
 
 
 def _json_problem(value: Any, limit: int) -> str | None:
-    """Too deep, or a NUL in a string (PostgreSQL refuses NUL in text; we never need one)."""
+    """Too deep, or a NUL or a lone surrogate ("\\ud800") in a string: PostgreSQL
+    refuses NUL in text, and a lone surrogate cannot be encoded as UTF-8 at all."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
                 return "JSON string holds a NUL character"
+            if SURROGATE.search(item):
+                return "JSON string holds a lone surrogate (not a Unicode character)"
             continue
         if isinstance(item, dict):
             item = [*item.keys(), *item.values()]
@@ -188,5 +253,8 @@ def init_app(app: Flask) -> None:
                                   string=SegmentConverter, path=SafePathConverter)
     app.json = BoundedJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = PUBLIC_BODY_LIMIT
+    # Inside ProxyFix (wrapped later), so a forwarded Host is checked too.
+    app.wsgi_app = HostCheck(app.wsgi_app, urlsplit(app.config["BASE_URL"]).netloc)
+    app.before_request(_refuse_bad_host)
     app.before_request(_body_limit)
     app.after_request(_security_headers)

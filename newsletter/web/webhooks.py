@@ -38,5 +38,9 @@ def receive(provider: str):
         db.session.rollback()
         log.warning("webhook %s: unreadable payload: %s", provider[:20], error)
         return jsonify(error=str(error)), 400
+    except webhooks.Unavailable as error:
+        db.session.rollback()
+        log.warning("webhook %s: cannot check it now: %s", provider[:20], error)
+        return jsonify(error=str(error)), 503
     db.session.commit()  # every event of the request, or (on an error) none: it retries
     return jsonify(recorded=results), 200

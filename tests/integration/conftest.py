@@ -12,16 +12,29 @@ from tests.helpers import ROOT, subprocess_env
 
 
 @pytest.fixture
-def receiver(app):
-    """A running `flask bounces serve` on a free port: its port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "newsletter", "bounces", "serve",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=subprocess_env(app), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
+def start_receiver(app):
+    """Starts a `flask bounces serve` with these settings on a free port: its port."""
+    processes = []
+
+    def start(**settings) -> int:
+        port = free_port()
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "newsletter", "bounces", "serve",
+             "--host", "127.0.0.1", "--port", str(port)],
+            env=subprocess_env(app, **settings), cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
         wait_for_port(port, timeout=30)
-        yield port
+        return port
+
+    try:
+        yield start
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+@pytest.fixture
+def receiver(start_receiver):
+    """A running `flask bounces serve` on a free port: its port."""
+    return start_receiver()

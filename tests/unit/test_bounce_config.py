@@ -20,8 +20,11 @@ def test_good_values():
 @pytest.mark.parametrize("name, value", [
     ("BOUNCE_DOMAIN", "not a domain"), ("BOUNCE_DOMAIN", "localhost"),
     ("BOUNCE_IMAP_URL", "http://example.com/"), ("BOUNCE_IMAP_URL", "imaps://host-only/"),
-    ("WEBHOOK_SNS_CERT_HOST", "sns.(unclosed"), ("GUARD_MAX_HARD_BOUNCE_PERCENT", "0"),
+    ("GUARD_MAX_HARD_BOUNCE_PERCENT", "0"),
     ("GUARD_MAX_COMPLAINT_PERCENT", "lots"), ("BOUNCE_MAX_SIZE", "5"),
+    ("BOUNCE_PARKED_KEEP_BYTES", "100"), ("BOUNCE_PARKED_KEEP_BYTES", "4k"),
+    ("BOUNCE_PARKED_RETENTION_DAYS", "0"), ("BOUNCE_TOKENLESS_PER_CLIENT_PER_DAY", "-1"),
+    ("BOUNCE_TOKENLESS_PER_DAY", "many"),
 ])
 def test_bad_values_are_refused_by_name(name, value):
     with pytest.raises(ConfigError, match=f"NEWSLETTER_{name}"):

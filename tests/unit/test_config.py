@@ -1,6 +1,7 @@
 import pytest
 
 from newsletter.config import DEFAULT_SECRET_KEY, ConfigError, check_secret_key, load_settings
+from tests.helpers import private_ca
 
 
 def test_defaults_need_no_environment():
@@ -86,3 +87,21 @@ def test_dev_mailbox_needs_debug_and_a_loopback_base_url():
                        {**dev, "BASE_URL": "http://127.0.0.1.evil.example"}]:
         with pytest.raises(ConfigError, match="NEWSLETTER_DEV_MAILBOX"):
             check_dev_mailbox(production)
+
+
+@pytest.mark.parametrize("setting", ["SMTP_CA_FILE", "BOUNCE_IMAP_CA_FILE"])
+def test_a_ca_file_is_checked_at_start(tmp_path, setting):
+    """Missing, a folder, or no certificate in it: refused at start with the setting's
+    name, not discovered at the first connection."""
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    for bad in (tmp_path / "missing.pem", tmp_path, not_pem):
+        with pytest.raises(ConfigError, match=f"NEWSLETTER_{setting}: .*{bad}"):
+            load_settings({f"NEWSLETTER_{setting}": str(bad)})
+    assert load_settings({})[setting] == ""
+
+
+def test_a_readable_ca_file_is_accepted(tmp_path):
+    ca = private_ca(tmp_path)
+    assert load_settings({"NEWSLETTER_SMTP_CA_FILE": f" {ca.ca_cert} "})["SMTP_CA_FILE"] == str(
+        ca.ca_cert)

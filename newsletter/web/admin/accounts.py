@@ -39,15 +39,22 @@ def _login_limit_key() -> str:
     return "login:" + login_throttle.client_network(request.remote_addr)
 
 
+def _guesser(email: str) -> str:
+    """Who tries: this browser if it logged in as ``email`` before, else its network."""
+    return login_throttle.guesser(email, request.remote_addr,
+                                  request.cookies.get(login_throttle.DEVICE_COOKIE))
+
+
 def _throttled(email: str, wait: int):
     audit_action("login", outcome="throttled", actor=audit.Actor(None, email or "-",
                                                                  request.remote_addr))
-    flash(f"Too many failed logins for this account. Try again in {wait} s.", "error")
+    flash(f"Too many failed logins for this account from here. Try again in {wait} s.",
+          "error")
     return render_template("admin/login.html", email=email), 429, {"Retry-After": str(wait)}
 
 
 def _failed(email: str, editor_id: int | None, action: str, detail: str) -> None:
-    failures = login_throttle.record_failure(email)
+    failures = login_throttle.record_failure(email, _guesser(email))
     if editor_id is not None and failures == current_app.config["LOGIN_ALERT_AFTER"]:
         editor_mail.owe(editor_id, EditorMailKind.LOGIN_ALERT)
     # Commits the record (and the alert) although the login is refused.
@@ -63,7 +70,7 @@ def login():
     if request.method == "GET":
         return render_template("admin/login.html", email="")
     email = request.form.get("email", "").strip().lower()[:254]
-    wait = login_throttle.wait_seconds(email)
+    wait = login_throttle.wait_seconds(email, _guesser(email))
     if wait:
         return _throttled(email, wait)
     editor = accounts.authenticate(email, request.form.get("password", ""))
@@ -87,11 +94,17 @@ def _complete_login(editor, method: str, next_path: str | None):
                                           request.headers.get("User-Agent"))
     session.permanent = True  # the cookie may live SESSION_MAX_AGE; the server decides
     login_user(editor)
-    login_throttle.reset(editor.email)
+    login_throttle.reset(editor.email, _guesser(editor.email))
     audit_action("login", detail=method)
-    if two_factor_missing():
-        return redirect(url_for("admin.account"))
-    return redirect(local_path(next_path))
+    response = redirect(url_for("admin.account") if two_factor_missing()
+                        else local_path(next_path))
+    # This browser is a known device for this address from now on: guessing from its
+    # network does not make its owner wait.
+    response.set_cookie(login_throttle.DEVICE_COOKIE, login_throttle.device_cookie(editor.email),
+                        max_age=login_throttle.DEVICE_MAX_AGE, path=url_for("admin.login"),
+                        secure=current_app.config["SESSION_COOKIE_SECURE"],
+                        httponly=True, samesite="Lax")
+    return response
 
 
 def _pending_editor():
@@ -123,7 +136,7 @@ def login_second_factor():
         return redirect(url_for("admin.login"))
     if request.method == "GET":
         return render_template("admin/login_verify.html")
-    wait = login_throttle.wait_seconds(editor.email)
+    wait = login_throttle.wait_seconds(editor.email, _guesser(editor.email))
     if wait:
         return _throttled(editor.email, wait)
     method = _spend_code(editor, request.form.get("code", ""))

@@ -20,7 +20,7 @@ from newsletter.db import unit_of_work
 from newsletter.delivery import guard
 from newsletter.extensions import db
 from newsletter.models import BounceEvent, Digest, Role
-from newsletter.web.admin.access import allow, bp
+from newsletter.web.admin.access import allow, audit_action, bp, record_action
 
 PREFIX = "/bounces"  # under the workspace's /admin
 
@@ -62,6 +62,8 @@ def bounce_raw_message(message_id: int):
     stored = intake.raw_message(message_id) or abort(404)
     if stored.raw is None:
         abort(404)
+    # A raw report may quote a reader's address and mail: reading it is recorded.
+    audit_action("bounce_raw_download", target=f"bounce report {message_id}")
     # Shown as text, never rendered: it is whatever a stranger mailed us.
     return Response(stored.raw, mimetype="text/plain", headers={
         "Content-Disposition": f'attachment; filename="report-{message_id}.eml"',
@@ -73,6 +75,8 @@ def bounce_raw_message(message_id: int):
 def bounce_reactivate(subscriber_id: int):
     with unit_of_work():
         reactivated = intake.reactivate(subscriber_id, current_user)
+        record_action("reactivate", target=f"subscriber {subscriber_id}",
+                      outcome="ok" if reactivated else "failed")
     if reactivated:
         flash("The reader is active again; their soft-bounce score starts from zero.", "ok")
     else:
@@ -81,14 +85,20 @@ def bounce_reactivate(subscriber_id: int):
 
 
 @bp.post(PREFIX + "/digests/<int:digest_id>/resume")
-@allow(Role.EDITOR)
+@allow(Role.OWNER)
 def bounce_resume(digest_id: int):
+    """Only an owner may overrule the guard: a send that bounces or draws complaints
+    can get the whole domain blocked by the mailbox providers."""
     confirmed = request.form.get("confirm") == "yes"
     if not confirmed:
+        audit_action("guard_resume", outcome="failed", target=f"digest {digest_id}",
+                     detail="not confirmed")
         flash("Tick the box to confirm you checked the bounces before resuming.", "error")
         return redirect(url_for("admin.digest_report", digest_id=digest_id))
     with unit_of_work():
         resumed = guard.resume_confirmed(digest_id, confirmed)
+        record_action("guard_resume", target=f"digest {digest_id}",
+                      outcome="ok" if resumed else "failed")
     if resumed:
         flash("Issue resumed. The guard now judges only the messages sent from here on.", "ok")
     else:

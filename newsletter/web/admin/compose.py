@@ -91,30 +91,40 @@ def parse_send_at(form: dict[str, str]) -> datetime:
     return send_at
 
 
-def _confirmed() -> int | None:
+def confirmed_readers() -> int | None:
     """The reader count the editor said yes to, None before the confirmation step."""
     count = request.form.get("confirmed", "")
     return int(count) if count.isascii() and count.isdigit() and len(count) < 10 else None
 
 
+def send_confirmation(subject: str, articles: int, action_url: str, *,
+                      form: dict[str, str] | None = None, back_url: str | None = None,
+                      send_at: datetime | None = None, status: int = 200):
+    """The one confirmation every "send now" and "schedule" goes through: "Send
+    'SUBJECT' to N readers?", with the count the send is then held to (a send that
+    would reach another number starts nothing and asks again)."""
+    return render_template("admin/digest_confirm.html", form=form or {},
+                           action_url=action_url, back_url=back_url, subject=subject,
+                           readers=digests.active_subscriber_count(), articles=articles,
+                           send_at=send_at), status
+
+
 def _confirm_page(form: dict[str, str], action: str, send_at: datetime | None = None,
                   status: int = 200):
-    """Ask "Send 'SUBJECT' to N readers?" with the count the send will be held to."""
     upcoming = digests.new_articles()
     if not upcoming:
         flash("Nothing new since the last issue: nothing was sent.", "error")
         return redirect(url_for("admin.digests_page"))
-    return render_template("admin/digest_confirm.html", form=form, action=action,
-                           subject=form["subject"] or digests.default_subject(upcoming),
-                           readers=digests.active_subscriber_count(), articles=len(upcoming),
-                           send_at=send_at), status
+    return send_confirmation(form["subject"] or digests.default_subject(upcoming),
+                             len(upcoming), url_for(action), form=form, send_at=send_at,
+                             status=status)
 
 
 @bp.post("/digests/send")
 @allow(Role.EDITOR)
 def send_digest():
     form = compose_form(request.form)
-    readers = _confirmed()
+    readers = confirmed_readers()
     if readers is None:
         return _confirm_page(form, "admin.send_digest")
     try:
@@ -143,7 +153,7 @@ def schedule_digest():
     except ValueError as error:
         flash(str(error), "error")
         return _compose_page(form, 400)
-    if _confirmed() is None:
+    if confirmed_readers() is None:
         return _confirm_page(form, "admin.schedule_digest", send_at)
     with unit_of_work():
         digest = digests.schedule(send_at, form["subject"] or None, form["intro"],

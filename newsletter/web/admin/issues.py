@@ -1,5 +1,6 @@
 """One issue after it was made: its report page, editing it while scheduled, its
-progress while sending, and pausing, resuming, cancelling, starting or discarding it."""
+progress while sending, and pausing, resuming, cancelling, starting (after the same
+confirmation as any "send now") or discarding it."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from newsletter.db import unit_of_work
 from newsletter.delivery import guard
 from newsletter.extensions import db
-from newsletter.issues import digests, reports
+from newsletter.issues import digests, lifecycle, reports
 from newsletter.issues.schedule import local_time
 from newsletter.models import Digest, Role
 from newsletter.web.admin.access import allow, bp, record_action
-from newsletter.web.admin.compose import compose_form, parse_send_at
+from newsletter.web.admin.compose import (
+    compose_form,
+    confirmed_readers,
+    parse_send_at,
+    send_confirmation,
+)
 from newsletter.web.common import newsletter_zone
 
 
@@ -73,12 +79,11 @@ _CONTROLS = {  # action: (service, what the editor is told)
     "pause": (digests.pause, "Issue paused."),
     "resume": (digests.resume, "Issue resumed."),
     "cancel": (digests.cancel, "Issue cancelled; its articles are free for a new issue."),
-    "start": (lambda digest_id: digests.start_draft(digest_id) is not None, "Sending started."),
     "discard": (digests.discard, "Draft discarded; its articles go into the next issue."),
 }
 
 
-@bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, start, discard):action>")
+@bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, discard):action>")
 @allow(Role.EDITOR)
 def control_digest(digest_id: int, action: str):
     if action == "resume" and guard.paused_by_guard(db.session.get(Digest, digest_id)):
@@ -94,3 +99,36 @@ def control_digest(digest_id: int, action: str):
         past = "cancelled" if action == "cancel" else action.rstrip("e") + "ed"
         flash(f"This issue cannot be {past} in its current state.", "error")
     return redirect(url_for("admin.digest_report", digest_id=digest_id))
+
+
+@bp.post("/digests/<int:digest_id>/start")
+@allow(Role.EDITOR)
+def start_digest(digest_id: int):
+    """Send a draft or a scheduled issue now: first the confirmation every "send now"
+    shows, then the send, held to the count the editor confirmed."""
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    report = url_for("admin.digest_report", digest_id=digest_id)
+
+    def confirmation(status: int = 200):
+        return send_confirmation(digest.subject, len(digest.articles),
+                                 url_for("admin.start_digest", digest_id=digest_id),
+                                 back_url=report, status=status)
+
+    readers = confirmed_readers()
+    if readers is None and digest.status in lifecycle.NOT_STARTED:
+        return confirmation()
+    try:
+        with unit_of_work():  # RecipientsChanged rolls back everything: nothing started
+            started = readers is not None and digests.start_draft(
+                digest_id, expected_recipients=readers) is not None
+            record_action("start", target=f"digest {digest_id}",
+                          outcome="ok" if started else "failed")
+    except digests.RecipientsChanged:
+        flash("The number of confirmed readers changed since you looked: check it again.",
+              "error")
+        return confirmation(409)
+    if started:
+        flash("Sending started.", "ok")
+    else:
+        flash("This issue cannot be started in its current state.", "error")
+    return redirect(report)

@@ -36,6 +36,8 @@ def settings_save():
                                previewing=not errors), 400 if errors else 200
     errors = site_settings.save(values)
     if errors:
+        audit_action("settings", outcome="failed", target="site settings",
+                     detail=", ".join(sorted(errors)))
         return render_template("admin/settings.html", values=values, errors=errors), 400
     audit_action("settings", target="site settings",  # commits
                  detail=", ".join(site_settings.KEYS))

@@ -210,6 +210,8 @@ def export_subscriber(subscriber_id: int):
 @allow(Role.OWNER)
 def erase_subscriber(subscriber_id: int):
     if request.form.get("confirm") != "yes":
+        audit_action("erase", outcome="failed", target=f"subscriber {subscriber_id}",
+                     detail="not confirmed")
         flash("Tick the box to confirm the erasure.", "error")
     elif _erase(subscriber_id):
         flash("Personal data erased; the address stays suppressed.", "ok")
@@ -221,8 +223,8 @@ def erase_subscriber(subscriber_id: int):
 def _erase(subscriber_id: int) -> bool:
     with unit_of_work():
         erased = privacy.erase_subscriber(subscriber_id)
-        if erased:
-            record_action("erase", target=f"subscriber {subscriber_id}")
+        record_action("erase", target=f"subscriber {subscriber_id}",
+                      outcome="ok" if erased else "failed")
         return erased
 
 

@@ -97,7 +97,8 @@ def test_oversized_and_malformed_mails_are_parked_with_the_reason(app, clean_sta
     parked = events(app, BounceKind.UNPARSED)
     assert len(parked) == 2
     with app.app_context():
-        assert intake.raw_message(parked[0].raw_message_id).raw is None  # not kept
+        kept = intake.raw_message(parked[0].raw_message_id)
+        assert kept.size == 60_014 and len(kept.raw) == 4096  # only its beginning
         assert intake.raw_message(parked[1].raw_message_id).raw.startswith(b"\x00")
 
 
@@ -232,18 +233,31 @@ def test_guard_pauses_on_complaints_only_after_the_minimum_sample(app, clean_sta
 
 
 def test_old_raw_reports_are_purged_but_events_stay(app, clean_state):
+    """Believed reports keep their event for good and their bytes for
+    BOUNCE_RAW_RETENTION_DAYS; parked ones go whole after BOUNCE_PARKED_RETENTION_DAYS."""
     from newsletter.models import BounceMessage
 
+    digest_id, (reader,) = sent_issue(app, [READER])
     with app.app_context():
+        sender = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
         with unit_of_work():
+            intake.receive_mail(bounce_mail("postfix_hard", verp=sender, recipient=READER),
+                                BounceSource.SMTP, [sender])
             intake.receive_mail(b"Subject: spam to the bounce address\r\n\r\nbuy",
                                 BounceSource.SMTP)
             intake.receive_mail(b"Subject: recent\r\n\r\nhello", BounceSource.SMTP)
-        old = db.session.scalar(select(BounceMessage).order_by(BounceMessage.id).limit(1))
-        old.received_at = utcnow() - timedelta(days=91)
+        believed, parked_old, parked_new = db.session.scalars(
+            select(BounceEvent).order_by(BounceEvent.id)).all()
+        assert believed.kind is BounceKind.HARD and parked_old.kind is BounceKind.UNPARSED
+        for event, days in ((believed, 91), (parked_old, 15), (parked_new, 13)):
+            event.created_at = utcnow() - timedelta(days=days)
+            db.session.get(BounceMessage, event.raw_message_id).received_at = event.created_at
         db.session.commit()
         with unit_of_work():
-            assert intake.purge_raw_reports() == 1
-        raws = db.session.scalars(select(BounceMessage.raw).order_by(BounceMessage.id)).all()
-        assert raws[0] is None and raws[1].startswith(b"Subject: recent")
-        assert db.session.scalar(select(func.count()).select_from(BounceEvent)) == 2
+            assert intake.purge_raw_reports() == 2
+        events = db.session.execute(select(BounceEvent.id, BounceMessage.raw).join(
+            BounceMessage, BounceMessage.id == BounceEvent.raw_message_id)
+            .order_by(BounceEvent.id)).all()
+        assert [(event_id, raw) for event_id, raw in events] == [
+            (believed.id, None), (parked_new.id, b"Subject: recent\r\n\r\nhello")]
+        assert db.session.scalar(select(func.count()).select_from(BounceMessage)) == 2

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from newsletter.bounces import webhooks
+from newsletter.devstack import free_port
 from newsletter.extensions import db
 from newsletter.mail import verp
 from newsletter.models import BounceEvent, BounceKind, Subscriber, SubscriberStatus
@@ -145,9 +146,14 @@ def test_sns_subscription_is_confirmed_only_from_an_sns_host(app, client, sns_ke
 def test_postmark_basic_auth(app, client, monkeypatch):
     monkeypatch.setitem(app.config, "WEBHOOK_POSTMARK_AUTH", "postmark:s3cret")
     digest_id, (reader,) = sent_issue(app, [READER])
+    with app.app_context():
+        sender = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
+    # Postmark's MessageID is its own; ours is in the bounce it includes (Content).
+    postmark_id = "883953f4-6105-42a2-a16a-77a8eac79483"
     event = {"RecordType": "Bounce", "Type": "HardBounce", "ID": 42, "Email": READER,
              "Description": "The server was unable to deliver your message",
-             "MessageID": f"digest-{digest_id}.{reader}@example.com"}
+             "MessageID": postmark_id,
+             "Content": f"Return-Path: <{sender}>\r\nSubject: bounce\r\n\r\n550 5.1.1"}
     for auth in (None, "Basic " + base64.b64encode(b"postmark:wrong").decode(), "Bearer x"):
         headers = {"Authorization": auth} if auth else {}
         assert client.post("/webhooks/postmark", json=event, headers=headers).status_code == 403
@@ -161,7 +167,11 @@ def test_postmark_basic_auth(app, client, monkeypatch):
     with app.app_context():
         assert db.session.scalar(select(BounceEvent.digest_id)) == digest_id
     complaint = {"RecordType": "SpamComplaint", "Type": "SpamComplaint", "ID": 43,
-                 "Email": READER}
+                 "Email": READER, "MessageID": postmark_id}
+    response = client.post("/webhooks/postmark", json=complaint, headers=good)
+    assert response.status_code == 200 and "ignored" in response.get_json()["recorded"][0]
+    assert state(app)[0][READER] == SubscriberStatus.BOUNCED  # names none of our messages
+    complaint = {**complaint, "ID": 44, "Content": "Message-ID: " + message_id(digest_id, reader)}
     assert client.post("/webhooks/postmark", json=complaint, headers=good).status_code == 200
     assert state(app)[0][READER] == SubscriberStatus.UNSUBSCRIBED
 
@@ -174,11 +184,16 @@ def mailgun_body(key: str, event: dict, timestamp=None, token=None) -> dict:
             "event-data": event}
 
 
+def message_id(digest_id: int, subscriber_id: int) -> str:
+    return f"<digest-{digest_id}.{subscriber_id}@example.com>"
+
+
 def test_mailgun_hmac_freshness_and_replay(app, client, monkeypatch):
     monkeypatch.setitem(app.config, "WEBHOOK_MAILGUN_SIGNING_KEY", "key-mailgun")
-    sent_issue(app, [READER, "soft@example.net"])
+    digest_id, (reader, soft_reader) = sent_issue(app, [READER, "soft@example.net"])
     failed = {"event": "failed", "severity": "permanent", "recipient": READER,
-              "delivery-status": {"code": 550, "message": "5.1.1 mailbox unavailable"}}
+              "delivery-status": {"code": 550, "message": "5.1.1 mailbox unavailable"},
+              "message": {"headers": {"message-id": message_id(digest_id, reader)[1:-1]}}}
     assert client.post("/webhooks/mailgun",
                        json=mailgun_body("wrong-key", failed)).status_code == 403
     assert client.post("/webhooks/mailgun", json=mailgun_body(
@@ -187,7 +202,8 @@ def test_mailgun_hmac_freshness_and_replay(app, client, monkeypatch):
     body = mailgun_body("key-mailgun", failed)
     assert client.post("/webhooks/mailgun", json=body).status_code == 200
     assert client.post("/webhooks/mailgun", json=body).status_code == 403  # replayed
-    soft = {**failed, "severity": "temporary", "recipient": "soft@example.net"}
+    soft = {**failed, "severity": "temporary", "recipient": "soft@example.net",
+            "message": {"headers": {"message-id": message_id(digest_id, soft_reader)}}}
     assert client.post("/webhooks/mailgun",
                        json=mailgun_body("key-mailgun", soft)).status_code == 200
     statuses, count = state(app)
@@ -204,11 +220,13 @@ def test_sendgrid_ecdsa_signature(app, client, monkeypatch):
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     monkeypatch.setitem(app.config, "WEBHOOK_SENDGRID_PUBLIC_KEY",
                         base64.b64encode(public).decode())
-    sent_issue(app, [READER, "complainer@example.org"])
+    digest_id, (reader, complainer) = sent_issue(app, [READER, "complainer@example.org"])
     body = json.dumps([
         {"email": READER, "event": "bounce", "type": "bounce", "status": "5.1.1",
-         "reason": "550 5.1.1 unknown user", "sg_event_id": "e1"},
-        {"email": "complainer@example.org", "event": "spamreport", "sg_event_id": "e2"},
+         "reason": "550 5.1.1 unknown user", "sg_event_id": "e1",
+         "smtp-id": message_id(digest_id, reader)},
+        {"email": "complainer@example.org", "event": "spamreport", "sg_event_id": "e2",
+         "smtp-id": message_id(digest_id, complainer)},
         {"email": READER, "event": "delivered", "sg_event_id": "e3"},
     ]).encode()
 
@@ -238,3 +256,153 @@ def test_unknown_unconfigured_and_oversized(app, client, monkeypatch):
     assert client.post("/webhooks/postmark", data=big,
                        content_type="application/json").status_code == 413
     assert client.get("/webhooks/postmark").status_code == 405
+
+
+def ses_complaint(email: str, source: str, message_id: str = "<x@example.com>") -> dict:
+    return {"notificationType": "Complaint",
+            "complaint": {"complaintFeedbackType": "abuse",
+                          "complainedRecipients": [{"emailAddress": email}]},
+            "mail": {"source": source, "commonHeaders": {"messageId": message_id}}}
+
+
+@pytest.mark.parametrize("cert_url", [
+    "https://sns.s3.amazonaws.com/cert.pem",  # an S3 bucket named "sns"
+    "https://sns.us-east-1.amazonaws.com.evil.com/cert.pem",
+    "https://sns.us-east-1.amazonaws.com@evil.example/cert.pem",  # user info: host is evil
+    "https://evil.example@sns.us-east-1.amazonaws.com/cert.pem",  # user info on the real host
+    "https://sns.us-east-1.amazonaws.com:8443/cert.pem",
+    "https://sns.us-east-1.amazonaws.com:443/cert.pem",
+    "https://sns.us-east-1.amazonaws.com./cert.pem",
+    "https://SNS.US-EAST-1.AMAZONAWS.COM.evil.com/cert.pem",
+    "https://sns.evil.amazonaws.com/cert.pem",
+    "https://sns.us-east-1.amazonaws.com%2f.evil.com/cert.pem",
+    "https://[::1]/cert.pem",
+])
+def test_sns_certificate_from_a_forged_host_is_refused(app, client, sns_key, cert_url):
+    """The attacker's certificate sits in the cache under the URL (as if the fetch had
+    worked): only the host check stands between it and the reader."""
+    digest_id, (reader,) = sent_issue(app, [READER])
+    with app.app_context():
+        source = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    webhooks._sns_certificates[cert_url] = certificate(attacker)
+    try:
+        response = client.post("/webhooks/ses", json=sns_message(
+            attacker, "Notification", ses_complaint(READER, source), cert_url=cert_url))
+    finally:
+        webhooks._sns_certificates.pop(cert_url, None)
+    assert response.status_code == 403
+    assert state(app) == ({READER: SubscriberStatus.ACTIVE}, 0)
+
+
+@pytest.mark.parametrize("host", [
+    "sns.us-east-1.amazonaws.com", "sns.us-gov-west-1.amazonaws.com",
+    "sns.cn-north-1.amazonaws.com.cn", "sns.ap-southeast-3.amazonaws.com"])
+def test_every_real_sns_region_host_is_accepted(app, client, sns_key, host):
+    digest_id, (reader,) = sent_issue(app, [READER])
+    with app.app_context():
+        source = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
+    cert_url = f"https://{host}/SimpleNotificationService-abc.pem"
+    webhooks._sns_certificates[cert_url] = certificate(sns_key.key)
+    try:
+        response = client.post("/webhooks/ses", json=sns_message(
+            sns_key, "Notification", ses_complaint(READER, source), cert_url=cert_url))
+    finally:
+        webhooks._sns_certificates.pop(cert_url, None)
+    assert response.status_code == 200, response.get_json()
+    assert state(app)[0] == {READER: SubscriberStatus.UNSUBSCRIBED}
+
+
+def test_sns_certificate_not_issued_to_sns_is_refused(app, client, sns_key):
+    """A certificate on a real SNS host whose subject is someone else's is not believed."""
+    digest_id, (reader,) = sent_issue(app, [READER])
+    with app.app_context():
+        source = verp.address_for(verp.DeliveryRef(digest_id=digest_id, subscriber_id=reader))
+    cert_url = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-other.pem"
+    webhooks._sns_certificates[cert_url] = certificate(sns_key.key, host="evil.example")
+    try:
+        response = client.post("/webhooks/ses", json=sns_message(
+            sns_key, "Notification", ses_complaint(READER, source), cert_url=cert_url))
+    finally:
+        webhooks._sns_certificates.pop(cert_url, None)
+    assert response.status_code == 403
+    assert state(app) == ({READER: SubscriberStatus.ACTIVE}, 0)
+
+
+def test_mailgun_token_of_a_delivered_event_cannot_carry_a_forged_complaint(
+        app, client, monkeypatch):
+    """Mailgun signs the timestamp and token, not the body: a signature seen once on a
+    `delivered` event must not be reusable with another body."""
+    monkeypatch.setitem(app.config, "WEBHOOK_MAILGUN_SIGNING_KEY", "key-mailgun")
+    digest_id, (reader,) = sent_issue(app, [READER])
+    mid = message_id(digest_id, reader)
+    delivered = mailgun_body("key-mailgun", {"event": "delivered", "recipient": READER,
+                                             "message": {"headers": {"message-id": mid}}})
+    assert client.post("/webhooks/mailgun", json=delivered).status_code == 200
+    assert state(app) == ({READER: SubscriberStatus.ACTIVE}, 0)  # nothing to record
+    forged = {**delivered, "event-data": {"event": "complained", "recipient": READER,
+                                          "message": {"headers": {"message-id": mid}}}}
+    response = client.post("/webhooks/mailgun", json=forged)
+    assert response.status_code == 403 and "replayed" in response.get_json()["error"]
+    assert state(app) == ({READER: SubscriberStatus.ACTIVE}, 0)
+    # An unreadable body burns its token too.
+    broken = mailgun_body("key-mailgun", {"event": "complained"})
+    broken["event-data"] = "junk"
+    assert client.post("/webhooks/mailgun", json=broken).status_code == 400
+    broken["event-data"] = forged["event-data"]
+    assert client.post("/webhooks/mailgun", json=broken).status_code == 403
+    assert state(app) == ({READER: SubscriberStatus.ACTIVE}, 0)
+
+
+def test_events_act_only_on_addresses_we_sent_that_message_to(app, client, sns_key,
+                                                              monkeypatch):
+    """A provider event names a reader by address; it changes them only if the message it
+    names (VERP sender or Message-ID) went to them."""
+    other = "other@example.org"
+    digest_id, (reader, other_id) = sent_issue(app, [READER, other])
+    with app.app_context():
+        readers_source = verp.address_for(verp.DeliveryRef(digest_id=digest_id,
+                                                           subscriber_id=reader))
+        db.session.add(Subscriber(email="never@example.org",
+                                  email_normalized="never@example.org",
+                                  status=SubscriberStatus.ACTIVE))
+        db.session.commit()
+    attempts = [
+        ses_complaint(other, readers_source),  # READER's message, OTHER's address
+        ses_complaint(other, "news@example.com"),  # names no message at all
+        ses_complaint(other, "news@example.com", message_id=message_id(digest_id, reader)),
+        ses_complaint("never@example.org", "news@example.com",
+                      message_id=message_id(digest_id, other_id)),
+        ses_complaint(other, "news@example.com", message_id=message_id(digest_id + 1, other_id)),
+    ]
+    for payload in attempts:
+        response = client.post("/webhooks/ses",
+                               json=sns_message(sns_key, "Notification", payload))
+        assert response.status_code == 200
+        assert "ignored" in response.get_json()["recorded"][0]
+    statuses, count = state(app)
+    assert set(statuses.values()) == {SubscriberStatus.ACTIVE} and count == len(attempts)
+    with app.app_context():
+        actions = set(db.session.scalars(select(BounceEvent.action)))
+        kinds = set(db.session.scalars(select(BounceEvent.kind)))
+    assert kinds == {BounceKind.UNPARSED} and all("ignored" in a for a in actions)
+    # The same complaint naming OTHER's own message does act.
+    response = client.post("/webhooks/ses", json=sns_message(
+        sns_key, "Notification", ses_complaint(other, "news@example.com",
+                                               message_id=message_id(digest_id, other_id))))
+    assert response.status_code == 200
+    assert state(app)[0][other] == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_mailgun_without_redis_is_asked_to_retry(app, client, monkeypatch):
+    """Whether a token was used lives in Redis: without it, 503 (Mailgun retries), never
+    an unchecked event."""
+    monkeypatch.setitem(app.config, "WEBHOOK_MAILGUN_SIGNING_KEY", "key-mailgun")
+    digest_id, (reader,) = sent_issue(app, [READER])
+    monkeypatch.setitem(app.config, "REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.delitem(app.extensions, "bounce_limits", raising=False)
+    complained = mailgun_body("key-mailgun", {
+        "event": "complained", "recipient": READER,
+        "message": {"headers": {"message-id": message_id(digest_id, reader)}}})
+    assert client.post("/webhooks/mailgun", json=complained).status_code == 503
+    assert state(app) == ({READER: SubscriberStatus.ACTIVE}, 0)

@@ -154,7 +154,8 @@ def test_the_claim_takes_pending_and_due_deferred_rows_only(issue, source):
     delivery_id = make_row(issue, source, claim=None, lease_until=None)
     later = make_row(issue, DeliveryStatus.DEFERRED,
                      next_attempt_at=utcnow() + timedelta(hours=1))  # not due yet
-    token, ids = ledger.claim_and_commit(issue, 10)  # commits by itself
+    token = ledger.new_claim()
+    ids = ledger.claim_and_commit(issue, 10, token)  # commits by itself
     db.session.rollback()  # so this is what another connection sees
     delivery = load(delivery_id)
     if source in TRANSITIONS[Move.CLAIM].sources:
@@ -175,7 +176,7 @@ def test_take_back_and_skip_from_every_status(issue, source):
     alive = make_row(issue, source, lease_until=utcnow() + LEASE)
     before = {row: snapshot(load(row)) for row in (untried, in_flight, twice, alive)}
     with unit_of_work():
-        ledger.take_back_expired(issue, utcnow())
+        ledger.take_back(issue, utcnow())
     if source in TRANSITIONS[Move.TAKE_BACK].sources:
         assert (load(untried).status, load(untried).attempts) == (DeliveryStatus.PENDING, 0)
         assert (load(in_flight).status, load(in_flight).resent_after_crash) == (
@@ -194,6 +195,22 @@ def test_take_back_and_skip_from_every_status(issue, source):
                                                           ledger.CANCELLED_ERROR)
     else:
         assert delivery.status == source
+
+
+@pytest.mark.parametrize("source", list(DeliveryStatus), ids=str)
+def test_a_dead_claim_is_taken_back_whatever_its_lease_says(issue, source):
+    alive = make_row(issue, source, lease_until=utcnow() + LEASE)
+    before = snapshot(load(alive))
+    with unit_of_work():
+        assert ledger.take_back(issue, utcnow(), dead_claims={THEIRS}) == 0
+    assert snapshot(load(alive)) == before
+    with unit_of_work():
+        released = ledger.take_back(issue, utcnow(), dead_claims={MINE})
+    if source in TRANSITIONS[Move.TAKE_BACK].sources:
+        assert released == 1
+        assert (load(alive).status, load(alive).claim) == (DeliveryStatus.PENDING, None)
+    else:
+        assert released == 0 and snapshot(load(alive)) == before
 
 
 @pytest.mark.parametrize("status", list(DeliveryStatus), ids=str)

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select
 
 from newsletter.config import ConfigError, check_send_settings, load_settings
 from newsletter.db import unit_of_work
+from newsletter.delivery import heartbeat
 from newsletter.delivery.relay import SendRate
 from newsletter.extensions import db
 from newsletter.issues import digests
@@ -234,12 +235,14 @@ def test_sweeper_resends_a_crashed_in_flight_row_once_then_records_unknown(app, 
                                                  (ids[2], False, False), (ids[3], True, False)):
             db.session.add(Delivery(
                 digest_id=digest.id, subscriber_id=subscriber_id, status=DeliveryStatus.SENDING,
-                claim="dead-worker", attempts=1, resent_after_crash=resent,
+                claim="dead-worker" if subscriber_id != ids[3] else "live-worker",
+                attempts=1, resent_after_crash=resent,
                 attempted_at=past if attempted else None,
                 # The last one's worker is alive: its lease has not run out.
                 lease_until=past if subscriber_id != ids[3] else utcnow() + timedelta(seconds=60)))
         db.session.commit()
-        assert sweep() == 0
+        with heartbeat.Heartbeat("live-worker"):
+            assert sweep() == 0
         rows = {row.subscriber_id: row for row in db.session.scalars(select(Delivery))}
         first, second, untried, alive = (rows[i] for i in ids)
         assert (first.status, first.resent_after_crash, first.claim) == (
@@ -248,6 +251,6 @@ def test_sweeper_resends_a_crashed_in_flight_row_once_then_records_unknown(app, 
         assert second.status == DeliveryStatus.UNKNOWN  # cut by a crash a second time
         assert (untried.status, untried.attempts, untried.resent_after_crash) == (
             DeliveryStatus.PENDING, 0, False)
-        assert (alive.status, alive.claim) == (DeliveryStatus.SENDING, "dead-worker")
+        assert (alive.status, alive.claim) == (DeliveryStatus.SENDING, "live-worker")
         counts = digests.progress(digest.id)
         assert counts["resent_after_crash"] == 2 and counts["unknown"] == 1

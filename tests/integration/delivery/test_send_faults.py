@@ -9,46 +9,31 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections import Counter
 from contextlib import contextmanager
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
 
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
-from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, Subscriber
+from newsletter.models import DeliveryStatus, Digest, DigestStatus
 from tests.factories import add_article, add_subscribers
-from tests.helpers import ROOT, RecordingSMTPHandler, app_config, subprocess_env, sweep, wait_until
+from tests.helpers import (
+    RecordingSMTPHandler,
+    app_config,
+    received_by,
+    send_ledger,
+    start_celery_worker,
+    stop_processes,
+    subprocess_env,
+    sweep,
+    sweep_like_beat_until_sent,
+    wait_for_claimed_rows,
+    wait_until,
+)
 
 IN_CI = os.environ.get("CI") == "true"
-
-
-def start_worker(env, concurrency: int = 1) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
-         "prefork", "--concurrency", str(concurrency), "--loglevel", "WARNING",
-         "--hostname", f"w{time.monotonic_ns()}@%h"],
-        env=env, cwd=ROOT, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-
-def stop(*workers: subprocess.Popen | None) -> None:
-    for worker in workers:
-        if worker and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-    for worker in workers:
-        if worker:
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
 
 
 def twin_app(app, smtp_port: int | None = None, **settings):
@@ -58,17 +43,6 @@ def twin_app(app, smtp_port: int | None = None, **settings):
 
     return create_app(app_config(app.config["DATABASE_URL"], app.config["REDIS_URL"],
                                  smtp_port or app.config["SMTP_PORT"], **settings))
-
-
-def ledger(app, digest_id: int) -> tuple[Digest, dict, list[tuple[str, Delivery]]]:
-    with app.app_context():
-        digest = db.session.get(Digest, digest_id)
-        db.session.expunge(digest)
-        rows = db.session.execute(select(Subscriber.email, Delivery).join(
-            Delivery, Delivery.subscriber_id == Subscriber.id)).all()
-        for _, delivery in rows:
-            db.session.expunge(delivery)
-        return digest, digests.progress(digest_id), rows
 
 
 def start_send(twin) -> int:
@@ -86,12 +60,8 @@ def sweep_until_sent(app, twin, digest_id: int, timeout: float) -> None:
             sweep()
             return db.session.get(Digest, digest_id).status == DigestStatus.SENT
 
-    wait_until(swept_and_sent, timeout, lambda: f"sent: {ledger(app, digest_id)[1]}",
+    wait_until(swept_and_sent, timeout, lambda: f"sent: {send_ledger(app, digest_id)[1]}",
                interval=0.5)
-
-
-def received(handler: RecordingSMTPHandler) -> Counter:
-    return Counter(message["To"].addresses[0].addr_spec for message in handler.messages)
 
 
 def test_lease_shorter_than_a_batch_gives_no_duplicates(app, client, mailbox):
@@ -104,15 +74,15 @@ def test_lease_shorter_than_a_batch_gives_no_duplicates(app, client, mailbox):
     twin = twin_app(app, **settings)
     add_subscribers(app, 60)
     add_article(app)
-    workers = [start_worker(env, 2), start_worker(env, 2)]
+    workers = [start_celery_worker(env, 2), start_celery_worker(env, 2)]
     try:
         digest_id = start_send(twin)
         sweep_until_sent(app, twin, digest_id, timeout=120)
     finally:
-        stop(*workers)
+        stop_processes(*workers)
 
-    _, counts, rows = ledger(app, digest_id)
-    got = received(mailbox)
+    _, counts, rows = send_ledger(app, digest_id)
+    got = received_by(mailbox)
     assert len(rows) == 60 and counts["sent"] == 60, counts
     assert [email for email, _ in rows if got[email] != 1] == []  # 0 missing, 0 twice
     assert sum(got.values()) == 60
@@ -128,21 +98,21 @@ def test_sigkill_of_one_worker_mid_send_loses_nobody(app, client, mailbox):
     readers = 300 if IN_CI else 600
     add_subscribers(app, readers)
     add_article(app)
-    victim = start_worker(env, 2)
+    victim = start_celery_worker(env, 2)
     survivor = None
     try:
         digest_id = start_send(twin)
         mailbox.wait_for(60, timeout=60)
-        survivor = start_worker(env, 2)
+        survivor = start_celery_worker(env, 2)
         mailbox.wait_for(120, timeout=60)
         os.killpg(victim.pid, signal.SIGKILL)  # the worker and both pool processes, mid-message
         victim.wait(timeout=10)
         sweep_until_sent(app, twin, digest_id, timeout=180)
     finally:
-        stop(victim, survivor)
+        stop_processes(victim, survivor)
 
-    _, counts, rows = ledger(app, digest_id)
-    got = received(mailbox)
+    _, counts, rows = send_ledger(app, digest_id)
+    got = received_by(mailbox)
     missing = [email for email, _ in rows if got[email] == 0]
     twice = [email for email, _ in rows if got[email] > 1]
     assert len(rows) == readers
@@ -154,6 +124,83 @@ def test_sigkill_of_one_worker_mid_send_loses_nobody(app, client, mailbox):
     resent = {email for email, delivery in rows if delivery.resent_after_crash}
     assert set(twice) <= resent and counts["resent_after_crash"] == len(resent) <= 2
     print(f"\nafter SIGKILL: {len(resent)} resent, {len(twice)} received twice")
+
+
+def test_sigkill_of_the_only_bulk_worker_recovers_within_a_minute_of_its_restart(
+        app, client, mailbox):
+    # The default lease (5 minutes): only the claim's heartbeat can free the rows in time.
+    settings = dict(TASK_QUEUE=f"killall-{os.getpid()}", SEND_BATCH_SIZE=50,
+                    SEND_CONCURRENCY=2)
+    env = subprocess_env(app, **settings)
+    twin = twin_app(app, **settings)
+    mailbox.delay = 0.02
+    readers = 300 if IN_CI else 600
+    add_subscribers(app, readers)
+    add_article(app)
+    worker = start_celery_worker(env, 2, bulk_only=True)
+    try:
+        digest_id = start_send(twin)
+        mailbox.wait_for(readers // 4, timeout=60)
+        wait_for_claimed_rows(app, digest_id, 10)
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool processes, mid-message
+        worker.wait(timeout=10)
+        stalled = send_ledger(app, digest_id)[1]
+        worker = start_celery_worker(env, 2, bulk_only=True)
+        restarted = time.monotonic()
+        released = sweep_like_beat_until_sent(app, twin, digest_id, timeout=60)
+        recovered_in = time.monotonic() - restarted
+    finally:
+        stop_processes(worker)
+
+    _, counts, rows = send_ledger(app, digest_id)
+    got = received_by(mailbox)
+    missing = [email for email, _ in rows if got[email] == 0]
+    twice = [email for email, _ in rows if got[email] > 1]
+    assert stalled["sending"] > 0  # the killed worker held rows under a lease of minutes
+    assert missing == [] and counts["sent"] == readers, counts
+    assert released >= stalled["sending"]
+    resent = {email for email, delivery in rows if delivery.resent_after_crash}
+    assert set(twice) <= resent and len(resent) <= 2  # one in flight per pool process
+    print(f"\nafter SIGKILL of the only worker: sent {recovered_in:.1f} s after the restart, "
+          f"{released} row(s) taken back, {len(twice)} received twice")
+
+
+def test_sigterm_to_the_whole_process_group_mid_send_hands_the_batch_back(
+        app, client, mailbox):
+    # systemd's default stop: SIGTERM to the worker and to each pool process at once.
+    settings = dict(TASK_QUEUE=f"term-{os.getpid()}", SEND_BATCH_SIZE=50,
+                    SEND_CONCURRENCY=2)
+    env = subprocess_env(app, **settings)
+    twin = twin_app(app, **settings)
+    mailbox.delay = 0.02
+    readers = 300 if IN_CI else 600
+    add_subscribers(app, readers)
+    add_article(app)
+    worker = start_celery_worker(env, 2, bulk_only=True)
+    try:
+        digest_id = start_send(twin)
+        mailbox.wait_for(readers // 4, timeout=60)
+        wait_for_claimed_rows(app, digest_id, 10)
+        os.killpg(worker.pid, signal.SIGTERM)
+        asked = time.monotonic()
+        worker.wait(timeout=60)
+        stopped_in = time.monotonic() - asked
+        _, at_stop, _ = send_ledger(app, digest_id)
+        worker = start_celery_worker(env, 2, bulk_only=True)
+        released = sweep_like_beat_until_sent(app, twin, digest_id, timeout=60)
+    finally:
+        stop_processes(worker)
+
+    _, counts, rows = send_ledger(app, digest_id)
+    got = received_by(mailbox)
+    # Nothing was cut mid-message: no row left claimed, none in flight to resend.
+    assert at_stop["sending"] == 0 and at_stop["remaining"] > 0, at_stop
+    assert released == 0
+    assert [email for email, _ in rows if got[email] != 1] == []  # 0 missing, 0 twice
+    assert sum(got.values()) == readers and counts["sent"] == readers, counts
+    assert counts["resent_after_crash"] == 0 and counts["unknown"] == 0
+    print(f"\nafter SIGTERM to the process group: stopped in {stopped_in:.1f} s, "
+          f"{at_stop['remaining']} row(s) handed back, 0 duplicates")
 
 
 @contextmanager
@@ -181,34 +228,34 @@ def test_relay_outage_pauses_the_send_then_resume_completes_it(app, client):
         twin = twin_app(app, **settings)
         add_subscribers(app, 400)
         add_article(app)
-        worker = start_worker(env, 2)
+        worker = start_celery_worker(env, 2)
         try:
             digest_id = start_send(twin)
             handler.wait_for(100, timeout=60)
         except BaseException:
-            stop(worker)
+            stop_processes(worker)
             raise
     # The relay is gone (connections refused) until it comes back on the same port.
     try:
         outage_ends = time.monotonic() + outage
-        wait_until(lambda: ledger(app, digest_id)[0].status == DigestStatus.PAUSED, 60,
-                   lambda: f"a pause: {ledger(app, digest_id)[1]}", interval=0.5)
-        paused, counts, _ = ledger(app, digest_id)
+        wait_until(lambda: send_ledger(app, digest_id)[0].status == DigestStatus.PAUSED, 60,
+                   lambda: f"a pause: {send_ledger(app, digest_id)[1]}", interval=0.5)
+        paused, counts, _ = send_ledger(app, digest_id)
         assert "relay could not be reached" in paused.pause_reason
         assert counts["failed"] == 0 and counts["pending"] > 0 and counts["sending"] == 0
         # The outage lasts its time in the worker processes: a clock here cannot move it.
         time.sleep(max(0.0, outage_ends - time.monotonic()))
-        assert ledger(app, digest_id)[1]["failed"] == 0
+        assert send_ledger(app, digest_id)[1]["failed"] == 0
         with private_relay(port) as relay, twin.app_context():
             relay.handler.messages.extend(handler.messages)
             with unit_of_work():
                 assert digests.resume(digest_id)
             sweep_until_sent(app, twin, digest_id, timeout=120)
-            got = received(relay.handler)
+            got = received_by(relay.handler)
     finally:
-        stop(worker)
+        stop_processes(worker)
 
-    final, counts, rows = ledger(app, digest_id)
+    final, counts, rows = send_ledger(app, digest_id)
     assert final.status == DigestStatus.SENT and final.pause_reason is None
     assert counts["failed"] == 0 and counts["sent"] + counts["unknown"] == 400, counts
     # A message cut when the relay died mid-DATA is "unknown" (maybe delivered), at

@@ -236,12 +236,13 @@ EXPECTED = {
     "admin.dashboard": EDITOR, "admin.digests_page": EDITOR, "admin.send_digest": EDITOR,
     "admin.schedule_digest": EDITOR, "admin.send_test_digest": EDITOR,
     "admin.digest_report": EDITOR, "admin.digest_progress": EDITOR,
-    "admin.digest_preview": EDITOR, "admin.edit_digest": EDITOR, "admin.bounce_resume": EDITOR,
+    "admin.digest_preview": EDITOR, "admin.edit_digest": EDITOR, "admin.bounce_resume": OWNER,
     "admin.bounces_page": OWNER, "admin.bounce_raw_message": OWNER,
     "admin.bounce_reactivate": OWNER,
     "admin.settings_page": OWNER, "admin.settings_save": OWNER,
     "admin.settings_preview_mail": OWNER,
-    "admin.control_digest": EDITOR, "admin.subscribers_page": EDITOR,
+    "admin.control_digest": EDITOR, "admin.start_digest": EDITOR,
+    "admin.subscribers_page": EDITOR,
     "admin.import_subscribers": EDITOR, "admin.import_job": EDITOR,
     "admin.subscriber_page": EDITOR, "admin.add_subscriber": EDITOR,
     "admin.edit_subscriber": EDITOR, "admin.unsubscribe_subscriber": EDITOR,
@@ -488,7 +489,7 @@ def test_failed_logins_back_off_per_account_and_warn_the_editor(app, client, cel
                                                                 mailbox):
     make_editor(app)
     with settings(app, LOGIN_FREE_ATTEMPTS=3, LOGIN_ALERT_AFTER=3):
-        # From three different networks: only the per-account count can stop this.
+        # Three failures from one network (fresh clients: no session or device to go by).
         statuses = [login(app.test_client(), password="wrong password").status_code
                     for _ in range(3)]
         assert statuses == [401, 401, 401]
@@ -502,6 +503,46 @@ def test_failed_logins_back_off_per_account_and_warn_the_editor(app, client, cel
         with time_machine.travel(utcnow() + timedelta(seconds=1.1), tick=True):  # backoff over
             assert login(client).status_code == 302
     assert audit_rows(app, outcome="throttled")
+
+
+def login_from(client, address: str, password: str = PASSWORD):
+    token = csrf_token_from(client, "/admin/login")
+    return client.post("/admin/login", environ_base={"REMOTE_ADDR": address}, data={
+        "email": "editor@example.com", "password": password, "csrf_token": token})
+
+
+GUESSING, HOME = "198.51.100.7", "203.0.113.5"
+
+
+def test_guessing_from_one_network_never_locks_the_owner_out(app, client):
+    make_editor(app)  # the first editor: an owner
+    attacker, owner = app.test_client(), app.test_client()
+    # The per-network limit over all accounts counts in Redis's own time, which the
+    # clock here does not move: raised, so only the account backoff is tested.
+    with (settings(app, LOGIN_RATE_LIMIT="100 per minute"),
+          time_machine.travel(utcnow(), tick=True) as clock):
+        wrong = []
+        for _ in range(8):  # each after its backoff: eight failures counted
+            wrong.append(login_from(attacker, GUESSING, "wrong password").status_code)
+            clock.shift(timedelta(seconds=10))
+        assert wrong == [401] * 8
+        clock.shift(timedelta(seconds=-10))  # the next try is within the backoff
+        # The guessing network waits, even with the right password ...
+        assert login_from(attacker, GUESSING).status_code == 429
+        # ... the owner, from another network, does not; and their login frees nobody.
+        assert login_from(owner, HOME).headers.get("Location") == "/admin/"
+        assert login_from(app.test_client(), GUESSING).status_code == 429
+        # One guess an hour keeps the guessing network waiting, never the owner.
+        clock.shift(timedelta(hours=1))
+        assert login_from(attacker, GUESSING, "wrong password").status_code == 401
+        assert login_from(attacker, GUESSING).status_code == 429
+        # On the guessing network itself, the owner's browser is a known device.
+        assert login_from(owner, GUESSING).headers.get("Location") == "/admin/"
+        forged = app.test_client()
+        forged.set_cookie("newsletter_device", "eyJhIjoiMCIsImQiOiIwIn0.forged.sig",
+                          path="/admin/login")
+        assert login_from(forged, GUESSING).status_code == 429
+    assert len(audit_rows(app, action="login", outcome="ok")) == 2
 
 
 def test_the_network_limit_counts_an_ipv6_64_as_one_client(app, client):
@@ -600,8 +641,9 @@ def test_mandatory_two_factor_forces_enrolment(app, client):
         refused = client.post("/admin/account/2fa/disable", data={"csrf_token": token,
                                                                    "code": "x"})
         assert refused.status_code == 302
-    with app.app_context():
-        assert accounts.find_editor("editor@example.com").totp_secret == secret
+    with app.app_context():  # stored sealed, never as the secret itself
+        stored = accounts.find_editor("editor@example.com").totp_secret
+        assert stored and secret not in stored
     assert [e.outcome for e in audit_rows(app) if e.action.startswith("2fa")] == [
         "failed", "ok", "denied"]
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
-from newsletter.models import Digest, DigestStatus
+from newsletter.models import Delivery, Digest, DigestStatus
 from tests.factories import add_article, add_subscribers, make_editor, send_now
 from tests.helpers import (
     csrf_token_from,
@@ -121,11 +121,25 @@ def test_editor_starts_or_discards_a_draft_in_the_workspace(app, client, celery_
     assert f"/admin/digests/{draft_id}/start" in report
     assert f"/admin/digests/{draft_id}/discard" in report
     token = csrf_token_from(client, f"/admin/digests/{draft_id}")
-    response = client.post(f"/admin/digests/{draft_id}/start", data={"csrf_token": token})
+    # The report page's button asks first, like every "send now": nothing starts yet.
+    asked = client.post(f"/admin/digests/{draft_id}/start", data={"csrf_token": token})
+    assert asked.status_code == 200
+    question = asked.get_data(as_text=True)
+    assert "to 2 readers?" in question and 'name="confirmed" value="2"' in question
+    # A count that is not today's starts nothing and asks again.
+    stale = client.post(f"/admin/digests/{draft_id}/start",
+                        data={"csrf_token": token, "confirmed": "5"})
+    assert stale.status_code == 409 and "to 2 readers?" in stale.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Digest, draft_id).status == DigestStatus.DRAFT
+        assert not db.session.scalar(select(func.count()).select_from(Delivery))
+    response = client.post(f"/admin/digests/{draft_id}/start",
+                           data={"csrf_token": token, "confirmed": "2"})
     assert response.status_code == 302
     assert wait_until_sent(app, draft_id)["sent"] == 2
     # Started already: a second click changes nothing and says so.
-    client.post(f"/admin/digests/{draft_id}/start", data={"csrf_token": token})
+    client.post(f"/admin/digests/{draft_id}/start", data={"csrf_token": token,
+                                                          "confirmed": "2"})
     assert "cannot be started" in client.get(f"/admin/digests/{draft_id}").get_data(
         as_text=True)
 

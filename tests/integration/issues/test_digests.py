@@ -96,7 +96,9 @@ def test_temporary_failure_is_deferred_then_delivered(app, client, celery_worker
     # Until the retry is due (SEND_RETRY_DELAY, 1 s): the clock moves on, not the test.
     with time_machine.travel(utcnow() + timedelta(seconds=1.2), tick=True):
         with app.app_context():
-            assert sweep() == 1  # what beat does every 30 seconds
+            # What beat does every 15 seconds: a batch task the deferral handed on may
+            # have claimed the now-due row first, so how many it publishes varies.
+            sweep()
         wait_until_sent(app, digest_id)
     assert len(mailbox.wait_for(1)) == 1
     with app.app_context():

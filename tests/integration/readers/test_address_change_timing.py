@@ -21,7 +21,7 @@ from tests.helpers import (
     CSRF_PATTERN,
     best_threshold_accuracy,
     start_process,
-    stop_process,
+    stop_processes,
     subprocess_env,
     wait_for_subscribe_requests,
 )
@@ -103,7 +103,7 @@ def test_latency_does_not_tell_a_taken_address_from_a_free_one(app, clean_state,
                 latencies[kind].append(seconds)
         browser.connection.close()
     finally:
-        stop_process(web)
+        stop_processes(web)
 
     assert answers == {(302, path + "?notice=address")}  # one answer for both kinds
     accuracy = best_threshold_accuracy(latencies["taken"], latencies["free"])

@@ -26,7 +26,7 @@ from newsletter.models import ConfirmationSend, OutboxMail, Subscriber, Subscrib
 from tests.helpers import (
     best_threshold_accuracy,
     start_process,
-    stop_process,
+    stop_processes,
     subprocess_env,
     wait_for_subscribe_requests,
     wait_until,
@@ -127,8 +127,7 @@ def test_bombing_one_inbox_through_spellings_and_200_ips(app, clean_state, mailb
         wait_for_subscribe_requests(app, timeout=120)
         wait_until(lambda: not untried_mails(app), 30, "the last decided mails to be tried")
     finally:
-        stop_process(web)
-        stop_process(worker)
+        stop_processes(web, worker)
 
     arrivals = defaultdict(list)
     for message, moment in zip(mailbox.messages, mailbox.received_at, strict=True):

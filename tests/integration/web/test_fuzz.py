@@ -30,12 +30,16 @@ JUNK_SEGMENTS = [
     "null", "<script>alert(1)</script>", "'; DROP TABLE subscribers;--", "\u202e\u2028",
     "%E2%80%A8", "%0d%0aSet-Cookie:%20x=1", "~", ".", "..", "_" * 16, "a.b.c.d",
     *HUGE_IDS,
+    # Overlong UTF-8 ("/", ".", NUL spelled in 2-4 bytes) and an encoded surrogate.
+    "%c0%ae%c0%ae%c0%af", "%e0%80%af", "%f0%80%80%af", "%c0%80", "%ed%a0%80", "%ed%bf%bf",
 ]
 QUERY_STRINGS = [
     "", "embed=1", "embed=%ff", "page=99999999999999999999", "page=²", "page=-5",
     "next=//evil.example", "next=/%5C%5Cevil.example", "next=%09/evil.example",
     "subject=%ff%fe&intro=%00", "q=" + "%41" * 2000, "status=nope", "a=1&a=2&a=3" * 50,
     "%ff=%fe", "=&&=&", "embed=1&embed=0", "subject=" + "x" * 4000,
+    "embed=%c0%b1", "page=%e0%80%b1", "q=%f0%80%80%af", "next=%c0%af%c0%afevil.example",
+    "q=%ed%a0%80", "%c0%80=%c0%80", "status=%ed%bf%bf",
 ]
 ODD_METHODS = ["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"]
 JSON_TYPES = ["application/json", "application/json; charset=utf-16",
@@ -45,6 +49,11 @@ OTHER_TYPES = [
     None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
     "multipart/form-data; boundary=", "multipart/form-data; boundary=xyz", "text/csv",
     "application/xml", "\x00\x01", "*/*",
+    'multipart/form-data; boundary="', "multipart/form-data; boundary=" + "x" * 5000,
+    "application/x-www-form-urlencoded; charset=utf-16",
+    "application/x-www-form-urlencoded; charset=nope",
+    "application/x-www-form-urlencoded; charset=\xff", "application/x-www-form-urlencoded;;;=",
+    "multipart/mixed; boundary=xyz", "application/x-www-form-urlencoded" + "; a=b" * 500,
 ]
 
 
@@ -78,6 +87,18 @@ def _json_bodies() -> list[bytes]:
         '{"email": "é"}'.encode("utf-16"),
         b'{"email": "a@example.com", "email": "b@example.com"}',
         b'{"email": "\\ud800@example.com"}',  # a lone surrogate
+        # Lone surrogates in every kind of string the API reads: they decode to a
+        # str that no UTF-8 database driver can encode.
+        b'{"email": "a@example.com", "name": "\\udc00"}',
+        b'{"email": "a@example.com", "topics": ["\\ud800"], "cadence": "\\udfff"}',
+        b'{"\\ud800": "a@example.com"}',
+        b'{"title": "\\ud83d", "url": "https://news.example/\\udca9", "summary": "\\udc80",'
+        b' "categories": ["\\ud800"], "published_at": "2026-01-01\\udc00"}',
+        b'{"subject": "\\ud800", "intro": "\\udbff\\udbff"}',
+        b'{"topics": ["\\ud800"], "cadence": "weekly"}',
+        b'{"email": "\\ud83d\\ude00@example.com"}',  # a valid pair: an emoji
+        b'{"email": "\xed\xa0\x80@example.com"}',  # a surrogate as raw (CESU-8) bytes
+        b'{"email": "\xc0\xaf@example.com", "name": "\xe0\x80\xaf"}',  # overlong UTF-8
     ]
 
 
@@ -95,6 +116,9 @@ def _other_bodies(rng: random.Random) -> list[bytes]:
         b"--xyz\r\nContent-Disposition: form-data; name=\r\n\r\n",
         b"--xyz\r\n" * 2000,
         b"\xff\xfe\x00\x00garbage",
+        b"email=%c0%ae%c0%ae@example.com&name=%ed%a0%80&csrf_token=%f0%80%80%af",
+        b"email=\xc0\xafa@example.com&name=\xed\xa0\x80\xe0\x80\xaf",
+        b"=" * 3000, b"&" * 10000, b"a=%" + b"%" * 1000,
         bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000))),
     ]
 
@@ -125,6 +149,17 @@ JUNK_HEADERS = [
     {"Host": "evil.example:99999"},
     {"X-CSRFToken": "x" * 500},
     {"Content-Length": "-1"},
+    # Hosts werkzeug's test client can send (IDNA A-labels that do not decode make the
+    # client itself fail; tests/integration/web/test_raw_http.py sends them to gunicorn).
+    {"Host": "a" * 64 + ".example"}, {"Host": "a" * 300}, {"Host": ".."}, {"Host": "a..b"},
+    {"Host": "b\u00fccher.example"}, {"Host": "\u00ff"}, {"Host": "[::1"}, {"Host": "[zz]:80"},
+    {"Host": "x:abc"}, {"Host": "-.example"}, {"Host": "a." * 200}, {"Host": ""},
+    {"X-Forwarded-Host": "a" * 64}, {"X-Forwarded-For": "\u00ff" * 100},
+    {"Content-Length": "abc"}, {"Content-Length": "99999999999999999999999"},
+    {"Content-Length": "1e3"}, {"Content-Length": "+5"}, {"Content-Length": " 7 "},
+    {"Content-Type": "application/json; charset=\u00ff"},
+    {f"X-Junk-{number}": "x" * 20 for number in range(2000)},  # a huge header count
+    {"Cookie": "; ".join(f"c{number}=v" for number in range(2000))},
 ]
 
 PLACEHOLDER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?\w+>")

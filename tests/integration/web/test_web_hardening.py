@@ -95,6 +95,26 @@ def test_wrong_json_types_are_a_400_with_a_json_error(app, client, payload):
     assert count(app, Subscriber) == 0
 
 
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..b", "x:99999", "[::zz]",
+                                  "b\u00fccher.example"])
+def test_a_host_header_that_is_no_host_name_is_a_400_with_a_reason(app, client, host):
+    for path, accept in [("/subscribe", "text/html"), ("/api/v1/topics", "application/json")]:
+        response = client.get(path, headers={"Host": host, "Accept": accept})
+        assert response.status_code == 400
+        assert "The Host header is not a valid host name." in response.get_data(as_text=True)
+        assert response.headers["Content-Security-Policy"]  # our own error page
+
+
+def test_a_host_forwarded_by_a_trusted_proxy_is_checked_too(app, clean_state):
+    proxied = create_app(app_config(app.config["DATABASE_URL"], app.config["REDIS_URL"],
+                                    app.config["SMTP_PORT"], PROXY_COUNT=1))
+    client = proxied.test_client()
+    refused = client.get("/subscribe", headers={"X-Forwarded-Host": "a" * 64 + ".example"})
+    assert refused.status_code == 400 and "Host header" in refused.get_data(as_text=True)
+    fine = client.get("/subscribe", headers={"X-Forwarded-Host": "news.example.com"})
+    assert fine.status_code == 200
+
+
 def test_public_bodies_are_capped_before_anything_parses_them(app, client):
     # The 32 MB "[{},{},...]" that used to cost ~690 MB to parse: refused unread.
     body = b"[" + b"{}," * (32 * 1024 * 1024 // 3) + b"{}]"
@@ -262,7 +282,63 @@ def test_the_subscribe_form_token_is_signed_expiring_and_bound_to_the_client(
     assert count(app, SubscribeRequest) == 1
 
 
+def test_a_form_shown_before_a_key_rotation_is_sent_again_and_the_log_says_why(
+        app, client, caplog, monkeypatch):
+    old_key = app.config["SECRET_KEY"]
+    shown = form_token(client)
+    monkeypatch.setitem(app.config, "SECRET_KEY", "a-new-secret-key-of-at-least-32-bytes")
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", [old_key])
+    caplog.set_level(logging.WARNING)
+    refused = client.post("/subscribe", data={"email": "kept@example.com", "name": "Kept",
+                                              "csrf_token": shown})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "Please send it again" in page
+    assert 'value="kept@example.com"' in page and 'value="Kept"' in page  # nothing lost
+    [record] = refusals(caplog)
+    assert "previous SECRET_KEY" in record.getMessage()
+    assert "another client" not in record.getMessage()  # not pointing at proxies
+    again = client.post("/subscribe", data={"email": "kept@example.com",
+                                            "csrf_token": form_token(client)})
+    assert again.status_code == 302 and count(app, SubscribeRequest) == 1
+    caplog.clear()
+    stolen = form_token(client, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    client.post("/subscribe", data={"email": "a@example.com", "csrf_token": stolen})
+    [record] = refusals(caplog)
+    assert "another client" in record.getMessage()
+
+
 # --- tokens in links ------------------------------------------------------------------
+
+def test_refused_requests_log_their_path_without_the_key_or_token(app, client, caplog):
+    reader_id, key, nonce = add_reader(app)
+    with app.app_context():
+        confirm = tokens.make_confirm_token(reader_id, nonce)
+        address = tokens.make_address_token(reader_id, nonce, "new@example.com")
+    caplog.set_level(logging.WARNING)
+    for path in [f"/unsubscribe/{key}/nope", f"/unsubscribe/{key}/preferences?x=%00",
+                 f"/confirm/{confirm}/nope", f"/change-address/{address}?token={address}",
+                 f"/unsubscribe/{key}/preferences/../../x", f"/invite/{confirm}"]:
+        assert 400 <= client.get(path).status_code < 500, path
+    text = caplog.text
+    assert len(refusals(caplog)) == 6
+    for secret in [key, confirm, address, confirm.rsplit(".", 1)[1]]:
+        assert secret not in text
+    assert text.count("[redacted]") >= 6
+
+
+def test_every_route_holding_a_key_or_token_is_redacted(app):
+    """A route added later with a token in its path is covered, or this fails."""
+    from newsletter.logging_setup import redact
+
+    secret = "Zq3" + "x" * 19 + "Q1_-"
+    variables = re.compile(r"<(?:\w+:)?(\w*(?:token|key)\w*)>")
+    rules = [rule.rule for rule in app.url_map.iter_rules() if variables.search(rule.rule)]
+    assert len(rules) >= 8  # confirm, unsubscribe, preferences, change-address, invite
+    for rule in rules:
+        path = variables.sub(secret, re.sub(r"<int:\w+>", "1", rule))
+        assert secret not in redact(f"GET {path!r} answered 404"), rule
+
+
 
 def test_unsubscribe_links_carry_a_random_key_not_the_row_id(app, client):
     reader_id, key, _ = add_reader(app)
