@@ -27,8 +27,8 @@ PLACEHOLDER = "[redacted]"
 CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 
 # A segment after these in a path is a secret: reader keys (unsubscribe links and the
-# preference centre under them), confirm, address-change and invitation tokens.
-SECRET_PATHS = ("unsubscribe", "confirm", "change-address", "invite")
+# preference centre under them), confirm, address-change, undo and invitation tokens.
+SECRET_PATHS = ("unsubscribe", "confirm", "change-address", "undo-address", "invite")
 _SECRET_NAMES = r"[\w-]*(?:token|key|secret|password|signature)"
 
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (

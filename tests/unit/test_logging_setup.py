@@ -29,6 +29,7 @@ API_TOKEN = "nl_" + secrets.token_urlsafe(32)
     (f"GET '/UNSUBSCRIBE/{KEY}' answered 404", KEY),
     (f"GET '/confirm/{SIGNED}' answered 400: bad link: expired", SIGNED),
     (f"GET '/change-address/{SIGNED}' answered 400", SIGNED),
+    (f"POST '/undo-address/{KEY}' answered 400", KEY),
     (f"GET '/admin/invite/{SIGNED}' answered 400", SIGNED),
     (f"GET /x?token={KEY}&page=2", KEY),
     (f"GET /x?unsubscribe_key={KEY}", KEY),
