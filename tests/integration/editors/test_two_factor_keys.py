@@ -117,7 +117,7 @@ def test_the_migration_seals_secrets_stored_in_plain_text(app, client):
     with app.app_context():
         scripts = ScriptDirectory.from_config(
             app.extensions["migrate"].migrate.get_config())
-        before = scripts.get_revision("0016").down_revision
+        before = scripts.get_revision("0014").down_revision
         with totp_key(app, NEW_KEY):
             downgrade(revision=before)
             db.session.execute(text("UPDATE editors SET totp_secret = :secret"),

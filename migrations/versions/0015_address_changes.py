@@ -1,7 +1,7 @@
 """address changes decided by a worker, and undoable from the old address
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-03 12:30:00
 
 An address change is a ``subscribe_requests`` row (kind ``address_change``, stored as a
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0014'
-down_revision = '0013'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """editors' TOTP secrets sealed with the TOTP key; import jobs' last progress
 
-Revision ID: 0016
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-03 12:40:00
 
@@ -19,7 +19,7 @@ from flask import current_app
 from newsletter.config import totp_keys
 
 
-revision = '0016'
+revision = '0014'
 down_revision = '0013'
 branch_labels = None
 depends_on = None
