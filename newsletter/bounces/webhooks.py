@@ -48,7 +48,6 @@ from newsletter.mail.addresses import InvalidAddress, check_email
 from newsletter.models import BounceEvent, BounceKind, BounceSource, Subscriber
 
 PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid")
-_MESSAGE_ID = re.compile(r"<digest-(\d+)\.(\d+)@")
 _sns_certificates: dict[str, x509.Certificate] = {}  # per process: AWS rotates them rarely
 
 
@@ -358,10 +357,8 @@ def _delivery_ref(report: Report, subscriber_id: int) -> verp.DeliveryRef | None
     if token:
         with contextlib.suppress(verp.BadToken):
             candidates.append(verp.read_token(token))
-    match = _MESSAGE_ID.search(report.message_id or "")
-    if match:
-        candidates.append(verp.DeliveryRef(digest_id=int(match.group(1)),
-                                           subscriber_id=int(match.group(2))))
+    if ref := verp.ref_in_message_id(report.message_id):
+        candidates.append(ref)
     for ref in candidates:
         subscriber = intake.subscriber_for(ref)
         if subscriber is not None and subscriber.id == subscriber_id:
