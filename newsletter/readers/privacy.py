@@ -151,6 +151,9 @@ def erase_subscriber(subscriber_id: int) -> bool:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.email_normalized.startswith(ERASED_PREFIX):
         return False
+    # The hash and its key's fingerprint are written together, so no database holds an
+    # erasure that a process with another key could start on.
+    check_suppression_key()
     erased_email = f"erased-{subscriber.id}@erased.invalid"
     db.session.execute(
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id)
