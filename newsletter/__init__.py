@@ -41,13 +41,14 @@ def default_instance_path() -> str | None:
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """The app; a setting it cannot run with stops the process with one line naming it
-    (tests, which pass TESTING, get the ConfigError instead)."""
+    """The app. Started from the environment alone (web, workers, beat, commands), a
+    setting it cannot run with stops the process with one line naming it; a caller
+    passing settings in code (the tests) gets the ConfigError."""
+    if config is not None:
+        return _create_app(config)
     try:
-        return _create_app(config or {})
+        return _create_app({})
     except ConfigError as error:
-        if (config or {}).get("TESTING"):
-            raise
         raise SystemExit(f"newsletter: {error}") from None
 
 
