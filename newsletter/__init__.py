@@ -125,6 +125,7 @@ def _check_stored_keys(app: Flask) -> None:
     from sqlalchemy.exc import OperationalError
 
     from newsletter.db import unit_of_work
+    from newsletter.extensions import db
     from newsletter.readers import privacy
 
     with app.app_context():
@@ -134,6 +135,11 @@ def _check_stored_keys(app: Flask) -> None:
         except OperationalError as error:
             log.warning("suppression key not checked at start (database unreachable: %s); "
                         "it is checked at first use", type(error).__name__)
+        finally:
+            # Processes that fork after start (Celery's prefork pool, gunicorn --preload)
+            # must not hand this connection to their children.
+            db.session.remove()
+            db.engine.dispose()
 
 
 def _derive_settings(app: Flask) -> None:
