@@ -16,7 +16,6 @@ import http.cookiejar
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -77,15 +76,17 @@ def main() -> int:
     redis_port, web_port = free_port(), free_port()
     children = [start_embedded_redis(work / "redis", redis_port)]
     base_url = f"http://127.0.0.1:{web_port}"
-    env = {**os.environ,
-           "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
+    flask = [str(BIN / "flask"), "--app", "newsletter"]
+    # The keys as the README says to make them, before any is set.
+    keys = dict(line.split("=", 1) for line in check(
+        [*flask, "keys", "generate"], dict(os.environ), work).splitlines())
+    env = {**os.environ, **keys,
            "NEWSLETTER_INSTANCE_PATH": str(work / "instance"),
            "NEWSLETTER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "NEWSLETTER_SMTP_HOST": "127.0.0.1", "NEWSLETTER_SMTP_PORT": str(smtp.port),
            "NEWSLETTER_BASE_URL": base_url,
            "NEWSLETTER_MAIL_FROM": "Smoke Daily <news@example.com>",
            "NEWSLETTER_TASK_QUEUE": f"smoke-{os.getpid()}"}
-    flask = [str(BIN / "flask"), "--app", "newsletter"]
     try:
         check([*flask, "db", "upgrade"], env, work)
         assert (work / "instance" / "newsletter.db").is_file(), "database not in the instance"

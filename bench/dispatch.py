@@ -184,6 +184,7 @@ def main() -> None:
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url,
            "NEWSLETTER_REDIS_URL": redis_url, "NEWSLETTER_SMTP_HOST": "127.0.0.1",
            "NEWSLETTER_SMTP_PORT": str(sink_port), "NEWSLETTER_SECRET_KEY": "bench-" * 8,
+           "NEWSLETTER_SUPPRESSION_KEY": "pepper-" * 8,
            "NEWSLETTER_BASE_URL": "https://news.example.com",
            "NEWSLETTER_MAIL_FROM": "The Bench Daily <news@example.com>",
            "NEWSLETTER_SEND_BATCH_SIZE": str(args.batch),

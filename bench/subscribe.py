@@ -128,6 +128,7 @@ def main() -> None:
         env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url,
                "NEWSLETTER_REDIS_URL": redis_url,
                "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
+               "NEWSLETTER_SUPPRESSION_KEY": secrets.token_hex(32),
                "NEWSLETTER_TASK_QUEUE": f"bench-{os.getpid()}",
                "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "100000000 per minute"}
         try:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,8 +13,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter import logging_setup
 from newsletter.config import (
+    ConfigError,
     check_dev_mailbox,
-    check_secret_key,
+    check_keys,
     check_send_settings,
     ensure_instance_folder,
     load_settings,
@@ -44,7 +43,19 @@ def default_instance_path() -> str | None:
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    settings = {**load_settings(), **(config or {})}
+    """The app. Started from the environment alone (web, workers, beat, commands), a
+    setting it cannot run with stops the process with one line naming it; a caller
+    passing settings in code (the tests) gets the ConfigError."""
+    if config is not None:
+        return _create_app(config)
+    try:
+        return _create_app({})
+    except ConfigError as error:
+        raise SystemExit(f"newsletter: {error}") from None
+
+
+def _create_app(config: dict[str, Any]) -> Flask:
+    settings = {**load_settings(), **config}
     logging_setup.configure(settings["LOG_LEVEL"])  # first: start-up warnings get its format
     app = Flask(
         __name__,
@@ -54,7 +65,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(resource_dir("static")),
     )
     app.config.update(settings)
-    check_secret_key(app.config)
+    _missing_keys(app)
+    check_keys(app.config)
     check_dev_mailbox(app.config)
     check_send_settings(app.config)
     _derive_settings(app)
@@ -88,22 +100,49 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from newsletter import cli
 
     cli.register(app)
+    if not app.config.get("TESTING"):
+        # The test suite's app empties its database after start: it checks at first use.
+        _check_stored_keys(app)
     return app
 
 
-def _generated_secret(path: Path) -> str:
-    """A secret made once and kept in the instance folder (mode 0600)."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another process may be writing it this very moment
-            if text := path.read_text().strip():
-                return text
-            time.sleep(0.1)
-        raise RuntimeError(f"{path} is empty; delete it to have a new one made") from None
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_hex(32))
-    return path.read_text().strip()
+def _missing_keys(app: Flask) -> None:
+    """The test suite may leave the suppression key out: a random one for this process,
+    never a file. Elsewhere a missing key is refused (check_keys); an instance folder
+    holding the key an earlier version generated says where the right value is."""
+    config = app.config
+    if config["SUPPRESSION_KEY"]:
+        return
+    if config.get("TESTING"):
+        config["SUPPRESSION_KEY"] = secrets.token_hex(32)
+        return
+    generated = Path(app.instance_path) / "suppression-key"
+    if generated.is_file():
+        raise ConfigError(f"NEWSLETTER_SUPPRESSION_KEY is not set; set it on every host to "
+                          f"the key an earlier version generated into {generated}")
+
+
+def _check_stored_keys(app: Flask) -> None:
+    """Refuse to start with another suppression key than the database's. A database
+    that cannot be reached now is checked at the key's first use instead."""
+    from sqlalchemy.exc import OperationalError
+
+    from newsletter.db import unit_of_work
+    from newsletter.extensions import db
+    from newsletter.readers import privacy
+
+    with app.app_context():
+        try:
+            with unit_of_work():
+                privacy.check_suppression_key()
+        except OperationalError as error:
+            log.warning("suppression key not checked at start (database unreachable: %s); "
+                        "it is checked at first use", type(error).__name__)
+        finally:
+            # Processes that fork after start (Celery's prefork pool, gunicorn --preload)
+            # must not hand this connection to their children.
+            db.session.remove()
+            db.engine.dispose()
 
 
 def _derive_settings(app: Flask) -> None:
@@ -131,8 +170,6 @@ def _derive_settings(app: Flask) -> None:
     # (idle timeout, absolute lifetime, logout: newsletter/editors/sessions.py).
     config["PERMANENT_SESSION_LIFETIME"] = config["SESSION_MAX_AGE"]
     config["SESSION_REFRESH_EACH_REQUEST"] = False
-    config["SUPPRESSION_KEY"] = config["SUPPRESSION_KEY"] or _generated_secret(
-        Path(app.instance_path) / "suppression-key")
     config["WTF_CSRF_TIME_LIMIT"] = None  # a form left open overnight still submits
     config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
     # Redis down must not turn a subscribe into a 500: fall back to per-process limits.

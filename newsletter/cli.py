@@ -13,6 +13,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from newsletter.config import ENV_PREFIX, generate_keys
 from newsletter.content import article_files, articles, feeds, topics
 from newsletter.db import commit_each, unit_of_work
 from newsletter.delivery import outbox
@@ -40,6 +41,20 @@ def register(app: Flask) -> None:
             subscriptions.forget_old_limits()
         click.echo(f"enqueued {subscriptions.enqueue_unprocessed()} subscribe request(s)")
         click.echo(f"enqueued {outbox.enqueue_owed()} owed mail(s)")
+
+
+# A plugin command (pyproject's flask.commands entry point), so it runs without loading
+# the app, which refuses to start while a key is missing.
+@click.group("keys", help="The keys the data depends on.")
+def keys_cli():
+    pass
+
+
+@keys_cli.command("generate")
+def generate_keys_command():
+    """Print fresh random values for every key, as an environment file's lines."""
+    for name, value in generate_keys().items():
+        click.echo(f"{ENV_PREFIX}{name}={value}")
 
 
 articles_cli = AppGroup("articles", help="Articles that digests carry.")

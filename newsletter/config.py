@@ -286,8 +286,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated previous SECRET_KEYs, still accepted for sessions and mail "
             "links (key rotation); new ones are signed with SECRET_KEY."),
     Setting("SUPPRESSION_KEY", "", _str,
-            "Pepper of the erased-address hash; never rotate it. Empty: generated once "
-            "into `instance/suppression-key`."),
+            "Pepper of the erased-address hash, so an erased address is never mailed again. "
+            "Required: at least 32 bytes, random; back it up with the database and never "
+            "rotate it (a process started with another key than the database's refuses to "
+            "start)."),
     Setting("TOTP_KEY", "", _totp_key,
             "Encrypts editors' two-factor (TOTP) secrets in the database: at least 32 "
             "characters, random. Empty: derived from SECRET_KEY (and each fallback)."),
@@ -407,8 +409,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Domain of the VERP envelope sender `bounces+TOKEN@DOMAIN`; default: the From "
             "domain. Its MX (or your relay's transport map) points at `bounces serve`."),
     Setting("BOUNCE_KEY", "", _str,
-            "Signs VERP tokens so forged bounces are ignored. Default: derived from SECRET_KEY; "
-            "set it so that rotating SECRET_KEY does not orphan bounces still in flight."),
+            "Signs VERP tokens and Message-IDs so forged bounces are ignored (at least 32 "
+            "bytes). Default: derived from SECRET_KEY (and each fallback: bounces of mail sent "
+            "before a rotation are still accepted)."),
+    Setting("BOUNCE_KEY_FALLBACKS", [], _secrets,
+            "Comma-separated previous BOUNCE_KEYs, still accepted for bounces of mail sent "
+            "before a rotation; keep each for BOUNCE_SOFT_DAYS plus a week."),
     Setting("BOUNCE_MAX_SIZE", 2 * 1024 * 1024, _int(10_000),
             "Largest bounce or complaint message (bytes) the receiver and the mailbox accept."),
     Setting("BOUNCE_RAW_RETENTION_DAYS", 90, _int(1),
@@ -530,26 +536,54 @@ def check_dev_mailbox(config: Mapping[str, Any]) -> None:
 
 
 MIN_SECRET_BYTES = 32
+# Every key the data depends on. ``flask --app newsletter keys generate`` prints a
+# fresh value for each; none is ever generated into a file by a running service.
+KEY_SETTINGS = ("SECRET_KEY", "SUPPRESSION_KEY", "BOUNCE_KEY")
+GENERATE_HINT = "generate one with: flask --app newsletter keys generate"
 
 
-def check_secret_key(config: Mapping[str, Any]) -> None:
+def generate_keys() -> dict[str, str]:
+    import secrets
+
+    return {name: secrets.token_hex(32) for name in KEY_SETTINGS}
+
+
+def _weak(key: object) -> bool:
+    return key == DEFAULT_SECRET_KEY or len(str(key).encode()) < MIN_SECRET_BYTES
+
+
+def check_keys(config: Mapping[str, Any]) -> None:
     """Outside tests, refuse a key that is missing, short or the public default,
     whatever FLASK_DEBUG says: a debug server is reachable too, and a cookie signed
-    with a known key opens the editor workspace."""
+    with a known key opens the editor workspace. Each refusal is one line naming the
+    setting."""
     if config.get("TESTING"):
         return
-    hint = "e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
     key = config.get("SECRET_KEY") or ""
     if key == DEFAULT_SECRET_KEY:
         raise ConfigError(f"{ENV_PREFIX}SECRET_KEY is not set (the built-in development key "
-                          f"is refused); set it to a long random value, {hint}")
-    if len(str(key).encode()) < MIN_SECRET_BYTES:
+                          f"is refused); {GENERATE_HINT}")
+    if _weak(key):
         raise ConfigError(f"{ENV_PREFIX}SECRET_KEY is {len(str(key).encode())} bytes; it needs "
-                          f"at least {MIN_SECRET_BYTES} random bytes, {hint}")
-    for old in config.get("SECRET_KEY_FALLBACKS") or ():
-        if old == DEFAULT_SECRET_KEY or len(str(old).encode()) < MIN_SECRET_BYTES:
-            raise ConfigError(f"{ENV_PREFIX}SECRET_KEY_FALLBACKS holds a key shorter than "
-                              f"{MIN_SECRET_BYTES} bytes or the built-in one")
+                          f"at least {MIN_SECRET_BYTES} random bytes; {GENERATE_HINT}")
+    _check_fallbacks(config, "SECRET_KEY_FALLBACKS")
+    if not config.get("SUPPRESSION_KEY"):
+        raise ConfigError(f"{ENV_PREFIX}SUPPRESSION_KEY is not set (it keeps erased addresses "
+                          f"from being mailed again; use the same value on every host); "
+                          f"{GENERATE_HINT}")
+    if _weak(config["SUPPRESSION_KEY"]):
+        raise ConfigError(f"{ENV_PREFIX}SUPPRESSION_KEY is shorter than {MIN_SECRET_BYTES} "
+                          f"bytes; {GENERATE_HINT}")
+    if config.get("BOUNCE_KEY") and _weak(config["BOUNCE_KEY"]):
+        raise ConfigError(f"{ENV_PREFIX}BOUNCE_KEY is shorter than {MIN_SECRET_BYTES} bytes; "
+                          f"{GENERATE_HINT}")
+    _check_fallbacks(config, "BOUNCE_KEY_FALLBACKS")
+
+
+def _check_fallbacks(config: Mapping[str, Any], name: str) -> None:
+    if any(_weak(old) for old in config.get(name) or ()):
+        raise ConfigError(f"{ENV_PREFIX}{name} holds a key shorter than {MIN_SECRET_BYTES} "
+                          "bytes or the built-in one")
 
 
 # A lease must outlast a batch sent at the configured rate, with room to spare

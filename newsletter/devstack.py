@@ -53,11 +53,13 @@ def wait_for_port(port: int, timeout: float = 15) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def dev_secret_key() -> str:
-    """A random key kept in instance/, so links in mails survive a restart."""
-    path = INSTANCE / "dev-secret-key"
+def dev_key(file_name: str) -> str:
+    """A random key kept in instance/, so links in mails and erasures survive a restart.
+    Only the dev stack does this: a production process is given its keys."""
+    path = INSTANCE / file_name
     if not path.exists():
         path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -121,7 +123,9 @@ def main() -> int:
     except ValueError:
         raise SystemExit(f"PORT must be a port number, got {env['PORT']!r}") from None
     lock = claim_instance(web_port)  # noqa: F841 (released when the process exits)
-    env.setdefault("NEWSLETTER_SECRET_KEY", dev_secret_key())
+    env.setdefault("NEWSLETTER_SECRET_KEY", dev_key("dev-secret-key"))
+    # The file name earlier versions generated it under, so existing erasures still hold.
+    env.setdefault("NEWSLETTER_SUPPRESSION_KEY", dev_key("suppression-key"))
     env.setdefault("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{web_port}")
     # Debug on (a loopback BASE_URL too) is what lets /dev/mail exist; the dev
     # server still runs without the reloader and the interactive debugger.

@@ -53,7 +53,6 @@ from newsletter.mail.addresses import InvalidAddress, check_email
 from newsletter.models import BounceEvent, BounceKind, BounceSource, Subscriber
 
 PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid")
-_MESSAGE_ID = re.compile(r"<digest-(\d+)\.(\d+)@")
 # A VERP address inside a bounce's text (Postmark passes the bounce itself, not our headers).
 _VERP_ADDRESS = re.compile(r"\bbounces\+[a-z0-9.]{1,60}@[a-z0-9.-]{1,253}", re.IGNORECASE)
 _sns_certificates: dict[str, x509.Certificate] = {}  # per process: AWS rotates them rarely
@@ -270,11 +269,11 @@ def _postmark(headers, body: bytes) -> list[Report]:
     # bounce content" in the webhook's settings) or in metadata the mail carried.
     content = f"{str(event.get('Content') or '')[:200_000]} {event.get('Metadata') or ''}"
     verp_address = _VERP_ADDRESS.search(content)
-    our_id = _MESSAGE_ID.search(content)
+    our_id = verp.message_id_in(content)
     common = dict(dedup_key=f"postmark:{event['ID']}:{record}"[:128] if event.get("ID") else None,
                   provider="Postmark",
                   envelope_from=verp_address.group(0) if verp_address else None,
-                  message_id=our_id.group(0) if our_id else _angle(event.get("MessageID")))
+                  message_id=our_id or _angle(event.get("MessageID")))
     if record == "SpamComplaint" or kind == "SpamComplaint":
         return [Report(BounceKind.COMPLAINT, email, "complaint via Postmark feedback loop",
                        **common)]
@@ -413,10 +412,8 @@ def _delivery_ref(report: Report, subscriber_id: int) -> verp.DeliveryRef | None
     if token:
         with contextlib.suppress(verp.BadToken):
             candidates.append(verp.read_token(token))
-    match = _MESSAGE_ID.search(report.message_id or "")
-    if match:
-        candidates.append(verp.DeliveryRef(digest_id=int(match.group(1)),
-                                           subscriber_id=int(match.group(2))))
+    if ref := verp.ref_in_message_id(report.message_id):
+        candidates.append(ref)
     for ref in candidates:
         subscriber = intake.subscriber_for(ref)
         if subscriber is not None and subscriber.id == subscriber_id:

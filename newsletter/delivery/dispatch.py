@@ -41,7 +41,7 @@ from newsletter.issues import digests
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
 from newsletter.mail.links import external_url, url_adapter
 from newsletter.mail.transport import DeliveryResult, Outcome
-from newsletter.mail.verp import DigestSenders, feedback_id
+from newsletter.mail.verp import DigestSenders, MessageIds, feedback_id
 from newsletter.models import (
     ConsentSource,
     Delivery,
@@ -78,7 +78,7 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
             digests.render(digest, marker, variant=variant), marker,
             mail_from=config["MAIL_FROM"], list_id=config["LIST_ID"],
             archive_url=external_url("public.archive_issue", digest_id=digest.id),
-            message_id_prefix=f"digest-{digest.id}",
+            message_id=MessageIds(digest.id),
             feedback_id=feedback_id(digest.id, config["LIST_ID"], config["MAIL_FROM"]),
         )
     return _factories[key]

@@ -36,6 +36,7 @@ from newsletter.issues.schedule import (
     parse_schedule,
     period_key,
 )
+from newsletter.mail import verp
 from newsletter.mail.headers import clean_text
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
@@ -480,7 +481,9 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "",
     config = current_app.config
     test_copy = dataclasses.replace(rendered, subject="[Test] " + rendered.subject)
     message = build_message(test_copy, mail_from=config["MAIL_FROM"], to_email=to_email)
-    return current_app.extensions["smtp"].deliver_message(message)
+    # The envelope of a real send too (what SPF and DMARC tools judge).
+    return current_app.extensions["smtp"].deliver_message(
+        message, verp.address_for(verp.TEST_MAIL))
 
 
 def pause(digest_id: int, reason: str | None = None) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from email.utils import format_datetime
 
 from newsletter.mail.addresses import parse_mailbox
@@ -38,11 +39,12 @@ def _part_header(subtype: str) -> bytes:
 
 class BulkMessageFactory:
     def __init__(self, rendered: RenderedMail, marker: str, *, mail_from: str, list_id: str,
-                 archive_url: str, message_id_prefix: str, feedback_id: str | None = None):
+                 archive_url: str, message_id: Callable[[int], str],
+                 feedback_id: str | None = None):
         sender = parse_mailbox(mail_from)
         self.sender = sender.addr_spec
         self.domain = sender.domain
-        self.message_id_prefix = message_id_prefix
+        self.message_id = message_id  # a reader's id -> their Message-ID, the same on a resend
         self.boundary = "=_" + secrets.token_hex(16)
         self.text_parts = rendered.text.encode().split(marker.encode())
         self.html_parts = rendered.html.encode().split(marker.encode())
@@ -56,11 +58,6 @@ class BulkMessageFactory:
             f"Feedback-ID: {feedback_id}\r\n".encode() if feedback_id else b"",
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'.encode(),
         ])
-
-    def message_id(self, subscriber_id: int) -> str:
-        # Deterministic: a resend after a crash carries the same id, so mail
-        # systems that deduplicate by Message-ID can drop the copy.
-        return f"<{self.message_id_prefix}.{subscriber_id}@{self.domain}>"
 
     def build(self, subscriber_id: int, email: str, name: str | None,
               unsubscribe_url: str) -> bytes:

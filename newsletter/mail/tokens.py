@@ -6,11 +6,14 @@ database (the subscriber's ``token_nonce`` rotates), not a property of the token
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
@@ -40,8 +43,66 @@ def _secret() -> list[str]:
     return [*config["SECRET_KEY_FALLBACKS"], config["SECRET_KEY"]]
 
 
+# Row ids sealed into one AES block: a token or Message-ID names a row without telling
+# anyone its id (how many readers or issues there are, which reader came after which).
+SEAL_LENGTH = 26  # 16 bytes in base32, lower case, no padding
+ID_BYTES = 4  # ids are 32-bit
+_SEALED = re.compile(r"[a-z2-7]{26}")
+
+
+def _block_cipher(key: bytes, purpose: str) -> Cipher:
+    aes_key = hmac.new(key, f"newsletter.seal.{purpose}".encode(), hashlib.sha256).digest()
+    # One block, each block distinct (unique ids): AES as a keyed permutation, which is
+    # what ECB is safe for; the same ids always seal to the same text.
+    return Cipher(algorithms.AES(aes_key), modes.ECB())
+
+
+def seal_ids(key: bytes, purpose: str, *ids: int) -> str:
+    """Up to three ids as 26 characters [a-z2-7] that reveal nothing without the key.
+    The block's unused bytes are zero, so a forged or mistyped text opens to None
+    (1 chance in 2**32 at worst)."""
+    block = b"".join(number.to_bytes(ID_BYTES, "big") for number in ids).ljust(16, b"\0")
+    encryptor = _block_cipher(key, purpose).encryptor()
+    sealed = encryptor.update(block) + encryptor.finalize()
+    return base64.b32encode(sealed).decode().lower().rstrip("=")
+
+
+def open_ids(keys: Iterable[bytes], purpose: str, text: str, count: int) -> tuple[int, ...] | None:
+    """The ``count`` ids sealed with any of ``keys``, or None."""
+    if not isinstance(text, str) or not _SEALED.fullmatch(text):
+        return None
+    sealed = base64.b32decode(text.upper() + "======")
+    used = count * ID_BYTES
+    for key in keys:
+        decryptor = _block_cipher(key, purpose).decryptor()
+        block = decryptor.update(sealed) + decryptor.finalize()
+        if block[used:] == bytes(16 - used):
+            ids = tuple(int.from_bytes(block[i:i + ID_BYTES], "big")
+                        for i in range(0, used, ID_BYTES))
+            if all(0 < number <= MAX_ID for number in ids):
+                return ids
+    return None
+
+
+def _sealed_subscriber(subscriber_id: int) -> str:
+    return seal_ids(current_app.config["SECRET_KEY"].encode(), "subscriber", subscriber_id)
+
+
+def _subscriber_id(value: object) -> int:
+    """A sealed subscriber id, or the plain id of a link mailed before ids were sealed
+    (still valid for CONFIRM_MAX_AGE after the upgrade). Raises TokenInvalid."""
+    if isinstance(value, str):
+        opened = open_ids([key.encode() for key in reversed(_secret())], "subscriber", value, 1)
+        if opened:
+            return opened[0]
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
+        return value
+    raise TokenInvalid("malformed payload")
+
+
 def make_confirm_token(subscriber_id: int, nonce: str) -> str:
-    return URLSafeTimedSerializer(_secret(), salt=CONFIRM_SALT).dumps([subscriber_id, nonce])
+    return URLSafeTimedSerializer(_secret(), salt=CONFIRM_SALT).dumps(
+        [_sealed_subscriber(subscriber_id), nonce])
 
 
 def _load_timed(token: str, salt: str):
@@ -57,11 +118,9 @@ def _load_timed(token: str, salt: str):
 
 def read_confirm_token(token: str) -> ConfirmClaim:
     payload = _load_timed(token, CONFIRM_SALT)
-    if (not isinstance(payload, list) or len(payload) != 2 or not isinstance(payload[0], int)
-            or isinstance(payload[0], bool) or not 0 < payload[0] <= MAX_ID
-            or not isinstance(payload[1], str)):
+    if not isinstance(payload, list) or len(payload) != 2 or not isinstance(payload[1], str):
         raise TokenInvalid("malformed payload")
-    return ConfirmClaim(subscriber_id=payload[0], nonce=payload[1])
+    return ConfirmClaim(subscriber_id=_subscriber_id(payload[0]), nonce=payload[1])
 
 
 # The link in the mail that confirms a new address (from the preference centre). It
@@ -79,16 +138,15 @@ class AddressClaim:
 
 def make_address_token(subscriber_id: int, nonce: str, email: str) -> str:
     return URLSafeTimedSerializer(_secret(), salt=ADDRESS_SALT).dumps(
-        [subscriber_id, nonce, email])
+        [_sealed_subscriber(subscriber_id), nonce, email])
 
 
 def read_address_token(token: str) -> AddressClaim:
     payload = _load_timed(token, ADDRESS_SALT)
-    if (not isinstance(payload, list) or len(payload) != 3 or not isinstance(payload[0], int)
-            or isinstance(payload[0], bool) or not 0 < payload[0] <= MAX_ID
+    if (not isinstance(payload, list) or len(payload) != 3
             or not all(isinstance(value, str) for value in payload[1:])):
         raise TokenInvalid("malformed payload")
-    return AddressClaim(*payload)
+    return AddressClaim(_subscriber_id(payload[0]), payload[1], payload[2])
 
 
 # Unsubscribe links carry the subscriber's random ``unsubscribe_key`` (see models/readers.py).
@@ -128,12 +186,13 @@ FORM_SALT = "newsletter.form.subscribe"
 FORM_TOKEN_MAX_AGE = 24 * 3600  # a form left open for a day still submits
 
 
-def _client_tag(client: str | None) -> str:
-    return hashlib.sha256(f"{_secret()}:{client or ''}".encode()).hexdigest()[:16]
+def _client_tag(key: str, client: str | None) -> str:
+    return hashlib.sha256(f"{key}:{client or ''}".encode()).hexdigest()[:16]
 
 
 def make_form_token(client: str | None) -> str:
-    return URLSafeTimedSerializer(_secret(), salt=FORM_SALT).dumps(_client_tag(client))
+    return URLSafeTimedSerializer(_secret(), salt=FORM_SALT).dumps(
+        _client_tag(current_app.config["SECRET_KEY"], client))
 
 
 def check_form_token(token: object, client: str | None) -> None:
@@ -147,16 +206,9 @@ def check_form_token(token: object, client: str | None) -> None:
         raise TokenExpired("form token expired") from None
     except BadSignature:
         raise TokenInvalid("bad form token") from None
-    if not isinstance(tag, str) or not hmac.compare_digest(tag, _client_tag(client)):
-        if not _signed_with_current_key(token):  # the tag changes with the keys too
-            raise TokenInvalid("form token signed with a previous SECRET_KEY (a key "
-                               "rotation since the form was shown), not a proxy problem")
+    # Tagged with whichever key was current then: a form opened before a key rotation
+    # still submits.
+    if not isinstance(tag, str) or not any(hmac.compare_digest(tag, _client_tag(key, client))
+                                           for key in _secret()):
         raise TokenInvalid("form token issued to another client")
 
-
-def _signed_with_current_key(token: str) -> bool:
-    try:
-        URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=FORM_SALT).loads(token)
-    except BadSignature:
-        return False
-    return True

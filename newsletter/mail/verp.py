@@ -7,6 +7,12 @@ reader, and a forged one (anyone can send us mail) is recognised and ignored.
 
 The token survives mail systems that lower-case local parts (base36 ids,
 base32 MAC, all lower case) and fits the 64-character local-part limit.
+
+Tokens are signed with BOUNCE_KEY (or a key derived from SECRET_KEY) and checked
+against every key still accepted: BOUNCE_KEY_FALLBACKS and the keys derived from
+SECRET_KEY and each of SECRET_KEY_FALLBACKS, so a bounce of mail sent before a
+rotation still names its reader. Every key is a string setting, so whatever key
+signed a token can be given back as a fallback.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 from flask import current_app
 
 from newsletter.mail.addresses import parse_mailbox
+from newsletter.mail.tokens import MAX_ID, open_ids, seal_ids
 
 LOCAL_PART = "bounces"
 MAC_BYTES = 10  # 80 bits: forging one token takes ~2**79 guesses, each a mail to us
@@ -54,12 +62,26 @@ def _base36(number: int) -> str:
             return text
 
 
+def _derived(secret_key: str) -> bytes:
+    # A key of its own, derived so that it is never the session key itself.
+    return hmac.new(secret_key.encode(), b"newsletter.verp", hashlib.sha256).digest()
+
+
 def _key() -> bytes:
+    """The key new tokens are signed with."""
     config = current_app.config
     if config["BOUNCE_KEY"]:
         return config["BOUNCE_KEY"].encode()
-    # A key of its own, derived so that it is never the session key itself.
-    return hmac.new(config["SECRET_KEY"].encode(), b"newsletter.verp", hashlib.sha256).digest()
+    return _derived(config["SECRET_KEY"])
+
+
+def _accepted_keys() -> list[bytes]:
+    """The signing key first, then every earlier one (mail sent before a rotation, or
+    before BOUNCE_KEY was set, is still bouncing back for days)."""
+    config = current_app.config
+    keys = [_key(), *(key.encode() for key in config["BOUNCE_KEY_FALLBACKS"])]
+    keys += [_derived(key) for key in (config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"])]
+    return list(dict.fromkeys(keys))
 
 
 def _mac(body: str, key: bytes) -> str:
@@ -84,7 +106,8 @@ def read_token(token: str) -> DeliveryRef:
     """The delivery a token names; raises BadToken for anything we did not sign."""
     token = token.strip().lower()
     body, _, mac = token.rpartition(".")
-    if not body or len(token) > 56 or not hmac.compare_digest(mac, _mac(body, _key())):
+    if not body or len(token) > 56 or not any(hmac.compare_digest(mac, _mac(body, key))
+                                              for key in _accepted_keys()):
         raise BadToken("bad or missing VERP signature")
     kind, ids = body[0], body[1:].split(".")
     try:
@@ -114,6 +137,54 @@ class DigestSenders:
     def for_subscriber(self, subscriber_id: int) -> str:
         body = self.prefix + _base36(subscriber_id)
         return f"{LOCAL_PART}+{body}.{_mac(body, self.key)}@{self.domain}"
+
+
+# A test mail of an issue goes out like a real one, VERP envelope included; its token
+# names no delivery (ids start at 1), so a bounce of it is kept but changes no reader.
+TEST_MAIL = DeliveryRef(digest_id=0, subscriber_id=0)
+
+
+class MessageIds:
+    """Message-IDs of one issue, ``<TEXT@domain>``: TEXT is the issue's and the reader's
+    ids sealed with the bounce key, so it tells nobody how many readers or issues there
+    are, yet it is the same for a resend of one delivery (mail systems that deduplicate
+    by Message-ID drop the copy) and a provider's report quoting it names the delivery.
+    The domain is the From address's, as for every other mail of ours."""
+
+    def __init__(self, digest_id: int):
+        self.digest_id, self.key = digest_id, _key()
+        self.domain = parse_mailbox(current_app.config["MAIL_FROM"]).domain
+
+    def __call__(self, subscriber_id: int) -> str:
+        sealed = seal_ids(self.key, "message-id", self.digest_id, subscriber_id)
+        return f"<{sealed}@{self.domain}>"
+
+
+# Mail sent before the ids were sealed: ``<digest-ISSUE.READER@domain>``.
+_LEGACY_MESSAGE_ID = re.compile(r"<digest-(\d{1,10})\.(\d{1,10})@")
+_MESSAGE_ID = re.compile(r"<([a-z2-7]{26})@")
+
+
+def ref_in_message_id(message_id: str | None) -> DeliveryRef | None:
+    """The delivery a Message-ID of ours names (sealed, or of the old plain format);
+    None for anything else. Callers still check that the reader got that message."""
+    text = (message_id or "").strip().lower()
+    if match := _MESSAGE_ID.search(text):
+        ids = open_ids(_accepted_keys(), "message-id", match.group(1), 2)
+        return DeliveryRef(digest_id=ids[0], subscriber_id=ids[1]) if ids else None
+    if match := _LEGACY_MESSAGE_ID.search(text):
+        digest_id, subscriber_id = int(match.group(1)), int(match.group(2))
+        if 0 < digest_id <= MAX_ID and 0 < subscriber_id <= MAX_ID:
+            return DeliveryRef(digest_id=digest_id, subscriber_id=subscriber_id)
+    return None
+
+
+def message_id_in(text: str) -> str | None:
+    """The start of the first Message-ID of ours quoted in a text (a bounce's content),
+    enough for ref_in_message_id."""
+    lowered = text.lower()
+    match = _MESSAGE_ID.search(lowered) or _LEGACY_MESSAGE_ID.search(lowered)
+    return match.group(0) if match else None
 
 
 def token_in_address(address: str) -> str | None:

@@ -275,3 +275,15 @@ class ImportJob(db.Model):
     # Written at the claim and with each chunk's progress: the stalled-job sweeper's clock.
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class KeyFingerprint(db.Model):
+    """A fingerprint (never the key) of a key the stored data depends on, written at the
+    first start: a process started with another key (a second host, a restore, a new
+    virtualenv) refuses to start rather than forget every erasure."""
+
+    __tablename__ = "key_fingerprints"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

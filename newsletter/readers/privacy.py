@@ -7,9 +7,11 @@ import hmac
 import logging
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, inspect, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.bounces import intake
+from newsletter.config import ENV_PREFIX, ConfigError
 from newsletter.delivery import ledger
 from newsletter.extensions import db
 from newsletter.models import (
@@ -18,8 +20,10 @@ from newsletter.models import (
     ConsentEvent,
     ConsentSource,
     Delivery,
+    KeyFingerprint,
     OutboxMail,
     Subscriber,
+    utcnow,
 )
 from newsletter.readers import status
 
@@ -36,7 +40,47 @@ def suppression_key(email_normalized: str) -> str:
     """A keyed hash of an erased address: it cannot be read back, but a new
     subscribe request for the same address can be recognised and ignored. Keyed
     with its own pepper (SUPPRESSION_KEY), so rotating SECRET_KEY changes nothing."""
+    if not current_app.extensions.get(_CHECKED):
+        # A process that could not check at start (database down, schema older).
+        check_suppression_key()
     return _keyed(current_app.config["SUPPRESSION_KEY"], email_normalized)
+
+
+SUPPRESSION = "suppression"
+_CHECKED = "newsletter.suppression_key_checked"
+
+
+def key_fingerprint(key: str) -> str:
+    """Names a key without revealing it (an HMAC of a constant: the key is 256 bits)."""
+    return hmac.new(key.encode(), b"newsletter.key-fingerprint", hashlib.sha256).hexdigest()
+
+
+def check_suppression_key() -> None:
+    """Refuse a SUPPRESSION_KEY other than the one this database's erasures were hashed
+    with; the first process to start records its fingerprint (in the caller's
+    transaction). Raises ConfigError. Before the table exists (a database not yet
+    upgraded) there is nothing to check against, and it is checked again at next use."""
+    if not inspect(db.session.connection()).has_table(KeyFingerprint.__tablename__):
+        return
+    current = key_fingerprint(current_app.config["SUPPRESSION_KEY"])
+    stored = _stored_fingerprint()
+    if stored is None:
+        dialect = db.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        db.session.execute(insert(KeyFingerprint).values(
+            name=SUPPRESSION, fingerprint=current, created_at=utcnow()).on_conflict_do_nothing())
+        stored = _stored_fingerprint()  # another process may have been first
+    if stored != current:
+        raise ConfigError(
+            f"{ENV_PREFIX}SUPPRESSION_KEY is not the key this database's erased addresses "
+            "were hashed with; set the one it was first started with (from your secret store "
+            "or the backup's): with another key erased readers could subscribe again")
+    current_app.extensions[_CHECKED] = True
+
+
+def _stored_fingerprint() -> str | None:
+    return db.session.scalar(select(KeyFingerprint.fingerprint)
+                             .where(KeyFingerprint.name == SUPPRESSION))
 
 
 def legacy_suppression_keys(email_normalized: str) -> list[str]:
@@ -109,6 +153,9 @@ def erase_subscriber(subscriber_id: int) -> bool:
     subscriber = db.session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.email_normalized.startswith(ERASED_PREFIX):
         return False
+    # The hash and its key's fingerprint are written together, so no database holds an
+    # erasure that a process with another key could start on.
+    check_suppression_key()
     erased_email = f"erased-{subscriber.id}@erased.invalid"
     db.session.execute(
         update(ConsentEvent).where(ConsentEvent.subscriber_id == subscriber_id)

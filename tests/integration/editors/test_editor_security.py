@@ -211,15 +211,6 @@ def test_the_app_refuses_to_start_with_a_weak_key_even_in_debug(environment, mes
     assert result.returncode != 0 and message in result.stderr
 
 
-def test_the_suppression_pepper_is_generated_once_into_the_instance_folder(tmp_path):
-    from newsletter import _generated_secret
-
-    path = tmp_path / "suppression-key"
-    first = _generated_secret(path)
-    assert len(first) == 64 and _generated_secret(path) == first
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-
-
 # --- roles ---------------------------------------------------------------------------------
 
 OWNER, EDITOR, AUTHOR = Role.OWNER, Role.EDITOR, Role.AUTHOR

@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from newsletter.bounces import intake
 from newsletter.extensions import db
 from newsletter.issues import digests
+from newsletter.mail import verp
 from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, utcnow
 from tests.factories import add_article, add_subscribers, make_editor, send_now
 from tests.helpers import csrf_token_from, login, wait_until_sent
@@ -121,3 +123,18 @@ def test_the_progress_line_says_what_the_send_waits_for(app, clean_state):
         db.session.commit()
         assert digests.pause(digest.id)
         assert line() == "paused: by an editor"
+
+
+def test_a_test_mail_goes_out_with_a_verp_envelope_like_a_real_send(app, client, mailbox):
+    add_article(app)
+    with app.app_context():
+        result = digests.send_test("editor@example.com", subject="Our week")
+    assert result.outcome.value == "sent"
+    mail = mailbox.wait_for(1)[0]
+    envelope_from, recipients = mailbox.envelopes[0]
+    assert recipients == ["editor@example.com"] and mail["Subject"] == "[Test] Our week"
+    assert envelope_from.startswith("bounces+") and envelope_from.endswith("@example.com")
+    with app.app_context():
+        # Signed like every token; it names no reader, so its bounce changes nobody.
+        assert verp.read_token(verp.token_in_address(envelope_from)) == verp.TEST_MAIL
+        assert intake.subscriber_for(verp.TEST_MAIL) is None

@@ -259,7 +259,8 @@ def test_subscribing_while_redis_is_down_loses_no_mail(app, client, database_url
     # A separate web process whose Redis is down (nothing listens on that port).
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url,
            "NEWSLETTER_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-           "NEWSLETTER_SECRET_KEY": app.config["SECRET_KEY"]}
+           "NEWSLETTER_SECRET_KEY": app.config["SECRET_KEY"],
+           "NEWSLETTER_SUPPRESSION_KEY": app.config["SUPPRESSION_KEY"]}
     result = run(sys.executable, "-c", OFFLINE_SUBSCRIBE, env=env, timeout=60)
     assert result.stdout.strip() == "202", result.stderr
     assert count(app, SubscribeRequest) == 1  # recorded, its task never published

@@ -30,12 +30,13 @@ def test_bulk_messages_carry_compliance_headers_and_substitute_the_link():
         RenderedMail("Week 48: Zoë’s picks", f"Leave: {marker}",
                      f'<p>Hello</p><a href="{marker}">Unsubscribe</a>'),
         marker, mail_from="Die Zeitung <news@example.com>", list_id="<newsletter.example.com>",
-        archive_url="https://news.example.com/archive/7", message_id_prefix="digest-7")
+        archive_url="https://news.example.com/archive/7",
+        message_id=lambda reader: f"<m.{reader}@example.com>")
     raw = factory.build(42, "zoe@example.com", "Zoë Ünal", "https://news.example.com/u/tok")
     message = message_from_bytes(raw, policy=policy.default)
     assert message["To"] == "Zoë Ünal <zoe@example.com>"
     assert message["Subject"] == "Week 48: Zoë’s picks"
-    assert message["Message-ID"] == "<digest-7.42@example.com>"
+    assert message["Message-ID"] == "<m.42@example.com>"
     assert message["List-Unsubscribe"] == "<https://news.example.com/u/tok>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["List-Archive"] == "<https://news.example.com/archive/7>"

@@ -83,7 +83,8 @@ def _factory() -> BulkMessageFactory:
     return BulkMessageFactory(
         RenderedMail("Week 48", f"Leave: {marker}", f'<a href="{marker}">Unsubscribe</a>'),
         marker, mail_from="Die Zeitung <news@example.com>", list_id="<newsletter.example.com>",
-        archive_url="https://news.example.com/archive/7", message_id_prefix="digest-7")
+        archive_url="https://news.example.com/archive/7",
+        message_id=lambda reader: f"<m.{reader}@example.com>")
 
 
 def test_bulk_to_header_of_an_idn_domain_is_plain_ascii():

@@ -11,7 +11,8 @@ from newsletter.mail import verp
 @pytest.fixture
 def app_context():
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="s1", BOUNCE_KEY="", BOUNCE_DOMAIN="",
+    app.config.update(SECRET_KEY="s1", SECRET_KEY_FALLBACKS=[], BOUNCE_KEY="",
+                      BOUNCE_KEY_FALLBACKS=[], BOUNCE_DOMAIN="",
                       MAIL_FROM="The Daily <news@Example.com>", LIST_ID="<newsletter.example.com>")
     with app.app_context():
         yield app
@@ -75,3 +76,57 @@ def test_feedback_id_has_four_colon_free_fields(app_context):
     fields = value.split(":")
     assert len(fields) == 4 and fields[0] == "issue-12" and fields[2] == "digest"
     assert fields[1] == "newsletter.example.com"
+
+
+def test_a_secret_key_rotation_keeps_bounces_of_earlier_mail(app_context):
+    token = verp.make_token(verp.DeliveryRef(digest_id=1, subscriber_id=2))
+    app_context.config.update(SECRET_KEY="s2", SECRET_KEY_FALLBACKS=["s1"])
+    assert verp.read_token(token).subscriber_id == 2
+    # Setting BOUNCE_KEY later keeps them too, while s1 is still a fallback.
+    app_context.config["BOUNCE_KEY"] = "pinned"
+    assert verp.read_token(token).subscriber_id == 2
+    app_context.config["SECRET_KEY_FALLBACKS"] = []
+    with pytest.raises(verp.BadToken):
+        verp.read_token(token)
+
+
+def test_a_bounce_key_rotation_keeps_bounces_of_earlier_mail(app_context):
+    app_context.config["BOUNCE_KEY"] = "k1"
+    token = verp.make_token(verp.DeliveryRef(outbox_mail_id=5))
+    app_context.config.update(BOUNCE_KEY="k2", BOUNCE_KEY_FALLBACKS=["k1"])
+    assert verp.read_token(token).outbox_mail_id == 5
+    assert verp.make_token(verp.DeliveryRef(outbox_mail_id=5)) != token  # signed with k2
+
+
+def test_message_ids_name_the_delivery_without_its_ids(app_context):
+    message_ids = verp.MessageIds(7)
+    first = message_ids(123456)
+    local, _, domain = first.strip("<>").partition("@")
+    assert domain == "Example.com" and len(local) == 26
+    assert "123456" not in local and "digest" not in local
+    assert verp.MessageIds(7)(123456) == first  # a resend carries the same id
+    assert message_ids(123457) != first and verp.MessageIds(8)(123456) != first
+    assert verp.ref_in_message_id(first) == verp.DeliveryRef(digest_id=7, subscriber_id=123456)
+    assert verp.ref_in_message_id(first.upper()) == verp.ref_in_message_id(first)
+    app_context.config.update(SECRET_KEY="s2", SECRET_KEY_FALLBACKS=["s1"])
+    assert verp.ref_in_message_id(first).subscriber_id == 123456  # after a rotation too
+    app_context.config["SECRET_KEY_FALLBACKS"] = []
+    assert verp.ref_in_message_id(first) is None  # without the key it names nothing
+
+
+@pytest.mark.parametrize("message_id, ref", [
+    ("<digest-3.44@example.com>", verp.DeliveryRef(digest_id=3, subscriber_id=44)),  # old mail
+    ("<digest-3.99999999999@example.com>", None),
+    ("<" + "a" * 26 + "@example.com>", None),
+    ("<abc@example.com>", None),
+    ("", None),
+    (None, None),
+])
+def test_message_ids_not_ours_name_nothing(app_context, message_id, ref):
+    assert verp.ref_in_message_id(message_id) == ref
+
+
+def test_an_edited_message_id_names_nothing(app_context):
+    local = verp.MessageIds(7)(42).strip("<>").partition("@")[0]
+    edited = ("b" if local[0] != "b" else "c") + local[1:]
+    assert verp.ref_in_message_id(f"<{edited}@example.com>") is None
