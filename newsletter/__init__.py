@@ -15,11 +15,11 @@ from newsletter import logging_setup
 from newsletter.config import (
     ConfigError,
     check_dev_mailbox,
-    check_keys,
     check_send_settings,
     ensure_instance_folder,
     load_settings,
 )
+from newsletter.keys import check_keys
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent  # the repository, when running from the source tree

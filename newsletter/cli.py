@@ -13,7 +13,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from newsletter.config import ENV_PREFIX, generate_keys
+from newsletter.config import ENV_PREFIX
 from newsletter.content import article_files, articles, feeds, topics
 from newsletter.db import commit_each, unit_of_work
 from newsletter.delivery import outbox
@@ -21,6 +21,7 @@ from newsletter.editors import accounts, audit, two_factor
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.issues.schedule import local_time, parse_schedule
+from newsletter.keys import generate_keys
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.models import ArticleSource, Digest, DigestStatus, ImportStatus
 from newsletter.readers import subscriber_lists, subscriptions
