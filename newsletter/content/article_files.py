@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+
+import yaml
 
 from newsletter.content.articles import ArticleInput, InvalidArticle, one_line
 
@@ -61,7 +63,10 @@ def parse_scraped_text(text: str, url: str) -> ArticleInput:
     )
 
 
-FRONT_MATTER = re.compile(r"\A---\s*\n(?P<meta>.*?)\n---\s*\n(?P<body>.*)\Z", re.DOTALL)
+FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<meta>.*?)\n?^---[ \t]*(?:\n(?P<body>.*))?\Z",
+                          re.DOTALL | re.MULTILINE)
+# Front matter is a few lines of metadata; anything bigger is not what a writer meant.
+MAX_FRONT_MATTER = 16 * 1024
 
 
 def parse_markdown(text: str, url: str) -> ArticleInput:
@@ -69,30 +74,78 @@ def parse_markdown(text: str, url: str) -> ArticleInput:
     if not match:
         raise InvalidArticle("a Markdown article starts with front matter between '---' lines "
                              "(title: ..., url: ..., date: ...)")
-    meta = {}
-    for line in match["meta"].splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            meta[key.strip().lower()] = value.strip().strip("\"'")
-    categories = meta.get("categories") or meta.get("tags") or ""
+    meta = read_front_matter(match["meta"])
+    categories = meta.get("categories", meta.get("tags"))
     return ArticleInput(
-        title=meta.get("title", ""),
-        url=meta.get("url") or url,
-        summary=meta.get("summary") or meta.get("description") or "",
-        body_markdown=match["body"],
-        author=meta.get("author"),
-        categories=[c.strip() for c in categories.strip("[]").split(",") if c.strip()],
+        title=_text(meta, "title"),
+        url=_text(meta, "url") or url,
+        summary=_text(meta, "summary") or _text(meta, "description"),
+        body_markdown=match["body"] or "",
+        author=_text(meta, "author") or None,
+        categories=_names(categories),
         published_at=parse_date(meta.get("date")),
     )
 
 
-def parse_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
+def read_front_matter(source: str) -> dict:
+    """The front matter's keys (lower case) and values, read by YAML's safe loader: no
+    Python objects, and no anchors or aliases, whose expansion can make a few bytes
+    into gigabytes. Raises InvalidArticle naming the line of a YAML error."""
+    if len(source.encode()) > MAX_FRONT_MATTER:
+        raise InvalidArticle(f"the front matter is over {MAX_FRONT_MATTER // 1024} KB")
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArticle(f"date {value!r} is not an ISO date such as 2026-11-28") from None
+        for token in yaml.scan(source, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+                line = token.start_mark.line + 2  # +1: counted from 0, +1: the '---' line
+                raise InvalidArticle(f"front matter line {line}: YAML anchors and aliases "
+                                     f"(& and *) are not accepted")
+        meta = yaml.safe_load(source)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "is not valid YAML"
+        raise InvalidArticle(f"front matter{where}: {problem}") from None
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise InvalidArticle("the front matter must be 'key: value' lines")
+    return {str(key).strip().lower(): value for key, value in meta.items()}
+
+
+def _text(meta: dict, key: str) -> str:
+    value = meta.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise InvalidArticle(f"front matter {key!r} must be a single value, not a list")
+    return str(value).strip()
+
+
+def _names(value) -> list[str]:
+    """Categories as a YAML list, or one string with commas (``News, Europe``)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or any(isinstance(item, (dict, list)) for item in value):
+        raise InvalidArticle("front matter 'categories' (or 'tags') must be a list of names")
+    return [str(item).strip() for item in value if item is not None and str(item).strip()]
+
+
+def parse_date(value: object) -> datetime | None:
+    """An ISO date or time; YAML has already made an unquoted one a date or datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidArticle(
+                f"date {str(value)[:80]!r} is not an ISO date such as 2026-11-28") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

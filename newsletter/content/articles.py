@@ -93,8 +93,16 @@ def html_to_text(markup: str) -> str:
     return one_line(html.unescape(nh3.clean(spaced, tags=set())))
 
 
+def summary_from_body(body_html: str) -> str:
+    """The summary stored for an article whose writer gave none."""
+    return _shorten(html_to_text(body_html))
+
+
 def _summary(data: ArticleInput, body_html: str) -> str:
-    text = html_to_text(data.summary) or html_to_text(body_html)
+    return _shorten(html_to_text(data.summary)) or summary_from_body(body_html)
+
+
+def _shorten(text: str) -> str:
     if len(text) <= SUMMARY_LENGTH:
         return text
     return text[:SUMMARY_LENGTH].rsplit(" ", 1)[0] + "…"

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter import jobs
 from newsletter.content import topics
+from newsletter.content.excerpts import digest_body
 from newsletter.delivery import heartbeat, ledger
 from newsletter.delivery.relay import Relay
 from newsletter.extensions import db
@@ -432,6 +433,9 @@ def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
         subject=copy.subject,
         headline=headline_of(digest),
         sections=copy.sections,
+        # Each body once per rendering, which is once per variant, not per reader.
+        bodies={article.id: digest_body(article.summary, article.body_html)
+                for _, articles in copy.sections for article in articles},
         site_name=config["SITE_NAME"],
         postal_address=config["POSTAL_ADDRESS"],
         # A preview (unsaved, id 0) has no archive page yet: point at the archive index.

@@ -80,3 +80,52 @@ def test_people_are_told_a_title_is_too_long_and_feeds_have_it_cut():
     assert [p.split(";")[0] for p in refused.value.problems] == [
         "The title has 501 characters", "The summary has 2001 characters"]
     assert len(validate(data, cut_to_fit=True).title) == 500
+
+
+def front_matter(meta: str, body: str = "Body.\n") -> str:
+    return f"---\n{meta}\n---\n{body}"
+
+
+@pytest.mark.parametrize("meta", [
+    'categories: ["Europe", "News"]',
+    "categories:\n  - Europe\n  - News",
+    "categories: [Europe, News]",
+    "categories: Europe, News",
+    "tags:\n- Europe\n- News",
+])
+def test_categories_as_flow_list_block_list_string_or_tags(meta):
+    article = parse_markdown(front_matter(f"title: T\n{meta}"), "https://x.example/a")
+    assert article.categories == ["Europe", "News"]
+
+
+def test_quoted_strings_colons_and_dates():
+    article = parse_markdown(front_matter(
+        "title: 'Talks: day two'\nsummary: \"It's \\\"late\\\"\"\nauthor: A. Writer\n"
+        "date: 2026-11-28\nurl: https://news.example.com/talks"), "https://x.example/a")
+    assert article.title == "Talks: day two"
+    assert article.summary == 'It\'s "late"'
+    assert article.url == "https://news.example.com/talks"
+    assert article.published_at.isoformat() == "2026-11-28T00:00:00+00:00"
+    quoted = parse_markdown(front_matter('title: T\ndate: "2026-11-28T10:30:00Z"'), "https://x/a")
+    assert quoted.published_at.isoformat() == "2026-11-28T10:30:00+00:00"
+
+
+def test_empty_front_matter_and_empty_body_parse():
+    article = parse_markdown("---\n---\n", "https://x.example/a")
+    assert (article.title, article.url, article.body_markdown) == ("", "https://x.example/a", "")
+
+
+@pytest.mark.parametrize(("meta", "message"), [
+    ("title: T\ncategories: [Europe", "front matter line 3"),
+    ("title: T\n  bad: indent", "front matter line 3"),
+    ("title: T\ndate: yesterday", "is not an ISO date"),
+    ("- just\n- a list", "key: value"),
+    ("title: [a, b]", "'title' must be a single value"),
+    ("categories: {a: 1}", "must be a list of names"),
+    ("title: !!python/object/apply:os.system ['true']", "front matter line 2"),
+    ("a: &bomb [x, x]\nb: [*bomb, *bomb]", "anchors and aliases"),
+    ("title: " + "x" * 17_000, "over 16 KB"),
+])
+def test_bad_front_matter_is_refused_with_a_reason(meta, message):
+    with pytest.raises(InvalidArticle, match=message):
+        parse_markdown(front_matter(meta), "https://x.example/a")
