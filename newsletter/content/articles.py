@@ -65,14 +65,39 @@ def sanitize_html(markup: str) -> str:
                      link_rel="noopener noreferrer")
 
 
+# Containers the HTML parser re-scans on every nested opening: 10,000 nested lists (80 KB)
+# take nh3 seconds, so a body nested deeper than any article is refused before it.
+MAX_NESTING = 100
+_CONTAINER_TAG = re.compile(r"<(/?)(?:ul|ol|dl|blockquote|div|section|article|aside|figure|"
+                            r"header|footer|main|nav|details|fieldset|form|table)\b",
+                            re.IGNORECASE)
+
+
+def nesting_depth(markup: str) -> int:
+    depth = deepest = 0
+    for closing in _CONTAINER_TAG.findall(markup):
+        depth = max(depth - 1, 0) if closing else depth + 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def render_markdown(source: str) -> str:
     """Markdown to the same sanitised HTML as every other body: raw HTML inside the
     Markdown passes through the Markdown renderer, then nh3 removes what is unsafe."""
-    return sanitize_html(markdown.markdown(source or ""))
+    return _sanitize_body(markdown.markdown(source or ""))
 
 
 def render_body(source: str, is_markdown: bool) -> str:
-    return render_markdown(source) if is_markdown else sanitize_html(source)
+    """The stored body; InvalidArticle when it nests deeper than MAX_NESTING."""
+    return render_markdown(source) if is_markdown else _sanitize_body(source)
+
+
+def _sanitize_body(markup: str) -> str:
+    depth = nesting_depth(markup or "")
+    if depth > MAX_NESTING:
+        raise InvalidArticle(f"The body nests lists, quotes or blocks {depth} deep; at most "
+                             f"{MAX_NESTING} are allowed.")
+    return sanitize_html(markup)
 
 
 def body_too_big(source: str) -> str | None:

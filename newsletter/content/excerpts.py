@@ -9,7 +9,12 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from newsletter.content.articles import sanitize_html, summary_from_body
+from newsletter.content.articles import (
+    MAX_NESTING,
+    nesting_depth,
+    sanitize_html,
+    summary_from_body,
+)
 
 EXCERPT_LENGTH = 800  # visible characters after which the excerpt ends with its block
 HARD_LIMIT = 2 * EXCERPT_LENGTH  # one huge block is cut at a word instead
@@ -33,6 +38,8 @@ def digest_body(summary: str, body_html: str) -> Excerpt:
         return Excerpt(html=f"<p>{html.escape(summary)}</p>", text=summary)
     if not body_html:
         return Excerpt(html="", text="")
+    if nesting_depth(body_html) > MAX_NESTING:  # stored before such bodies were refused
+        return Excerpt(html=f"<p>{html.escape(summary)}</p>", text=summary)
     return excerpt(body_html)
 
 

@@ -144,7 +144,11 @@ def preview_article():
     too_big = articles.body_too_big(body)
     if too_big:
         return jsonify(error=too_big), 400
-    return jsonify(html=articles.render_body(body, request.form.get("body_format") != "html"))
+    try:
+        html = articles.render_body(body, request.form.get("body_format") != "html")
+    except InvalidArticle as error:
+        return jsonify(error=str(error)), 400
+    return jsonify(html=html)
 
 
 @bp.post("/articles/<int:article_id>/exclude")

@@ -52,3 +52,25 @@ def test_a_markdown_article_arrives_with_heading_list_link_and_image(app, mailbo
     assert "- more buses" in lines and "- fewer cars" in lines
     assert "Read the minutes (https://city.example/minutes)." in lines
     assert "[Image: The council chamber]" in lines
+
+
+HOSTILE = ('<p>Fine words.<script>alert(1)</script><a href="javascript:alert(1)">click</a></p>'
+           '<img src="https://t.example/open.gif" width="1" height="1">'
+           + "<ul><li>" * 60 + "deep" + "</li></ul>" * 60 + "<p>After the lists.</p>")
+
+
+def test_hostile_bodies_still_make_a_clean_mail(app, mailbox):
+    add_subscribers(app, 1)
+    with app.app_context(), unit_of_work():
+        articles.add_article(ArticleInput(
+            title="Hostile", url="https://feed.example/hostile", body_html=HOSTILE,
+            categories=["Local"], published_at=datetime.now(UTC)), ArticleSource.FEED)
+    wait_until_sent(app, send_now(app))
+    [message] = mailbox.messages
+    html = message.get_body(("html",)).get_content()
+    assert "Fine words." in html and "After the lists." in html
+    for unwanted in ("<script", "alert(1)", "javascript:", "t.example", "deep"):
+        assert unwanted not in html
+    assert html.count("<ul") <= 6
+    text = message.get_body(("plain",)).get_content()
+    assert "Fine words.click" in text and "After the lists." in text and "deep" not in text

@@ -1,4 +1,12 @@
-from newsletter.content.articles import render_markdown, summary_from_body
+import pytest
+
+from newsletter.content.articles import (
+    ArticleInput,
+    InvalidArticle,
+    render_markdown,
+    summary_from_body,
+    validate,
+)
 from newsletter.content.excerpts import EXCERPT_LENGTH, HARD_LIMIT, digest_body, excerpt
 
 ARTICLE = render_markdown("""Intro.
@@ -46,10 +54,25 @@ def test_hostile_markup_is_sanitised():
     assert body.text == "Hi link"
 
 
-def test_ten_thousand_nested_lists_are_cut_short():
-    body = excerpt("<ul><li>" * 10_000 + "deep" + "</li></ul>" * 10_000 + "<p>After.</p>")
-    assert body.html.count("<ul>") <= 3 and "deep" not in body.html
-    assert "After." in body.text
+def test_lists_nested_deeper_than_a_mail_shows_are_left_out():
+    body = excerpt("<ul><li>" * 60 + "deep" + "</li></ul>" * 60 + "<p>After.</p>")
+    assert body.html.count("<ul>") == 3 and "deep" not in body.html
+    assert "After." in body.text and "deep" not in body.text
+
+
+@pytest.mark.parametrize("tag", ["ul", "ol", "blockquote", "div"])
+def test_ten_thousand_nested_blocks_are_refused_before_the_sanitiser(tag):
+    hostile = f"<{tag}>" * 10_000 + "x"
+    with pytest.raises(InvalidArticle, match="10000 deep"):
+        validate(ArticleInput(title="T", url="https://a.example/1", body_html=hostile))
+    with pytest.raises(InvalidArticle, match="deep; at most 100"):
+        validate(ArticleInput(title="T", url="https://a.example/1",
+                              body_markdown=">" * 10_000 + " x"))
+    shallow = validate(ArticleInput(title="T", url="https://a.example/1",
+                                    body_html=f"<{tag}>" * 100 + "x"))
+    assert "x" in shallow.body_html
+    # A body stored before such bodies were refused shows its summary.
+    assert digest_body("Summary.", hostile).text == "Summary."
 
 
 def test_a_long_body_ends_at_a_block_boundary():

@@ -329,6 +329,14 @@ def test_article_limits_are_errors_shown_together_and_nothing_is_cut(app, client
     too_big = client.post("/admin/articles/preview", data={
         "csrf_token": token, "body": "b" * (200 * 1024 + 1)})
     assert too_big.status_code == 400 and "at most 200 KB" in too_big.json["error"]
+    too_deep = client.post("/admin/articles/preview", data={
+        "csrf_token": token, "body": ">" * 10_000 + " x", "body_format": "markdown"})
+    assert too_deep.status_code == 400 and "at most 100" in too_deep.json["error"]
+    deep_form = {**form, "title": "Deep", "summary": "", "published_at": "",
+                 "body": "<ul>" * 10_000 + "x", "body_format": "html"}
+    refused = client.post("/admin/articles/new", data=deep_form)
+    assert refused.status_code == 400 and "at most 100 are allowed" in refused.get_data(
+        as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count(Article.id))) == 0
     at_limit = {**form, "title": "T" * 500, "summary": "s" * 2000, "body": "b" * 200 * 1024,
