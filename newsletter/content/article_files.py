@@ -94,22 +94,40 @@ def read_front_matter(source: str) -> dict:
     if len(source.encode()) > MAX_FRONT_MATTER:
         raise InvalidArticle(f"the front matter is over {MAX_FRONT_MATTER // 1024} KB")
     try:
-        for token in yaml.scan(source, Loader=yaml.SafeLoader):
-            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
-                line = token.start_mark.line + 2  # +1: counted from 0, +1: the '---' line
-                raise InvalidArticle(f"front matter line {line}: YAML anchors and aliases "
-                                     f"(& and *) are not accepted")
+        _refuse_tricks(source)
         meta = yaml.safe_load(source)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 2}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "is not valid YAML"
         raise InvalidArticle(f"front matter{where}: {problem}") from None
+    except ValueError as error:  # a date YAML recognises but the calendar has not: 2026-13-45
+        raise InvalidArticle(f"front matter: {error}") from None
     if meta is None:
         return {}
     if not isinstance(meta, dict):
         raise InvalidArticle("the front matter must be 'key: value' lines")
     return {str(key).strip().lower(): value for key, value in meta.items()}
+
+
+MAX_FRONT_MATTER_NESTING = 10
+_OPENS = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+          yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)
+_CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _refuse_tricks(source: str) -> None:
+    """Anchors and aliases, and nesting deep enough to exhaust the loader's recursion."""
+    depth = 0
+    for token in yaml.scan(source, Loader=yaml.SafeLoader):
+        line = token.start_mark.line + 2  # +1: counted from 0, +1: the '---' line
+        if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+            raise InvalidArticle(f"front matter line {line}: YAML anchors and aliases "
+                                 f"(& and *) are not accepted")
+        depth += isinstance(token, _OPENS) - isinstance(token, _CLOSES)
+        if depth > MAX_FRONT_MATTER_NESTING:
+            raise InvalidArticle(f"front matter line {line}: nested more than "
+                                 f"{MAX_FRONT_MATTER_NESTING} deep")
 
 
 def _text(meta: dict, key: str) -> str:

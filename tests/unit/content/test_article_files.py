@@ -125,6 +125,10 @@ def test_empty_front_matter_and_empty_body_parse():
     ("title: !!python/object/apply:os.system ['true']", "front matter line 2"),
     ("a: &bomb [x, x]\nb: [*bomb, *bomb]", "anchors and aliases"),
     ("title: " + "x" * 17_000, "over 16 KB"),
+    ("date: 2026-13-45", "month must be in 1..12"),
+    ("date: 2026-02-30 10:00:00", "day is out of range"),
+    ("a: " + "[" * 5_000 + "]" * 5_000, "line 2: nested more than 10 deep"),
+    ("a: " + "{b: " * 3_000 + "1" + "}" * 3_000, "line 2: nested more than 10 deep"),
 ])
 def test_bad_front_matter_is_refused_with_a_reason(meta, message):
     with pytest.raises(InvalidArticle, match=message):
