@@ -34,7 +34,9 @@ def reader(app, email: str) -> Subscriber:
         return found
 
 
-def test_preference_centre_from_a_received_digest(app, live_server, page, mailbox):
+def test_preference_centre_from_a_received_digest(app, live_server, page, mailbox,
+                                                  monkeypatch):
+    monkeypatch.setitem(app.config, "DAILY_SCHEDULE", "07:00 UTC")  # daily is offered
     add_subscribers(app, 1)  # reader0@example.com, every topic, weekly
     add_article(app)  # filed under "Europe"
     with app.app_context(), unit_of_work():

@@ -19,9 +19,9 @@ from newsletter.config import (
     LEASE_MARGIN,
     SETTINGS,
     ConfigError,
-    check_secret_key,
     load_settings,
 )
+from newsletter.keys import check_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -123,7 +123,7 @@ def test_the_example_environment_file_names_only_real_settings_with_valid_values
     assert settings["SMTP_SECURITY"] == "starttls"
     # Copied unchanged, it refuses to start: the secret key is left for the operator.
     with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY"):
-        check_secret_key(settings)
+        check_keys(settings)
 
 
 def test_the_example_settings_that_are_commented_out_are_real_settings_too():
