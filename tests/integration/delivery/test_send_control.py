@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+import time_machine
 from sqlalchemy import insert, select
 
 from newsletter.config import ConfigError, check_send_settings, load_settings
@@ -137,6 +138,83 @@ def test_a_slow_domain_is_backed_off_and_others_go_on(app, client, celery_worker
         assert digests.cancel(digest_id)
         redis.Redis.from_url(app.config["REDIS_URL"]).delete(
             "newsletter:domain-backoff:slow.example")
+
+
+def deliveries_at(app, domain: str) -> list[tuple[str, DeliveryStatus, int, str | None]]:
+    with app.app_context():
+        return [tuple(row) for row in db.session.execute(
+            select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_error)
+            .join(Subscriber).where(Subscriber.email.like(f"%@{domain}"))
+            .order_by(Delivery.id))]
+
+
+def test_a_busy_mailbox_defers_only_its_reader(app, client, celery_worker, mailbox,
+                                               monkeypatch):
+    # One mailbox answers 451 4.2.0 twice: its reader waits on SEND_RETRY_DELAY
+    # (doubling) while the other four readers at the same domain go out at once.
+    monkeypatch.setitem(app.config, "SEND_RETRY_DELAY", 1)
+    add_subscribers(app, 5)
+    busy = "reader0@example.com"  # the first row: every other reader comes after it
+    mailbox.recipient_replies[busy] = ["451 4.2.0 mailbox busy"] * 2
+    add_article(app)
+    digest_id = send_now(app)
+
+    def first_pass():
+        rows = deliveries_at(app, "example.com")
+        return rows if sum(status is DeliveryStatus.SENT for _, status, _, _ in rows) == 4 \
+            and rows[0][1:3] == (DeliveryStatus.DEFERRED, 1) else None
+
+    rows = wait_until(first_pass, timeout=20, what=lambda: deliveries_at(app, "example.com"))
+    assert rows[0][3] == "451 4.2.0 mailbox busy"
+    assert {m["To"].addresses[0].addr_spec for m in mailbox.messages} == {
+        f"reader{n}@example.com" for n in range(1, 5)}
+
+    def busy_row(attempts, status):
+        return lambda: deliveries_at(app, "example.com")[0][1:3] == (status, attempts)
+
+    # The retries come when SEND_RETRY_DELAY says (1 s, then 2 s): the clock moves on.
+    with time_machine.travel(utcnow() + timedelta(seconds=1.2), tick=True) as traveller:
+        with app.app_context():
+            sweep()
+        wait_until(busy_row(2, DeliveryStatus.DEFERRED), timeout=20, what="the first retry")
+        traveller.shift(timedelta(seconds=2.2))
+        with app.app_context():
+            sweep()
+        wait_until_sent(app, digest_id)
+    received = [m["To"].addresses[0].addr_spec for m in mailbox.messages]
+    assert sorted(received) == [f"reader{n}@example.com" for n in range(5)]  # once each
+    assert deliveries_at(app, "example.com")[0][1:] == (DeliveryStatus.SENT, 3, None)
+
+
+@pytest.mark.parametrize("reply", ["452 4.2.2 mailbox full", "450 4.2.1 try later"])
+def test_4xx_from_several_readers_of_a_domain_backs_it_off(app, client, celery_worker,
+                                                           mailbox, reply):
+    # Three different readers of one domain answer 4xx: the domain itself is in
+    # trouble, so its later readers are deferred untried while other domains go on.
+    add_subscribers(app, 6)
+    with app.app_context(), unit_of_work():
+        db.session.execute(insert(Subscriber), [
+            {"email": f"other{n}@example.net", "email_normalized": f"other{n}@example.net",
+             "status": SubscriberStatus.ACTIVE} for n in range(2)])
+    for n in range(3):
+        mailbox.recipient_replies[f"reader{n}@example.com"] = [reply]
+    add_article(app)
+    digest_id = send_now(app)
+
+    def settled():
+        counts = progress(app, digest_id)
+        return counts if counts["sending"] == counts["pending"] == 0 else None
+
+    counts = wait_until(settled, timeout=20, what=lambda: progress(app, digest_id))
+    assert (counts["sent"], counts["deferred"]) == (2, 6)
+    assert {m["To"].addresses[0].addr_spec for m in mailbox.messages} == {
+        "other0@example.net", "other1@example.net"}
+    rows = deliveries_at(app, "example.com")
+    assert [(attempts, error) for _, _, attempts, error in rows[:3]] == [(1, reply)] * 3
+    assert all(attempts == 0 and "example.com is backing off" in error
+               for _, _, attempts, error in rows[3:])
+    with app.app_context(), unit_of_work():
+        assert digests.cancel(digest_id)
 
 
 def progress(app, digest_id):
