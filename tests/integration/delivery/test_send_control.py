@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from newsletter.config import ConfigError, check_send_settings, load_settings
 from newsletter.db import unit_of_work
 from newsletter.delivery import heartbeat
-from newsletter.delivery.relay import SendRate
+from newsletter.delivery.relay import Relay, SendRate
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import (
@@ -332,3 +332,29 @@ def test_sweeper_resends_a_crashed_in_flight_row_once_then_records_unknown(app, 
         assert (alive.status, alive.claim) == (DeliveryStatus.SENDING, "live-worker")
         counts = digests.progress(digest.id)
         assert counts["resent_after_crash"] == 2 and counts["unknown"] == 1
+
+
+def test_readers_answering_4xx_are_counted_across_workers_within_the_window(app, client):
+    def busy(relay, domain, reader, code=451, enhanced="4.2.0"):
+        return relay.deferred(domain, reader, code, enhanced)
+
+    with app.app_context():
+        first, second, third = Relay(1), Relay(1), Relay(2)  # three workers
+        assert not busy(first, "example.org", "1")
+        assert not busy(second, "example.org", "1")  # the same reader again: still one
+        assert not busy(second, "example.org", "2")
+        assert not busy(third, "example.net", "3")  # another domain counts apart
+        assert not busy(third, "example.org", "3", None, None)  # a dropped connection: no reply
+        assert not first.backing_off("example.org")
+        assert busy(third, "example.org", "3", 452, "4.2.2")  # the third reader of example.org
+        first.refresh_backoff({"example.org", "example.net"})
+        assert first.backing_off("example.org") and not first.backing_off("example.net")
+
+        # Out of the window (SEND_DOMAIN_BACKOFF), earlier readers no longer count.
+        fresh = [Relay(3), Relay(3)]
+        assert not busy(fresh[0], "late.example", "1")
+        assert not busy(fresh[1], "late.example", "2")
+        later = utcnow() + timedelta(seconds=app.config["SEND_DOMAIN_BACKOFF"] + 1)
+        with time_machine.travel(later, tick=False):
+            assert not busy(fresh[0], "late.example", "3")
+            assert not fresh[0].backing_off("late.example")
