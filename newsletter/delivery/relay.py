@@ -133,7 +133,7 @@ class Relay:
 
     def _readers_deferred(self, domain: str, reader: str) -> int:
         """Count this reader's 4xx; how many different readers of the domain answered
-        4xx within the window, across every worker (this worker's own without Redis)."""
+        4xx within the window, across every worker (this batch's own without Redis)."""
         now = time.time()
         since = now - self.backoff_seconds
         local = self.strikes.setdefault(domain, {})
