@@ -394,8 +394,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SEND_CONCURRENCY", 4, _int(1),
             "Batch tasks of one send queued or running at once; each batch enqueues the next."),
     Setting("SEND_DOMAIN_BACKOFF", 60, _int(0),
-            "Seconds a recipient domain is left alone after a 421/451 (its other readers are "
-            "deferred untried); 0: no backoff."),
+            "Seconds a recipient domain is left alone after a reply about the domain (421, "
+            "4.7.x) or 4xx for several of its readers (its other readers are deferred "
+            "untried); 0: no backoff."),
+    Setting("SEND_DOMAIN_BACKOFF_READERS", 3, _int(2),
+            "Different readers of one domain answered 4xx within SEND_DOMAIN_BACKOFF seconds "
+            "that back the domain off; fewer defer only those readers."),
     Setting("SEND_BREAKER_FAILURES", 5, _int(1),
             "Consecutive relay connection failures (within SEND_BREAKER_WINDOW) that pause a "
             "send."),

@@ -406,12 +406,17 @@ class RecordingSMTPHandler:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.replies: list[str] = []
         self.rejected_recipients: set[str] = set()
+        self.recipient_replies: dict[str, list[str]] = {}  # address -> its next RCPT replies
         self.delay = 0.0  # seconds per message, to make a send last long enough to disturb
         self._changed = threading.Condition()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.rejected_recipients:
             return "550 5.1.1 No such user here"
+        with self._changed:
+            scripted = self.recipient_replies.get(address)
+            if scripted:
+                return scripted.pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -444,6 +449,7 @@ class RecordingSMTPHandler:
             self.envelopes.clear()
             self.replies.clear()
             self.rejected_recipients.clear()
+            self.recipient_replies.clear()
             self.delay = 0.0
 
 

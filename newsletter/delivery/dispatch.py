@@ -281,8 +281,8 @@ class Batch:
             status = DeliveryStatus.PENDING
             values.update(tried=False, refund=True, last_error=result.detail)
         elif result.outcome is Outcome.DEFERRED:
-            if _reply_code(result) in (421, 451):
-                self.relay.back_off(row.domain)
+            self.relay.deferred(row.domain, str(row.subscriber_id), _reply_code(result),
+                                result.enhanced)
             if row.attempts >= MAX_ATTEMPTS:
                 status, values["last_error"] = DeliveryStatus.FAILED, result.detail
             else:

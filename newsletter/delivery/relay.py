@@ -1,5 +1,10 @@
 """What the workers share about the relay through Redis: the send rate cap, per-domain
-backoff after 421/451, and the circuit breaker's count of connection failures."""
+backoff, and the circuit breaker's count of connection failures.
+
+A 4xx is about the scope it names: a busy, full or greylisting mailbox defers that
+reader only; the domain backs off on a reply about the domain (421, or a 4.7.x rate
+or policy reply) or when several different readers of it answer 4xx within the
+backoff window."""
 
 from __future__ import annotations
 
@@ -62,20 +67,30 @@ class SendRate:
             time.sleep(delay)
 
 
+def about_the_domain(code: int | None, enhanced: str | None) -> bool:
+    """A 4xx that speaks for the whole domain (or the relay's path to it): 421 closes
+    the connection, 4.7.x is a rate limit or policy; other 4xx speak for one mailbox."""
+    return code == 421 or (enhanced or "").startswith("4.7.")
+
+
 class Relay:
-    """What the workers share about the relay through Redis: per-domain backoff after
-    421/451, and a count of consecutive connection failures (the circuit breaker)."""
+    """What the workers share about the relay through Redis: per-domain backoff, the
+    readers of each domain that lately answered 4xx, and a count of consecutive
+    connection failures (the circuit breaker)."""
 
     BACKOFF_KEY = "newsletter:domain-backoff:"
+    STRIKES_KEY = "newsletter:domain-4xx:"  # reader -> when, per domain
 
     def __init__(self, digest_id: int):
         config = current_app.config
         self.redis = redis_client()
         self.failures_key = f"newsletter:relay-failures:{digest_id}"
         self.backoff_seconds = config["SEND_DOMAIN_BACKOFF"]
+        self.backoff_readers = config["SEND_DOMAIN_BACKOFF_READERS"]
         self.breaker_failures = config["SEND_BREAKER_FAILURES"]
         self.breaker_window = config["SEND_BREAKER_WINDOW"]
         self.backoff_until: dict[str, float] = {}  # domain -> epoch seconds
+        self.strikes: dict[str, dict[str, float]] = {}  # domain -> reader -> epoch seconds
         self.reset_pending = True  # the first success of a batch clears the count
 
     def refresh_backoff(self, domains: set[str]) -> None:
@@ -104,6 +119,37 @@ class Relay:
         with self._shared("domain backoff"):
             self.redis.set(self.BACKOFF_KEY + domain, f"{until:.3f}",
                            px=self.backoff_seconds * 1000)
+
+    def deferred(self, domain: str, reader: str, code: int | None,
+                 enhanced: str | None) -> bool:
+        """One reader's 4xx; True when it backs the whole domain off."""
+        if not self.backoff_seconds or code is None:  # a dropped connection: no reply
+            return False
+        if about_the_domain(code, enhanced) or self._readers_deferred(domain, reader) >= \
+                self.backoff_readers:
+            self.back_off(domain)
+            return True
+        return False
+
+    def _readers_deferred(self, domain: str, reader: str) -> int:
+        """Count this reader's 4xx; how many different readers of the domain answered
+        4xx within the window, across every worker (this batch's own without Redis)."""
+        now = time.time()
+        since = now - self.backoff_seconds
+        local = self.strikes.setdefault(domain, {})
+        local[reader] = now
+        for seen in [seen for seen, at in local.items() if at < since]:
+            del local[seen]
+        count = len(local)
+        with self._shared("domain 4xx count"):
+            key = self.STRIKES_KEY + domain
+            pipeline = self.redis.pipeline()
+            pipeline.zadd(key, {reader: now})
+            pipeline.zremrangebyscore(key, "-inf", since)
+            pipeline.zcard(key)
+            pipeline.expire(key, self.backoff_seconds)
+            count = max(count, pipeline.execute()[2])
+        return count
 
     def connected(self) -> None:
         if self.reset_pending:

@@ -9,6 +9,7 @@ def register_blueprints(app: Flask) -> None:
         api,
         common,
         errors,
+        health,
         preferences,
         public,
         topic_archive,
@@ -24,6 +25,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)  # the whole editor workspace, /admin
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(health.bp)  # /healthz: probes, no login, no rate limit
     errors.register(app)
     if app.config["DEV_MAILBOX"]:
         from newsletter.web import devmail

@@ -8,12 +8,13 @@ from datetime import timedelta
 
 import pytest
 import redis
+import time_machine
 from sqlalchemy import insert, select
 
 from newsletter.config import ConfigError, check_send_settings, load_settings
 from newsletter.db import unit_of_work
 from newsletter.delivery import heartbeat
-from newsletter.delivery.relay import SendRate
+from newsletter.delivery.relay import Relay, SendRate
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.models import (
@@ -139,6 +140,83 @@ def test_a_slow_domain_is_backed_off_and_others_go_on(app, client, celery_worker
             "newsletter:domain-backoff:slow.example")
 
 
+def deliveries_at(app, domain: str) -> list[tuple[str, DeliveryStatus, int, str | None]]:
+    with app.app_context():
+        return [tuple(row) for row in db.session.execute(
+            select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_error)
+            .join(Subscriber).where(Subscriber.email.like(f"%@{domain}"))
+            .order_by(Delivery.id))]
+
+
+def test_a_busy_mailbox_defers_only_its_reader(app, client, celery_worker, mailbox,
+                                               monkeypatch):
+    # One mailbox answers 451 4.2.0 twice: its reader waits on SEND_RETRY_DELAY
+    # (doubling) while the other four readers at the same domain go out at once.
+    monkeypatch.setitem(app.config, "SEND_RETRY_DELAY", 1)
+    add_subscribers(app, 5)
+    busy = "reader0@example.com"  # the first row: every other reader comes after it
+    mailbox.recipient_replies[busy] = ["451 4.2.0 mailbox busy"] * 2
+    add_article(app)
+    digest_id = send_now(app)
+
+    def first_pass():
+        rows = deliveries_at(app, "example.com")
+        return rows if sum(status is DeliveryStatus.SENT for _, status, _, _ in rows) == 4 \
+            and rows[0][1:3] == (DeliveryStatus.DEFERRED, 1) else None
+
+    rows = wait_until(first_pass, timeout=20, what=lambda: deliveries_at(app, "example.com"))
+    assert rows[0][3] == "451 4.2.0 mailbox busy"
+    assert {m["To"].addresses[0].addr_spec for m in mailbox.messages} == {
+        f"reader{n}@example.com" for n in range(1, 5)}
+
+    def busy_row(attempts, status):
+        return lambda: deliveries_at(app, "example.com")[0][1:3] == (status, attempts)
+
+    # The retries come when SEND_RETRY_DELAY says (1 s, then 2 s): the clock moves on.
+    with time_machine.travel(utcnow() + timedelta(seconds=1.2), tick=True) as traveller:
+        with app.app_context():
+            sweep()
+        wait_until(busy_row(2, DeliveryStatus.DEFERRED), timeout=20, what="the first retry")
+        traveller.shift(timedelta(seconds=2.2))
+        with app.app_context():
+            sweep()
+        wait_until_sent(app, digest_id)
+    received = [m["To"].addresses[0].addr_spec for m in mailbox.messages]
+    assert sorted(received) == [f"reader{n}@example.com" for n in range(5)]  # once each
+    assert deliveries_at(app, "example.com")[0][1:] == (DeliveryStatus.SENT, 3, None)
+
+
+@pytest.mark.parametrize("reply", ["452 4.2.2 mailbox full", "450 4.2.1 try later"])
+def test_4xx_from_several_readers_of_a_domain_backs_it_off(app, client, celery_worker,
+                                                           mailbox, reply):
+    # Three different readers of one domain answer 4xx: the domain itself is in
+    # trouble, so its later readers are deferred untried while other domains go on.
+    add_subscribers(app, 6)
+    with app.app_context(), unit_of_work():
+        db.session.execute(insert(Subscriber), [
+            {"email": f"other{n}@example.net", "email_normalized": f"other{n}@example.net",
+             "status": SubscriberStatus.ACTIVE} for n in range(2)])
+    for n in range(3):
+        mailbox.recipient_replies[f"reader{n}@example.com"] = [reply]
+    add_article(app)
+    digest_id = send_now(app)
+
+    def settled():
+        counts = progress(app, digest_id)
+        return counts if counts["sending"] == counts["pending"] == 0 else None
+
+    counts = wait_until(settled, timeout=20, what=lambda: progress(app, digest_id))
+    assert (counts["sent"], counts["deferred"]) == (2, 6)
+    assert {m["To"].addresses[0].addr_spec for m in mailbox.messages} == {
+        "other0@example.net", "other1@example.net"}
+    rows = deliveries_at(app, "example.com")
+    assert [(attempts, error) for _, _, attempts, error in rows[:3]] == [(1, reply)] * 3
+    assert all(attempts == 0 and "example.com is backing off" in error
+               for _, _, attempts, error in rows[3:])
+    with app.app_context(), unit_of_work():
+        assert digests.cancel(digest_id)
+
+
 def progress(app, digest_id):
     with app.app_context():
         return digests.progress(digest_id)
@@ -254,3 +332,29 @@ def test_sweeper_resends_a_crashed_in_flight_row_once_then_records_unknown(app, 
         assert (alive.status, alive.claim) == (DeliveryStatus.SENDING, "live-worker")
         counts = digests.progress(digest.id)
         assert counts["resent_after_crash"] == 2 and counts["unknown"] == 1
+
+
+def test_readers_answering_4xx_are_counted_across_workers_within_the_window(app, client):
+    def busy(relay, domain, reader, code=451, enhanced="4.2.0"):
+        return relay.deferred(domain, reader, code, enhanced)
+
+    with app.app_context():
+        first, second, third = Relay(1), Relay(1), Relay(2)  # three workers
+        assert not busy(first, "example.org", "1")
+        assert not busy(second, "example.org", "1")  # the same reader again: still one
+        assert not busy(second, "example.org", "2")
+        assert not busy(third, "example.net", "3")  # another domain counts apart
+        assert not busy(third, "example.org", "3", None, None)  # a dropped connection: no reply
+        assert not first.backing_off("example.org")
+        assert busy(third, "example.org", "3", 452, "4.2.2")  # the third reader of example.org
+        first.refresh_backoff({"example.org", "example.net"})
+        assert first.backing_off("example.org") and not first.backing_off("example.net")
+
+        # Out of the window (SEND_DOMAIN_BACKOFF), earlier readers no longer count.
+        fresh = [Relay(3), Relay(3)]
+        assert not busy(fresh[0], "late.example", "1")
+        assert not busy(fresh[1], "late.example", "2")
+        later = utcnow() + timedelta(seconds=app.config["SEND_DOMAIN_BACKOFF"] + 1)
+        with time_machine.travel(later, tick=False):
+            assert not busy(fresh[0], "late.example", "3")
+            assert not fresh[0].backing_off("late.example")
