@@ -23,8 +23,10 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLACEHOLDER = "[redacted]"
 # Libraries that tell at INFO what only a developer debugging them wants (alembic lists
-# its plugins at every flask command): quiet unless the level is debug.
-CHATTY_LOGGERS = ("alembic.runtime.plugins",)
+# its plugins at every flask command; aiosmtpd logs five lines per SMTP connection to the
+# bounce receiver, where our own "bounce accepted" line is the one that matters): quiet
+# unless the level is debug.
+CHATTY_LOGGERS = ("alembic.runtime.plugins", "mail.log")
 
 # A segment after these in a path is a secret: reader keys (unsubscribe links and the
 # preference centre under them), confirm, address-change, undo and invitation tokens.
