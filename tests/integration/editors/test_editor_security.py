@@ -203,9 +203,12 @@ def test_rotating_the_secret_key_keeps_sessions_links_and_suppression(app, clien
     ({"FLASK_DEBUG": "1", "NEWSLETTER_SECRET_KEY": "0123456789"},
      "NEWSLETTER_SECRET_KEY is 10 bytes"),
 ])
-def test_the_app_refuses_to_start_with_a_weak_key_even_in_debug(environment, message):
+def test_the_app_refuses_to_start_with_a_weak_key_even_in_debug(environment, message,
+                                                                tmp_path):
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("NEWSLETTER_", "FLASK_"))}
+    # An instance folder of its own: the checkout's may hold the dev stack's keys.
+    env["NEWSLETTER_INSTANCE_PATH"] = str(tmp_path)
     result = run(sys.executable, "-m", "flask", "--app", "newsletter", "routes",
                  env={**env, **environment}, timeout=60)
     assert result.returncode != 0 and message in result.stderr
