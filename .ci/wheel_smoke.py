@@ -120,7 +120,7 @@ def main() -> int:
         assert recorder.wait_for(2)[1]["Subject"].startswith("Welcome")
 
         article = work / "geneva.md"
-        article.write_text(f"---\ntitle: {TITLE}\nurl: https://news.example.com/geneva\n"
+        article.write_text(f"---\ntitle: \"{TITLE}\"\nurl: https://news.example.com/geneva\n"
                            "categories: [Europe]\n---\nDiplomats met again on Monday.\n")
         check([*flask, "articles", "import", str(article)], env, work)
         sent = check([*flask, "digest", "send"], env, work)  # waits until every row is final

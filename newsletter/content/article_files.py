@@ -100,6 +100,8 @@ def read_front_matter(source: str) -> dict:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 2}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "is not valid YAML"
+        if "mapping values are not allowed" in problem:  # title: Talks: day two
+            problem += " (put a value that holds ': ' in quotes)"
         raise InvalidArticle(f"front matter{where}: {problem}") from None
     except ValueError as error:  # a date YAML recognises but the calendar has not: 2026-13-45
         raise InvalidArticle(f"front matter: {error}") from None

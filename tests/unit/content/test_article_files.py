@@ -118,6 +118,7 @@ def test_empty_front_matter_and_empty_body_parse():
 @pytest.mark.parametrize(("meta", "message"), [
     ("title: T\ncategories: [Europe", "front matter line 3"),
     ("title: T\n  bad: indent", "front matter line 3"),
+    ("title: Talks: day two", r"line 2: mapping values .* \(put a value that holds ': ' in"),
     ("title: T\ndate: yesterday", "is not an ISO date"),
     ("- just\n- a list", "key: value"),
     ("title: [a, b]", "'title' must be a single value"),
