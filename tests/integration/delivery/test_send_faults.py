@@ -89,15 +89,20 @@ def test_lease_shorter_than_a_batch_gives_no_duplicates(app, client, mailbox):
     assert max(delivery.attempts for _, delivery in rows) == 1
 
 
-def test_sigkill_of_one_worker_mid_send_loses_nobody(app, client, mailbox):
-    settings = dict(TASK_QUEUE=f"kill-{os.getpid()}", SEND_LEASE=3, SEND_BATCH_SIZE=25,
-                    SEND_CONCURRENCY=4)
-    env = subprocess_env(app, **settings)
-    twin = twin_app(app, **settings)
+def readers_waiting(app, mailbox, settings: dict):
+    """A worker's environment and a twin app with these settings, readers and an
+    article waiting, and a relay slow enough to stop a send halfway."""
     mailbox.delay = 0.02
     readers = 300 if IN_CI else 600
     add_subscribers(app, readers)
     add_article(app)
+    return subprocess_env(app, **settings), twin_app(app, **settings), readers
+
+
+def test_sigkill_of_one_worker_mid_send_loses_nobody(app, client, mailbox):
+    settings = dict(TASK_QUEUE=f"kill-{os.getpid()}", SEND_LEASE=3, SEND_BATCH_SIZE=25,
+                    SEND_CONCURRENCY=4)
+    env, twin, readers = readers_waiting(app, mailbox, settings)
     victim = start_celery_worker(env, 2)
     survivor = None
     try:
@@ -131,12 +136,7 @@ def test_sigkill_of_the_only_bulk_worker_recovers_within_a_minute_of_its_restart
     # The default lease (5 minutes): only the claim's heartbeat can free the rows in time.
     settings = dict(TASK_QUEUE=f"killall-{os.getpid()}", SEND_BATCH_SIZE=50,
                     SEND_CONCURRENCY=2)
-    env = subprocess_env(app, **settings)
-    twin = twin_app(app, **settings)
-    mailbox.delay = 0.02
-    readers = 300 if IN_CI else 600
-    add_subscribers(app, readers)
-    add_article(app)
+    env, twin, readers = readers_waiting(app, mailbox, settings)
     worker = start_celery_worker(env, 2, bulk_only=True)
     try:
         digest_id = start_send(twin)
@@ -170,12 +170,7 @@ def test_sigterm_to_the_whole_process_group_mid_send_hands_the_batch_back(
     # systemd's default stop: SIGTERM to the worker and to each pool process at once.
     settings = dict(TASK_QUEUE=f"term-{os.getpid()}", SEND_BATCH_SIZE=50,
                     SEND_CONCURRENCY=2)
-    env = subprocess_env(app, **settings)
-    twin = twin_app(app, **settings)
-    mailbox.delay = 0.02
-    readers = 300 if IN_CI else 600
-    add_subscribers(app, readers)
-    add_article(app)
+    env, twin, readers = readers_waiting(app, mailbox, settings)
     worker = start_celery_worker(env, 2, bulk_only=True)
     try:
         digest_id = start_send(twin)
