@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from newsletter.config import ENV_PREFIX
-from newsletter.content import article_files, articles, feeds, topics
+from newsletter.content import article_files, articles, feeds, site_logo, site_settings, topics
 from newsletter.db import commit_each, unit_of_work
 from newsletter.delivery import outbox
 from newsletter.editors import accounts, audit, two_factor
@@ -31,7 +31,7 @@ def register(app: Flask) -> None:
     from newsletter.bounce_cli import bounces_cli
 
     for group in (articles_cli, digest_cli, subscribers_cli, editors_cli, bounces_cli,
-                  topics_cli):
+                  topics_cli, settings_cli):
         app.cli.add_command(group)
 
     @app.cli.command("send-owed-mails")
@@ -445,3 +445,69 @@ def change_role(email: str, role: str):
     except accounts.EditorError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{editor.email} is now {role}")
+
+
+settings_cli = AppGroup("settings", help="What a newsroom sets once: site name, postal "
+                        "address, sender, logo, colours, texts.")
+
+
+def _refuse(message: str) -> None:
+    """A bad value: one line on stderr, exit code 2, nothing stored."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+@settings_cli.command("show")
+def show_settings():
+    """Every setting: what mails and pages use now, and where it comes from."""
+    saved = site_settings.stored()
+    used = site_settings.current()
+    for key in site_settings.KEYS:
+        origin = "" if saved[key] else "  (default)"
+        value = getattr(used, key).replace("\n", "\\n")
+        click.echo(f"{key} = {value}{origin}")
+    click.echo(f"logo upload = {used.uploaded_logo_url or '(none)'}")
+
+
+@settings_cli.command("set")
+@click.argument("key")
+@click.argument("value")
+def set_setting(key: str, value: str):
+    """Set KEY (site_name, postal_address, sender_name, reply_to, logo_url, accent_color,
+    description, confirm_text, welcome_text) to VALUE; an empty VALUE restores the
+    default."""
+    try:
+        with unit_of_work():
+            stored = site_settings.set_one(key, value)
+            audit.record(audit.CLI, "settings", target="site settings",
+                         detail=site_settings.ALIASES.get(key, key))
+    except site_settings.InvalidSetting as error:
+        _refuse(str(error))
+    click.echo(f"{site_settings.ALIASES.get(key, key)} = {stored}")
+
+
+@settings_cli.command("logo")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--remove", is_flag=True, help="Forget the uploaded logo.")
+def set_logo(path: Path | None, remove: bool):
+    """Upload PATH (PNG, JPEG, GIF or WebP, at most 512 KB) as the logo, or --remove it."""
+    if remove == (path is not None):
+        _refuse("give either a file or --remove")
+    if remove:
+        with unit_of_work():
+            site_logo.remove()
+            audit.record(audit.CLI, "settings", target="site settings", detail="logo removed")
+        click.echo("logo removed")
+        return
+    try:
+        with path.open("rb") as file:
+            data = file.read(site_logo.MAX_BYTES + 1)
+    except OSError as error:
+        _refuse(f"logo: cannot read {path}: {error.strerror}")
+    try:
+        with unit_of_work():
+            content_type = site_logo.save(data)
+            audit.record(audit.CLI, "settings", target="site settings", detail="logo uploaded")
+    except site_logo.InvalidLogo as error:
+        _refuse(f"logo: {error}")
+    click.echo(f"logo stored ({content_type}, {len(data)} bytes)")

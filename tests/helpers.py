@@ -11,10 +11,12 @@ import os
 import re
 import signal
 import ssl
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -402,6 +404,7 @@ class RecordingSMTPHandler:
 
     def __init__(self):
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each message exactly as received
         self.received_at: list[float] = []  # time.monotonic() of each message's DATA
         self.envelopes: list[tuple[str, list[str]]] = []
         self.replies: list[str] = []
@@ -430,6 +433,7 @@ class RecordingSMTPHandler:
                     return reply
             message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
             self.messages.append(message)
+            self.raw.append(envelope.original_content)
             self.received_at.append(time.monotonic())
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self._changed.notify_all()
@@ -445,6 +449,7 @@ class RecordingSMTPHandler:
     def reset(self) -> None:
         with self._changed:
             self.messages.clear()
+            self.raw.clear()
             self.received_at.clear()
             self.envelopes.clear()
             self.replies.clear()
@@ -532,6 +537,18 @@ def private_ca(directory: Path, ip: str = "127.0.0.1") -> PrivateCA:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     return files
+
+
+def tiny_png(width: int = 4, height: int = 1, rgb: tuple[int, int, int] = (179, 38, 30)) -> bytes:
+    """A real PNG of one colour (for logo uploads), written without an image library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = b"\0" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
 
 
 # --- the browser -----------------------------------------------------------------------------

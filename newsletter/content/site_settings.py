@@ -1,4 +1,7 @@
-"""Settings owners edit in the workspace: branding and the texts of two mails.
+"""Settings owners edit in the workspace or with ``flask settings set``: the site's
+name, postal address, sender name, reply-to, branding and the texts of two mails.
+The environment's SITE_NAME, POSTAL_ADDRESS and MAIL_FROM name are the defaults of
+a setting left empty.
 
 Values are checked when saved and again when read (a row written by hand or an
 older version must not reach a page unchecked): the accent colour ends up in
@@ -11,12 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
+from email.headerregistry import Address
 from urllib.parse import urlsplit
 
 from flask import current_app, g
 from sqlalchemy import select
 
+from newsletter.content import site_logo
 from newsletter.extensions import db
+from newsletter.mail.addresses import InvalidAddress, check_email, parse_mailbox
 from newsletter.models import SiteSetting
 
 ACCENT_COLOR = re.compile(r"#[0-9a-f]{6}")
@@ -31,7 +37,18 @@ DEFAULT_WELCOME_TEXT = "Our weekly digest of new articles will reach {email}."
 # so its text knows only the site's name.
 PLACEHOLDERS = {"confirm_text": ("{site_name}",), "welcome_text": ("{site_name}", "{email}")}
 MAX_LENGTH = {"logo_url": 500, "accent_color": 7, "site_description": 300,
-              "confirm_text": 1000, "welcome_text": 2000}
+              "confirm_text": 1000, "welcome_text": 2000, "site_name": 100,
+              "postal_address": 300, "sender_name": 100, "reply_to": 254}
+ONE_LINE = {"site_description", "site_name", "postal_address", "sender_name"}
+LABELS = {"logo_url": "logo URL", "accent_color": "accent colour",
+          "site_description": "description", "confirm_text": "confirmation text",
+          "welcome_text": "welcome text", "site_name": "site name",
+          "postal_address": "postal address", "sender_name": "sender name",
+          "reply_to": "reply-to address"}
+# Left empty, these take the environment's value (see _with_defaults).
+ENVIRONMENT_DEFAULTS = ("site_name", "postal_address", "sender_name")
+# Short names the command line accepts too.
+ALIASES = {"description": "site_description"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,16 @@ class Branding:
     site_description: str = ""
     confirm_text: str = DEFAULT_CONFIRM_TEXT
     welcome_text: str = DEFAULT_WELCOME_TEXT
+    site_name: str = ""  # "": the environment's SITE_NAME
+    postal_address: str = ""  # "": POSTAL_ADDRESS
+    sender_name: str = ""  # "": the name in MAIL_FROM
+    reply_to: str = ""  # "": no Reply-To header
+    uploaded_logo_url: str = ""  # set by current() when a logo was uploaded
+
+    @property
+    def logo_src(self) -> str:
+        """The logo mails and pages show: an uploaded one wins over the URL."""
+        return self.uploaded_logo_url or self.logo_url
 
     @property
     def logo_origin(self) -> str | None:
@@ -51,7 +78,7 @@ class Branding:
         return f"https://{parts.netloc}"
 
 
-KEYS = tuple(field.name for field in fields(Branding))
+KEYS = tuple(field.name for field in fields(Branding) if field.name != "uploaded_logo_url")
 
 
 class InvalidSetting(ValueError):
@@ -89,7 +116,7 @@ def _check_accent_color(value: str) -> str:
 def _check_text(key: str, value: str, *, one_line: bool) -> str:
     value = value.replace("\r\n", "\n").strip()
     if one_line and "\n" in value:
-        raise InvalidSetting("The site description is one line.")
+        raise InvalidSetting(f"The {LABELS[key]} is one line.")
     if CONTROL.search(value):
         raise InvalidSetting("Remove the control characters from the text.")
     allowed = PLACEHOLDERS.get(key, ())
@@ -98,6 +125,15 @@ def _check_text(key: str, value: str, *, one_line: bool) -> str:
         hint = f"use {' or '.join(allowed)}" if allowed else "no placeholders here"
         raise InvalidSetting(f"Unknown placeholder {unknown[0]}: {hint}.")
     return value
+
+
+def _check_reply_to(value: str) -> str:
+    if not value:
+        return ""
+    try:
+        return check_email(value).given
+    except InvalidAddress as error:
+        raise InvalidSetting(str(error)) from None
 
 
 def check(key: str, value: object) -> str:
@@ -111,7 +147,9 @@ def check(key: str, value: object) -> str:
         return _check_logo_url(value)
     if key == "accent_color":
         return _check_accent_color(value)
-    value = _check_text(key, value, one_line=key == "site_description")
+    if key == "reply_to":
+        return _check_reply_to(value)
+    value = _check_text(key, value, one_line=key in ONE_LINE)
     if key in PLACEHOLDERS and not value:
         return getattr(Branding, key)  # an emptied text falls back to ours
     return value
@@ -128,8 +166,56 @@ def current() -> Branding:
                 values[key] = check(key, value)
             except InvalidSetting:
                 current_app.logger.warning("site setting %s ignored: not a valid value", key)
-        g.branding = Branding(**values)
+        g.branding = _with_defaults(values)
     return g.branding
+
+
+def _with_defaults(values: dict[str, str]) -> Branding:
+    """The settings with the environment's values where one is empty, and the URL of an
+    uploaded logo."""
+    config = current_app.config
+    defaults = {"site_name": config["SITE_NAME"], "postal_address": config["POSTAL_ADDRESS"],
+                "sender_name": parse_mailbox(config["MAIL_FROM"]).display_name}
+    values = dict(values)
+    for key, default in defaults.items():
+        values[key] = values.get(key) or default
+    return Branding(**values, uploaded_logo_url=site_logo.current_url())
+
+
+def stored() -> dict[str, str]:
+    """What is saved, unresolved (an empty value: the environment's default)."""
+    saved = dict(db.session.execute(
+        select(SiteSetting.key, SiteSetting.value).where(SiteSetting.key.in_(KEYS))).all())
+    return {key: saved.get(key, "") for key in KEYS}
+
+
+def set_one(key: str, value: object) -> str:
+    """Check and store one setting (the command line); InvalidSetting names the field.
+    Returns the stored value. The caller commits."""
+    key = ALIASES.get(key, key)
+    if key not in KEYS:
+        raise InvalidSetting(f"Unknown setting {key!r}: one of {', '.join(KEYS)}.")
+    try:
+        checked = check(key, value)
+    except InvalidSetting as error:
+        raise InvalidSetting(f"{key}: {error}") from None
+    _store(key, checked)
+    g.pop("branding", None)
+    return checked
+
+
+def _store(key: str, value: str) -> None:
+    row = db.session.get(SiteSetting, key)
+    if row is None:
+        db.session.add(SiteSetting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def mail_from() -> str:
+    """MAIL_FROM's address with the sender name of the settings."""
+    sender = parse_mailbox(current_app.config["MAIL_FROM"])
+    return str(Address(display_name=current().sender_name, addr_spec=sender.addr_spec))
 
 
 def _checked(form: dict[str, object]) -> tuple[dict[str, str], dict[str, str]]:
@@ -149,7 +235,7 @@ def errors_in(form: dict[str, object]) -> dict[str, str]:
 def use_for_this_request(form: dict[str, object]) -> None:
     """Show pages and mails of this request with unsaved values (a preview); the
     caller has checked them with ``errors_in``."""
-    g.branding = Branding(**_checked(form)[0])
+    g.branding = _with_defaults(_checked(form)[0])
 
 
 def save(form: dict[str, object]) -> dict[str, str]:
@@ -159,11 +245,7 @@ def save(form: dict[str, object]) -> dict[str, str]:
     if errors:
         return errors
     for key, value in checked.items():
-        row = db.session.get(SiteSetting, key)
-        if row is None:
-            db.session.add(SiteSetting(key=key, value=value))
-        else:
-            row.value = value
+        _store(key, value)
     g.pop("branding", None)
     return {}
 

@@ -33,6 +33,7 @@ from enum import Enum
 from flask import current_app
 from sqlalchemy import select
 
+from newsletter.content import site_settings
 from newsletter.delivery import guard, heartbeat, ledger
 from newsletter.delivery.ledger import ClaimedBatch
 from newsletter.delivery.relay import Relay, SendRate
@@ -76,7 +77,8 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
         variant = db.session.get(DigestVariant, variant_id) if variant_id is not None else None
         _factories[key] = BulkMessageFactory(
             digests.render(digest, marker, variant=variant), marker,
-            mail_from=config["MAIL_FROM"], list_id=config["LIST_ID"],
+            mail_from=site_settings.mail_from(), list_id=config["LIST_ID"],
+            reply_to=site_settings.current().reply_to or None,
             archive_url=external_url("public.archive_issue", digest_id=digest.id),
             message_id=MessageIds(digest.id),
             feedback_id=feedback_id(digest.id, config["LIST_ID"], config["MAIL_FROM"]),

@@ -127,7 +127,8 @@ def _message(template: MailTemplate, subscriber: Subscriber,
     # old address's notice carries none either (the key is the new address's now).
     return build_message(
         render(template, subscriber, change),
-        mail_from=config["MAIL_FROM"],
+        mail_from=site_settings.mail_from(),
+        reply_to=site_settings.current().reply_to or None,
         to_email=to_email,
         # A confirmation or an unsubscribe link goes to whoever was named, on a
         # stranger's request: no name, no text chosen by the requester.
@@ -148,23 +149,23 @@ def render(template: MailTemplate, subscriber: Subscriber,
     """One of these mails for a subscriber (also the workspace's preview); the old
     address's notice needs the change it tells of."""
     config = current_app.config
+    branding = site_settings.current()
     unsubscribe_url = _unsubscribe_url(subscriber)
     context = {
-        "site_name": config["SITE_NAME"],
-        "postal_address": config["POSTAL_ADDRESS"],
+        "site_name": branding.site_name,
+        "postal_address": branding.postal_address,
         "subscriber": subscriber,
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": external_url("preferences.page", token=subscriber.unsubscribe_key),
         "confirm_days": max(1, config["CONFIRM_MAX_AGE"] // 86400),
     }
-    branding = site_settings.current()
     if template == MailTemplate.WELCOME:
         context["mail_text"] = site_settings.fill(
-            branding.welcome_text, site_name=config["SITE_NAME"], email=subscriber.email)
+            branding.welcome_text, site_name=branding.site_name, email=subscriber.email)
     if template == MailTemplate.CONFIRM:
         # The owner's text knows the site's name only: nothing the requester chose.
         context["mail_text"] = site_settings.fill(branding.confirm_text,
-                                                  site_name=config["SITE_NAME"])
+                                                  site_name=branding.site_name)
         context["confirm_url"] = external_url(
             "public.confirm", token=make_confirm_token(subscriber.id, subscriber.token_nonce))
     elif template == MailTemplate.CHANGE_ADDRESS:

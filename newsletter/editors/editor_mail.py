@@ -12,6 +12,7 @@ import logging
 from flask import current_app
 
 from newsletter import jobs
+from newsletter.content import site_settings
 from newsletter.delivery import outbox
 from newsletter.editors import invites
 from newsletter.extensions import db
@@ -40,14 +41,14 @@ def send(mail_id: int) -> None:
         return
     mail = db.session.get(EditorMail, mail_id)
     editor = db.session.get(Editor, mail.editor_id)
-    config = current_app.config
-    context = {"site_name": config["SITE_NAME"], "postal_address": config["POSTAL_ADDRESS"],
+    site = site_settings.current()
+    context = {"site_name": site.site_name, "postal_address": site.postal_address,
                "editor": editor, "account_url": external_url("admin.account")}
     if mail.kind == EditorMailKind.INVITE:
         context["invite_url"] = external_url("admin.accept_invite",
                                              token=invites.make_invite_token(editor))
     rendered = render_mail(f"editor_{mail.kind.value}", **context)
-    message = build_message(rendered, mail_from=config["MAIL_FROM"], to_email=editor.email)
+    message = build_message(rendered, mail_from=site_settings.mail_from(), to_email=editor.email)
     result = current_app.extensions["smtp"].deliver_message(message)
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):
         mail.sent_at = utcnow()

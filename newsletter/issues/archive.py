@@ -8,7 +8,15 @@ from sqlalchemy import Select, and_, or_, select
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.mail.links import external_url
-from newsletter.models import Article, Digest, DigestStatus, Topic, article_topics, digest_articles
+from newsletter.models import (
+    Article,
+    Digest,
+    DigestStatus,
+    DigestVariant,
+    Topic,
+    article_topics,
+    digest_articles,
+)
 
 # Issues that have reached readers: a "view in browser" link must work from the
 # first mail on, and a paused send has gone to some readers already. Drafts,
@@ -78,6 +86,20 @@ def neighbours(digest: Digest) -> tuple[Digest | None, Digest | None]:
 def web_view_html(digest: Digest) -> str:
     """The issue as readers got it, minus anything personal."""
     return digests.render(digest, external_url("public.subscribe"), web_view=True).html
+
+
+def web_copy_html(digest_id: int, variant_id: int) -> str | None:
+    """One copy of an issue as its readers got it, minus anything personal (the
+    "view in your browser" page); None unless the copy is of that issue and the issue
+    has gone out."""
+    variant = db.session.get(DigestVariant, variant_id)
+    if variant is None or variant.digest_id != digest_id:
+        return None
+    digest = public_digest(digest_id)
+    if digest is None:
+        return None
+    return digests.render(digest, external_url("public.subscribe"), web_view=True,
+                          variant=variant).html
 
 
 def imported_article(slug: str) -> Article | None:

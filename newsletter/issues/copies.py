@@ -22,6 +22,7 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import func, select
 
+from newsletter.content import site_settings
 from newsletter.delivery import ledger
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text
@@ -60,7 +61,7 @@ def audience(cadence: Cadence | None) -> list:
 
 
 def default_subject(articles: list[Article]) -> str:
-    site = current_app.config["SITE_NAME"]
+    site = site_settings.current().site_name
     if len(articles) == 1:
         return f"{site}: {articles[0].title}"
     return f"{site}: {articles[0].title} and {len(articles) - 1} more"

@@ -21,7 +21,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter import jobs
-from newsletter.content import topics
+from newsletter.content import site_settings, topics
 from newsletter.content.excerpts import digest_body
 from newsletter.delivery import heartbeat, ledger
 from newsletter.delivery.relay import Relay
@@ -42,6 +42,7 @@ from newsletter.mail.headers import clean_text
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
+from newsletter.mail.tokens import make_web_copy_token
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     OPEN_DELIVERY_STATUSES,
@@ -124,7 +125,7 @@ def default_headline(day: datetime | None = None) -> str:
     (today when unknown), in the newsletter's zone."""
     zone = parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
     local = (day or utcnow()).astimezone(zone)
-    return f"{current_app.config['SITE_NAME']}, {local.day} {local:%B %Y}"
+    return f"{site_settings.current().site_name}, {local.day} {local:%B %Y}"
 
 
 def headline_of(digest: Digest) -> str:
@@ -425,8 +426,11 @@ def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = Non
 def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
            variant: DigestVariant | None = None) -> RenderedMail:
     """The issue as one variant's readers get it (None: the whole issue)."""
-    config = current_app.config
+    site = site_settings.current()
     copy = copies.copy_of(digest, variant)
+    # A preview (unsaved, id 0) has no archive page yet: point at the archive index.
+    archive_url = (external_url("public.archive_issue", digest_id=digest.id) if digest.id
+                   else external_url("public.archive"))
     return render_mail(
         "digest",
         digest=digest,
@@ -436,11 +440,15 @@ def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
         # Each body once per rendering, which is once per variant, not per reader.
         bodies={article.id: digest_body(article.summary, article.body_html)
                 for _, articles in copy.sections for article in articles},
-        site_name=config["SITE_NAME"],
-        postal_address=config["POSTAL_ADDRESS"],
-        # A preview (unsaved, id 0) has no archive page yet: point at the archive index.
-        archive_url=(external_url("public.archive_issue", digest_id=digest.id) if digest.id
-                     else external_url("public.archive")),
+        site_name=site.site_name,
+        site_description=site.site_description,
+        postal_address=site.postal_address,
+        archive_url=archive_url,
+        # "View in your browser": this copy, sections and all (the whole issue for rows
+        # written before copies, and for previews).
+        web_copy_url=(external_url("public.web_copy",
+                                   token=make_web_copy_token(digest.id, variant.id))
+                      if digest.id and variant is not None and variant.id else archive_url),
         subscribe_url=external_url("public.subscribe"),
         unsubscribe_url=unsubscribe_url,
         web_view=web_view,
@@ -482,9 +490,9 @@ def send_test(to_email: str, subject: str | None = None, intro: str = "",
     rendered = preview(subject, intro, headline, as_topics)
     if rendered is None:
         return DeliveryResult(Outcome.FAILED, "There are no new articles to preview.")
-    config = current_app.config
     test_copy = dataclasses.replace(rendered, subject="[Test] " + rendered.subject)
-    message = build_message(test_copy, mail_from=config["MAIL_FROM"], to_email=to_email)
+    message = build_message(test_copy, mail_from=site_settings.mail_from(), to_email=to_email,
+                            reply_to=site_settings.current().reply_to or None)
     # The envelope of a real send too (what SPF and DMARC tools judge).
     return current_app.extensions["smtp"].deliver_message(
         message, verp.address_for(verp.TEST_MAIL))

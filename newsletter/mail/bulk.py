@@ -40,7 +40,7 @@ def _part_header(subtype: str) -> bytes:
 class BulkMessageFactory:
     def __init__(self, rendered: RenderedMail, marker: str, *, mail_from: str, list_id: str,
                  archive_url: str, message_id: Callable[[int], str],
-                 feedback_id: str | None = None):
+                 feedback_id: str | None = None, reply_to: str | None = None):
         sender = parse_mailbox(mail_from)
         self.sender = sender.addr_spec
         self.domain = sender.domain
@@ -50,6 +50,7 @@ class BulkMessageFactory:
         self.html_parts = rendered.html.encode().split(marker.encode())
         self.fixed_headers = b"".join([
             address_line("From", sender.addr_spec, sender.display_name),
+            address_line("Reply-To", reply_to) if reply_to else b"",
             header_line("Subject", rendered.subject),
             b"MIME-Version: 1.0\r\n",
             header_line("List-Id", list_id),

@@ -19,6 +19,7 @@ def build_message(
     to_name: str | None = None,
     unsubscribe_url: str | None = None,
     list_id: str | None = None,
+    reply_to: str | None = None,
 ) -> EmailMessage:
     # Every header is a SafeHeader: encoded and folded by newsletter.mail.headers,
     # written untouched by the email package (whose own folding has CVE-2024-6923).
@@ -26,6 +27,8 @@ def build_message(
     sender = parse_mailbox(mail_from)
     message["From"] = SafeHeader.address("From", sender.addr_spec, sender.display_name)
     message["To"] = SafeHeader.address("To", to_email, to_name)
+    if reply_to:
+        message["Reply-To"] = SafeHeader.address("Reply-To", reply_to)
     message["Subject"] = SafeHeader.text("Subject", rendered.subject)
     message["Date"] = SafeHeader.text("Date", format_datetime(utcnow()))
     message["Message-ID"] = SafeHeader.text("Message-ID", make_msgid(domain=sender.domain))

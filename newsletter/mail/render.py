@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import css_inline
 from flask import render_template
 
+# Rules that cannot be inlined (@media: small screens, dark mode) stay in a <style>.
+INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
 
 @dataclass(frozen=True)
 class RenderedMail:
@@ -20,5 +23,8 @@ def render_mail(name: str, **context) -> RenderedMail:
     # A subject is one line: collapse whatever whitespace a template or title left in it.
     subject = " ".join(subject.split())
     text = render_template(f"email/{name}/body.txt", **context)
-    html = css_inline.inline(render_template(f"email/{name}/body.html", **context))
+    # The subject is the HTML's <title> too (a page without one fails accessibility
+    # checks, and some clients show it).
+    html = INLINER.inline(render_template(f"email/{name}/body.html",
+                                             **{"subject": subject, **context}))
     return RenderedMail(subject=subject, text=text, html=html)

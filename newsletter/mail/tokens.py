@@ -149,6 +149,27 @@ def read_address_token(token: str) -> AddressClaim:
     return AddressClaim(_subscriber_id(payload[0]), payload[1], payload[2])
 
 
+# "View in your browser" in a personal copy: the issue and the copy (the variant a
+# reader's row names) sealed together, so the link opens exactly the sections that
+# reader got, needs no login and names no reader (readers of the same topics who had
+# the same articles before share a copy and its link). Only the key can make one.
+WEB_COPY_PURPOSE = "web-copy"
+
+
+def make_web_copy_token(digest_id: int, variant_id: int) -> str:
+    return seal_ids(current_app.config["SECRET_KEY"].encode(), WEB_COPY_PURPOSE,
+                    digest_id, variant_id)
+
+
+def read_web_copy_token(token: object) -> tuple[int, int]:
+    """(issue id, copy id); raises TokenInvalid for anything we did not issue."""
+    opened = open_ids([key.encode() for key in reversed(_secret())], WEB_COPY_PURPOSE,
+                      token, 2)
+    if opened is None:
+        raise TokenInvalid("not a web copy token")
+    return opened[0], opened[1]
+
+
 # Unsubscribe links carry the subscriber's random ``unsubscribe_key`` (see models/readers.py).
 # Mails sent before it existed carry ``URLSafeSerializer(SECRET_KEY).dumps(id)``
 # ("MTIz.<signature>"): still accepted while LEGACY_UNSUBSCRIBE_LINKS is on, so

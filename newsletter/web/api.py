@@ -116,8 +116,9 @@ def _json_object():
 @bp.post("/articles")
 @requires_scope("articles:write")
 def create_article():
-    """For a CMS webhook: {"title", "url", "summary", "body_html", "author",
-    "categories": [...], "published_at": ISO 8601, "guid"}."""
+    """For a CMS webhook: {"title", "url", "summary", "body_html" or "body_markdown",
+    "author", "categories": [...], "published_at": ISO 8601, "guid"}. Markdown is
+    rendered and sanitised as the editor's is."""
     payload, bad = _json_object()
     if bad:
         return bad
@@ -125,10 +126,16 @@ def create_article():
         categories = payload.get("categories") or []
         if not isinstance(categories, list):
             raise InvalidArticle('"categories" must be a list of strings.')
+        body_markdown = payload.get("body_markdown")
+        if body_markdown is not None and not isinstance(body_markdown, str):
+            raise InvalidArticle('"body_markdown" must be a string.')
+        if body_markdown is not None and payload.get("body_html"):
+            raise InvalidArticle('Send "body_html" or "body_markdown", not both.')
         data = ArticleInput(
             title=str(payload.get("title") or ""), url=str(payload.get("url") or ""),
             summary=str(payload.get("summary") or ""),
             body_html=str(payload.get("body_html") or ""),
+            body_markdown=body_markdown,
             author=payload.get("author") and str(payload["author"]),
             categories=[str(c) for c in categories],
             published_at=parse_date(payload.get("published_at") and str(payload["published_at"])),

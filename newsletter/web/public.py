@@ -16,6 +16,7 @@ from flask import (
     url_for,
 )
 
+from newsletter.content import site_logo as site_logo_service
 from newsletter.content import site_settings, topics
 from newsletter.content.topics import TopicError
 from newsletter.db import unit_of_work
@@ -24,7 +25,12 @@ from newsletter.issues import archive as archive_service
 from newsletter.issues import atom
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.links import external_url
-from newsletter.mail.tokens import TokenInvalid, check_form_token, make_form_token
+from newsletter.mail.tokens import (
+    TokenInvalid,
+    check_form_token,
+    make_form_token,
+    read_web_copy_token,
+)
 from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.readers import preferences, subscriptions
 from newsletter.web.common import bad_link_page, request_origin, subscribe_limit
@@ -45,6 +51,12 @@ def form_token():
 def branding():
     # Lazy: a template that shows no branding costs no query (see site_settings.current).
     return {"branding": site_settings.current}
+
+
+@bp.app_context_processor
+def mail_links():
+    # Mails link to pages by absolute URL under BASE_URL (a task has no request).
+    return {"external_url": external_url}
 
 
 @bp.app_context_processor
@@ -227,6 +239,23 @@ def archive_issue_mail(digest_id: int):
     return mail_document(archive_service.web_view_html(digest), framed_by_self=True)
 
 
+@bp.get("/copy/<token>")
+def web_copy(token: str):
+    """"View in your browser" of a reader's copy: their sections, no login, nothing
+    personal. Anything but a token we issued for a sent copy is a plain 404."""
+    try:
+        digest_id, variant_id = read_web_copy_token(token)
+    except TokenInvalid:
+        abort(404)
+    html = archive_service.web_copy_html(digest_id, variant_id)
+    if html is None:
+        abort(404)
+    response = mail_document(html)
+    response.headers["Referrer-Policy"] = "no-referrer"  # the link is the key to the page
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
 @bp.get("/archive/feed.atom")
 def archive_feed():
     feed = atom.issues_feed(
@@ -246,6 +275,22 @@ def branding_css(accent: str):
     response = Response(f":root {{ --accent:#{accent}; }}\n", mimetype="text/css")
     response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
+
+
+@bp.get("/site/logo")
+def site_logo():
+    """The uploaded logo. Its URL carries the image's hash, so it may be cached for a
+    long time; a stale URL still answers, and ETag lets caches check cheaply."""
+    stored = site_logo_service.stored()
+    if stored is None:
+        abort(404)
+    response = Response(stored.data, mimetype=stored.content_type)
+    response.set_etag(stored.sha256)
+    current = request.args.get("v") == stored.sha256[:16]
+    response.headers["Cache-Control"] = ("public, max-age=31536000, immutable" if current
+                                         else "public, max-age=300")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response.make_conditional(request)
 
 
 @bp.get("/test-mail")

@@ -1,11 +1,12 @@
-"""Site settings in the workspace (owners): branding, and the texts of the
-confirmation and welcome mails with a preview of each mail."""
+"""Site settings in the workspace (owners): the site's name, address and sender,
+branding (an uploaded logo too), and the texts of the confirmation and welcome mails
+with a preview of each mail."""
 
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from newsletter.content import site_settings
+from newsletter.content import site_logo, site_settings
 from newsletter.delivery import outbox
 from newsletter.models import MailTemplate, Role, Subscriber
 from newsletter.web.admin.access import allow, audit_action, bp
@@ -17,12 +18,46 @@ PREVIEW_READER = {"id": 0, "email": "reader@example.com", "unsubscribe_key": "pr
                   "token_nonce": "preview"}
 
 
+def _page(values: dict[str, str], errors: dict[str, str], **extra) -> str:
+    used = site_settings.current()
+    return render_template("admin/settings.html", values=values, errors=errors,
+                           defaults={key: getattr(used, key) for key in site_settings.KEYS},
+                           logo=used.uploaded_logo_url, max_logo_kb=site_logo.MAX_BYTES // 1024,
+                           **extra)
+
+
 @bp.get(PREFIX + "/")
 @allow(Role.OWNER)
 def settings_page():
-    saved = site_settings.current()
-    values = {key: getattr(saved, key) for key in site_settings.KEYS}
-    return render_template("admin/settings.html", values=values, errors={})
+    used = site_settings.current()
+    # A setting whose default is the environment's shows empty (the placeholder says
+    # what it is), so saving the form does not pin today's default.
+    values = {key: getattr(used, key) for key in site_settings.KEYS}
+    values.update({key: value for key, value in site_settings.stored().items()
+                   if key in site_settings.ENVIRONMENT_DEFAULTS})
+    return _page(values, {})
+
+
+@bp.post(PREFIX + "/logo")
+@allow(Role.OWNER)
+def settings_logo():
+    """Upload or remove the logo; a refused file stores nothing."""
+    values = {key: getattr(site_settings.current(), key) for key in site_settings.KEYS}
+    if request.form.get("action") == "remove":
+        site_logo.remove()
+        audit_action("settings", target="site settings", detail="logo removed")  # commits
+        flash("Logo removed.", "ok")
+        return redirect(url_for("admin.settings_page"))
+    upload = request.files.get("logo")
+    data = upload.stream.read(site_logo.MAX_BYTES + 1) if upload else b""
+    try:
+        site_logo.save(data)
+    except site_logo.InvalidLogo as error:
+        audit_action("settings", outcome="failed", target="site settings", detail="logo")
+        return _page(values, {"logo": str(error)}), 400
+    audit_action("settings", target="site settings", detail="logo uploaded")  # commits
+    flash("Logo stored. New mails and the pages show it now.", "ok")
+    return redirect(url_for("admin.settings_page"))
 
 
 @bp.post(PREFIX + "/")
@@ -32,13 +67,12 @@ def settings_save():
     if request.form.get("action") == "preview":
         # Not saved: the page shows the mails with these values (checked like a save).
         errors = site_settings.errors_in(values)
-        return render_template("admin/settings.html", values=values, errors=errors,
-                               previewing=not errors), 400 if errors else 200
+        return _page(values, errors, previewing=not errors), 400 if errors else 200
     errors = site_settings.save(values)
     if errors:
         audit_action("settings", outcome="failed", target="site settings",
                      detail=", ".join(sorted(errors)))
-        return render_template("admin/settings.html", values=values, errors=errors), 400
+        return _page(values, errors), 400
     audit_action("settings", target="site settings",  # commits
                  detail=", ".join(site_settings.KEYS))
     flash("Settings saved. Public pages and new mails use them now.", "ok")
