@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from newsletter.content import site_logo
 from newsletter.extensions import db
-from newsletter.mail.addresses import InvalidAddress, check_email, parse_mailbox
+from newsletter.mail.addresses import InvalidAddress, check_email, check_name, parse_mailbox
 from newsletter.models import SiteSetting
 
 ACCENT_COLOR = re.compile(r"#[0-9a-f]{6}")
@@ -149,6 +149,11 @@ def check(key: str, value: object) -> str:
         return _check_accent_color(value)
     if key == "reply_to":
         return _check_reply_to(value)
+    if key == "sender_name":
+        try:  # a From display name: the rules of a reader's name ("=?" would decode)
+            check_name(value)
+        except InvalidAddress as error:
+            raise InvalidSetting(str(error)) from None
     value = _check_text(key, value, one_line=key in ONE_LINE)
     if key in PLACEHOLDERS and not value:
         return getattr(Branding, key)  # an emptied text falls back to ours

@@ -7,6 +7,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.content import site_settings
 from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.models import AuditEvent, MailTemplate, SiteSetting, Subscriber, SubscriberStatus
@@ -100,6 +101,16 @@ def test_mails_use_the_texts_and_the_accent_colour(app, client, owner):
     ("confirm_text", "{{ config.SECRET_KEY }}", "Unknown placeholder"),
     ("welcome_text", "{% for x in y %}{% endfor %}", "Unknown placeholder"),
     ("welcome_text", "x" * 2001, "At most 2000"),
+    ("site_name", "The\nDaily", "site name is one line"),
+    ("site_name", "x" * 101, "At most 100"),
+    ("site_name", "Daily\x1b[31m", "control"),
+    ("postal_address", "x" * 301, "At most 300"),
+    ("postal_address", "1 Main St\u2028Bcc: x@example.com", "control"),
+    ("sender_name", "=?utf-8?q?Bank?=", "must not contain"),
+    ("sender_name", "Desk\rBcc: x@example.com", "line breaks"),
+    ("reply_to", "not an address", "not valid"),
+    ("reply_to", "a@example.com\r\nBcc: x@example.com", "not allowed"),
+    ("reply_to", "a@example.com, b@example.com", "not valid"),
 ])
 def test_bad_values_are_refused_with_a_reason_and_nothing_is_stored(app, client, owner, key,
                                                                     value, message):
@@ -142,3 +153,25 @@ def test_preview_shows_unsaved_values_and_refuses_bad_ones(app, client, owner):
     assert "Our weekly digest of new articles will reach reader@example.com." in saved_preview
     assert owner.get("/admin/settings/preview/confirm?accent_color=red").status_code == 400
     assert owner.get("/admin/settings/preview/other").status_code == 404
+
+
+def test_site_name_address_and_sender_reach_pages_and_mails(app, client, owner):
+    response = save(owner, site_name="The Harbour Post", sender_name="Harbour Desk",
+                    postal_address="The Harbour Post, 12 Quay Road, 4000 Port Town",
+                    reply_to="letters@harbour.example")
+    assert response.status_code == 302
+    assert "The Harbour Post</a>" in app.test_client().get("/subscribe").get_data(as_text=True)
+    welcome = rendered(app, MailTemplate.WELCOME)
+    assert welcome.subject == "Welcome to The Harbour Post"
+    assert "The Harbour Post, 12 Quay Road, 4000 Port Town" in welcome.text
+    assert "The Harbour Post, 12 Quay Road, 4000 Port Town" in welcome.html
+    with app.app_context():
+        assert site_settings.mail_from() == "Harbour Desk <news@example.com>"
+
+
+def test_an_emptied_setting_falls_back_to_the_environment(app, client, owner):
+    save(owner, site_name="The Harbour Post")
+    save(owner, site_name="")
+    page = owner.get("/admin/settings/").get_data(as_text=True)
+    assert 'placeholder="The Newsletter" value=""' in page
+    assert rendered(app, MailTemplate.WELCOME).subject == "Welcome to The Newsletter"
