@@ -81,10 +81,36 @@ def nesting_depth(markup: str) -> int:
     return deepest
 
 
+# Markdown nests with markers ("- - - x", "1. 1. x", "> > x") or indentation; the
+# renderer recurses once per level and fails (RecursionError) in the thousands.
+_MARKDOWN_MARKERS = re.compile(r"(?:(?:[-*+]|\d{1,9}[.)]|>)[ \t]*)+")
+MARKDOWN_INDENT = 4  # spaces per nested level
+
+
+def markdown_depth(source: str) -> int:
+    deepest = 0
+    for line in source.splitlines():
+        stripped = line.lstrip(" \t")
+        indent = len(line[:len(line) - len(stripped)].expandtabs(MARKDOWN_INDENT))
+        markers = _MARKDOWN_MARKERS.match(stripped)
+        levels = len(re.findall(r"[-*+>]|\d{1,9}[.)]", markers.group(0))) if markers else 0
+        deepest = max(deepest, indent // MARKDOWN_INDENT + levels)
+    return deepest
+
+
 def render_markdown(source: str) -> str:
     """Markdown to the same sanitised HTML as every other body: raw HTML inside the
-    Markdown passes through the Markdown renderer, then nh3 removes what is unsafe."""
-    return _sanitize_body(markdown.markdown(source or ""))
+    Markdown passes through the Markdown renderer, then nh3 removes what is unsafe.
+    InvalidArticle when it nests deeper than MAX_NESTING."""
+    depth = markdown_depth(source or "")
+    if depth > MAX_NESTING:
+        raise InvalidArticle(f"The Markdown nests lists or quotes {depth} deep; at most "
+                             f"{MAX_NESTING} are allowed.")
+    try:
+        rendered = markdown.markdown(source or "")
+    except RecursionError:  # nesting the count above missed: refuse, never a 500
+        raise InvalidArticle("The Markdown nests too deep to render.") from None
+    return _sanitize_body(rendered)
 
 
 def render_body(source: str, is_markdown: bool) -> str:

@@ -251,8 +251,7 @@ def web_copy(token: str):
     if html is None:
         abort(404)
     response = mail_document(html)
-    response.headers["Referrer-Policy"] = "no-referrer"  # the link is the key to the page
-    response.headers["X-Robots-Tag"] = "noindex"
+    response.headers["X-Robots-Tag"] = "noindex"  # a personal copy is not for search engines
     return response
 
 
