@@ -29,7 +29,8 @@ def test_the_preview_follows_every_field_and_changes_nothing(app, client):
     text = client.get("/admin/digests/preview", query_string={**query, "part": "text"})
     assert text.mimetype == "text/plain"
     body = text.get_data(as_text=True)
-    assert body.startswith("Subject: Our week\n\nPeace & talks\n") and "Read <b>this</b>." in body
+    assert body.startswith("Subject: Our week\n\nThe Newsletter\n\nPeace & talks\n")
+    assert "Read <b>this</b>." in body
     html = client.get("/admin/digests/preview", query_string=query).get_data(as_text=True)
     assert "Peace &amp; talks</h1>" in html and "Read &lt;b&gt;this&lt;/b&gt;." in html
     assert "<title>Our week</title>" in html
