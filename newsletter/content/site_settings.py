@@ -65,6 +65,16 @@ class Branding:
     uploaded_logo_url: str = ""  # set by current() when a logo was uploaded
 
     @property
+    def accent_text(self) -> str:
+        """Black or white, whichever reads better on the accent colour (a button's text)."""
+        colour = self.accent_color or "#1f5eff"
+        channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+        # Contrast with white (1.05 / (L + 0.05)) against contrast with black ((L + 0.05) / 0.05).
+        return "#ffffff" if 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.05 else "#111111"
+
+    @property
     def logo_src(self) -> str:
         """The logo mails and pages show: an uploaded one wins over the URL."""
         return self.uploaded_logo_url or self.logo_url
