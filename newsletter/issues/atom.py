@@ -12,8 +12,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from flask import current_app
-
+from newsletter.content import site_settings
 from newsletter.mail.links import external_url
 from newsletter.models import Digest, utcnow
 
@@ -56,7 +55,7 @@ def issues_feed(issues: Iterable[Digest], *, title: str, self_url: str,
     if subtitle:
         _add(feed, "subtitle", subtitle)
     _add(feed, "updated", _timestamp(max((_updated(d) for d in issues), default=utcnow())))
-    _add(_add(feed, "author"), "name", current_app.config["SITE_NAME"])
+    _add(_add(feed, "author"), "name", site_settings.current().site_name)
     _add(feed, "link", rel="self", type="application/atom+xml", href=_text(self_url))
     _add(feed, "link", rel="alternate", type="text/html", href=_text(alternate_url))
     for digest in issues:

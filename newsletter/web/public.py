@@ -259,7 +259,7 @@ def web_copy(token: str):
 def archive_feed():
     feed = atom.issues_feed(
         archive_service.public_digests(limit=FEED_LENGTH),
-        title=f"{current_app.config['SITE_NAME']}: past issues",
+        title=f"{site_settings.current().site_name}: past issues",
         self_url=external_url("public.archive_feed"), alternate_url=external_url("public.archive"),
         subtitle=site_settings.current().site_description)
     return Response(feed, mimetype="application/atom+xml")

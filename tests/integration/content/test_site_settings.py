@@ -160,7 +160,10 @@ def test_site_name_address_and_sender_reach_pages_and_mails(app, client, owner):
                     postal_address="The Harbour Post, 12 Quay Road, 4000 Port Town",
                     reply_to="letters@harbour.example")
     assert response.status_code == 302
-    assert "The Harbour Post</a>" in app.test_client().get("/subscribe").get_data(as_text=True)
+    page = app.test_client().get("/subscribe").get_data(as_text=True)
+    assert "The Harbour Post</a>" in page and "<title>Subscribe · The Harbour Post</title>" in page
+    feed = app.test_client().get("/archive/feed.atom").data
+    assert b"<title>The Harbour Post: past issues</title>" in feed
     welcome = rendered(app, MailTemplate.WELCOME)
     assert welcome.subject == "Welcome to The Harbour Post"
     assert "The Harbour Post, 12 Quay Road, 4000 Port Town" in welcome.text
