@@ -23,6 +23,7 @@ def _page(values: dict[str, str], errors: dict[str, str], **extra) -> str:
     return render_template("admin/settings.html", values=values, errors=errors,
                            defaults={key: getattr(used, key) for key in site_settings.KEYS},
                            logo=used.uploaded_logo_url, max_logo_kb=site_logo.MAX_BYTES // 1024,
+                           labels={**site_settings.LABELS, "logo": "logo"},
                            **extra)
 
 

@@ -101,6 +101,7 @@ def test_a_bad_upload_is_refused_with_a_reason_and_nothing_is_stored(
     response = upload(owner, data, filename, content_type)
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
+    assert "Nothing was saved: check the logo below." in response.get_data(as_text=True)
     assert stored_logo(app) == ("image/png", tiny_png())  # the old logo stays
     assert failed_uploads(app) == 1
 

@@ -117,6 +117,8 @@ def test_bad_values_are_refused_with_a_reason_and_nothing_is_stored(app, client,
     response = save(owner, **{key: value})
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
+    assert f"Nothing was saved: check the {site_settings.LABELS[key]} below." in \
+        response.get_data(as_text=True)
     assert stored(app) == {}
 
 
