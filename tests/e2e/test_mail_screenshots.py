@@ -1,9 +1,13 @@
-"""The branded digest, confirmation and welcome mails in chromium at a phone's 320 px
-and the mail's own 600 px, light and dark (prefers-color-scheme): nothing wider than
-the window, a title, the uploaded logo loaded, and the dark palette applied. Each is
-saved as <mail>-<width>-<scheme>.png under the test's tmp dir to look at."""
+"""The branded digest (and its "view in your browser" page), confirmation and welcome
+mails in chromium at a phone's 320 px and the mail's own 600 px, light and dark
+(prefers-color-scheme): nothing wider than the window, a title, the uploaded logo
+loaded, and the dark palette applied. Each is saved as <mail>-<width>-<scheme>.png
+under the test's tmp dir to look at."""
 
 from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -47,6 +51,11 @@ def branded_mails(app, mailbox) -> dict[str, str]:
     wait_until_sent(app, send_now(app))
     [digest] = mailbox.wait_for(1)
     mails = {"digest": digest.get_body(("html",)).get_content()}
+    # "View in your browser": the reader's copy as a page of the app.
+    [link] = re.findall(r"View in your browser: (\S+)", digest.get_body(("plain",)).get_content())
+    page = app.test_client().get(urlsplit(link).path)
+    assert page.status_code == 200
+    mails["web-copy"] = page.get_data(as_text=True)
     with app.app_context():
         reader = db.session.get(Subscriber, reader_id)
         for template in (MailTemplate.CONFIRM, MailTemplate.WELCOME):
@@ -93,6 +102,6 @@ def test_mails_fit_phones_and_survive_dark_mode(app, browser, mailbox, tmp_path)
                         problems.append(f"{where}: {part} is {found[part]}, not {colour}")
     print(f"mail screenshots in {tmp_path}")
     assert sorted(path.name for path in tmp_path.glob("*.png")) == sorted(
-        f"{name}-{width}-{scheme}.png" for name in ("digest", "confirm", "welcome")
+        f"{name}-{width}-{scheme}.png" for name in ("digest", "web-copy", "confirm", "welcome")
         for width in WIDTHS for scheme in SCHEMES)
     assert problems == []
