@@ -366,6 +366,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Prefix of the Celery queues: PREFIX.transactional, PREFIX.bulk, PREFIX.maintenance."),
     Setting("FEEDS", (), _urls, "Comma-separated RSS/Atom feed URLs polled for new articles."),
     Setting("FEED_POLL_INTERVAL", 900, _int(30), "Seconds between two polls of the feeds."),
+    Setting("SEQUENCE_INTERVAL", 15, _int(1),
+            "Seconds between two runs of the sequences (enrol, move on, write due steps): "
+            "a step goes at most this much after its time."),
     Setting("FEED_ALLOW_HTTP", False, _bool,
             "Also fetch plain-http feeds (and follow redirects to http); default https only."),
     Setting("FEED_FETCH_DEADLINE", 30.0, _seconds(0.5, FEED_DEADLINE_MAX),

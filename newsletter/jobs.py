@@ -30,6 +30,7 @@ PURGE_BOUNCE_REPORTS = "workers.tasks.purge_bounce_reports"
 DISCARD_STALE_UPLOADS = "workers.tasks.discard_stale_uploads"
 RUN_IMPORT = "workers.tasks.run_import"
 FAIL_STALLED_IMPORTS = "workers.tasks.fail_stalled_imports"
+RUN_SEQUENCES = "workers.tasks.run_sequences"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ REGISTRY: dict[str, Job] = {job.name: job for job in (
     Job(RUN_IMPORT),
     # An import whose worker died would show "running" for ever.
     Job(FAIL_STALLED_IMPORTS, beat=Beat("fail-stalled-imports", every=60.0)),
+    # Enrols readers who entered and writes the ledger rows of the steps now due.
+    Job(RUN_SEQUENCES, beat=Beat("run-sequences", every="SEQUENCE_INTERVAL")),
 )}
 
 

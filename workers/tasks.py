@@ -12,6 +12,7 @@ from newsletter.delivery import dispatch, guard, outbox
 from newsletter.editors import editor_mail
 from newsletter.issues import digests
 from newsletter.readers import subscriber_lists, subscriptions
+from newsletter.sequences import runner as sequence_runner
 
 
 @shared_task(name=jobs.SEND_OUTBOX_MAIL)
@@ -140,3 +141,10 @@ def run_import(job_id: int) -> None:
 def fail_stalled_imports() -> None:
     with unit_of_work():
         subscriber_lists.fail_stalled_import_jobs()
+
+
+@shared_task(name=jobs.RUN_SEQUENCES)
+def run_sequences() -> None:
+    for sequence_id in sequence_runner.sequence_ids():
+        with unit_of_work():  # one sequence's run does not wait for, or undo, another's
+            sequence_runner.run(sequence_id)

@@ -48,6 +48,7 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Digest,
+    DigestKind,
     DigestStatus,
     DigestVariant,
     Subscriber,
@@ -55,6 +56,8 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import status as reader_status
+from newsletter.sequences import step_mail
+from newsletter.sequences import steps as sequence_steps
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -65,8 +68,12 @@ _factories: OrderedDict[tuple, BulkMessageFactory] = OrderedDict()
 
 
 def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
-    """The message factory of one copy of an issue (None: rows written before copies)."""
-    key = (digest.id, digest.created_at, variant_id, current_app.config["BASE_URL"])
+    """The message factory of one copy of an issue (None: rows written before copies),
+    or of a sequence step (rendered afresh after each edit: its revision is in the key)."""
+    step = (sequence_steps.step_for_digest(digest.id)
+            if digest.kind == DigestKind.SEQUENCE_STEP else None)
+    key = (digest.id, digest.created_at, variant_id, current_app.config["BASE_URL"],
+           step.revision if step is not None else None)
     if key in _factories:
         _factories.move_to_end(key)
     else:
@@ -74,12 +81,19 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
         config = current_app.config
         while len(_factories) >= FACTORY_CACHE_SIZE:
             _factories.popitem(last=False)
-        variant = db.session.get(DigestVariant, variant_id) if variant_id is not None else None
+        if step is not None:  # a step has no archive page: its readers get the archive's
+            rendered = step_mail.render(step, marker)
+            archive_url = external_url("public.archive")
+        else:
+            variant = (db.session.get(DigestVariant, variant_id) if variant_id is not None
+                       else None)
+            rendered = digests.render(digest, marker, variant=variant)
+            archive_url = external_url("public.archive_issue", digest_id=digest.id)
         _factories[key] = BulkMessageFactory(
-            digests.render(digest, marker, variant=variant), marker,
+            rendered, marker,
             mail_from=site_settings.mail_from(), list_id=config["LIST_ID"],
             reply_to=site_settings.current().reply_to or None,
-            archive_url=external_url("public.archive_issue", digest_id=digest.id),
+            archive_url=archive_url,
             message_id=MessageIds(digest.id),
             feedback_id=feedback_id(digest.id, config["LIST_ID"], config["MAIL_FROM"]),
         )

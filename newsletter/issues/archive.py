@@ -11,6 +11,7 @@ from newsletter.mail.links import external_url
 from newsletter.models import (
     Article,
     Digest,
+    DigestKind,
     DigestStatus,
     DigestVariant,
     Topic,
@@ -26,7 +27,8 @@ PUBLIC_STATUSES = (DigestStatus.SENDING, DigestStatus.PAUSED, DigestStatus.SENT)
 
 def _public() -> Select:
     return select(Digest).where(Digest.status.in_(PUBLIC_STATUSES),
-                                Digest.started_at.is_not(None))
+                                Digest.started_at.is_not(None),
+                                Digest.kind == DigestKind.ISSUE)  # steps are personal
 
 
 def public_digests(limit: int = 200) -> list[Digest]:

@@ -51,6 +51,7 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Digest,
+    DigestKind,
     DigestStatus,
     DigestVariant,
     Subscriber,
@@ -192,12 +193,14 @@ def send_now(subject: str | None = None, intro: str = "", headline: str = "",
 def drafts() -> list[Digest]:
     """Issues composed but never started (left by an older version or a failed start)."""
     return list(db.session.scalars(select(Digest).where(
-        Digest.status == DigestStatus.DRAFT).order_by(Digest.id)))
+        Digest.status == DigestStatus.DRAFT, Digest.kind == DigestKind.ISSUE)
+        .order_by(Digest.id)))
 
 
 def unfinished() -> list[Digest]:
     return list(db.session.scalars(select(Digest).where(Digest.status.in_(
-        lifecycle.NOT_STARTED | lifecycle.UNDER_WAY)).order_by(Digest.id)))
+        lifecycle.NOT_STARTED | lifecycle.UNDER_WAY), Digest.kind == DigestKind.ISSUE)
+        .order_by(Digest.id)))
 
 
 def start_draft(digest_id: int, expected_recipients: int | None = None) -> int | None:
@@ -336,7 +339,9 @@ def finish_if_done(digest_id: int) -> bool:
     """Mark the issue sent once every delivery row is final."""
     open_rows = exists().where(Delivery.digest_id == digest_id,
                                Delivery.status.in_(OPEN_DELIVERY_STATUSES))
-    finished = lifecycle.move(digest_id, Move.FINISH, where=~open_rows)
+    # A sequence step's send stays open: readers keep entering.
+    finished = lifecycle.move(digest_id, Move.FINISH,
+                              where=~open_rows & (Digest.kind == DigestKind.ISSUE))
     if finished:
         log.info("digest %s sent: every delivery is final", digest_id)
     return finished

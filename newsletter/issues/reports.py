@@ -13,6 +13,7 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Digest,
+    DigestKind,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -57,7 +58,8 @@ class IssueReport:
 
 
 def recent_issues(limit: int = 10) -> list[IssueReport]:
-    issues = list(db.session.scalars(select(Digest).order_by(Digest.id.desc()).limit(limit)))
+    issues = list(db.session.scalars(select(Digest).where(Digest.kind == DigestKind.ISSUE)
+                                     .order_by(Digest.id.desc()).limit(limit)))
     counts: dict[int, dict[str, int]] = {issue.id: {} for issue in issues}
     for digest_id, status, count in db.session.execute(
             select(Delivery.digest_id, Delivery.status, func.count())

@@ -38,6 +38,7 @@ from newsletter.models.issues import (
     Delivery,
     DeliveryStatus,
     Digest,
+    DigestKind,
     DigestStatus,
     DigestVariant,
     digest_articles,
@@ -61,6 +62,7 @@ from newsletter.models.readers import (
     SubscribeRequest,
     SubscriberStatus,
 )
+from newsletter.models.sequences import Enrolment, EnrolmentState, Sequence, SequenceStep
 
 __all__ = [
     "ADDRESS_UNDO_DAYS",
@@ -82,9 +84,12 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "Digest",
+    "DigestKind",
     "DigestStatus",
     "DigestVariant",
     "Editor",
+    "Enrolment",
+    "EnrolmentState",
     "EditorMail",
     "EditorMailKind",
     "EditorSession",
@@ -98,6 +103,8 @@ __all__ = [
     "RecoveryCode",
     "RequestKind",
     "Role",
+    "Sequence",
+    "SequenceStep",
     "SiteFile",
     "SiteSetting",
     "SubscribeRequest",

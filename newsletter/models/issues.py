@@ -38,6 +38,13 @@ class DigestStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class DigestKind(enum.StrEnum):
+    ISSUE = "issue"  # an issue of the newsletter: composed, sent, archived
+    # A sequence step's sending: stays sending while readers keep entering; never in
+    # the archive or the issue lists.
+    SEQUENCE_STEP = "sequence_step"
+
+
 digest_articles = Table(
     "digest_articles",
     db.metadata,
@@ -74,6 +81,9 @@ class Digest(db.Model):
     # Whose schedule this issue is: weekly or daily readers. NULL for issues sent by
     # hand, which go to every reader whatever their cadence.
     cadence: Mapped[Cadence | None] = mapped_column(enum_column(Cadence, "cadence"))
+    kind: Mapped[DigestKind] = mapped_column(enum_column(DigestKind, "digest_kind"),
+                                             default=DigestKind.ISSUE,
+                                             server_default=DigestKind.ISSUE.value)
 
     # Every article the issue covers; each reader's copy (a variant) is a subset.
     articles: Mapped[list[Article]] = relationship(

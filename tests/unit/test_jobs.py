@@ -23,7 +23,7 @@ STABLE_NAMES = {
     "workers.tasks.poll_feed", "workers.tasks.send_deliverability_alert",
     "workers.tasks.poll_bounce_mailbox", "workers.tasks.purge_bounce_reports",
     "workers.tasks.discard_stale_uploads", "workers.tasks.run_import",
-    "workers.tasks.fail_stalled_imports",
+    "workers.tasks.fail_stalled_imports", "workers.tasks.run_sequences",
 }
 
 

@@ -1,0 +1,1 @@
+"""Sequences: a series of mails after a reader enters, sent through the issues' ledger."""

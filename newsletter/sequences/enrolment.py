@@ -1,0 +1,120 @@
+"""Where a reader is in a sequence: the one writer of ``Enrolment.state``.
+
+A reader enters (confirmation, choosing the sequence's topic, or an editor's
+``enroll --existing``) waiting for the first step. When a step is due, the
+enrolment is queued (sending) with that step's ledger row; once the row is
+final it advances (waiting for the next step) or, past the last step, completes.
+A reader who unsubscribes, bounces or complains leaves. Every change is a
+conditional UPDATE, so two runs racing make one change and the loser learns it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, exists, insert, literal, select, update
+
+from newsletter.extensions import db
+from newsletter.models import (
+    Enrolment,
+    EnrolmentState,
+    Sequence,
+    Subscriber,
+    SubscriberStatus,
+    subscriber_topics,
+    utcnow,
+)
+
+WAITING, SENDING, COMPLETED, LEFT = (EnrolmentState.WAITING, EnrolmentState.SENDING,
+                                     EnrolmentState.COMPLETED, EnrolmentState.LEFT)
+
+
+class Move(enum.Enum):
+    ENROL = "enrol"  # a new row: the reader entered
+    QUEUE = "queue"  # the next step is due: its ledger row is written
+    ADVANCE = "advance"  # that row is final: wait for the next step
+    COMPLETE = "complete"  # every step passed
+    LEAVE = "leave"  # the reader is no longer active
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset[EnrolmentState]  # empty: the row is new
+    target: EnrolmentState
+    takes: tuple[str, ...] = ()  # columns the caller supplies
+    clears: tuple[str, ...] = ()
+
+
+# The allowed transitions of an enrolment.
+TRANSITIONS: dict[Move, Transition] = {
+    Move.ENROL: Transition(frozenset(), WAITING),
+    Move.QUEUE: Transition(frozenset({WAITING}), SENDING, takes=("current_step_id",)),
+    Move.ADVANCE: Transition(frozenset({SENDING}), WAITING, takes=("passed_position",),
+                             clears=("current_step_id",)),
+    Move.COMPLETE: Transition(frozenset({WAITING}), COMPLETED),
+    Move.LEAVE: Transition(frozenset({WAITING, SENDING}), LEFT, clears=("current_step_id",)),
+}
+
+IN_SEQUENCE = TRANSITIONS[Move.LEAVE].sources
+
+
+def move(enrolment_ids: Collection[int], what: Move, **values) -> list[int]:
+    """Perform ``what`` on these enrolments where their state allows it; returns the
+    ids that changed. Part of the caller's transaction."""
+    transition = TRANSITIONS[what]
+    if not transition.sources:
+        raise ValueError(f"{what.value} makes new rows: use enrol_*")
+    unknown = set(values) - set(transition.takes)
+    if unknown:
+        raise TypeError(f"{what.value} does not set {', '.join(sorted(unknown))}")
+    if not enrolment_ids:
+        return []
+    values.update({column: None for column in transition.clears})
+    return list(db.session.scalars(
+        update(Enrolment)
+        .where(Enrolment.id.in_(sorted(enrolment_ids)),
+               Enrolment.state.in_(transition.sources))
+        .values(state=transition.target, updated_at=utcnow(), **values)
+        .returning(Enrolment.id)
+        .execution_options(synchronize_session=False)))
+
+
+def _enrol(sequence: Sequence, entered_at, *conditions) -> int:
+    """Insert an enrolment (entered at ``entered_at``, a column or a moment) for each
+    active reader meeting ``conditions`` who is not in the sequence yet."""
+    now = utcnow()
+    if TRANSITIONS[Move.ENROL].sources:
+        raise AssertionError("enrolling makes new rows")
+    readers = select(
+        literal(sequence.id), Subscriber.id, entered_at,
+        literal(TRANSITIONS[Move.ENROL].target.value), literal(0),
+        literal(now, Enrolment.updated_at.type),
+    ).where(
+        Subscriber.status == SubscriberStatus.ACTIVE, *conditions,
+        ~exists().where(Enrolment.sequence_id == sequence.id,
+                        Enrolment.subscriber_id == Subscriber.id))
+    if sequence.topic_id is not None:
+        readers = readers.where(exists().where(
+            and_(subscriber_topics.c.subscriber_id == Subscriber.id,
+                 subscriber_topics.c.topic_id == sequence.topic_id)))
+    return db.session.execute(insert(Enrolment).from_select(
+        ["sequence_id", "subscriber_id", "entered_at", "state", "passed_position",
+         "updated_at"], readers)).rowcount
+
+
+def enrol_entrants(sequence: Sequence, now: datetime) -> int:
+    """Readers who entered since the sequence was created: confirmed after it (and, for
+    a topic's sequence, holding the topic). They enter at confirmation; a topic's
+    reader enters when first seen holding it."""
+    entered_at = (Subscriber.confirmed_at if sequence.topic_id is None
+                  else literal(now, Enrolment.entered_at.type))
+    return _enrol(sequence, entered_at, Subscriber.confirmed_at >= sequence.created_at)
+
+
+def enrol_existing(sequence: Sequence, now: datetime) -> int:
+    """Every active reader not in the sequence yet, entering now (only on an editor's
+    explicit ``enroll --existing``)."""
+    return _enrol(sequence, literal(now, Enrolment.entered_at.type))

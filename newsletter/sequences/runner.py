@@ -1,0 +1,159 @@
+"""The beat's sequence run: enrol who entered, let go who left, move readers on.
+
+For each sequence, in the caller's transaction:
+
+1. readers who entered since the last run are enrolled (``enrolment.enrol_entrants``);
+2. enrolled readers who are no longer active leave;
+3. a reader whose current step's ledger row is final advances past it (and, past
+   the last step, completes);
+4. a waiting reader whose next step is due gets a pending ledger row for it,
+   written through ``delivery/ledger.py`` like any issue's; the step's batch task
+   is enqueued after commit, so the send loop, the relay, the guard and the
+   sweeper treat it as they treat an issue.
+
+One row per (step, reader) in the ledger (unique): a step reaches a reader at most
+once however often this runs, and step N+1 is only written once step N's row is
+final, so steps arrive in order.
+
+Paused readers: a step that falls due during a pause waits and goes when the pause
+ends (the timing counts from entry, so what fell due meanwhile goes at once, one
+step per run).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+
+from newsletter import jobs
+from newsletter.delivery import ledger
+from newsletter.extensions import db
+from newsletter.models import (
+    OPEN_DELIVERY_STATUSES,
+    Delivery,
+    DeliveryStatus,
+    Enrolment,
+    Sequence,
+    SequenceStep,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.queue import enqueue_after_commit
+from newsletter.sequences import enrolment
+from newsletter.sequences.enrolment import Move
+from newsletter.sequences.steps import steps_of
+
+log = logging.getLogger(__name__)
+CHUNK = 1000  # enrolments read and moved at a time
+
+
+def sequence_ids() -> list[int]:
+    return list(db.session.scalars(select(Sequence.id).order_by(Sequence.id)))
+
+
+def run(sequence_id: int, now: datetime | None = None) -> dict[str, int]:
+    """One run over one sequence; returns what it did (counts by kind)."""
+    now = now or utcnow()
+    sequence = db.session.get(Sequence, sequence_id)
+    if sequence is None:
+        return {}
+    steps = steps_of(sequence_id)
+    done = {"entered": enrolment.enrol_entrants(sequence, now), "left": _leave(sequence_id)}
+    done["advanced"] = _advance(sequence_id, steps)
+    done["completed"], done["queued"] = _queue_due(sequence_id, steps, now)
+    return done
+
+
+def _leave(sequence_id: int) -> int:
+    gone = list(db.session.scalars(
+        select(Enrolment.id).join(Subscriber, Subscriber.id == Enrolment.subscriber_id)
+        .where(Enrolment.sequence_id == sequence_id,
+               Enrolment.state.in_(enrolment.IN_SEQUENCE),
+               Subscriber.status != SubscriberStatus.ACTIVE)))
+    return len(enrolment.move(gone, Move.LEAVE))
+
+
+def _advance(sequence_id: int, steps: list[SequenceStep]) -> int:
+    """Readers whose current step's row is final move past it."""
+    position = {step.id: step.position for step in steps}
+    by_step: dict[int, list[int]] = defaultdict(list)
+    sent: dict[int, list[int]] = defaultdict(list)
+    for enrolment_id, subscriber_id, step_id, status in db.session.execute(
+        select(Enrolment.id, Enrolment.subscriber_id, Enrolment.current_step_id, Delivery.status)
+        .join(SequenceStep, SequenceStep.id == Enrolment.current_step_id)
+        .join(Delivery, (Delivery.digest_id == SequenceStep.digest_id)
+              & (Delivery.subscriber_id == Enrolment.subscriber_id))
+        .where(Enrolment.sequence_id == sequence_id, Enrolment.state == enrolment.SENDING,
+               Delivery.status.not_in(OPEN_DELIVERY_STATUSES))
+    ):
+        by_step[step_id].append(enrolment_id)
+        if status == DeliveryStatus.SENT:
+            sent[step_id].append(subscriber_id)
+    advanced = 0
+    for step_id, enrolment_ids in by_step.items():
+        advanced += len(enrolment.move(enrolment_ids, Move.ADVANCE,
+                                       passed_position=position[step_id]))
+        if sent[step_id]:
+            steps_sent(step_id, sent[step_id])
+    return advanced
+
+
+def steps_sent(step_id: int, subscriber_ids: list[int]) -> None:
+    """The seam for ``sequence.step_sent`` events: called in the transaction that moves
+    these readers past a step the ledger recorded sent. An event outbox, once there,
+    writes its rows here."""
+    log.info("sequence step %s sent to %d reader(s)", step_id, len(subscriber_ids))
+
+
+def _queue_due(sequence_id: int, steps: list[SequenceStep],
+               now: datetime) -> tuple[int, int]:
+    """Waiting readers: past the last step, complete; next step due, a ledger row.
+    Returns (completed, queued)."""
+    completed = queued = 0
+    last = steps[-1].position if steps else 0
+    after = 0
+    while True:
+        waiting = db.session.execute(
+            select(Enrolment.id, Enrolment.subscriber_id, Enrolment.entered_at,
+                   Enrolment.passed_position)
+            .join(Subscriber, Subscriber.id == Enrolment.subscriber_id)
+            .where(Enrolment.sequence_id == sequence_id, Enrolment.state == enrolment.WAITING,
+                   Enrolment.id > after,
+                   or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now))
+            .order_by(Enrolment.id).limit(CHUNK)).all()
+        if not waiting:
+            return completed, queued
+        after = waiting[-1].id
+        finished = [row.id for row in waiting if steps and row.passed_position >= last]
+        completed += len(enrolment.move(finished, Move.COMPLETE))
+        due: dict[int, list[int]] = defaultdict(list)  # step id -> enrolment ids
+        for row in waiting:
+            step = next((step for step in steps if step.position > row.passed_position), None)
+            if step is not None and row.entered_at + timedelta(seconds=step.delay_seconds) <= now:
+                due[step.id].append(row.id)
+        for step in steps:
+            if due[step.id]:
+                queued += _queue(step, due[step.id])
+
+
+def _queue(step: SequenceStep, enrolment_ids: list[int]) -> int:
+    """Queue these enrolments on ``step`` and write their ledger rows (only for readers
+    who never had a row of this step: a reordered step is never sent twice)."""
+    moved = enrolment.move(enrolment_ids, Move.QUEUE, current_step_id=step.id)
+    if not moved:
+        return 0
+    readers = set(db.session.scalars(select(Enrolment.subscriber_id).where(
+        Enrolment.id.in_(moved))))
+    had = set(db.session.scalars(select(Delivery.subscriber_id).where(
+        Delivery.digest_id == step.digest_id, Delivery.subscriber_id.in_(sorted(readers)))))
+    rows = [{"digest_id": step.digest_id, "subscriber_id": subscriber_id, "attempts": 0,
+             "status": DeliveryStatus.PENDING, "variant_id": None, "last_error": None}
+            for subscriber_id in sorted(readers - had)]
+    if rows:
+        ledger.add_rows(rows)
+        enqueue_after_commit(jobs.SEND_DIGEST_BATCH, step.digest_id)
+    return len(moved)
