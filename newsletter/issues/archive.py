@@ -69,7 +69,8 @@ def public_digest(digest_id: int) -> Digest | None:
 
 
 def is_public(digest: Digest) -> bool:
-    return digest.status in PUBLIC_STATUSES and digest.started_at is not None
+    return (digest.status in PUBLIC_STATUSES and digest.started_at is not None
+            and digest.kind == DigestKind.ISSUE)
 
 
 def neighbours(digest: Digest) -> tuple[Digest | None, Digest | None]:

@@ -6,7 +6,7 @@ import re
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_SECONDS = 366 * 86400  # a step more than a year after entry is a typo
-_DURATION = re.compile(r"(\d{1,9})([smhd])")
+_DURATION = re.compile(r"([0-9]{1,9})([smhd])")
 
 
 class DurationError(ValueError):
