@@ -32,6 +32,7 @@ SCOPES: dict[str, Role] = {
     "issues:send": Role.EDITOR,
     "subscribers:read": Role.EDITOR,
     "subscribers:write": Role.EDITOR,
+    "sequences:read": Role.EDITOR,
 }
 MIN_PASSWORD = 10
 

@@ -100,9 +100,10 @@ def _enrol(sequence: Sequence, entered_at, *conditions) -> int:
         readers = readers.where(exists().where(
             and_(subscriber_topics.c.subscriber_id == Subscriber.id,
                  subscriber_topics.c.topic_id == sequence.topic_id)))
-    return db.session.execute(insert(Enrolment).from_select(
+    # Counted from RETURNING: a driver's rowcount for INSERT ... SELECT may be -1.
+    return len(db.session.scalars(insert(Enrolment).from_select(
         ["sequence_id", "subscriber_id", "entered_at", "state", "passed_position",
-         "updated_at"], readers)).rowcount
+         "updated_at"], readers).returning(Enrolment.id)).all())
 
 
 def enrol_entrants(sequence: Sequence, now: datetime) -> int:

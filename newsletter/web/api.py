@@ -16,6 +16,7 @@ from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ArticleSource, ConsentSource, SubscriberStatus
 from newsletter.readers import preferences, subscriptions
+from newsletter.sequences import reports as sequence_reports
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import error_response
 
@@ -252,3 +253,17 @@ def put_preferences(subscriber_id: int):
     except preferences.PreferenceError as error:
         return error_response(400, str(error))
     return jsonify(preferences.preferences_of(subscriber))
+
+
+@bp.get("/sequences")
+@requires_scope("sequences:read")
+def list_sequences():
+    """Every sequence, its readers by state and each step's sent, failed and waiting."""
+    return jsonify(sequences=[{
+        "id": summary.id, "name": summary.name, "topic": summary.topic,
+        "created": summary.created_at.isoformat(), "readers": summary.readers,
+        "steps": [{"id": step.id, "position": step.position,
+                   "after_seconds": step.delay_seconds, "subject": step.subject,
+                   "sent": step.sent, "failed": step.failed, "skipped": step.skipped,
+                   "waiting": step.waiting} for step in summary.steps],
+    } for summary in sequence_reports.summaries()])

@@ -10,6 +10,7 @@ One blueprint, ``bp`` (endpoints ``admin.*``), with one access rule; both live i
 - ``issues``: one issue's report, editing it while scheduled, its progress and controls
 - ``articles``: the articles, writing and editing one
 - ``topics``: the topics
+- ``sequences``: sequences, their steps (add, edit, reorder, preview, test), readers
 - ``subscribers``: readers, one reader's page, import, export and erasure
 - ``bounces``: reports not understood, reactivating a reader, resuming a guarded send
 - ``tokens``: API tokens (owners)
@@ -27,6 +28,7 @@ from newsletter.web.admin import (  # noqa: F401  (each registers its views on b
     compose,
     dashboard,
     issues,
+    sequences,
     settings,
     subscribers,
     tokens,

@@ -253,6 +253,11 @@ EXPECTED = {
     "admin.topics_page": EDITOR, "admin.topic_create": EDITOR,
     "admin.topic_edit": EDITOR, "admin.topic_move": EDITOR,
     "admin.topic_delete": EDITOR, "admin.topics_from_categories": EDITOR,
+    "admin.sequences_page": EDITOR, "admin.sequence_create": EDITOR,
+    "admin.sequence_page": EDITOR, "admin.sequence_add_step": EDITOR,
+    "admin.sequence_step_edit": EDITOR, "admin.sequence_step_move": EDITOR,
+    "admin.sequence_step_preview": EDITOR, "admin.sequence_step_test": EDITOR,
+    "api.list_sequences": "sequences:read",
 }
 
 

@@ -1,0 +1,101 @@
+"""Editors write sequences in the workspace: create, add, edit, reorder, preview and
+test-send steps; the per-step report and the readers. Bad input is a 400, nothing stored."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select, update
+
+from newsletter.db import unit_of_work
+from newsletter.extensions import db
+from newsletter.models import Sequence, SequenceStep, Subscriber, utcnow
+from newsletter.sequences import runner
+from tests.factories import add_editor, add_subscribers, session_client
+from tests.helpers import audit_rows, csrf_token_from
+
+pytestmark = pytest.mark.usefixtures("clean_state")
+
+
+@pytest.fixture
+def editor(app):
+    return session_client(app, add_editor(app, "editor@example.com", "editor"))
+
+
+def post(client, path: str, **data):
+    return client.post(path, data={"csrf_token": csrf_token_from(client, "/admin/sequences/"),
+                                   **data})
+
+
+def stored_steps(app) -> list[tuple[int, str, int]]:
+    with app.app_context():
+        return [(step.position, step.subject, step.revision) for step in db.session.scalars(
+            select(SequenceStep).order_by(SequenceStep.position))]
+
+
+def test_an_editor_writes_a_sequence_and_sees_where_readers_are(app, editor, mailbox):
+    created = post(editor, "/admin/sequences/", name="welcome", topic="")
+    assert created.status_code == 302
+    with app.app_context():
+        sequence_id = db.session.scalar(select(Sequence.id))
+    page = f"/admin/sequences/{sequence_id}"
+    for after, subject in (("0s", "Hello"), ("2d", "Our best")):
+        assert post(editor, f"{page}/steps", after=after, subject=subject,
+                    body="Some **words**").status_code == 302
+    assert stored_steps(app) == [(1, "Hello", 1), (2, "Our best", 1)]
+    with app.app_context():
+        first, second = db.session.scalars(select(SequenceStep.id).order_by(
+            SequenceStep.position)).all()
+
+    # Reorder, edit, preview, test.
+    assert post(editor, f"/admin/sequences/steps/{second}/up").status_code == 302
+    assert stored_steps(app) == [(1, "Our best", 1), (2, "Hello", 1)]
+    assert post(editor, f"/admin/sequences/steps/{first}", after="1h", subject="Hello again",
+                body="New *words*").status_code == 302
+    assert stored_steps(app) == [(1, "Our best", 1), (2, "Hello again", 2)]
+    preview = editor.get(f"/admin/sequences/steps/{first}/preview")
+    assert preview.status_code == 200 and b"<em>words</em>" in preview.data
+    text = editor.get(f"/admin/sequences/steps/{first}/preview?part=text").get_data(True)
+    assert text.startswith("Subject: Hello again") and "New *words*" in text
+    assert post(editor, f"/admin/sequences/steps/{first}/test").status_code == 302
+    [test] = mailbox.wait_for(1)
+    assert test["Subject"] == "[Test] Hello again" and test["To"] == "editor@example.com"
+
+    # Readers and the report.
+    add_subscribers(app, 2)
+    with app.app_context(), unit_of_work():
+        db.session.execute(update(Subscriber).values(confirmed_at=utcnow()))
+    with app.app_context(), unit_of_work():
+        runner.run(sequence_id)
+    shown = editor.get(page).get_data(True)
+    assert "reader0@example.com" in shown and "waiting: 0 step(s) passed" in shown
+    assert "<td>2</td>" in shown  # two readers waiting for the first step
+    assert {row.action for row in audit_rows(app)} >= {
+        "sequence_create", "sequence_step_add", "sequence_step_move", "sequence_step_edit",
+        "send_test"}
+
+
+@pytest.mark.parametrize(("after", "subject", "body", "says"), [
+    ("soon", "Hi", "Body", "not a number and a unit"),
+    ("-1h", "Hi", "Body", "negative"),
+    ("1h", "Hi\nthere", "Body", "control character"),
+    ("1h", "Hi", "", "empty"),
+    ("1h", "Hi", "a" * (200 * 1024 + 1), "KB is allowed"),
+])
+def test_bad_step_input_is_a_400_and_nothing_stored(app, editor, after, subject, body, says):
+    post(editor, "/admin/sequences/", name="welcome")
+    with app.app_context():
+        sequence_id = db.session.scalar(select(Sequence.id))
+    response = post(editor, f"/admin/sequences/{sequence_id}/steps", after=after,
+                    subject=subject, body=body)
+    assert response.status_code == 400
+    assert says in response.get_data(True)
+    assert stored_steps(app) == []
+
+
+def test_bad_sequence_input_is_a_400(app, editor):
+    assert post(editor, "/admin/sequences/", name="x", topic="nope").status_code == 400
+    assert post(editor, "/admin/sequences/", name="").status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Sequence)) == 0
+    assert editor.get("/admin/sequences/999").status_code == 404
+    assert editor.get("/admin/sequences/steps/999/preview").status_code == 404
