@@ -18,6 +18,10 @@ def upgrade():
     with op.batch_alter_table('digests') as batch:
         batch.add_column(sa.Column('kind', sa.String(length=32), nullable=False,
                                    server_default='issue'))
+    # When a reader chose a topic; choices made before count as long ago.
+    with op.batch_alter_table('subscriber_topics') as batch:
+        batch.add_column(sa.Column('chosen_at', sa.DateTime(timezone=True), nullable=False,
+                                   server_default='2000-01-01 00:00:00'))
     op.create_table(
         'sequences',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -74,3 +78,5 @@ def downgrade():
     op.drop_table('sequences')
     with op.batch_alter_table('digests') as batch:
         batch.drop_column('kind')
+    with op.batch_alter_table('subscriber_topics') as batch:
+        batch.drop_column('chosen_at')

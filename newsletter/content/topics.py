@@ -235,10 +235,16 @@ def parse_cadence(value: str | None) -> Cadence:
 
 
 def set_reader_topics(subscriber: Subscriber, topics: Iterable[Topic]) -> None:
-    """Replace the reader's topics; an empty choice means everything."""
-    db.session.execute(delete(subscriber_topics).where(
-        subscriber_topics.c.subscriber_id == subscriber.id))
-    rows = [{"subscriber_id": subscriber.id, "topic_id": topic.id} for topic in topics]
+    """Replace the reader's topics; an empty choice means everything. A topic kept keeps
+    its row (when it was chosen: a topic's sequence takes in only new choices)."""
+    wanted = {topic.id for topic in topics}
+    mine = subscriber_topics.c.subscriber_id == subscriber.id
+    had = set(db.session.scalars(select(subscriber_topics.c.topic_id).where(mine)))
+    if had - wanted:
+        db.session.execute(delete(subscriber_topics).where(
+            mine, subscriber_topics.c.topic_id.in_(sorted(had - wanted))))
+    rows = [{"subscriber_id": subscriber.id, "topic_id": topic_id}
+            for topic_id in sorted(wanted - had)]
     if rows:
         db.session.execute(insert(subscriber_topics), rows)
     db.session.expire(subscriber, ["topics"])

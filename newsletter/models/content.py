@@ -80,11 +80,17 @@ article_topics = Table(
 )
 
 
+CHOSEN_LONG_AGO = "2000-01-01 00:00:00"
+
 subscriber_topics = Table(
     "subscriber_topics",
     db.metadata,
     Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
     Column("topic_id", Integer, ForeignKey("topics.id"), primary_key=True, index=True),
+    # When the reader chose it: a topic's sequence takes in readers who choose it after
+    # the sequence was made. Choices from before this column count as long ago.
+    Column("chosen_at", UTCDateTime, nullable=False, default=utcnow,
+           server_default=CHOSEN_LONG_AGO),
 )
 
 

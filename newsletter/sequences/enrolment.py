@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, insert, literal, select, update
+from sqlalchemy import and_, case, exists, insert, literal, or_, select, update
 
 from newsletter.extensions import db
 from newsletter.models import (
@@ -106,13 +106,21 @@ def _enrol(sequence: Sequence, entered_at, *conditions) -> int:
          "updated_at"], readers).returning(Enrolment.id)).all())
 
 
-def enrol_entrants(sequence: Sequence, now: datetime) -> int:
-    """Readers who entered since the sequence was created: confirmed after it (and, for
-    a topic's sequence, holding the topic). They enter at confirmation; a topic's
-    reader enters when first seen holding it."""
-    entered_at = (Subscriber.confirmed_at if sequence.topic_id is None
-                  else literal(now, Enrolment.entered_at.type))
-    return _enrol(sequence, entered_at, Subscriber.confirmed_at >= sequence.created_at)
+def enrol_entrants(sequence: Sequence) -> int:
+    """Readers who entered since the sequence was created: who confirmed after it or,
+    for a topic's sequence, who hold the topic and confirmed or chose it after it. They
+    enter at the later of the two."""
+    if sequence.topic_id is None:
+        return _enrol(sequence, Subscriber.confirmed_at,
+                      Subscriber.confirmed_at >= sequence.created_at)
+    chosen_at = (select(subscriber_topics.c.chosen_at)
+                 .where(subscriber_topics.c.subscriber_id == Subscriber.id,
+                        subscriber_topics.c.topic_id == sequence.topic_id)
+                 .scalar_subquery())
+    entered_at = case((Subscriber.confirmed_at.is_(None) | (chosen_at > Subscriber.confirmed_at),
+                       chosen_at), else_=Subscriber.confirmed_at)
+    return _enrol(sequence, entered_at, or_(Subscriber.confirmed_at >= sequence.created_at,
+                                            chosen_at >= sequence.created_at))
 
 
 def enrol_existing(sequence: Sequence, now: datetime) -> int:

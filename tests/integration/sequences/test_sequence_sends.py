@@ -256,3 +256,26 @@ def test_a_step_row_is_written_once_however_often_the_run_repeats(app, client):
     _, counts, rows = send_ledger(app, first)
     assert counts["total"] == 5 and counts["pending"] == 5
     assert {delivery.status for _, delivery in rows} == {DeliveryStatus.PENDING}
+
+
+def test_a_topics_sequence_takes_in_readers_who_choose_the_topic_after_it_was_made(app, client):
+    from newsletter.content import topics
+
+    ids = add_subscribers(app, 3, "old")
+    with app.app_context(), unit_of_work():
+        db.session.execute(update(Subscriber).values(confirmed_at=utcnow() - timedelta(days=9)))
+        asia, europe = topics.create_topic("asia", "Asia"), topics.create_topic("europe", "Europe")
+        for subscriber_id in ids[:2]:  # two readers held Asia before the sequence existed
+            topics.set_reader_topics(db.session.get(Subscriber, subscriber_id), [asia])
+        steps.create_sequence("asia-intro", "asia")
+        steps.add_step("asia-intro", "0s", "Welcome to Asia", WELCOME)
+    assert run_at(app, utcnow())["entered"] == 0  # holding it already is not entering
+    with app.app_context(), unit_of_work():
+        asia, europe = topics.get_topic("asia"), topics.get_topic("europe")
+        # An old holder adds another topic: Asia keeps its old choice, no entry.
+        topics.set_reader_topics(db.session.get(Subscriber, ids[0]), [asia, europe])
+        # A reader who never had Asia chooses it now: entry.
+        topics.set_reader_topics(db.session.get(Subscriber, ids[2]), [asia])
+    done = run_at(app, utcnow())
+    assert done["entered"] == 1 and done["queued"] == 1
+    assert [row[0] for row in enrolments(app)] == [ids[2]]
