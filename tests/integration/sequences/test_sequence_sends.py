@@ -27,7 +27,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.sequences import enrolment, runner, steps
-from tests.factories import add_subscribers
+from tests.factories import add_subscribers, deliver
 from tests.helpers import (
     app_config,
     received_by,
@@ -279,3 +279,24 @@ def test_a_topics_sequence_takes_in_readers_who_choose_the_topic_after_it_was_ma
     done = run_at(app, utcnow())
     assert done["entered"] == 1 and done["queued"] == 1
     assert [row[0] for row in enrolments(app)] == [ids[2]]
+
+
+def test_a_bounce_or_a_complaint_about_a_step_takes_the_reader_out(app, client, celery_worker,
+                                                                   mailbox):
+    first, second = make_sequence(app, "0s", "20s")
+    ids, entered = confirm_readers(app, 3)
+    run_at(app, entered)
+    mailbox.wait_for(3)
+    wait_until(rows_final(app, first, 3))
+    # Reports come back through the step's own VERP address, as for an issue.
+    assert "bounced" in deliver(app, "exchange_hard", first, ids[0],
+                                recipient="reader0@example.com").summary
+    deliver(app, "arf_complaint", first, ids[1], recipient="reader1@example.com")
+    assert run_at(app, entered + timedelta(seconds=21))["left"] == 2
+    run_at(app, entered + timedelta(seconds=22))
+    mailbox.wait_for(4)
+    wait_until(rows_final(app, second, 1))
+    assert received_by(mailbox) == {"reader0@example.com": 1, "reader1@example.com": 1,
+                                    "reader2@example.com": 2}
+    states = {subscriber_id: state for subscriber_id, state, _ in enrolments(app)}
+    assert states[ids[0]] == states[ids[1]] == EnrolmentState.LEFT
