@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.extensions import db
 from newsletter.issues.lifecycle import is_status_sql
@@ -95,12 +96,20 @@ def _sources_sql(what: Move) -> str:
     return "status IN (" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
-def add_rows(rows: list[dict]) -> None:
-    """Insert a chunk of new rows (each pending or skipped), in the caller's transaction."""
+def add_rows(rows: list[dict], *, skip_existing: bool = False) -> None:
+    """Insert a chunk of new rows (each pending or skipped), in the caller's transaction.
+    ``skip_existing``: a reader who already has a row of that issue keeps it as it is
+    (a sequence step is never written twice for a reader)."""
     allowed = TRANSITIONS[Move.WRITE].targets
     if any(row["status"] not in allowed for row in rows):
         raise ValueError("a new ledger row is pending or skipped")
-    db.session.execute(insert(Delivery), rows)
+    statement = insert(Delivery)
+    if skip_existing:
+        dialect_insert = (postgresql.insert if db.session.get_bind().dialect.name == "postgresql"
+                          else sqlite.insert)
+        statement = dialect_insert(Delivery).on_conflict_do_nothing(
+            index_elements=["digest_id", "subscriber_id"])
+    db.session.execute(statement, rows)
 
 
 def new_claim() -> str:

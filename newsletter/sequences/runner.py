@@ -78,27 +78,32 @@ def _leave(sequence_id: int) -> int:
 
 
 def _advance(sequence_id: int, steps: list[SequenceStep]) -> int:
-    """Readers whose current step's row is final move past it."""
-    position = {step.id: step.position for step in steps}
-    by_step: dict[int, list[int]] = defaultdict(list)
-    sent: dict[int, list[int]] = defaultdict(list)
-    for enrolment_id, subscriber_id, step_id, status in db.session.execute(
-        select(Enrolment.id, Enrolment.subscriber_id, Enrolment.current_step_id, Delivery.status)
-        .join(SequenceStep, SequenceStep.id == Enrolment.current_step_id)
-        .join(Delivery, (Delivery.digest_id == SequenceStep.digest_id)
-              & (Delivery.subscriber_id == Enrolment.subscriber_id))
-        .where(Enrolment.sequence_id == sequence_id, Enrolment.state == enrolment.SENDING,
-               Delivery.status.not_in(OPEN_DELIVERY_STATUSES))
-    ):
-        by_step[step_id].append(enrolment_id)
-        if status == DeliveryStatus.SENT:
-            sent[step_id].append(subscriber_id)
+    """Readers whose current step's row is final move past it. Read step by step and in
+    chunks of readers, each a seek on the ledger's unique (issue, reader) index, so the
+    cost follows the readers in flight, never the step's whole history."""
     advanced = 0
-    for step_id, enrolment_ids in by_step.items():
-        advanced += len(enrolment.move(enrolment_ids, Move.ADVANCE,
-                                       passed_position=position[step_id]))
-        if sent[step_id]:
-            steps_sent(step_id, sent[step_id])
+    for step in steps:
+        after = 0
+        while True:
+            sending = dict(db.session.execute(
+                select(Enrolment.subscriber_id, Enrolment.id)
+                .where(Enrolment.sequence_id == sequence_id,
+                       Enrolment.state == enrolment.SENDING,
+                       Enrolment.current_step_id == step.id, Enrolment.id > after)
+                .order_by(Enrolment.id).limit(CHUNK)).all())
+            if not sending:
+                break
+            after = max(sending.values())
+            final = db.session.execute(
+                select(Delivery.subscriber_id, Delivery.status)
+                .where(Delivery.digest_id == step.digest_id,
+                       Delivery.subscriber_id.in_(sorted(sending)),
+                       Delivery.status.not_in(OPEN_DELIVERY_STATUSES))).all()
+            advanced += len(enrolment.move([sending[reader] for reader, _ in final],
+                                           Move.ADVANCE, passed_position=step.position))
+            sent = [reader for reader, status in final if status == DeliveryStatus.SENT]
+            if sent:
+                steps_sent(step.id, sent)
     return advanced
 
 
@@ -130,30 +135,25 @@ def _queue_due(sequence_id: int, steps: list[SequenceStep],
         after = waiting[-1].id
         finished = [row.id for row in waiting if steps and row.passed_position >= last]
         completed += len(enrolment.move(finished, Move.COMPLETE))
-        due: dict[int, list[int]] = defaultdict(list)  # step id -> enrolment ids
+        due: dict[int, dict[int, int]] = defaultdict(dict)  # step: enrolment -> reader
         for row in waiting:
             step = next((step for step in steps if step.position > row.passed_position), None)
             if step is not None and row.entered_at + timedelta(seconds=step.delay_seconds) <= now:
-                due[step.id].append(row.id)
+                due[step.id][row.id] = row.subscriber_id
         for step in steps:
             if due[step.id]:
                 queued += _queue(step, due[step.id])
 
 
-def _queue(step: SequenceStep, enrolment_ids: list[int]) -> int:
-    """Queue these enrolments on ``step`` and write their ledger rows (only for readers
-    who never had a row of this step: a reordered step is never sent twice)."""
-    moved = enrolment.move(enrolment_ids, Move.QUEUE, current_step_id=step.id)
-    if not moved:
-        return 0
-    readers = set(db.session.scalars(select(Enrolment.subscriber_id).where(
-        Enrolment.id.in_(moved))))
-    had = set(db.session.scalars(select(Delivery.subscriber_id).where(
-        Delivery.digest_id == step.digest_id, Delivery.subscriber_id.in_(sorted(readers)))))
-    rows = [{"digest_id": step.digest_id, "subscriber_id": subscriber_id, "attempts": 0,
-             "status": DeliveryStatus.PENDING, "variant_id": None, "last_error": None}
-            for subscriber_id in sorted(readers - had)]
-    if rows:
-        ledger.add_rows(rows)
+def _queue(step: SequenceStep, readers: dict[int, int]) -> int:
+    """Queue these enrolments (enrolment id -> reader id) on ``step`` and write their
+    ledger rows. A reader who has a row of this step already (a reordered step) keeps
+    it: a step is never written, so never sent, twice."""
+    moved = enrolment.move(list(readers), Move.QUEUE, current_step_id=step.id)
+    if moved:
+        ledger.add_rows([{"digest_id": step.digest_id, "subscriber_id": readers[enrolment_id],
+                          "attempts": 0, "status": DeliveryStatus.PENDING, "variant_id": None,
+                          "last_error": None} for enrolment_id in sorted(moved)],
+                        skip_existing=True)
         enqueue_after_commit(jobs.SEND_DIGEST_BATCH, step.digest_id)
     return len(moved)

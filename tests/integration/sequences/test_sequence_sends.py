@@ -300,3 +300,21 @@ def test_a_bounce_or_a_complaint_about_a_step_takes_the_reader_out(app, client, 
                                     "reader2@example.com": 2}
     states = {subscriber_id: state for subscriber_id, state, _ in enrolments(app)}
     assert states[ids[0]] == states[ids[1]] == EnrolmentState.LEFT
+
+
+def test_a_step_moved_after_a_readers_place_is_never_sent_twice(app, client, celery_worker,
+                                                                 mailbox):
+    first, _ = make_sequence(app, "0s", "1h")
+    _, entered = confirm_readers(app, 1)
+    run_at(app, entered)
+    mailbox.wait_for(1)
+    wait_until(rows_final(app, first, 1))
+    run_at(app, entered + timedelta(seconds=1))  # past step 1
+    with app.app_context(), unit_of_work():
+        had = db.session.scalar(select(SequenceStep.id).where(SequenceStep.digest_id == first))
+        assert steps.move_step(had, +1)  # the step they had is now the next one
+    for seconds in (3601, 3602, 3603):
+        run_at(app, entered + timedelta(seconds=seconds))
+    assert enrolments(app)[0][1] == EnrolmentState.COMPLETED
+    _, counts, _ = send_ledger(app, first)
+    assert counts["total"] == 1 and len(mailbox.messages) == 1

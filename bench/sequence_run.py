@@ -1,0 +1,102 @@
+"""Sequence run benchmark: what beat's sequence run costs for N readers.
+
+    .venv/bin/python bench/sequence_run.py [--readers 20000]
+
+N readers confirm after a two-step sequence was made; the run is timed when it
+enrols them all and writes step 1's ledger rows, when it has nothing to do, when it
+moves them all past step 1 (rows marked sent here, not mailed: the send loop has
+its own benchmark, bench/dispatch.py) and writes step 2's rows. SQLite in a
+temporary folder unless NEWSLETTER_BENCH_DATABASE_URL is set; an embedded Redis
+unless NEWSLETTER_BENCH_REDIS_URL is set (the step's batch tasks are published
+to it, nobody consumes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readers", type=int, default=20_000)
+    args = parser.parse_args()
+
+    from newsletter.devstack import free_port, start_embedded_redis
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-sequences-"))
+    helpers = []
+    redis_url = os.environ.get("NEWSLETTER_BENCH_REDIS_URL")
+    if not redis_url:
+        port = free_port()
+        helpers.append(start_embedded_redis(scratch / "redis", port))
+        redis_url = f"redis://127.0.0.1:{port}/0"
+    database_url = os.environ.get("NEWSLETTER_BENCH_DATABASE_URL") or \
+        f"sqlite:///{scratch / 'bench.db'}"
+    os.environ.update({"NEWSLETTER_DATABASE_URL": database_url,
+                       "NEWSLETTER_REDIS_URL": redis_url,
+                       "NEWSLETTER_SECRET_KEY": "bench-" * 8,
+                       "NEWSLETTER_SUPPRESSION_KEY": "pepper-" * 8,
+                       "NEWSLETTER_TASK_QUEUE": "bench-sequences"})
+    try:
+        from flask_migrate import upgrade
+        from sqlalchemy import insert, text, update
+
+        from newsletter import create_app
+        from newsletter.db import unit_of_work
+        from newsletter.extensions import db
+        from newsletter.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
+        from newsletter.sequences import runner, steps
+
+        app = create_app()
+        with app.app_context():
+            db.drop_all()
+            with db.engine.begin() as connection:
+                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            upgrade()
+            with unit_of_work():
+                sequence = steps.create_sequence("welcome")
+                steps.add_step("welcome", "0s", "Welcome", "Hello **there**.")
+                steps.add_step("welcome", "1d", "Our best", "Three pieces.")
+                sequence_id = sequence.id
+            entered = utcnow()
+            with unit_of_work():
+                db.session.execute(insert(Subscriber), [
+                    {"email": f"reader{n}@example.com",
+                     "email_normalized": f"reader{n}@example.com",
+                     "status": SubscriberStatus.ACTIVE, "confirmed_at": entered}
+                    for n in range(args.readers)])
+
+            def timed(moment) -> tuple[float, dict]:
+                started = time.perf_counter()
+                with unit_of_work():
+                    done = runner.run(sequence_id, now=moment)
+                return time.perf_counter() - started, done
+
+            first, first_done = timed(entered)
+            idle, _ = timed(entered + timedelta(seconds=1))
+            with unit_of_work():
+                db.session.execute(update(Delivery).values(status=DeliveryStatus.SENT,
+                                                           sent_at=utcnow()))
+            second, second_done = timed(entered + timedelta(days=1, seconds=1))
+    finally:
+        for helper in helpers:
+            helper.terminate()
+    n = args.readers
+    print(f"readers                       {n}, database {database_url.split(':')[0]}")
+    print(f"enrol all + write step 1      {first:.2f} s ({n / first:.0f} readers/s) {first_done}")
+    print(f"a run with nothing to do      {idle * 1000:.0f} ms")
+    print(f"advance all + write step 2    {second:.2f} s ({n / second:.0f} readers/s) "
+          f"{second_done}")
+
+
+if __name__ == "__main__":
+    main()
