@@ -35,6 +35,8 @@ from newsletter.models import (
     OPEN_DELIVERY_STATUSES,
     Delivery,
     DeliveryStatus,
+    Digest,
+    DigestStatus,
     Enrolment,
     Sequence,
     SequenceStep,
@@ -64,7 +66,12 @@ def run(sequence_id: int, now: datetime | None = None) -> dict[str, int]:
     steps = steps_of(sequence_id)
     done = {"entered": enrolment.enrol_entrants(sequence), "left": _leave(sequence_id)}
     done["advanced"] = _advance(sequence_id, steps)
-    done["completed"], done["queued"] = _queue_due(sequence_id, steps, now)
+    # A step whose sending an editor cancelled (``digest cancel``) is passed over.
+    cancelled = set(db.session.scalars(select(Digest.id).where(
+        Digest.id.in_([step.digest_id for step in steps]),
+        Digest.status == DigestStatus.CANCELLED)))
+    done["completed"], done["queued"] = _queue_due(
+        sequence_id, [step for step in steps if step.digest_id not in cancelled], now)
     return done
 
 

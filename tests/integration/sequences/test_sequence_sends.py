@@ -318,3 +318,14 @@ def test_a_step_moved_after_a_readers_place_is_never_sent_twice(app, client, cel
     assert enrolments(app)[0][1] == EnrolmentState.COMPLETED
     _, counts, _ = send_ledger(app, first)
     assert counts["total"] == 1 and len(mailbox.messages) == 1
+
+
+def test_a_step_whose_sending_was_cancelled_is_passed_over(app, client):
+    first, second = make_sequence(app, "0s", "0s")
+    _, entered = confirm_readers(app, 2)
+    with app.app_context(), unit_of_work():
+        assert digests.cancel(first)
+    assert run_at(app, entered)["queued"] == 2
+    _, counts, rows = send_ledger(app, second)
+    assert {delivery.digest_id for _, delivery in rows} == {second}
+    assert counts["pending"] == 2
