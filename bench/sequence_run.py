@@ -5,7 +5,8 @@
 N readers confirm after a two-step sequence was made; the run is timed when it
 enrols them all and writes step 1's ledger rows, when it has nothing to do, when it
 moves them all past step 1 (rows marked sent here, not mailed: the send loop has
-its own benchmark, bench/dispatch.py) and writes step 2's rows. SQLite in a
+its own benchmark, bench/dispatch.py) and writes step 2's rows, and once every
+reader has completed. SQLite in a
 temporary folder unless NEWSLETTER_BENCH_DATABASE_URL is set; an embedded Redis
 unless NEWSLETTER_BENCH_REDIS_URL is set (the step's batch tasks are published
 to it, nobody consumes them).
@@ -87,6 +88,12 @@ def main() -> None:
                 db.session.execute(update(Delivery).values(status=DeliveryStatus.SENT,
                                                            sent_at=utcnow()))
             second, second_done = timed(entered + timedelta(days=1, seconds=1))
+            with unit_of_work():
+                db.session.execute(update(Delivery).values(status=DeliveryStatus.SENT,
+                                                           sent_at=utcnow()))
+            timed(entered + timedelta(days=1, seconds=2))  # past step 2
+            timed(entered + timedelta(days=1, seconds=3))  # completed
+            settled, _ = timed(entered + timedelta(days=1, seconds=4))
     finally:
         for helper in helpers:
             helper.terminate()
@@ -96,6 +103,7 @@ def main() -> None:
     print(f"a run with nothing to do      {idle * 1000:.0f} ms")
     print(f"advance all + write step 2    {second:.2f} s ({n / second:.0f} readers/s) "
           f"{second_done}")
+    print(f"a run once all completed      {settled * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

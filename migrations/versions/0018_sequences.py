@@ -18,6 +18,7 @@ def upgrade():
     with op.batch_alter_table('digests') as batch:
         batch.add_column(sa.Column('kind', sa.String(length=32), nullable=False,
                                    server_default='issue'))
+    op.create_index('ix_subscribers_confirmed_at', 'subscribers', ['confirmed_at'])
     # When a reader chose a topic; choices made before count as long ago.
     with op.batch_alter_table('subscriber_topics') as batch:
         batch.add_column(sa.Column('chosen_at', sa.DateTime(timezone=True), nullable=False,
@@ -28,6 +29,7 @@ def upgrade():
         sa.Column('name', sa.String(length=100), nullable=False),
         sa.Column('topic_id', sa.Integer(), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('entrants_seen_until', sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(['topic_id'], ['topics.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('name'),
@@ -80,3 +82,4 @@ def downgrade():
         batch.drop_column('kind')
     with op.batch_alter_table('subscriber_topics') as batch:
         batch.drop_column('chosen_at')
+    op.drop_index('ix_subscribers_confirmed_at', table_name='subscribers')

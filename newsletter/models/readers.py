@@ -89,7 +89,8 @@ class Subscriber(db.Model):
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow
     )
-    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed: each sequence run looks for the readers who confirmed since the last.
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cadence: Mapped[Cadence] = mapped_column(enum_column(Cadence, "cadence"),
                                              default=Cadence.WEEKLY,

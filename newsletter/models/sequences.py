@@ -22,6 +22,9 @@ class Sequence(db.Model):
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
     # Readers who entered before this moment join only on purpose (enroll --existing).
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Entrants were looked for up to here: the next run looks only at readers who
+    # confirmed or chose the topic since (less a margin for transactions in flight).
+    entrants_seen_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SequenceStep(db.Model):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, exists, insert, literal, or_, select, update
 
@@ -59,6 +59,8 @@ TRANSITIONS: dict[Move, Transition] = {
 }
 
 IN_SEQUENCE = TRANSITIONS[Move.LEAVE].sources
+# A confirmation stamped before a run but committed after it is still found by the next.
+ENTRY_MARGIN = timedelta(minutes=10)
 
 
 def move(enrolment_ids: Collection[int], what: Move, **values) -> list[int]:
@@ -106,21 +108,25 @@ def _enrol(sequence: Sequence, entered_at, *conditions) -> int:
          "updated_at"], readers).returning(Enrolment.id)).all())
 
 
-def enrol_entrants(sequence: Sequence) -> int:
+def enrol_entrants(sequence: Sequence, now: datetime) -> int:
     """Readers who entered since the sequence was created: who confirmed after it or,
     for a topic's sequence, who hold the topic and confirmed or chose it after it. They
-    enter at the later of the two."""
+    enter at the later of the two. Only readers who did so since the last look (less
+    ENTRY_MARGIN) are read, so a run costs what entered, not the whole list."""
+    since = sequence.created_at
+    if sequence.entrants_seen_until is not None:
+        since = max(since, sequence.entrants_seen_until - ENTRY_MARGIN)
+    sequence.entrants_seen_until = now
     if sequence.topic_id is None:
-        return _enrol(sequence, Subscriber.confirmed_at,
-                      Subscriber.confirmed_at >= sequence.created_at)
+        return _enrol(sequence, Subscriber.confirmed_at, Subscriber.confirmed_at >= since)
     chosen_at = (select(subscriber_topics.c.chosen_at)
                  .where(subscriber_topics.c.subscriber_id == Subscriber.id,
                         subscriber_topics.c.topic_id == sequence.topic_id)
                  .scalar_subquery())
     entered_at = case((Subscriber.confirmed_at.is_(None) | (chosen_at > Subscriber.confirmed_at),
                        chosen_at), else_=Subscriber.confirmed_at)
-    return _enrol(sequence, entered_at, or_(Subscriber.confirmed_at >= sequence.created_at,
-                                            chosen_at >= sequence.created_at))
+    return _enrol(sequence, entered_at, or_(Subscriber.confirmed_at >= since,
+                                            chosen_at >= since))
 
 
 def enrol_existing(sequence: Sequence, now: datetime) -> int:

@@ -64,7 +64,7 @@ def run(sequence_id: int, now: datetime | None = None) -> dict[str, int]:
     if sequence is None:
         return {}
     steps = steps_of(sequence_id)
-    done = {"entered": enrolment.enrol_entrants(sequence), "left": _leave(sequence_id)}
+    done = {"entered": enrolment.enrol_entrants(sequence, now), "left": _leave(sequence_id)}
     done["advanced"] = _advance(sequence_id, steps)
     # A step whose sending an editor cancelled (``digest cancel``) is passed over.
     cancelled = set(db.session.scalars(select(Digest.id).where(

@@ -329,3 +329,24 @@ def test_a_step_whose_sending_was_cancelled_is_passed_over(app, client):
     _, counts, rows = send_ledger(app, second)
     assert {delivery.digest_id for _, delivery in rows} == {second}
     assert counts["pending"] == 2
+
+
+def test_a_run_looks_only_at_readers_since_the_last_less_a_margin(app, client):
+    from newsletter.models import Sequence
+    from newsletter.sequences.enrolment import ENTRY_MARGIN
+
+    make_sequence(app, "1d")
+    now = utcnow()
+    with app.app_context(), unit_of_work():
+        db.session.execute(update(Sequence).values(created_at=now - timedelta(hours=2)))
+    run_at(app, now)
+    late, stale = add_subscribers(app, 2)
+    with app.app_context(), unit_of_work():
+        # Stamped before the last run but committed after it: still found.
+        db.session.execute(update(Subscriber).where(Subscriber.id == late).values(
+            confirmed_at=now - ENTRY_MARGIN + timedelta(minutes=1)))
+        # Older than the margin: the last run saw it (had it been there), this one does not.
+        db.session.execute(update(Subscriber).where(Subscriber.id == stale).values(
+            confirmed_at=now - ENTRY_MARGIN - timedelta(minutes=1)))
+    assert run_at(app, now + timedelta(seconds=15))["entered"] == 1
+    assert [row[0] for row in enrolments(app)] == [late]
