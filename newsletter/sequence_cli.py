@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from newsletter.content.articles import MAX_BODY_BYTES
 from newsletter.db import unit_of_work
 from newsletter.editors import audit
 from newsletter.models import utcnow
@@ -23,15 +24,16 @@ class BadInput(click.ClickException):
 def _read_body(path: str) -> str:
     try:
         with open(path, "rb") as file:
-            # Read one byte past the limit at most: a huge file is refused, not loaded.
-            data = file.read(steps.MAX_BODY_BYTES + 1)
+            # One byte past the limit at most: a huge file is refused, never loaded.
+            data = file.read(MAX_BODY_BYTES + 1)
     except OSError as error:
         raise BadInput(f"Cannot read {path}: {error.strerror}.") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise BadInput(f"The body file is over the article body limit: at most "
+                       f"{MAX_BODY_BYTES // 1024} KB is allowed.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        if len(data) > steps.MAX_BODY_BYTES:
-            raise BadInput(steps.too_big_message(len(data))) from None
         raise BadInput(f"{path} is not UTF-8 text.") from None
 
 

@@ -8,18 +8,17 @@ from newsletter.mail.render import RenderedMail, render_mail
 from newsletter.models import SequenceStep
 
 
-def render(step: SequenceStep, unsubscribe_url: str, *, subject: str | None = None,
-           web_view: bool = False) -> RenderedMail:
+def render(step: SequenceStep, unsubscribe_url: str) -> RenderedMail:
     """The step as its readers get it. Its HTML was rendered and sanitised when the step
     was saved; the text part is the Markdown itself, which reads as plain text."""
     config = current_app.config
     return render_mail(
         "sequence_step",
-        subject=subject or step.subject,
+        subject=step.subject,
         body_html=step.body_html,
         body_text=step.body_markdown.strip(),
         site_name=config["SITE_NAME"],
         postal_address=config["POSTAL_ADDRESS"],
         unsubscribe_url=unsubscribe_url,
-        web_view=web_view,
+        web_view=False,
     )

@@ -15,12 +15,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from newsletter.content import topics
-from newsletter.content.articles import (
-    MAX_BODY_BYTES,
-    InvalidArticle,
-    body_too_big,
-    render_markdown,
-)
+from newsletter.content.articles import InvalidArticle, body_too_big, render_markdown
 from newsletter.extensions import db
 from newsletter.issues import lifecycle
 from newsletter.mail import verp
@@ -33,7 +28,6 @@ from newsletter.sequences import step_mail
 from newsletter.sequences.durations import DurationError, parse_duration
 
 MAX_NAME = 100
-MAX_BODY_BYTES = MAX_BODY_BYTES  # the articles' limit
 MAX_SUBJECT = 300
 # C0 and C1 controls, line and paragraph separators, lone surrogates: never in a subject.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -59,10 +53,6 @@ def clean_subject(subject: str) -> str:
     if not subject or len(subject) > MAX_SUBJECT:
         raise SequenceError(f"A subject is 1 to {MAX_SUBJECT} characters.")
     return subject
-
-
-def too_big_message(size: int) -> str:
-    return body_too_big("x" * size) or ""
 
 
 def body_html_of(markdown_source: str) -> str:
