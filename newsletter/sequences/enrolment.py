@@ -15,7 +15,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, exists, insert, literal, or_, select, update
+from sqlalchemy import and_, case, exists, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.extensions import db
 from newsletter.models import (
@@ -100,10 +101,15 @@ def _enrol(sequence: Sequence, entered_at, *conditions) -> int:
         readers = readers.where(exists().where(
             and_(subscriber_topics.c.subscriber_id == Subscriber.id,
                  subscriber_topics.c.topic_id == sequence.topic_id)))
-    # Counted from RETURNING: a driver's rowcount for INSERT ... SELECT may be -1.
-    return len(db.session.scalars(insert(Enrolment).from_select(
+    # A reader enrolled meanwhile by an overlapping run is left as it is; counted from
+    # RETURNING (a driver's rowcount for INSERT ... SELECT may be -1).
+    dialect_insert = (postgresql.insert if db.session.get_bind().dialect.name == "postgresql"
+                      else sqlite.insert)
+    return len(db.session.scalars(dialect_insert(Enrolment).from_select(
         ["sequence_id", "subscriber_id", "entered_at", "state", "passed_position",
-         "updated_at"], readers).returning(Enrolment.id)).all())
+         "updated_at"], readers)
+        .on_conflict_do_nothing(index_elements=["sequence_id", "subscriber_id"])
+        .returning(Enrolment.id)).all())
 
 
 def enrol_entrants(sequence: Sequence, now: datetime) -> int:

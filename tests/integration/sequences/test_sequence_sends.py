@@ -350,3 +350,4 @@ def test_a_run_looks_only_at_readers_since_the_last_less_a_margin(app, client):
             confirmed_at=now - ENTRY_MARGIN - timedelta(minutes=1)))
     assert run_at(app, now + timedelta(seconds=15))["entered"] == 1
     assert [row[0] for row in enrolments(app)] == [late]
+
