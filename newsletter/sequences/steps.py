@@ -14,7 +14,7 @@ import re
 from flask import current_app
 from sqlalchemy import func, select
 
-from newsletter.content import topics
+from newsletter.content import site_settings, topics
 from newsletter.content.articles import InvalidArticle, body_too_big, render_markdown
 from newsletter.extensions import db
 from newsletter.issues import lifecycle
@@ -171,7 +171,7 @@ def send_test(step: SequenceStep, to_email: str) -> DeliveryResult:
     """Send the step to one address (an editor's own), now, marked as a test."""
     rendered = preview(step)
     test_copy = dataclasses.replace(rendered, subject="[Test] " + rendered.subject)
-    message = build_message(test_copy, mail_from=current_app.config["MAIL_FROM"],
-                            to_email=to_email)
+    message = build_message(test_copy, mail_from=site_settings.mail_from(), to_email=to_email,
+                            reply_to=site_settings.current().reply_to or None)
     return current_app.extensions["smtp"].deliver_message(
         message, verp.address_for(verp.TEST_MAIL))
