@@ -234,7 +234,7 @@ EXPECTED = {
     "admin.bounces_page": OWNER, "admin.bounce_raw_message": OWNER,
     "admin.bounce_reactivate": OWNER,
     "admin.settings_page": OWNER, "admin.settings_save": OWNER,
-    "admin.settings_preview_mail": OWNER,
+    "admin.settings_preview_mail": OWNER, "admin.settings_logo": OWNER,
     "admin.control_digest": EDITOR, "admin.start_digest": EDITOR,
     "admin.subscribers_page": EDITOR,
     "admin.import_subscribers": EDITOR, "admin.import_job": EDITOR,
