@@ -30,9 +30,10 @@ from newsletter.readers import subscriber_lists, subscriptions
 def register(app: Flask) -> None:
     from newsletter.bounce_cli import bounces_cli
     from newsletter.sequence_cli import sequences_cli
+    from newsletter.webhook_cli import webhooks_cli
 
     for group in (articles_cli, digest_cli, subscribers_cli, editors_cli, bounces_cli,
-                  topics_cli, settings_cli, sequences_cli):
+                  topics_cli, settings_cli, sequences_cli, webhooks_cli):
         app.cli.add_command(group)
 
     @app.cli.command("send-owed-mails")

@@ -19,6 +19,8 @@ ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key"
 # The feed poll task's soft time limit (workers/tasks.py) is above this.
 FEED_DEADLINE_MAX = 120.0
+# The webhook delivery task's time limit (workers/tasks.py) is above this.
+WEBHOOK_DEADLINE_MAX = 60.0
 
 
 class ConfigError(ValueError):
@@ -363,7 +365,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Accept unsubscribe links of the old signed-id format (mails sent before the "
             "upgrade); turn off once those mails are months old."),
     Setting("TASK_QUEUE", "newsletter", _str,
-            "Prefix of the Celery queues: PREFIX.transactional, PREFIX.bulk, PREFIX.maintenance."),
+            "Prefix of the Celery queues: PREFIX.transactional, PREFIX.bulk, PREFIX.maintenance, "
+            "PREFIX.webhooks."),
     Setting("FEEDS", (), _urls, "Comma-separated RSS/Atom feed URLs polled for new articles."),
     Setting("FEED_POLL_INTERVAL", 900, _int(30), "Seconds between two polls of the feeds."),
     Setting("SEQUENCE_INTERVAL", 15, _int(1),
@@ -380,6 +383,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated networks a feed may be fetched from although not public "
             "(e.g. `10.1.0.0/16` for an intranet CMS); default none: loopback, private, "
             "link-local, CGNAT, reserved and multicast addresses are refused."),
+    Setting("WEBHOOK_ALLOW_PRIVATE", False, _bool,
+            "Let webhook endpoints be on loopback, private or other non-public addresses "
+            "(an intranet CRM); default: refused, like feeds."),
+    Setting("WEBHOOK_CONNECT_TIMEOUT", 5.0, _seconds(0.1, WEBHOOK_DEADLINE_MAX),
+            "Seconds a webhook delivery may take to connect."),
+    Setting("WEBHOOK_DEADLINE", 15.0, _seconds(0.5, WEBHOOK_DEADLINE_MAX),
+            "Seconds one webhook delivery attempt may take in all (DNS, connect, TLS, "
+            f"request, answer); at most {WEBHOOK_DEADLINE_MAX:g}."),
+    Setting("WEBHOOK_MAX_RESPONSE_BYTES", 65536, _int(1024),
+            "Largest answer body read from a webhook endpoint; a larger one fails the attempt."),
+    Setting("WEBHOOK_RETRY_DELAY", 30.0, _seconds(0.05, 3600),
+            "Seconds before the first retry of a failed webhook delivery; doubles each time "
+            "(at most an hour apart)."),
+    Setting("WEBHOOK_RETRY_WINDOW", 86400.0, _seconds(1, 30 * 86400),
+            "Seconds a webhook delivery is retried before it is given up; an endpoint that "
+            "has failed for this long is disabled and the owners are told."),
     Setting("DIGEST_SCHEDULE", "mon 08:00 UTC", _schedule,
             "Weekly digest time: day, HH:MM and an IANA timezone, e.g. `fri 07:30 Europe/Paris`."),
     Setting("DAILY_SCHEDULE", "", _daily_schedule,

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Three queues, so a reader's confirmation never waits behind a bulk send.
+# Webhook deliveries have a queue of their own: a slow endpoint holds up nothing else.
 TRANSACTIONAL, BULK, MAINTENANCE = "transactional", "bulk", "maintenance"
-QUEUE_KINDS = (TRANSACTIONAL, BULK, MAINTENANCE)
+WEBHOOKS = "webhooks"
+QUEUE_KINDS = (TRANSACTIONAL, BULK, MAINTENANCE, WEBHOOKS)
 
 SEND_OUTBOX_MAIL = "workers.tasks.send_outbox_mail"
 PROCESS_SUBSCRIBE_REQUESTS = "workers.tasks.process_subscribe_requests"
@@ -31,6 +33,8 @@ DISCARD_STALE_UPLOADS = "workers.tasks.discard_stale_uploads"
 RUN_IMPORT = "workers.tasks.run_import"
 FAIL_STALLED_IMPORTS = "workers.tasks.fail_stalled_imports"
 RUN_SEQUENCES = "workers.tasks.run_sequences"
+DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
+SEND_OWED_WEBHOOKS = "workers.tasks.send_owed_webhooks"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ REGISTRY: dict[str, Job] = {job.name: job for job in (
     Job(FAIL_STALLED_IMPORTS, beat=Beat("fail-stalled-imports", every=60.0)),
     # Enrols readers who entered and writes the ledger rows of the steps now due.
     Job(RUN_SEQUENCES, beat=Beat("run-sequences", every="SEQUENCE_INTERVAL")),
+    Job(DELIVER_WEBHOOK, WEBHOOKS),
+    Job(SEND_OWED_WEBHOOKS, beat=Beat("send-owed-webhooks", every=30.0)),
 )}
 
 

@@ -5,14 +5,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter import jobs
 from newsletter.bounces import imap, intake
-from newsletter.config import FEED_DEADLINE_MAX
+from newsletter.config import FEED_DEADLINE_MAX, WEBHOOK_DEADLINE_MAX
 from newsletter.content import feeds
 from newsletter.db import commit_each, unit_of_work
 from newsletter.delivery import dispatch, guard, outbox
 from newsletter.editors import editor_mail
 from newsletter.issues import digests
+from newsletter.queue import send_task_now
 from newsletter.readers import subscriber_lists, subscriptions
 from newsletter.sequences import runner as sequence_runner
+from newsletter.webhooks import deliveries
 
 
 @shared_task(name=jobs.SEND_OUTBOX_MAIL)
@@ -148,3 +150,24 @@ def run_sequences() -> None:
     for sequence_id in sequence_runner.sequence_ids():
         with unit_of_work():  # one sequence's run does not wait for, or undo, another's
             sequence_runner.run(sequence_id)
+
+
+# The attempt ends itself at WEBHOOK_DEADLINE (at most WEBHOOK_DEADLINE_MAX); the
+# limits are the backstop. The claim commits before the POST, the answer after it.
+@shared_task(name=jobs.DELIVER_WEBHOOK, soft_time_limit=WEBHOOK_DEADLINE_MAX + 30,
+             time_limit=WEBHOOK_DEADLINE_MAX + 60)
+def deliver_webhook(delivery_id: int) -> None:
+    with unit_of_work():
+        attempt = deliveries.claim(delivery_id)
+    if attempt is None:
+        return
+    answer = deliveries.post(attempt)
+    with unit_of_work():
+        retry_in = deliveries.finish(attempt, answer)
+    if retry_in is not None:  # after the commit; the sweeper backs it up
+        send_task_now(jobs.DELIVER_WEBHOOK, delivery_id, countdown=retry_in)
+
+
+@shared_task(name=jobs.SEND_OWED_WEBHOOKS)
+def send_owed_webhooks() -> None:
+    deliveries.enqueue_owed()

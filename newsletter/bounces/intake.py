@@ -48,6 +48,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import status
+from newsletter.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,8 @@ def record(kind: BounceKind, source: BounceSource, subscriber_id: int, *,
         event.action = _score_soft(subscriber_id, event, ref)
     elif kind is BounceKind.COMPLAINT:
         event.action = _complaint(subscriber_id, provider)
+        webhook_events.record_subscriber(webhook_events.SUBSCRIBER_COMPLAINED, subscriber_id,
+                                         source, f"via {provider or 'an unnamed'} feedback loop")
     db.session.flush()
     log.info("bounce event %s for subscriber %s: %s, %s", event.id, subscriber_id,
              kind.value, event.action)

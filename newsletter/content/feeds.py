@@ -63,6 +63,7 @@ class FetchPolicy:
     deadline: float = 30.0
     max_bytes: int = 10 * 1024 * 1024
     tls_context: ssl.SSLContext | None = None  # None: the system's trusted CAs
+    connect_timeout: float | None = None  # None: only the deadline bounds a connect
 
     @classmethod
     def from_config(cls, config) -> FetchPolicy:
@@ -134,11 +135,14 @@ def _resolve(host: str, port: int, deadline: float) -> list[IPAddress]:
 
 
 def _connect_any(addresses: list[IPAddress], port: int, deadline: float,
-                 keep: list[socket.socket]) -> socket.socket:
+                 keep: list[socket.socket], connect_timeout: float | None) -> socket.socket:
     last_error: OSError | None = None
     for address in addresses:
+        timeout = _remaining(deadline)
+        if connect_timeout is not None:
+            timeout = min(timeout, connect_timeout)
         try:
-            sock = socket.create_connection((str(address), port), timeout=_remaining(deadline))
+            sock = socket.create_connection((str(address), port), timeout=timeout)
         except OSError as error:
             last_error = error
             continue
@@ -150,23 +154,27 @@ def _connect_any(addresses: list[IPAddress], port: int, deadline: float,
 class _PinnedHTTP(http.client.HTTPConnection):
     """HTTP to ``host`` (Host header) over a connection to an address we checked."""
 
-    def __init__(self, host, port, addresses, deadline):
+    def __init__(self, host, port, addresses, deadline, connect_timeout=None):
         super().__init__(host, port, timeout=_remaining(deadline))
         self.addresses, self.deadline, self.sockets = addresses, deadline, []
+        self.connect_timeout = connect_timeout
 
     def connect(self):
-        self.sock = _connect_any(self.addresses, self.port, self.deadline, self.sockets)
+        self.sock = _connect_any(self.addresses, self.port, self.deadline, self.sockets,
+                                 self.connect_timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """HTTPS to an address we checked; the certificate is verified against ``host``."""
 
-    def __init__(self, host, port, addresses, deadline, context):
+    def __init__(self, host, port, addresses, deadline, context, connect_timeout=None):
         super().__init__(host, port, timeout=_remaining(deadline), context=context)
         self.addresses, self.deadline, self.sockets = addresses, deadline, []
+        self.connect_timeout = connect_timeout
 
     def connect(self):
-        sock = _connect_any(self.addresses, self.port, self.deadline, self.sockets)
+        sock = _connect_any(self.addresses, self.port, self.deadline, self.sockets,
+                            self.connect_timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
         self.sockets.append(self.sock)
 
@@ -210,8 +218,11 @@ def fetch(url: str, policy: FetchPolicy, *, etag: str | None = None,
         raise FetchError(f"no complete answer within {policy.deadline:g} s") from None
 
 
-def _fetch_once(url: str, policy: FetchPolicy, headers: dict, deadline: float):
-    """One request: a FetchedFeed, or the URL a redirect points to."""
+def checked_connection(url: str, policy: FetchPolicy, deadline: float):
+    """A connection (not yet open) to an address of ``url``'s host that ``policy``
+    allows, and the request target. The host is resolved once, here; the connection
+    goes to the addresses checked, so DNS cannot answer differently later. Also used
+    by the webhook sender: its endpoints are somebody's URLs too."""
     parts, port = _check_url(url, policy)
     addresses = _resolve(parts.hostname, port, deadline)
     refused = [address for address in addresses if not address_allowed(address, policy)]
@@ -220,12 +231,21 @@ def _fetch_once(url: str, policy: FetchPolicy, headers: dict, deadline: float):
                          "which is not a public address")
     if parts.scheme == "https":
         context = policy.tls_context or ssl.create_default_context()
-        connection = _PinnedHTTPS(parts.hostname, port, addresses, deadline, context)
+        connection = _PinnedHTTPS(parts.hostname, port, addresses, deadline, context,
+                                  policy.connect_timeout)
     else:
-        connection = _PinnedHTTP(parts.hostname, port, addresses, deadline)
+        connection = _PinnedHTTP(parts.hostname, port, addresses, deadline,
+                                 policy.connect_timeout)
+    return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+@contextlib.contextmanager
+def cut_off_at(deadline: float, connection):
+    """The one deadline for everything, even a byte-a-second drip: at ``deadline`` the
+    connection's sockets are shut down. Yields an Event that is set once that happened."""
     expired = threading.Event()
 
-    def cut_off():  # the one deadline for everything, even a byte-a-second drip
+    def cut_off():
         expired.set()
         for sock in connection.sockets:
             with contextlib.suppress(OSError):
@@ -235,7 +255,23 @@ def _fetch_once(url: str, policy: FetchPolicy, headers: dict, deadline: float):
     watchdog.daemon = True
     watchdog.start()
     try:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        yield expired
+    finally:
+        watchdog.cancel()
+
+
+def _fetch_once(url: str, policy: FetchPolicy, headers: dict, deadline: float):
+    """One request: a FetchedFeed, or the URL a redirect points to."""
+    connection, target = checked_connection(url, policy, deadline)
+    with contextlib.ExitStack() as stack:
+        expired = stack.enter_context(cut_off_at(deadline, connection))
+        stack.callback(connection.close)
+        return _get(connection, target, url, policy, headers, deadline, expired)
+
+
+def _get(connection, target: str, url: str, policy: FetchPolicy, headers: dict,
+         deadline: float, expired: threading.Event):
+    try:
         connection.request("GET", target, headers=headers)
         response = connection.getresponse()
         if response.status in REDIRECT_STATUSES:
@@ -247,7 +283,7 @@ def _fetch_once(url: str, policy: FetchPolicy, headers: dict, deadline: float):
             return FetchedFeed(url=url, not_modified=True)
         if response.status != 200:
             raise FetchError(f"HTTP {response.status}")
-        body = _read_capped(response, policy.max_bytes, deadline)
+        body = read_capped(response, policy.max_bytes, deadline)
         if expired.is_set():
             raise TimeoutError
         return FetchedFeed(url=url, body=body, etag=_validator(response.getheader("ETag")),
@@ -258,9 +294,6 @@ def _fetch_once(url: str, policy: FetchPolicy, headers: dict, deadline: float):
         if isinstance(error, ssl.SSLError):
             raise FetchError(f"TLS: {error}") from None
         raise FetchError(f"fetch failed: {error}") from None
-    finally:
-        watchdog.cancel()
-        connection.close()
 
 
 def _validator(value: str | None) -> str | None:
@@ -269,10 +302,11 @@ def _validator(value: str | None) -> str | None:
     return text if text and len(text) <= 128 and text.isascii() else None
 
 
-def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+def read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+    """The body, read in chunks until ``deadline``; FetchError past ``max_bytes``."""
     declared = response.getheader("Content-Length")
     if declared and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise FetchError(f"the feed is larger than {max_bytes} bytes")
+        raise FetchError(f"the body is larger than {max_bytes} bytes")
     chunks, size = [], 0
     while True:
         _remaining(deadline)
@@ -281,7 +315,7 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: f
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
-            raise FetchError(f"the feed is larger than {max_bytes} bytes")
+            raise FetchError(f"the body is larger than {max_bytes} bytes")
         chunks.append(chunk)
 
 

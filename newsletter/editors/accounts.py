@@ -33,6 +33,8 @@ SCOPES: dict[str, Role] = {
     "subscribers:read": Role.EDITOR,
     "subscribers:write": Role.EDITOR,
     "sequences:read": Role.EDITOR,
+    "webhooks:read": Role.OWNER,
+    "webhooks:write": Role.OWNER,
 }
 MIN_PASSWORD = 10
 

@@ -1,4 +1,5 @@
-"""Mails to editors (invitation, failed-login alert) through the transactional queue.
+"""Mails to editors (invitation, failed-login alert, a webhook endpoint disabled)
+through the transactional queue.
 
 Like a reader's confirmation: a row in the same transaction as the action that owes
 it, a task published after commit, a lease so a duplicate task does not send twice,
@@ -47,6 +48,9 @@ def send(mail_id: int) -> None:
     if mail.kind == EditorMailKind.INVITE:
         context["invite_url"] = external_url("admin.accept_invite",
                                              token=invites.make_invite_token(editor))
+    elif mail.kind == EditorMailKind.WEBHOOK_DISABLED:
+        context["webhooks_url"] = external_url("admin.webhooks_page")
+        context["window_hours"] = f"{config['WEBHOOK_RETRY_WINDOW'] / 3600:g}"
     rendered = render_mail(f"editor_{mail.kind.value}", **context)
     message = build_message(rendered, mail_from=site_settings.mail_from(), to_email=editor.email)
     result = current_app.extensions["smtp"].deliver_message(message)

@@ -4,7 +4,9 @@ Every change is one conditional UPDATE (``WHERE id = ? AND status IN (allowed
 from)``), so two editors clicking at once, or a click racing a batch, make one
 change; the loser learns it from the row count. What a move sets besides the
 status (when it started or finished, why it paused) is written in the same
-statement. A new issue is inserted as draft or scheduled (``digests.compose``).
+statement. A new issue is inserted as draft or scheduled (``digests.compose``). A
+move other systems hear of (``Transition.webhook``) owes its webhook event in the
+same transaction.
 
 Statements that must ask "is this issue still sending?" as part of their own SQL
 (the send loop's hot statements) get that fragment from here too.
@@ -15,10 +17,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sqlalchemy import case, update
+from sqlalchemy import case, func, select, update
 
 from newsletter.extensions import db
-from newsletter.models import Digest, DigestStatus, utcnow
+from newsletter.models import Delivery, Digest, DigestStatus, utcnow
+from newsletter.webhooks import events as webhook_events
 
 DRAFT, SCHEDULED, SENDING, PAUSED, SENT, CANCELLED = (
     DigestStatus.DRAFT, DigestStatus.SCHEDULED, DigestStatus.SENDING, DigestStatus.PAUSED,
@@ -46,6 +49,7 @@ class Transition:
     clears: tuple[str, ...] = ()  # columns set to NULL
     frees_manual_key: bool = False
     takes: tuple[str, ...] = ()  # columns the caller supplies
+    webhook: str | None = None  # the webhook event it owes
 
 
 # The allowed transitions: a move not listed for an issue's status is refused.
@@ -57,7 +61,8 @@ TRANSITIONS: dict[Move, Transition] = {
     # Resuming a send the guard paused also acknowledges the guard's figures.
     Move.RESUME: Transition(frozenset({PAUSED}), SENDING, clears=("pause_reason",),
                             takes=("guard_acknowledged_at",)),
-    Move.FINISH: Transition(frozenset({SENDING}), SENT, stamps=("finished_at",)),
+    Move.FINISH: Transition(frozenset({SENDING}), SENT, stamps=("finished_at",),
+                            webhook=webhook_events.ISSUE_SENT),
     Move.CANCEL: Transition(frozenset({DRAFT, SCHEDULED, SENDING, PAUSED}), CANCELLED,
                             stamps=("finished_at",), frees_manual_key=True),
     Move.DISCARD: Transition(frozenset({DRAFT, SCHEDULED}), CANCELLED,
@@ -89,10 +94,27 @@ def move(digest_id: int, what: Move, *, where=None, **values) -> bool:
     conditions = [Digest.id == digest_id, Digest.status.in_(transition.sources)]
     if where is not None:
         conditions.append(where)
-    return db.session.execute(
+    moved = db.session.execute(
         update(Digest).where(*conditions)
         .values(status=transition.target, **values)
     ).rowcount == 1
+    if moved and transition.webhook:
+        _owe_webhook(transition.webhook, digest_id)
+    return moved
+
+
+def _owe_webhook(event_type: str, digest_id: int) -> None:
+    digest = db.session.get(Digest, digest_id)
+    db.session.refresh(digest)
+    deliveries = dict(db.session.execute(
+        select(Delivery.status, func.count()).where(Delivery.digest_id == digest_id)
+        .group_by(Delivery.status)).all())
+    webhook_events.record(event_type, {"issue": {
+        "id": digest.id, "subject": digest.subject, "status": digest.status.value,
+        "started_at": digest.started_at and digest.started_at.isoformat(),
+        "finished_at": digest.finished_at and digest.finished_at.isoformat(),
+        "deliveries": {str(status.value if hasattr(status, "value") else status): count
+                       for status, count in deliveries.items()}}})
 
 
 def is_status_sql(status: DigestStatus, digest_param: str = "digest_id") -> str:

@@ -63,6 +63,12 @@ from newsletter.models.readers import (
     SubscriberStatus,
 )
 from newsletter.models.sequences import Enrolment, EnrolmentState, Sequence, SequenceStep
+from newsletter.models.webhooks import (
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "ADDRESS_UNDO_DAYS",
@@ -112,6 +118,10 @@ __all__ = [
     "SubscriberStatus",
     "Topic",
     "UTCDateTime",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "article_topics",
     "digest_articles",
     "enum_column",

@@ -121,6 +121,7 @@ class AuditEvent(db.Model):
 class EditorMailKind(enum.StrEnum):
     INVITE = "invite"
     LOGIN_ALERT = "login_alert"
+    WEBHOOK_DISABLED = "webhook_disabled"
 
 
 class EditorMail(db.Model):

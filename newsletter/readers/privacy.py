@@ -26,6 +26,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.readers import status
+from newsletter.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 ERASED_PREFIX = "erased:"
@@ -185,5 +186,6 @@ def erase_subscriber(subscriber_id: int) -> bool:
     intake.forget(subscriber_id)  # bounce reports name the address too
     # Past addresses and their undo links; a notice still owed is then skipped.
     db.session.execute(delete(AddressChange).where(AddressChange.subscriber_id == subscriber_id))
+    webhook_events.forget_subscriber(subscriber_id)
     log.info("subscriber %s erased", subscriber_id)
     return True

@@ -6,7 +6,9 @@ as the nonce a confirmation link carries), so of concurrent callers exactly one
 changes it. Each change rotates the token nonce (a link issued before it cannot
 replay it) and appends the consent event in the same transaction. Events that
 change no status (preferences, an editor's edit, a resent confirmation) are written
-by ``record``, so a reader's history has one writer too. Nothing here commits.
+by ``record``, so a reader's history has one writer too. A change other systems hear
+of (``Transition.webhook``) also owes its webhook event in the same transaction.
+Nothing here commits.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from newsletter.models import (
     new_token_nonce,
     utcnow,
 )
+from newsletter.webhooks import events as webhook_events
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Transition:
     action: ConsentAction  # the consent event written with it
     confirmed_at: str | None = None
     unsubscribed_at: str | None = None
+    webhook: str | None = None  # the webhook event it owes
 
 
 _P, _A = SubscriberStatus.PENDING, SubscriberStatus.ACTIVE
@@ -74,19 +78,25 @@ def _t(from_states, to, action, **stamps) -> Transition:
     return Transition(frozenset(from_states), to, action, **stamps)
 
 
+_CONFIRMED = webhook_events.SUBSCRIBER_CONFIRMED
+
 # Every change of a reader's status; anything not here is refused. updated_at is
-# set and token_nonce rotated by every one of them.
+# set and token_nonce rotated by every one of them. An import's readers
+# (``enter_many``) owe no webhook events: a CSV of thousands would flood receivers.
 TRANSITIONS: dict[Change, Transition] = {
     # change                    from           to  consent event                    timestamps
     Change.JOIN:           _t(_NEW,          _P, ConsentAction.SUBSCRIBE_REQUESTED),
-    Change.JOIN_CONFIRMED: _t(_NEW,          _A, ConsentAction.CONFIRMED, confirmed_at=NOW),
+    Change.JOIN_CONFIRMED: _t(_NEW,          _A, ConsentAction.CONFIRMED, confirmed_at=NOW,
+                              webhook=_CONFIRMED),
     Change.CONFIRM:        _t({_P},          _A, ConsentAction.CONFIRMED, confirmed_at=NOW,
-                              unsubscribed_at=CLEARED),
+                              unsubscribed_at=CLEARED, webhook=_CONFIRMED),
     Change.RESUBSCRIBE:    _t({_U},          _A, ConsentAction.CONFIRMED, confirmed_at=NOW,
-                              unsubscribed_at=CLEARED),
+                              unsubscribed_at=CLEARED, webhook=_CONFIRMED),
     Change.ASK_AGAIN:      _t({_U},          _P, ConsentAction.SUBSCRIBE_REQUESTED),
-    Change.UNSUBSCRIBE:    _t({_P, _A, _B},  _U, ConsentAction.UNSUBSCRIBED, unsubscribed_at=NOW),
-    Change.BOUNCE:         _t({_P, _A},      _B, ConsentAction.BOUNCED),
+    Change.UNSUBSCRIBE:    _t({_P, _A, _B},  _U, ConsentAction.UNSUBSCRIBED, unsubscribed_at=NOW,
+                              webhook=webhook_events.SUBSCRIBER_UNSUBSCRIBED),
+    Change.BOUNCE:         _t({_P, _A},      _B, ConsentAction.BOUNCED,
+                              webhook=webhook_events.SUBSCRIBER_BOUNCED),
     Change.REACTIVATE:     _t({_B},          _A, ConsentAction.REACTIVATED),
     Change.ERASE:          _t({_P, _A, _U, _B}, _U, ConsentAction.ERASED, unsubscribed_at=FIRST),
 }
@@ -130,7 +140,10 @@ def change(subscriber_id: int, change: Change, origin: Origin, *conditions,
     a link); ``values`` are other columns written by the same UPDATE (erasure's)."""
     if db.session.execute(_update(subscriber_id, change, conditions, values)).rowcount != 1:
         return False
-    db.session.execute(_event(subscriber_id, TRANSITIONS[change].action, origin, detail, at))
+    transition = TRANSITIONS[change]
+    db.session.execute(_event(subscriber_id, transition.action, origin, detail, at))
+    if transition.webhook:
+        webhook_events.record_subscriber(transition.webhook, subscriber_id, origin.source, detail)
     return True
 
 
@@ -140,7 +153,11 @@ def change_on(connection: Connection, subscriber_id: int, change: Change, origin
     one UPDATE, and the consent event's INSERT when it changed; no ORM session."""
     if connection.execute(_update(subscriber_id, change, conditions, {})).rowcount != 1:
         return False
-    connection.execute(_event(subscriber_id, TRANSITIONS[change].action, origin, detail, None))
+    transition = TRANSITIONS[change]
+    connection.execute(_event(subscriber_id, transition.action, origin, detail, None))
+    if transition.webhook:
+        webhook_events.record_subscriber(transition.webhook, subscriber_id, origin.source,
+                                         detail, connection=connection)
     return True
 
 
@@ -168,6 +185,8 @@ def enter(address: EmailAddress, name: str | None, change: Change, origin: Origi
     db.session.add(subscriber)
     db.session.flush()
     record(subscriber.id, transition.action, origin, detail, at)
+    if transition.webhook:
+        webhook_events.record_subscriber(transition.webhook, subscriber.id, origin.source, detail)
     return subscriber
 
 

@@ -19,6 +19,7 @@ from newsletter.readers import preferences, subscriptions
 from newsletter.sequences import reports as sequence_reports
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import error_response
+from newsletter.webhooks import endpoints as webhook_endpoints
 
 # JSON bodies cannot be sent cross-site without a CORS preflight, so the API
 # needs no CSRF token; browsers are admitted per NEWSLETTER_CORS_ORIGINS.
@@ -267,3 +268,39 @@ def list_sequences():
                    "sent": step.sent, "failed": step.failed, "skipped": step.skipped,
                    "waiting": step.waiting} for step in summary.steps],
     } for summary in sequence_reports.summaries()])
+
+
+def _webhook_json(endpoint) -> dict:
+    return {"id": endpoint.id, "url": endpoint.url, "events": endpoint.events,
+            "enabled": endpoint.disabled_at is None,
+            "disabled_reason": endpoint.disabled_reason,
+            "created_at": endpoint.created_at.isoformat()}
+
+
+@bp.get("/webhooks")
+@requires_scope("webhooks:read")
+def list_webhooks():
+    return jsonify(webhooks=[_webhook_json(endpoint) for endpoint in webhook_endpoints.list_all()])
+
+
+@bp.post("/webhooks")
+@requires_scope("webhooks:write")
+def create_webhook():
+    """{"url", "events": [...], "secret" (optional, at least 16 bytes)}; the answer holds
+    the secret only when it was generated."""
+    payload, bad = _json_object()
+    if bad:
+        return bad
+    try:
+        with unit_of_work():
+            endpoint, generated = webhook_endpoints.add(
+                payload.get("url") if isinstance(payload.get("url"), str) else "",
+                payload.get("events", []), payload.get("secret"))
+            audit.record(g.actor, "webhook_add", target=f"webhook {endpoint.id}",
+                         detail=endpoint.url)
+    except webhook_endpoints.WebhookError as error:
+        return error_response(400, str(error))
+    body = _webhook_json(endpoint)
+    if generated:
+        body["secret"] = generated
+    return jsonify(body), 201

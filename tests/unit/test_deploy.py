@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SERVICES = sorted(DEPLOY.glob("*.service"))
 VENV_BIN = "/opt/newsletter/venv/bin/"
-WORKERS = ("newsletter-worker-transactional.service", "newsletter-worker-bulk.service")
+WORKERS = ("newsletter-worker-transactional.service", "newsletter-worker-bulk.service",
+           "newsletter-worker-webhooks.service")
 
 
 def unit(path: Path) -> dict[str, list[str]]:
@@ -92,7 +93,7 @@ def test_workers_have_their_own_node_names_and_consume_every_queue():
         command = one(DEPLOY / name, "ExecStart").split()
         nodes.append(command[command.index("-n") + 1])
         queues |= set(command[command.index("-Q") + 1].split(","))
-    assert nodes == ["transactional@%%H", "bulk@%%H"]  # %% is a literal % in a unit
+    assert nodes == ["transactional@%%H", "bulk@%%H", "webhooks@%%H"]  # %% is a literal % in a unit
     default_prefix = load_settings({})["TASK_QUEUE"]
     assert queues == {jobs.queue_name(default_prefix, job.queue)
                       for job in jobs.REGISTRY.values()}

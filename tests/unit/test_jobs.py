@@ -24,6 +24,8 @@ STABLE_NAMES = {
     "workers.tasks.poll_bounce_mailbox", "workers.tasks.purge_bounce_reports",
     "workers.tasks.discard_stale_uploads", "workers.tasks.run_import",
     "workers.tasks.fail_stalled_imports", "workers.tasks.run_sequences",
+    "workers.tasks.deliver_webhook",
+    "workers.tasks.send_owed_webhooks",
 }
 
 

@@ -14,6 +14,7 @@ One blueprint, ``bp`` (endpoints ``admin.*``), with one access rule; both live i
 - ``subscribers``: readers, one reader's page, import, export and erasure
 - ``bounces``: reports not understood, reactivating a reader, resuming a guarded send
 - ``tokens``: API tokens (owners)
+- ``webhooks``: webhook endpoints, each one's delivery log and resending (owners)
 - ``audit``: the audit log (owners)
 - ``settings``: the site settings and mail texts (owners)
 
@@ -33,6 +34,7 @@ from newsletter.web.admin import (  # noqa: F401  (each registers its views on b
     subscribers,
     tokens,
     topics,
+    webhooks,
 )
 from newsletter.web.admin.access import bp
 
