@@ -592,3 +592,82 @@ def poll_feed(url: str):
     with unit_of_work():
         return poll.finish()
 
+
+
+# --- webhook receivers -----------------------------------------------------------------------
+
+class WebhookReceiver:
+    """A real HTTP server in a thread that receives webhook POSTs.
+
+    ``answer(receiver, request)`` decides each reply and returns (status, body) or
+    None to hang until the receiver stops; every request is kept in ``requests`` as
+    {"headers", "body", "status"}. Use as a context manager."""
+
+    def __init__(self, answer=None, host: str = "127.0.0.1"):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+        self.answer = answer or (lambda receiver, request: (200, b"ok"))
+        self.requests: list[dict] = []
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = {"headers": dict(self.headers), "body": body, "path": self.path}
+                with receiver.lock:
+                    receiver.requests.append(request)
+                reply = receiver.answer(receiver, request)
+                if reply is None:
+                    receiver.stopping.wait()
+                    return
+                status, payload, *extra = reply
+                request["status"] = status
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(payload)))
+                    for name, value in (extra[0] if extra else {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_port}/hook"
+
+    def __enter__(self) -> WebhookReceiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def events(self) -> list[dict]:
+        import json
+
+        with self.lock:
+            return [{**json.loads(r["body"]), "_status": r.get("status")}
+                    for r in self.requests]
+
+
+def webhook_signature_valid(secret: str, headers: dict, body: bytes,
+                            tolerance: int = 300) -> bool:
+    """What a receiver checks: docs/webhooks.md's snippet, written out independently."""
+    import hashlib
+    import hmac
+
+    fields = dict(part.split("=", 1) for part in headers["Newsletter-Signature"].split(","))
+    expected = hmac.new(secret.encode(), fields["t"].encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+    return (abs(time.time() - int(fields["t"])) <= tolerance
+            and hmac.compare_digest(expected, fields["v1"]))

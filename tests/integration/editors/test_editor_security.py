@@ -258,6 +258,9 @@ EXPECTED = {
     "admin.sequence_step_edit": EDITOR, "admin.sequence_step_move": EDITOR,
     "admin.sequence_step_preview": EDITOR, "admin.sequence_step_test": EDITOR,
     "api.list_sequences": "sequences:read",
+    "admin.webhooks_page": OWNER, "admin.webhook_log": OWNER, "admin.webhook_resend": OWNER,
+    "admin.webhook_enable": OWNER, "admin.webhook_remove": OWNER,
+    "api.list_webhooks": "webhooks:read", "api.create_webhook": "webhooks:write",
 }
 
 
