@@ -275,3 +275,31 @@ def test_resend_sends_the_same_event_again(hooks):
         [again] = delivery_rows(app)
     assert again.status is WebhookDeliveryStatus.DELIVERED and again.attempts == 2
     assert [e["id"] for e in receiver.events()] == [receiver.events()[0]["id"]] * 2
+
+
+def test_the_sweeper_publishes_deliveries_whose_task_was_lost(hooks):
+    """Written on a bare connection (the send's autocommit path) or with a task that
+    never arrived: beat's sweep owes them once they are past the grace period."""
+    from newsletter.webhooks import deliveries
+
+    app = hooks
+    with WebhookReceiver() as receiver:
+        add_endpoint(app, receiver.url, ["subscriber.bounced"])
+        with app.app_context():
+            with unit_of_work():
+                reader = join("bare@example.com")
+            with db.engine.begin() as connection:
+                assert status.change_on(connection, reader, status.Change.BOUNCE,
+                                        status.Origin(ConsentSource.BOUNCE), detail="550")
+            assert deliveries.owed_ids() == []  # fresh: its own task may still come
+            with time_machine.travel(utcnow() + timedelta(minutes=2), tick=True):
+                owed = deliveries.owed_ids()
+                assert len(owed) == 1
+                assert deliveries.enqueue_owed() == 1
+            db.session.remove()
+        deliver_in_process(app)
+        [row] = delivery_rows(app)
+    assert row.status is WebhookDeliveryStatus.DELIVERED
+    [event] = receiver.events()
+    assert event["type"] == "subscriber.bounced"
+    assert event["data"]["subscriber"]["email"] == "bare@example.com"
