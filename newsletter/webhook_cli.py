@@ -10,6 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter.db import unit_of_work
+from newsletter.editors import audit
 from newsletter.webhooks import endpoints
 from newsletter.webhooks.events import EVENT_TYPES
 
@@ -27,6 +28,8 @@ def add(url: str, events: str, secret: str | None):
     try:
         with unit_of_work():
             endpoint, generated = endpoints.add(url, events, secret)
+            audit.record(audit.CLI, "webhook_add", target=f"webhook {endpoint.id}",
+                         detail=endpoint.url)
     except endpoints.WebhookError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"webhook {endpoint.id}: {endpoint.url} ({', '.join(endpoint.events)})")
@@ -47,6 +50,8 @@ def remove(endpoint_id: int):
     """Remove an endpoint and its delivery log."""
     with unit_of_work():
         removed = endpoints.remove(endpoint_id)
+        if removed:
+            audit.record(audit.CLI, "webhook_remove", target=f"webhook {endpoint_id}")
     if not removed:
         raise click.ClickException(f"no webhook endpoint {endpoint_id}")
     click.echo(f"removed webhook {endpoint_id}")
@@ -57,6 +62,8 @@ def reseal():
     """Re-encrypt every signing secret with NEWSLETTER_TOTP_KEY (after a key rotation)."""
     with unit_of_work():
         done, unreadable = endpoints.reseal_all()
+        audit.record(audit.CLI, "webhook_reseal",
+                     detail=f"{done} resealed, {unreadable} unreadable")
     click.echo(f"resealed {done} secret(s); {unreadable} open with no configured key")
     if unreadable:
         raise SystemExit(1)
