@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -159,7 +160,26 @@ def wrk(port: int, seconds: int, connections: int, script: Path, *args: str) -> 
     if args:
         command += ["--", *args]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return parse_wrk(result.stdout)
+    figures = parse_wrk(result.stdout)
+    errors = re.search(r"Socket errors: (.*)", result.stdout)
+    figures["socket_errors"] = errors.group(1) if errors else "none"
+    return figures
+
+
+def wait_for_workers(port: int, workers: int, timeout: float = 120) -> None:
+    """gunicorn listens before its workers have imported the app: on a busy machine
+    that takes seconds, which a short wrk run would count as no requests at all."""
+    import urllib.request
+
+    deadline, answered = time.monotonic() + timeout, 0
+    while answered < workers * 4:
+        if time.monotonic() > deadline:
+            sys.exit(f"gunicorn on port {port} did not answer within {timeout:g} s")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz/live", timeout=5):
+                answered += 1
+        except OSError:
+            time.sleep(0.2)
 
 
 def run(label: str, env: dict, args, token: str, first_id: int) -> None:
@@ -167,6 +187,7 @@ def run(label: str, env: dict, args, token: str, first_id: int) -> None:
     server = gunicorn("newsletter:create_app()", port, args.workers, 1, env)
     span = args.readers // 3
     try:
+        wait_for_workers(port, args.workers)
         wrk(port, 2, args.connections, SUBSCRIBE_LUA)  # warm up
         for name, figures in (
                 ("subscribe", wrk(port, args.duration, args.connections, SUBSCRIBE_LUA)),
@@ -174,7 +195,8 @@ def run(label: str, env: dict, args, token: str, first_id: int) -> None:
                                     str(first_id), str(span), token))):
             print(f"{label:<18} {name:<12} {figures['rps']:>7.0f} req/s   "
                   f"p50 {figures['p50']:>7.2f} ms   p99 {figures['p99']:>7.2f} ms   "
-                  f"non-2xx {figures['non_2xx']}", flush=True)
+                  f"non-2xx {figures['non_2xx']}   socket errors {figures['socket_errors']}",
+                  flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
