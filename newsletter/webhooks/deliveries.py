@@ -144,8 +144,9 @@ def finish(attempt: Attempt, answer: Answer) -> float | None:
                  next_attempt_at=None, **seen):
             endpoints.delivered(attempt.endpoint_id)
         return None
-    delivery = db.session.get(WebhookDelivery, attempt.delivery_id)
-    db.session.refresh(delivery)
+    delivery = db.session.get(WebhookDelivery, attempt.delivery_id, populate_existing=True)
+    if delivery is None or delivery.claim != attempt.claim:
+        return None  # its endpoint was removed meanwhile, or our lease ran out
     window = timedelta(seconds=current_app.config["WEBHOOK_RETRY_WINDOW"])
     delay = retry_delay(delivery.attempts)
     error = answer.error or "failed"
@@ -164,9 +165,8 @@ def finish(attempt: Attempt, answer: Answer) -> float | None:
 
 
 def _disable_if_failing_too_long(endpoint_id: int, now: datetime, window: timedelta) -> None:
-    endpoint = db.session.get(WebhookEndpoint, endpoint_id)
-    db.session.refresh(endpoint)
-    if endpoint.failing_since is None or endpoint.failing_since > now - window:
+    endpoint = db.session.get(WebhookEndpoint, endpoint_id, populate_existing=True)
+    if endpoint is None or endpoint.failing_since is None or endpoint.failing_since > now - window:
         return
     hours = window.total_seconds() / 3600
     if not endpoints.disable(endpoint_id, f"every attempt failed for {hours:g} h"):

@@ -120,9 +120,13 @@ def test_each_event_is_accepted_once_signed_with_the_same_id_on_retry(hooks, cel
             return len(accepted) >= sum(expected.values()) and accepted
 
         accepted = wait_until(all_accepted, timeout=60, what=lambda: receiver.events())
-        with app.app_context():
-            rows = {row.status for row in db.session.scalars(select(WebhookDelivery))}
-        assert rows == {WebhookDeliveryStatus.DELIVERED}
+
+        def statuses():
+            with app.app_context():
+                return {row.status for row in db.session.scalars(select(WebhookDelivery))}
+
+        # The receiver answers before the worker records the answer.
+        wait_until(lambda: statuses() == {WebhookDeliveryStatus.DELIVERED}, what=statuses)
     assert Counter(event["type"] for event in accepted) == expected
     by_id = defaultdict(list)
     for request in receiver.requests:
@@ -303,3 +307,24 @@ def test_the_sweeper_publishes_deliveries_whose_task_was_lost(hooks):
     [event] = receiver.events()
     assert event["type"] == "subscriber.bounced"
     assert event["data"]["subscriber"]["email"] == "bare@example.com"
+
+
+def test_an_endpoint_removed_during_an_attempt_loses_its_answer_quietly(hooks):
+    from newsletter.webhooks import deliveries
+    from newsletter.webhooks.sender import Answer
+
+    app = hooks
+    endpoint_id = add_endpoint(app, "http://127.0.0.1:9/hook", ["subscriber.confirmed"])
+    with app.app_context():
+        with unit_of_work():
+            join("gone@example.com")
+        delivery_id = db.session.scalar(select(WebhookDelivery.id))
+        with unit_of_work():
+            attempt = deliveries.claim(delivery_id)
+        assert attempt is not None
+        with unit_of_work():
+            assert deliveries.claim(delivery_id) is None  # taken: a duplicate task stops
+            assert endpoints.remove(endpoint_id)
+        with unit_of_work():
+            assert deliveries.finish(attempt, Answer(False, 500, 12, "HTTP 500")) is None
+        assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
