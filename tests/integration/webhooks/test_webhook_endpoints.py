@@ -148,3 +148,41 @@ def _csrf(client) -> str:
 
     page = client.get("/admin/webhooks").get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_the_log_page_resends_and_enables(app, clean_state):
+    from newsletter.mail.addresses import check_email
+    from newsletter.models import ConsentSource, WebhookDelivery, WebhookDeliveryStatus
+    from newsletter.readers import status
+    from newsletter.webhooks import endpoints
+
+    app.config["WEBHOOK_ALLOW_PRIVATE"] = True
+    owner = session_client(app, add_editor(app, "owner@example.com", "owner"))
+    with app.app_context():
+        with unit_of_work():
+            endpoint, _ = endpoints.add("http://127.0.0.1:9/hook", ["subscriber.confirmed"])
+            status.enter(check_email("ada@example.com"), None, status.Change.JOIN_CONFIRMED,
+                         status.Origin(ConsentSource.API))
+        endpoint_id = endpoint.id
+        delivery = db.session.scalars(select(WebhookDelivery)).one()
+        delivery_id = delivery.id
+        delivery.status = WebhookDeliveryStatus.FAILED  # as if given up
+        db.session.commit()
+    token = _csrf(owner)
+    wrong = owner.post(f"/admin/webhooks/{endpoint_id + 1}/deliveries/{delivery_id}/resend",
+                       data={"csrf_token": token})  # another endpoint's path: refused
+    assert wrong.status_code == 302
+    with app.app_context():
+        assert db.session.get(WebhookDelivery, delivery_id).status is WebhookDeliveryStatus.FAILED
+    page = owner.post(f"/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend",
+                      data={"csrf_token": token}, follow_redirects=True)
+    assert b"Queued again" in page.data and b"pending" in page.data
+    with app.app_context(), unit_of_work():
+        endpoints.disable(endpoint_id, "every attempt failed for 24 h")
+    page = owner.get(f"/admin/webhooks/{endpoint_id}")
+    assert b"every attempt failed for 24 h" in page.data
+    enabled = owner.post(f"/admin/webhooks/{endpoint_id}/enable", data={"csrf_token": token},
+                         follow_redirects=True)
+    assert b"Endpoint enabled" in enabled.data
+    no_token = owner.post(f"/admin/webhooks/{endpoint_id}/remove")
+    assert no_token.status_code == 400 and stored(app) == 1  # CSRF
