@@ -50,7 +50,7 @@ def send(mail_id: int) -> None:
                                              token=invites.make_invite_token(editor))
     elif mail.kind == EditorMailKind.WEBHOOK_DISABLED:
         context["webhooks_url"] = external_url("admin.webhooks_page")
-        context["window_hours"] = f"{config['WEBHOOK_RETRY_WINDOW'] / 3600:g}"
+        context["window_hours"] = f"{current_app.config['WEBHOOK_RETRY_WINDOW'] / 3600:g}"
     rendered = render_mail(f"editor_{mail.kind.value}", **context)
     message = build_message(rendered, mail_from=site_settings.mail_from(), to_email=editor.email)
     result = current_app.extensions["smtp"].deliver_message(message)

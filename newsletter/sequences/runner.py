@@ -48,6 +48,7 @@ from newsletter.queue import enqueue_after_commit
 from newsletter.sequences import enrolment
 from newsletter.sequences.enrolment import Move
 from newsletter.sequences.steps import steps_of
+from newsletter.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 CHUNK = 1000  # enrolments read and moved at a time
@@ -115,10 +116,21 @@ def _advance(sequence_id: int, steps: list[SequenceStep]) -> int:
 
 
 def steps_sent(step_id: int, subscriber_ids: list[int]) -> None:
-    """The seam for ``sequence.step_sent`` events: called in the transaction that moves
-    these readers past a step the ledger recorded sent. An event outbox, once there,
-    writes its rows here."""
+    """``sequence.step_sent`` events, one per reader, in the transaction that moves
+    these readers past a step the ledger recorded sent."""
     log.info("sequence step %s sent to %d reader(s)", step_id, len(subscriber_ids))
+    if not webhook_events.listened(webhook_events.SEQUENCE_STEP_SENT):
+        return
+    step = db.session.get(SequenceStep, step_id)
+    sequence = db.session.get(Sequence, step.sequence_id)
+    emails = dict(db.session.execute(select(Subscriber.id, Subscriber.email).where(
+        Subscriber.id.in_(subscriber_ids))).all())
+    for subscriber_id in subscriber_ids:
+        webhook_events.record(webhook_events.SEQUENCE_STEP_SENT, {
+            "sequence": {"id": sequence.id, "name": sequence.name},
+            "step": {"id": step.id, "position": step.position, "subject": step.subject},
+            "subscriber": {"id": subscriber_id, "email": emails.get(subscriber_id)},
+        }, subscriber_id=subscriber_id)
 
 
 def _queue_due(sequence_id: int, steps: list[SequenceStep],

@@ -43,6 +43,12 @@ def _listening(executor, event_type: str) -> list[int]:
     return [endpoint_id for endpoint_id, wanted in rows if event_type in (wanted or [])]
 
 
+def listened(event_type: str) -> bool:
+    """Whether any enabled endpoint wants ``event_type``: lets a caller skip building
+    payloads nobody will get."""
+    return bool(_listening(db.session, event_type))
+
+
 def record(event_type: str, data: dict[str, Any], *, subscriber_id: int | None = None,
            connection: Connection | None = None) -> int | None:
     """Owe ``event_type`` with ``data`` (JSON-serialisable) to every endpoint that listens;

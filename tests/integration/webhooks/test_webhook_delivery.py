@@ -328,3 +328,26 @@ def test_an_endpoint_removed_during_an_attempt_loses_its_answer_quietly(hooks):
         with unit_of_work():
             assert deliveries.finish(attempt, Answer(False, 500, 12, "HTTP 500")) is None
         assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+
+
+def test_a_sequence_step_sent_owes_one_event_per_reader(hooks):
+    from newsletter.sequences import runner, steps
+
+    app = hooks
+    with WebhookReceiver() as receiver:
+        add_endpoint(app, receiver.url, ["sequence.step_sent"])
+        with app.app_context():
+            with unit_of_work():
+                steps.create_sequence("welcome")
+                step = steps.add_step("welcome", "0s", "Welcome aboard", "Hello **there**.")
+                readers = [join("one@example.com"), join("two@example.com")]
+            with unit_of_work():
+                runner.steps_sent(step.id, readers)
+            step_id = step.id
+        deliver_in_process(app)
+    events_seen = receiver.events()
+    assert sorted(e["data"]["subscriber"]["email"] for e in events_seen) == [
+        "one@example.com", "two@example.com"]
+    assert {e["type"] for e in events_seen} == {"sequence.step_sent"}
+    assert {(e["data"]["sequence"]["name"], e["data"]["step"]["id"]) for e in events_seen} == {
+        ("welcome", step_id)}
