@@ -269,6 +269,8 @@ def import_subscribers(file, consent: str | None, dry_run: bool, wait: bool, her
         raise click.ClickException(job.error or "the import failed")
     for line, value, reason in subscriber_lists.sample_lines(job.invalid_sample)[:50]:
         click.echo(f"line {line}: {value!r}: {reason}", err=True)
+    for line, value, reason in (job.topic_note_sample or [])[:50]:
+        click.echo(f"line {line}: {value!r}: {reason}", err=True)
     verb = "would add" if dry_run else "added"
     click.echo(f"{verb} {job.valid}, duplicates {job.duplicates}, "
                f"invalid {job.invalid_count}")

@@ -103,26 +103,21 @@ document.addEventListener("DOMContentLoaded", function () {
 });
 
 // The article form: the body as it will be stored (rendered and sanitised by the
-// server), shown while the editor types.
+// server), shown while the editor types. The form is posted into the preview frame,
+// whose document has a policy of its own (https images show there, not here).
 document.addEventListener("DOMContentLoaded", function () {
   const body = document.getElementById("body");
   const preview = document.getElementById("preview");
   if (!body || !preview || !body.dataset.previewUrl) return;
   const form = body.form;
   let timer = null;
-  async function refresh() {
-    try {
-      const response = await fetch(body.dataset.previewUrl, {
-        method: "POST", body: new FormData(form), headers: {Accept: "application/json"}});
-      const answer = await response.json();
-      if (answer.html !== undefined) {
-        preview.innerHTML = answer.html;  // sanitised by nh3 on the server
-      } else {
-        preview.textContent = answer.error || "The preview is not available.";
-      }
-    } catch (error) {
-      preview.textContent = "The preview is not available.";
-    }
+  function refresh() {
+    // A plain submit() fires no submit event, so no confirm or submit-once handler runs.
+    const [action, target] = [form.action, form.target];
+    form.action = body.dataset.previewUrl;
+    form.target = preview.name;
+    form.submit();
+    [form.action, form.target] = [action, target];
   }
   function later() {
     clearTimeout(timer);

@@ -86,6 +86,15 @@ def get_topic(slug: str) -> Topic | None:
     return db.session.scalar(select(Topic).where(Topic.slug == str(slug)))
 
 
+def unknown_slugs(slugs: Iterable[str]) -> list[str]:
+    """The slugs among ``slugs`` that name no topic (a preview names them and goes on)."""
+    wanted = list(dict.fromkeys(str(slug).strip() for slug in slugs if str(slug).strip()))
+    if not wanted:
+        return []
+    found = set(db.session.scalars(select(Topic.slug).where(Topic.slug.in_(wanted))))
+    return [slug for slug in wanted if slug not in found]
+
+
 def topics_by_slugs(slugs: Iterable[str]) -> list[Topic]:
     """The topics named, in topic order; TopicError names any slug that is not a topic."""
     wanted = list(dict.fromkeys(str(slug).strip() for slug in slugs if str(slug).strip()))

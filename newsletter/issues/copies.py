@@ -60,15 +60,36 @@ def audience(cadence: Cadence | None) -> list:
     return conditions
 
 
+MAX_SUBJECT = 300  # the subject column's length
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: whole, or cut after the last whole word
+    that fits, with "…" (a single word longer than half the room is cut inside)."""
+    if len(text) <= limit:
+        return text
+    room = text[:limit - 1]
+    space = room.rfind(" ")
+    if space > limit // 2:
+        room = room[:space]
+    return room.rstrip(" ,;:.-–—") + "…"
+
+
 def default_subject(articles: list[Article]) -> str:
+    """"SITE: first title" (and "and N more"), the title cut at a word so the count and
+    the site's name always show."""
     site = site_settings.current().site_name
-    if len(articles) == 1:
-        return f"{site}: {articles[0].title}"
-    return f"{site}: {articles[0].title} and {len(articles) - 1} more"
+    head = f"{site}: "
+    tail = "" if len(articles) == 1 else f" and {len(articles) - 1} more"
+    title = clean_text(articles[0].title)
+    room = MAX_SUBJECT - len(head) - len(tail)
+    if room > 20:
+        title = cut_at_word(title, room)
+    return cut_at_word(head + title + tail, MAX_SUBJECT)
 
 
 def clean_subject(text: str) -> str:
-    return clean_text(text)[:300]
+    return cut_at_word(clean_text(text), MAX_SUBJECT)
 
 
 def sections(articles: list[Article], topic_ids: Iterable[int],

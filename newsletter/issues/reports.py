@@ -25,6 +25,10 @@ def subscribers_by_status() -> dict[str, int]:
     for status, count in db.session.execute(
             select(Subscriber.status, func.count()).group_by(Subscriber.status)):
         counts[status.value] = count
+    # Confirmed readers on a break: counted among the active, and apart, so an editor
+    # sees why fewer digests go out than there are confirmed readers.
+    counts["paused"] = db.session.scalar(select(func.count()).select_from(Subscriber).where(
+        Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.paused_until > utcnow()))
     return counts
 
 

@@ -271,6 +271,9 @@ class ImportJob(db.Model):
     # The first 200 [line, value, why] of each kind (before 0011: invalid as [line, why]).
     invalid_sample: Mapped[list] = mapped_column(JSON, default=list)
     duplicate_sample: Mapped[list] = mapped_column(JSON, default=list)
+    # Rows imported with a topic slug left out (it names no topic): [line, value, why].
+    topic_note_sample: Mapped[list | None] = mapped_column(JSON, default=list)
+    topic_note_count: Mapped[int] = mapped_column(default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Written at the claim and with each chunk's progress: the stalled-job sweeper's clock.

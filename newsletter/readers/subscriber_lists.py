@@ -1,7 +1,9 @@
 """Moving whole lists in and out as CSV.
 
 Columns: ``email`` (required), ``name`` and ``topics`` (topic slugs separated by
-``;``, empty = everything); export writes the same columns and more."""
+``;``, empty = everything); export writes the same columns and more. A slug that is no
+topic does not cost the row its address: the reader is imported with the slugs that
+are topics, and the report names the one left out."""
 
 from __future__ import annotations
 
@@ -75,11 +77,19 @@ class ImportReport:
     # The first SAMPLE_KEPT of each: (line, the value as given, why).
     invalid: list[tuple[int, str, str]] = field(default_factory=list)
     duplicate_lines: list[tuple[int, str, str]] = field(default_factory=list)
+    # Rows kept with a topic slug left out: the first SAMPLE_KEPT and how many.
+    topic_notes: list[tuple[int, str, str]] = field(default_factory=list)
+    topic_note_count: int = 0
 
     def note_invalid(self, line: int, value: object, why: str) -> None:
         self.invalid_count += 1
         if len(self.invalid) < SAMPLE_KEPT:
             self.invalid.append((line, quoted(value), why))
+
+    def note_topic(self, line: int, value: object, why: str) -> None:
+        self.topic_note_count += 1
+        if len(self.topic_notes) < SAMPLE_KEPT:
+            self.topic_notes.append((line, quoted(value), why))
 
     def note_duplicate(self, line: int, value: object, why: str) -> None:
         self.duplicates += 1
@@ -151,10 +161,12 @@ def import_stream(stream: IO[bytes], consent: str | None, *,
             try:
                 address = check_email(row.get("email"))
                 name = check_name(row.get("name"))
-                chosen = _row_topics(row.get("topics"), topic_ids)
-            except (InvalidAddress, UnknownTopic) as error:
+            except InvalidAddress as error:
                 report.note_invalid(line, row.get("email"), str(error))
                 continue
+            chosen, unknown = _row_topics(row.get("topics"), topic_ids)
+            if unknown:
+                report.note_topic(line, row.get("email"), _left_out(unknown, chosen))
             if address.normalized in chunk:
                 report.note_duplicate(line, address.given, TWICE)
                 continue
@@ -171,16 +183,18 @@ def import_stream(stream: IO[bytes], consent: str | None, *,
 
 
 TWICE, KNOWN = "twice in the file", "already known"
-class UnknownTopic(ValueError):
-    """A row names a topic slug that is not a topic."""
-
-
-def _row_topics(cell: str | None, topic_ids: dict[str, int]) -> list[int]:
+def _row_topics(cell: str | None, topic_ids: dict[str, int]) -> tuple[list[int], list[str]]:
+    """The row's topics, and the slugs in it that are no topic."""
     slugs = [slug.strip() for slug in (cell or "").split(";") if slug.strip()]
     unknown = [slug for slug in slugs if slug not in topic_ids]
-    if unknown:
-        raise UnknownTopic(f"unknown topic {unknown[0][:64]!r}")
-    return sorted({topic_ids[slug] for slug in slugs})
+    return sorted({topic_ids[slug] for slug in slugs if slug in topic_ids}), unknown
+
+
+def _left_out(unknown: list[str], chosen: list[int]) -> str:
+    named = ", ".join(f"{slug[:64]!r}" for slug in unknown[:3])
+    more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+    kept = "with its other topics" if chosen else "with every topic (none left)"
+    return f"unknown topic {named}{more}: left out, the reader is kept {kept}"
 
 
 def _flush(chunk: dict, consent, report: ImportReport, pacer, seen) -> None:
@@ -336,6 +350,8 @@ def import_job_steps(job_id: int) -> Iterator[None]:
         values.update(status=ImportStatus.DONE, rows_done=report.rows,
                       bytes_done=job.total_bytes, valid=report.valid,
                       duplicates=report.duplicates, invalid_count=report.invalid_count,
+                      topic_note_count=report.topic_note_count,
+                      topic_note_sample=[list(item) for item in report.topic_notes],
                       invalid_sample=[list(item) for item in report.invalid],
                       duplicate_sample=[list(item) for item in report.duplicate_lines])
     values["finished_at"] = utcnow()

@@ -67,6 +67,18 @@ MAIL_POLICY = {
                "allow-top-navigation-by-user-activation",
 }
 
+# The article form's preview document: the sanitised body as it will look, with the
+# images it links (https only); nothing else of the workspace loosens its policy.
+ARTICLE_PREVIEW_POLICY = {
+    "default-src": "'none'",
+    "style-src": "'unsafe-inline'",
+    "img-src": "https: data:",
+    "form-action": "'none'",
+    "base-uri": "'none'",
+    "frame-ancestors": "'self'",
+    "sandbox": "allow-popups allow-popups-to-escape-sandbox",
+}
+
 
 HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(:(?P<port>[0-9]{1,5}))?")
@@ -243,6 +255,13 @@ def mail_document(html: str, *, framed_by_self: bool = False) -> Response:
         policy["frame-ancestors"] = "'self'"
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = policy_header(policy)
+    return response
+
+
+def article_preview_document(html: str, status: int = 200) -> Response:
+    """A sanitised article body as a sandboxed page of its own, under the preview policy."""
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = policy_header(ARTICLE_PREVIEW_POLICY)
     return response
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 
 from newsletter import jobs
 from newsletter.content import articles, topics
@@ -16,17 +17,18 @@ from newsletter.models import Article, ArticleSource, Role
 from newsletter.queue import send_task_now
 from newsletter.web.admin.access import allow, audit_action, bp, local_path
 from newsletter.web.common import newsletter_zone
+from newsletter.web.security import article_preview_document
 
 
 @bp.get("/articles")
 @allow(Role.AUTHOR)
 def articles_page():
-    query = request.args.get("q", "")
+    query = request.args.get("q", "")[:254]  # as the search box's maxlength
     return render_template("admin/articles.html", query=query,
                            articles=reports.search_articles(query))
 
 
-LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> shows
+LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"  # the date and time fields, joined by a T
 
 
 def _local_input(moment: datetime) -> str:
@@ -45,15 +47,24 @@ def _published_at(value: str, article: Article | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=newsletter_zone())
 
 
+def _typed_published_at(form) -> str:
+    """The date and time fields as one ISO value (the date alone: midnight); a client
+    that posts ``published_at`` in one piece still may."""
+    day, time = form.get("published_date", "").strip(), form.get("published_time", "").strip()
+    if not (day or time):
+        return form.get("published_at", "")
+    return f"{day}T{time or '00:00'}"
+
+
 def _article_form(article: Article | None) -> tuple[ArticleInput, list[str]]:
     """The form as an article, and the problems only the form can have."""
     form, problems = request.form, []
     try:
-        published_at = _published_at(form.get("published_at", ""), article)
+        published_at = _published_at(_typed_published_at(form), article)
     except ValueError:
         published_at = None
-        problems.append("Give the publication time as a date and time, e.g. "
-                        "2026-11-28 14:34, or leave it empty.")
+        problems.append("Give the publication time as a date (YYYY-MM-DD) and a 24-hour "
+                        "time (HH:MM), e.g. 2026-11-28 and 14:34, or leave both empty.")
     body, is_markdown = form.get("body", ""), form.get("body_format") != "html"
     data = ArticleInput(
         title=form.get("title", ""), url=form.get("url", ""), summary=form.get("summary", ""),
@@ -72,7 +83,8 @@ def _article_page(article: Article | None, problems: list[str] = ()):
     elif article is not None:
         value = {"title": article.title, "url": article.url, "summary": article.summary,
                  "categories": ", ".join(article.categories), "author": article.author or "",
-                 "published_at": _local_input(article.published_at),
+                 "published_date": _local_input(article.published_at)[:10],
+                 "published_time": _local_input(article.published_at)[11:],
                  "body_format": "html" if article.body_markdown is None else "markdown",
                  "body": article.body_html if article.body_markdown is None
                  else article.body_markdown}
@@ -136,19 +148,29 @@ def _topic_ids(values: list[str]) -> list[int] | None:
     return [known[value] for value in values]
 
 
+PREVIEW_PAGE = Markup(
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Preview</title>'
+    '<style>body{{margin:.5rem .9rem;font:15px/1.5 system-ui,sans-serif;color:#1d2433;'
+    'overflow-wrap:anywhere}}img{{max-width:100%;height:auto}}pre{{white-space:pre-wrap}}'
+    '.error{{color:#b42318}}</style></head><body>{}</body></html>')
+
+
 @bp.post("/articles/preview")
 @allow(Role.AUTHOR)
 def preview_article():
-    """The edit form's live preview: the body as it would be stored (sanitised)."""
+    """The edit form's live preview: the body as it would be stored (sanitised), as a
+    document for the form's frame. Its own policy lets https images show, which the
+    workspace's pages do not; a body refused says why in the frame, with a 400."""
     body = request.form.get("body", "")
-    too_big = articles.body_too_big(body)
-    if too_big:
-        return jsonify(error=too_big), 400
-    try:
-        html = articles.render_body(body, request.form.get("body_format") != "html")
-    except InvalidArticle as error:
-        return jsonify(error=str(error)), 400
-    return jsonify(html=html)
+    problem = articles.body_too_big(body)
+    if not problem:
+        try:
+            html = articles.render_body(body, request.form.get("body_format") != "html")
+            return article_preview_document(PREVIEW_PAGE.format(Markup(html)))
+        except InvalidArticle as error:
+            problem = str(error)
+    return article_preview_document(
+        PREVIEW_PAGE.format(Markup('<p class="error">{}</p>').format(problem)), 400)
 
 
 @bp.post("/articles/<int:article_id>/exclude")

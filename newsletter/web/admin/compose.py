@@ -3,10 +3,12 @@ sending it now or scheduling it (each after a confirmation page)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from markupsafe import Markup
 
 from newsletter.content import topics
 from newsletter.db import unit_of_work
@@ -32,21 +34,45 @@ def _slugs(text: str) -> list[str]:
 
 
 def _preview(form: dict[str, str]):
-    """The next issue as the form says, as a reader of its topics if it names any (a
-    topic that is unknown or has nothing new: the whole issue, and the page says why)."""
+    """The next issue as the form says, as a reader of its topics if it names any,
+    and a note when that could not be honoured: whatever is typed (a half-typed slug, a
+    topic with nothing new) the whole issue is shown and the note names why."""
     subject, intro, headline = form["subject"] or None, form["intro"], form["headline"]
+    slugs = _slugs(form["as_topics"])
+    unknown = topics.unknown_slugs(slugs)
+    notes = [f"unknown topic {slug[:64]!r}" for slug in unknown[:5]]
     try:
-        return digests.preview(subject, intro, headline, _slugs(form["as_topics"]))
+        preview = digests.preview(subject, intro, headline,
+                                  [slug for slug in slugs if slug not in unknown])
     except topics.TopicError as error:
-        flash(str(error), "error")
-        return digests.preview(subject, intro, headline)
+        notes.append(str(error))
+        preview = digests.preview(subject, intro, headline)
+    note = None
+    if notes:
+        note = "Previewed as the whole issue: " + "; ".join(notes)
+    return preview, note
+
+
+def _with_note(html: str, note: str | None) -> str:
+    """The preview's HTML with the note on top, inside the body."""
+    if not note:
+        return html
+    banner = Markup('<p role="note" style="margin:0;padding:8px 12px;background:#fffaeb;'
+                    'color:#7a2e0e;font:14px/1.4 sans-serif;border-bottom:1px solid #fedf89">'
+                    '{}</p>').format(note)
+    match = re.search(r"<body[^>]*>", html, re.IGNORECASE)
+    at = match.end() if match else 0
+    return html[:at] + banner + html[at:]
 
 
 def _compose_page(form: dict[str, str], status: int = 200):
     text = {name: form[name] for name in ("subject", "headline", "intro")}
+    preview, note = _preview(form)
+    if note:
+        flash(note, "error")
     back = url_for("admin.digests_page", **{k: v for k, v in text.items() if v})
     return render_template("admin/digests.html", form=form, back=back,
-                           preview=_preview(form),
+                           preview=preview,
                            upcoming=digests.new_articles(), zone=newsletter_zone().key,
                            default_headline=digests.default_headline(),
                            issues=reports.recent_issues(20), drafts=digests.drafts()), status
@@ -68,17 +94,19 @@ def digest_preview():
     with ``part=text`` the text part the page shows beside it. The page's script POSTs
     the compose form itself: a long intro does not fit in a URL."""
     form = compose_form(request.form if request.method == "POST" else request.args)
-    try:
-        preview = digests.preview(form["subject"] or None, form["intro"], form["headline"],
-                                  _slugs(form["as_topics"]))
-    except topics.TopicError:
-        abort(400)  # the compose page says why, beside the frame
+    preview, note = _preview(form)
+    text_part = request.args.get("part") == "text"
     if preview is None:
-        abort(404)
-    if request.args.get("part") == "text":
-        return Response(f"Subject: {preview.subject}\n\n{preview.text}",
+        nothing = "Nothing new since the last issue: there is nothing to preview."
+        if text_part:
+            return Response(nothing, mimetype="text/plain")
+        return mail_document(str(Markup("<!doctype html><title>Preview</title><p>{}</p>")
+                                 .format(nothing)), framed_by_self=True)
+    if text_part:
+        head = f"[{note}]\n\n" if note else ""
+        return Response(f"{head}Subject: {preview.subject}\n\n{preview.text}",
                         mimetype="text/plain")
-    return mail_document(preview.html, framed_by_self=True)
+    return mail_document(_with_note(preview.html, note), framed_by_self=True)
 
 
 def parse_send_at(form: dict[str, str]) -> datetime:

@@ -19,12 +19,13 @@ from flask import (
 )
 from flask_login import current_user
 
+from newsletter.content import topics
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import reports
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.models import ConsentSource, Role, Subscriber, SubscriberStatus
-from newsletter.readers import privacy, subscriber_lists, subscriptions
+from newsletter.readers import preferences, privacy, subscriber_lists, subscriptions
 from newsletter.web.admin.access import allow, audit_action, bp, record_action
 from newsletter.web.common import request_origin
 from newsletter.web.security import MAX_ID
@@ -33,7 +34,7 @@ from newsletter.web.security import MAX_ID
 @bp.get("/subscribers")
 @allow(Role.EDITOR)
 def subscribers_page():
-    query, status = request.args.get("q", ""), request.args.get("status", "")
+    query, status = request.args.get("q", "")[:254], request.args.get("status", "")
     page = request.args.get("page", "1")
     # ASCII digits only ("²".isdigit() is true), and an offset the database can take.
     page_number = int(page) if page.isascii() and page.isdigit() and len(page) < 7 else 1
@@ -51,7 +52,8 @@ def import_subscribers():
     confirm to write. The request only stores the file and returns at once."""
     consent = request.form.get("consent", "").strip()[:1000] or None
     if request.method == "GET":
-        return render_template("admin/import.html", job=None, consent="")
+        return render_template("admin/import.html", job=None, consent="",
+                               topic_slugs=_topic_slugs())
     upload = request.form.get("upload")
     if upload:  # step two: the file checked in step one
         if not subscriber_lists.has_upload(upload):
@@ -67,7 +69,8 @@ def import_subscribers():
             subscriber_lists.check_header(head)
         except subscriber_lists.ListFileError as error:
             flash(str(error), "error")
-            return render_template("admin/import.html", job=None, consent=consent or ""), 400
+            return render_template("admin/import.html", job=None, consent=consent or "",
+                                   topic_slugs=_topic_slugs()), 400
         file.stream.seek(0)
         upload, dry_run = subscriber_lists.keep_upload(file.stream), True
     with unit_of_work():  # the job's task is published once it is committed
@@ -85,6 +88,10 @@ def import_job(job_id: int):
                            sample_lines=subscriber_lists.sample_lines)
 
 
+def _topic_slugs() -> list[str]:
+    return [topic.slug for topic in topics.list_topics()]
+
+
 MAX_NOTE = 1000  # a consent statement or an editor's note, as in the import
 
 
@@ -97,18 +104,22 @@ def _note(name: str) -> str | None:
 def add_subscriber():
     """One reader by hand, under the import's rules (consent, suppression, limits)."""
     if request.method == "GET":
-        return render_template("admin/subscriber_new.html", form={})
+        return _new_reader_page({}, [])
+    chosen_slugs = request.form.getlist("topics")
     try:
+        chosen = topics.topics_by_slugs(chosen_slugs)  # none ticked: every topic
         with unit_of_work():  # the mailbox's lock is held until this commits
             subscriber, owed = subscriptions.add_by_hand(
                 request.form.get("email", ""), request.form.get("name", ""), _note("consent"),
                 request_origin(ConsentSource.EDITOR))
+            if chosen:
+                topics.set_reader_topics(subscriber, chosen)
             record_action("subscriber_add", target=f"subscriber {subscriber.id}",
                           detail="as confirmed" if subscriber.confirmed_at else "pending")
-    except (InvalidAddress, subscriptions.SubscriberError) as error:
+    except (InvalidAddress, subscriptions.SubscriberError, topics.TopicError) as error:
         audit_action("subscriber_add", outcome="failed", detail=str(error))
         flash(str(error), "error")
-        return render_template("admin/subscriber_new.html", form=request.form), 400
+        return _new_reader_page(request.form, chosen_slugs), 400
     if subscriber.confirmed_at:
         flash("Reader added as confirmed.", "ok")
     elif owed:
@@ -117,6 +128,11 @@ def add_subscriber():
         flash("Reader added, but no confirmation was sent: this mailbox reached its limit "
               "of confirmation mails for now. Resend it later from this page.", "error")
     return redirect(url_for("admin.subscriber_page", subscriber_id=subscriber.id))
+
+
+def _new_reader_page(form, ticked: list[str]) -> str:
+    return render_template("admin/subscriber_new.html", form=form, ticked=set(ticked),
+                           all_topics=topics.list_topics())
 
 
 @bp.post("/subscribers/<int:subscriber_id>/edit")
@@ -241,4 +257,5 @@ def _subscriber_view(subscriber: Subscriber, form=None) -> str:
                            erased=subscriber.email_normalized.startswith(privacy.ERASED_PREFIX),
                            form=form or {"email": subscriber.email,
                                          "name": subscriber.name or ""},
-                           deliveries=reports.deliveries_of(subscriber.id))
+                           deliveries=reports.deliveries_of(subscriber.id),
+                           paused_until=preferences.pause_in_force(subscriber))

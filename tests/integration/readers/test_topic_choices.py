@@ -139,8 +139,9 @@ def test_csv_import_reads_topics_and_export_writes_them(app, client, two_topics)
     imported = runner.invoke(args=["subscribers", "import", "-", "--consent", "moved", "--here"],
                              input="email,name,topics\nada@example.com,Ada,us; asia\n"
                                    "bo@example.com,Bo,\ncy@example.com,Cy,asia;nope\n")
-    assert "added 2, duplicates 0, invalid 1" in imported.output
-    assert "line 4: 'cy@example.com': unknown topic 'nope'" in imported.output
+    assert "added 3, duplicates 0, invalid 0" in imported.output
+    assert "line 4: 'cy@example.com': unknown topic 'nope': left out" in imported.output
+    assert reader_choices(app, "cy@example.com")[0] == ["asia"]  # the row's address is kept
     assert reader_choices(app, "ada@example.com")[0] == ["asia", "us"]
     assert reader_choices(app, "bo@example.com")[0] == []
     exported = runner.invoke(args=["subscribers", "export"]).output.splitlines()
