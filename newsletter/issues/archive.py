@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nh3
 from flask import current_app
 from sqlalchemy import Select, and_, or_, select
 
@@ -103,6 +104,26 @@ def web_copy_html(digest_id: int, variant_id: int) -> str | None:
         return None
     return digests.render(digest, external_url("public.subscribe"), web_view=True,
                           variant=variant).html
+
+
+# The mail's HTML inline in the archive page: its structure, links and images, never
+# its layout (no style, width or height: the page's CSS lays it out at any width).
+INLINE_TAGS = {"div", "span", "table", "thead", "tbody", "tr", "td", "th", "center", "p",
+               "br", "hr", "a", "strong", "em", "b", "i", "u", "small", "ul", "ol", "li",
+               "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "figure", "figcaption",
+               "img", "code", "pre"}
+INLINE_ATTRIBUTES = {"*": {"class", "hidden", "aria-hidden", "lang", "dir"},
+                     "a": {"href", "title"}, "img": {"src", "alt", "title"},
+                     "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan"}}
+
+
+def web_view_inline(digest: Digest) -> str:
+    """The issue's body for the archive page: the mail sanitised by nh3 down to
+    structure (no script, style, head or personal links: it is the web view)."""
+    html = web_view_html(digest)
+    return nh3.clean(html, tags=INLINE_TAGS, attributes=INLINE_ATTRIBUTES,
+                     clean_content_tags={"script", "style", "title", "head"},
+                     url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
 
 
 def imported_article(slug: str) -> Article | None:

@@ -47,14 +47,19 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
-def bad_link_page(error: TokenInvalid, *, unsubscribe: bool = False):
-    """The page for a reader's link that does not work (400); a bad unsubscribe link
-    offers a fresh one by mail, not the subscribe form."""
-    log_refusal(400, f"bad link: {error}")
+BAD_LINKS = {"confirm", "unsubscribe", "preferences", "change_address", "undo_address"}
+
+
+def bad_link_page(error: TokenInvalid, link: str):
+    """The page for a reader's link that does not work (400), with the next step that
+    fits the ``link`` (one of BAD_LINKS): a confirmation link offers a new one; every
+    other link the reader's own links by mail (manage, unsubscribe)."""
+    if link not in BAD_LINKS:
+        raise ValueError(f"no next step for a bad {link!r} link")
+    log_refusal(400, f"bad {link} link: {error}")
     kind = ("expired" if isinstance(error, TokenExpired)
             else "used" if isinstance(error, LinkUsed) else "invalid")
-    return render_template("web/bad_link.html", kind=kind, unsubscribe=unsubscribe,
-                           form={}), 400
+    return render_template("web/bad_link.html", kind=kind, link=link, form={}), 400
 
 
 def subscribe_limit(view):

@@ -24,7 +24,7 @@ def _page(token: str, *, error: str | None = None, notice: str | None = None, st
     try:
         subscriber = preferences.reader_for_link(token)
     except TokenInvalid as error_:
-        return bad_link_page(error_)
+        return bad_link_page(error_, "preferences")
     return render_template(
         "web/preferences.html", subscriber=subscriber, token=token, topics=topics.list_topics(),
         cadences=[cadence.value for cadence in topics.offered_cadences()],
@@ -49,7 +49,7 @@ def _change(token: str, change, notice: str):
         with unit_of_work():
             change(request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return bad_link_page(error)
+        return bad_link_page(error, "preferences")
     except (preferences.PreferenceError, InvalidAddress) as error:
         return _page(token, error=str(error), status=400)
     return redirect(url_for("preferences.page", token=token, notice=notice))
@@ -95,7 +95,7 @@ def confirm_address(token: str):
     try:
         subscriber = preferences.reader_for_address_token(token)
     except TokenInvalid as error:
-        return bad_link_page(error)
+        return bad_link_page(error, "change_address")
     return render_template("web/change_address.html", subscriber=subscriber, token=token)
 
 
@@ -106,7 +106,7 @@ def confirm_address_post(token: str):
             subscriber = preferences.confirm_address_change(
                 token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return bad_link_page(error)
+        return bad_link_page(error, "change_address")
     return render_template("web/change_address.html", subscriber=subscriber, done=True)
 
 
@@ -116,7 +116,7 @@ def undo_address(key: str):
     try:
         change = preferences.change_to_undo(key)
     except TokenInvalid as error:
-        return bad_link_page(error)
+        return bad_link_page(error, "undo_address")
     return render_template("web/undo_address.html", change=change, key=key)
 
 
@@ -126,6 +126,6 @@ def undo_address_post(key: str):
         with unit_of_work():
             subscriber = preferences.undo_address_change(key, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return bad_link_page(error)
+        return bad_link_page(error, "undo_address")
     return render_template("web/undo_address.html", subscriber=subscriber,
                            token=subscriber.unsubscribe_key, done=True)

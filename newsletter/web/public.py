@@ -15,6 +15,7 @@ from flask import (
     request,
     url_for,
 )
+from markupsafe import Markup
 
 from newsletter.content import site_logo as site_logo_service
 from newsletter.content import site_settings, topics
@@ -35,7 +36,7 @@ from newsletter.models import ConsentSource, SubscriberStatus
 from newsletter.readers import preferences, subscriptions
 from newsletter.web.common import bad_link_page, request_origin, subscribe_limit
 from newsletter.web.errors import log_refusal
-from newsletter.web.security import mail_document
+from newsletter.web.security import mail_document, page_showing_images
 
 bp = Blueprint("public", __name__)
 log = logging.getLogger(__name__)
@@ -120,12 +121,12 @@ def confirm(token: str):
     try:
         subscriber = subscriptions.subscriber_for_confirm_token(token)
     except TokenInvalid as error:
-        return bad_link_page(error)
+        return bad_link_page(error, "confirm")
     if subscriber.status == SubscriberStatus.ACTIVE:
         return render_template("web/confirmed.html", already=True,
                                latest=archive_service.latest_issue(), **_pause_of(subscriber))
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-        return bad_link_page(subscriptions.LinkUsed("unsubscribed since"))
+        return bad_link_page(subscriptions.LinkUsed("unsubscribed since"), "confirm")
     return render_template("web/confirm.html", subscriber=subscriber, token=token)
 
 
@@ -135,7 +136,7 @@ def confirm_post(token: str):
         with unit_of_work():
             outcome = subscriptions.confirm(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return bad_link_page(error)
+        return bad_link_page(error, "confirm")
     return render_template("web/confirmed.html",
                            already=outcome is subscriptions.ConfirmOutcome.ALREADY_ACTIVE,
                            latest=archive_service.latest_issue(),
@@ -153,7 +154,7 @@ def unsubscribe(token: str):
     try:
         subscriber = subscriptions.subscriber_for_unsubscribe_token(token)
     except TokenInvalid as error:
-        return bad_link_page(error, unsubscribe=True)
+        return bad_link_page(error, "unsubscribe")
     return render_template("web/unsubscribe.html", subscriber=subscriber, token=token)
 
 
@@ -169,7 +170,7 @@ def unsubscribe_post(token: str):
                 token, request_origin(ConsentSource.ONE_CLICK if one_click
                                       else ConsentSource.LINK))
     except TokenInvalid as error:
-        return bad_link_page(error, unsubscribe=True)
+        return bad_link_page(error, "unsubscribe")
     return render_template("web/unsubscribed.html", subscriber=subscriber, token=token)
 
 
@@ -180,7 +181,7 @@ def resubscribe(token: str):
         with unit_of_work():
             outcome = subscriptions.resubscribe(token, request_origin(ConsentSource.LINK))
     except TokenInvalid as error:
-        return bad_link_page(error, unsubscribe=True)
+        return bad_link_page(error, "unsubscribe")
     return render_template("web/resubscribed.html", outcome=outcome.value,
                            latest=archive_service.latest_issue(),
                            **_pause_of(subscriptions.subscriber_for_unsubscribe_token(token)))
@@ -227,8 +228,9 @@ def archive_issue(digest_id: int):
     if digest is None:
         abort(404)
     previous, following = archive_service.neighbours(digest)
-    return render_template("web/archive_issue.html", digest=digest, previous=previous,
-                           following=following)
+    return page_showing_images(render_template(
+        "web/archive_issue.html", digest=digest, previous=previous, following=following,
+        body=Markup(archive_service.web_view_inline(digest))))  # sanitised by nh3
 
 
 @bp.get("/archive/<int:digest_id>/mail")

@@ -258,6 +258,16 @@ def mail_document(html: str, *, framed_by_self: bool = False) -> Response:
     return response
 
 
+def page_showing_images(html: str) -> Response:
+    """A page of ours that also shows https images (the articles' images in an archive
+    issue): the page policy with only img-src widened."""
+    policy = dict(PAGE_POLICY)
+    policy["img-src"] += " https:"
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = policy_header(policy)
+    return response
+
+
 def article_preview_document(html: str, status: int = 200) -> Response:
     """A sanitised article body as a sandboxed page of its own, under the preview policy."""
     response = Response(html, status=status, mimetype="text/html")

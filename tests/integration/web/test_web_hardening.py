@@ -229,9 +229,13 @@ def test_the_archive_shows_mail_html_without_any_script(app, client, celery_work
     add_article(app)
     digest_id = send_now(app)
     wait_until_sent(app, digest_id)
-    page = client.get(f"/archive/{digest_id}")  # the site's frame, under the page policy
+    page = client.get(f"/archive/{digest_id}")  # the issue inline, under the page policy
     assert page.status_code == 200 and policy(page)["style-src"] == "'self'"
-    assert f'src="/archive/{digest_id}/mail"' in page.get_data(as_text=True)
+    assert policy(page)["img-src"] == "'self' data: https:"  # the articles' images show
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    body = page.get_data(as_text=True)
+    assert "Talks resume in Geneva" in body and " style=" not in body  # sanitised by nh3
+    assert f'href="/archive/{digest_id}/mail"' in body  # the mail as sent, one click away
     response = client.get(f"/archive/{digest_id}/mail")
     assert response.status_code == 200 and "Talks resume in Geneva" in response.get_data(
         as_text=True)
