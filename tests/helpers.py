@@ -558,6 +558,33 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+# axe-core's rules for WCAG 2.1 A and AA; a critical or serious violation fails a test.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+AXE_FAILING_IMPACTS = {"critical", "serious"}
+AXE_RUN = """tags => axe.run(document, {runOnly: {type: "tag", values: tags},
+                                    resultTypes: ["violations"]})"""
+
+
+def axe_source() -> str:
+    """axe.min.js as the axe-playwright-python package (a test dependency) ships it."""
+    from importlib.resources import files
+
+    return (files("axe_playwright_python") / "axe.min.js").read_text()
+
+
+def axe_problems(page, name: str) -> list[str]:
+    """The critical and serious WCAG 2.1 A/AA violations axe-core finds in the page as
+    it is now, one line each ("NAME: rule (impact): help, at selectors"). axe is
+    evaluated through the DevTools protocol, so no page's CSP has to allow it."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.evaluate(axe_source())
+    results = page.evaluate(AXE_RUN, AXE_TAGS)
+    return [f"{name}: {violation['id']} ({violation['impact']}): {violation['help']}, at "
+            + ", ".join(str(node["target"]) for node in violation["nodes"][:3])
+            for violation in results["violations"]
+            if violation["impact"] in AXE_FAILING_IMPACTS]
+
+
 def log_in(page, base: str, next_path: str) -> None:
     """Log the factories' editor in through the browser's login form."""
     page.goto(f"{base}/admin/login?next={next_path}")

@@ -19,7 +19,7 @@ from newsletter.editors import invites
 from newsletter.extensions import db
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
-from newsletter.mail.render import render_mail
+from newsletter.mail.render import RenderedMail, render_mail
 from newsletter.mail.transport import Outcome
 from newsletter.models import Editor, EditorMail, EditorMailKind, utcnow
 from newsletter.queue import enqueue_after_commit, send_task_now
@@ -42,16 +42,7 @@ def send(mail_id: int) -> None:
         return
     mail = db.session.get(EditorMail, mail_id)
     editor = db.session.get(Editor, mail.editor_id)
-    site = site_settings.current()
-    context = {"site_name": site.site_name, "postal_address": site.postal_address,
-               "editor": editor, "account_url": external_url("admin.account")}
-    if mail.kind == EditorMailKind.INVITE:
-        context["invite_url"] = external_url("admin.accept_invite",
-                                             token=invites.make_invite_token(editor))
-    elif mail.kind == EditorMailKind.WEBHOOK_DISABLED:
-        context["webhooks_url"] = external_url("admin.webhooks_page")
-        context["window_hours"] = f"{current_app.config['WEBHOOK_RETRY_WINDOW'] / 3600:g}"
-    rendered = render_mail(f"editor_{mail.kind.value}", **context)
+    rendered = render(mail.kind, editor)
     message = build_message(rendered, mail_from=site_settings.mail_from(), to_email=editor.email)
     result = current_app.extensions["smtp"].deliver_message(message)
     if result.outcome in (Outcome.SENT, Outcome.UNKNOWN):
@@ -62,6 +53,20 @@ def send(mail_id: int) -> None:
             mail.attempts = outbox.MAX_ATTEMPTS
         log.warning("editor mail %s (editor %s) not sent: %s", mail_id, editor.id,
                     result.outcome.value)
+
+
+def render(kind: EditorMailKind, editor: Editor) -> RenderedMail:
+    """One of these mails for an editor."""
+    site = site_settings.current()
+    context = {"site_name": site.site_name, "postal_address": site.postal_address,
+               "editor": editor, "account_url": external_url("admin.account")}
+    if kind == EditorMailKind.INVITE:
+        context["invite_url"] = external_url("admin.accept_invite",
+                                             token=invites.make_invite_token(editor))
+    elif kind == EditorMailKind.WEBHOOK_DISABLED:
+        context["webhooks_url"] = external_url("admin.webhooks_page")
+        context["window_hours"] = f"{current_app.config['WEBHOOK_RETRY_WINDOW'] / 3600:g}"
+    return render_mail(f"editor_{kind.value}", **context)
 
 
 def enqueue_owed() -> int:
