@@ -30,7 +30,7 @@ def test_a_markdown_article_with_preview(app, live_server, page):
     assert page.get_by_label("Markdown").is_checked()  # new articles start in Markdown
     page.get_by_label("Text").fill(MARKDOWN)
 
-    preview = page.locator("#preview")
+    preview = page.frame_locator("#preview")
     preview.get_by_role("heading", name="The count goes on").wait_for()
     assert preview.locator("strong").inner_text() == "final result"
     assert preview.locator("li").all_inner_texts() == ["polls closed at 8", "turnout was high"]

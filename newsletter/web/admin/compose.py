@@ -40,17 +40,17 @@ def _preview(form: dict[str, str]):
     subject, intro, headline = form["subject"] or None, form["intro"], form["headline"]
     slugs = _slugs(form["as_topics"])
     unknown = topics.unknown_slugs(slugs)
+    known = [slug for slug in slugs if slug not in unknown]
     notes = [f"unknown topic {slug[:64]!r}" for slug in unknown[:5]]
     try:
-        preview = digests.preview(subject, intro, headline,
-                                  [slug for slug in slugs if slug not in unknown])
+        preview = digests.preview(subject, intro, headline, known)
     except topics.TopicError as error:
         notes.append(str(error))
-        preview = digests.preview(subject, intro, headline)
-    note = None
-    if notes:
-        note = "Previewed as the whole issue: " + "; ".join(notes)
-    return preview, note
+        known, preview = [], digests.preview(subject, intro, headline)
+    if not notes:
+        return preview, None
+    shown = f"as a reader of {', '.join(known)}" if known else "as the whole issue"
+    return preview, f"Previewed {shown}: " + "; ".join(notes)
 
 
 def _with_note(html: str, note: str | None) -> str:
@@ -62,7 +62,7 @@ def _with_note(html: str, note: str | None) -> str:
                     '{}</p>').format(note)
     match = re.search(r"<body[^>]*>", html, re.IGNORECASE)
     at = match.end() if match else 0
-    return html[:at] + banner + html[at:]
+    return html[:at] + str(banner) + html[at:]
 
 
 def _compose_page(form: dict[str, str], status: int = 200):

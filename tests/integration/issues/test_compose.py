@@ -8,6 +8,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from newsletter.bounces import intake
+from newsletter.content import topics
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
 from newsletter.mail import verp
@@ -46,6 +48,34 @@ def test_the_preview_follows_every_field_and_changes_nothing(app, client):
                          data={"csrf_token": token, "intro": long_intro})
     assert posted.status_code == 200 and long_intro.strip() in posted.get_data(as_text=True)
     assert digest_count(app) == 0
+
+
+def test_the_preview_names_any_typed_topic_it_cannot_honour(app, client):
+    make_editor(app)
+    login(client)
+    with app.app_context(), unit_of_work():
+        topics.create_topic("europe", "Europe", categories=["Europe"])
+        topics.create_topic("asia", "Asia")
+    add_article(app)  # filed under Europe
+
+    def preview(typed: str, part: str | None = None):
+        response = client.get("/admin/digests/preview",
+                              query_string={"as_topics": typed, "part": part})
+        assert response.status_code == 200, typed
+        return response.get_data(as_text=True)
+
+    assert "unknown topic" not in preview("europe")
+    half = preview("eur")
+    assert "Previewed as the whole issue: unknown topic &#39;eur&#39;</p>" in half
+    assert ">Talks resume in Geneva</a>" in half  # the issue itself, not escaped
+    assert "Previewed as a reader of europe: unknown topic 'eur'" in preview("europe, eur",
+                                                                               "text")
+    assert "Nothing new for a reader of these topics" in preview("asia")
+    hostile = preview("<script>x</script>")
+    assert "<script>x" not in hostile and "&lt;script&gt;x" in hostile
+    page = client.get("/admin/digests", query_string={"as_topics": "eur"})
+    assert page.status_code == 200 and "unknown topic &#39;eur&#39;" in page.get_data(
+        as_text=True)
 
 
 def test_send_goes_to_exactly_the_readers_confirmed(app, client, mailbox):
