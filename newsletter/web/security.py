@@ -72,7 +72,7 @@ MAIL_POLICY = {
 ARTICLE_PREVIEW_POLICY = {
     "default-src": "'none'",
     "style-src": "'unsafe-inline'",
-    "img-src": "https: data:",
+    "img-src": "'self' https: data:",
     "form-action": "'none'",
     "base-uri": "'none'",
     "frame-ancestors": "'self'",

@@ -70,7 +70,7 @@ def test_reader_goes_from_the_confirmation_to_the_archive_and_its_issues(app, li
     screenshot(page, "confirmed-next-steps")
 
     page.get_by_role("link", name="Read the latest issue").click()
-    page.get_by_role("heading", name="Week three in Lima").wait_for()
+    page.get_by_role("heading", name="Week three in Lima", exact=True).wait_for()
     page.get_by_text("20 March 2026").wait_for()
     # The mail inline (no frame): its H1 is the issue's headline, the page's the subject.
     page.locator(".issue-body").get_by_role(
@@ -80,14 +80,14 @@ def test_reader_goes_from_the_confirmation_to_the_archive_and_its_issues(app, li
     assert page.get_by_role("link", name="Next:").count() == 0
 
     page.get_by_role("link", name="Previous: Week two in Astana").click()
-    page.get_by_role("heading", name="Week two in Astana").wait_for()
+    page.get_by_role("heading", name="Week two in Astana", exact=True).wait_for()
     page.get_by_role("link", name="Previous: Week one in Geneva").click()
-    page.get_by_role("heading", name="Week one in Geneva").wait_for()
+    page.get_by_role("heading", name="Week one in Geneva", exact=True).wait_for()
     assert page.get_by_role("link", name="Previous:").count() == 0
     page.get_by_role("link", name="Next: Week two in Astana").click()
-    page.get_by_role("heading", name="Week two in Astana").wait_for()
+    page.get_by_role("heading", name="Week two in Astana", exact=True).wait_for()
     page.go_back()
-    page.get_by_role("heading", name="Week one in Geneva").wait_for()
+    page.get_by_role("heading", name="Week one in Geneva", exact=True).wait_for()
 
     page.get_by_role("link", name="← All issues").click()
     page.get_by_role("heading", name="Past issues").wait_for()

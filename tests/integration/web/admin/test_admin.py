@@ -316,7 +316,7 @@ def test_markdown_articles_keep_their_source_and_render_sanitised(app, client):
     assert "onerror" not in preview.get_data(as_text=True)
     # Its own policy: https images show in the preview, and only there.
     policy = preview.headers["Content-Security-Policy"]
-    assert "img-src https: data:" in policy and "sandbox" in policy
+    assert "img-src 'self' https: data:" in policy and "sandbox" in policy
     assert "script-src" not in policy and "frame-ancestors 'self'" in policy
     assert "img-src 'self' data:;" in client.get("/admin/articles/new").headers[
         "Content-Security-Policy"]
