@@ -1,7 +1,7 @@
 """import topic notes: a row whose topic slug names no topic is imported, the slug reported
 
 Revision ID: 0024
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-03 15:40:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0024'
-down_revision = '0016'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 

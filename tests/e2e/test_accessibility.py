@@ -18,9 +18,11 @@ from newsletter.models import (
     Editor,
     EditorMailKind,
     MailTemplate,
+    SequenceStep,
     Subscriber,
     utcnow,
 )
+from newsletter.sequences import steps
 from tests.factories import add_article, make_editor
 from tests.helpers import ROOT, axe_problems, log_in, screenshot
 
@@ -49,10 +51,18 @@ def digest_mail() -> str:
     return digests.preview().html
 
 
+def sequence_step_mail() -> str:
+    markdown = "## Day two\n\nWhat we cover, and [where to start](https://news.example.com/)."
+    step = SequenceStep(subject="Welcome, day two", body_markdown=markdown,
+                        body_html=steps.body_html_of(markdown))
+    return steps.preview(step).html
+
+
 RENDERERS = {
     **{template.value: reader_mail(template) for template in MailTemplate},
     **{f"editor_{kind.value}": editor_mail_of(kind) for kind in EditorMailKind},
     "digest": digest_mail,
+    "sequence_step": sequence_step_mail,
 }
 
 
