@@ -29,8 +29,10 @@ PLACEHOLDER = "[redacted]"
 CHATTY_LOGGERS = ("alembic.runtime.plugins", "mail.log")
 
 # A segment after these in a path is a secret: reader keys (unsubscribe links and the
-# preference centre under them), confirm, address-change, undo and invitation tokens.
-SECRET_PATHS = ("unsubscribe", "confirm", "change-address", "undo-address", "invite")
+# preference centre under them), confirm, address-change, undo and invitation tokens,
+# and the signed link of a reader's own copy ("view in your browser").
+SECRET_PATHS = ("unsubscribe", "confirm", "change-address", "undo-address", "invite",
+                "copy")
 _SECRET_NAMES = r"[\w-]*(?:token|key|secret|password|signature)"
 
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
