@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0024'
-down_revision = '0018'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 
