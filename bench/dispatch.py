@@ -137,7 +137,8 @@ def timed_send(app, worker, subscribers: int) -> dict:
     from newsletter.issues import digests
     from newsletter.models import Digest, DigestStatus, DigestVariant
 
-    pool_cpu_before = sum(cpu_seconds(pid) for pid in children(worker.pid))
+    pool = children(worker.pid) or [worker.pid]  # the solo pool works in the main process
+    cpu_before = {pid: cpu_seconds(pid) for pid in pool}
     with app.app_context():
         started = time.perf_counter()
         with unit_of_work():
@@ -154,8 +155,10 @@ def timed_send(app, worker, subscribers: int) -> dict:
                                 variant=variant)
         variants = db.session.scalar(select(func.count()).where(
             DigestVariant.digest_id == digest.id))
-    cpu = sum(cpu_seconds(pid) for pid in children(worker.pid)) - pool_cpu_before
+    per_worker = {pid: cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+    cpu = sum(per_worker.values())
     return {"rate": counts["sent"] / elapsed, "counts": counts, "elapsed": elapsed, "cpu": cpu,
+            "per_worker": per_worker,
             "ledger": ledger, "variants": variants,
             "size": len(sample.html.encode()) + len(sample.text.encode())}
 
@@ -167,6 +170,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="deliveries per task")
     parser.add_argument("--topics", type=int, default=0,
                         help="topics; readers spread over TOPIC_SETS sets of two of them")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="one worker process (solo pool) under cProfile, stats to FILE")
     args = parser.parse_args()
     ensure_postfix_tools()
 
@@ -223,9 +228,14 @@ def main() -> None:
                 with unit_of_work():
                     articles.add_article(data, ArticleSource.IMPORT)
 
+        pool = ["--pool", "prefork", "--concurrency", str(args.workers)]
+        if args.profile:
+            pool = ["--pool", "solo"]
+        celery = ([str(ROOT / "bench" / "profiled_worker.py"), args.profile] if args.profile
+                  else ["-m", "celery"])
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
-             "prefork", "--concurrency", str(args.workers), "--loglevel", "WARNING"],
+            [sys.executable, *celery, "-A", "workers.celery_app", "worker",
+             *pool, "--loglevel", "WARNING"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(4)  # let the pool start before the clock does
 
@@ -242,8 +252,7 @@ def main() -> None:
         single = timed_send(app, worker, args.subscribers)
         rate, counts, elapsed, cpu, size = (single[key] for key in
                                             ("rate", "counts", "elapsed", "cpu", "size"))
-        pool = children(worker.pid)
-        rss = {pid: peak_rss_kib(pid) for pid in pool}
+        rss = {pid: peak_rss_kib(pid) for pid in children(worker.pid) or [worker.pid]}
 
         message_bytes = int(size * 4 / 3) + 1500  # base64 parts plus headers
         source = ["/usr/sbin/smtp-source", "-s", "4", "-l", str(message_bytes),
@@ -261,6 +270,10 @@ def main() -> None:
         print(f"throughput             {rate:.0f} msg/s")
         print(f"worker CPU per message {cpu / max(counts['sent'], 1) * 1000:.2f} ms "
               "(pool processes; steady under other load)")
+        sent = max(counts["sent"], 1)
+        print("CPU/msg per worker     " + ", ".join(
+            f"{seconds / sent * len(single['per_worker']) * 1000:.2f} ms"
+            for seconds in single["per_worker"].values()) + " (each worker's CPU over its share)")
         print("peak RSS per worker    " + ", ".join(f"{kib / 1024:.0f} MiB" for kib in
                                                      rss.values()))
         print(f"smtp-source ceiling    {ceiling:.0f} msg/s (4 sessions, same size)")

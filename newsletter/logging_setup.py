@@ -15,6 +15,7 @@ never-expiring keys.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -58,14 +59,25 @@ def redact(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=512)
+def _redact_constant(text: str) -> str:
+    return redact(text)
+
+
 def redact_record(record: logging.LogRecord) -> None:
     """Format the message now and redact it; the exception text too (formatters use
-    ``exc_text`` when it is set instead of formatting the exception again)."""
-    try:
-        message = record.getMessage()
-    except Exception:  # a bad format string: left for the handler to report
-        return
-    cleaned = redact(message)
+    ``exc_text`` when it is set instead of formatting the exception again).
+    A message without arguments is mostly a fixed text said again and again (Celery's,
+    SQLAlchemy's): its redaction is remembered, not redone each time."""
+    if not record.args and isinstance(record.msg, str):
+        message = record.msg
+        cleaned = _redact_constant(message) if len(message) < 1000 else redact(message)
+    else:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: left for the handler to report
+            return
+        cleaned = redact(message)
     if cleaned != message:
         record.msg, record.args = cleaned, None
     if record.exc_info and not record.exc_text:

@@ -164,6 +164,7 @@ def start_send(digest_id: int, now: datetime | None = None,
     digest = db.session.get(Digest, digest_id)
     # Readers skipped when the ledger is written (nothing new, paused) are not counted.
     recipients = copies.write_ledger(digest, now or digest.started_at)
+    ledger.refresh_statistics()
     if expected_recipients is not None:
         # The editor confirmed the readers the issue is for; those with nothing new
         # (or paused) have a skipped row among them.
@@ -417,10 +418,16 @@ def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = Non
         Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.SENDING))
     if live_leases:
         return Swept(released, 0)  # a worker is on it; its chain covers the rest
-    due = db.session.scalar(select(func.count()).where(
-        Delivery.digest_id == digest_id,
-        (Delivery.status == DeliveryStatus.PENDING)
-        | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now))))
+    # Counted only as far as the number of chains needs, so a sweep of a million-reader
+    # send reads a few hundred index entries, not every pending row.
+    config = current_app.config
+    enough = config["SEND_CONCURRENCY"] * config["SEND_BATCH_SIZE"]
+    due = db.session.scalar(select(func.count()).select_from(
+        select(Delivery.id).where(
+            Delivery.digest_id == digest_id,
+            (Delivery.status == DeliveryStatus.PENDING)
+            | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now)))
+        .limit(enough).subquery()))
     chains = _chains_for(due)
     for _ in range(chains):
         enqueue_after_commit(jobs.SEND_DIGEST_BATCH, digest_id)

@@ -32,6 +32,23 @@ def _base64_lines(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", CRLF)
 
 
+BASE64_LINE = 57  # input bytes per 76-character line
+
+
+class Base64Body:
+    """A body part with the recipient's URL at the marker, base64-encoded. The lines
+    before the first marker are the same for every recipient: encoded once, so each
+    copy encodes only the rest (most of the text comes before the footer's link)."""
+
+    def __init__(self, parts: list[bytes]):
+        fixed = len(parts[0]) - len(parts[0]) % BASE64_LINE
+        self.fixed_lines = _base64_lines(parts[0][:fixed]) if fixed else b""
+        self.parts = [parts[0][fixed:], *parts[1:]]
+
+    def encode(self, url: bytes) -> bytes:
+        return self.fixed_lines + _base64_lines(url.join(self.parts))
+
+
 def _part_header(subtype: str) -> bytes:
     return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: base64\r\n\r\n").encode()
@@ -46,8 +63,8 @@ class BulkMessageFactory:
         self.domain = sender.domain
         self.message_id = message_id  # a reader's id -> their Message-ID, the same on a resend
         self.boundary = "=_" + secrets.token_hex(16)
-        self.text_parts = rendered.text.encode().split(marker.encode())
-        self.html_parts = rendered.html.encode().split(marker.encode())
+        self.text = Base64Body(rendered.text.encode().split(marker.encode()))
+        self.html = Base64Body(rendered.html.encode().split(marker.encode()))
         self.fixed_headers = b"".join([
             address_line("From", sender.addr_spec, sender.display_name),
             address_line("Reply-To", reply_to) if reply_to else b"",
@@ -75,9 +92,9 @@ class BulkMessageFactory:
             CRLF,
             b"--" + boundary + CRLF,
             _part_header("plain"),
-            _base64_lines(url.join(self.text_parts)),
+            self.text.encode(url),
             b"--" + boundary + CRLF,
             _part_header("html"),
-            _base64_lines(url.join(self.html_parts)),
+            self.html.encode(url),
             b"--" + boundary + b"--" + CRLF,
         ])

@@ -7,6 +7,7 @@ database (the subscriber's ``token_nonce`` rotates), not a property of the token
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -50,6 +51,7 @@ ID_BYTES = 4  # ids are 32-bit
 _SEALED = re.compile(r"[a-z2-7]{26}")
 
 
+@functools.lru_cache(maxsize=32)  # a send seals one Message-ID per reader with one key
 def _block_cipher(key: bytes, purpose: str) -> Cipher:
     aes_key = hmac.new(key, f"newsletter.seal.{purpose}".encode(), hashlib.sha256).digest()
     # One block, each block distinct (unique ids): AES as a keyed permutation, which is

@@ -129,7 +129,8 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("digest_id", "subscriber_id"),
-                      Index("ix_deliveries_digest_status", "digest_id", "status"),
+                      # id last: a claim takes the lowest ids of a status in index order
+                      Index("ix_deliveries_digest_status_id", "digest_id", "status", "id"),
                       Index("ix_deliveries_claim", "claim"))
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,0 +1,26 @@
+"""claim order index: the claim's ORDER BY id is served by the index, not a sort
+
+Revision ID: 0022
+Revises: 0016
+Create Date: 2026-12-03 15:40:00
+"""
+from alembic import op
+
+
+revision = '0022'
+down_revision = '0016'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # (digest_id, status, id): a claim reads its 100 rows in id order straight off
+    # the index, however many rows are pending; (digest_id, status) is its prefix.
+    op.create_index('ix_deliveries_digest_status_id', 'deliveries',
+                    ['digest_id', 'status', 'id'])
+    op.drop_index('ix_deliveries_digest_status', table_name='deliveries')
+
+
+def downgrade():
+    op.create_index('ix_deliveries_digest_status', 'deliveries', ['digest_id', 'status'])
+    op.drop_index('ix_deliveries_digest_status_id', table_name='deliveries')
