@@ -4,6 +4,7 @@ Revision ID: 0022
 Revises: 0016
 Create Date: 2026-12-03 15:40:00
 """
+import sqlalchemy as sa
 from alembic import op
 
 
@@ -19,8 +20,15 @@ def upgrade():
     op.create_index('ix_deliveries_digest_status_id', 'deliveries',
                     ['digest_id', 'status', 'id'])
     op.drop_index('ix_deliveries_digest_status', table_name='deliveries')
+    # The pending rows alone, in id order: with fresh statistics PostgreSQL otherwise
+    # walks the primary key past every row already sent (a third of a million-row
+    # send: 250 ms per claim, against 11 ms on this index).
+    op.create_index('ix_deliveries_pending', 'deliveries', ['digest_id', 'id'],
+                    postgresql_where=sa.text("status = 'pending'"),
+                    sqlite_where=sa.text("status = 'pending'"))
 
 
 def downgrade():
+    op.drop_index('ix_deliveries_pending', table_name='deliveries')
     op.create_index('ix_deliveries_digest_status', 'deliveries', ['digest_id', 'status'])
     op.drop_index('ix_deliveries_digest_status_id', table_name='deliveries')

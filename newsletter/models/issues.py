@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -131,6 +132,10 @@ class Delivery(db.Model):
     __table_args__ = (UniqueConstraint("digest_id", "subscriber_id"),
                       # id last: a claim takes the lowest ids of a status in index order
                       Index("ix_deliveries_digest_status_id", "digest_id", "status", "id"),
+                      # the claim's own: pending rows in id order, none of those sent
+                      Index("ix_deliveries_pending", "digest_id", "id",
+                            postgresql_where=text("status = 'pending'"),
+                            sqlite_where=text("status = 'pending'")),
                       Index("ix_deliveries_claim", "claim"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
