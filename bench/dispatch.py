@@ -80,6 +80,19 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def pool_processes(worker: subprocess.Popen) -> list[int]:
+    """The processes that send: the prefork pool's children once they have all started
+    (counted before, the clock would miss one), or the solo worker itself."""
+    if worker.args[-1] == "solo":
+        return [worker.pid]
+    deadline = time.monotonic() + 60
+    while len(found := children(worker.pid)) < worker.pool_size:
+        if time.monotonic() > deadline:
+            sys.exit(f"the worker pool did not start: {len(found)} of {worker.pool_size}")
+        time.sleep(0.2)
+    return found
+
+
 TOPIC_SETS = 100
 
 
@@ -137,7 +150,7 @@ def timed_send(app, worker, subscribers: int) -> dict:
     from newsletter.issues import digests
     from newsletter.models import Digest, DigestStatus, DigestVariant
 
-    pool = children(worker.pid) or [worker.pid]  # the solo pool works in the main process
+    pool = pool_processes(worker)
     cpu_before = {pid: cpu_seconds(pid) for pid in pool}
     with app.app_context():
         started = time.perf_counter()
@@ -235,8 +248,9 @@ def main() -> None:
                   else ["-m", "celery"])
         worker = subprocess.Popen(
             [sys.executable, *celery, "-A", "workers.celery_app", "worker",
-             *pool, "--loglevel", "WARNING"],
+             "--loglevel", "WARNING", *pool],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker.pool_size = 1 if args.profile else args.workers
         time.sleep(4)  # let the pool start before the clock does
 
         if args.topics:
@@ -252,7 +266,7 @@ def main() -> None:
         single = timed_send(app, worker, args.subscribers)
         rate, counts, elapsed, cpu, size = (single[key] for key in
                                             ("rate", "counts", "elapsed", "cpu", "size"))
-        rss = {pid: peak_rss_kib(pid) for pid in children(worker.pid) or [worker.pid]}
+        rss = {pid: peak_rss_kib(pid) for pid in pool_processes(worker)}
 
         message_bytes = int(size * 4 / 3) + 1500  # base64 parts plus headers
         source = ["/usr/sbin/smtp-source", "-s", "4", "-l", str(message_bytes),
