@@ -206,3 +206,20 @@ def test_a_relay_requiring_login_is_unreachable_not_a_bounce():
         controller.stop()
     assert result.outcome is Outcome.UNREACHABLE, result
     assert result.code == 530
+
+
+@pytest.mark.parametrize("data", [
+    MESSAGE,  # written as it is
+    b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\r\nend",  # dot-stuffed by smtplib
+    b"Subject: bare\n\nline feeds only\n",  # smtplib's path, which sends them unchanged
+], ids=["plain", "dot-lines", "bare-lf"])
+@pytest.mark.parametrize("sender", ["news@example.com", "News <news@example.com>"],
+                         ids=["plain-address", "address-to-parse"])
+def test_every_message_arrives_as_it_was_given(server, data, sender):
+    transport = transport_for(server.port)
+    result = transport.deliver(sender, "reader@example.com", data)
+    assert result.outcome is Outcome.SENT, result
+    mail_from, rcpt_tos, _, content = server.handler.received[0]
+    assert (mail_from, rcpt_tos) == ("news@example.com", ["reader@example.com"])
+    assert content.rstrip(b"\r\n") == data.rstrip(b"\r\n")  # dots unstuffed by the server
+    transport.close()

@@ -43,3 +43,18 @@ def test_bulk_messages_carry_compliance_headers_and_substitute_the_link():
     assert message.get_body(("plain",)).get_content() == "Leave: https://news.example.com/u/tok"
     assert 'href="https://news.example.com/u/tok"' in message.get_body(("html",)).get_content()
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+@pytest.mark.parametrize("before", [0, 1, 56, 57, 58, 114, 1000])
+@pytest.mark.parametrize("links", [0, 1, 3])
+def test_a_body_encoded_from_its_fixed_lines_is_the_whole_body_encoded(before, links):
+    import base64
+
+    from newsletter.mail.bulk import Base64Body
+
+    parts = [(bytes(range(256)) * 4)[:before], *[b"middle \xe2\x80\x94 part"] * links]
+    url = b"https://news.example.com/unsubscribe/abc"
+    expected = base64.encodebytes(url.join(parts)).replace(b"\n", b"\r\n")
+    assert Base64Body(parts).encode(url) == expected
+    assert Base64Body(parts).encode(b"") == base64.encodebytes(b"".join(parts)).replace(
+        b"\n", b"\r\n")
