@@ -100,6 +100,9 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
     return _factories[key]
 
 
+# Per process: the highest ledger id claimed of each issue, where its next claim starts.
+_claimed_up_to: dict[int, int] = {}
+
 _stop_requested = threading.Event()
 
 
@@ -153,10 +156,12 @@ def send_batch(digest_id: int) -> int:
 def _claim_and_send(digest: Digest, token: str) -> int:
     digest_id = digest.id
     config = current_app.config
-    ids = ledger.claim_and_commit(digest_id, config["SEND_BATCH_SIZE"], token)
+    ids = ledger.claim_and_commit(digest_id, config["SEND_BATCH_SIZE"], token,
+                                  after=_claimed_up_to.get(digest_id, 0))
     if not ids:
         digests.finish_if_done(digest_id)
         return 0
+    _claimed_up_to[digest_id] = max(ids)
     rows = [Row(*row) for row in db.session.execute(
         select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name,
                Subscriber.status == SubscriberStatus.ACTIVE, Delivery.attempts,

@@ -256,3 +256,9 @@ def test_statistics_are_refreshed_with_the_rows_of_the_same_transaction(issue):
             text("pg_class")).where(text("relname = 'deliveries'")))
         assert estimate >= 30
     assert ledger.claim_and_commit(issue, 100, MINE) != []
+
+
+def test_a_claim_starts_past_the_rows_it_took_and_still_takes_one_given_back(issue):
+    rows = [make_row(issue, DeliveryStatus.PENDING) for _ in range(4)]
+    assert ledger.claim_and_commit(issue, 2, MINE, after=rows[1]) == rows[2:]
+    assert ledger.claim_and_commit(issue, 2, THEIRS, after=rows[3]) == rows[:2]
