@@ -101,7 +101,7 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
 
 
 # Per process: the highest ledger id claimed of each issue, where its next claim starts.
-_claimed_up_to: dict[int, int] = {}
+_claimed_up_to: dict[tuple, int] = {}
 
 _stop_requested = threading.Event()
 
@@ -156,12 +156,13 @@ def send_batch(digest_id: int) -> int:
 def _claim_and_send(digest: Digest, token: str) -> int:
     digest_id = digest.id
     config = current_app.config
+    issue = (digest_id, digest.created_at)  # an id alone can come back (a discarded draft's)
     ids = ledger.claim_and_commit(digest_id, config["SEND_BATCH_SIZE"], token,
-                                  after=_claimed_up_to.get(digest_id, 0))
+                                  after=_claimed_up_to.get(issue, 0))
     if not ids:
         digests.finish_if_done(digest_id)
         return 0
-    _claimed_up_to[digest_id] = max(ids)
+    _claimed_up_to[issue] = max(ids)
     rows = [Row(*row) for row in db.session.execute(
         select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name,
                Subscriber.status == SubscriberStatus.ACTIVE, Delivery.attempts,
