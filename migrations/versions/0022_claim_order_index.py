@@ -1,7 +1,7 @@
 """claim order index: the claim's ORDER BY id is served by the index, not a sort
 
 Revision ID: 0022
-Revises: 0018
+Revises: 0024
 Create Date: 2026-12-03 15:40:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 
 
 revision = '0022'
-down_revision = '0018'
+down_revision = '0024'
 branch_labels = None
 depends_on = None
 
