@@ -491,6 +491,18 @@ SETTINGS: tuple[Setting, ...] = (
             "Hard-bounce rate (% of messages sent) above which a send pauses itself."),
     Setting("GUARD_MAX_COMPLAINT_PERCENT", 0.1, _percent,
             "Complaint rate (% of messages sent) above which a send pauses itself."),
+    Setting("TRACK_CLICKS", True, _bool,
+            "Article links in digests go through `BASE_URL/r/...`, and each click is judged "
+            "human or bot; only the verdict, time, link and copy are stored "
+            "([analytics.md](analytics.md))."),
+    Setting("TRACK_OPENS", False, _bool,
+            "Digests carry an open pixel; opens are reported with machine opens (Apple Mail "
+            "Privacy Protection, image proxies) counted apart."),
+    Setting("TRACK_READERS", False, _bool,
+            "Store the reader's id with each click and open (per-reader engagement); off: "
+            "clicks are counted per copy without knowing whose copy it is."),
+    Setting("CLICK_RETENTION_DAYS", 180, _int(1),
+            "Days raw click rows are kept; older ones are folded into daily counts."),
     Setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
             "Lowest level logged by the web app, workers, beat and the bounce receiver: "
             "`debug`, `info`, `warning`, `error` or `critical`."),

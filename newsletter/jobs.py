@@ -35,6 +35,8 @@ FAIL_STALLED_IMPORTS = "workers.tasks.fail_stalled_imports"
 RUN_SEQUENCES = "workers.tasks.run_sequences"
 DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
 SEND_OWED_WEBHOOKS = "workers.tasks.send_owed_webhooks"
+STORE_CLICKS = "workers.tasks.store_clicks"
+FOLD_OLD_CLICKS = "workers.tasks.fold_old_clicks"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ REGISTRY: dict[str, Job] = {job.name: job for job in (
     Job(RUN_SEQUENCES, beat=Beat("run-sequences", every="SEQUENCE_INTERVAL")),
     Job(DELIVER_WEBHOOK, WEBHOOKS),
     Job(SEND_OWED_WEBHOOKS, beat=Beat("send-owed-webhooks", every=30.0)),
+    # Clicks wait in Redis until this moves them into the database, in batches.
+    Job(STORE_CLICKS, beat=Beat("store-clicks", every=5.0)),
+    # Raw clicks older than CLICK_RETENTION_DAYS become daily counts.
+    Job(FOLD_OLD_CLICKS, beat=Beat("fold-old-clicks", every=6 * 3600.0)),
 )}
 
 

@@ -4,6 +4,7 @@ from celery import shared_task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter import jobs
+from newsletter.analytics import clicks, retention
 from newsletter.bounces import imap, intake
 from newsletter.config import FEED_DEADLINE_MAX, WEBHOOK_DEADLINE_MAX
 from newsletter.content import feeds
@@ -171,3 +172,31 @@ def deliver_webhook(delivery_id: int) -> None:
 @shared_task(name=jobs.SEND_OWED_WEBHOOKS)
 def send_owed_webhooks() -> None:
     deliveries.enqueue_owed()
+
+
+@shared_task(name=jobs.STORE_CLICKS)
+def store_clicks() -> int:
+    """Drain the queued clicks into the database, a committed batch at a time."""
+    stored = 0
+    lock = clicks.drain_lock()
+    if not lock.acquire():
+        return 0  # another drain is running
+    try:
+        while True:
+            with unit_of_work():
+                drained = clicks.store_batch()
+            drained.acknowledge()  # only once the rows are committed
+            stored += drained.stored
+            if drained.taken < clicks.DRAIN_BATCH:
+                return stored
+    finally:
+        lock.release()
+
+
+@shared_task(name=jobs.FOLD_OLD_CLICKS)
+def fold_old_clicks() -> None:
+    while True:
+        with unit_of_work():
+            folded = retention.fold_old_clicks()
+        if folded < retention.FOLD_BATCH:
+            return

@@ -33,6 +33,7 @@ from enum import Enum
 from flask import current_app
 from sqlalchemy import select
 
+from newsletter.analytics import tracking
 from newsletter.content import site_settings
 from newsletter.delivery import guard, heartbeat, ledger
 from newsletter.delivery.ledger import ClaimedBatch
@@ -72,13 +73,14 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
     or of a sequence step (rendered afresh after each edit: its revision is in the key)."""
     step = (sequence_steps.step_for_digest(digest.id)
             if digest.kind == DigestKind.SEQUENCE_STEP else None)
-    key = (digest.id, digest.created_at, variant_id, current_app.config["BASE_URL"],
-           step.revision if step is not None else None)
+    config = current_app.config
+    key = (digest.id, digest.created_at, variant_id, config["BASE_URL"],
+           step.revision if step is not None else None, config["TRACK_CLICKS"],
+           config["TRACK_READERS"])
     if key in _factories:
         _factories.move_to_end(key)
     else:
         marker = new_marker()
-        config = current_app.config
         while len(_factories) >= FACTORY_CACHE_SIZE:
             _factories.popitem(last=False)
         if step is not None:  # a step has no archive page: its readers get the archive's
@@ -89,8 +91,14 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
                        else None)
             rendered = digests.render(digest, marker, variant=variant)
             archive_url = external_url("public.archive_issue", digest_id=digest.id)
+        copy_marker = copy_token = None
+        if step is None and tracking.enabled():  # once per variant; per reader the copy token
+            copy_marker = tracking.new_copy_marker()
+            rendered = tracking.track(rendered, digest.id, variant_id,
+                                      tracking.issue_links(digest), copy_marker)
+            copy_token = tracking.CopyTokens(digest.id)
         _factories[key] = BulkMessageFactory(
-            rendered, marker,
+            rendered, marker, copy_marker=copy_marker, copy_token=copy_token,
             mail_from=site_settings.mail_from(), list_id=config["LIST_ID"],
             reply_to=site_settings.current().reply_to or None,
             archive_url=archive_url,

@@ -36,17 +36,24 @@ BASE64_LINE = 57  # input bytes per 76-character line
 
 
 class Base64Body:
-    """A body part with the recipient's URL at the marker, base64-encoded. The lines
-    before the first marker are the same for every recipient: encoded once, so each
-    copy encodes only the rest (most of the text comes before the footer's link)."""
+    """A body part with the recipient's URL at the marker (and, for tracked links, their
+    copy token at the copy marker), base64-encoded. The lines before the first marker
+    are the same for every recipient: encoded once, so each copy encodes only the rest
+    (most of the text comes before the footer's link)."""
 
-    def __init__(self, parts: list[bytes]):
-        fixed = len(parts[0]) - len(parts[0]) % BASE64_LINE
-        self.fixed_lines = _base64_lines(parts[0][:fixed]) if fixed else b""
-        self.parts = [parts[0][fixed:], *parts[1:]]
+    def __init__(self, parts: list[bytes], copy_marker: bytes | None = None):
+        head = parts[0]
+        first = head.find(copy_marker) if copy_marker else -1
+        first = len(head) if first < 0 else first
+        fixed = first - first % BASE64_LINE
+        self.fixed_lines = _base64_lines(head[:fixed]) if fixed else b""
+        # Cut at the copy marker too, once: a recipient's copy is then a few joins.
+        self.parts = [part.split(copy_marker) if copy_marker else [part]
+                      for part in (head[fixed:], *parts[1:])]
 
-    def encode(self, url: bytes) -> bytes:
-        return self.fixed_lines + _base64_lines(url.join(self.parts))
+    def encode(self, url: bytes, token: bytes = b"") -> bytes:
+        return self.fixed_lines + _base64_lines(
+            url.join([token.join(pieces) for pieces in self.parts]))
 
 
 def _part_header(subtype: str) -> bytes:
@@ -57,14 +64,18 @@ def _part_header(subtype: str) -> bytes:
 class BulkMessageFactory:
     def __init__(self, rendered: RenderedMail, marker: str, *, mail_from: str, list_id: str,
                  archive_url: str, message_id: Callable[[int], str],
-                 feedback_id: str | None = None, reply_to: str | None = None):
+                 feedback_id: str | None = None, reply_to: str | None = None,
+                 copy_marker: str | None = None,
+                 copy_token: Callable[[int], str] | None = None):
         sender = parse_mailbox(mail_from)
         self.sender = sender.addr_spec
         self.domain = sender.domain
         self.message_id = message_id  # a reader's id -> their Message-ID, the same on a resend
         self.boundary = "=_" + secrets.token_hex(16)
-        self.text = Base64Body(rendered.text.encode().split(marker.encode()))
-        self.html = Base64Body(rendered.html.encode().split(marker.encode()))
+        self.copy_token = copy_token if copy_marker else None  # tracked links: per reader
+        copy_bytes = copy_marker.encode() if self.copy_token else None
+        self.text = Base64Body(rendered.text.encode().split(marker.encode()), copy_bytes)
+        self.html = Base64Body(rendered.html.encode().split(marker.encode()), copy_bytes)
         self.fixed_headers = b"".join([
             address_line("From", sender.addr_spec, sender.display_name),
             address_line("Reply-To", reply_to) if reply_to else b"",
@@ -83,6 +94,7 @@ class BulkMessageFactory:
         # The body gets the URL exactly as it appears in the header.
         url = unsubscribe_header.split(b"<", 1)[1].split(b">", 1)[0]
         boundary = self.boundary.encode()
+        token = self.copy_token(subscriber_id).encode() if self.copy_token else b""
         return b"".join([
             self.fixed_headers,
             address_line("To", email, name),
@@ -92,9 +104,9 @@ class BulkMessageFactory:
             CRLF,
             b"--" + boundary + CRLF,
             _part_header("plain"),
-            self.text.encode(url),
+            self.text.encode(url, token),
             b"--" + boundary + CRLF,
             _part_header("html"),
-            self.html.encode(url),
+            self.html.encode(url, token),
             b"--" + boundary + b"--" + CRLF,
         ])

@@ -1,5 +1,6 @@
 """SQLAlchemy 2.0 typed models, one module per domain; every public name is re-exported here."""
 
+from newsletter.models.analytics import Click, ClickDay, ClickKind, Verdict
 from newsletter.models.base import (
     UTCDateTime,
     enum_column,
@@ -74,6 +75,9 @@ __all__ = [
     "ADDRESS_UNDO_DAYS",
     "AddressChange",
     "ApiToken",
+    "Click",
+    "ClickDay",
+    "ClickKind",
     "Article",
     "ArticleSource",
     "AuditEvent",
@@ -129,4 +133,5 @@ __all__ = [
     "new_unsubscribe_key",
     "subscriber_topics",
     "utcnow",
+    "Verdict",
 ]

@@ -6,6 +6,7 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from newsletter.web import (
         admin,
+        analytics,
         api,
         common,
         errors,
@@ -25,6 +26,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)  # the whole editor workspace, /admin
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(analytics.bp)  # /r/... tracked links, /o/... the open pixel
     app.register_blueprint(health.bp)  # /healthz: probes, no login, no rate limit
     errors.register(app)
     if app.config["DEV_MAILBOX"]:

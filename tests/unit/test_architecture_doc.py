@@ -8,7 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "architecture.md"
-MAPPED_PACKAGES = ("readers", "content", "issues", "delivery", "bounces", "editors", "mail")
+MAPPED_PACKAGES = ("readers", "content", "issues", "delivery", "bounces", "editors", "mail",
+                   "analytics")
 
 
 def layout_rows() -> dict[str, str]:

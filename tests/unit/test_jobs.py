@@ -26,6 +26,7 @@ STABLE_NAMES = {
     "workers.tasks.fail_stalled_imports", "workers.tasks.run_sequences",
     "workers.tasks.deliver_webhook",
     "workers.tasks.send_owed_webhooks",
+    "workers.tasks.store_clicks", "workers.tasks.fold_old_clicks",
 }
 
 

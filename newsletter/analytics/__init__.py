@@ -1,0 +1,1 @@
+"""Click analytics: tracked links, the human-or-bot verdict, click records and reports."""

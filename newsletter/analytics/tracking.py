@@ -1,0 +1,78 @@
+"""Rewriting a rendered mail's article links to tracked links, once per variant.
+
+Any renderer can call ``track``: it takes the rendered mail and the links to track
+(url -> link number) and returns the mail whose hrefs point at ``BASE_URL/r/...``,
+with a marker where each recipient's copy token goes; ``CopyTokens`` makes that
+token per recipient (``mail/bulk.py`` substitutes it, as it does the unsubscribe URL).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+
+from flask import current_app
+
+from newsletter.mail.click_links import OPEN_PIXEL, LinkSigner, rewrite_html, rewrite_text
+from newsletter.mail.links import external_url
+from newsletter.mail.render import RenderedMail
+from newsletter.models import Digest
+
+
+def new_copy_marker() -> str:
+    """A string no article will contain, standing for a recipient's copy token."""
+    return f"COPY-{secrets.token_hex(12)}"
+
+
+def signer() -> LinkSigner:
+    """Signs with SECRET_KEY; links signed with a SECRET_KEY_FALLBACKS key still read."""
+    config = current_app.config
+    return LinkSigner([config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"]])
+
+
+def issue_links(digest: Digest) -> dict[str, int]:
+    """The links of an issue that are tracked: each article's URL, numbered by its id."""
+    return {article.url: article.id for article in digest.articles}
+
+
+def enabled() -> bool:
+    return bool(current_app.config["TRACK_CLICKS"])
+
+
+def track(rendered: RenderedMail, digest_id: int, variant_id: int | None,
+          links: Mapping[str, int], copy_marker: str) -> RenderedMail:
+    """``rendered`` with each of ``links`` pointing at its tracked link."""
+    link_signer = signer()
+    base = external_url("analytics.follow_link", link_token="L", copy_token="C")
+    prefix = base[:-len("L/C")]
+    tokens = {link: link_signer.link_token(digest_id, variant_id, link)
+              for link in set(links.values())}
+
+    def href_for(link: int) -> str:
+        return f"{prefix}{tokens[link]}/{copy_marker}"
+
+    body = rewrite_html(rendered.html, links, href_for)
+    if current_app.config["TRACK_OPENS"]:
+        pixel = (f'{external_url("analytics.open_pixel", link_token="L", copy_token="C")[:-3]}'
+                 f'{link_signer.link_token(digest_id, variant_id, OPEN_PIXEL)}/{copy_marker}')
+        image = f'<img src="{pixel}" width="1" height="1" alt="" style="display:block">'
+        at = body.lower().rfind("</body>")
+        body = body[:at] + image + body[at:] if at >= 0 else body + image
+    return RenderedMail(subject=rendered.subject,
+                        text=rewrite_text(rendered.text, links, href_for), html=body)
+
+
+class CopyTokens:
+    """Per recipient: a fresh random copy number, the time of sending, and the reader's
+    id only when TRACK_READERS is on."""
+
+    def __init__(self, digest_id: int):
+        self.digest_id = digest_id
+        self.signer = signer()
+        self.with_reader = bool(current_app.config["TRACK_READERS"])
+
+    def __call__(self, subscriber_id: int) -> str:
+        return self.signer.copy_token(self.digest_id, secrets.randbelow(2**31 - 1) + 1,
+                                      int(time.time()),
+                                      subscriber_id if self.with_reader else None)
