@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import sys
 import time
@@ -13,6 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from newsletter.analytics import reports as click_reports
 from newsletter.config import ENV_PREFIX
 from newsletter.content import article_files, articles, feeds, site_logo, site_settings, topics
 from newsletter.db import commit_each, unit_of_work
@@ -33,7 +35,8 @@ def register(app: Flask) -> None:
     from newsletter.webhook_cli import webhooks_cli
 
     for group in (articles_cli, digest_cli, subscribers_cli, editors_cli, bounces_cli,
-                  topics_cli, settings_cli, sequences_cli, webhooks_cli):
+                  topics_cli, settings_cli, sequences_cli, webhooks_cli,
+                  stats_cli):
         app.cli.add_command(group)
 
     @app.cli.command("send-owed-mails")
@@ -515,3 +518,29 @@ def set_logo(path: Path | None, remove: bool):
     except site_logo.InvalidLogo as error:
         _refuse(f"logo: {error}")
     click.echo(f"logo stored ({content_type}, {len(data)} bytes)")
+
+
+stats_cli = AppGroup("stats", help="What readers did with an issue.")
+
+
+@stats_cli.command("issue")
+@click.argument("digest_id", type=click.IntRange(1, 2**31 - 1))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def issue_stats(digest_id: int, as_json: bool):
+    """Deliveries, human and bot clicks per link, and opens (when tracked) of an issue."""
+    digest = db.session.get(Digest, digest_id)
+    if digest is None:
+        raise click.ClickException(f"no issue {digest_id}")
+    report = click_reports.issue_report(digest)
+    if as_json:
+        click.echo(json.dumps(report.as_json()))
+        return
+    click.echo(f"{digest.subject}: {report.delivered} of {report.recipients} delivered")
+    click.echo(f"clicks: {report.human} human, {report.bot} bot; "
+               f"{report.unique_human_copies} copies clicked by a person "
+               f"({report.click_rate:.1%})")
+    for line in report.links:
+        click.echo(f"  {line.human:6d} human {line.bot:6d} bot  {line.url}")
+    if report.opens is not None:
+        click.echo(f"opens (machine opens excluded): {report.opens['human']}; "
+                   f"proxy prefetches {report.opens['proxy']}, bots {report.opens['bot']}")
