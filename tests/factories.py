@@ -145,3 +145,17 @@ def deliver(app, fixture: str, digest_id: int, subscriber_id: int, recipient: st
                                                     subscriber_id=subscriber_id))
         raw = bounce_mail(fixture, verp=changes.pop("verp", address), recipient=recipient)
         return intake.receive_mail(raw, BounceSource.SMTP, changes.pop("envelope", [address]))
+
+
+def add_clicks(app, digest_id: int, *clicks: tuple) -> None:
+    """Stored clicks of an issue: (link, copy, verdict value, at[, kind value]) each."""
+    import secrets
+
+    from newsletter.models import Click, ClickKind, Verdict
+
+    with app.app_context(), unit_of_work():
+        db.session.execute(insert(Click), [
+            {"record_key": secrets.token_hex(8), "digest_id": digest_id, "link": link,
+             "copy": copy, "verdict": Verdict(verdict), "reason": "test", "at": at,
+             "kind": ClickKind(rest[0] if rest else "click")}
+            for link, copy, verdict, at, *rest in clicks])

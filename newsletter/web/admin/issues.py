@@ -4,8 +4,9 @@ confirmation as any "send now") or discarding it."""
 
 from __future__ import annotations
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 
+from newsletter.analytics import reports as click_reports
 from newsletter.db import unit_of_work
 from newsletter.delivery import guard
 from newsletter.extensions import db
@@ -42,7 +43,19 @@ def _report_page(digest: Digest, form: dict[str, str], status: int = 200):
                            default_headline=digests.default_headline(digest.send_at),
                            progress=digests.progress(digest.id),
                            bounced=reports.bounced_in(digest.id),
+                           clicks=click_reports.issue_report(digest),
                            not_reached=reports.not_reached(digest.id)), status
+
+
+@bp.get("/digests/<int:digest_id>/clicks.csv")
+@allow(Role.EDITOR)
+def digest_clicks_csv(digest_id: int):
+    """The issue's click report as CSV: totals, per link, per topic set, per hour."""
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    filename = f"issue-{digest_id}-clicks.csv"
+    return Response(click_reports.as_csv(click_reports.issue_report(digest)),
+                    mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @bp.post("/digests/<int:digest_id>/edit")
