@@ -69,6 +69,11 @@ return {url, verdict, reason, stored}
 """
 
 
+class NotCached(Exception):
+    """The quick path cannot answer (the issue's links are not in Redis, or Redis is
+    down): the full request path will."""
+
+
 class Unavailable(Exception):
     """Neither Redis nor the database can say where the link goes: try again soon."""
 
@@ -98,23 +103,26 @@ def _script():
 
 
 def targets(digest_id: int) -> dict[int, str] | None:
-    """The issue's tracked links (link number -> URL); None when there is no such issue."""
+    """The issue's tracked links (link number -> URL, the open pixel's an empty URL);
+    None when there is no such issue."""
     digest = db.session.get(Digest, digest_id)
     if digest is None:
         return None
-    return {link: url for url, link in tracking.issue_links(digest).items()}
+    return {OPEN_PIXEL: "", **{link: url for url, link in tracking.issue_links(digest).items()}}
 
 
 def follow(link: LinkClaim, copy: CopyClaim, method: str, user_agent: str | None,
-           address: str | None, now: float | None = None) -> Followed | None:
-    """Judge and record one click; where to send the visitor, or None (no such link)."""
+           address: str | None, now: float | None = None, *,
+           cached_only: bool = False) -> Followed | None:
+    """Judge and record one click; where to send the visitor, or None (no such link).
+    ``cached_only``: raise NotCached rather than read the database."""
     if link.link == OPEN_PIXEL:
         return None
     now = time.time() if now is None else now
     judged = verdict.judge_click(method, user_agent, address, now - copy.sent_at)
     early = now - copy.sent_at < EARLY_SECONDS
     return _record(link, copy, ClickKind.CLICK, judged, now,
-                   BURST_LINKS_EARLY if early else BURST_LINKS)
+                   BURST_LINKS_EARLY if early else BURST_LINKS, cached_only)
 
 
 def record_open(link: LinkClaim, copy: CopyClaim, method: str, user_agent: str | None,
@@ -129,7 +137,7 @@ def record_open(link: LinkClaim, copy: CopyClaim, method: str, user_agent: str |
 
 
 def _record(link: LinkClaim, copy: CopyClaim, kind: ClickKind, judged: verdict.Judged,
-            now: float, burst_links: int) -> Followed | None:
+            now: float, burst_links: int, cached_only: bool = False) -> Followed | None:
     record = "|".join(str(value) for value in (
         secrets.token_hex(8), link.digest_id, link.variant_id or "", link.link, copy.copy,
         copy.subscriber_id if current_app.config["TRACK_READERS"] and copy.subscriber_id
@@ -141,6 +149,8 @@ def _record(link: LinkClaim, copy: CopyClaim, kind: ClickKind, judged: verdict.J
             BURST_WINDOW, burst_links, FLOOD_JUDGED, FLOOD_STORED, QUEUE_MAX]
     try:
         answer = _script()(keys=keys, args=args)
+        if answer == 0 and cached_only:
+            raise NotCached
         if answer == 0:  # the issue's links are not cached: from the database, once
             found = targets(link.digest_id)
             if found is None:
@@ -152,6 +162,8 @@ def _record(link: LinkClaim, copy: CopyClaim, kind: ClickKind, judged: verdict.J
                 pipe.execute()
             answer = _script()(keys=keys, args=args)
     except redis.RedisError as error:
+        if cached_only:
+            raise NotCached from None
         log.warning("click on issue %s not queued (Redis: %s); stored directly",
                     link.digest_id, error)
         return _record_without_redis(record, link, judged)
@@ -235,6 +247,12 @@ def _relabel(rows: list[dict]) -> None:
             Click.verdict == Verdict.HUMAN,
             Click.at >= row["at"] - timedelta(seconds=windows[reason]),
             Click.at <= row["at"]).values(verdict=Verdict.BOT, reason=reason))
+
+
+def forget_reader(subscriber_id: int) -> None:
+    """An erased reader's clicks stay in the counts without their id."""
+    db.session.execute(update(Click).where(Click.subscriber_id == subscriber_id)
+                       .values(subscriber_id=None))
 
 
 def drain_lock():

@@ -28,7 +28,11 @@ def new_copy_marker() -> str:
 def signer() -> LinkSigner:
     """Signs with SECRET_KEY; links signed with a SECRET_KEY_FALLBACKS key still read."""
     config = current_app.config
-    return LinkSigner([config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"]])
+    secrets_now = (config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"])
+    cached = current_app.extensions.get("link_signer")
+    if cached is None or cached[0] != secrets_now:  # derived once per process and key set
+        cached = current_app.extensions["link_signer"] = (secrets_now, LinkSigner(secrets_now))
+    return cached[1]
 
 
 def issue_links(digest: Digest) -> dict[str, int]:
@@ -73,6 +77,6 @@ class CopyTokens:
         self.with_reader = bool(current_app.config["TRACK_READERS"])
 
     def __call__(self, subscriber_id: int) -> str:
-        return self.signer.copy_token(self.digest_id, secrets.randbelow(2**31 - 1) + 1,
+        return self.signer.copy_token(self.digest_id, secrets.randbits(31) or 1,
                                       int(time.time()),
                                       subscriber_id if self.with_reader else None)

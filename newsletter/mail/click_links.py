@@ -58,7 +58,7 @@ def _key(secret: bytes) -> bytes:
 
 
 def _mac(key: bytes, *parts: bytes) -> bytes:
-    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()[:MAC_BYTES]
+    return hmac.digest(key, b"".join(parts), "sha256")[:MAC_BYTES]
 
 
 def _encode(data: bytes) -> str:

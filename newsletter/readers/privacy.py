@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import delete, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.analytics import clicks
 from newsletter.bounces import intake
 from newsletter.config import ENV_PREFIX, ConfigError
 from newsletter.delivery import ledger
@@ -184,6 +185,7 @@ def erase_subscriber(subscriber_id: int) -> bool:
     db.session.execute(update(OutboxMail).where(OutboxMail.subscriber_id == subscriber_id)
                        .values(last_error=None))
     intake.forget(subscriber_id)  # bounce reports name the address too
+    clicks.forget_reader(subscriber_id)  # clicks stay counted, no longer theirs
     # Past addresses and their undo links; a notice still owed is then skipped.
     db.session.execute(delete(AddressChange).where(AddressChange.subscriber_id == subscriber_id))
     webhook_events.forget_subscriber(subscriber_id)

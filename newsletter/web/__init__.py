@@ -27,6 +27,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)  # the whole editor workspace, /admin
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(analytics.bp)  # /r/... tracked links, /o/... the open pixel
+    app.wsgi_app = analytics.FastRedirect(app, app.wsgi_app)  # a known issue's clicks
     app.register_blueprint(health.bp)  # /healthz: probes, no login, no rate limit
     errors.register(app)
     if app.config["DEV_MAILBOX"]:

@@ -1,0 +1,194 @@
+"""Redirect benchmark: the tracked-link redirect against a hello-world endpoint, and the
+cost of link rewriting per message.
+
+    .venv/bin/python bench/redirect.py [--duration 10] [--connections 32] [--workers 2]
+        [--copies 2000] [--messages 20000]
+
+1. Both apps run under gunicorn (the same sync workers) and are loaded by Debian's
+   ``wrk``; every request is a genuine tracked link of one of ``--copies`` copies of
+   a sent issue (a Lua script walks through them), with a browser's user agent, so
+   each is judged, goes through the Redis script and is queued. Prints requests/s,
+   p50 and p99 of each and the ratio redirect / hello-world; then drains the queue
+   (the beat job's task body) and prints how many clicks were stored.
+2. Builds ``--messages`` digest messages in-process with and without link rewriting
+   (render once per variant, then per recipient: the unsubscribe URL and, when
+   tracking, the copy token) and prints messages/s of each and the ratio. For the
+   whole send through a worker and an SMTP sink, run bench/dispatch.py with
+   NEWSLETTER_TRACK_CLICKS=true and then =false.
+Embedded Redis and a fresh SQLite file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.subscribe import gunicorn, parse_wrk, prepare_database  # noqa: E402
+from newsletter.devstack import free_port, start_embedded_redis  # noqa: E402
+
+BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/131.0.0.0 Safari/537.36")
+
+
+def make_issue(env: dict, copies: int, folder: Path) -> Path:
+    """A sent issue of three articles, and a wrk script walking ``copies`` copies' links."""
+    code = f"""
+import time
+from datetime import UTC, datetime, timedelta
+from newsletter import create_app
+from newsletter.analytics import tracking
+from newsletter.content import articles
+from newsletter.content.articles import ArticleInput
+from newsletter.db import unit_of_work
+from newsletter.extensions import db
+from newsletter.models import Digest, DigestStatus
+app = create_app()
+with app.app_context(), unit_of_work():
+    added = [articles.add_article(ArticleInput(title=f"Story {{n}}",
+             url=f"https://news.example.com/story-{{n}}", summary="A story.",
+             published_at=datetime.now(UTC)), "api")[0] for n in range(3)]
+    digest = Digest(subject="Bench", status=DigestStatus.SENT,
+                    started_at=datetime.now(UTC) - timedelta(hours=1))
+    digest.articles.extend(added)
+    db.session.add(digest)
+    db.session.flush()
+    signer = tracking.signer()
+    sent_at = int(time.time()) - 3600
+    for copy in range(1, {copies} + 1):
+        for article in added:
+            print("/r/%s/%s" % (signer.link_token(digest.id, None, article.id),
+                                signer.copy_token(digest.id, copy, sent_at)))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+                            capture_output=True, text=True)
+    paths = [line for line in result.stdout.splitlines() if line.startswith("/r/")]
+    script = folder / "redirect.lua"
+    script.write_text(
+        "paths = {" + ",".join(f'"{path}"' for path in paths) + "}\n"
+        "counter = 0\n"
+        "request = function()\n"
+        "  counter = counter + 1\n"
+        "  return wrk.format('GET', paths[(counter % #paths) + 1])\n"
+        "end\n")
+    return script
+
+
+def wrk(port: int, seconds: int, connections: int, script: Path) -> dict:
+    result = subprocess.run(
+        ["wrk", "--threads", "2", "--connections", str(connections), "--duration",
+         f"{seconds}s", "--latency", "--header", f"User-Agent: {BROWSER}",
+         "--header", "Host: news.example.com",  # the app answers only its BASE_URL host
+         "--script", str(script), f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True)
+    return parse_wrk(result.stdout)
+
+
+def measure(name: str, app_spec: str, env: dict, args, script: Path) -> dict:
+    port = free_port()
+    server = gunicorn(app_spec, port, args.workers, 1, env)
+    try:
+        wrk(port, 3, args.connections, script)  # warm up
+        figures = wrk(port, args.duration, args.connections, script)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"{name:<12} {figures['rps']:>9.0f} req/s   p50 {figures['p50']:>7.2f} ms   "
+          f"p99 {figures['p99']:>7.2f} ms   non-2xx/3xx {figures['non_2xx']}", flush=True)
+    return figures
+
+
+def drain(env: dict) -> str:
+    code = ("from newsletter import create_app\n"
+            "from newsletter.analytics import clicks\n"
+            "from newsletter.models import Click, Verdict\n"
+            "from newsletter.extensions import db\n"
+            "from workers.tasks import store_clicks\n"
+            "with create_app().app_context():\n"
+            "    store_clicks()\n"
+            "    human = db.session.query(Click).filter(Click.verdict == Verdict.HUMAN).count()\n"
+            "    print(db.session.query(Click).count(), human, clicks.waiting())\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+                            capture_output=True, text=True)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def build_rate(env: dict, messages: int) -> str:
+    """Messages built per second, with and without tracked links (in-process)."""
+    code = f"""
+import time
+from newsletter import create_app
+from newsletter.delivery import dispatch
+from newsletter.extensions import db
+from newsletter.models import Digest
+app = create_app()
+rates = {{}}
+with app.test_request_context():
+    digest = db.session.query(Digest).first()
+    for tracked in (False, True, False, True):
+        app.config["TRACK_CLICKS"] = tracked
+        dispatch._factories.clear()
+        start = time.perf_counter()
+        factory = dispatch._factory(digest, None)
+        for n in range({messages}):
+            factory.build(n + 1, f"reader{{n}}@example.com", "A Reader",
+                          f"https://news.example.com/unsubscribe/key{{n}}")
+        rates.setdefault(tracked, []).append({messages} / (time.perf_counter() - start))
+print(max(rates[False]), max(rates[True]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+                            capture_output=True, text=True)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--copies", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=20000)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("needs wrk: apt-get install wrk")
+    with tempfile.TemporaryDirectory(prefix="bench-redirect-") as folder:
+        redis_port = free_port()
+        redis = start_embedded_redis(Path(folder), redis_port)
+        env = {**os.environ, "NEWSLETTER_DATABASE_URL": f"sqlite:///{folder}/bench.db",
+               "NEWSLETTER_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+               "NEWSLETTER_SECRET_KEY": secrets.token_hex(32),
+               "NEWSLETTER_SUPPRESSION_KEY": secrets.token_hex(32),
+               "NEWSLETTER_BASE_URL": "https://news.example.com",
+               "NEWSLETTER_TASK_QUEUE": f"bench-{os.getpid()}"}
+        try:
+            prepare_database(env)
+            script = make_issue(env, args.copies, Path(folder))
+            print(f"gunicorn {args.workers} sync workers, wrk {args.connections} connections, "
+                  f"{args.duration} s, {args.copies} copies x 3 links", flush=True)
+            hello = measure("hello-world", "bench.hello_app:app", env, args, script)
+            time.sleep(1)
+            redirect = measure("redirect", "newsletter:create_app()", env, args, script)
+            stored, human, left = drain(env).split()
+            without, tracked = map(float, build_rate(env, args.messages).split())
+        finally:
+            redis.terminate()
+            redis.wait(timeout=10)
+    print(f"ratio {redirect['rps'] / hello['rps']:.2f} of hello-world's requests/s "
+          f"(bar >= 0.5); redirect p99 {redirect['p99']:.2f} ms (bar <= 30 ms)")
+    print(f"clicks stored {stored} (human {human}; the rest flood-bounded), "
+          f"left in the queue {left}")
+    print(f"message build without tracking {without:.0f} msg/s, with {tracked:.0f} msg/s: "
+          f"ratio {tracked / without:.3f}")
+
+
+if __name__ == "__main__":
+    main()
