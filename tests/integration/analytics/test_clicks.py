@@ -194,3 +194,17 @@ def test_the_redirect_needs_no_database_once_the_issue_is_known(app, client, sen
     assert response.status_code == 302
     assert statements == []
     assert drain(app) == 2
+
+
+def test_with_redis_down_a_click_is_answered_and_written_straight_to_the_database(
+        app, client, sent):
+    digest_id, links, sent_at = sent
+    from newsletter.devstack import free_port
+
+    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with time_machine.travel(sent_at + timedelta(minutes=5), tick=True):
+        response = client.get(path_of(links[2][1]), headers={"User-Agent": BROWSER})
+    assert response.status_code == 302 and response.headers["Location"] in ARTICLES
+    with app.app_context():
+        stored = db.session.execute(select(Click.digest_id, Click.verdict)).all()
+    assert stored == [(digest_id, Verdict.HUMAN)]
