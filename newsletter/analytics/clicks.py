@@ -121,8 +121,11 @@ def follow(link: LinkClaim, copy: CopyClaim, method: str, user_agent: str | None
     now = time.time() if now is None else now
     judged = verdict.judge_click(method, user_agent, address, now - copy.sent_at)
     early = now - copy.sent_at < EARLY_SECONDS
-    return _record(link, copy, ClickKind.CLICK, judged, now,
-                   BURST_LINKS_EARLY if early else BURST_LINKS, cached_only)
+    followed = _record(link, copy, ClickKind.CLICK, judged, now,
+                       BURST_LINKS_EARLY if early else BURST_LINKS, cached_only)
+    if followed is None or not followed.url.startswith(("http://", "https://")):
+        return None  # only ever to a web page (articles' URLs are checked when saved, too)
+    return followed
 
 
 def record_open(link: LinkClaim, copy: CopyClaim, method: str, user_agent: str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -57,7 +58,10 @@ def test_sample_article_digest_reaches_300_subscribers_exactly_once(app, client,
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert title in text and "Asia-Pacific" in html and "1 Example Street" in text
-    assert "http://localhost/articles/us-secretary-of-state-c5-plus-1" in text
+    # The article's link is tracked, and takes the reader to the article.
+    tracked = re.search(r"http://localhost(/r/\S+)", text).group(1)
+    assert client.get(tracked, headers={"User-Agent": "Mozilla/5.0 Firefox/133.0"}).headers[
+        "Location"] == "http://localhost/articles/us-secretary-of-state-c5-plus-1"
 
     # The links in it work: the article, the archive, and one-click unsubscribe.
     article_page = client.get("/articles/us-secretary-of-state-c5-plus-1").get_data(as_text=True)
