@@ -64,3 +64,16 @@ def test_old_clicks_fold_into_days_and_the_report_reads_the_same(app, client):
         after = reports.issue_report(db.session.get(Digest, digest_id)).as_json()
     assert after == before
     assert before["clicks"] == {"human": 3, "bot": 2, "unique_human_copies": 2}
+
+
+def test_stats_issue_refuses_bad_ids_with_one_clear_line(app, client):
+    runner = app.test_cli_runner()
+    missing = runner.invoke(args=["stats", "issue", "999999", "--json"])
+    assert missing.exit_code == 1 and "no issue 999999" in missing.output
+    for bad in ("abc", "0", "-1", str(2**40)):
+        refused = runner.invoke(args=["stats", "issue", bad])
+        assert refused.exit_code == 2 and "Traceback" not in refused.output, bad
+    digest_id, _ = an_issue_with_clicks(app)
+    readable = runner.invoke(args=["stats", "issue", str(digest_id)])
+    assert readable.exit_code == 0
+    assert "clicks: 3 human, 2 bot; 2 copies clicked by a person (20.0%)" in readable.output
