@@ -1,7 +1,7 @@
 """clicks: verdicts on an issue's tracked links (and opens), and their daily folds
 
 Revision ID: 0020
-Revises: 0024
+Revises: 0022
 Create Date: 2026-12-03 15:40:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0020'
-down_revision = '0024'
+down_revision = '0022'
 branch_labels = None
 depends_on = None
 
