@@ -58,3 +58,17 @@ def test_a_body_encoded_from_its_fixed_lines_is_the_whole_body_encoded(before, l
     assert Base64Body(parts).encode(url) == expected
     assert Base64Body(parts).encode(b"") == base64.encodebytes(b"".join(parts)).replace(
         b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize("at", [0, 1, 56, 57, 58, 200])
+def test_a_body_with_copy_markers_encodes_as_the_whole_body_with_the_token_in_place(at):
+    import base64
+
+    from newsletter.mail.bulk import Base64Body
+
+    copy = b"COPY-0123"
+    head = (bytes(range(256)) * 2)[:at] + b'<a href="/r/abc/' + copy + b'">x</a>' + b"y" * 90
+    parts = [head, b" footer " + copy + b" end"]
+    url, token = b"https://news.example.com/unsubscribe/abc", b"TOKEN-of-the-reader"
+    expected = base64.encodebytes(url.join(parts).replace(copy, token)).replace(b"\n", b"\r\n")
+    assert Base64Body(parts, copy).encode(url, token) == expected
