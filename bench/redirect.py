@@ -21,7 +21,9 @@ Embedded Redis and a fresh SQLite file.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -93,10 +95,30 @@ def wrk(port: int, seconds: int, connections: int, script: Path) -> dict:
     return parse_wrk(result.stdout)
 
 
+def wait_for_workers(port: int, path: str, timeout: float = 120) -> None:
+    """gunicorn binds before its workers have loaded the app: wait until they answer."""
+    deadline = time.monotonic() + timeout
+    answered = 0
+    while answered < 8:  # a few answers: every worker is up, not only the first
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", path, headers={"Host": "news.example.com",
+                                                     "User-Agent": BROWSER})
+            answered += connection.getresponse().status < 400
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+        finally:
+            connection.close()
+
+
 def measure(name: str, app_spec: str, env: dict, args, script: Path) -> dict:
     port = free_port()
     server = gunicorn(app_spec, port, args.workers, args.threads, env)
     try:
+        first = re.search(r'"(/r/[^"]+)"', script.read_text()).group(1)
+        wait_for_workers(port, first)
         wrk(port, 3, args.connections, script)  # warm up
         figures = wrk(port, args.duration, args.connections, script)
     finally:
