@@ -56,7 +56,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 def _create_app(config: dict[str, Any]) -> Flask:
     settings = {**load_settings(), **config}
-    logging_setup.configure(settings["LOG_LEVEL"])  # first: start-up warnings get its format
+    # First: start-up warnings get its format.
+    logging_setup.configure(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
     app = Flask(
         __name__,
         instance_path=settings["INSTANCE_PATH"] or default_instance_path(),

@@ -78,6 +78,21 @@ def _redis_url(value: str) -> str:
     return text
 
 
+def _relays(value: str) -> tuple:
+    from newsletter.mail.relays import parse_relays
+
+    return parse_relays(value)  # raises ValueError with a reason
+
+
+def _multiproc_dir(value: str) -> str:
+    """prometheus-client's own variable: the folder where every process writes its
+    metrics. It must exist and be writable before any process starts."""
+    path = str(value).strip()
+    if path and not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
+        raise ValueError(f"{path} is not a folder this user may write")
+    return path
+
+
 def _mailbox(value: str) -> str:
     """A From address such as ``The Daily <news@example.com>``."""
     from newsletter.mail.addresses import parse_mailbox
@@ -329,6 +344,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_CA_FILE", "", _ca_file,
             "CA certificate(s) (PEM) to trust for the relay's TLS instead of the system's, "
             "for a relay signed by a private CA; checked at start."),
+    Setting("SMTP_RELAYS", (), _relays,
+            "A pool of relays as a JSON list (host, port, security, username, password, "
+            "weight, rate); each batch picks one by weight, a failing one is left out until "
+            "it answers again. Empty: the one relay of the SMTP_* settings."),
     Setting("MAIL_FROM", "The Newsletter <newsletter@localhost>", _mailbox,
             "From header, with display name (the sender_name site setting overrides the name)."),
     Setting("SITE_NAME", "The Newsletter", _str,
@@ -506,6 +525,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
             "Lowest level logged by the web app, workers, beat and the bounce receiver: "
             "`debug`, `info`, `warning`, `error` or `critical`."),
+    Setting("LOG_FORMAT", "text", _choice("text", "json"),
+            "`text` (one line per record) or `json` (one JSON object per line, with the "
+            "request id and the task id), for a log shipper."),
 )
 
 
@@ -523,6 +545,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             values[setting.name] = setting.parse(raw)
         except ValueError as error:
             problems.append(f"{ENV_PREFIX}{setting.name}: {error}")
+    try:
+        values["METRICS_MULTIPROC_DIR"] = _multiproc_dir(
+            environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    except ValueError as error:
+        problems.append(f"PROMETHEUS_MULTIPROC_DIR: {error}")
     if not problems:
         problems += _feed_problems(values)
     if problems:

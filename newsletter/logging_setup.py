@@ -3,8 +3,9 @@
 ``create_app`` calls ``configure`` first thing, so each process logs lines of
 the same shape to stderr (the journal under systemd, gunicorn's error log):
 ``2026-12-03T12:00:00Z INFO newsletter.bounces.intake: bounce event ...``, at
-the level ``NEWSLETTER_LOG_LEVEL`` names. Celery's worker and beat keep it
-instead of installing their own.
+the level ``NEWSLETTER_LOG_LEVEL`` names; with ``NEWSLETTER_LOG_FORMAT=json`` one JSON
+object per line instead, with the request id (web) and the task id (workers).
+Celery's worker and beat keep it instead of installing their own.
 
 No reader key or token ever reaches a log line: every record is passed through
 ``redact`` when it is made (message, arguments, exception text), so it holds
@@ -16,6 +17,7 @@ never-expiring keys.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import time
@@ -104,12 +106,45 @@ class UTCFormatter(logging.Formatter):
     default_msec_format = "%s.%03dZ"
 
 
-def make_formatter() -> logging.Formatter:
-    """The one place that decides what a line looks like (a JSON format goes here)."""
-    return UTCFormatter(LINE_FORMAT)
+class JSONFormatter(UTCFormatter):
+    """One JSON object per line: time, level, logger, message, the web request's id and
+    the Celery task's id when there is one, and the exception (already redacted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        request_id, task_id = _request_id(), _task_id()
+        if request_id:
+            entry["request_id"] = request_id
+        if task_id:
+            entry["task_id"] = task_id
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure(level: str) -> None:
+def _request_id() -> str | None:
+    from flask import g, has_request_context
+
+    return g.get("request_id") if has_request_context() else None
+
+
+def _task_id() -> str | None:
+    from celery import current_task
+
+    return current_task.request.id if current_task else None
+
+
+def make_formatter(log_format: str = "text") -> logging.Formatter:
+    """The one place that decides what a line looks like: ``text`` or ``json``."""
+    return JSONFormatter() if log_format == "json" else UTCFormatter(LINE_FORMAT)
+
+
+def configure(level: str, log_format: str = "text") -> None:
     """Idempotent: the redaction once per process; a handler on the root logger unless
     one is there already (a test runner's, a host application's); the level always."""
     if not isinstance(logging.getLogRecordFactory(), RedactingRecordFactory):
@@ -117,7 +152,7 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()  # stderr
-        handler.setFormatter(make_formatter())
+        handler.setFormatter(make_formatter(log_format))
         root.addHandler(handler)
     root.setLevel(level.upper())
     for name in CHATTY_LOGGERS:

@@ -39,6 +39,7 @@ from newsletter.delivery import guard, heartbeat, ledger
 from newsletter.delivery.ledger import ClaimedBatch
 from newsletter.delivery.relay import Relay, SendRate
 from newsletter.extensions import db
+from newsletter.instruments import BATCH_SECONDS, SMTP_SEND_SECONDS
 from newsletter.issues import digests
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
 from newsletter.mail.links import external_url, url_adapter
@@ -183,7 +184,7 @@ def _claim_and_send(digest: Digest, token: str) -> int:
     # Only reads since the claim committed: end that transaction rather than hold
     # its snapshot through the whole send.
     db.session.rollback()
-    with ledger.batch_connection() as connection:
+    with BATCH_SECONDS.time(), ledger.batch_connection() as connection:
         batch = Batch(connection, digest_id, token, rows, factories)
         stop, done = batch.run()
         batch.claimed.release([row.delivery_id for row in rows[done:]])
@@ -272,8 +273,12 @@ class Batch:
         except Exception as error:  # this reader's message, not the batch: record and go on
             log.exception("delivery %s: could not build the message", row.delivery_id)
             return DeliveryResult(Outcome.FAILED, f"could not build the message: {error}"[:500])
-        return self.transport.deliver(self.senders.for_subscriber(row.subscriber_id), row.email,
-                                      message)
+        started = time.perf_counter()
+        result = self.transport.deliver(self.senders.for_subscriber(row.subscriber_id),
+                                        row.email, message)
+        SMTP_SEND_SECONDS.labels(self.transport.name, result.outcome.value).observe(
+            time.perf_counter() - started)
+        return result
 
     def _renew_if_due(self, held: int) -> bool:
         """Extend the lease of every row this batch still holds; False when some row

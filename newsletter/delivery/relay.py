@@ -67,6 +67,17 @@ class SendRate:
             time.sleep(delay)
 
 
+OPEN_KEY = "newsletter:relay-open:"  # + relay name: set while its circuit is open
+
+
+def open_relays(names: list[str], client: redis.Redis | None = None) -> set[str]:
+    """The relays whose circuit breaker keeps them out of sends now (one round trip)."""
+    if not names:
+        return set()
+    found = (client or redis_client()).mget([OPEN_KEY + name for name in names])
+    return {name for name, value in zip(names, found, strict=True) if value is not None}
+
+
 def about_the_domain(code: int | None, enhanced: str | None) -> bool:
     """A 4xx that speaks for the whole domain (or the relay's path to it): 421 closes
     the connection, 4.7.x is a rate limit or policy; other 4xx speak for one mailbox."""

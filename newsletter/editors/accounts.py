@@ -35,6 +35,7 @@ SCOPES: dict[str, Role] = {
     "sequences:read": Role.EDITOR,
     "webhooks:read": Role.OWNER,
     "webhooks:write": Role.OWNER,
+    "metrics:read": Role.OWNER,  # GET /metrics: operations figures for Prometheus
 }
 MIN_PASSWORD = 10
 

@@ -164,6 +164,7 @@ class SMTPTransport:
         self.password = config["SMTP_PASSWORD"]
         self.timeout = config["SMTP_TIMEOUT"]
         self.ca_file = config.get("SMTP_CA_FILE") or None  # None: the system's trusted CAs
+        self.name = f"{self.host}:{self.port}"  # in metrics and the ledger
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()
         self._stage = "mail"  # the command in progress, to classify a failure

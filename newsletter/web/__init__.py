@@ -11,12 +11,15 @@ def register_blueprints(app: Flask) -> None:
         common,
         errors,
         health,
+        metrics,
         preferences,
         public,
+        request_ids,
         topic_archive,
         webhooks,
     )
 
+    request_ids.init_app(app)  # first: every later hook's log lines carry the id
     app.add_template_filter(common.local_time)
     app.add_template_filter(common.plural)
 
@@ -29,6 +32,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(analytics.bp)  # /r/... tracked links, /o/... the open pixel
     app.wsgi_app = analytics.FastRedirect(app, app.wsgi_app)  # a known issue's clicks
     app.register_blueprint(health.bp)  # /healthz: probes, no login, no rate limit
+    app.register_blueprint(metrics.bp)  # /metrics, for a token with metrics:read
     errors.register(app)
     if app.config["DEV_MAILBOX"]:
         from newsletter.web import devmail
