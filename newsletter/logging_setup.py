@@ -155,6 +155,9 @@ def configure(level: str, log_format: str = "text") -> None:
         handler.setFormatter(make_formatter(log_format))
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # Python's warnings (Celery's "running as root") through the same handler, so a
+    # JSON log has no line of another shape.
+    logging.captureWarnings(log_format == "json")
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(
             logging.NOTSET if level.lower() == "debug" else logging.WARNING)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
+import sys
 
 import pytest
 from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
@@ -100,3 +102,26 @@ def test_configure_sets_the_level_and_installs_one_redacting_factory():
     finally:
         root.setLevel(level)
         logging.setLogRecordFactory(factory)
+
+
+def test_a_json_line_carries_the_request_id_and_the_redacted_exception():
+    from flask import Flask, g
+
+    formatter = make_formatter("json")
+    app = Flask(__name__)
+    with app.test_request_context("/"):
+        g.request_id = "req-123"
+        try:
+            raise ValueError(f"bad link /unsubscribe/{KEY}")
+        except ValueError:
+            record = logging.getLogger("newsletter.web").makeRecord(
+                "newsletter.web", logging.ERROR, __file__, 1, "failed for %s", (API_TOKEN,),
+                sys.exc_info())
+        RedactingRecordFactory(lambda *a, **k: record)()  # as every record is made
+        line = formatter.format(record)
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert entry["request_id"] == "req-123" and entry["level"] == "ERROR"
+    assert entry["logger"] == "newsletter.web" and "task_id" not in entry
+    assert "ValueError" in entry["exception"]
+    assert KEY not in line and API_TOKEN not in line
