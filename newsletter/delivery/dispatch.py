@@ -37,12 +37,13 @@ from newsletter.analytics import tracking
 from newsletter.content import site_settings
 from newsletter.delivery import guard, heartbeat, ledger
 from newsletter.delivery.ledger import ClaimedBatch
-from newsletter.delivery.relay import Relay, SendRate
+from newsletter.delivery.relay import Relay, RelayPool, SendRate
 from newsletter.extensions import db
 from newsletter.instruments import BATCH_SECONDS, SMTP_SEND_SECONDS
 from newsletter.issues import digests
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
 from newsletter.mail.links import external_url, url_adapter
+from newsletter.mail.relays import relays_from_config
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.mail.verp import DigestSenders, MessageIds, feedback_id
 from newsletter.models import (
@@ -206,13 +207,23 @@ class Batch:
         self.factories = factories  # by variant id
         self.links = url_adapter()  # once per batch
         self.senders = DigestSenders(digest_id)  # VERP: each reader's bounce names its delivery
-        self.transport = current_app.extensions["smtp"]
-        self.rate = SendRate(config["SEND_RATE"])
+        self.pool = RelayPool(current_app.extensions["smtp_relays"], relays_from_config(config))
+        self.use(self.pool.choose() or self.pool.first_to_probe())
+        self.tried = {self.transport.name}  # relays this batch found unreachable or used
+        self.answered: set[str] = set()  # relays that took a transaction in this batch
+        self.delivered_by: str | None = None  # the relay that answered for the row in hand
         self.relay = Relay(digest_id)
         self.renew_every = config["SEND_LEASE"] / 3
         self.renewed_at = time.monotonic()
         self.left: set[int] = set()  # readers who left since the claim
         self.last_error = ""
+
+    def use(self, transport) -> None:
+        """Send through this relay, at its own rate when it has one."""
+        self.transport = transport
+        own = self.pool.rates.get(transport.name)
+        self.rate = (SendRate(own, key=f"{SendRate.KEY}:{transport.name}") if own
+                     else SendRate(current_app.config["SEND_RATE"]))
 
     def plan(self, row: Row) -> str:
         if not row.active or row.subscriber_id in self.left:
@@ -254,11 +265,20 @@ class Batch:
                           "stopping this batch", row.delivery_id)
                 return Stop.HALTED, index + 1
             if result is not None and result.outcome is Outcome.UNREACHABLE:
-                self.last_error = result.detail
-                tripped = self.relay.unreachable()
-                return (Stop.BREAKER if tripped else Stop.UNREACHABLE), index + 1
-            if result is not None:
-                self.relay.connected()
+                self.last_error = f"{self.transport.name}: {result.detail}"
+                self.pool.failed(self.transport.name)
+                other = self.pool.choose(self.tried)
+                if other is None:  # the row went back to pending; later, or paused
+                    return (Stop.BREAKER if self.pool.all_open() else Stop.UNREACHABLE,
+                            index + 1)
+                log.warning("digest %s: relay %s unreachable, going on through %s",
+                            self.digest_id, self.transport.name, other.name)
+                self.use(other)
+                self.tried.add(other.name)
+                continue
+            if result is not None and self.transport.name not in self.answered:
+                self.answered.add(self.transport.name)
+                self.pool.answered(self.transport.name)
             if mark_next and not marked:
                 return Stop.HALTED, index + 1  # paused or cancelled (or the claim lost)
         return Stop.DONE, len(rows)
@@ -274,6 +294,7 @@ class Batch:
             log.exception("delivery %s: could not build the message", row.delivery_id)
             return DeliveryResult(Outcome.FAILED, f"could not build the message: {error}"[:500])
         started = time.perf_counter()
+        self.delivered_by = self.transport.name
         result = self.transport.deliver(self.senders.for_subscriber(row.subscriber_id),
                                         row.email, message)
         SMTP_SEND_SECONDS.labels(self.transport.name, result.outcome.value).observe(
@@ -300,7 +321,10 @@ class Batch:
                 next_id: int | None) -> tuple[bool, bool]:
         """Write one row's result (and mark the next in flight): (recorded, next marked)."""
         now = utcnow()
-        values = {"last_error": None}
+        # An unreachable relay carried nothing: the row goes back without a relay.
+        carried = result is not None and result.outcome is not Outcome.UNREACHABLE
+        values = {"last_error": None, "relay": self.delivered_by if carried else None}
+        self.delivered_by = None
         if action == "skip":
             status, values["last_error"] = DeliveryStatus.SKIPPED, "subscriber no longer active"
         elif action == "backoff":

@@ -245,7 +245,8 @@ UPDATE deliveries SET
   next_attempt_at = CASE WHEN id = :id THEN :next_attempt_at ELSE next_attempt_at END,
   attempts = CASE WHEN id = :id THEN attempts - :refund ELSE attempts END,
   lease_until = CASE WHEN id = :id THEN NULL ELSE :lease END,
-  attempted_at = CASE WHEN id = :id THEN :attempted_at ELSE :now END
+  attempted_at = CASE WHEN id = :id THEN :attempted_at ELSE :now END,
+  relay = CASE WHEN id = :id THEN COALESCE(:relay, relay) ELSE relay END
 WHERE id IN (:id, :next_id) AND claim = :claim AND {_sources_sql(Move.RECORD)}
   AND (id = :id OR {_STILL_SENDING})
 RETURNING id
@@ -323,10 +324,11 @@ class ClaimedBatch:
     def record(self, delivery_id: int, status: DeliveryStatus, next_id: int | None,
                now: datetime, *, sent_at: datetime | None = None,
                next_attempt_at: datetime | None = None, tried: bool = True,
-               last_error: str | None = None, refund: bool = False) -> tuple[bool, bool]:
+               last_error: str | None = None, refund: bool = False,
+               relay: str | None = None) -> tuple[bool, bool]:
         """Write one row's result and mark ``next_id`` in flight: (recorded, next marked).
         ``tried``: an attempt was made (else ``attempted_at`` is cleared); ``refund``: the
-        attempt the claim counted is given back."""
+        attempt the claim counted is given back; ``relay``: the relay that answered."""
         if status not in RESULTS:
             raise ValueError(f"a claimed row cannot become {status}")
         written = self.record_statement.ids({
@@ -334,7 +336,7 @@ class ClaimedBatch:
             "claim": self.token, "digest_id": self.digest_id, "now": now,
             "lease": now + self.lease, "status": status.value, "sent_at": sent_at,
             "next_attempt_at": next_attempt_at, "attempted_at": now if tried else None,
-            "last_error": last_error, "refund": 1 if refund else 0})
+            "last_error": last_error, "refund": 1 if refund else 0, "relay": relay})
         return delivery_id in written, next_id in written
 
     def renew(self) -> int:

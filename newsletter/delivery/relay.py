@@ -1,5 +1,12 @@
-"""What the workers share about the relay through Redis: the send rate cap, per-domain
-backoff, and the circuit breaker's count of connection failures.
+"""What the workers share about the relays through Redis: the send rate cap, per-domain
+backoff, and each relay's circuit breaker.
+
+The pool (``NEWSLETTER_SMTP_RELAYS``): each batch picks a relay by weight among those
+whose circuit is closed. Connection failures to a relay are counted across workers;
+SEND_BREAKER_FAILURES of them within SEND_BREAKER_WINDOW open its circuit for a window,
+and the batch goes on through another relay. After the window a batch may pick it
+again: that batch is the probe, and one more failure opens it again at once, one
+success closes it. The send pauses only when every relay's circuit is open.
 
 A 4xx is about the scope it names: a busy, full or greylisting mailbox defers that
 reader only; the domain backs off on a reply about the domain (421, or a 4.7.x rate
@@ -10,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 
 import redis
 from flask import current_app
+
+from newsletter.mail.relays import relays_from_config
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +59,10 @@ class SendRate:
 
     KEY = "newsletter:send-rate"
 
-    def __init__(self, rate: float | None, client: redis.Redis | None = None):
+    def __init__(self, rate: float | None, client: redis.Redis | None = None,
+                 key: str | None = None):
         self.rate = rate
+        self.key = key or self.KEY
         if rate:
             self.redis = client or redis_client()
             self.reserve = self.redis.register_script(_RESERVE_SLOT)
@@ -59,7 +71,7 @@ class SendRate:
         """Reserve a slot; seconds until it (0 when uncapped)."""
         if not self.rate:
             return 0.0
-        return max(0.0, float(self.reserve(keys=[self.KEY], args=[1 / self.rate])))
+        return max(0.0, float(self.reserve(keys=[self.key], args=[1 / self.rate])))
 
     def wait(self) -> None:
         delay = self.delay()
@@ -78,6 +90,87 @@ def open_relays(names: list[str], client: redis.Redis | None = None) -> set[str]
     return {name for name, value in zip(names, found, strict=True) if value is not None}
 
 
+class RelayPool:
+    """The relays of the pool with their weights and shared circuit breakers."""
+
+    FAILURES_KEY = "newsletter:relay-failures:"  # + relay name
+
+    def __init__(self, transports: dict, specs, client: redis.Redis | None = None):
+        config = current_app.config
+        self.transports = transports  # name -> SMTPTransport
+        weights = {spec.name: spec.weight for spec in specs}
+        self.weights = {name: weights.get(name, 1.0) for name in transports}
+        self.rates = {spec.name: spec.rate for spec in specs}
+        self.redis = client or redis_client()
+        self.failures = config["SEND_BREAKER_FAILURES"]
+        self.window = config["SEND_BREAKER_WINDOW"]
+
+    def choose(self, excluded: set[str] = frozenset()):
+        """A relay by weight among those whose circuit is closed, leaving out
+        ``excluded``; None when none is left. Without Redis every relay is a candidate."""
+        candidates = [name for name in self.transports if name not in excluded]
+        try:
+            out = open_relays(candidates, self.redis)
+        except redis.RedisError as error:
+            log.warning("relay circuits unavailable: %s", error)
+            out = set()
+        candidates = [name for name in candidates if name not in out]
+        if not candidates:
+            return None
+        name = random.choices(candidates, [self.weights[n] for n in candidates])[0]
+        return self.transports[name]
+
+    def first_to_probe(self):
+        """Every circuit is open: the relay whose window ends first (a resumed send's
+        first batch probes it rather than pausing again untried)."""
+        try:
+            ttls = {name: self.redis.pttl(OPEN_KEY + name) for name in self.transports}
+        except redis.RedisError:
+            ttls = {}
+        return self.transports[min(self.transports, key=lambda name: ttls.get(name, 0))]
+
+    def failed(self, name: str) -> bool:
+        """Count one connection failure; True when it opens the relay's circuit. The
+        count outlives the open window, so a failed probe opens it again at once."""
+        try:
+            key = self.FAILURES_KEY + name
+            pipeline = self.redis.pipeline()
+            pipeline.incr(key)
+            pipeline.expire(key, 2 * self.window)
+            failures = pipeline.execute()[0]
+            if failures >= self.failures:
+                self.redis.set(OPEN_KEY + name, "1", ex=self.window)
+                log.error("relay %s: %d connection failures, out of sends for %d s",
+                          name, failures, self.window)
+                return True
+        except redis.RedisError as error:
+            log.warning("relay failure count not shared: %s", error)
+        return False
+
+    def answered(self, name: str) -> None:
+        """The relay took a transaction: its circuit is closed."""
+        try:
+            self.redis.delete(self.FAILURES_KEY + name, OPEN_KEY + name)
+        except redis.RedisError as error:
+            log.warning("relay circuit not reset: %s", error)
+
+    def all_open(self) -> bool:
+        try:
+            return len(open_relays(list(self.transports), self.redis)) == len(self.transports)
+        except redis.RedisError:
+            return False
+
+
+def close_circuits(config) -> None:
+    """Every relay of the pool gets its chance again (an editor resumed a send)."""
+    names = [relay.name for relay in relays_from_config(config)]
+    try:
+        redis_client().delete(*[key + name for name in names
+                                for key in (RelayPool.FAILURES_KEY, OPEN_KEY)])
+    except redis.RedisError as error:
+        log.warning("relay circuits not reset: %s", error)
+
+
 def about_the_domain(code: int | None, enhanced: str | None) -> bool:
     """A 4xx that speaks for the whole domain (or the relay's path to it): 421 closes
     the connection, 4.7.x is a rate limit or policy; other 4xx speak for one mailbox."""
@@ -85,9 +178,8 @@ def about_the_domain(code: int | None, enhanced: str | None) -> bool:
 
 
 class Relay:
-    """What the workers share about the relay through Redis: per-domain backoff, the
-    readers of each domain that lately answered 4xx, and a count of consecutive
-    connection failures (the circuit breaker)."""
+    """What the workers share about recipient domains through Redis: per-domain
+    backoff and the readers of each domain that lately answered 4xx."""
 
     BACKOFF_KEY = "newsletter:domain-backoff:"
     STRIKES_KEY = "newsletter:domain-4xx:"  # reader -> when, per domain
@@ -95,14 +187,10 @@ class Relay:
     def __init__(self, digest_id: int):
         config = current_app.config
         self.redis = redis_client()
-        self.failures_key = f"newsletter:relay-failures:{digest_id}"
         self.backoff_seconds = config["SEND_DOMAIN_BACKOFF"]
         self.backoff_readers = config["SEND_DOMAIN_BACKOFF_READERS"]
-        self.breaker_failures = config["SEND_BREAKER_FAILURES"]
-        self.breaker_window = config["SEND_BREAKER_WINDOW"]
         self.backoff_until: dict[str, float] = {}  # domain -> epoch seconds
         self.strikes: dict[str, dict[str, float]] = {}  # domain -> reader -> epoch seconds
-        self.reset_pending = True  # the first success of a batch clears the count
 
     def refresh_backoff(self, domains: set[str]) -> None:
         """Learn other workers' backoffs (one round trip)."""
@@ -161,25 +249,6 @@ class Relay:
             pipeline.expire(key, self.backoff_seconds)
             count = max(count, pipeline.execute()[2])
         return count
-
-    def connected(self) -> None:
-        if self.reset_pending:
-            self.reset_pending = False
-            with self._shared("relay failure count"):
-                self.redis.delete(self.failures_key)
-
-    def unreachable(self) -> bool:
-        """Count one connection failure; True when the breaker trips."""
-        with self._shared("relay failure count"):
-            failures = self.redis.incr(self.failures_key)
-            if failures == 1:
-                self.redis.expire(self.failures_key, self.breaker_window)
-            return failures >= self.breaker_failures
-        return False  # without Redis the breaker cannot count; batches keep retrying later
-
-    def reset(self) -> None:
-        with self._shared("relay failure count"):
-            self.redis.delete(self.failures_key)
 
     @contextlib.contextmanager
     def _shared(self, what: str):

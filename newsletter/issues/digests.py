@@ -24,7 +24,7 @@ from newsletter import jobs
 from newsletter.content import site_settings, topics
 from newsletter.content.excerpts import digest_body
 from newsletter.delivery import heartbeat, ledger
-from newsletter.delivery.relay import Relay
+from newsletter.delivery.relay import close_circuits
 from newsletter.extensions import db
 from newsletter.issues import copies, lifecycle
 from newsletter.issues.copies import clean_subject, default_subject
@@ -522,7 +522,7 @@ def resume(digest_id: int, *, acknowledge_guard: bool = False) -> bool:
     acknowledged = {"guard_acknowledged_at": utcnow()} if acknowledge_guard else {}
     if not lifecycle.move(digest_id, Move.RESUME, **acknowledged):
         return False
-    Relay(digest_id).reset()  # the breaker counts afresh
+    close_circuits(current_app.config)  # the breakers count afresh
     sweep_issue(digest_id, DigestStatus.SENDING)  # batch tasks for what is left
     return True
 

@@ -127,6 +127,31 @@ def not_reached(digest_id: int, limit: int = 500) -> list[DeliveryLine]:
                            limit=limit)
 
 
+@dataclass
+class RelayLine:
+    relay: str
+    sent: int
+    failed: int  # failed or unknown: the relay refused it or the connection broke after DATA
+    deferred: int
+
+
+def by_relay(digest_id: int) -> list[RelayLine]:
+    """What each relay carried of an issue: one grouped query."""
+    lines: dict[str, RelayLine] = {}
+    for relay, status, count in db.session.execute(
+            select(Delivery.relay, Delivery.status, func.count())
+            .where(Delivery.digest_id == digest_id, Delivery.relay.is_not(None))
+            .group_by(Delivery.relay, Delivery.status)):
+        line = lines.setdefault(relay, RelayLine(relay, 0, 0, 0))
+        if status == DeliveryStatus.SENT:
+            line.sent += count
+        elif status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
+            line.failed += count
+        elif status == DeliveryStatus.DEFERRED:
+            line.deferred += count
+    return sorted(lines.values(), key=lambda line: line.relay)
+
+
 def deliveries_of(subscriber_id: int, issues: int = 10) -> list[DeliveryLine]:
     """What happened to one reader's copy of each of the last issues."""
     return _delivery_lines(Delivery.subscriber_id == subscriber_id, limit=issues)

@@ -27,6 +27,8 @@ from typing import Any
 
 import idna
 
+from newsletter.mail.relays import RelaySpec, relays_from_config
+
 log = logging.getLogger(__name__)
 
 
@@ -156,15 +158,19 @@ def _data(connection: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
 
 
 class SMTPTransport:
-    def __init__(self, config: Mapping[str, Any]):
-        self.host = config["SMTP_HOST"]
-        self.port = config["SMTP_PORT"]
-        self.security = config["SMTP_SECURITY"]
-        self.username = config["SMTP_USERNAME"]
-        self.password = config["SMTP_PASSWORD"]
+    """One relay: the given one, else the first of the pool (the one relay of the
+    SMTP_* settings without a pool)."""
+
+    def __init__(self, config: Mapping[str, Any], relay: RelaySpec | None = None):
+        relay = relay or relays_from_config(config)[0]
+        self.name = relay.name  # in metrics, the breaker and the ledger
+        self.host = relay.host
+        self.port = relay.port
+        self.security = relay.security
+        self.username = relay.username
+        self.password = relay.password
         self.timeout = config["SMTP_TIMEOUT"]
         self.ca_file = config.get("SMTP_CA_FILE") or None  # None: the system's trusted CAs
-        self.name = f"{self.host}:{self.port}"  # in metrics and the ledger
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()
         self._stage = "mail"  # the command in progress, to classify a failure

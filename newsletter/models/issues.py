@@ -158,5 +158,7 @@ class Delivery(db.Model):
     # may hold two copies (same Message-ID).
     resent_after_crash: Mapped[bool] = mapped_column(Boolean, default=False,
                                                      server_default=false())
+    # The relay (its name in NEWSLETTER_SMTP_RELAYS) that answered for this row.
+    relay: Mapped[str | None] = mapped_column(String(100))
     # Which copy this reader gets; NULL only for rows skipped when the ledger was written.
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("digest_variants.id"))

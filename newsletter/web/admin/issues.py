@@ -44,6 +44,7 @@ def _report_page(digest: Digest, form: dict[str, str], status: int = 200):
                            progress=digests.progress(digest.id),
                            bounced=reports.bounced_in(digest.id),
                            clicks=click_reports.issue_report(digest),
+                           relays=reports.by_relay(digest.id),
                            not_reached=reports.not_reached(digest.id)), status
 
 

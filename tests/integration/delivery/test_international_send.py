@@ -64,8 +64,9 @@ def relay(app, monkeypatch, request):
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
                             enable_SMTPUTF8=getattr(request, "param", {}).get("utf8", False))
     controller.start()
-    monkeypatch.setitem(app.extensions, "smtp",
-                        SMTPTransport({**app.config, "SMTP_PORT": controller.port}))
+    transport = SMTPTransport({**app.config, "SMTP_PORT": controller.port})
+    monkeypatch.setitem(app.extensions, "smtp", transport)
+    monkeypatch.setitem(app.extensions, "smtp_relays", {transport.name: transport})
     yield handler
     app.extensions["smtp"].close()
     controller.stop()

@@ -1,0 +1,169 @@
+"""A pool of two relays: the first stopped at 20 % of a send, the send goes on through
+the second; every reader gets the issue once, nobody fails, and the ledger and the
+report say which relay carried what.
+
+The relay stops as a mail server does on shutdown: new transactions get 421, the ones
+under way finish, then it closes. (A relay killed mid-DATA leaves that one message
+``unknown``, which the ledger flags: digests.md.)"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import Counter
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from newsletter.devstack import free_port
+from newsletter.extensions import db
+from newsletter.issues import reports
+from newsletter.models import Delivery
+from tests.factories import add_article, add_subscribers, send_now
+from tests.helpers import (
+    RecordingSMTPHandler,
+    send_ledger,
+    start_celery_worker,
+    stop_processes,
+    subprocess_env,
+    wait_until,
+    wait_until_sent,
+)
+
+IN_CI = os.environ.get("CI") == "true"
+READERS = 400 if IN_CI else 1500
+
+
+class StoppingRelay(RecordingSMTPHandler):
+    """Refuses new transactions once ``closing`` is set; counts those under way."""
+
+    def __init__(self):
+        super().__init__()
+        self.closing = False
+        self.under_way = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.closing:
+            return "421 4.3.2 Service shutting down"
+        self.under_way += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        try:
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            self.under_way -= 1
+
+    async def handle_RSET(self, server, session, envelope):
+        if envelope.mail_from:
+            self.under_way -= 1
+        return "250 OK"
+
+
+def shut_down(controller: Controller) -> None:
+    controller.handler.closing = True
+    wait_until(lambda: controller.handler.under_way <= 0, 30, "transactions under way")
+    controller.stop()
+
+
+@pytest.fixture
+def two_relays():
+    relays = []
+    for _ in range(2):
+        controller = Controller(StoppingRelay(), hostname="127.0.0.1", port=free_port())
+        controller.start()
+        relays.append(controller)
+    yield relays
+    for controller in relays:
+        with contextlib.suppress(AssertionError):  # stopped by the test already
+            controller.stop()
+
+
+def test_the_send_fails_over_when_a_relay_stops(app, clean_state, two_relays):
+    first, second = two_relays
+    pool = [{"name": "first", "host": "127.0.0.1", "port": first.port, "weight": 1},
+            {"name": "second", "host": "127.0.0.1", "port": second.port, "weight": 1}]
+    add_subscribers(app, READERS)
+    add_article(app)
+    env = subprocess_env(app, SMTP_RELAYS=json.dumps(pool), SEND_BATCH_SIZE=50,
+                         SEND_CONCURRENCY=4)
+    workers = [start_celery_worker(env, 2), start_celery_worker(env, 2)]
+    try:
+        digest_id = send_now(app)
+
+        def delivered() -> int:
+            return len(first.handler.messages) + len(second.handler.messages)
+
+        wait_until(lambda: delivered() >= READERS // 5, 120,
+                   lambda: f"20 % delivered, got {delivered()}")
+        assert first.handler.messages and second.handler.messages  # both were in use
+        shut_down(first)
+        carried_by_first = len(first.handler.messages)
+        progress = wait_until_sent(app, digest_id, timeout=300)
+    finally:
+        stop_processes(*workers)
+    received = Counter(message["To"].addresses[0].addr_spec
+                       for message in first.handler.messages + second.handler.messages)
+    assert len(received) == READERS and set(received.values()) == {1}
+    assert progress["sent"] == READERS
+    assert progress["failed"] == progress["unknown"] == progress["deferred"] == 0
+    assert len(first.handler.messages) == carried_by_first  # nothing after it stopped
+    _, _, rows = send_ledger(app, digest_id)
+    by_relay = Counter(row.relay for _, row in rows)
+    assert by_relay == {"first": carried_by_first, "second": READERS - carried_by_first}
+    with app.app_context():
+        lines = {line.relay: line for line in reports.by_relay(digest_id)}
+        assert lines["first"].sent == carried_by_first and lines["first"].failed == 0
+        assert lines["second"].sent == READERS - carried_by_first
+        assert db.session.scalar(select(func.count()).where(
+            Delivery.digest_id == digest_id, Delivery.relay.is_(None))) == 0
+
+
+def test_the_send_pauses_only_when_every_relay_is_out_and_probes_one_back(
+        app, client, celery_worker, monkeypatch):
+    from newsletter.db import unit_of_work
+    from newsletter.issues import digests
+    from newsletter.mail.relays import parse_relays
+    from newsletter.mail.transport import SMTPTransport
+    from newsletter.models import Digest, DigestStatus
+
+    ports = [free_port(), free_port()]  # nothing listens on either yet
+    pool = parse_relays(json.dumps([{"name": f"r{n}", "host": "127.0.0.1", "port": port}
+                                    for n, port in enumerate(ports)]))
+    monkeypatch.setitem(app.config, "SMTP_RELAYS", pool)
+    monkeypatch.setitem(app.config, "SEND_BREAKER_FAILURES", 2)
+    monkeypatch.setitem(app.config, "SEND_BREAKER_WINDOW", 2)
+    transports = {relay.name: SMTPTransport(app.config, relay) for relay in pool}
+    monkeypatch.setitem(app.extensions, "smtp_relays", transports)
+    add_subscribers(app, 20)
+    add_article(app)
+    digest_id = send_now(app)
+
+    def paused():
+        with app.app_context():
+            digest = db.session.get(Digest, digest_id)
+            return digest.status == DigestStatus.PAUSED and digest.pause_reason
+
+    reason = wait_until(paused, 60, "the send to pause itself")
+    assert "could not be reached" in reason
+    assert send_ledger(app, digest_id)[1]["pending"] == 20  # nobody failed for it
+
+    handler = RecordingSMTPHandler()
+    revived = Controller(handler, hostname="127.0.0.1", port=ports[1])
+    revived.start()
+    try:
+        with app.app_context(), unit_of_work():
+            assert digests.resume(digest_id)
+        progress = wait_until_sent(app, digest_id, timeout=120)
+    finally:
+        revived.stop()
+        for transport in transports.values():
+            transport.close()
+    assert progress["sent"] == 20 and progress["failed"] == 0
+    assert len({message["To"].addresses[0].addr_spec for message in handler.messages}) == 20
+    _, _, rows = send_ledger(app, digest_id)
+    assert {row.relay for _, row in rows} == {"r1"}
