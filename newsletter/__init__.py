@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from newsletter import logging_setup
+from newsletter import logging_setup, redis_connections
 from newsletter.config import (
     ConfigError,
     check_dev_mailbox,
@@ -176,11 +176,11 @@ def _derive_settings(app: Flask) -> None:
     config["PERMANENT_SESSION_LIFETIME"] = config["SESSION_MAX_AGE"]
     config["SESSION_REFRESH_EACH_REQUEST"] = False
     config["WTF_CSRF_TIME_LIMIT"] = None  # a form left open overnight still submits
-    config["RATELIMIT_STORAGE_URI"] = config["REDIS_URL"]
+    config["RATELIMIT_STORAGE_URI"], config["RATELIMIT_STORAGE_OPTIONS"] = (
+        redis_connections.limiter_storage(config, connect_timeout=1, timeout=1))
     # Redis down must not turn a subscribe into a 500: fall back to per-process limits.
     config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
     config["RATELIMIT_SWALLOW_ERRORS"] = True
-    config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
     # No X-RateLimit-* headers: they cost Redis round trips on every subscribe request.
     config["RATELIMIT_HEADERS_ENABLED"] = False
     in_production = not (config.get("DEBUG") or config.get("TESTING"))

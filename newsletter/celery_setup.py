@@ -13,7 +13,7 @@ from celery.schedules import crontab
 from flask import Flask
 from kombu import Queue
 
-from newsletter import jobs
+from newsletter import jobs, redis_connections
 from newsletter.issues.schedule import DAYS, parse_daily_schedule, parse_schedule
 
 
@@ -37,10 +37,10 @@ def celery_init_app(app: Flask) -> Celery:
                 return self.run(*args, **kwargs)
 
     celery = Celery(app.name, task_cls=FlaskTask)
-    redis_url = app.config["REDIS_URL"]
+    broker_url, sentinel_options = redis_connections.celery_broker(app.config)
     prefix = app.config["TASK_QUEUE"]
     celery.conf.update(
-        broker_url=redis_url,
+        broker_url=broker_url,
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
@@ -54,7 +54,7 @@ def celery_init_app(app: Flask) -> Celery:
         broker_connection_timeout=2,
         task_publish_retry=False,
         broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5,
-                                  "max_retries": 0},
+                                  "max_retries": 0, **sentinel_options},
         task_queues=[Queue(jobs.queue_name(prefix, kind)) for kind in jobs.QUEUE_KINDS],
         task_default_queue=jobs.queue_name(prefix, jobs.MAINTENANCE),
         task_routes={job.name: {"queue": jobs.queue_name(prefix, job.queue)}

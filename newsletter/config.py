@@ -84,6 +84,12 @@ def _relays(value: str) -> tuple:
     return parse_relays(value)  # raises ValueError with a reason
 
 
+def _sentinels(value: str) -> tuple:
+    from newsletter.redis_connections import parse_sentinels
+
+    return parse_sentinels(value)
+
+
 def _multiproc_dir(value: str) -> str:
     """prometheus-client's own variable: the folder where every process writes its
     metrics. It must exist and be writable before any process starts."""
@@ -334,6 +340,11 @@ SETTINGS: tuple[Setting, ...] = (
             "for an installed package."),
     Setting("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url,
             "Celery broker and rate-limit storage."),
+    Setting("REDIS_SENTINELS", (), _sentinels,
+            "Redis under Sentinel: the sentinels as host:port,host:port; every Redis use then "
+            "follows the current master (REDIS_URL still gives the database and password)."),
+    Setting("REDIS_SENTINEL_MASTER", "", _str, "The master's name the sentinels monitor."),
+    Setting("REDIS_SENTINEL_PASSWORD", "", _str, "The sentinels' own password, if any."),
     Setting("SMTP_HOST", "127.0.0.1", _str, "SMTP relay host."),
     Setting("SMTP_PORT", 1025, _int(1), "SMTP relay port (the dev catcher listens on 1025)."),
     Setting("SMTP_USERNAME", "", _str, "SMTP login; empty means no authentication."),
@@ -550,6 +561,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
     except ValueError as error:
         problems.append(f"PROMETHEUS_MULTIPROC_DIR: {error}")
+    if not problems and values["REDIS_SENTINELS"] and not values["REDIS_SENTINEL_MASTER"]:
+        problems.append(f"{ENV_PREFIX}REDIS_SENTINEL_MASTER: name the master the sentinels "
+                        f"monitor ({ENV_PREFIX}REDIS_SENTINELS is set)")
     if not problems:
         problems += _feed_problems(values)
     if problems:

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from newsletter import jobs
+from newsletter import jobs, redis_connections
 from newsletter.extensions import db
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def send_task_now(task_name: str, *args, countdown: float | None = None) -> bool
 def _redis() -> redis.Redis:
     client = current_app.extensions.get("redis")
     if client is None:
-        client = current_app.extensions["redis"] = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=1)
+        client = current_app.extensions["redis"] = redis_connections.client(
+            current_app.config, connect_timeout=1, timeout=1)
     return client
 
 

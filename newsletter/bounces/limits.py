@@ -16,6 +16,7 @@ import time
 import redis
 from flask import current_app
 
+from newsletter import redis_connections
 from newsletter.editors.login_throttle import client_network
 
 
@@ -44,8 +45,8 @@ _DAY = 24 * 3600
 def _redis() -> redis.Redis:
     extensions = current_app.extensions
     if "bounce_limits" not in extensions:
-        extensions["bounce_limits"] = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2)
+        extensions["bounce_limits"] = redis_connections.client(
+            current_app.config, connect_timeout=1, timeout=2)
     return extensions["bounce_limits"]
 
 

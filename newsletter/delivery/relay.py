@@ -23,6 +23,7 @@ import time
 import redis
 from flask import current_app
 
+from newsletter import redis_connections
 from newsletter.mail.relays import relays_from_config
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,11 @@ _redis_clients: dict[str, redis.Redis] = {}
 
 def redis_client() -> redis.Redis:
     """One client (and connection pool) per worker process, not one per batch."""
-    url = current_app.config["REDIS_URL"]
-    if url not in _redis_clients:
-        _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=2,
-                                                   socket_timeout=5)
-    return _redis_clients[url]
+    config = current_app.config
+    key = f"{config['REDIS_URL']} {config['REDIS_SENTINELS']}"
+    if key not in _redis_clients:
+        _redis_clients[key] = redis_connections.client(config, connect_timeout=2, timeout=5)
+    return _redis_clients[key]
 
 
 # Reserves the next send slot of a shared limiter (GCRA: one "theoretical arrival

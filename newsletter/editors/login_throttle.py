@@ -23,6 +23,8 @@ import redis
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from newsletter import redis_connections
+
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 3600  # seconds: the backoff stops doubling at an hour
@@ -48,8 +50,8 @@ def client_network(address: str | None) -> str:
 def _redis() -> redis.Redis:
     extensions = current_app.extensions
     if "login_throttle" not in extensions:
-        extensions["login_throttle"] = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=1)
+        extensions["login_throttle"] = redis_connections.client(
+            current_app.config, connect_timeout=1, timeout=1)
     return extensions["login_throttle"]
 
 

@@ -17,6 +17,7 @@ import redis
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
+from newsletter import redis_connections
 from newsletter.extensions import csrf, db, limiter
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,12 @@ def _database_answers(engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def _redis_answers(url: str) -> None:
-    if url not in _redis_clients:
-        _redis_clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=DEADLINE, socket_timeout=DEADLINE)
-    _redis_clients[url].ping()
+def _redis_answers(config) -> None:
+    key = f"{config['REDIS_URL']} {config['REDIS_SENTINELS']}"
+    if key not in _redis_clients:
+        _redis_clients[key] = redis_connections.client(config, connect_timeout=DEADLINE,
+                                                       timeout=DEADLINE)
+    _redis_clients[key].ping()
 
 
 def _start(part: str, run: Callable[[], None]) -> Check:
@@ -100,9 +102,9 @@ def live():
 
 @bp.get("/ready")
 def ready():
-    engine, url = db.engine, current_app.config["REDIS_URL"]
+    engine, config = db.engine, current_app.config
     failed = _failed_parts({"database": lambda: _database_answers(engine),
-                            "redis": lambda: _redis_answers(url)})
+                            "redis": lambda: _redis_answers(config)})
     if failed:
         return _no_store(jsonify(status="unavailable", failed=failed)), 503
     return _no_store(jsonify(status="ok"))
