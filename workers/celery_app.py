@@ -3,6 +3,7 @@
 import os
 import signal
 
+from billiard.process import current_process
 from celery.signals import task_postrun, task_prerun, worker_process_init
 
 from newsletter import create_app
@@ -25,7 +26,9 @@ _pool_handler = None  # billiard's own SIGTERM handler, for an idle pool process
 @worker_process_init.connect
 def _pool_process_started(**_) -> None:
     global _in_pool_process
-    _in_pool_process = True
+    # The solo pool sends this in the main process too, whose SIGTERM must stay
+    # Celery's warm shutdown (replaced, a SIGTERM during a task was swallowed).
+    _in_pool_process = current_process().name != "MainProcess"
 
 
 def _on_sigterm(signum, frame) -> None:

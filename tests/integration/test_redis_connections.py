@@ -119,6 +119,10 @@ def test_a_master_killed_mid_send_loses_nobody(app, client, mailbox, sentinels):
                 return False
 
         wait_until(promoted, 60, "the sentinels to promote the replica")
+        # The web app follows too: readiness asks the new master.
+        with twin.test_client() as web:
+            wait_until(lambda: web.get("/healthz/ready").status_code == 200, 30,
+                       "/healthz/ready to answer 200 after the failover")
         sweep_like_beat_until_sent(app, twin, digest_id, timeout=180)
     finally:
         stop_processes(worker)
