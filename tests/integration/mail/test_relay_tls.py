@@ -115,7 +115,8 @@ def test_a_batch_the_relay_cannot_be_verified_for_logs_once_and_keeps_every_read
     whole batch, and every reader still owed the issue (no attempt spent)."""
     add_subscribers(app, 5)
     add_article(app)
-    monkeypatch.setitem(app.extensions, "smtp", transport_for(starttls_relay.port))
+    transport = transport_for(starttls_relay.port)
+    monkeypatch.setitem(app.extensions, "smtp_relays", {transport.name: transport})
     caplog.set_level(logging.WARNING)
     with app.app_context():
         with unit_of_work():
