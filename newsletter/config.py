@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from newsletter.mail.relays import parse_relays
+from newsletter.redis_connections import parse_sentinels
+
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key"
 # The feed poll task's soft time limit (workers/tasks.py) is above this.
@@ -76,27 +79,6 @@ def _redis_url(value: str) -> str:
     if urlsplit(text).scheme not in {"redis", "rediss", "unix"}:
         raise ValueError(f"expected a redis:// URL, got {value!r}")
     return text
-
-
-def _relays(value: str) -> tuple:
-    from newsletter.mail.relays import parse_relays
-
-    return parse_relays(value)  # raises ValueError with a reason
-
-
-def _sentinels(value: str) -> tuple:
-    from newsletter.redis_connections import parse_sentinels
-
-    return parse_sentinels(value)
-
-
-def _multiproc_dir(value: str) -> str:
-    """prometheus-client's own variable: the folder where every process writes its
-    metrics. It must exist and be writable before any process starts."""
-    path = str(value).strip()
-    if path and not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
-        raise ValueError(f"{path} is not a folder this user may write")
-    return path
 
 
 def _mailbox(value: str) -> str:
@@ -340,9 +322,8 @@ SETTINGS: tuple[Setting, ...] = (
             "for an installed package."),
     Setting("REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url,
             "Celery broker and rate-limit storage."),
-    Setting("REDIS_SENTINELS", (), _sentinels,
-            "Redis under Sentinel: the sentinels as host:port,host:port; every Redis use then "
-            "follows the current master (REDIS_URL still gives the database and password)."),
+    Setting("REDIS_SENTINELS", (), parse_sentinels,
+            "Redis under Sentinel: the sentinels, host:port,host:port (REDIS_URL: db, password)."),
     Setting("REDIS_SENTINEL_MASTER", "", _str, "The master's name the sentinels monitor."),
     Setting("REDIS_SENTINEL_PASSWORD", "", _str, "The sentinels' own password, if any."),
     Setting("SMTP_HOST", "127.0.0.1", _str, "SMTP relay host."),
@@ -355,10 +336,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_CA_FILE", "", _ca_file,
             "CA certificate(s) (PEM) to trust for the relay's TLS instead of the system's, "
             "for a relay signed by a private CA; checked at start."),
-    Setting("SMTP_RELAYS", (), _relays,
-            "A pool of relays as a JSON list (host, port, security, username, password, "
-            "weight, rate); each batch picks one by weight, a failing one is left out until "
-            "it answers again. Empty: the one relay of the SMTP_* settings."),
+    Setting("SMTP_RELAYS", (), parse_relays,
+            "A pool of relays, a JSON list (host, port, security, username, password, weight, "
+            "rate), with failover; empty: the one relay of the SMTP_* settings."),
     Setting("MAIL_FROM", "The Newsletter <newsletter@localhost>", _mailbox,
             "From header, with display name (the sender_name site setting overrides the name)."),
     Setting("SITE_NAME", "The Newsletter", _str,
@@ -537,8 +517,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Lowest level logged by the web app, workers, beat and the bounce receiver: "
             "`debug`, `info`, `warning`, `error` or `critical`."),
     Setting("LOG_FORMAT", "text", _choice("text", "json"),
-            "`text` (one line per record) or `json` (one JSON object per line, with the "
-            "request id and the task id), for a log shipper."),
+            "`text`, or `json`: one JSON object per line with the request and task ids."),
 )
 
 
@@ -556,11 +535,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             values[setting.name] = setting.parse(raw)
         except ValueError as error:
             problems.append(f"{ENV_PREFIX}{setting.name}: {error}")
-    try:
-        values["METRICS_MULTIPROC_DIR"] = _multiproc_dir(
-            environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
-    except ValueError as error:
-        problems.append(f"PROMETHEUS_MULTIPROC_DIR: {error}")
+    folder = values["METRICS_MULTIPROC_DIR"] = environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+        problems.append(f"PROMETHEUS_MULTIPROC_DIR: {folder} is not a folder this user may write")
     if not problems and values["REDIS_SENTINELS"] and not values["REDIS_SENTINEL_MASTER"]:
         problems.append(f"{ENV_PREFIX}REDIS_SENTINEL_MASTER: name the master the sentinels "
                         f"monitor ({ENV_PREFIX}REDIS_SENTINELS is set)")
