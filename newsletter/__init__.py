@@ -12,12 +12,11 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter import logging_setup, redis_connections
-from newsletter.config import (
-    ConfigError,
+from newsletter.config import ConfigError, load_settings
+from newsletter.config_checks import (
     check_dev_mailbox,
     check_send_settings,
     ensure_instance_folder,
-    load_settings,
 )
 from newsletter.keys import check_keys
 

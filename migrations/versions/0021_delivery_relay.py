@@ -1,7 +1,7 @@
 """the ledger records which relay carried each message
 
 Revision ID: 0021
-Revises: 0024
+Revises: 0020
 Create Date: 2026-12-03 15:40:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0021'
-down_revision = '0024'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 

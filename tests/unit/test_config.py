@@ -59,7 +59,7 @@ def test_embed_origins_are_star_or_plain_origins():
 
 
 def test_dev_mailbox_needs_debug_and_a_loopback_base_url():
-    from newsletter.config import check_dev_mailbox
+    from newsletter.config_checks import check_dev_mailbox
 
     dev = {"DEV_MAILBOX": "/tmp/mail", "DEBUG": True, "BASE_URL": "http://127.0.0.1:5000"}
     check_dev_mailbox(dev)

@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 
 from newsletter import jobs
-from newsletter.config import (
-    ENV_PREFIX,
-    LEASE_MARGIN,
-    SETTINGS,
-    ConfigError,
-    load_settings,
-)
+from newsletter.config import ENV_PREFIX, SETTINGS, ConfigError, load_settings
+from newsletter.config_checks import LEASE_MARGIN
 from newsletter.keys import check_keys
 
 ROOT = Path(__file__).resolve().parents[2]

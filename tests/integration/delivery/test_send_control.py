@@ -11,7 +11,8 @@ import redis
 import time_machine
 from sqlalchemy import insert, select
 
-from newsletter.config import ConfigError, check_send_settings, load_settings
+from newsletter.config import ConfigError, load_settings
+from newsletter.config_checks import check_send_settings
 from newsletter.db import unit_of_work
 from newsletter.delivery import heartbeat
 from newsletter.delivery.relay import Relay, SendRate
