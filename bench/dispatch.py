@@ -1,12 +1,18 @@
 """Dispatch benchmark: N subscribers through a real Celery worker pool into Postfix's smtp-sink.
 
     .venv/bin/python bench/dispatch.py [--subscribers 20000] [--workers 2] [--topics 20]
+    .venv/bin/python bench/dispatch.py --topics 20 --languages 3
 
 Prints messages per second, peak RSS per worker process, and the ceiling that
 Postfix's own smtp-source reaches into the same sink with same-size messages.
 With ``--topics N``: N topics, and two sends in the same run, readers spread over
 100 topic sets (100 copies to render), then every reader in one topic set; prints
 both throughputs and their ratio (the personal digests' cost).
+With ``--languages L`` too (after an uncounted warm-up send): readers in 20 topic sets,
+one send with readers spread over L languages (L x 20 copies, each rendered in its
+language), then one with every reader in the default language; prints both
+throughputs and their ratio. Languages beyond en and fr get a copy of the French
+catalogue for the run (removed after).
 Needs Debian's postfix package (smtp-sink, smtp-source); installs it with
 apt-get when run as root. Uses an embedded Redis and a SQLite file unless
 NEWSLETTER_BENCH_REDIS_URL / NEWSLETTER_BENCH_DATABASE_URL are set.
@@ -141,6 +147,36 @@ def choose_topics(subscribers: int, sets: list[list[str]]) -> None:
     db.session.commit()
 
 
+LANGUAGE_SETS = 20  # topic sets in the languages comparison
+EXTRA_LANGUAGES = ("de", "es", "it", "nl", "pt")  # bench-only catalogues, copies of fr's
+
+
+def bench_languages(count: int) -> tuple[list[str], list[Path]]:
+    """``count`` language codes (en, fr, then copies of the French catalogue made for the
+    run) and the folders made, to remove afterwards."""
+    translations = ROOT / "newsletter" / "translations"
+    made = []
+    for code in EXTRA_LANGUAGES[:max(0, count - 2)]:
+        folder = translations / code
+        if not folder.exists():
+            shutil.copytree(translations / "fr", folder)
+            made.append(folder)
+    return ["en", "fr", *EXTRA_LANGUAGES][:count], made
+
+
+def choose_languages(languages: list[str | None]) -> None:
+    """Reader i reads language i mod len(languages) (None: the default)."""
+    from sqlalchemy import update
+
+    from newsletter.extensions import db
+    from newsletter.models import Subscriber
+
+    for n, language in enumerate(languages):
+        db.session.execute(update(Subscriber).where(Subscriber.id % len(languages) == n)
+                           .values(language=language))
+    db.session.commit()
+
+
 def timed_send(app, worker, subscribers: int) -> dict:
     """Send everything new to everyone and wait until the issue is sent."""
     from sqlalchemy import func, select
@@ -185,8 +221,13 @@ def main() -> None:
                         help="topics; readers spread over TOPIC_SETS sets of two of them")
     parser.add_argument("--profile", metavar="FILE",
                         help="one worker process (solo pool) under cProfile, stats to FILE")
+    parser.add_argument("--languages", type=int, default=1,
+                        help="with --topics: compare one language with this many")
     args = parser.parse_args()
+    if args.languages > 1 and not args.topics:
+        parser.error("--languages needs --topics")
     ensure_postfix_tools()
+    languages, made_catalogues = bench_languages(args.languages)
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     helpers: list[subprocess.Popen] = []
@@ -206,7 +247,7 @@ def main() -> None:
            "NEWSLETTER_BASE_URL": "https://news.example.com",
            "NEWSLETTER_MAIL_FROM": "The Bench Daily <news@example.com>",
            "NEWSLETTER_SEND_BATCH_SIZE": str(args.batch),
-           "NEWSLETTER_TASK_QUEUE": "bench"}
+           "NEWSLETTER_TASK_QUEUE": "bench", "NEWSLETTER_LANGUAGES": ",".join(languages)}
     os.environ.update(env)
     worker = None
     try:
@@ -253,7 +294,21 @@ def main() -> None:
         worker.pool_size = 1 if args.profile else args.workers
         time.sleep(4)  # let the pool start before the clock does
 
-        if args.topics:
+        if args.languages > 1:
+            # A send of the sample issue first, not counted: the pool warms up, and the two
+            # sends compared carry the same kind of articles (two per topic).
+            timed_send(app, worker, args.subscribers)
+            # The languages first: whatever warming up is left counts against them.
+            with app.app_context():
+                sets = topic_sets(args.topics, LANGUAGE_SETS)
+                publish_topic_articles(args.topics, "languages")
+                choose_topics(args.subscribers, sets)
+                choose_languages([*languages])
+            spread = timed_send(app, worker, args.subscribers)
+            with app.app_context():
+                publish_topic_articles(args.topics, "one-language")
+                choose_languages([None])
+        elif args.topics:
             # The spread first: whatever warming up is left counts against it.
             with app.app_context():
                 spread_sets = topic_sets(args.topics, TOPIC_SETS)
@@ -292,7 +347,17 @@ def main() -> None:
                                                      rss.values()))
         print(f"smtp-source ceiling    {ceiling:.0f} msg/s (4 sessions, same size)")
         print(f"ratio                  {rate / ceiling:.2f}")
-        if args.topics:
+        if args.languages > 1:
+            sent = spread["counts"]["sent"]
+            print(f"languages              {args.languages} ({', '.join(languages)}) x "
+                  f"{len(sets)} topic sets ({spread['variants']} distinct copies)")
+            print(f"  {args.languages} languages          {spread['rate']:.0f} msg/s, sent {sent}, "
+                  f"{spread['cpu'] / max(sent, 1) * 1000:.2f} ms CPU/msg")
+            print(f"  one language         {rate:.0f} msg/s, sent {counts['sent']} "
+                  f"({single['variants']} distinct copies), "
+                  f"{cpu / max(counts['sent'], 1) * 1000:.2f} ms CPU/msg")
+            print(f"  languages / one      {spread['rate'] / rate:.2f} (must be >= 0.90)")
+        elif args.topics:
             sent = spread["counts"]["sent"]
             print(f"topics                 {args.topics}, readers in {len(spread_sets)} topic "
                   f"sets ({spread['variants']} distinct copies)")
@@ -311,6 +376,8 @@ def main() -> None:
             helper.terminate()
             helper.wait(timeout=10)
         shutil.rmtree(scratch, ignore_errors=True)
+        for folder in made_catalogues:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -71,8 +71,10 @@ def _create_app(config: dict[str, Any]) -> Flask:
     check_send_settings(app.config)
     _derive_settings(app)
 
-    from newsletter.extensions import cors, csrf, db, limiter, login_manager, migrate
+    from newsletter.extensions import babel, cors, csrf, db, limiter, login_manager, migrate
+    from newsletter.mail.language import TRANSLATIONS
     from newsletter.web import security
+    from newsletter.web.common import select_locale
 
     security.init_app(app)  # first: body caps apply before CSRF reads a form
 
@@ -81,6 +83,8 @@ def _create_app(config: dict[str, Any]) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    babel.init_app(app, locale_selector=select_locale,
+                   default_translation_directories=str(TRANSLATIONS))
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
 
     from newsletter.celery_setup import celery_init_app

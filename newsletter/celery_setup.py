@@ -76,7 +76,11 @@ def beat_schedule(config) -> dict:
         beat = job.beat
         if beat is None or (beat.only_if and not config[beat.only_if]):
             continue
-        if beat.weekly:
+        if (beat.weekly or beat.daily) and config["SEND_IN_READER_TIME"]:
+            # The trigger stands for the occurrence whose wall time has come somewhere on
+            # Earth (issues/waves.py): it looks every five minutes, a no-op once made.
+            schedule = crontab(minute="*/5")
+        elif beat.weekly:
             weekly = parse_schedule(config[beat.weekly])
             schedule = crontab(minute=weekly.minute, hour=weekly.hour,
                                day_of_week=(DAYS.index(weekly.day) + 1) % 7)

@@ -26,17 +26,18 @@ from newsletter.issues.schedule import local_time, parse_schedule
 from newsletter.keys import generate_keys
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.models import ArticleSource, Digest, DigestStatus, ImportStatus
-from newsletter.readers import subscriber_lists, subscriptions
+from newsletter.readers import segments, subscriber_lists, subscriptions
 
 
 def register(app: Flask) -> None:
     from newsletter.bounce_cli import bounces_cli
+    from newsletter.segment_cli import segments_cli
     from newsletter.sequence_cli import sequences_cli
     from newsletter.webhook_cli import webhooks_cli
 
     for group in (articles_cli, digest_cli, subscribers_cli, editors_cli, bounces_cli,
                   topics_cli, settings_cli, sequences_cli, webhooks_cli,
-                  stats_cli):
+                  stats_cli, segments_cli):
         app.cli.add_command(group)
 
     @app.cli.command("send-owed-mails")
@@ -114,21 +115,33 @@ digest_cli = AppGroup("digest", help="Compose, preview and send digests.")
               help="The mail's big title [default: the site name and today's date].")
 @click.option("--dry-run", is_flag=True, help="Print what would be sent; change nothing.")
 @click.option("--wait/--no-wait", default=True, help="Show progress until every row is final.")
-def send_digest(subject: str | None, intro: str, headline: str, dry_run: bool, wait: bool):
+@click.option("--segment", "segment_name", metavar="NAME",
+              help="Only the readers of this segment (see `segments list`).")
+@click.option("--segment-only", is_flag=True,
+              help="With --segment: keep the issue out of the public archive.")
+def send_digest(subject: str | None, intro: str, headline: str, dry_run: bool, wait: bool,
+                segment_name: str | None, segment_only: bool):
     """Compose an issue of everything new and send it now."""
-    if dry_run:
-        new = digests.new_articles()
-        click.echo(f"subject: {subject or (digests.default_subject(new) if new else '-')}")
-        for article in new:
-            click.echo(f"  {article.published_at:%Y-%m-%d}  {article.title}")
-        click.echo(f"{len(new)} new article(s), {digests.active_subscriber_count()} recipient(s)")
-        return
-    with unit_of_work():
-        digest = digests.send_now(subject=subject, intro=intro, headline=headline)
+    try:
+        with unit_of_work():
+            segment = segments.find(segment_name) if segment_name is not None else None
+            if dry_run:
+                new = digests.new_articles()
+                click.echo(f"subject: {subject or (digests.default_subject(new) if new else '-')}")
+                for article in new:
+                    click.echo(f"  {article.published_at:%Y-%m-%d}  {article.title}")
+                click.echo(f"{len(new)} new article(s), "
+                           f"{digests.active_subscriber_count(segment)} recipient(s)")
+                return
+            digest = digests.send_now(subject=subject, intro=intro, headline=headline,
+                                      segment=segment, segment_only=segment_only)
+    except segments.SegmentError as error:
+        raise click.ClickException(str(error)) from None
     if digest is None:
         click.echo("Nothing new since the last issue: nothing sent.")
         return
-    click.echo(f"issue {digest.id}: {digest.subject!r} to {digest.recipients} subscriber(s)")
+    to = f" of segment {segment.name!r}" if segment is not None else ""
+    click.echo(f"issue {digest.id}: {digest.subject!r} to {digest.recipients} subscriber(s){to}")
     if wait:
         _follow(digest.id, digest.recipients)
 

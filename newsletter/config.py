@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from newsletter.mail.language import parse_languages
 from newsletter.mail.relays import parse_relays
 from newsletter.redis_connections import parse_sentinels
 
@@ -412,6 +413,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DAILY_SCHEDULE", "", _daily_schedule,
             "Daily digest time for readers who chose daily: HH:MM and an IANA timezone, e.g. "
             "`07:00 Europe/London`; empty: no daily issues, daily readers get the weekly one."),
+    Setting("SEND_IN_READER_TIME", False, _bool, "Scheduled issues at their hour in each zone."),
+    Setting("LANGUAGES", ("en",), parse_languages, "Readers' languages, e.g. `en,fr`."),
     Setting("DIGEST_MIN_ARTICLES", 1, _int(1),
             "A digest with fewer new articles than this is not sent."),
     Setting("DIGEST_MAX_AGE_DAYS", 30, _int(1),

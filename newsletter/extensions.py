@@ -2,6 +2,7 @@
 
 import sqlite3
 
+from flask_babel import Babel
 from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -23,6 +24,7 @@ csrf = CSRFProtect()
 cors = CORS()
 limiter = Limiter(key_func=get_remote_address)
 login_manager = LoginManager()
+babel = Babel()  # readers' languages (mail/language.py); editor pages stay English
 login_manager.login_view = "admin.login"
 login_manager.login_message = "Log in to continue."
 

@@ -129,3 +129,29 @@ document.addEventListener("DOMContentLoaded", function () {
   });
   refresh();
 });
+
+// The segment builder: how many readers the conditions select, as the editor types.
+document.addEventListener("DOMContentLoaded", function () {
+  const form = document.getElementById("segment-form");
+  const shown = document.getElementById("segment-count");
+  if (!form || !shown || !form.dataset.countUrl) return;
+  let timer = null;
+  async function refresh() {
+    try {
+      const response = await fetch(form.dataset.countUrl, {
+        method: "POST", body: new FormData(form), headers: {Accept: "application/json"}});
+      const answer = await response.json();
+      shown.textContent = answer.count !== undefined
+        ? answer.count + " reader(s) now: " + answer.description : answer.error;
+    } catch (error) {
+      shown.textContent = "The count is not available.";
+    }
+  }
+  function later() {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 300);
+  }
+  form.addEventListener("input", later);
+  form.addEventListener("change", later);
+  refresh();
+});

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import markdown
 import nh3
+from flask import current_app
 from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -53,6 +54,7 @@ class ArticleInput:
     categories: list[str] = field(default_factory=list)
     published_at: datetime | None = None
     guid: str | None = None
+    language: str | None = None  # one of NEWSLETTER_LANGUAGES; None: for every reader
 
 
 def one_line(text: object) -> str:
@@ -188,6 +190,9 @@ def validate(data: ArticleInput, *, cut_to_fit: bool = False) -> ArticleInput:
     published = data.published_at
     if published is not None and published.tzinfo is None:
         problems.append("The publication time needs a timezone.")
+    if data.language is not None and data.language not in current_app.config["LANGUAGES"]:
+        problems.append(f"Unknown language {str(data.language)[:16]!r}: use one of "
+                        f"{', '.join(current_app.config['LANGUAGES'])}.")
     if problems:
         raise InvalidArticle(*problems)
     body_html = (render_body(data.body_html, False) if markdown_source is None
@@ -202,6 +207,7 @@ def validate(data: ArticleInput, *, cut_to_fit: bool = False) -> ArticleInput:
         categories=[one_line(c)[:100] for c in data.categories if one_line(c)][:20],
         published_at=published,
         guid=one_line(data.guid)[:MAX_URL] or None,
+        language=data.language,
     )
 
 
@@ -229,6 +235,7 @@ def add_article(data: ArticleInput, source: ArticleSource,
         body_html=clean.body_html, body_markdown=clean.body_markdown, author=clean.author,
         categories=clean.categories,
         published_at=clean.published_at or utcnow(), source=source, feed_url=feed_url,
+        language=clean.language,
     ))
     if article_id is None:  # the same article arrived through another door just now
         existing = find_existing(clean.url, clean.guid)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, insert, select, text, update
+from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.extensions import db
@@ -121,6 +121,11 @@ def refresh_statistics() -> None:
         db.session.execute(text("ANALYZE deliveries"))
 
 
+def due_wave(now: datetime):
+    """A row whose wave has come (issues sent in reader time, issues/waves.py)."""
+    return or_(Delivery.not_before.is_(None), Delivery.not_before <= now)
+
+
 def new_claim() -> str:
     """A fresh owner token (its heartbeat starts before any row is claimed under it)."""
     return secrets.token_hex(16)
@@ -145,8 +150,8 @@ def claim_and_commit(digest_id: int, size: int, token: str, after: int = 0) -> l
     """
     now = utcnow()
     lease = timedelta(seconds=current_app.config["SEND_LEASE"])
-    for condition in (and_(Delivery.status == PENDING, Delivery.id > after),
-                      Delivery.status == PENDING,
+    for condition in (and_(Delivery.status == PENDING, Delivery.id > after, due_wave(now)),
+                      and_(Delivery.status == PENDING, due_wave(now)),
                       and_(Delivery.status == DEFERRED, Delivery.next_attempt_at <= now)):
         claimable = (
             select(Delivery.id)

@@ -175,7 +175,7 @@ def render(template: MailTemplate, subscriber: Subscriber,
         context["undo_url"] = external_url("preferences.undo_address", key=change.undo_key)
         context["changed_at"] = change.changed_at
         context["undo_days"] = ADDRESS_UNDO_DAYS
-    return render_mail(template.value, **context)
+    return render_mail(template.value, language=subscriber.language, **context)
 
 
 def owed_ids(model, limit: int = 1000) -> list[int]:

@@ -17,6 +17,7 @@ from newsletter.content import site_settings
 from newsletter.delivery import outbox
 from newsletter.editors import invites
 from newsletter.extensions import db
+from newsletter.mail.language import SOURCE_LANGUAGE
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
@@ -66,7 +67,8 @@ def render(kind: EditorMailKind, editor: Editor) -> RenderedMail:
     elif kind == EditorMailKind.WEBHOOK_DISABLED:
         context["webhooks_url"] = external_url("admin.webhooks_page")
         context["window_hours"] = f"{current_app.config['WEBHOOK_RETRY_WINDOW'] / 3600:g}"
-    return render_mail(f"editor_{kind.value}", **context)
+    # Editors' mails stay English, the catalogues' own language.
+    return render_mail(f"editor_{kind.value}", language=SOURCE_LANGUAGE, **context)
 
 
 def enqueue_owed() -> int:

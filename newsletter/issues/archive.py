@@ -27,9 +27,12 @@ PUBLIC_STATUSES = (DigestStatus.SENDING, DigestStatus.PAUSED, DigestStatus.SENT)
 
 
 def _public() -> Select:
+    # An issue marked for its segment only is not listed (its readers' "view in the
+    # browser" link still opens it, like any unlisted page).
     return select(Digest).where(Digest.status.in_(PUBLIC_STATUSES),
                                 Digest.started_at.is_not(None),
-                                Digest.kind == DigestKind.ISSUE)  # steps are personal
+                                Digest.kind == DigestKind.ISSUE,  # steps are personal
+                                Digest.segment_only.is_(False))
 
 
 def public_digests(limit: int = 200) -> list[Digest]:
@@ -51,7 +54,7 @@ def topic_issues(topic: Topic, limit: int = 50) -> list[tuple[Digest, list[Artic
                .join(Article, Article.id == digest_articles.c.article_id)
                .join(article_topics, article_topics.c.article_id == Article.id)
                .where(article_topics.c.topic_id == topic.id,
-                      Digest.status == DigestStatus.SENT))
+                      Digest.status == DigestStatus.SENT, Digest.segment_only.is_(False)))
     recent = (carried.with_only_columns(Digest.id).distinct()
               .order_by(Digest.id.desc()).limit(limit))
     issues: dict[int, tuple[Digest, list[Article]]] = {}
@@ -87,9 +90,11 @@ def neighbours(digest: Digest) -> tuple[Digest | None, Digest | None]:
     return previous, following
 
 
-def web_view_html(digest: Digest) -> str:
-    """The issue as readers got it, minus anything personal."""
-    return digests.render(digest, external_url("public.subscribe"), web_view=True).html
+def web_view_html(digest: Digest, language: str | None = None) -> str:
+    """The issue as readers got it, minus anything personal, in ``language`` (its
+    chrome, and its intro when the editor wrote one for it)."""
+    return digests.render(digest, external_url("public.subscribe"), web_view=True,
+                          language=language).html
 
 
 def web_copy_html(digest_id: int, variant_id: int) -> str | None:

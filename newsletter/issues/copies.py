@@ -20,12 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import force_locale, ngettext
 from sqlalchemy import func, select
 
 from newsletter.content import site_settings
 from newsletter.delivery import ledger
 from newsletter.extensions import db
+from newsletter.issues.schedule import parse_schedule
+from newsletter.issues.waves import Waves
 from newsletter.mail.headers import clean_text
+from newsletter.mail.language import default_language, language_of
 from newsletter.models import (
     Article,
     Cadence,
@@ -34,6 +38,7 @@ from newsletter.models import (
     Digest,
     DigestStatus,
     DigestVariant,
+    Segment,
     Subscriber,
     SubscriberStatus,
     Topic,
@@ -41,6 +46,7 @@ from newsletter.models import (
     digest_articles,
     subscriber_topics,
 )
+from newsletter.readers import segments
 
 LEDGER_CHUNK = 5000  # readers read, planned and inserted at a time
 NOTHING_NEW = "skipped: nothing new for you"
@@ -48,11 +54,14 @@ NOTHING_NEW = "skipped: nothing new for you"
 NOT_RECEIVED = (DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
 
 
-def audience(cadence: Cadence | None) -> list:
+def audience(cadence: Cadence | None, segment: Segment | None = None) -> list:
     """Who an issue is for: every active reader for an issue sent by hand, the readers
     of its cadence for a scheduled one (daily readers get the weekly issue while there
-    is no daily schedule)."""
+    is no daily schedule); of those, only the segment's when it goes to one
+    (SegmentError when the segment can no longer be built, e.g. its topic is gone)."""
     conditions = [Subscriber.status == SubscriberStatus.ACTIVE]
+    if segment is not None:
+        conditions += segments.segment_where(segment)
     if cadence is Cadence.DAILY:
         conditions.append(Subscriber.cadence == Cadence.DAILY)
     elif cadence is Cadence.WEEKLY and current_app.config["DAILY_SCHEDULE"]:
@@ -77,10 +86,12 @@ def cut_at_word(text: str, limit: int) -> str:
 
 def default_subject(articles: list[Article]) -> str:
     """"SITE: first title" (and "and N more"), the title cut at a word so the count and
-    the site's name always show."""
+    the site's name always show; in the current locale (a copy's subject is planned in
+    its readers' language)."""
     site = site_settings.current().site_name
     head = f"{site}: "
-    tail = "" if len(articles) == 1 else f" and {len(articles) - 1} more"
+    tail = "" if len(articles) == 1 else " " + ngettext(
+        "and %(num)d more", "and %(num)d more", len(articles) - 1)
     title = clean_text(articles[0].title)
     room = MAX_SUBJECT - len(head) - len(tail)
     if room > 20:
@@ -156,8 +167,9 @@ class Planner:
         self.topics = ordered_topics()
         # An editor's own subject goes on every copy; otherwise each copy's subject
         # names its own top article.
-        self.custom_subject = (digest.subject != clean_subject(default_subject(self.articles))
-                               if self.articles else True)
+        with force_locale(default_language()):
+            self.custom_subject = (digest.subject != clean_subject(default_subject(self.articles))
+                                   if self.articles else True)
         self.variants: dict[tuple, int | None] = {}
         self.earlier_issues, self.copies, self.whole_issues = self._earlier_copies()
 
@@ -204,17 +216,24 @@ class Planner:
                                       else self.whole_issues.get(digest_id, ()))
         return had
 
-    def variant_for(self, topic_ids: tuple[int, ...], seen: frozenset[int]) -> int | None:
-        """The variant of a reader of these topics who had ``seen``; None: nothing new."""
-        key = (topic_ids, seen)
+    def variant_for(self, topic_ids: tuple[int, ...], seen: frozenset[int],
+                    language: str | None = None) -> int | None:
+        """The variant of a reader of these topics and this language who had ``seen``;
+        None: nothing new."""
+        language = language_of(language)
+        key = (topic_ids, seen, language)
         if key not in self.variants:
-            self.variants[key] = self._new_variant(topic_ids, seen)
+            self.variants[key] = self._new_variant(topic_ids, seen, language)
         return self.variants[key]
 
-    def _new_variant(self, topic_ids: tuple[int, ...], seen: frozenset[int]) -> int | None:
-        variant = plan_copy(self.digest, [a for a in self.articles if a.id not in seen],
-                            topic_ids, self.topics_of, self.topics,
-                            self.digest.subject if self.custom_subject else None)
+    def _new_variant(self, topic_ids: tuple[int, ...], seen: frozenset[int],
+                     language: str) -> int | None:
+        # The editor's subject in this language, else their own subject, else the copy's.
+        translated = ((self.digest.translations or {}).get(language) or {}).get("subject")
+        subject = translated or (self.digest.subject if self.custom_subject else None)
+        variant = plan_copy(self.digest, [a for a in self.articles if a.id not in seen
+                                          and a.language in (None, language)],
+                            topic_ids, self.topics_of, self.topics, subject, language)
         if variant is None:
             return None
         db.session.add(variant)
@@ -222,11 +241,46 @@ class Planner:
         return variant.id
 
 
+def words_in(digest: Digest, language: str) -> tuple[str, str]:
+    """The issue's subject and intro in ``language``: the editor's words for it, else
+    the issue's own (the default language's)."""
+    words = (digest.translations or {}).get(language) or {}
+    return (words.get("subject") or digest.subject, words.get("intro") or digest.intro)
+
+
+class TranslationError(ValueError):
+    pass
+
+
+def check_translations(value) -> dict | None:
+    """{"fr": {"subject": ..., "intro": ...}} for languages other than the default, each
+    field optional (empty: the default language's); TranslationError says what is wrong."""
+    if not value:
+        return None
+    offered = current_app.config["LANGUAGES"][1:]
+    if not isinstance(value, dict):
+        raise TranslationError('"translations" must be an object of languages.')
+    kept = {}
+    for code, words in value.items():
+        if code not in offered:
+            raise TranslationError(f"Unknown language {str(code)[:16]!r} for translations: "
+                                   f"use one of {', '.join(offered) or '(none but the default)'}.")
+        if not isinstance(words, dict) or set(words) - {"subject", "intro"} or not all(
+                isinstance(text, str) for text in words.values()):
+            raise TranslationError(f'The {code} translation is {{"subject", "intro"}}, as text.')
+        subject = clean_subject(words.get("subject", ""))
+        intro = words.get("intro", "").strip()[:5000]
+        if subject or intro:
+            kept[code] = {"subject": subject, "intro": intro}
+    return kept or None
+
+
 def plan_copy(digest: Digest, articles: list[Article], topic_ids: Iterable[int],
               topics_of: dict[int, set[int]], topics: list[Topic],
-              subject: str | None = None) -> DigestVariant | None:
+              subject: str | None = None, language: str | None = None) -> DigestVariant | None:
     """The copy of ``articles`` a reader of ``topic_ids`` gets (not added to the session);
-    None when none is in their topics. ``subject``: an editor's; else the copy's own."""
+    None when none is in their topics. ``subject``: an editor's; else the copy's own, in
+    ``language`` (the readers')."""
     topic_ids = sorted(set(topic_ids))
     chosen = set(topic_ids)
     mine = [article for article in articles
@@ -235,9 +289,10 @@ def plan_copy(digest: Digest, articles: list[Article], topic_ids: Iterable[int],
         return None
     reading_order = [article for _, section in sections(mine, topic_ids, topics_of, topics)
                      for article in section]
-    return DigestVariant(digest_id=digest.id, topic_ids=topic_ids,
-                         article_ids=[article.id for article in reading_order],
-                         subject=subject or clean_subject(default_subject(reading_order)))
+    with force_locale(language_of(language)):
+        subject = subject or clean_subject(default_subject(reading_order))
+    return DigestVariant(digest_id=digest.id, topic_ids=topic_ids, language=language,
+                         article_ids=[article.id for article in reading_order], subject=subject)
 
 
 def preview_copy(digest: Digest, topic_ids: Iterable[int]) -> DigestVariant | None:
@@ -266,12 +321,15 @@ def delivered_by_topic_set(digest_id: int) -> list[tuple[list[str], dict[str, in
 def write_ledger(digest: Digest, now: datetime) -> int:
     """One row per reader of the issue's audience; returns how many are to be sent."""
     planner = Planner(digest)
-    conditions = audience(digest.cadence)
+    conditions = audience(digest.cadence, digest.segment)
+    waves = Waves(digest.reader_local_time,
+                  parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone)
     to_send = 0
     after = 0
     while True:
         readers = db.session.execute(
-            select(Subscriber.id, Subscriber.paused_until)
+            select(Subscriber.id, Subscriber.paused_until, Subscriber.timezone,
+                   Subscriber.language)
             .where(*conditions, Subscriber.id > after)
             .order_by(Subscriber.id).limit(LEDGER_CHUNK)).all()
         if not readers:
@@ -285,21 +343,23 @@ def write_ledger(digest: Digest, now: datetime) -> int:
             chosen[subscriber_id].append(topic_id)
         had = planner.received(first, after)
         rows = []
-        for subscriber_id, paused_until in readers:
+        for subscriber_id, paused_until, zone, language in readers:
             row = {"digest_id": digest.id, "subscriber_id": subscriber_id, "attempts": 0,
-                   "status": DeliveryStatus.PENDING, "variant_id": None, "last_error": None}
+                   "status": DeliveryStatus.PENDING, "variant_id": None, "last_error": None,
+                   "not_before": waves.not_before(zone)}
             if paused_until is not None and paused_until > now:
                 row.update(status=DeliveryStatus.SKIPPED,
                            last_error=f"skipped: paused until {paused_until:%Y-%m-%d}")
             else:
                 row["variant_id"] = planner.variant_for(
                     tuple(sorted(chosen.get(subscriber_id, ()))),
-                    frozenset(had.get(subscriber_id, ())))
+                    frozenset(had.get(subscriber_id, ())), language)
                 if row["variant_id"] is None:
                     row.update(status=DeliveryStatus.SKIPPED, last_error=NOTHING_NEW)
             rows.append(row)
         to_send += sum(row["status"] is DeliveryStatus.PENDING for row in rows)
-        # Rows of one variant side by side: a batch (claimed in id order) mostly needs
-        # one rendering.
-        rows.sort(key=lambda row: (row["variant_id"] or 0, row["subscriber_id"]))
+        # Rows of one wave, then of one variant, side by side: a batch (claimed in id
+        # order) mostly needs one rendering.
+        rows.sort(key=lambda row: (row["not_before"] or now, row["variant_id"] or 0,
+                                   row["subscriber_id"]))
         ledger.add_rows(rows)

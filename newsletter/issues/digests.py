@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import force_locale, format_date
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -26,7 +27,7 @@ from newsletter.content.excerpts import digest_body
 from newsletter.delivery import heartbeat, ledger
 from newsletter.delivery.relay import close_circuits
 from newsletter.extensions import db
-from newsletter.issues import copies, lifecycle
+from newsletter.issues import copies, lifecycle, waves
 from newsletter.issues.copies import clean_subject, default_subject
 from newsletter.issues.lifecycle import MANUAL_KEY_PREFIX, Move
 from newsletter.issues.schedule import (
@@ -39,6 +40,7 @@ from newsletter.issues.schedule import (
 )
 from newsletter.mail import verp
 from newsletter.mail.headers import clean_text
+from newsletter.mail.language import language_of
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
@@ -54,12 +56,14 @@ from newsletter.models import (
     DigestKind,
     DigestStatus,
     DigestVariant,
+    Segment,
     Subscriber,
     SubscriberStatus,
     digest_articles,
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit, send_task_now
+from newsletter.readers import segments
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +92,37 @@ def new_articles(cadence: Cadence | None = None) -> list[Article]:
 
 def compose(*, period: str | None = None, subject: str | None = None, headline: str = "",
             intro: str = "", send_at: datetime | None = None,
-            cadence: Cadence | None = None) -> Digest | None:
+            cadence: Cadence | None = None, segment: Segment | None = None,
+            segment_only: bool = False, reader_local_time: str | None = None,
+            translations: dict | None = None) -> Digest | None:
     """Add a draft (or scheduled) issue of everything new to the current transaction.
     ``cadence``: the schedule it belongs to; None for an issue sent by hand.
+    ``segment``: only its readers get it (SegmentError when it has none now);
+    ``segment_only``: and the archive does not show it. ``reader_local_time``: the
+    wall time every reader gets it at in their own zone (issues/waves.py).
+    ``translations``: per-language subject and intro (``check_translations``).
 
     Flushed, not committed: the caller commits it together with what comes next
     (``start_send``), so a crash in between leaves nothing behind. None when there
     is too little, or the period already has its issue.
     """
+    if segment is not None and segments.segment_count(segment) == 0:
+        raise segments.SegmentError(f"The segment {segment.name!r} has no active reader: "
+                                    "nothing to send.")
     articles = new_articles(cadence)
     if len(articles) < current_app.config["DIGEST_MIN_ARTICLES"]:
         log.info("no digest: %d new article(s)", len(articles))
         return None
     if period is None:
-        # Two "send now" clicks see the same articles: the same key makes one issue.
-        period = manual_key(articles)
+        # Two "send now" clicks see the same articles: the same key makes one issue
+        # (one per segment: the same articles may go to two segments).
+        period = manual_key(articles, segment)
     digest = Digest(period_key=period, articles=articles, intro=intro.strip(),
                     subject=clean_subject(subject or default_subject(articles)),
                     headline=_headline(headline), send_at=send_at, cadence=cadence,
+                    segment=segment, segment_only=segment_only and segment is not None,
+                    reader_local_time=reader_local_time,
+                    translations=copies.check_translations(translations),
                     status=DigestStatus.SCHEDULED if send_at else DigestStatus.DRAFT)
     db.session.add(digest)
     try:
@@ -126,7 +143,8 @@ def default_headline(day: datetime | None = None) -> str:
     (today when unknown), in the newsletter's zone."""
     zone = parse_schedule(current_app.config["DIGEST_SCHEDULE"]).timezone
     local = (day or utcnow()).astimezone(zone)
-    return f"{site_settings.current().site_name}, {local.day} {local:%B %Y}"
+    # The date in the current locale ("3 December 2026", "3 décembre 2026").
+    return f"{site_settings.current().site_name}, {format_date(local.date(), 'd MMMM y')}"
 
 
 def headline_of(digest: Digest) -> str:
@@ -135,8 +153,10 @@ def headline_of(digest: Digest) -> str:
         digest.send_at or digest.started_at or digest.created_at)
 
 
-def manual_key(articles: list[Article]) -> str:
+def manual_key(articles: list[Article], segment: Segment | None = None) -> str:
     ids = ",".join(str(article.id) for article in articles)
+    if segment is not None:
+        ids += f"/segment {segment.id}"
     return MANUAL_KEY_PREFIX + hashlib.sha256(ids.encode()).hexdigest()[:24]
 
 
@@ -183,9 +203,11 @@ def start_send(digest_id: int, now: datetime | None = None,
 
 
 def send_now(subject: str | None = None, intro: str = "", headline: str = "",
-             expected_recipients: int | None = None) -> Digest | None:
+             expected_recipients: int | None = None, segment: Segment | None = None,
+             segment_only: bool = False, translations: dict | None = None) -> Digest | None:
     """Compose and start in one transaction: there is never a draft nobody started."""
-    digest = compose(subject=subject, headline=headline, intro=intro)
+    digest = compose(subject=subject, headline=headline, intro=intro, segment=segment,
+                     segment_only=segment_only, translations=translations)
     if digest is not None:
         start_send(digest.id, expected_recipients=expected_recipients)
     return digest
@@ -230,10 +252,14 @@ def check_send_at(send_at: datetime) -> None:
 
 
 def schedule(send_at: datetime, subject: str | None = None, intro: str = "",
-             headline: str = "") -> Digest | None:
+             headline: str = "", segment: Segment | None = None,
+             segment_only: bool = False, translations: dict | None = None) -> Digest | None:
     """Compose the next issue now and send it at ``send_at`` (beat checks every minute)."""
     check_send_at(send_at)
-    return compose(subject=subject, headline=headline, intro=intro, send_at=send_at)
+    return compose(subject=subject, headline=headline, intro=intro, send_at=send_at,
+                   segment=segment, segment_only=segment_only, translations=translations,
+                   reader_local_time=waves.scheduled_wall_time(send_at))
+
 
 
 def update_scheduled(digest_id: int, send_at: datetime, subject: str, intro: str = "",
@@ -246,14 +272,23 @@ def update_scheduled(digest_id: int, send_at: datetime, subject: str, intro: str
         return False
     return lifecycle.move(digest_id, Move.EDIT,
                           subject=clean_subject(subject or default_subject(digest.articles)),
-                          headline=_headline(headline), intro=intro.strip(), send_at=send_at)
+                          headline=_headline(headline), intro=intro.strip(), send_at=send_at,
+                          reader_local_time=waves.scheduled_wall_time(send_at))
 
 
-def due_scheduled() -> list[int]:
+def due_scheduled(now: datetime | None = None) -> list[int]:
     """Scheduled issues whose time has come: the beat's task starts each with
-    ``start_send`` in a transaction of its own."""
-    return list(db.session.scalars(select(Digest.id).where(
-        Digest.status == DigestStatus.SCHEDULED, Digest.send_at <= utcnow())))
+    ``start_send`` in a transaction of its own. One in reader time starts when its
+    wall time first comes anywhere (its waves wait in the ledger)."""
+    now = now or utcnow()
+    due = []
+    for digest_id, send_at, wall in db.session.execute(
+        select(Digest.id, Digest.send_at, Digest.reader_local_time).where(
+            Digest.status == DigestStatus.SCHEDULED, Digest.send_at <= now + waves.MAX_LEAD)
+    ):
+        if (waves.first_moment(wall) if wall else send_at) <= now:
+            due.append(digest_id)
+    return due
 
 
 def scheduled() -> list[Digest]:
@@ -270,6 +305,11 @@ def run_weekly(now: datetime | None = None) -> Digest | None:
     """
     schedule = parse_schedule(current_app.config["DIGEST_SCHEDULE"])
     now = now or utcnow()
+    if current_app.config["SEND_IN_READER_TIME"]:
+        # The occurrence whose wall time has come somewhere on Earth.
+        occurrence = last_scheduled(waves.as_earliest_wall(now, schedule.timezone), schedule)
+        return _compose_and_start(period_key(occurrence, schedule), Cadence.WEEKLY, now,
+                                  waves.wall_time(occurrence, schedule.timezone))
     return _compose_and_start(period_key(last_scheduled(now, schedule), schedule),
                               Cadence.WEEKLY, now)
 
@@ -281,11 +321,18 @@ def run_daily(now: datetime | None = None) -> Digest | None:
         return None
     schedule = parse_daily_schedule(current_app.config["DAILY_SCHEDULE"])
     now = now or utcnow()
+    if current_app.config["SEND_IN_READER_TIME"]:
+        occurrence = last_daily(waves.as_earliest_wall(now, schedule.timezone), schedule)
+        return _compose_and_start(daily_key(occurrence, schedule), Cadence.DAILY, now,
+                                  waves.wall_time(occurrence, schedule.timezone))
     return _compose_and_start(daily_key(last_daily(now, schedule), schedule), Cadence.DAILY, now)
 
 
-def _compose_and_start(period: str, cadence: Cadence, now: datetime) -> Digest | None:
-    digest = compose(period=period, cadence=cadence)
+def _compose_and_start(period: str, cadence: Cadence, now: datetime,
+                       reader_local_time: str | None = None) -> Digest | None:
+    if db.session.scalar(select(Digest.id).where(Digest.period_key == period)) is not None:
+        return None  # the trigger of an issue made already (reader time runs it often)
+    digest = compose(period=period, cadence=cadence, reader_local_time=reader_local_time)
     if digest is not None:
         start_send(digest.id, now)
     return digest
@@ -425,7 +472,7 @@ def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = Non
     due = db.session.scalar(select(func.count()).select_from(
         select(Delivery.id).where(
             Delivery.digest_id == digest_id,
-            (Delivery.status == DeliveryStatus.PENDING)
+            ((Delivery.status == DeliveryStatus.PENDING) & ledger.due_wave(now))
             | ((Delivery.status == DeliveryStatus.DEFERRED) & (Delivery.next_attempt_at <= now)))
         .limit(enough).subquery()))
     chains = _chains_for(due)
@@ -436,18 +483,24 @@ def sweep_issue(digest_id: int, status: DigestStatus, now: datetime | None = Non
 
 
 def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
-           variant: DigestVariant | None = None) -> RenderedMail:
-    """The issue as one variant's readers get it (None: the whole issue)."""
+           variant: DigestVariant | None = None, language: str | None = None) -> RenderedMail:
+    """The issue as one variant's readers get it (None: the whole issue, in ``language``
+    or the default)."""
     site = site_settings.current()
     copy = copies.copy_of(digest, variant)
+    language = language_of(variant.language if variant is not None else language)
+    with force_locale(language):
+        headline = headline_of(digest)
     # A preview (unsaved, id 0) has no archive page yet: point at the archive index.
     archive_url = (external_url("public.archive_issue", digest_id=digest.id) if digest.id
                    else external_url("public.archive"))
     return render_mail(
         "digest",
+        language=language,
         digest=digest,
+        intro=copies.words_in(digest, language)[1],
         subject=copy.subject,
-        headline=headline_of(digest),
+        headline=headline,
         sections=copy.sections,
         # Each body once per rendering, which is once per variant, not per reader.
         bodies={article.id: digest_body(article.summary, article.body_html)
@@ -467,7 +520,10 @@ def render(digest: Digest, unsubscribe_url: str, *, web_view: bool = False,
     )
 
 
-def active_subscriber_count() -> int:
+def active_subscriber_count(segment: Segment | None = None) -> int:
+    """The readers a send by hand is for: every active one, or the segment's."""
+    if segment is not None:
+        return segments.segment_count(segment)
     return db.session.scalar(select(func.count()).where(
         Subscriber.status == SubscriberStatus.ACTIVE))
 

@@ -55,7 +55,8 @@ class Transition:
 # The allowed transitions: a move not listed for an issue's status is refused.
 TRANSITIONS: dict[Move, Transition] = {
     Move.EDIT: Transition(frozenset({SCHEDULED}), SCHEDULED,
-                          takes=("subject", "headline", "intro", "send_at")),
+                          takes=("subject", "headline", "intro", "send_at",
+                                 "reader_local_time")),
     Move.START: Transition(frozenset({DRAFT, SCHEDULED}), SENDING, stamps=("started_at",)),
     Move.PAUSE: Transition(frozenset({SENDING}), PAUSED, takes=("pause_reason",)),
     # Resuming a send the guard paused also acknowledges the guard's figures.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from email.utils import format_datetime
 
 from newsletter.mail.addresses import parse_mailbox
-from newsletter.mail.headers import address_line, header_line, url_list_line
+from newsletter.mail.headers import address_line, header_line, language_tag, url_list_line
 from newsletter.mail.render import RenderedMail
 from newsletter.models import utcnow
 
@@ -80,6 +80,7 @@ class BulkMessageFactory:
             address_line("From", sender.addr_spec, sender.display_name),
             address_line("Reply-To", reply_to) if reply_to else b"",
             header_line("Subject", rendered.subject),
+            header_line("Content-Language", language_tag(rendered.language)),
             b"MIME-Version: 1.0\r\n",
             header_line("List-Id", list_id),
             url_list_line("List-Archive", archive_url),

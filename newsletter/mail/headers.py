@@ -159,6 +159,18 @@ def _bracketed_urls(urls) -> str:
     return ", ".join(f"<{url}>" for url in quoted)
 
 
+LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")
+
+
+def language_tag(code: str) -> str:
+    """A Content-Language value (RFC 3282) from a catalogue code: ``pt_BR`` -> ``pt-BR``;
+    ValueError for anything else (the codes come from NEWSLETTER_LANGUAGES)."""
+    tag = str(code).replace("_", "-")
+    if not LANGUAGE_TAG.fullmatch(tag):
+        raise ValueError(f"not a language code: {code!r}")
+    return tag
+
+
 def header_line(name: str, value: object) -> bytes:
     """The bytes of one unstructured header for a hand-built message."""
     return text_value(name, value).encode("ascii")

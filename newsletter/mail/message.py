@@ -6,7 +6,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from newsletter.mail.addresses import parse_mailbox
-from newsletter.mail.headers import SafeHeader
+from newsletter.mail.headers import SafeHeader, language_tag
 from newsletter.mail.render import RenderedMail
 from newsletter.models import utcnow
 
@@ -41,4 +41,7 @@ def build_message(
                                                            "List-Unsubscribe=One-Click")
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # After the parts: setting content clears every Content-* header.
+    message["Content-Language"] = SafeHeader.text("Content-Language",
+                                                  language_tag(rendered.language))
     return message

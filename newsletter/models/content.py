@@ -49,6 +49,9 @@ class Article(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The feed it came from (topics can map a whole feed); NULL for files and the API.
     feed_url: Mapped[str | None] = mapped_column(String(2048))
+    # The article's language (one of NEWSLETTER_LANGUAGES): only readers of that language
+    # get it. NULL: every reader.
+    language: Mapped[str | None] = mapped_column(String(16))
 
     topics: Mapped[list[Topic]] = relationship(secondary="article_topics", viewonly=True,
                                                order_by="Topic.position, Topic.id")

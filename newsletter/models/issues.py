@@ -28,6 +28,7 @@ from newsletter.models.readers import Cadence
 
 if TYPE_CHECKING:
     from newsletter.models.content import Article
+    from newsletter.models.readers import Segment
 
 
 class DigestStatus(enum.StrEnum):
@@ -85,12 +86,23 @@ class Digest(db.Model):
     kind: Mapped[DigestKind] = mapped_column(enum_column(DigestKind, "digest_kind"),
                                              default=DigestKind.ISSUE,
                                              server_default=DigestKind.ISSUE.value)
+    # Sent only to this segment's readers; NULL = the whole audience.
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
+    # Kept out of the public archive (it was for the segment only).
+    segment_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Sent in reader time: the local wall time ("2026-03-30T08:00") each reader gets it
+    # at in their own zone (issues/waves.py); NULL: everyone at once.
+    reader_local_time: Mapped[str | None] = mapped_column(String(16))
+    # Per-language words: {"fr": {"subject": ..., "intro": ...}}; a language missing
+    # here (or an empty field) falls back to ``subject`` and ``intro``.
+    translations: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 
     # Every article the issue covers; each reader's copy (a variant) is a subset.
     articles: Mapped[list[Article]] = relationship(
         secondary=digest_articles, order_by="Article.published_at")
     variants: Mapped[list[DigestVariant]] = relationship(
         back_populates="digest", order_by="DigestVariant.id")
+    segment: Mapped[Segment | None] = relationship()
 
 
 class DigestVariant(db.Model):
@@ -105,6 +117,9 @@ class DigestVariant(db.Model):
     topic_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     article_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # in reading order
     subject: Mapped[str] = mapped_column(String(300))
+    # The readers' language: the chrome's, and which articles it may hold (theirs and
+    # language-less ones). NULL for variants written before languages.
+    language: Mapped[str | None] = mapped_column(String(16))
 
     digest: Mapped[Digest] = relationship(back_populates="variants")
 
@@ -162,3 +177,5 @@ class Delivery(db.Model):
     relay: Mapped[str | None] = mapped_column(String(100))
     # Which copy this reader gets; NULL only for rows skipped when the ledger was written.
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("digest_variants.id"))
+    # Not sent before this moment: the reader's wave of an issue sent in reader time.
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -100,6 +100,13 @@ class Subscriber(db.Model):
     # A new address the reader asked for, until they confirm it from a mail sent there;
     # mail keeps going to ``email`` meanwhile.
     pending_email: Mapped[str | None] = mapped_column(String(254))
+    # Free-form fields an import brought (extra CSV columns): {"plan": "pro", ...}, for
+    # segments; NULL = none.
+    attributes: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    # An IANA zone (readers/choices.py); NULL: the schedule's zone.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # One of NEWSLETTER_LANGUAGES; NULL: the default (the first).
+    language: Mapped[str | None] = mapped_column(String(16))
 
     # The topics this reader chose; none = everything (so existing readers keep it all).
     topics: Mapped[list[Topic]] = relationship(secondary="subscriber_topics",
@@ -190,6 +197,8 @@ class SubscribeRequest(db.Model):
     # space-separated topic slugs ("" = everything) and a cadence; NULL = not asked.
     topics: Mapped[str | None] = mapped_column(Text)
     cadence: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(16))
     # An address change: the reader who asked (``email`` is the new address).
     subscriber_id: Mapped[int | None] = mapped_column()
 
@@ -279,6 +288,20 @@ class ImportJob(db.Model):
     # Written at the claim and with each chunk's progress: the stalled-job sweeper's clock.
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Segment(db.Model):
+    """A saved, named set of conditions over reader fields (readers/segments.py owns
+    them): an issue can go to the active readers who meet all of them."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # [{"field": ..., "op": ..., "value": ..., "key"?: ...}], checked against the
+    # whitelist in readers/segments.py when written and again when read.
+    conditions: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class KeyFingerprint(db.Model):

@@ -37,7 +37,7 @@ from newsletter.models import (
     new_unsubscribe_key,
     utcnow,
 )
-from newsletter.readers import privacy, subscriptions
+from newsletter.readers import choices, privacy, subscriptions
 from newsletter.readers.status import Origin, record
 from newsletter.readers.subscriptions import LinkUsed, subscriber_for_unsubscribe_token
 
@@ -92,6 +92,29 @@ def update_choices(token: str, topic_slugs: list[str], cadence: str | None,
     topics.set_cadence(subscriber, new_cadence)
     detail = f"topics={','.join(t.slug for t in chosen) or '(all)'}; cadence={new_cadence.value}"
     record(subscriber.id, ConsentAction.PREFERENCES_CHANGED, origin, detail)
+
+
+def set_locale(token: str, timezone: object, language: object, origin: Origin) -> None:
+    """The reader's time zone (empty: the newsletter's) and language (None: unchanged)."""
+    subscriber = _active_reader(token)
+    _apply_locale(subscriber, {"timezone": timezone or None,
+                               **({"language": language} if language is not None else {})})
+    record(subscriber.id, ConsentAction.PREFERENCES_CHANGED, origin,
+           f"time zone={subscriber.timezone or '(default)'}; "
+           f"language={subscriber.language or '(default)'}")
+
+
+def _apply_locale(subscriber: Subscriber, changes: dict) -> None:
+    """Checks then sets "timezone" and "language" when given (None clears them)."""
+    try:
+        zone = changes.get("timezone") and choices.check_timezone(changes["timezone"])
+        language = changes.get("language") and choices.check_language(changes["language"])
+    except choices.ChoiceError as error:
+        raise PreferenceError(str(error)) from None
+    if "timezone" in changes:
+        subscriber.timezone = zone or None
+    if "language" in changes:
+        subscriber.language = language or None
 
 
 def rename(token: str, name: str, origin: Origin) -> None:
@@ -245,14 +268,15 @@ def undo_address_change(undo_key: str, origin: Origin) -> Subscriber:
 
 # --- the same choices through the API (an editor's token acts for the reader)
 
-API_FIELDS = {"topics", "cadence", "name", "pause_weeks"}
+API_FIELDS = {"topics", "cadence", "name", "pause_weeks", "timezone", "language"}
 
 
 def preferences_of(subscriber: Subscriber) -> dict:
     return {"id": subscriber.id, "status": subscriber.status.value,
             "topics": [topic.slug for topic in subscriber.topics],
             "cadence": subscriber.cadence.value, "name": subscriber.name,
-            "paused_until": subscriber.paused_until and subscriber.paused_until.isoformat()}
+            "paused_until": subscriber.paused_until and subscriber.paused_until.isoformat(),
+            "timezone": subscriber.timezone, "language": subscriber.language}
 
 
 def reader_by_id(subscriber_id: int) -> Subscriber:
@@ -297,6 +321,8 @@ def set_preferences(subscriber_id: int, changes: dict, origin: Origin) -> Subscr
     if weeks is not None and (isinstance(weeks, bool) or weeks not in PAUSE_WEEKS):
         raise PreferenceError('"pause_weeks" is 2, 4 or 8 (null: resume).')
 
+    _apply_locale(subscriber, {key: changes[key] for key in ("timezone", "language")
+                               if key in changes})
     if "name" in changes:
         subscriber.name = name
     if "topics" in changes:

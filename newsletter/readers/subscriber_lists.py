@@ -1,9 +1,11 @@
 """Moving whole lists in and out as CSV.
 
 Columns: ``email`` (required), ``name`` and ``topics`` (topic slugs separated by
-``;``, empty = everything); export writes the same columns and more. A slug that is no
-topic does not cost the row its address: the reader is imported with the slugs that
-are topics, and the report names the one left out."""
+``;``, empty = everything), ``language`` and ``timezone`` (empty: the defaults); any
+other column is kept as the reader's attribute of that name (for segments). Export
+writes the same columns and more. A slug that is no topic does not cost the row its
+address: the reader is imported with the slugs that are topics, and the report names
+the one left out."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.queue import enqueue_after_commit
-from newsletter.readers import status
+from newsletter.readers import choices, status
 from newsletter.readers.privacy import suppression_keys
 
 log = logging.getLogger(__name__)
@@ -151,17 +153,20 @@ def import_stream(stream: IO[bytes], consent: str | None, *,
     nothing, keeps what it met in a temporary file."""
     report = ImportReport()
     seen = _SeenAddresses() if dry_run else None
-    # normalized -> (given, name, line, topics)
-    chunk: dict[str, tuple[str, str | None, int, list[int]]] = {}
+    # normalized -> (given, name, line, topics, attributes)
+    chunk: dict[str, tuple[str, str | None, int, list[int], dict | None]] = {}
     pacer = _ConfirmationPacer()
     topic_ids = dict(db.session.execute(select(Topic.slug, Topic.id)).all())
     try:
         for line, row in read_rows(stream):
             report.rows += 1
+            if report.rows == 1:
+                check_attribute_columns(row)
             try:
                 address = check_email(row.get("email"))
                 name = check_name(row.get("name"))
-            except InvalidAddress as error:
+                extra = row_extra(row)
+            except (InvalidAddress, BadAttribute, choices.ChoiceError) as error:
                 report.note_invalid(line, row.get("email"), str(error))
                 continue
             chosen, unknown = _row_topics(row.get("topics"), topic_ids)
@@ -170,7 +175,7 @@ def import_stream(stream: IO[bytes], consent: str | None, *,
             if address.normalized in chunk:
                 report.note_duplicate(line, address.given, TWICE)
                 continue
-            chunk[address.normalized] = (address.given, name, line, chosen)
+            chunk[address.normalized] = (address.given, name, line, chosen, extra)
             if len(chunk) == CHUNK:
                 _flush(chunk, consent, report, pacer, seen)
                 chunk = {}
@@ -183,6 +188,51 @@ def import_stream(stream: IO[bytes], consent: str | None, *,
 
 
 TWICE, KNOWN = "twice in the file", "already known"
+KNOWN_COLUMNS = frozenset({"email", "name", "topics", "language", "timezone"})
+ATTRIBUTE_COLUMN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_ATTRIBUTES = 20
+ATTRIBUTE_VALUE_MAX = 200
+
+
+class BadAttribute(ValueError):
+    """A row's extra cell that cannot be kept as an attribute."""
+
+
+def check_attribute_columns(row: dict) -> None:
+    """Extra columns become attributes: their names must be usable in a segment."""
+    extra = [name for name in row if name not in KNOWN_COLUMNS]
+    if None in extra:  # csv's key for cells beyond the header's columns
+        raise ListFileError("Line 2 has more cells than the first line names columns.")
+    bad = [name for name in extra if not ATTRIBUTE_COLUMN.fullmatch(name)]
+    if bad:
+        raise ListFileError(f"The column {bad[0][:40]!r} cannot be an attribute: name extra "
+                            "columns with lowercase letters, digits and _ (up to 40).")
+    if len(extra) > MAX_ATTRIBUTES:
+        raise ListFileError(f"At most {MAX_ATTRIBUTES} columns beyond email, name and topics.")
+
+
+def row_extra(row: dict) -> dict:
+    """The row's language, time zone and attributes, as the reader's columns."""
+    language, zone = (row.get("language") or "").strip(), (row.get("timezone") or "").strip()
+    return {"language": choices.check_language(language) if language else None,
+            "timezone": choices.check_timezone(zone) if zone else None,
+            "attributes": row_attributes(row)}
+
+
+def row_attributes(row: dict) -> dict | None:
+    """The row's extra cells, blanks left out; None when there are none."""
+    found = {}
+    for name, value in row.items():
+        if name in KNOWN_COLUMNS or name is None or not (value or "").strip():
+            continue
+        value = value.strip()
+        if len(value) > ATTRIBUTE_VALUE_MAX or any(ord(char) < 32 for char in value):
+            raise BadAttribute(f"the {name} cell is over {ATTRIBUTE_VALUE_MAX} characters "
+                             "or holds a control character")
+        found[name] = value
+    return found or None
+
+
 def _row_topics(cell: str | None, topic_ids: dict[str, int]) -> tuple[list[int], list[str]]:
     """The row's topics, and the slugs in it that are no topic."""
     slugs = [slug.strip() for slug in (cell or "").split(";") if slug.strip()]
@@ -199,7 +249,7 @@ def _left_out(unknown: list[str], chosen: list[int]) -> str:
 
 def _flush(chunk: dict, consent, report: ImportReport, pacer, seen) -> None:
     if seen is not None:
-        for given, _, line, _ in seen.drop_repeats(chunk):
+        for given, _, line, *_ in seen.drop_repeats(chunk):
             report.note_duplicate(line, given, TWICE)
     _import_chunk(chunk, consent, seen is not None, report, pacer)
 
@@ -240,14 +290,15 @@ def _import_chunk(chunk: dict, consent: str | None, dry_run: bool, report: Impor
         Subscriber.email_normalized.in_(keys))))
     new: dict[str, tuple[str, int]] = {}  # normalized -> (given, line)
     rows, chosen_topics = [], {}
-    for normalized, (given, name, line, chosen) in chunk.items():
+    for normalized, (given, name, line, chosen, extra) in chunk.items():
         if normalized in known or not known.isdisjoint(hashed[normalized]):
             report.note_duplicate(line, given, KNOWN)
             continue
         report.valid += 1
         if not dry_run:
             new[normalized] = (given, line)
-            rows.append({"email": given, "email_normalized": normalized, "name": name})
+            rows.append({"email": given, "email_normalized": normalized, "name": name,
+                         **extra})
             chosen_topics[normalized] = chosen
     if not rows:
         return

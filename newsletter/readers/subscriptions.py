@@ -26,13 +26,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from newsletter import jobs
-from newsletter.content.topics import (
-    TopicError,
-    parse_cadence,
-    parse_offered_cadence,
-    set_reader_topics,
-    topics_by_slugs,
-)
 from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.mail.addresses import EmailAddress, InvalidAddress, check_email, check_name
@@ -53,12 +46,11 @@ from newsletter.models import (
     Subscriber,
     SubscribeRequest,
     SubscriberStatus,
-    Topic,
     new_token_nonce,
     utcnow,
 )
 from newsletter.queue import send_task_now, wake, woken
-from newsletter.readers import privacy, status
+from newsletter.readers import choices, privacy, status
 from newsletter.readers.status import Change, Origin
 
 log = logging.getLogger(__name__)
@@ -86,46 +78,43 @@ def find_subscriber(email_normalized: str) -> Subscriber | None:
     )
 
 
-MAX_TOPICS_CHOSEN = 100
-
-
 def subscribe(email: object, name: object, origin: Origin, *, topics: object = None,
-              cadence: object = None) -> None:
+              cadence: object = None, timezone: object = None, language: object = None) -> None:
     """Record a request to subscribe; a worker decides what it leads to.
 
     The same work whatever the address's state (validate, one INSERT, commit,
     wake a worker), so neither the answer nor its timing tells who is subscribed.
-    ``topics`` (a list of slugs, [] = everything) and ``cadence`` travel with the
-    request and apply only to an address not yet confirmed: nobody can change an
-    active reader's choices by asking to subscribe them. None: not asked.
-    Returns nothing on purpose. Raises InvalidAddress, TopicError.
+    ``topics`` (a list of slugs, [] = everything), ``cadence``, ``timezone`` and
+    ``language`` travel with the request (readers/choices.py). None: not asked.
+    Returns nothing on purpose. Raises InvalidAddress, TopicError (ChoiceError).
     """
     _request(RequestKind.SUBSCRIBE, check_email(email), check_name(name), origin,
-             topics=topics, cadence=cadence)
+             choices.request_values(topics=topics, cadence=cadence, timezone=timezone,
+                                    language=language))
 
 
 def request_unsubscribe_link(email: object, origin: Origin) -> None:
     """"Send me my unsubscribe link" (from a bad unsubscribe link's page): recorded
     and decided like a subscribe request, with the same work, answer and per-mailbox
     limits, so it tells nobody who reads us. Raises InvalidAddress."""
-    _request(RequestKind.UNSUBSCRIBE_LINK, check_email(email), None, origin)
+    _request(RequestKind.UNSUBSCRIBE_LINK, check_email(email), None, origin,
+             choices.request_values())
 
 
 def request_address_change(subscriber_id: int, address: EmailAddress, origin: Origin) -> None:
     """A reader's new address (preference centre), recorded and decided like a subscribe
     request: the same work and answer whatever the address, the same mail limits."""
-    _request(RequestKind.ADDRESS_CHANGE, address, None, origin, subscriber_id=subscriber_id)
+    _request(RequestKind.ADDRESS_CHANGE, address, None, origin, choices.request_values(),
+             subscriber_id=subscriber_id)
 
 
 def _request(kind: RequestKind, address: EmailAddress, display_name: str | None,
-             origin: Origin, *, topics: object = None, cadence: object = None,
-             subscriber_id: int | None = None) -> None:
+             origin: Origin, chosen: dict, *, subscriber_id: int | None = None) -> None:
     _record_request({
         "email": address.given, "name": display_name, "source": ConsentSource(origin.source).value,
         "ip_address": (origin.ip_address or None) and origin.ip_address[:45],
         "user_agent": (origin.user_agent or None) and origin.user_agent[:512],
-        "requested_at": utcnow(), "kind": kind.value, "topics": _chosen_topics(topics),
-        "cadence": None if cadence is None else _chosen_cadence(cadence),
+        "requested_at": utcnow(), "kind": kind.value, **chosen,
         "subscriber_id": subscriber_id,
     })
     wake(jobs.PROCESS_SUBSCRIBE_REQUESTS, window=GATHER_SECONDS, first_look_after=GATHER_SECONDS)
@@ -134,23 +123,7 @@ def _request(kind: RequestKind, address: EmailAddress, display_name: str | None,
 # Built once: the hot path of the public edge runs it on every request.
 _INSERT_REQUEST = insert(SubscribeRequest.__table__).inline()  # no RETURNING id
 REQUEST_COLUMNS = ["email", "name", "source", "ip_address", "user_agent", "requested_at", "kind",
-                   "topics", "cadence", "subscriber_id"]
-
-
-def _chosen_topics(topics: object) -> str | None:
-    if topics is None:
-        return None
-    if not isinstance(topics, list | tuple) or not all(isinstance(t, str) for t in topics):
-        raise TopicError("Topics are a list of topic slugs.")
-    if len(topics) > MAX_TOPICS_CHOSEN:
-        raise TopicError(f"Choose at most {MAX_TOPICS_CHOSEN} topics.")
-    return " ".join(topic.slug for topic in topics_by_slugs(topics))
-
-
-def _chosen_cadence(cadence: object) -> str:
-    if not isinstance(cadence, str):
-        raise TopicError("Cadence must be 'weekly' or 'daily'.")
-    return parse_offered_cadence(cadence).value
+                   "topics", "cadence", "timezone", "language", "subscriber_id"]
 
 
 def _record_request(values: dict) -> None:
@@ -258,6 +231,7 @@ def decide_request(request_id: int) -> Decision:
                    SubscribeRequest.ip_address, SubscribeRequest.user_agent,
                    SubscribeRequest.requested_at, SubscribeRequest.kind,
                    SubscribeRequest.topics, SubscribeRequest.cadence,
+                   SubscribeRequest.timezone, SubscribeRequest.language,
                    SubscribeRequest.subscriber_id)).first()
     if request is None:
         db.session.rollback()  # another worker processed it while we waited
@@ -300,7 +274,8 @@ def _subscriber_for_request(address: EmailAddress, request) -> Subscriber:
     """The reader a subscribe request is for, pending if it was new or unsubscribed,
     and the request in their history; a reader not yet confirmed takes its choices."""
     origin = Origin(request.source, request.ip_address, request.user_agent)
-    chosen, cadence, detail = _choices(request.topics, request.cadence)
+    chosen = choices.of_request(request)
+    detail = chosen.detail
     subscriber = find_subscriber(address.normalized)
     if subscriber is None:
         subscriber = status.enter(address, request.name, Change.JOIN, origin, detail=detail,
@@ -315,26 +290,8 @@ def _subscriber_for_request(address: EmailAddress, request) -> Subscriber:
     if subscriber.status == SubscriberStatus.PENDING:
         if request.name:  # never let a third party rename a confirmed reader
             subscriber.name = request.name
-        if chosen is not None:
-            set_reader_topics(subscriber, chosen)
-        if cadence is not None:
-            subscriber.cadence = cadence
+        choices.apply(subscriber, chosen)
     return subscriber
-
-
-def _choices(slugs: str | None, cadence: str | None) -> tuple:
-    """A request's choices for a reader not yet confirmed: (topics or None, cadence or
-    None, what the consent log says about them)."""
-    said, chosen = [], None
-    if slugs is not None:
-        # A topic removed since the request is left out.
-        chosen = list(db.session.scalars(select(Topic).where(Topic.slug.in_(slugs.split()))
-                                         .order_by(Topic.position, Topic.id)))
-        said.append("topics: " + (", ".join(topic.slug for topic in chosen) or "all"))
-    if cadence is not None:
-        cadence = parse_cadence(cadence)
-        said.append(f"cadence: {cadence.value}")
-    return chosen, cadence, "; ".join(said) or None
 
 
 def mailbox_key(canonical: str) -> str:

@@ -2,6 +2,8 @@
 
 from flask import Flask
 
+from newsletter.mail.language import language_name
+
 
 def register_blueprints(app: Flask) -> None:
     from newsletter.web import (
@@ -22,6 +24,8 @@ def register_blueprints(app: Flask) -> None:
     request_ids.init_app(app)  # first: every later hook's log lines carry the id
     app.add_template_filter(common.local_time)
     app.add_template_filter(common.plural)
+    app.add_template_global(common.current_language)
+    app.add_template_global(language_name)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(preferences.bp)

@@ -11,11 +11,11 @@ from newsletter.content.topics import TopicError
 from newsletter.db import unit_of_work
 from newsletter.editors import accounts, audit
 from newsletter.extensions import csrf, db
-from newsletter.issues import digests, reports
+from newsletter.issues import copies, digests, reports
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ArticleSource, ConsentSource, SubscriberStatus
-from newsletter.readers import preferences, subscriptions
+from newsletter.readers import preferences, segments, subscriptions
 from newsletter.sequences import reports as sequence_reports
 from newsletter.web.common import request_origin, subscribe_limit
 from newsletter.web.errors import error_response
@@ -92,7 +92,9 @@ def create_subscription():
     try:
         subscriptions.subscribe(payload["email"], payload.get("name"),
                                 request_origin(ConsentSource.API),
-                                topics=payload.get("topics"), cadence=payload.get("cadence"))
+                                topics=payload.get("topics"), cadence=payload.get("cadence"),
+                                timezone=payload.get("timezone"),
+                                language=payload.get("language"))
     except (InvalidAddress, TopicError) as error:
         return error_response(400, str(error))
     # The same answer whatever the address's state, so nobody learns who subscribed.
@@ -119,8 +121,9 @@ def _json_object():
 @requires_scope("articles:write")
 def create_article():
     """For a CMS webhook: {"title", "url", "summary", "body_html" or "body_markdown",
-    "author", "categories": [...], "published_at": ISO 8601, "guid"}. Markdown is
-    rendered and sanitised as the editor's is."""
+    "author", "categories": [...], "published_at": ISO 8601, "guid", "language"}.
+    Markdown is rendered and sanitised as the editor's is; "language" (one of
+    NEWSLETTER_LANGUAGES): only its readers get the article."""
     payload, bad = _json_object()
     if bad:
         return bad
@@ -142,6 +145,7 @@ def create_article():
             categories=[str(c) for c in categories],
             published_at=parse_date(payload.get("published_at") and str(payload["published_at"])),
             guid=payload.get("guid") and str(payload["guid"]),
+            language=payload.get("language") and str(payload["language"]),
         )
         article, created = articles.add_article(data, ArticleSource.API)
     except InvalidArticle as error:
@@ -154,24 +158,73 @@ def create_article():
 @bp.post("/issues")
 @requires_scope("issues:send")
 def create_issue():
-    """Compose and send an issue of everything new: {"subject"?: ..., "intro"?: ...}."""
+    """Compose and send an issue of everything new: {"subject"?: ..., "intro"?: ...,
+    "segment"?: NAME, "segment_only"?: bool}."""
     payload, bad = _json_object() if request.content_length else ({}, None)
     if bad:
         return bad
     subject, intro = payload.get("subject"), payload.get("intro") or ""
     if (subject is not None and not isinstance(subject, str)) or not isinstance(intro, str):
         return error_response(400, '"subject" and "intro" must be strings.')
-    with unit_of_work():
-        digest = digests.send_now(subject=subject, intro=intro)
-        if digest is not None:
-            audit.record(g.actor, "send", target=f"digest {digest.id}",
-                         detail=f"{digest.recipients} recipient(s); api")
+    segment_name, segment_only = payload.get("segment"), payload.get("segment_only", False)
+    try:
+        translations = copies.check_translations(payload.get("translations"))
+    except copies.TranslationError as error:
+        return error_response(400, str(error))
+    if segment_name is not None and not isinstance(segment_name, str):
+        return error_response(400, '"segment" must be a segment\'s name.')
+    if not isinstance(segment_only, bool):
+        return error_response(400, '"segment_only" must be true or false.')
+    try:
+        with unit_of_work():
+            segment = segments.find(segment_name) if segment_name is not None else None
+            digest = digests.send_now(subject=subject, intro=intro, segment=segment,
+                                      segment_only=segment_only, translations=translations)
+            if digest is not None:
+                audit.record(g.actor, "send", target=f"digest {digest.id}",
+                             detail=f"{digest.recipients} recipient(s); api"
+                             + (f"; segment {segment.name}" if segment else ""))
+    except segments.SegmentError as error:
+        return error_response(400, str(error))
     if digest is None:
         return jsonify(status="nothing-new",
                        message="There are no new articles since the last issue."), 200
     return jsonify(id=digest.id, status=digest.status.value, recipients=digest.recipients,
                    archive_url=url_for("public.archive_issue", digest_id=digest.id,
                                        _external=True)), 201
+
+
+@bp.get("/segments")
+@requires_scope("issues:send")  # what a sender needs to choose one; no reader data
+def list_segments():
+    """Every segment with its conditions and its active readers now."""
+    found = []
+    for segment in segments.all_segments():
+        try:
+            readers = segments.segment_count(segment)
+        except segments.SegmentError:
+            readers = None  # e.g. its topic was deleted: a send to it is refused
+        found.append({"name": segment.name, "conditions": segment.conditions,
+                      "readers": readers})
+    return jsonify(segments=found)
+
+
+@bp.post("/segments")
+@requires_scope("issues:send")
+def create_segment():
+    """{"name": ..., "conditions": [{"field", "op", "value", "key"?}, ...]} (ANDed)."""
+    payload, bad = _json_object()
+    if bad:
+        return bad
+    try:
+        with unit_of_work():
+            segment = segments.create(payload.get("name"), payload.get("conditions"))
+            readers = segments.segment_count(segment)
+            audit.record(g.actor, "segment_create", target=f"segment {segment.id}",
+                         detail=f"{segment.name}; api"[:500])
+    except segments.SegmentError as error:
+        return error_response(400, str(error))
+    return jsonify(name=segment.name, conditions=segment.conditions, readers=readers), 201
 
 
 def _subscriber_json(subscriber) -> dict:

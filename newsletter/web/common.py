@@ -8,17 +8,19 @@ from datetime import datetime
 from functools import lru_cache, wraps
 from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, render_template, request
+from flask import abort, current_app, g, has_request_context, render_template, request
+from flask_babel import get_locale
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 from redis import RedisError
 
-from newsletter.extensions import limiter
+from newsletter.extensions import db, limiter
 from newsletter.issues import schedule
 from newsletter.issues.schedule import parse_schedule
 from newsletter.mail.tokens import TokenExpired, TokenInvalid
 from newsletter.models import ConsentSource
+from newsletter.readers import subscriptions
 from newsletter.readers.subscriptions import LinkUsed, Origin
 from newsletter.web.errors import log_refusal
 
@@ -28,6 +30,43 @@ log = logging.getLogger(__name__)
 def request_origin(source: ConsentSource) -> Origin:
     return Origin(source=source, ip_address=request.remote_addr,
                   user_agent=request.headers.get("User-Agent"))
+
+
+def select_locale() -> str:
+    """The language of a page: ``?lang=``, else the reader's own on pages reached from
+    their links, else the browser's Accept-Language, else the default. Editor pages
+    stay English."""
+    offered = current_app.config["LANGUAGES"]
+    if not has_request_context():
+        return offered[0]
+    if request.blueprint == "admin":
+        return "en"
+    asked = request.args.get("lang")
+    if asked in offered:
+        return asked
+    if g.get("reader_language") in offered:
+        return g.reader_language
+    return request.accept_languages.best_match(offered) or offered[0]
+
+
+def remember_reader_language(endpoint: str | None, values: dict | None) -> None:
+    """Pages reached from a reader's links (their token in the URL) follow their
+    language: looked up before the view runs; a bad token is the view's to refuse."""
+    token = (values or {}).get("token")
+    if not token or not isinstance(token, str):
+        return
+    lookup = (subscriptions.subscriber_for_confirm_token if endpoint == "public.confirm"
+              or endpoint == "public.confirm_post" else
+              subscriptions.subscriber_for_unsubscribe_token)
+    with contextlib.suppress(TokenInvalid, LookupError):
+        reader = lookup(token)
+        g.reader_language = reader.language
+        db.session.expunge(reader)  # the view reads the reader afresh, as it always did
+
+
+def current_language() -> str:
+    """The page's language (its <html lang>)."""
+    return str(get_locale() or current_app.config["LANGUAGES"][0])
 
 
 def newsletter_zone() -> ZoneInfo:

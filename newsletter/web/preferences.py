@@ -14,9 +14,15 @@ from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ConsentSource, utcnow
 from newsletter.readers import preferences
-from newsletter.web.common import bad_link_page, request_origin, subscribe_limit
+from newsletter.web.common import (
+    bad_link_page,
+    remember_reader_language,
+    request_origin,
+    subscribe_limit,
+)
 
 bp = Blueprint("preferences", __name__)
+bp.url_value_preprocessor(remember_reader_language)  # the pages follow the reader's language
 PAGE = "/unsubscribe/<token>/preferences"
 
 
@@ -64,6 +70,13 @@ def page(token: str):
 def choices(token: str):
     return _change(token, lambda origin: preferences.update_choices(
         token, request.form.getlist("topics"), request.form.get("cadence"), origin), "saved")
+
+
+@bp.post(PAGE + "/locale")
+def locale(token: str):
+    return _change(token, lambda origin: preferences.set_locale(
+        token, request.form.get("timezone", "").strip(), request.form.get("language"), origin),
+        "saved")
 
 
 @bp.post(PAGE + "/name")

@@ -3,6 +3,7 @@
 GET never changes state: mail scanners follow links. Each state change is a POST.
 """
 
+import contextlib
 import logging
 
 from flask import (
@@ -33,12 +34,21 @@ from newsletter.mail.tokens import (
     read_web_copy_token,
 )
 from newsletter.models import ConsentSource, SubscriberStatus
+from newsletter.readers import choices as reader_choices
 from newsletter.readers import preferences, subscriptions
-from newsletter.web.common import bad_link_page, request_origin, subscribe_limit
+from newsletter.web.common import (
+    bad_link_page,
+    current_language,
+    remember_reader_language,
+    request_origin,
+    subscribe_limit,
+)
 from newsletter.web.errors import log_refusal
 from newsletter.web.security import mail_document, page_showing_images
 
 bp = Blueprint("public", __name__)
+# Pages reached from a reader's links (a token in the URL) follow their language.
+bp.url_value_preprocessor(remember_reader_language)
 log = logging.getLogger(__name__)
 
 
@@ -107,6 +117,12 @@ def _form_choices() -> dict:
         choices["topics"] = request.form.getlist("topics")
     if "cadence" in request.form:
         choices["cadence"] = request.form.get("cadence")
+    zone = request.form.get("timezone", "")
+    if request.form.get("language"):
+        choices["language"] = request.form.get("language")
+    # Filled by the browser, not typed: a zone we do not know is left out.
+    with contextlib.suppress(reader_choices.ChoiceError):
+        choices["timezone"] = reader_choices.check_timezone(zone) if zone else None
     return choices
 
 
@@ -238,7 +254,8 @@ def archive_issue_mail(digest_id: int):
     digest = archive_service.public_digest(digest_id)
     if digest is None:
         abort(404)
-    return mail_document(archive_service.web_view_html(digest), framed_by_self=True)
+    return mail_document(archive_service.web_view_html(digest, current_language()),
+                         framed_by_self=True)
 
 
 @bp.get("/copy/<token>")

@@ -245,6 +245,8 @@ def _security_headers(response: Response) -> Response:
         headers["Strict-Transport-Security"] = "max-age=31536000"
     if request.endpoint not in CACHEABLE_ENDPOINTS and "Cache-Control" not in headers:
         headers["Cache-Control"] = "no-store"
+    elif request.endpoint != "static" and len(current_app.config["LANGUAGES"]) > 1:
+        response.vary.add("Accept-Language")  # a cached page is in the asker's language
     return response
 
 

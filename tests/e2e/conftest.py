@@ -83,17 +83,31 @@ def page_watch():
 
 
 @pytest.fixture
-def page(browser, page_watch):
+def page(page_in):
     """A fresh page; at the end, every app page it loaded (frames too) had a CSP
     header and nothing was blocked by it (a blocked script or style breaks a page)."""
-    context = browser.new_context()
-    context.add_init_script(REPORT_VIOLATIONS)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.on("console", page_watch.on_console)
-    page.on("response", page_watch.on_response)
-    yield page
-    context.close()
+    return page_in()
+
+
+@pytest.fixture
+def page_in(browser, page_watch):
+    """Fresh pages in browser contexts of the given options (a locale, a time zone),
+    under the same watch as ``page``."""
+    contexts = []
+
+    def new_page(**options):
+        context = browser.new_context(**options)
+        contexts.append(context)
+        context.add_init_script(REPORT_VIOLATIONS)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.on("console", page_watch.on_console)
+        page.on("response", page_watch.on_response)
+        return page
+
+    yield new_page
+    for context in contexts:
+        context.close()
     assert page_watch.documents, "the test loaded no page of the app"
     assert [url for url, policy in page_watch.documents if not policy] == []
     assert page_watch.violations == []

@@ -10,6 +10,7 @@ One blueprint, ``bp`` (endpoints ``admin.*``), with one access rule; both live i
 - ``issues``: one issue's report, editing it while scheduled, its progress and controls
 - ``articles``: the articles, writing and editing one
 - ``topics``: the topics
+- ``segments``: saved reader segments, built with a live count
 - ``sequences``: sequences, their steps (add, edit, reorder, preview, test), readers
 - ``subscribers``: readers, one reader's page, import, export and erasure
 - ``bounces``: reports not understood, reactivating a reader, resuming a guarded send
@@ -29,6 +30,7 @@ from newsletter.web.admin import (  # noqa: F401  (each registers its views on b
     compose,
     dashboard,
     issues,
+    segments,
     sequences,
     settings,
     subscribers,

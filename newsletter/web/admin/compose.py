@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -15,17 +15,35 @@ from newsletter.db import unit_of_work
 from newsletter.issues import digests, reports
 from newsletter.issues.schedule import LocalTimeError, local_time, local_to_utc
 from newsletter.mail.transport import DeliveryResult, Outcome
-from newsletter.models import Role
+from newsletter.models import Role, Segment
+from newsletter.readers import segments
 from newsletter.web.admin.access import allow, audit_action, bp, record_action
 from newsletter.web.common import newsletter_zone
 from newsletter.web.security import mail_document
 
-COMPOSE_FIELDS = ("subject", "headline", "intro", "send_date", "send_time", "as_topics")
+COMPOSE_FIELDS = ("subject", "headline", "intro", "send_date", "send_time", "as_topics",
+                  "segment", "segment_only")
 
 
 def compose_form(values) -> dict[str, str]:
-    """The compose form as typed: every action reads these same fields."""
-    return {name: values.get(name, "") for name in COMPOSE_FIELDS}
+    """The compose form as typed: every action reads these same fields (with a subject
+    and intro per language beyond the default)."""
+    return {name: values.get(name, "") for name in COMPOSE_FIELDS + language_fields()}
+
+
+def language_fields() -> tuple[str, ...]:
+    return tuple(f"{kind}_{code}" for code in current_app.config["LANGUAGES"][1:]
+                 for kind in ("subject", "intro"))
+
+
+def translations_of(form: dict[str, str]) -> dict:
+    return {code: {"subject": form[f"subject_{code}"], "intro": form[f"intro_{code}"]}
+            for code in current_app.config["LANGUAGES"][1:]}
+
+
+def chosen_segment(form: dict[str, str]) -> Segment | None:
+    """The segment the form names (empty: every reader); SegmentError when unknown."""
+    return segments.find(form["segment"]) if form["segment"].strip() else None
 
 
 def _slugs(text: str) -> list[str]:
@@ -72,7 +90,7 @@ def _compose_page(form: dict[str, str], status: int = 200):
         flash(note, "error")
     back = url_for("admin.digests_page", **{k: v for k, v in text.items() if v})
     return render_template("admin/digests.html", form=form, back=back,
-                           preview=preview,
+                           preview=preview, segments=segments.all_segments(),
                            upcoming=digests.new_articles(), zone=newsletter_zone().key,
                            default_headline=digests.default_headline(),
                            issues=reports.recent_issues(20), drafts=digests.drafts()), status
@@ -127,14 +145,16 @@ def confirmed_readers() -> int | None:
 
 def send_confirmation(subject: str, articles: int, action_url: str, *,
                       form: dict[str, str] | None = None, back_url: str | None = None,
-                      send_at: datetime | None = None, status: int = 200):
+                      send_at: datetime | None = None, status: int = 200,
+                      segment: Segment | None = None):
     """The one confirmation every "send now" and "schedule" goes through: "Send
-    'SUBJECT' to N readers?", with the count the send is then held to (a send that
-    would reach another number starts nothing and asks again)."""
+    'SUBJECT' to N readers?" (of the segment, when it goes to one), with the count the
+    send is then held to (a send that would reach another number starts nothing and
+    asks again)."""
     return render_template("admin/digest_confirm.html", form=form or {},
                            action_url=action_url, back_url=back_url, subject=subject,
-                           readers=digests.active_subscriber_count(), articles=articles,
-                           send_at=send_at), status
+                           readers=digests.active_subscriber_count(segment),
+                           articles=articles, send_at=send_at, segment=segment), status
 
 
 def _confirm_page(form: dict[str, str], action: str, send_at: datetime | None = None,
@@ -143,9 +163,17 @@ def _confirm_page(form: dict[str, str], action: str, send_at: datetime | None = 
     if not upcoming:
         flash("Nothing new since the last issue: nothing was sent.", "error")
         return redirect(url_for("admin.digests_page"))
+    try:
+        segment = chosen_segment(form)
+        if segment is not None and segments.segment_count(segment) == 0:
+            raise segments.SegmentError(f"The segment {segment.name!r} has no active reader: "
+                                        "nothing to send.")
+    except segments.SegmentError as error:
+        flash(str(error), "error")
+        return _compose_page(form, 400)
     return send_confirmation(form["subject"] or digests.default_subject(upcoming),
                              len(upcoming), url_for(action), form=form, send_at=send_at,
-                             status=status)
+                             status=status, segment=segment)
 
 
 @bp.post("/digests/send")
@@ -157,11 +185,18 @@ def send_digest():
         return _confirm_page(form, "admin.send_digest")
     try:
         with unit_of_work():  # RecipientsChanged rolls back everything: nothing started
+            segment = chosen_segment(form)
             digest = digests.send_now(subject=form["subject"] or None, intro=form["intro"],
-                                      headline=form["headline"], expected_recipients=readers)
+                                      headline=form["headline"], expected_recipients=readers,
+                                      segment=segment, segment_only=bool(form["segment_only"]),
+                                      translations=translations_of(form))
             if digest is not None:
                 record_action("send", target=f"digest {digest.id}",
-                              detail=f"{digest.recipients} recipient(s)")
+                              detail=f"{digest.recipients} recipient(s)" + (
+                                  f" of segment {segment.name}" if segment else ""))
+    except segments.SegmentError as error:
+        flash(str(error), "error")
+        return _compose_page(form, 400)
     except digests.RecipientsChanged:
         flash("The number of confirmed readers changed since you looked: check it again.",
               "error")
@@ -183,12 +218,18 @@ def schedule_digest():
         return _compose_page(form, 400)
     if confirmed_readers() is None:
         return _confirm_page(form, "admin.schedule_digest", send_at)
-    with unit_of_work():
-        digest = digests.schedule(send_at, form["subject"] or None, form["intro"],
-                                  form["headline"])
-        if digest is not None:
-            record_action("schedule", target=f"digest {digest.id}",
-                          detail=digest.send_at.isoformat())
+    try:
+        with unit_of_work():
+            digest = digests.schedule(send_at, form["subject"] or None, form["intro"],
+                                      form["headline"], segment=chosen_segment(form),
+                                      segment_only=bool(form["segment_only"]),
+                                      translations=translations_of(form))
+            if digest is not None:
+                record_action("schedule", target=f"digest {digest.id}",
+                              detail=digest.send_at.isoformat())
+    except segments.SegmentError as error:
+        flash(str(error), "error")
+        return _compose_page(form, 400)
     if digest is None:
         flash("Nothing new since the last issue: nothing was scheduled.", "error")
         return redirect(url_for("admin.digests_page"))

@@ -10,7 +10,7 @@ from newsletter.analytics import reports as click_reports
 from newsletter.db import unit_of_work
 from newsletter.delivery import guard
 from newsletter.extensions import db
-from newsletter.issues import digests, lifecycle, reports
+from newsletter.issues import digests, lifecycle, reports, waves
 from newsletter.issues.schedule import local_time
 from newsletter.models import Digest, Role
 from newsletter.web.admin.access import allow, bp, record_action
@@ -21,6 +21,12 @@ from newsletter.web.admin.compose import (
     send_confirmation,
 )
 from newsletter.web.common import newsletter_zone
+
+
+@bp.app_template_global()
+def issue_waves(digest_id: int) -> list:
+    """For the issue report: its rows by wave (reader time), counted by status."""
+    return waves.waves_of(digest_id)
 
 
 @bp.get("/digests/<int:digest_id>")
@@ -126,7 +132,7 @@ def start_digest(digest_id: int):
     def confirmation(status: int = 200):
         return send_confirmation(digest.subject, len(digest.articles),
                                  url_for("admin.start_digest", digest_id=digest_id),
-                                 back_url=report, status=status)
+                                 back_url=report, status=status, segment=digest.segment)
 
     readers = confirmed_readers()
     if readers is None and digest.status in lifecycle.NOT_STARTED:

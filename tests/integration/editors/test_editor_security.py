@@ -261,6 +261,9 @@ EXPECTED = {
     "admin.webhooks_page": OWNER, "admin.webhook_log": OWNER, "admin.webhook_resend": OWNER,
     "admin.webhook_enable": OWNER, "admin.webhook_remove": OWNER,
     "api.list_webhooks": "webhooks:read", "api.create_webhook": "webhooks:write",
+    "admin.segments_page": EDITOR, "admin.segment_count": EDITOR,
+    "admin.segment_create": EDITOR, "admin.segment_delete": EDITOR,
+    "api.list_segments": "issues:send", "api.create_segment": "issues:send",
 }
 
 

@@ -42,7 +42,8 @@ PAYLOADS = {
                                  + "=?utf-8?q?=0D=0ACc:_a@evil.example?= Zoë’s end",
 }
 SITE = "The Newsletter"
-REQUIRED = {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"}
+REQUIRED = {"from", "to", "subject", "date", "message-id", "mime-version", "content-type",
+            "content-language"}
 DIGEST_REQUIRED = REQUIRED | {"list-id", "list-archive", "list-unsubscribe",
                               "list-unsubscribe-post"}
 NEVER = {"reply-to", "bcc", "cc", "sender", "resent-to"}

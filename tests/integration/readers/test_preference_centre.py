@@ -280,7 +280,7 @@ def test_preferences_through_the_api(app, client, api):
     url = f"/api/v1/subscribers/{reader_id(app)}/preferences"
     assert client.get(url, headers=api["read"]).get_json() == {
         "id": reader_id(app), "status": "active", "topics": [], "cadence": "weekly",
-        "name": "Ada", "paused_until": None}
+        "name": "Ada", "paused_until": None, "timezone": None, "language": None}
     assert client.put(url, json={"cadence": "daily"}, headers=api["read"]).status_code == 403
 
     changed = client.put(url, json={"topics": ["us", "asia"], "cadence": "daily",
@@ -307,6 +307,8 @@ def test_preferences_through_the_api(app, client, api):
     ({"pause_weeks": 3}, 400, "2, 4 or 8"),
     ({"pause_weeks": True}, 400, "2, 4 or 8"),
     ({"email": "other@example.com"}, 400, "Unknown field 'email'"),
+    ({"timezone": "Mars/Olympus"}, 400, "Unknown time zone"),
+    ({"language": "tlh"}, 400, "Unknown language"),
     ([], 400, "JSON object"),
 ])
 def test_bad_preferences_through_the_api_change_nothing(app, client, api, payload, status,
