@@ -64,7 +64,8 @@ def track(rendered: RenderedMail, digest_id: int, variant_id: int | None,
         at = body.lower().rfind("</body>")
         body = body[:at] + image + body[at:] if at >= 0 else body + image
     return RenderedMail(subject=rendered.subject,
-                        text=rewrite_text(rendered.text, links, href_for), html=body)
+                        text=rewrite_text(rendered.text, links, href_for), html=body,
+                        language=rendered.language)
 
 
 class CopyTokens:
