@@ -20,6 +20,9 @@ SVG_WITH_SCRIPT = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg
 GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,"\
       b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 JPEG_START = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+# A JFIF header, then a frame header (SOF0) of 64 x 32 pixels.
+JPEG = (JPEG_START + b"\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        + b"\xff\xc0\x00\x11\x08\x00\x20\x00\x40\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01")
 WEBP = (b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00"
         b"/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00")
 
@@ -78,7 +81,7 @@ def test_an_uploaded_logo_is_stored_served_and_shown(app, client, owner):
 
 
 @pytest.mark.parametrize("data, filename, content_type", [
-    (JPEG_START + b"\x00" * 100, "logo.jpg", "image/jpeg"),
+    (JPEG + b"\x00" * 100, "logo.jpg", "image/jpeg"),
     (WEBP, "logo.webp", "image/webp"),
     (GIF, "anything.txt", "text/plain"),  # the bytes decide, not the name
 ])
@@ -94,6 +97,13 @@ def test_every_raster_format_is_taken(app, client, owner, data, filename, conten
     (b"MZ\x90\x00" + b"\x00" * 64, "logo.gif", "image/gif", "must be a PNG"),
     (b"", "logo.png", "image/png", "empty"),
     (b"\x89PNG\r\n\x1a\n" + b"\x00" * (512 * 1024), "big.png", "image/png", "over 512 KB"),
+    # A decompression bomb: a few hundred bytes declaring 50,000 x 50,000 pixels.
+    (tiny_png(1, 1).replace(b"\x00\x00\x00\x01\x00\x00\x00\x01", b"\x00\x00\xc3\x50" * 2),
+     "bomb.png", "image/png", "50000×50000 pixels: at most 4096"),
+    (b"GIF89a\xff\xff\xff\xff" + GIF[10:], "bomb.gif", "image/gif", "65535×65535"),
+    # Only the magic bytes of an image, then a page: no image header.
+    (JPEG_START + b"<html><script>alert(1)</script>", "x.jpg", "image/jpeg", "header is missing"),
+    (b"\x89PNG\r\n\x1a\n<script>alert(1)</script>", "x.png", "image/png", "header is missing"),
 ])
 def test_a_bad_upload_is_refused_with_a_reason_and_nothing_is_stored(
         app, client, owner, data, filename, content_type, message):
