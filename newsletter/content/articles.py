@@ -100,6 +100,31 @@ def markdown_depth(source: str) -> int:
     return deepest
 
 
+# The renderer looks for the "]" of every "[" (a link or image) one character at a time,
+# to the end of the paragraph when there is none: 200 KB of "[" took it an hour.
+# ``bracket_scan`` counts those steps in one pass; no real article comes near the cap.
+MAX_BRACKET_SCAN = 1_000_000
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_BRACKET = re.compile(r"\\.|[\[\]]")  # an escaped character is no bracket
+
+
+def bracket_scan(source: str) -> int:
+    """Characters the renderer walks looking for closing brackets: for each "[", the
+    distance to its "]", or to the end of its paragraph when it has none."""
+    steps = 0
+    for paragraph in _PARAGRAPH_BREAK.split(source):
+        if "[" not in paragraph:
+            continue
+        opened: list[int] = []
+        for match in _BRACKET.finditer(paragraph):
+            if match.group() == "[":
+                opened.append(match.start())
+            elif opened:
+                steps += match.start() - opened.pop()
+        steps += sum(len(paragraph) - start for start in opened)
+    return steps
+
+
 def render_markdown(source: str) -> str:
     """Markdown to the same sanitised HTML as every other body: raw HTML inside the
     Markdown passes through the Markdown renderer, then nh3 removes what is unsafe.
@@ -108,6 +133,9 @@ def render_markdown(source: str) -> str:
     if depth > MAX_NESTING:
         raise InvalidArticle(f"The Markdown nests lists or quotes {depth} deep; at most "
                              f"{MAX_NESTING} are allowed.")
+    if bracket_scan(source or "") > MAX_BRACKET_SCAN:
+        raise InvalidArticle("The Markdown has too many [ brackets that close far away or "
+                             "never: close them, or write \\[ for a bracket meant as text.")
     try:
         rendered = markdown.markdown(source or "")
     except RecursionError:  # nesting the count above missed: refuse, never a 500

@@ -99,6 +99,29 @@ def test_ten_thousand_nested_lists_are_a_clear_400(app, post, markdown):
         assert db.session.scalar(db.select(db.func.count()).select_from(Article)) == 0
 
 
+@pytest.mark.parametrize("markdown", [
+    "[" * 8_000,  # each bracket sought its "]" to the end: minutes of CPU before
+    "![" * 8_000,
+    "[a" * 8_000,
+    "[" * 8_000 + "]" * 8_000,
+])
+def test_brackets_that_close_far_away_or_never_are_a_clear_400(app, post, markdown):
+    response = post(body_markdown=markdown)
+    assert response.status_code == 400
+    assert "too many [ brackets" in response.json["error"]
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Article)) == 0
+
+
+def test_many_links_and_escaped_brackets_are_taken(app, post):
+    links = " ".join(f"[link {n}](https://example.org/{n})" for n in range(2_000))
+    response = post(body_markdown=links + "\n\n" + "\\[" * 5_000)
+    assert response.status_code == 201
+    with app.app_context():
+        body = db.session.get(Article, response.json["id"]).body_html
+        assert body.count("<a ") == 2_000 and body.count("[") == 5_000
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"body_markdown": ["a"]}, '"body_markdown" must be a string'),
     ({"body_markdown": 7}, '"body_markdown" must be a string'),

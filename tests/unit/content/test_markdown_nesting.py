@@ -1,10 +1,11 @@
-"""How deep Markdown nests, counted before the renderer recurses into it."""
+"""How deep Markdown nests, counted before the renderer recurses into it; how far it
+walks looking for closing brackets, counted before it walks."""
 
 from __future__ import annotations
 
 import pytest
 
-from newsletter.content.articles import markdown_depth
+from newsletter.content.articles import bracket_scan, markdown_depth
 
 
 @pytest.mark.parametrize("source, depth", [
@@ -19,3 +20,16 @@ from newsletter.content.articles import markdown_depth
 ])
 def test_markdown_depth_counts_markers_and_indentation(source, depth):
     assert markdown_depth(source) == depth
+
+
+@pytest.mark.parametrize("source, steps", [
+    ("no brackets", 0),
+    ("a [link](https://example.org) here", 5),
+    ("[" * 10, 55),  # each one to the end of its paragraph
+    ("[[[]]]", 9),
+    ("\\[ \\[ \\]", 0),  # escaped: text, not brackets
+    ("[a\n\n" + "x" * 1000, 2),  # only to the end of its own paragraph
+    ("[" * 8_000, 8_000 * 8_001 // 2),
+])
+def test_bracket_scan_counts_the_walk_to_each_closing_bracket(source, steps):
+    assert bracket_scan(source) == steps
