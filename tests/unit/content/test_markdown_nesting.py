@@ -1,11 +1,12 @@
 """How deep Markdown nests, counted before the renderer recurses into it; how far it
-walks looking for closing brackets, counted before it walks."""
+walks looking for closing brackets and how much markup its paragraphs hold, counted
+before it walks."""
 
 from __future__ import annotations
 
 import pytest
 
-from newsletter.content.articles import bracket_scan, markdown_depth
+from newsletter.content.articles import bracket_scan, inline_work, markdown_depth
 
 
 @pytest.mark.parametrize("source, depth", [
@@ -33,3 +34,14 @@ def test_markdown_depth_counts_markers_and_indentation(source, depth):
 ])
 def test_bracket_scan_counts_the_walk_to_each_closing_bracket(source, steps):
     assert bracket_scan(source) == steps
+
+
+@pytest.mark.parametrize("source, work", [
+    ("plain words\nand a second line", 0),  # a bare newline is no markup
+    ("*a*", 2 * 3),
+    ("a  \nb", 1 * 5),  # a line break
+    ("*a*\n\n*b*", 2 * 3 + 2 * 3),  # each paragraph on its own
+    ("*a" * 1_000, 1_000 * 2_000),
+])
+def test_inline_work_is_markup_times_paragraph_length(source, work):
+    assert inline_work(source) == work
