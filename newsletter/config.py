@@ -393,8 +393,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(e.g. `10.1.0.0/16` for an intranet CMS); default none: loopback, private, "
             "link-local, CGNAT, reserved and multicast addresses are refused."),
     Setting("WEBHOOK_ALLOW_PRIVATE", False, _bool,
-            "Let webhook endpoints be on loopback, private or other non-public addresses "
-            "(an intranet CRM); default: refused, like feeds."),
+            "Let webhook endpoints be on loopback, private or CGNAT addresses (an intranet "
+            "CRM), never link-local (metadata); default: refused, like feeds."),
     Setting("WEBHOOK_CONNECT_TIMEOUT", 5.0, _seconds(0.1, WEBHOOK_DEADLINE_MAX),
             "Seconds a webhook delivery may take to connect."),
     Setting("WEBHOOK_DEADLINE", 15.0, _seconds(0.5, WEBHOOK_DEADLINE_MAX),

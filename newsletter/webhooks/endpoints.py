@@ -30,7 +30,12 @@ from newsletter.webhooks.events import EVENT_TYPES
 MIN_SECRET_BYTES = 16
 MAX_SECRET_CHARS = 200
 MAX_URL_CHARS = 2000
-ANY_ADDRESS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+# What NEWSLETTER_WEBHOOK_ALLOW_PRIVATE opens: loopback, private and CGNAT networks
+# (an intranet receiver). Never link-local (169.254.169.254 is the cloud's metadata
+# service, with the machine's credentials), 0.0.0.0, multicast or reserved addresses.
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(network) for network in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+    "::1/128", "fc00::/7"))
 
 
 class WebhookError(ValueError):
@@ -39,7 +44,7 @@ class WebhookError(ValueError):
 
 def fetch_policy(config) -> FetchPolicy:
     return FetchPolicy(allow_http=True,
-                       allowed_networks=ANY_ADDRESS if config["WEBHOOK_ALLOW_PRIVATE"] else (),
+                       allowed_networks=PRIVATE_NETWORKS if config["WEBHOOK_ALLOW_PRIVATE"] else (),
                        deadline=config["WEBHOOK_DEADLINE"],
                        max_bytes=config["WEBHOOK_MAX_RESPONSE_BYTES"],
                        connect_timeout=config["WEBHOOK_CONNECT_TIMEOUT"])

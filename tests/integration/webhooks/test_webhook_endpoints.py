@@ -87,6 +87,16 @@ def test_bad_input_is_refused_and_nothing_is_stored(app, clean_state, url, event
     assert stored(app) == 0
 
 
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data",
+                                 "http://[fe80::1]/hook", "http://0.0.0.0/hook"])
+def test_allowing_private_networks_still_refuses_the_metadata_service(app, cli, url):
+    result = cli.invoke(args=["webhooks", "add", url, "--events", "issue.sent"])
+    assert result.exit_code != 0 and "not a public address" in result.output
+    assert stored(app) == 0
+    assert cli.invoke(args=["webhooks", "add", "http://10.1.2.3/hook",
+                            "--events", "issue.sent"]).exit_code == 0
+
+
 def api_token_with(app, role: str, scopes: list[str]) -> str:
     add_editor(app, f"{role}@example.com", role)
     with app.app_context(), unit_of_work():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 
 import pytest
 
-from newsletter.webhooks.endpoints import WebhookError, check_events, check_secret
+from newsletter.content.feeds import address_allowed
+from newsletter.webhooks.endpoints import WebhookError, check_events, check_secret, fetch_policy
 from newsletter.webhooks.events import EVENT_TYPES
 from newsletter.webhooks.sender import signature_header
 
@@ -52,3 +54,16 @@ def test_bad_secrets_are_refused(secret, message):
 def test_a_secret_is_counted_in_bytes():
     assert check_secret("é" * 8) == "é" * 8  # 16 bytes in UTF-8
     assert check_secret(None) is None
+
+
+@pytest.mark.parametrize("address, allowed", [
+    ("127.0.0.1", True), ("10.1.2.3", True), ("172.20.0.5", True), ("192.168.1.10", True),
+    ("100.64.0.1", True), ("::1", True), ("fd00::5", True), ("93.184.215.14", True),
+    ("169.254.169.254", False),  # the cloud's metadata service
+    ("fe80::1", False), ("0.0.0.0", False), ("::", False), ("224.0.0.1", False),
+    ("240.0.0.1", False), ("::ffff:169.254.169.254", False),
+])
+def test_allowing_private_networks_never_opens_link_local(address, allowed):
+    policy = fetch_policy({"WEBHOOK_ALLOW_PRIVATE": True, "WEBHOOK_DEADLINE": 5.0,
+                           "WEBHOOK_MAX_RESPONSE_BYTES": 1024, "WEBHOOK_CONNECT_TIMEOUT": 1.0})
+    assert address_allowed(ipaddress.ip_address(address), policy) is allowed
