@@ -36,10 +36,15 @@ CHATTY_LOGGERS = ("alembic.runtime.plugins", "mail.log")
 # and the signed link of a reader's own copy ("view in your browser").
 SECRET_PATHS = ("unsubscribe", "confirm", "change-address", "undo-address", "invite",
                 "copy")
+# Tracked links and the open pixel: both segments after these (the link and the copy,
+# which names the reader when per-reader tracking is on).
+TRACKED_PATHS = ("r", "o")
 _SECRET_NAMES = r"[\w-]*(?:token|key|secret|password|signature)"
 
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(/(?:" + "|".join(SECRET_PATHS) + r")/)[^/?#\s'\"<>]+"),
+     r"\1" + PLACEHOLDER),
+    (re.compile(r"(/(?:" + "|".join(TRACKED_PATHS) + r")/)[^/?#\s'\"<>]+/[^/?#\s'\"<>]+"),
      r"\1" + PLACEHOLDER),
     # token=…, unsubscribe_key=… in query strings and messages
     (re.compile(r"(?i)\b(" + _SECRET_NAMES + r")=[^&\s'\",;]+"), r"\1=" + PLACEHOLDER),

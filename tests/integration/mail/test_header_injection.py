@@ -22,6 +22,7 @@ from sqlalchemy import insert, select
 from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.issues import digests
+from newsletter.issues.copies import cut_at_word
 from newsletter.mail.headers import clean_text, neutralise
 from newsletter.models import Article, MailTemplate, Subscriber, SubscriberStatus
 from newsletter.queue import send_task_now
@@ -68,9 +69,11 @@ def assert_same_headers(message: EmailMessage, baseline: EmailMessage) -> None:
 
 def article_subject(payload: str) -> str:
     """What the Subject decodes to: the title as stored (neutralised, at most 500
-    characters) in the default subject, cut at 300, neutralised again on the way out."""
-    title = neutralise(payload)[:500]
-    return neutralise(" ".join(f"{SITE}: {title}".split())[:300])
+    characters) in the default subject, cut at a word within 300, neutralised again on
+    the way out."""
+    head = f"{SITE}: "
+    title = cut_at_word(clean_text(neutralise(payload)[:500]), 300 - len(head))
+    return neutralise(cut_at_word(head + title, 300))
 
 
 class Outbox:
@@ -213,8 +216,10 @@ def test_subjects_from_the_editors_compose_form(app, baseline):
         [test_mail] = received.next()
         test_mails.append(test_mail)
         assert_same_headers(test_mail, test_mails[0])
-        # The test shows the subject exactly as the send will carry it (cut at 300).
-        assert test_mail["Subject"] == neutralise("[Test] " + clean_text(payload)[:300])
+        # The test shows the subject exactly as the send will carry it (cut at a word
+        # within 300).
+        assert test_mail["Subject"] == neutralise(
+            "[Test] " + cut_at_word(clean_text(payload), 300))
         assert test_mail["To"].addresses[0].addr_spec == "editor@example.com"
         # Then the send itself: the hand-built digest (newsletter.mail.bulk).
         with app.app_context():
@@ -225,7 +230,7 @@ def test_subjects_from_the_editors_compose_form(app, baseline):
         wait_until_sent(app, int(response.headers["Location"].rsplit("/", 1)[1]))
         [message] = received.next()
         assert_same_headers(message, first)
-        assert message["Subject"] == neutralise(clean_text(payload)[:300])
+        assert message["Subject"] == neutralise(cut_at_word(clean_text(payload), 300))
     assert set(header_names(test_mails[0])) >= REQUIRED
 
 
