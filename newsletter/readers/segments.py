@@ -6,9 +6,9 @@ each becomes a SQLAlchemy expression with the value bound as a parameter: nothin
 user types is ever SQL. Conditions are checked when a segment is saved and again
 when it is read (a topic deleted since is refused by name, never ignored).
 
-Engagement ("clicked within N days") needs per-reader click data, which another
-part of the service records: it plugs in with ``register_click_source``. Until one
-is registered, a segment naming clicks is refused with a clear message.
+Engagement ("clicked within N days") needs per-reader click data, which the click
+analytics keeps only with ``NEWSLETTER_TRACK_READERS``; without it a segment naming
+clicks is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.extensions import db
 from newsletter.models import (
     Cadence,
+    Click,
+    ClickKind,
     ConsentEvent,
     ConsentSource,
     Digest,
@@ -32,6 +34,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Topic,
+    Verdict,
     subscriber_topics,
     utcnow,
 )
@@ -46,17 +49,6 @@ MAX_CLICK_DAYS = 3650
 
 class SegmentError(ValueError):
     """A segment or a condition that cannot be used; the message says why."""
-
-
-# Engagement data: given a moment, the ids of readers who clicked since then.
-ClickSource = Callable[[datetime], Select]
-_click_source: list[ClickSource] = []
-
-
-def register_click_source(source: ClickSource) -> None:
-    """Where "clicked within N days" looks: a function of the earliest moment that
-    returns a SELECT of subscriber ids (the click analytics registers one)."""
-    _click_source[:] = [source]
 
 
 def _text(value, what: str) -> str:
@@ -145,10 +137,15 @@ def _first_source():
 
 
 def _clicked(op: str, days: int, _key) -> ColumnElement:
-    if not _click_source:
-        raise SegmentError("Click data is not recorded on this installation, so a segment "
-                           "cannot use \"clicked within\".")
-    return Subscriber.id.in_(_click_source[0](utcnow() - timedelta(days=days)))
+    if not current_app.config["TRACK_READERS"]:
+        raise SegmentError("Clicks are not recorded per reader on this installation "
+                           "(NEWSLETTER_TRACK_READERS), so a segment cannot use "
+                           "\"clicked within\".")
+    # Human clicks only: a link checker opening every link is not engagement.
+    return Subscriber.id.in_(
+        select(Click.subscriber_id).where(
+            Click.kind == ClickKind.CLICK, Click.verdict == Verdict.HUMAN,
+            Click.subscriber_id.is_not(None), Click.at >= utcnow() - timedelta(days=days)))
 
 
 def _attribute(op: str, value, key: str) -> ColumnElement:

@@ -14,7 +14,17 @@ from newsletter.content.articles import ArticleInput
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import digests
-from newsletter.models import ArticleSource, Cadence, Delivery, Digest, Segment, Subscriber
+from newsletter.models import (
+    ArticleSource,
+    Cadence,
+    Click,
+    ClickKind,
+    Delivery,
+    Digest,
+    Segment,
+    Subscriber,
+    Verdict,
+)
 from newsletter.readers import segments, subscriber_lists
 from tests.factories import api_token, make_editor
 from tests.helpers import csrf_token_from, login, wait_until_sent
@@ -109,12 +119,35 @@ def test_a_typed_value_is_only_ever_a_value(app, value):
     ({"field": "attribute", "key": "plan", "op": "is", "value": "a\x00b"}, "control character"),
     ({"field": "topic", "op": "is", "value": "antarctica"}, "There is no topic 'antarctica'"),
     ({"field": "subscribed", "op": "after", "value": "last week"}, "YYYY-MM-DD"),
-    ({"field": "clicked", "op": "within", "value": 30}, "Click data is not recorded"),
+    ({"field": "clicked", "op": "within", "value": 30}, "not recorded per reader"),
 ])
 def test_bad_conditions_are_refused_with_a_clear_message(app, condition, message):
     readers(app)
     with app.app_context(), pytest.raises(segments.SegmentError, match=message):
         segments.create("bad", [condition])
+
+
+def test_clicked_within_counts_recent_human_clicks_when_readers_are_tracked(app,
+                                                                           monkeypatch):
+    readers(app)
+    publish(app)
+    monkeypatch.setitem(app.config, "TRACK_READERS", True)
+    now = datetime.now(UTC)
+    with app.app_context(), unit_of_work():
+        digest_id = digests.send_now().id
+        ids = dict(db.session.execute(select(Subscriber.email, Subscriber.id)).all())
+        for number, (email, verdict, days_ago) in enumerate([
+                ("asia@example.com", Verdict.HUMAN, 2),
+                ("europe@example.com", Verdict.BOT, 2),  # a link checker is not engagement
+                ("both@example.com", Verdict.HUMAN, 40)]):  # too long ago
+            db.session.add(Click(record_key=f"k{number}", digest_id=digest_id, link=1,
+                                 copy=number, kind=ClickKind.CLICK, verdict=verdict,
+                                 reason="test", at=now - timedelta(days=days_ago),
+                                 subscriber_id=ids[email]))
+    assert matching(app, {"field": "clicked", "op": "within", "value": 30}) == {
+        "asia@example.com"}
+    assert matching(app, {"field": "clicked", "op": "within", "value": 60}) == {
+        "asia@example.com", "both@example.com"}
 
 
 def test_cli_creates_and_lists_segments_with_counts(app):
