@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import distinct, func, select
 
 from newsletter.extensions import db
+from newsletter.issues.copies import copy_of
 from newsletter.models import (
     Article,
     Click,
@@ -54,6 +55,14 @@ class TopicSetLine:
 
 
 @dataclass
+class SectionLine:
+    name: str
+    delivered: int = 0  # delivered copies that carried this section
+    human: int = 0
+    bot: int = 0
+
+
+@dataclass
 class ClickReport:
     digest_id: int
     recipients: int
@@ -63,6 +72,7 @@ class ClickReport:
     unique_human_copies: int = 0
     links: list[LinkLine] = field(default_factory=list)
     topic_sets: list[TopicSetLine] = field(default_factory=list)
+    sections: list[SectionLine] = field(default_factory=list)
     opens: dict[str, int] | None = None
     over_time: list[tuple[datetime, int, int]] = field(default_factory=list)  # hour, human, bot
 
@@ -141,6 +151,7 @@ def issue_report(digest: Digest) -> ClickReport:
         report.links.append(LinkLine(link, article.url, article.title,
                                      counts.get("human", 0), counts.get("bot", 0)))
     report.topic_sets = _topic_sets(digest.id, delivered)
+    report.sections = _sections(digest, delivered)
     report.over_time = _over_time(digest)
     if current_app.config["TRACK_OPENS"] or db.session.scalar(
             select(func.count()).select_from(Click).where(
@@ -167,6 +178,23 @@ def _topic_sets(digest_id: int, delivered: dict[int | None, int]) -> list[TopicS
         line.bot += counts.get((variant_id,), {}).get("bot", 0)
         line.human_copies += copies.get((variant_id,), 0)
     return [lines[label] for label in sorted(lines)]
+
+
+def _sections(digest: Digest, delivered: dict[int | None, int]) -> list[SectionLine]:
+    """Clicks by the section (the topic heading) each clicked link sat under in its copy:
+    the same article can sit under different headings in different readers' copies."""
+    counts = _counts(digest.id, ClickKind.CLICK, "variant_id", "link")
+    lines: dict[str, SectionLine] = {}
+    for variant_id in set(delivered) | {variant_id for variant_id, _ in counts}:
+        variant = db.session.get(DigestVariant, variant_id) if variant_id is not None else None
+        for name, articles in copy_of(digest, variant).sections:
+            line = lines.setdefault(name, SectionLine(name))
+            line.delivered += delivered.get(variant_id, 0)
+            for article in articles:
+                found = counts.get((variant_id, article.id), {})
+                line.human += found.get("human", 0)
+                line.bot += found.get("bot", 0)
+    return sorted(lines.values(), key=lambda line: (-line.human, line.name))
 
 
 def _over_time(digest: Digest, hours: int = 48) -> list[tuple[datetime, int, int]]:
@@ -227,6 +255,8 @@ def as_csv(report: ClickReport) -> str:
     rows += [["topic set", ", ".join(line.names) or "everything", "", line.delivered,
               line.human, line.bot, line.human_copies, f"{line.click_rate:.4f}"]
              for line in report.topic_sets]
+    rows += [["topic section", line.name, "", line.delivered, line.human, line.bot, "", ""]
+             for line in report.sections]
     rows += [["hour", hour.isoformat(), "", "", human, bot, "", ""]
              for hour, human, bot in report.over_time]
     if report.opens is not None:

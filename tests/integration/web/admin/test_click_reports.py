@@ -48,6 +48,8 @@ def test_the_report_page_the_csv_and_the_dashboard_show_people_apart_from_bots(a
     assert rows[1][:7] == ["issue", str(digest_id), "", "10", "3", "2", "2"]
     link_row = next(row for row in rows if row[0] == "link")
     assert link_row[1].startswith("'=")  # a title is never a spreadsheet formula
+    # The article sat under "Europe" (its first category) in every delivered copy.
+    assert ["topic section", "Europe", "", "10", "3", "2", "", ""] in rows
     assert "20.0%" in client.get("/admin/").get_data(as_text=True)
     assert client.get("/admin/digests/999999/clicks.csv").status_code == 404
 
