@@ -162,7 +162,7 @@ def test_the_navigation_is_one_row_wide_and_a_menu_on_a_phone(app, live_server, 
     items = wide.locator("a, button")
     middles = [box["y"] + box["height"] / 2 for box in (item.bounding_box()
                                                         for item in items.all())]
-    assert items.count() == 13  # every link of an owner, and "Log out"
+    assert items.count() == 15  # every link of an owner, and "Log out"
     assert max(middles) - min(middles) < 8, middles  # on one row
     assert not page.get_by_text("Menu", exact=True).is_visible()
     screenshot(page, "admin-nav-1280")
