@@ -210,6 +210,24 @@ def confirm_address_change(token: str, origin: Origin) -> Subscriber:
 UNDO_DAYS = ADDRESS_UNDO_DAYS
 
 
+def address_link_language(token: str) -> str | None:
+    """The language of the reader a change-address link was mailed for (its pages
+    follow it), used or not; raises TokenInvalid for a link we did not sign."""
+    claim = read_address_token(token)
+    return db.session.scalar(select(Subscriber.language)
+                             .where(Subscriber.id == claim.subscriber_id))
+
+
+def undo_link_language(undo_key: str) -> str | None:
+    """The language of the reader an undo link's address change moved, undone or not."""
+    if not is_unsubscribe_key(undo_key):
+        return None
+    return db.session.scalar(
+        select(Subscriber.language).join(AddressChange,
+                                         AddressChange.subscriber_id == Subscriber.id)
+        .where(AddressChange.undo_key == undo_key))
+
+
 def change_to_undo(undo_key: str) -> AddressChange:
     """The address change an undo link names, while it can be undone; raises
     TokenInvalid (TokenExpired after UNDO_DAYS, LinkUsed once undone)."""

@@ -20,6 +20,7 @@ from newsletter.issues import schedule
 from newsletter.issues.schedule import parse_schedule
 from newsletter.mail.tokens import TokenExpired, TokenInvalid
 from newsletter.models import ConsentSource
+from newsletter.readers import preferences as reader_preferences
 from newsletter.readers import subscriptions
 from newsletter.readers.subscriptions import LinkUsed, Origin
 from newsletter.web.errors import log_refusal
@@ -52,13 +53,24 @@ def select_locale() -> str:
 def remember_reader_language(endpoint: str | None, values: dict | None) -> None:
     """Pages reached from a reader's links (their token in the URL) follow their
     language: looked up before the view runs; a bad token is the view's to refuse."""
-    token = (values or {}).get("token")
-    if not token or not isinstance(token, str):
-        return
-    lookup = (subscriptions.subscriber_for_confirm_token if endpoint == "public.confirm"
-              or endpoint == "public.confirm_post" else
-              subscriptions.subscriber_for_unsubscribe_token)
+    values = values or {}
     with contextlib.suppress(TokenInvalid, LookupError):
+        if endpoint in ("preferences.confirm_address", "preferences.confirm_address_post"):
+            token = values.get("token")
+            if isinstance(token, str):
+                g.reader_language = reader_preferences.address_link_language(token)
+            return
+        if endpoint in ("preferences.undo_address", "preferences.undo_address_post"):
+            key = values.get("key")
+            if isinstance(key, str):
+                g.reader_language = reader_preferences.undo_link_language(key)
+            return
+        token = values.get("token")
+        if not token or not isinstance(token, str):
+            return
+        lookup = (subscriptions.subscriber_for_confirm_token if endpoint == "public.confirm"
+                  or endpoint == "public.confirm_post" else
+                  subscriptions.subscriber_for_unsubscribe_token)
         reader = lookup(token)
         g.reader_language = reader.language
         db.session.expunge(reader)  # the view reads the reader afresh, as it always did

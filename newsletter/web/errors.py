@@ -8,6 +8,7 @@ import contextlib
 import logging
 
 from flask import Flask, jsonify, make_response, render_template, request
+from flask_babel import gettext
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -16,18 +17,24 @@ from newsletter.extensions import db
 
 log = logging.getLogger(__name__)
 
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogues; it is translated when a page shows it."""
+    return message
+
+
 MESSAGES = {
-    400: "The request could not be understood.",
-    401: "Authentication is required.",
-    403: "You may not do that.",
-    404: "There is no page at this address.",
-    405: "This address does not accept that kind of request.",
-    413: "The request is too large.",
-    415: "Send the request body as application/json.",
-    429: "Too many requests. Please wait a little and try again.",
-    500: "Something went wrong on our side. Nothing you sent was lost; please try again.",
-    503: "We could not save that just now; nothing was recorded. Please try again in a "
-         "few seconds.",
+    400: N_("The request could not be understood."),
+    401: N_("Authentication is required."),
+    403: N_("You may not do that."),
+    404: N_("There is no page at this address."),
+    405: N_("This address does not accept that kind of request."),
+    413: N_("The request is too large."),
+    415: N_("Send the request body as application/json."),
+    429: N_("Too many requests. Please wait a little and try again."),
+    500: N_("Something went wrong on our side. Nothing you sent was lost; please try again."),
+    503: N_("We could not save that just now; nothing was recorded. Please try again in a "
+            "few seconds."),
 }
 RETRY_AFTER_OUTAGE = 5  # seconds: a database restart or failover
 # Errors that mean the database cannot be reached now (psycopg's own, from the
@@ -57,14 +64,16 @@ def error_response(status: int, message: str | None = None, *, reason: str | Non
         log_refusal(status, reason or message)
     if wants_json():
         return jsonify(error=message, status=status), status
-    return render_template("web/error.html", status=status, message=message), status
+    # Pages in the reader's language (a message we have no translation for stays as is);
+    # the API answers in English, as its clients' code reads it.
+    return render_template("web/error.html", status=status, message=gettext(message)), status
 
 
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        return error_response(400, "The form expired or was sent from elsewhere. "
-                                   "Go back, reload the page and try again.",
+        return error_response(400, N_("The form expired or was sent from elsewhere. "
+                                      "Go back, reload the page and try again."),
                               reason=f"CSRF: {error.description}")
 
     @app.errorhandler(HTTPException)
