@@ -7,6 +7,7 @@ again with the reason and a 400, having changed nothing.
 """
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask_babel import gettext
 
 from newsletter.content import topics
 from newsletter.db import unit_of_work
@@ -20,6 +21,7 @@ from newsletter.web.common import (
     request_origin,
     subscribe_limit,
 )
+from newsletter.web.errors import N_
 
 bp = Blueprint("preferences", __name__)
 bp.url_value_preprocessor(remember_reader_language)  # the pages follow the reader's language
@@ -40,12 +42,12 @@ def _page(token: str, *, error: str | None = None, notice: str | None = None, st
 
 
 NOTICES = {
-    "saved": "Your choices are saved.",
-    "paused": "Mail is paused.",
-    "resumed": "Mail is back on.",
+    "saved": N_("Your choices are saved."),
+    "paused": N_("Mail is paused."),
+    "resumed": N_("Mail is back on."),
     # The same words whether or not the address can be used: no one learns who reads us.
-    "address": "If that address can receive our mail, a confirmation link is on its way to it. "
-               "Until you follow it, we keep writing to your current address.",
+    "address": N_("If that address can receive our mail, a confirmation link is on its way to "
+                  "it. Until you follow it, we keep writing to your current address."),
 }
 
 
@@ -63,7 +65,8 @@ def _change(token: str, change, notice: str):
 
 @bp.get(PAGE)
 def page(token: str):
-    return _page(token, notice=NOTICES.get(request.args.get("notice", "")))
+    notice = NOTICES.get(request.args.get("notice", ""))
+    return _page(token, notice=gettext(notice) if notice else None)
 
 
 @bp.post(PAGE)

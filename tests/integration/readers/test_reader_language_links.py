@@ -48,8 +48,10 @@ def test_a_french_readers_address_change_is_french_from_mail_to_page(app, mailbo
     browser = app.test_client()
     browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = ENGLISH_BROWSER["Accept-Language"]
     path = french_reader(app)
-    browser.post(path + "/address", data={"csrf_token": csrf_token_from(browser, path),
-                                          "email": "marie.new@example.org"})
+    asked = browser.post(path + "/address", data={"csrf_token": csrf_token_from(browser, path),
+                                                  "email": "marie.new@example.org"},
+                         follow_redirects=True)
+    assert "Si cette adresse peut recevoir nos messages" in page_text(asked)
 
     confirmation = mailbox.wait_for(1)[0]
     assert confirmation["To"] == "marie.new@example.org"
