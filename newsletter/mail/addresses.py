@@ -17,6 +17,8 @@ from email.utils import parseaddr
 import idna
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.mail.language import N_
+
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 200
 
@@ -49,12 +51,12 @@ class EmailAddress:
 
 def check_email(raw: object) -> EmailAddress:
     if not isinstance(raw, str) or not raw.strip():
-        raise InvalidAddress("Enter an email address.")
+        raise InvalidAddress(N_("Enter an email address."))
     text = raw.strip()
     if len(text) > MAX_EMAIL_LENGTH:
         raise InvalidAddress(f"An email address has at most {MAX_EMAIL_LENGTH} characters.")
     if any(char in text for char in _FORBIDDEN_IN_NAMES) or any(ord(c) < 32 for c in text):
-        raise InvalidAddress("That email address contains characters that are not allowed.")
+        raise InvalidAddress(N_("That email address contains characters that are not allowed."))
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
@@ -101,7 +103,7 @@ def check_name(raw: object) -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise InvalidAddress("A name must be text.")
+        raise InvalidAddress(N_("A name must be text."))
     text = raw.strip()
     if not text:
         return None
@@ -110,7 +112,7 @@ def check_name(raw: object) -> str | None:
     if any(bad in text for bad in _FORBIDDEN_IN_NAMES) or any(
         ord(char) < 32 or ord(char) == 127 for char in text
     ):
-        raise InvalidAddress("A name must not contain line breaks or control characters.")
+        raise InvalidAddress(N_("A name must not contain line breaks or control characters."))
     return text
 
 

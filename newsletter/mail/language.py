@@ -13,6 +13,12 @@ SOURCE_LANGUAGE = "en"  # the language of the strings in the code: needs no cata
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 
 
+def N_(message: str) -> str:
+    """Marks a message for the catalogues (pybabel's N_ keyword); the page that shows
+    it translates it, and the API answers with it as is."""
+    return message
+
+
 def parse_languages(value: str) -> tuple[str, ...]:
     """NEWSLETTER_LANGUAGES: codes, each with a compiled catalogue (but English)."""
     codes = tuple(code.strip() for code in str(value).split(",") if code.strip())

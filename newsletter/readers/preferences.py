@@ -19,6 +19,7 @@ from newsletter.content import topics
 from newsletter.delivery import outbox
 from newsletter.extensions import db
 from newsletter.mail.addresses import InvalidAddress, check_email, check_name
+from newsletter.mail.language import N_
 from newsletter.mail.tokens import (
     TokenExpired,
     TokenInvalid,
@@ -120,7 +121,7 @@ def _apply_locale(subscriber: Subscriber, changes: dict) -> None:
 def rename(token: str, name: str, origin: Origin) -> None:
     subscriber = _active_reader(token)
     if not isinstance(name, str) or not name.strip():
-        raise PreferenceError("Enter your name.")
+        raise PreferenceError(N_("Enter your name."))
     subscriber.name = check_name(name)
     record(subscriber.id, ConsentAction.PREFERENCES_CHANGED, origin, "name changed")
 
@@ -129,7 +130,7 @@ def pause(token: str, weeks: object, origin: Origin) -> None:
     """No digest for 2, 4 or 8 weeks from now."""
     subscriber = _active_reader(token)
     if str(weeks) not in {str(choice) for choice in PAUSE_WEEKS}:
-        raise PreferenceError("A pause lasts 2, 4 or 8 weeks.")
+        raise PreferenceError(N_("A pause lasts 2, 4 or 8 weeks."))
     until = utcnow() + timedelta(weeks=int(weeks))
     topics.pause_reader(subscriber, until)
     record(subscriber.id, ConsentAction.PAUSED, origin,
@@ -156,7 +157,7 @@ def request_address_change(token: str, new_email: object, origin: Origin) -> Non
     subscriber = _active_reader(token)
     address = check_email(new_email)
     if address.normalized == subscriber.email_normalized:
-        raise PreferenceError("That is the address we send to already.")
+        raise PreferenceError(N_("That is the address we send to already."))
     db.session.rollback()  # hold nothing: the request is written on a connection of its own
     subscriptions.request_address_change(subscriber.id, address, origin)
 

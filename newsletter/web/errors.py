@@ -14,13 +14,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from newsletter.extensions import db
+from newsletter.mail.language import N_
 
 log = logging.getLogger(__name__)
-
-
-def N_(message: str) -> str:
-    """Marks a message for the catalogues; it is translated when a page shows it."""
-    return message
 
 
 MESSAGES = {

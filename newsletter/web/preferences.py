@@ -12,6 +12,7 @@ from flask_babel import gettext
 from newsletter.content import topics
 from newsletter.db import unit_of_work
 from newsletter.mail.addresses import InvalidAddress
+from newsletter.mail.language import N_
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ConsentSource, utcnow
 from newsletter.readers import preferences
@@ -21,7 +22,6 @@ from newsletter.web.common import (
     request_origin,
     subscribe_limit,
 )
-from newsletter.web.errors import N_
 
 bp = Blueprint("preferences", __name__)
 bp.url_value_preprocessor(remember_reader_language)  # the pages follow the reader's language
@@ -59,7 +59,7 @@ def _change(token: str, change, notice: str):
     except TokenInvalid as error:
         return bad_link_page(error, "preferences")
     except (preferences.PreferenceError, InvalidAddress) as error:
-        return _page(token, error=str(error), status=400)
+        return _page(token, error=gettext(str(error)), status=400)
     return redirect(url_for("preferences.page", token=token, notice=notice))
 
 

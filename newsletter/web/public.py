@@ -16,6 +16,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext
 from markupsafe import Markup
 
 from newsletter.content import site_logo as site_logo_service
@@ -26,6 +27,7 @@ from newsletter.extensions import csrf
 from newsletter.issues import archive as archive_service
 from newsletter.issues import atom
 from newsletter.mail.addresses import InvalidAddress
+from newsletter.mail.language import N_
 from newsletter.mail.links import external_url
 from newsletter.mail.tokens import (
     TokenInvalid,
@@ -98,7 +100,7 @@ def subscribe():
     except TokenInvalid as error:
         log_refusal(400, f"subscribe form token: {error}")
         return render_template("web/subscribe.html", embed=embed, form=request.form,
-                               error="The form expired. Please send it again."), 400
+                               error=gettext(N_("The form expired. Please send it again."))), 400
     if request.form.get(HONEYPOT_FIELD):
         return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
     try:
@@ -106,7 +108,7 @@ def subscribe():
                                 request_origin(ConsentSource.FORM), **_form_choices())
     except (InvalidAddress, TopicError) as error:
         return render_template("web/subscribe.html", embed=embed, form=request.form,
-                               error=str(error)), 400
+                               error=gettext(str(error))), 400
     return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
 
 
@@ -216,7 +218,7 @@ def unsubscribe_link():
                                                request_origin(ConsentSource.LINK))
     except InvalidAddress as error:
         return render_template("web/unsubscribe_link.html", form=request.form,
-                               error=str(error)), 400
+                               error=gettext(str(error))), 400
     return redirect(url_for("public.unsubscribe_link_sent"))
 
 

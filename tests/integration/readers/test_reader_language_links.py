@@ -117,3 +117,20 @@ def test_error_pages_follow_the_browser_and_the_api_stays_english(client, two_la
     api = client.get("/api/v1/no-such-endpoint", headers=FRENCH_BROWSER)
     assert api.status_code == 404
     assert api.get_json()["error"] == "There is no page at this address."
+
+
+def test_form_errors_are_in_the_pages_language(app, client, two_languages):
+    path = french_reader(app)
+    same = client.post(path + "/address", data={"csrf_token": csrf_token_from(client, path),
+                                                "email": "marie@example.com"},
+                       headers=ENGLISH_BROWSER)
+    assert same.status_code == 400
+    assert "C’est déjà l’adresse à laquelle nous écrivons." in page_text(same)
+
+    form = "/unsubscribe-link"
+    empty = client.post(form, data={"csrf_token": csrf_token_from(client, form), "email": ""},
+                        headers=FRENCH_BROWSER)
+    assert empty.status_code == 400 and "Saisissez une adresse électronique." in page_text(empty)
+    english = client.post(form, data={"csrf_token": csrf_token_from(client, form), "email": ""},
+                          headers=ENGLISH_BROWSER)
+    assert english.status_code == 400 and "Enter an email address." in page_text(english)
