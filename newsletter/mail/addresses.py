@@ -30,7 +30,13 @@ _FORBIDDEN_IN_NAMES = ("\r", "\n", "\x00", "\u2028", "\u2029", "=?")
 
 
 class InvalidAddress(ValueError):
-    """An email address or display name that must not be stored or mailed."""
+    """An email address or display name that must not be stored or mailed. Keeps the
+    message's catalogue form and its values, so a reader's page can translate it."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message = message
+        self.values = values
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,15 @@ def check_email(raw: object) -> EmailAddress:
         raise InvalidAddress(N_("Enter an email address."))
     text = raw.strip()
     if len(text) > MAX_EMAIL_LENGTH:
-        raise InvalidAddress(f"An email address has at most {MAX_EMAIL_LENGTH} characters.")
+        raise InvalidAddress(N_("An email address has at most %(most)s characters."),
+                             most=MAX_EMAIL_LENGTH)
     if any(char in text for char in _FORBIDDEN_IN_NAMES) or any(ord(c) < 32 for c in text):
         raise InvalidAddress(N_("That email address contains characters that are not allowed."))
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidAddress(f"That email address is not valid: {error}") from None
+        raise InvalidAddress(N_("That email address is not valid: %(reason)s"),
+                             reason=str(error)) from None
     normalized = f"{result.local_part.lower()}@{result.domain.lower()}"
     return EmailAddress(given=text, normalized=normalized)
 
@@ -108,7 +116,7 @@ def check_name(raw: object) -> str | None:
     if not text:
         return None
     if len(text) > MAX_NAME_LENGTH:
-        raise InvalidAddress(f"A name has at most {MAX_NAME_LENGTH} characters.")
+        raise InvalidAddress(N_("A name has at most %(most)s characters."), most=MAX_NAME_LENGTH)
     if any(bad in text for bad in _FORBIDDEN_IN_NAMES) or any(
         ord(char) < 32 or ord(char) == 127 for char in text
     ):

@@ -61,7 +61,7 @@ def reader_for_link(token: str) -> Subscriber:
 def _active_reader(token: str) -> Subscriber:
     subscriber = reader_for_link(token)
     if subscriber.status != SubscriberStatus.ACTIVE:
-        raise NotSubscribed("You are not subscribed, so there is nothing to change.")
+        raise NotSubscribed(N_("You are not subscribed, so there is nothing to change."))
     return subscriber
 
 

@@ -9,7 +9,7 @@ from functools import lru_cache, wraps
 from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, g, has_request_context, render_template, request
-from flask_babel import get_locale
+from flask_babel import get_locale, gettext
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import FixedWindowRateLimiter
@@ -74,6 +74,15 @@ def remember_reader_language(endpoint: str | None, values: dict | None) -> None:
         reader = lookup(token)
         g.reader_language = reader.language
         db.session.expunge(reader)  # the view reads the reader afresh, as it always did
+
+
+def reader_message(error: Exception) -> str:
+    """A form error in the page's language: its catalogue form with its values when it
+    keeps them (InvalidAddress), else its text (unchanged when not in the catalogue)."""
+    message = getattr(error, "message", None)
+    if isinstance(message, str):
+        return gettext(message, **getattr(error, "values", {}))
+    return gettext(str(error))
 
 
 def current_language() -> str:

@@ -18,6 +18,7 @@ from newsletter.models import ConsentSource, utcnow
 from newsletter.readers import preferences
 from newsletter.web.common import (
     bad_link_page,
+    reader_message,
     remember_reader_language,
     request_origin,
     subscribe_limit,
@@ -59,7 +60,7 @@ def _change(token: str, change, notice: str):
     except TokenInvalid as error:
         return bad_link_page(error, "preferences")
     except (preferences.PreferenceError, InvalidAddress) as error:
-        return _page(token, error=gettext(str(error)), status=400)
+        return _page(token, error=reader_message(error), status=400)
     return redirect(url_for("preferences.page", token=token, notice=notice))
 
 

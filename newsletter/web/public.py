@@ -41,6 +41,7 @@ from newsletter.readers import preferences, subscriptions
 from newsletter.web.common import (
     bad_link_page,
     current_language,
+    reader_message,
     remember_reader_language,
     request_origin,
     subscribe_limit,
@@ -108,7 +109,7 @@ def subscribe():
                                 request_origin(ConsentSource.FORM), **_form_choices())
     except (InvalidAddress, TopicError) as error:
         return render_template("web/subscribe.html", embed=embed, form=request.form,
-                               error=gettext(str(error))), 400
+                               error=reader_message(error)), 400
     return redirect(url_for("public.subscribe_thanks", embed=int(embed)))
 
 
@@ -218,7 +219,7 @@ def unsubscribe_link():
                                                request_origin(ConsentSource.LINK))
     except InvalidAddress as error:
         return render_template("web/unsubscribe_link.html", form=request.form,
-                               error=gettext(str(error))), 400
+                               error=reader_message(error)), 400
     return redirect(url_for("public.unsubscribe_link_sent"))
 
 

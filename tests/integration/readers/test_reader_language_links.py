@@ -134,3 +134,15 @@ def test_form_errors_are_in_the_pages_language(app, client, two_languages):
     english = client.post(form, data={"csrf_token": csrf_token_from(client, form), "email": ""},
                           headers=ENGLISH_BROWSER)
     assert english.status_code == 400 and "Enter an email address." in page_text(english)
+
+
+def test_an_error_with_a_value_keeps_it_in_the_translation(client, two_languages):
+    form = "/unsubscribe-link"
+    too_long = "a" * 250 + "@example.com"
+    answer = client.post(form, data={"csrf_token": csrf_token_from(client, form),
+                                     "email": too_long}, headers=FRENCH_BROWSER)
+    assert answer.status_code == 400
+    assert "Une adresse électronique compte au plus 254 caractères." in page_text(answer)
+    malformed = client.post(form, data={"csrf_token": csrf_token_from(client, form),
+                                        "email": "not an address"}, headers=FRENCH_BROWSER)
+    assert "Cette adresse électronique n’est pas valide : " in page_text(malformed)
