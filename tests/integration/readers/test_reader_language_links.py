@@ -146,3 +146,14 @@ def test_an_error_with_a_value_keeps_it_in_the_translation(client, two_languages
     malformed = client.post(form, data={"csrf_token": csrf_token_from(client, form),
                                         "email": "not an address"}, headers=FRENCH_BROWSER)
     assert "Cette adresse électronique n’est pas valide : " in page_text(malformed)
+
+
+def test_the_archive_pages_follow_lang_and_the_browser(client, two_languages):
+    archive = page_text(client.get("/archive/?lang=fr", headers=ENGLISH_BROWSER))
+    assert '<html lang="fr">' in archive
+    assert "Aucun numéro n’est encore paru." in archive
+    assert ">Abonnez-vous</a> pour recevoir le prochain par courriel" in archive
+    by_topic = page_text(client.get("/archive/topics/", headers=FRENCH_BROWSER))
+    assert "Anciens numéros par thème" in by_topic and "Il n’y a aucun thème." in by_topic
+    english = page_text(client.get("/archive/", headers=ENGLISH_BROWSER))
+    assert "No issue has gone out yet." in english
