@@ -157,3 +157,16 @@ def test_the_archive_pages_follow_lang_and_the_browser(client, two_languages):
     assert "Anciens numéros par thème" in by_topic and "Il n’y a aucun thème." in by_topic
     english = page_text(client.get("/archive/", headers=ENGLISH_BROWSER))
     assert "No issue has gone out yet." in english
+
+
+def test_the_unsubscribe_link_mail_is_in_the_readers_language(app, client, mailbox,
+                                                               two_languages):
+    french_reader(app)
+    form = "/unsubscribe-link"
+    sent = client.post(form, data={"csrf_token": csrf_token_from(client, form),
+                                   "email": "marie@example.com"}, headers=ENGLISH_BROWSER)
+    assert sent.status_code == 302
+    mail = mailbox.wait_for(1)[0]
+    assert mail["Content-Language"] == "fr"
+    assert mail["Subject"] == "Votre lien de désabonnement de The Newsletter"
+    assert "Si vous souhaitez rester abonné, ignorez ce message" in text(mail)
