@@ -108,7 +108,7 @@ def targets(digest_id: int) -> dict[int, str] | None:
     digest = db.session.get(Digest, digest_id)
     if digest is None:
         return None
-    return {OPEN_PIXEL: "", **{link: url for url, link in tracking.issue_links(digest).items()}}
+    return {OPEN_PIXEL: "", **tracking.link_targets(digest)}
 
 
 def follow(link: LinkClaim, copy: CopyClaim, method: str, user_agent: str | None,
@@ -152,9 +152,11 @@ def _record(link: LinkClaim, copy: CopyClaim, kind: ClickKind, judged: verdict.J
             BURST_WINDOW, burst_links, FLOOD_JUDGED, FLOOD_STORED, QUEUE_MAX]
     try:
         answer = _script()(keys=keys, args=args)
-        if answer == 0 and cached_only:
+        # 0: the issue's links are not cached; 1: a signed link the cached ones lack
+        # (a sequence step edited since they were cached): from the database, once.
+        if answer in (0, 1) and cached_only:
             raise NotCached
-        if answer == 0:  # the issue's links are not cached: from the database, once
+        if answer in (0, 1):
             found = targets(link.digest_id)
             if found is None:
                 return None

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import distinct, func, select
 
+from newsletter.analytics import tracking
 from newsletter.extensions import db
 from newsletter.issues.copies import copy_of
 from newsletter.models import (
@@ -26,6 +27,7 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Digest,
+    DigestKind,
     DigestVariant,
     Topic,
     Verdict,
@@ -141,14 +143,9 @@ def issue_report(digest: Digest) -> ClickReport:
     report.human, report.bot = totals.get("human", 0), totals.get("bot", 0)
     report.unique_human_copies = _human_copies(digest.id).get((), 0)
     by_link = _counts(digest.id, ClickKind.CLICK, "link")
-    articles = {article.id: article for article in digest.articles}
-    missing = set(link for (link,) in by_link) - set(articles)
-    if missing:  # an article taken out of the issue since: still its clicks
-        articles.update({article.id: article for article in db.session.scalars(
-            select(Article).where(Article.id.in_(missing)))})
-    for link, article in sorted(articles.items()):
+    for link, (url, title) in sorted(_link_names(digest, {link for (link,) in by_link}).items()):
         counts = by_link.get((link,), {})
-        report.links.append(LinkLine(link, article.url, article.title,
+        report.links.append(LinkLine(link, url, title,
                                      counts.get("human", 0), counts.get("bot", 0)))
     report.topic_sets = _topic_sets(digest.id, delivered)
     report.sections = _sections(digest, delivered)
@@ -160,6 +157,19 @@ def issue_report(digest: Digest) -> ClickReport:
         report.opens = {"human": opens.get("human", 0), "proxy": opens.get("proxy", 0),
                         "bot": opens.get("bot", 0)}
     return report
+
+
+def _link_names(digest: Digest, clicked: set[int]) -> dict[int, tuple[str, str]]:
+    """Each link of the issue (and each clicked one): its URL and title. A sequence
+    step's links have no title but their URL."""
+    if digest.kind == DigestKind.SEQUENCE_STEP:
+        return {link: (url, url) for link, url in tracking.link_targets(digest).items()}
+    articles = {article.id: article for article in digest.articles}
+    missing = clicked - set(articles)
+    if missing:  # an article taken out of the issue since: still its clicks
+        articles.update({article.id: article for article in db.session.scalars(
+            select(Article).where(Article.id.in_(missing)))})
+    return {link: (article.url, article.title) for link, article in articles.items()}
 
 
 def _topic_sets(digest_id: int, delivered: dict[int | None, int]) -> list[TopicSetLine]:

@@ -17,7 +17,8 @@ from flask import current_app
 from newsletter.mail.click_links import OPEN_PIXEL, LinkSigner, rewrite_html, rewrite_text
 from newsletter.mail.links import external_url
 from newsletter.mail.render import RenderedMail
-from newsletter.models import Digest
+from newsletter.models import Digest, DigestKind
+from newsletter.sequences import step_links
 
 
 def new_copy_marker() -> str:
@@ -36,8 +37,21 @@ def signer() -> LinkSigner:
 
 
 def issue_links(digest: Digest) -> dict[str, int]:
-    """The links of an issue that are tracked: each article's URL, numbered by its id."""
+    """The links of an issue that are tracked (URL -> link number): each article's URL,
+    numbered by its id; in a sequence step, the links of its body that leave the site."""
+    if digest.kind == DigestKind.SEQUENCE_STEP:
+        step = step_links.step_of(digest.id)
+        return step_links.numbered(step) if step is not None else {}
     return {article.url: article.id for article in digest.articles}
+
+
+def link_targets(digest: Digest) -> dict[int, str]:
+    """Every link number a copy of the issue may carry -> where it goes (a step's
+    include links an edit has since taken out: copies sent before still have them)."""
+    if digest.kind == DigestKind.SEQUENCE_STEP:
+        step = step_links.step_of(digest.id)
+        return step_links.targets(step) if step is not None else {}
+    return {link: url for url, link in issue_links(digest).items()}
 
 
 def enabled() -> bool:

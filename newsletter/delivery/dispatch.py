@@ -94,7 +94,7 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
             rendered = digests.render(digest, marker, variant=variant)
             archive_url = external_url("public.archive_issue", digest_id=digest.id)
         copy_marker = copy_token = None
-        if step is None and tracking.enabled():  # once per variant; per reader the copy token
+        if tracking.enabled():  # once per variant; per reader the copy token
             copy_marker = tracking.new_copy_marker()
             rendered = tracking.track(rendered, digest.id, variant_id,
                                       tracking.issue_links(digest), copy_marker)

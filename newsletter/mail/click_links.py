@@ -120,6 +120,14 @@ class LinkSigner:
 _HREF = re.compile(r'(href=)(["\'])(.*?)\2', re.IGNORECASE | re.DOTALL)
 
 
+def web_links(body: str) -> list[str]:
+    """The distinct http(s) URLs of a rendered HTML body's hrefs, in order, spelled as
+    ``rewrite_html`` matches them."""
+    found = (html.unescape(match.group(3)).strip() for match in _HREF.finditer(body))
+    return list(dict.fromkeys(url for url in found
+                              if url.lower().startswith(("http://", "https://"))))
+
+
 def rewrite_html(body: str, targets: Mapping[str, int], href_for: Callable[[int], str]) -> str:
     """Each ``href`` whose URL is one of ``targets`` (url -> link number) points at
     ``href_for(link)`` instead; other links (unsubscribe, archive, preferences) stay.

@@ -15,3 +15,10 @@ def url_adapter() -> MapAdapter:
 
 def external_url(endpoint: str, **values) -> str:
     return url_adapter().build(endpoint, values, force_external=True)
+
+
+def is_own_site(url: str) -> bool:
+    """Does ``url`` lead to a page of this site (under BASE_URL)?"""
+    base, target = urlsplit(current_app.config["BASE_URL"]), urlsplit(url)
+    return (target.netloc.lower() == base.netloc.lower()
+            and target.path.startswith(base.path.rstrip("/") + "/"))

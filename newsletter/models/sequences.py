@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletter.extensions import db
@@ -43,6 +43,10 @@ class SequenceStep(db.Model):
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id"), unique=True)
     # Bumped by every edit: a worker renders the step again instead of its cached copy.
     revision: Mapped[int] = mapped_column(default=1)
+    # Every URL its tracked links have pointed at, in order (a link's number is its place
+    # + 1); an edit only appends, so a link in a copy sent before it keeps redirecting.
+    # NULL: a step saved before links were tracked; its links are read from body_html.
+    tracked_urls: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

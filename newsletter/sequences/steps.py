@@ -24,7 +24,7 @@ from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail
 from newsletter.mail.transport import DeliveryResult
 from newsletter.models import Digest, DigestKind, DigestStatus, Sequence, SequenceStep
-from newsletter.sequences import step_mail
+from newsletter.sequences import step_links, step_mail
 from newsletter.sequences.durations import DurationError, parse_duration
 
 MAX_NAME = 100
@@ -129,7 +129,7 @@ def add_step(name: str, after: str, subject: str, body_markdown: str) -> Sequenc
         SequenceStep.sequence_id == sequence.id)) or 0
     step = SequenceStep(sequence_id=sequence.id, position=last + 1, delay_seconds=delay,
                         subject=subject, body_markdown=body_markdown, body_html=body_html,
-                        digest_id=digest.id)
+                        digest_id=digest.id, tracked_urls=step_links.trackable(body_html))
     db.session.add(step)
     db.session.flush()
     return step
@@ -141,8 +141,10 @@ def edit_step(step_id: int, after: str, subject: str, body_markdown: str) -> Seq
     step = db.session.get(SequenceStep, step_id)
     if step is None:
         raise SequenceError("That step does not exist.")
-    step.delay_seconds, step.subject, step.body_html = (
-        delay_of(after), clean_subject(subject), body_html_of(body_markdown))
+    delay, subject, body_html = delay_of(after), clean_subject(subject), body_html_of(
+        body_markdown)
+    step_links.remember(step, body_html)
+    step.delay_seconds, step.subject, step.body_html = delay, subject, body_html
     step.body_markdown = body_markdown
     step.revision += 1  # workers render it afresh
     return step

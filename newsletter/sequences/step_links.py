@@ -1,0 +1,50 @@
+"""Which links of a sequence step are tracked, and each one's number.
+
+A step's tracked links are the links of its body that lead away from this site (the
+site's own pages, unsubscribing and preferences among them, are never tracked). Their
+URLs are kept on the step in order, a link's number being its place + 1; an edit only
+appends the URLs it brings, so a link in a copy sent before the edit keeps its number
+and keeps redirecting.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from newsletter.extensions import db
+from newsletter.mail.click_links import web_links
+from newsletter.mail.links import is_own_site
+from newsletter.models import SequenceStep
+
+
+def step_of(digest_id: int) -> SequenceStep | None:
+    """The step whose sending is this issue."""
+    return db.session.scalar(select(SequenceStep).where(SequenceStep.digest_id == digest_id))
+
+
+def trackable(body_html: str) -> list[str]:
+    return [url for url in web_links(body_html) if not is_own_site(url)]
+
+
+def urls_of(step: SequenceStep) -> list[str]:
+    """Every URL the step's tracked links have pointed at, in number order."""
+    return list(step.tracked_urls) if step.tracked_urls is not None else trackable(
+        step.body_html)
+
+
+def remember(step: SequenceStep, new_body_html: str) -> None:
+    """Before the step's body becomes ``new_body_html``: add the links it brings."""
+    known = urls_of(step)
+    step.tracked_urls = known + [url for url in trackable(new_body_html) if url not in known]
+
+
+def numbered(step: SequenceStep) -> dict[str, int]:
+    """The links to track in the step as it reads now: URL -> link number."""
+    current = set(trackable(step.body_html))
+    return {url: number for number, url in enumerate(urls_of(step), start=1)
+            if url in current}
+
+
+def targets(step: SequenceStep) -> dict[int, str]:
+    """Every link number the step's copies may carry -> its URL."""
+    return {number: url for number, url in enumerate(urls_of(step), start=1)}
