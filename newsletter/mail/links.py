@@ -19,6 +19,7 @@ def external_url(endpoint: str, **values) -> str:
 
 def is_own_site(url: str) -> bool:
     """Does ``url`` lead to a page of this site (under BASE_URL)?"""
-    base, target = urlsplit(current_app.config["BASE_URL"]), urlsplit(url)
+    base, target = urlsplit(current_app.config["BASE_URL"]), urlsplit(url.strip())
+    root, path = base.path.rstrip("/"), target.path or "/"
     return (target.netloc.lower() == base.netloc.lower()
-            and target.path.startswith(base.path.rstrip("/") + "/"))
+            and (path == root or path.startswith(root + "/")))
