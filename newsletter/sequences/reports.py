@@ -32,6 +32,7 @@ class StepReport:
     position: int
     delay_seconds: int
     subject: str
+    digest_id: int  # the step's sending: its report holds the step's clicks
     sent: int = 0
     failed: int = 0  # refused, or maybe delivered (unknown)
     skipped: int = 0  # left before their turn
@@ -52,7 +53,7 @@ class Summary:
 def step_reports(sequence_id: int) -> list[StepReport]:
     steps = steps_of(sequence_id)
     reports = {step.digest_id: StepReport(step.id, step.position, step.delay_seconds,
-                                          step.subject) for step in steps}
+                                          step.subject, step.digest_id) for step in steps}
     for digest_id, status, count in db.session.execute(
         select(Delivery.digest_id, Delivery.status, func.count())
         .where(Delivery.digest_id.in_(list(reports)))

@@ -4,6 +4,7 @@ database and counted in the step's issue report."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import Digest, SequenceStep, Subscriber, utcnow
 from newsletter.sequences import runner, steps
-from tests.factories import add_subscribers
+from tests.factories import add_editor, add_subscribers, session_client
 from tests.helpers import wait_until
 from workers.tasks import store_clicks
 
@@ -68,7 +69,7 @@ def click(client, path: str):
 
 def test_a_steps_links_redirect_and_its_clicks_count_in_the_steps_issue(
         app, client, celery_worker, mailbox):
-    _, digest_id = step_with_links(app)
+    step_id, digest_id = step_with_links(app)
     sent_at = readers_enter(app, 2, "reader")
     messages = mailbox.wait_for(2)
     links = [tracked(message) for message in messages]
@@ -99,6 +100,17 @@ def test_a_steps_links_redirect_and_its_clicks_count_in_the_steps_issue(
     assert printed["clicks"] == {"human": 2, "bot": 0, "unique_human_copies": 2}
     assert sorted(printed["links"], key=lambda line: line["url"]) == [
         {"url": FAQ, "human": 1, "bot": 0}, {"url": GUIDE, "human": 1, "bot": 0}]
+
+    # The editor reaches the step's report from the sequence's page.
+    editor = session_client(app, add_editor(app, "editor@example.com", "editor"))
+    with app.app_context():
+        sequence_id = db.session.get(SequenceStep, step_id).sequence_id
+    page = editor.get(f"/admin/sequences/{sequence_id}").get_data(as_text=True)
+    assert f'href="/admin/digests/{digest_id}"' in page
+    report_page = editor.get(f"/admin/digests/{digest_id}")
+    assert report_page.status_code == 200
+    text = report_page.get_data(as_text=True)
+    assert "<strong>2</strong> human clicks" in text and html.escape(GUIDE) in text
 
 
 def test_after_an_edit_old_copies_links_still_redirect_and_new_links_are_tracked(
