@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import pytest
 import time_machine
 from sqlalchemy import update
 
@@ -21,6 +22,8 @@ from newsletter.sequences import runner, steps
 from tests.factories import add_editor, add_subscribers, session_client
 from tests.helpers import wait_until
 from workers.tasks import store_clicks
+
+pytestmark = pytest.mark.usefixtures("clean_state")
 
 BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like "
            "Gecko) Version/18.1 Safari/605.1.15")

@@ -18,6 +18,8 @@ from tests.helpers import (
     wait_until_sent,
 )
 
+pytestmark = pytest.mark.usefixtures("clean_state")
+
 TRACKED = "http://localhost/r/"
 
 
