@@ -22,6 +22,11 @@ def step_of(digest_id: int) -> SequenceStep | None:
     return db.session.scalar(select(SequenceStep).where(SequenceStep.digest_id == digest_id))
 
 
+# Edits only append, so a step edited without end could grow its list without end:
+# past this many URLs, links an edit brings go out untracked (straight to their page).
+MAX_TRACKED_URLS = 500
+
+
 def trackable(body_html: str) -> list[str]:
     return [url for url in web_links(body_html) if not is_own_site(url)]
 
@@ -35,7 +40,8 @@ def urls_of(step: SequenceStep) -> list[str]:
 def remember(step: SequenceStep, new_body_html: str) -> None:
     """Before the step's body becomes ``new_body_html``: add the links it brings."""
     known = urls_of(step)
-    step.tracked_urls = known + [url for url in trackable(new_body_html) if url not in known]
+    new = [url for url in trackable(new_body_html) if url not in known]
+    step.tracked_urls = known + new[:max(0, MAX_TRACKED_URLS - len(known))]
 
 
 def numbered(step: SequenceStep) -> dict[str, int]:

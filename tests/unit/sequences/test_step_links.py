@@ -55,3 +55,15 @@ def test_an_edit_appends_new_links_and_keeps_the_numbers_of_old_ones():
     # A copy sent before the edit still has the guide's link: it keeps its target.
     assert step_links.targets(step)[1] == "https://news.example.com/guide?a=1&b=2"
     assert len(step_links.targets(step)) == 6
+
+
+def test_past_the_limit_an_edits_new_links_go_out_untracked(monkeypatch):
+    monkeypatch.setattr(step_links, "MAX_TRACKED_URLS", 3)
+    step = SequenceStep(body_html="", tracked_urls=[])
+    body = "".join(f'<a href="https://news.example.com/{n}">{n}</a>' for n in range(5))
+    step_links.remember(step, body)
+    step.body_html = body
+    assert step_links.numbered(step) == {f"https://news.example.com/{n}": n + 1
+                                         for n in range(3)}
+    step_links.remember(step, body + '<a href="https://news.example.com/more">more</a>')
+    assert len(step.tracked_urls) == 3
