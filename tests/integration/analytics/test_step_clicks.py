@@ -114,6 +114,7 @@ def test_a_steps_links_redirect_and_its_clicks_count_in_the_steps_issue(
     assert report_page.status_code == 200
     text = report_page.get_data(as_text=True)
     assert "<strong>2</strong> human clicks" in text and html.escape(GUIDE) in text
+    assert "Cancel the rest" not in text  # a step's sending is not stopped from here
 
 
 def test_after_an_edit_old_copies_links_still_redirect_and_new_links_are_tracked(
