@@ -46,8 +46,8 @@ def issue_links(digest: Digest) -> dict[str, int]:
 
 
 def link_targets(digest: Digest) -> dict[int, str]:
-    """Every link number a copy of the issue may carry -> where it goes (a step's
-    include links an edit has since taken out: copies sent before still have them)."""
+    """Every link number a copy of the issue may carry -> where it goes (for a step,
+    also the links an edit has since taken out: copies sent before still have them)."""
     if digest.kind == DigestKind.SEQUENCE_STEP:
         step = step_links.step_of(digest.id)
         return step_links.targets(step) if step is not None else {}
