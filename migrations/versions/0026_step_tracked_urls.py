@@ -1,7 +1,7 @@
 """sequence steps remember the URLs of their tracked links
 
 Revision ID: 0026
-Revises: 0021
+Revises: 0023
 Create Date: 2026-12-03 17:00:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0026'
-down_revision = '0021'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 
