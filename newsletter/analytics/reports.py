@@ -193,6 +193,8 @@ def _topic_sets(digest_id: int, delivered: dict[int | None, int]) -> list[TopicS
 def _sections(digest: Digest, delivered: dict[int | None, int]) -> list[SectionLine]:
     """Clicks by the section (the topic heading) each clicked link sat under in its copy:
     the same article can sit under different headings in different readers' copies."""
+    if digest.kind == DigestKind.SEQUENCE_STEP:  # one body, no topic headings
+        return []
     counts = _counts(digest.id, ClickKind.CLICK, "variant_id", "link")
     lines: dict[str, SectionLine] = {}
     for variant_id in set(delivered) | {variant_id for variant_id, _ in counts}:

@@ -96,6 +96,7 @@ def test_a_steps_links_redirect_and_its_clicks_count_in_the_steps_issue(
         report = reports.issue_report(db.session.get(Digest, digest_id))
     assert (report.human, report.bot, report.unique_human_copies) == (2, 0, 2)
     assert report.delivered == 2 and report.click_rate == 1.0
+    assert report.sections == []  # a step's body has no topic sections
 
     result = app.test_cli_runner().invoke(args=["stats", "issue", str(digest_id), "--json"])
     assert result.exit_code == 0, result.output
