@@ -230,6 +230,7 @@ EXPECTED = {
     "admin.dashboard": EDITOR, "admin.digests_page": EDITOR, "admin.send_digest": EDITOR,
     "admin.schedule_digest": EDITOR, "admin.send_test_digest": EDITOR,
     "admin.digest_report": EDITOR, "admin.digest_progress": EDITOR,
+    "admin.digest_clicks_csv": EDITOR,
     "admin.digest_preview": EDITOR, "admin.edit_digest": EDITOR, "admin.bounce_resume": OWNER,
     "admin.bounces_page": OWNER, "admin.bounce_raw_message": OWNER,
     "admin.bounce_reactivate": OWNER,
