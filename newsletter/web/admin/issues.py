@@ -12,8 +12,8 @@ from newsletter.delivery import guard
 from newsletter.extensions import db
 from newsletter.issues import digests, lifecycle, reports, waves
 from newsletter.issues.schedule import local_time
-from newsletter.models import Digest, Role
-from newsletter.web.admin.access import allow, bp, record_action
+from newsletter.models import Digest, DigestKind, Role
+from newsletter.web.admin.access import allow, audit_action, bp, record_action
 from newsletter.web.admin.compose import (
     compose_form,
     confirmed_readers,
@@ -106,6 +106,16 @@ _CONTROLS = {  # action: (service, what the editor is told)
 @bp.post("/digests/<int:digest_id>/<any(pause, resume, cancel, discard):action>")
 @allow(Role.EDITOR)
 def control_digest(digest_id: int, action: str):
+    digest = db.session.get(Digest, digest_id) or abort(404)
+    if digest.kind == DigestKind.SEQUENCE_STEP and action != "resume":
+        # A step's sending never ends: pausing or cancelling it here would strand its
+        # readers mid-sequence. Only a guard or relay pause is lifted (resume).
+        flash("This is a sequence step's sending: it cannot be paused, cancelled or "
+              "discarded from here. Edit or reorder the step on its sequence's page.",
+              "error")
+        audit_action(action, target=f"digest {digest_id}", outcome="failed",
+                     detail="a sequence step")
+        return _report_page(digest, _scheduled_form(digest), 409)
     if action == "resume" and guard.paused_by_guard(db.session.get(Digest, digest_id)):
         flash("The deliverability guard paused this send: confirm below to resume it.", "error")
         return redirect(url_for("admin.digest_report", digest_id=digest_id))

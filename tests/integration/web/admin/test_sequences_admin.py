@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
-from newsletter.models import Sequence, SequenceStep, Subscriber, utcnow
+from newsletter.models import Digest, DigestStatus, Sequence, SequenceStep, Subscriber, utcnow
 from newsletter.sequences import runner
 from tests.factories import add_editor, add_subscribers, session_client
 from tests.helpers import audit_rows, csrf_token_from
@@ -99,3 +99,21 @@ def test_bad_sequence_input_is_a_400(app, editor):
         assert db.session.scalar(select(func.count()).select_from(Sequence)) == 0
     assert editor.get("/admin/sequences/999").status_code == 404
     assert editor.get("/admin/sequences/steps/999/preview").status_code == 404
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel", "discard"])
+def test_a_steps_sending_cannot_be_paused_or_cancelled_by_posting_its_id(app, editor, action):
+    post(editor, "/admin/sequences/", name="welcome")
+    with app.app_context():
+        sequence_id = db.session.scalar(select(Sequence.id))
+    post(editor, f"/admin/sequences/{sequence_id}/steps", after="0s", subject="Hi", body="Hello")
+    with app.app_context():
+        digest_id = db.session.scalar(select(SequenceStep.digest_id))
+
+    response = post(editor, f"/admin/digests/{digest_id}/{action}")
+
+    assert response.status_code == 409
+    assert "sequence step" in response.get_data(True)
+    with app.app_context():
+        assert db.session.get(Digest, digest_id).status == DigestStatus.SENDING
+    assert [(row.action, row.outcome) for row in audit_rows(app)][-1] == (action, "failed")
