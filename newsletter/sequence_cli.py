@@ -11,6 +11,7 @@ from newsletter.editors import audit
 from newsletter.models import utcnow
 from newsletter.sequences import enrolment, reports, steps
 from newsletter.sequences.durations import format_duration
+from newsletter.sequences.quiet_hours import format_window
 
 sequences_cli = AppGroup("sequences", help="Mails that follow a reader's entry, step by step.")
 
@@ -68,6 +69,50 @@ def add_step(name: str, after: str, subject: str, body_file: str):
         raise BadInput(str(error)) from None
     click.echo(f"step {step.position} of {name}: after {format_duration(step.delay_seconds)}, "
                f"{step.subject!r}")
+
+
+@sequences_cli.command("translate")
+@click.argument("name")
+@click.argument("position", type=int)
+@click.option("--language", required=True, help="A language of NEWSLETTER_LANGUAGES "
+              "but the first (the default).")
+@click.option("--subject", default="", help="The subject in that language (none: the "
+              "default language's).")
+@click.option("--body-file", help="A Markdown file: the body in that language (none: the "
+              "default language's).")
+def translate_step(name: str, position: int, language: str, subject: str,
+                   body_file: str | None):
+    """Give step POSITION of NAME its words in one language (neither --subject nor
+    --body-file: that language gets the default's words again)."""
+    body = _read_body(body_file) if body_file else ""
+    try:
+        with unit_of_work():
+            step = steps.step_at(steps.get_sequence(name), position)
+            steps.translate_step(step.id, language, subject, body)
+            audit.record(audit.CLI, "sequence_step_edit",
+                         target=f"sequence {name} step {position}", detail=language)
+            kept = sorted(step.translations or {})
+    except steps.SequenceError as error:
+        raise BadInput(str(error)) from None
+    click.echo(f"step {position} of {name}: own words in {', '.join(kept) or 'no other language'}")
+
+
+@sequences_cli.command("window")
+@click.argument("name")
+@click.argument("hours", required=False, default="")
+def set_window(name: str, hours: str):
+    """Quiet hours: steps of NAME go out only between HOURS (HH:MM-HH:MM, such as
+    08:00-20:00, on the reader's clock with NEWSLETTER_SEND_IN_READER_TIME, else the
+    newsletter's); no HOURS: at any hour."""
+    try:
+        with unit_of_work():
+            sequence = steps.set_window(name, hours)
+            shown = format_window(sequence.window_start, sequence.window_end)
+            audit.record(audit.CLI, "sequence_window", target=f"sequence {sequence.name}",
+                         detail=shown or "any hour")
+    except steps.SequenceError as error:
+        raise BadInput(str(error)) from None
+    click.echo(f"{name}: steps go out {'between ' + shown if shown else 'at any hour'}")
 
 
 @sequences_cli.command("list")

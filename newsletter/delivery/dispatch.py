@@ -85,12 +85,13 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
         marker = new_marker()
         while len(_factories) >= FACTORY_CACHE_SIZE:
             _factories.popitem(last=False)
+        variant = (db.session.get(DigestVariant, variant_id) if variant_id is not None
+                   else None)
         if step is not None:  # a step has no archive page: its readers get the archive's
-            rendered = step_mail.render(step, marker)
+            # Its copy is its readers' language.
+            rendered = step_mail.render(step, marker, variant and variant.language)
             archive_url = external_url("public.archive")
         else:
-            variant = (db.session.get(DigestVariant, variant_id) if variant_id is not None
-                       else None)
             rendered = digests.render(digest, marker, variant=variant)
             archive_url = external_url("public.archive_issue", digest_id=digest.id)
         copy_marker = copy_token = None

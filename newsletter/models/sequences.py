@@ -25,6 +25,10 @@ class Sequence(db.Model):
     # Entrants were looked for up to here: the next run looks only at readers who
     # confirmed or chose the topic since (less a margin for transactions in flight).
     entrants_seen_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Quiet hours: steps go out only from window_start to window_end (minutes after
+    # midnight, on the reader's clock or the site's); NULL: at any hour.
+    window_start: Mapped[int | None] = mapped_column()
+    window_end: Mapped[int | None] = mapped_column()
 
 
 class SequenceStep(db.Model):
@@ -47,6 +51,9 @@ class SequenceStep(db.Model):
     # + 1); an edit only appends, so a link in a copy sent before it keeps redirecting.
     # NULL: a step saved before links were tracked; its links are read from body_html.
     tracked_urls: Mapped[list[str] | None] = mapped_column(JSON)
+    # The editor's words in other languages than the default: {"fr": {"subject": ...,
+    # "body_markdown": ..., "body_html": ...}}, each part optional (the default's then).
+    translations: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

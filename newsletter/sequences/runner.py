@@ -17,7 +17,12 @@ final, so steps arrive in order.
 
 Paused readers: a step that falls due during a pause waits and goes when the pause
 ends (the timing counts from entry, so what fell due meanwhile goes at once, one
-step per run).
+step per run). Quiet hours likewise: a step due outside the sequence's send window
+waits for the run that finds the window open (``quiet_hours``).
+
+Languages: each reader's row names the step's copy in their language (a
+``DigestVariant`` of the step's issue, one per language), so a worker renders the
+step once per language, as it renders an issue once per copy.
 """
 
 from __future__ import annotations
@@ -26,17 +31,19 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from newsletter import jobs
 from newsletter.delivery import ledger
 from newsletter.extensions import db
+from newsletter.mail.language import language_of
 from newsletter.models import (
     OPEN_DELIVERY_STATUSES,
     Delivery,
     DeliveryStatus,
     Digest,
     DigestStatus,
+    DigestVariant,
     Enrolment,
     Sequence,
     SequenceStep,
@@ -47,6 +54,8 @@ from newsletter.models import (
 from newsletter.queue import enqueue_after_commit
 from newsletter.sequences import enrolment
 from newsletter.sequences.enrolment import Move
+from newsletter.sequences.quiet_hours import Window
+from newsletter.sequences.step_mail import words_in
 from newsletter.sequences.steps import steps_of
 from newsletter.webhooks import events as webhook_events
 
@@ -72,7 +81,8 @@ def run(sequence_id: int, now: datetime | None = None) -> dict[str, int]:
         Digest.id.in_([step.digest_id for step in steps]),
         Digest.status == DigestStatus.CANCELLED)))
     done["completed"], done["queued"] = _queue_due(
-        sequence_id, [step for step in steps if step.digest_id not in cancelled], now)
+        sequence_id, [step for step in steps if step.digest_id not in cancelled], now,
+        Window(sequence, now))
     return done
 
 
@@ -133,17 +143,17 @@ def steps_sent(step_id: int, subscriber_ids: list[int]) -> None:
         }, subscriber_id=subscriber_id)
 
 
-def _queue_due(sequence_id: int, steps: list[SequenceStep],
-               now: datetime) -> tuple[int, int]:
-    """Waiting readers: past the last step, complete; next step due, a ledger row.
-    Returns (completed, queued)."""
+def _queue_due(sequence_id: int, steps: list[SequenceStep], now: datetime,
+               window: Window) -> tuple[int, int]:
+    """Waiting readers: past the last step, complete; next step due (and the window
+    open on their clock), a ledger row. Returns (completed, queued)."""
     completed = queued = 0
     last = steps[-1].position if steps else 0
     after = 0
     while True:
         waiting = db.session.execute(
             select(Enrolment.id, Enrolment.subscriber_id, Enrolment.entered_at,
-                   Enrolment.passed_position)
+                   Enrolment.passed_position, Subscriber.language, Subscriber.timezone)
             .join(Subscriber, Subscriber.id == Enrolment.subscriber_id)
             .where(Enrolment.sequence_id == sequence_id, Enrolment.state == enrolment.WAITING,
                    Enrolment.id > after,
@@ -154,25 +164,47 @@ def _queue_due(sequence_id: int, steps: list[SequenceStep],
         after = waiting[-1].id
         finished = [row.id for row in waiting if steps and row.passed_position >= last]
         completed += len(enrolment.move(finished, Move.COMPLETE))
-        due: dict[int, dict[int, int]] = defaultdict(dict)  # step: enrolment -> reader
+        # step: enrolment -> (reader, language)
+        due: dict[int, dict[int, tuple[int, str]]] = defaultdict(dict)
         for row in waiting:
             step = next((step for step in steps if step.position > row.passed_position), None)
-            if step is not None and row.entered_at + timedelta(seconds=step.delay_seconds) <= now:
-                due[step.id][row.id] = row.subscriber_id
+            if (step is not None and row.entered_at + timedelta(seconds=step.delay_seconds)
+                    <= now and window.open_for(row.timezone)):
+                due[step.id][row.id] = (row.subscriber_id, language_of(row.language))
         for step in steps:
             if due[step.id]:
                 queued += _queue(step, due[step.id])
 
 
-def _queue(step: SequenceStep, readers: dict[int, int]) -> int:
-    """Queue these enrolments (enrolment id -> reader id) on ``step`` and write their
-    ledger rows. A reader who has a row of this step already (a reordered step) keeps
-    it: a step is never written, so never sent, twice."""
+def _queue(step: SequenceStep, readers: dict[int, tuple[int, str]]) -> int:
+    """Queue these enrolments (enrolment id -> (reader id, language)) on ``step`` and
+    write their ledger rows, each naming the step's copy in the reader's language. A
+    reader who has a row of this step already (a reordered step) keeps it: a step is
+    never written, so never sent, twice."""
     moved = enrolment.move(list(readers), Move.QUEUE, current_step_id=step.id)
     if moved:
-        ledger.add_rows([{"digest_id": step.digest_id, "subscriber_id": readers[enrolment_id],
-                          "attempts": 0, "status": DeliveryStatus.PENDING, "variant_id": None,
-                          "last_error": None} for enrolment_id in sorted(moved)],
-                        skip_existing=True)
+        copies = _copies(step, {readers[enrolment_id][1] for enrolment_id in moved})
+        ledger.add_rows([{"digest_id": step.digest_id,
+                          "subscriber_id": readers[enrolment_id][0], "attempts": 0,
+                          "status": DeliveryStatus.PENDING,
+                          "variant_id": copies[readers[enrolment_id][1]], "last_error": None}
+                         for enrolment_id in sorted(moved)], skip_existing=True)
         enqueue_after_commit(jobs.SEND_DIGEST_BATCH, step.digest_id)
     return len(moved)
+
+
+def _copies(step: SequenceStep, languages: set[str]) -> dict[str, int]:
+    """The step's copy (variant) id for each of these languages, made when first
+    needed: a copy is a language, its words are read from the step when rendered."""
+    found = dict(db.session.execute(
+        select(DigestVariant.language, func.min(DigestVariant.id))
+        .where(DigestVariant.digest_id == step.digest_id,
+               DigestVariant.language.in_(sorted(languages)))
+        .group_by(DigestVariant.language)).all())
+    for language in sorted(languages - set(found)):
+        variant = DigestVariant(digest_id=step.digest_id, topic_ids=[], article_ids=[],
+                                language=language, subject=words_in(step, language)[0])
+        db.session.add(variant)
+        db.session.flush()
+        found[language] = variant.id
+    return found

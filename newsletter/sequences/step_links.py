@@ -1,7 +1,8 @@
 """Which links of a sequence step are tracked, and each one's number.
 
-A step's tracked links are the links of its body that lead away from this site (the
-site's own pages, unsubscribing and preferences among them, are never tracked). Their
+A step's tracked links are the links of its bodies (one per language) that lead away
+from this site (the site's own pages, unsubscribing and preferences among them, are
+never tracked). Their
 URLs are kept on the step in order, a link's number being its place + 1; an edit only
 appends the URLs it brings, so a link in a copy sent before the edit keeps its number
 and keeps redirecting.
@@ -27,26 +28,36 @@ def step_of(digest_id: int) -> SequenceStep | None:
 MAX_TRACKED_URLS = 500
 
 
-def trackable(body_html: str) -> list[str]:
-    return [url for url in web_links(body_html) if not is_own_site(url)]
+def trackable(*bodies_html: str) -> list[str]:
+    """The links leaving the site in these bodies (a step's, one per language), in
+    order, each once."""
+    found = [url for body in bodies_html for url in web_links(body) if not is_own_site(url)]
+    return list(dict.fromkeys(found))
+
+
+def bodies(body_html: str, translations: dict | None) -> list[str]:
+    """A step's body in each of its languages."""
+    return [body_html] + [words["body_html"] for words in (translations or {}).values()
+                          if words.get("body_html")]
 
 
 def urls_of(step: SequenceStep) -> list[str]:
     """Every URL the step's tracked links have pointed at, in number order."""
     return list(step.tracked_urls) if step.tracked_urls is not None else trackable(
-        step.body_html)
+        *bodies(step.body_html, step.translations))
 
 
-def remember(step: SequenceStep, new_body_html: str) -> None:
-    """Before the step's body becomes ``new_body_html``: add the links it brings."""
+def remember(step: SequenceStep, new_bodies_html: list[str]) -> None:
+    """Before the step's bodies (one per language) become ``new_bodies_html``: add the
+    links they bring."""
     known = urls_of(step)
-    new = [url for url in trackable(new_body_html) if url not in known]
+    new = [url for url in trackable(*new_bodies_html) if url not in known]
     step.tracked_urls = known + new[:max(0, MAX_TRACKED_URLS - len(known))]
 
 
 def numbered(step: SequenceStep) -> dict[str, int]:
     """The links to track in the step as it reads now: URL -> link number."""
-    current = set(trackable(step.body_html))
+    current = set(trackable(*bodies(step.body_html, step.translations)))
     return {url: number for number, url in enumerate(urls_of(step), start=1)
             if url in current}
 

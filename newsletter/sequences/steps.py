@@ -26,6 +26,7 @@ from newsletter.mail.transport import DeliveryResult
 from newsletter.models import Digest, DigestKind, DigestStatus, Sequence, SequenceStep
 from newsletter.sequences import step_links, step_mail
 from newsletter.sequences.durations import DurationError, parse_duration
+from newsletter.sequences.quiet_hours import WindowError, parse_window
 
 MAX_NAME = 100
 MAX_SUBJECT = 300
@@ -75,6 +76,26 @@ def delay_of(text: str) -> int:
         raise SequenceError(str(error)) from None
 
 
+def clean_translations(value: dict | None) -> dict | None:
+    """{"fr": {"subject": ..., "body": Markdown}} for languages other than the default,
+    each part optional (empty: the default language's) -> what the step stores."""
+    offered = current_app.config["LANGUAGES"][1:]
+    kept = {}
+    for code, words in (value or {}).items():
+        if code not in offered:
+            raise SequenceError(f"Unknown language {str(code)[:16]!r} for a translation: use "
+                                f"one of {', '.join(offered) or '(none but the default)'}.")
+        subject = (words.get("subject") or "").strip()
+        body = words.get("body") or ""
+        stored = {"subject": clean_subject(subject) if subject else "",
+                  "body_markdown": "", "body_html": ""}
+        if body.strip():
+            stored.update(body_markdown=body, body_html=body_html_of(body))
+        if stored["subject"] or stored["body_markdown"]:
+            kept[code] = stored
+    return kept or None
+
+
 def get_sequence(name: str) -> Sequence:
     sequence = db.session.scalar(select(Sequence).where(Sequence.name == str(name).strip()))
     if sequence is None:
@@ -113,12 +134,15 @@ def create_sequence(name: str, topic_slug: str | None = None) -> Sequence:
     return sequence
 
 
-def add_step(name: str, after: str, subject: str, body_markdown: str) -> SequenceStep:
+def add_step(name: str, after: str, subject: str, body_markdown: str,
+             translations: dict | None = None) -> SequenceStep:
     """Append a step; every reader who has not passed the end of the sequence gets it.
-    Everything is checked before anything is written."""
+    ``translations``: its words in other languages (``clean_translations``). Everything
+    is checked before anything is written."""
     sequence = get_sequence(name)
     delay, subject, body_html = delay_of(after), clean_subject(subject), body_html_of(
         body_markdown)
+    translations = clean_translations(translations)
     digest = Digest(kind=DigestKind.SEQUENCE_STEP, subject=subject, intro="",
                     status=DigestStatus.DRAFT)
     db.session.add(digest)
@@ -129,25 +153,67 @@ def add_step(name: str, after: str, subject: str, body_markdown: str) -> Sequenc
         SequenceStep.sequence_id == sequence.id)) or 0
     step = SequenceStep(sequence_id=sequence.id, position=last + 1, delay_seconds=delay,
                         subject=subject, body_markdown=body_markdown, body_html=body_html,
-                        digest_id=digest.id, tracked_urls=step_links.trackable(body_html))
+                        translations=translations, digest_id=digest.id,
+                        tracked_urls=step_links.trackable(
+                            *step_links.bodies(body_html, translations)))
     db.session.add(step)
     db.session.flush()
     return step
 
 
-def edit_step(step_id: int, after: str, subject: str, body_markdown: str) -> SequenceStep:
+_KEEP = object()
+
+
+def edit_step(step_id: int, after: str, subject: str, body_markdown: str,
+              translations: dict | None | object = _KEEP) -> SequenceStep:
     """New words or timing for readers who have not had the step; nobody gets it twice
-    (their ledger row exists already)."""
+    (their ledger row exists already). ``translations`` replace the step's (left out:
+    kept)."""
     step = db.session.get(SequenceStep, step_id)
     if step is None:
         raise SequenceError("That step does not exist.")
     delay, subject, body_html = delay_of(after), clean_subject(subject), body_html_of(
         body_markdown)
-    step_links.remember(step, body_html)
+    translations = (step.translations if translations is _KEEP
+                    else clean_translations(translations))
+    step_links.remember(step, step_links.bodies(body_html, translations))
     step.delay_seconds, step.subject, step.body_html = delay, subject, body_html
-    step.body_markdown = body_markdown
+    step.body_markdown, step.translations = body_markdown, translations
     step.revision += 1  # workers render it afresh
     return step
+
+
+def translate_step(step_id: int, language: str, subject: str, body_markdown: str
+                   ) -> SequenceStep:
+    """Set the step's words in one language (both empty: that language falls back to
+    the default's again); an edit like any other."""
+    step = db.session.get(SequenceStep, step_id)
+    if step is None:
+        raise SequenceError("That step does not exist.")
+    translations = {code: {"subject": words["subject"], "body": words["body_markdown"]}
+                    for code, words in (step.translations or {}).items()}
+    translations[language] = {"subject": subject, "body": body_markdown}
+    return edit_step(step_id, f"{step.delay_seconds}s", step.subject, step.body_markdown,
+                     translations)
+
+
+def step_at(sequence: Sequence, position: int) -> SequenceStep:
+    step = db.session.scalar(select(SequenceStep).where(
+        SequenceStep.sequence_id == sequence.id, SequenceStep.position == position))
+    if step is None:
+        raise SequenceError(f"The sequence {sequence.name!r} has no step {position}.")
+    return step
+
+
+def set_window(name: str, window: str | None) -> Sequence:
+    """Quiet hours: steps go out only within ``window`` ("08:00-20:00"; empty: any hour)."""
+    sequence = get_sequence(name)
+    try:
+        parsed = parse_window(window)
+    except WindowError as error:
+        raise SequenceError(str(error)) from None
+    sequence.window_start, sequence.window_end = parsed or (None, None)
+    return sequence
 
 
 def move_step(step_id: int, offset: int) -> bool:
@@ -164,14 +230,15 @@ def move_step(step_id: int, offset: int) -> bool:
     return True
 
 
-def preview(step: SequenceStep) -> RenderedMail:
+def preview(step: SequenceStep, language: str | None = None) -> RenderedMail:
     # Its unsubscribe link leads to a page saying this was a test: nobody to unsubscribe.
-    return step_mail.render(step, external_url("public.test_mail"))
+    return step_mail.render(step, external_url("public.test_mail"), language)
 
 
-def send_test(step: SequenceStep, to_email: str) -> DeliveryResult:
+def send_test(step: SequenceStep, to_email: str,
+              language: str | None = None) -> DeliveryResult:
     """Send the step to one address (an editor's own), now, marked as a test."""
-    rendered = preview(step)
+    rendered = preview(step, language)
     test_copy = dataclasses.replace(rendered, subject="[Test] " + rendered.subject)
     message = build_message(test_copy, mail_from=site_settings.mail_from(), to_email=to_email,
                             reply_to=site_settings.current().reply_to or None)

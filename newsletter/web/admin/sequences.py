@@ -4,7 +4,16 @@ is. Every change is audited."""
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from newsletter.extensions import db
@@ -12,6 +21,7 @@ from newsletter.mail.transport import Outcome
 from newsletter.models import Role, Sequence, SequenceStep
 from newsletter.sequences import reports, steps
 from newsletter.sequences.durations import format_duration
+from newsletter.sequences.quiet_hours import format_window
 from newsletter.sequences.steps import SequenceError
 from newsletter.web.admin.access import allow, audit_action, bp
 from newsletter.web.security import mail_document
@@ -19,9 +29,30 @@ from newsletter.web.security import mail_document
 PREFIX = "/sequences"
 
 
+def _other_languages() -> tuple[str, ...]:
+    return current_app.config["LANGUAGES"][1:]
+
+
 def _form() -> dict[str, str]:
     form = request.form
-    return {key: form.get(key, "") for key in ("name", "topic", "after", "subject", "body")}
+    keys = ("name", "topic", "after", "subject", "body", "window") + tuple(
+        f"{kind}_{code}" for code in _other_languages() for kind in ("subject", "body"))
+    return {key: form.get(key, "") for key in keys}
+
+
+def _translations(form: dict[str, str]) -> dict:
+    return {code: {"subject": form[f"subject_{code}"], "body": form[f"body_{code}"]}
+            for code in _other_languages()}
+
+
+def _step_form(step: SequenceStep) -> dict[str, str]:
+    form = {"after": format_duration(step.delay_seconds), "subject": step.subject,
+            "body": step.body_markdown}
+    for code in _other_languages():
+        words = (step.translations or {}).get(code) or {}
+        form[f"subject_{code}"] = words.get("subject", "")
+        form[f"body_{code}"] = words.get("body_markdown", "")
+    return form
 
 
 def _sequence_page(sequence: Sequence, form=None, editing: SequenceStep | None = None,
@@ -29,7 +60,8 @@ def _sequence_page(sequence: Sequence, form=None, editing: SequenceStep | None =
     return render_template(
         "admin/sequence.html", sequence=sequence, steps=reports.step_reports(sequence.id),
         readers=reports.readers(sequence), form=form or {}, editing=editing,
-        format_duration=format_duration), status
+        format_duration=format_duration,
+        window=format_window(sequence.window_start, sequence.window_end)), status
 
 
 @bp.get(PREFIX + "/")
@@ -66,7 +98,8 @@ def sequence_add_step(sequence_id: int):
     sequence = db.session.get(Sequence, sequence_id) or abort(404)
     form = _form()
     try:
-        step = steps.add_step(sequence.name, form["after"], form["subject"], form["body"])
+        step = steps.add_step(sequence.name, form["after"], form["subject"], form["body"],
+                              _translations(form))
     except SequenceError as error:
         db.session.rollback()
         flash(str(error), "error")
@@ -74,6 +107,11 @@ def sequence_add_step(sequence_id: int):
     audit_action("sequence_step_add", target=f"sequence {sequence.name} step {step.position}")
     flash(f"Step {step.position} added.", "ok")
     return redirect(url_for("admin.sequence_page", sequence_id=sequence_id))
+
+
+def _language() -> str | None:
+    code = request.values.get("lang")
+    return code if code in current_app.config["LANGUAGES"] else None
 
 
 def _step(step_id: int) -> SequenceStep:
@@ -86,12 +124,11 @@ def sequence_step_edit(step_id: int):
     step = _step(step_id)
     sequence = db.session.get(Sequence, step.sequence_id)
     if request.method == "GET":
-        return _sequence_page(sequence, {"after": format_duration(step.delay_seconds),
-                                         "subject": step.subject, "body": step.body_markdown},
-                              editing=step)
+        return _sequence_page(sequence, _step_form(step), editing=step)
     form = _form()
     try:
-        steps.edit_step(step_id, form["after"], form["subject"], form["body"])
+        steps.edit_step(step_id, form["after"], form["subject"], form["body"],
+                        _translations(form))
     except SequenceError as error:
         db.session.rollback()
         flash(str(error), "error")
@@ -100,6 +137,27 @@ def sequence_step_edit(step_id: int):
     audit_action("sequence_step_edit", target=f"sequence {sequence.name} step {step_id}")
     flash("Step saved: readers who had it do not get it again.", "ok")
     return redirect(url_for("admin.sequence_page", sequence_id=sequence.id))
+
+
+@bp.post(PREFIX + "/<int:sequence_id>/window")
+@allow(Role.EDITOR)
+def sequence_window(sequence_id: int):
+    """Quiet hours: the hours of the day steps may go out (empty: any hour)."""
+    sequence = db.session.get(Sequence, sequence_id) or abort(404)
+    window = request.form.get("window", "")
+    try:
+        steps.set_window(sequence.name, window)
+    except SequenceError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return _sequence_page(db.session.get(Sequence, sequence_id), {"window": window},
+                              status=400)
+    shown = format_window(sequence.window_start, sequence.window_end)
+    audit_action("sequence_window", target=f"sequence {sequence.name}",
+                 detail=shown or "any hour")
+    flash(f"Steps go out {'from ' + shown.replace('-', ' to ') if shown else 'at any hour'}.",
+          "ok")
+    return redirect(url_for("admin.sequence_page", sequence_id=sequence_id))
 
 
 @bp.post(PREFIX + "/steps/<int:step_id>/<any(up, down):direction>")
@@ -114,8 +172,9 @@ def sequence_step_move(step_id: int, direction: str):
 @bp.get(PREFIX + "/steps/<int:step_id>/preview")
 @allow(Role.EDITOR)
 def sequence_step_preview(step_id: int):
-    """The step page's sandboxed iframe, or with ``part=text`` the text part."""
-    preview = steps.preview(_step(step_id))
+    """The step page's sandboxed iframe, or with ``part=text`` the text part; in
+    ``lang`` (else the default language)."""
+    preview = steps.preview(_step(step_id), _language())
     if request.args.get("part") == "text":
         return Response(f"Subject: {preview.subject}\n\n{preview.text}", mimetype="text/plain")
     return mail_document(preview.html, framed_by_self=True)
@@ -125,7 +184,7 @@ def sequence_step_preview(step_id: int):
 @allow(Role.EDITOR)
 def sequence_step_test(step_id: int):
     step = _step(step_id)
-    result = steps.send_test(step, current_user.email)
+    result = steps.send_test(step, current_user.email, _language())
     audit_action("send_test", outcome="ok" if result.outcome is Outcome.SENT else "failed",
                  target=f"sequence step {step_id}")
     if result.outcome is Outcome.SENT:

@@ -48,7 +48,7 @@ def test_an_edit_appends_new_links_and_keeps_the_numbers_of_old_ones():
     assert step_links.numbered(step)["https://news.example.com/faq"] == 2
     new_body = ('<a href="https://news.example.com/new">new</a> '
                 '<a href="https://news.example.com/faq">faq</a>')
-    step_links.remember(step, new_body)
+    step_links.remember(step, [new_body])
     step.body_html = new_body
     assert step_links.numbered(step) == {"https://news.example.com/faq": 2,
                                          "https://news.example.com/new": 6}
@@ -61,9 +61,19 @@ def test_past_the_limit_an_edits_new_links_go_out_untracked(monkeypatch):
     monkeypatch.setattr(step_links, "MAX_TRACKED_URLS", 3)
     step = SequenceStep(body_html="", tracked_urls=[])
     body = "".join(f'<a href="https://news.example.com/{n}">{n}</a>' for n in range(5))
-    step_links.remember(step, body)
+    step_links.remember(step, [body])
     step.body_html = body
     assert step_links.numbered(step) == {f"https://news.example.com/{n}": n + 1
                                          for n in range(3)}
-    step_links.remember(step, body + '<a href="https://news.example.com/more">more</a>')
+    step_links.remember(step, [body + '<a href="https://news.example.com/more">more</a>'])
     assert len(step.tracked_urls) == 3
+
+
+def test_a_translated_bodys_links_are_tracked_too_and_keep_their_numbers():
+    step = SequenceStep(body_html='<a href="https://news.example.com/en">en</a>',
+                        tracked_urls=None, translations=None)
+    french = '<a href="https://news.example.com/fr">fr</a>'
+    step_links.remember(step, [step.body_html, french])
+    step.translations = {"fr": {"subject": "", "body_markdown": "x", "body_html": french}}
+    assert step_links.numbered(step) == {"https://news.example.com/en": 1,
+                                         "https://news.example.com/fr": 2}
