@@ -138,3 +138,58 @@ def test_the_api_lists_sequences_only_for_a_token_with_the_scope(app, client, bo
     assert sequence["steps"] == [{"id": sequence["steps"][0]["id"], "position": 1,
                                   "after_seconds": 7200, "subject": "Hi", "sent": 0,
                                   "failed": 0, "skipped": 0, "waiting": 0}]
+
+
+def test_a_step_gets_words_in_another_language_and_a_sequence_quiet_hours(app, client, body,
+                                                                          tmp_path):
+    app.config["LANGUAGES"] = ("en", "fr")
+    french = tmp_path / "bienvenue.md"
+    french.write_text("Bonjour et **bienvenue**.")
+    cli(app, "create", "welcome")
+    cli(app, "add-step", "welcome", "--after", "0s", "--subject", "Welcome", "--body-file", body)
+    result = cli(app, "translate", "welcome", "1", "--language", "fr", "--subject", "Bienvenue",
+                 "--body-file", str(french))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "step 1 of welcome: own words in fr"
+    with app.app_context():
+        step = db.session.scalar(select(SequenceStep))
+        assert step.translations["fr"]["subject"] == "Bienvenue"
+        assert "<strong>bienvenue</strong>" in step.translations["fr"]["body_html"]
+        assert step.revision == 2  # workers render it afresh
+    # Neither subject nor body: French readers get the default's words again.
+    assert cli(app, "translate", "welcome", "1", "--language", "fr").exit_code == 0
+    with app.app_context():
+        assert db.session.scalar(select(SequenceStep.translations)) is None
+
+    result = cli(app, "window", "welcome", "08:00-20:00")
+    assert result.exit_code == 0 and "between 08:00-20:00" in result.output
+    with app.app_context():
+        assert db.session.execute(select(Sequence.window_start, Sequence.window_end)).one() == (
+            480, 1200)
+    assert "at any hour" in cli(app, "window", "welcome").output
+    with app.app_context():
+        assert db.session.scalar(select(Sequence.window_start)) is None
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("window", "welcome", "20:00-08:00"), "ends (08:00) before it starts (20:00)"),
+    (("window", "welcome", "8h-20h"), "is not a time of day: write HH:MM"),
+    (("window", "nope", "08:00-20:00"), "no sequence named 'nope'"),
+    (("translate", "welcome", "1", "--language", "de", "--subject", "Hallo"),
+     "Unknown language 'de'"),
+    (("translate", "welcome", "1", "--language", "en", "--subject", "Hi"),
+     "Unknown language 'en'"),  # the default language's words are the step's own
+    (("translate", "welcome", "2", "--language", "fr", "--subject", "Salut"),
+     "has no step 2"),
+    (("translate", "welcome", "1", "--language", "fr", "--subject", "Sa\nlut"),
+     "control character"),
+])
+def test_bad_quiet_hours_and_translations_are_refused(app, client, body, args, says):
+    app.config["LANGUAGES"] = ("en", "fr")
+    cli(app, "create", "welcome")
+    cli(app, "add-step", "welcome", "--after", "0s", "--subject", "Welcome", "--body-file", body)
+    assert says in refused(cli(app, *args))
+    with app.app_context():
+        assert db.session.execute(select(Sequence.window_start, SequenceStep.translations,
+                                         SequenceStep.revision).join(
+            SequenceStep, SequenceStep.sequence_id == Sequence.id)).one() == (None, None, 1)

@@ -117,3 +117,53 @@ def test_a_steps_sending_cannot_be_paused_or_cancelled_by_posting_its_id(app, ed
     with app.app_context():
         assert db.session.get(Digest, digest_id).status == DigestStatus.SENDING
     assert [(row.action, row.outcome) for row in audit_rows(app)][-1] == (action, "failed")
+
+
+def test_an_editor_gives_a_step_french_words_and_previews_them(app, editor):
+    app.config["LANGUAGES"] = ("en", "fr")
+    post(editor, "/admin/sequences/", name="welcome")
+    with app.app_context():
+        sequence_id = db.session.scalar(select(Sequence.id))
+    page = f"/admin/sequences/{sequence_id}"
+    assert "Subject in français" in editor.get(page).get_data(True)
+    assert post(editor, f"{page}/steps", after="0s", subject="Hello", body="Some *words*",
+                subject_fr="Bonjour", body_fr="Des *mots*").status_code == 302
+    with app.app_context():
+        step_id = db.session.scalar(select(SequenceStep.id))
+    edit_page = editor.get(f"/admin/sequences/steps/{step_id}").get_data(True)
+    assert 'value="Bonjour"' in edit_page and "Des *mots*" in edit_page
+    french = editor.get(f"/admin/sequences/steps/{step_id}/preview?lang=fr&part=text")
+    assert french.get_data(True).startswith("Subject: Bonjour")
+    assert "Se désabonner :" in french.get_data(True)
+    english = editor.get(f"/admin/sequences/steps/{step_id}/preview?part=text")
+    assert english.get_data(True).startswith("Subject: Hello")
+    # An unknown ?lang= is the default language, never an error.
+    assert editor.get(f"/admin/sequences/steps/{step_id}/preview?lang=xx&part=text"
+                      ).get_data(True).startswith("Subject: Hello")
+    # Emptying the French words falls back to the default's.
+    assert post(editor, f"/admin/sequences/steps/{step_id}", after="0s", subject="Hello",
+                body="Some *words*", subject_fr="", body_fr="").status_code == 302
+    with app.app_context():
+        assert db.session.get(SequenceStep, step_id).translations is None
+
+
+def test_quiet_hours_are_set_on_the_sequence_page_and_bad_ones_are_a_400(app, editor):
+    post(editor, "/admin/sequences/", name="welcome")
+    with app.app_context():
+        sequence_id = db.session.scalar(select(Sequence.id))
+    window = f"/admin/sequences/{sequence_id}/window"
+    for bad, says in (("20:00-08:00", "before it starts"), ("8am-8pm", "HH:MM"),
+                      ("soon", "two times of day")):
+        response = post(editor, window, window=bad)
+        assert response.status_code == 400 and says in response.get_data(True)
+        with app.app_context():
+            assert db.session.scalar(select(Sequence.window_start)) is None
+    assert post(editor, window, window="08:00-20:00").status_code == 302
+    assert 'value="08:00-20:00"' in editor.get(f"/admin/sequences/{sequence_id}").get_data(True)
+    with app.app_context():
+        assert db.session.execute(select(Sequence.window_start, Sequence.window_end)).one() == (
+            480, 1200)
+    assert post(editor, window, window="").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(Sequence.window_start)) is None
+    assert "sequence_window" in {row.action for row in audit_rows(app)}
