@@ -67,10 +67,36 @@ def check_email(raw: object) -> EmailAddress:
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidAddress(N_("That email address is not valid: %(reason)s"),
-                             reason=str(error)) from None
+        raise _not_valid(str(error)) from None
     normalized = f"{result.local_part.lower()}@{result.domain.lower()}"
     return EmailAddress(given=text, normalized=normalized)
+
+
+# The validator's reasons are English and many: a reader's page shows the nearest of
+# these sentences (in the catalogues), first match wins; the API and the editors' pages
+# keep the validator's own words (the error's text).
+_REASONS = (
+    (("must have an @-sign", "at-sign"),
+     N_("That email address is not valid: it needs an @ sign, as in name@example.com.")),
+    (("something before the @-sign",),
+     N_("That email address is not valid: there must be something before the @ sign.")),
+    (("too long",), N_("That email address is not valid: it is too long.")),
+    (("after the @-sign", "something after the @-sign"),
+     N_("That email address is not valid: the part after the @ sign is not a domain such "
+        "as example.com.")),
+    (("character", "period", "quot", "ASCII", "angle bracket", "display name"),
+     N_("That email address is not valid: it holds characters or dots where an address "
+        "cannot have them.")),
+)
+
+
+def _not_valid(reason: str) -> InvalidAddress:
+    message = next((sentence for markers, sentence in _REASONS
+                    if any(marker in reason for marker in markers)),
+                   N_("That email address is not valid."))
+    error = InvalidAddress(message)
+    error.args = (f"That email address is not valid: {reason}",)
+    return error
 
 
 def ascii_domain(address: str) -> str:

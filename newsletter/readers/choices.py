@@ -22,6 +22,7 @@ from newsletter.content.topics import (
     topics_by_slugs,
 )
 from newsletter.extensions import db
+from newsletter.mail.language import N_
 from newsletter.models import Cadence, Subscriber, Topic
 
 MAX_TOPICS_CHOSEN = 100
@@ -30,7 +31,13 @@ MAX_ZONE = 64
 
 class ChoiceError(TopicError):
     """A language or time zone that is not offered (a TopicError, so every form and
-    endpoint that refuses a bad topic refuses these the same way)."""
+    endpoint that refuses a bad topic refuses these the same way). Keeps the message's
+    catalogue form and its values, so a reader's page can translate it."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(message % values)
+        self.message = message
+        self.values = values
 
 
 @cache
@@ -42,7 +49,8 @@ def check_timezone(value: object) -> str:
     """An IANA time zone name as the zone database spells it, e.g. Europe/Paris."""
     if not isinstance(value, str) or len(value) > MAX_ZONE or value.strip() not in _zones():
         shown = repr(value[:MAX_ZONE]) if isinstance(value, str) else "this value"
-        raise ChoiceError(f"Unknown time zone {shown}: use an IANA name such as Europe/Paris.")
+        raise ChoiceError(N_("Unknown time zone %(zone)s: use an IANA name such as "
+                             "Europe/Paris."), zone=shown)
     return value.strip()
 
 
@@ -51,7 +59,8 @@ def check_language(value: object) -> str:
     offered = current_app.config["LANGUAGES"]
     if not isinstance(value, str) or value.strip() not in offered:
         shown = repr(value[:16]) if isinstance(value, str) else "this value"
-        raise ChoiceError(f"Unknown language {shown}: choose one of {', '.join(offered)}.")
+        raise ChoiceError(N_("Unknown language %(language)s: choose one of %(offered)s."),
+                          language=shown, offered=", ".join(offered))
     return value.strip()
 
 

@@ -46,7 +46,13 @@ PAUSE_WEEKS = (2, 4, 8)
 
 
 class PreferenceError(ValueError):
-    """Bad preference input; the message says what to fix."""
+    """Bad preference input; the message says what to fix. Keeps the message's catalogue
+    form and its values, so the preference centre can translate it."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message = message
+        self.values = values
 
 
 class NotSubscribed(PreferenceError):
@@ -111,7 +117,7 @@ def _apply_locale(subscriber: Subscriber, changes: dict) -> None:
         zone = changes.get("timezone") and choices.check_timezone(changes["timezone"])
         language = changes.get("language") and choices.check_language(changes["language"])
     except choices.ChoiceError as error:
-        raise PreferenceError(str(error)) from None
+        raise PreferenceError(error.message, **error.values) from None
     if "timezone" in changes:
         subscriber.timezone = zone or None
     if "language" in changes:

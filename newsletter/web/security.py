@@ -26,6 +26,8 @@ from flask.json.provider import DefaultJSONProvider
 from flask_login import current_user
 from werkzeug.routing import IntegerConverter, PathConverter, UnicodeConverter
 
+from newsletter.mail.language import N_
+
 MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; SQLite's range is larger
 
 PUBLIC_BODY_LIMIT = 16 * 1024  # anyone: forms, the JSON API
@@ -133,7 +135,7 @@ class HostCheck:
 
 def _refuse_bad_host() -> None:
     if request.environ.get(BAD_HOST):
-        abort(400, "The Host header is not a valid host name.")
+        abort(400, N_("The Host header is not a valid host name."))
 
 
 def policy_header(policy: dict[str, str]) -> str:
@@ -218,7 +220,7 @@ def _body_limit() -> None:
     if b"%00" in request.query_string or b"\x00" in request.query_string or (
             request.mimetype in FORM_TYPES
             and any("\x00" in key + value for key, value in request.form.items(multi=True))):
-        abort(400, "The request holds a NUL character.")
+        abort(400, N_("The request holds a NUL character."))
 
 
 def _security_headers(response: Response) -> Response:

@@ -105,6 +105,24 @@ def test_a_host_header_that_is_no_host_name_is_a_400_with_a_reason(app, client, 
         assert response.headers["Content-Security-Policy"]  # our own error page
 
 
+def test_the_edges_400_pages_are_in_the_language_the_request_asks_for(app, client):
+    app.config["LANGUAGES"] = ("en", "fr")
+    french = {"Accept-Language": "fr-FR, fr;q=0.9"}
+    bad_host = client.get("/subscribe", headers={"Host": "a..b", **french})
+    assert bad_host.status_code == 400
+    assert "L’en-tête Host n’est pas un nom d’hôte valide." in bad_host.get_data(as_text=True)
+    nul = client.get("/subscribe?lang=fr&q=%00")
+    assert nul.status_code == 400
+    assert "La requête contient un caractère NUL." in nul.get_data(as_text=True)
+    form = client.post("/subscribe?lang=fr", data={"email": "a\x00@example.com"})
+    assert "La requête contient un caractère NUL." in form.get_data(as_text=True)
+    english = client.get("/subscribe?q=%00", headers={"Accept-Language": "en"})
+    assert "The request holds a NUL character." in english.get_data(as_text=True)
+    # The API answers in English whatever the request asks for.
+    api = client.get("/api/v1/topics?lang=fr", headers={"Host": "a..b", **french})
+    assert api.get_json()["error"] == "The Host header is not a valid host name."
+
+
 def test_a_host_forwarded_by_a_trusted_proxy_is_checked_too(app, clean_state):
     proxied = create_app(app_config(app.config["DATABASE_URL"], app.config["REDIS_URL"],
                                     app.config["SMTP_PORT"], PROXY_COUNT=1))
