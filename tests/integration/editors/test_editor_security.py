@@ -258,6 +258,7 @@ EXPECTED = {
     "admin.sequence_page": EDITOR, "admin.sequence_add_step": EDITOR,
     "admin.sequence_step_edit": EDITOR, "admin.sequence_step_move": EDITOR,
     "admin.sequence_step_preview": EDITOR, "admin.sequence_step_test": EDITOR,
+    "admin.sequence_window": EDITOR,
     "api.list_sequences": "sequences:read",
     "admin.webhooks_page": OWNER, "admin.webhook_log": OWNER, "admin.webhook_resend": OWNER,
     "admin.webhook_enable": OWNER, "admin.webhook_remove": OWNER,
