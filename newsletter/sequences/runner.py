@@ -150,6 +150,7 @@ def _queue_due(sequence_id: int, steps: list[SequenceStep], now: datetime,
     completed = queued = 0
     last = steps[-1].position if steps else 0
     after = 0
+    languages: dict[str | None, str] = {}  # a reader's language -> the one they get
     while True:
         waiting = db.session.execute(
             select(Enrolment.id, Enrolment.subscriber_id, Enrolment.entered_at,
@@ -170,7 +171,9 @@ def _queue_due(sequence_id: int, steps: list[SequenceStep], now: datetime,
             step = next((step for step in steps if step.position > row.passed_position), None)
             if (step is not None and row.entered_at + timedelta(seconds=step.delay_seconds)
                     <= now and window.open_for(row.timezone)):
-                due[step.id][row.id] = (row.subscriber_id, language_of(row.language))
+                if row.language not in languages:
+                    languages[row.language] = language_of(row.language)
+                due[step.id][row.id] = (row.subscriber_id, languages[row.language])
         for step in steps:
             if due[step.id]:
                 queued += _queue(step, due[step.id])
