@@ -121,6 +121,7 @@ def list_sequences():
     with unit_of_work():
         for summary in reports.summaries():
             topic = f" (topic {summary.topic})" if summary.topic else ""
+            topic += f" (sends {summary.window})" if summary.window else ""
             readers = ", ".join(f"{count} {state}" for state, count in summary.readers.items())
             click.echo(f"{summary.name}{topic}: {readers or 'no readers yet'}")
             for step in summary.steps:

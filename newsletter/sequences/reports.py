@@ -21,6 +21,7 @@ from newsletter.models import (
     Subscriber,
     Topic,
 )
+from newsletter.sequences.quiet_hours import format_window
 from newsletter.sequences.steps import all_sequences, steps_of
 
 FAILED = (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)
@@ -48,6 +49,7 @@ class Summary:
     created_at: datetime
     readers: dict[str, int] = field(default_factory=dict)  # by enrolment state
     steps: list[StepReport] = field(default_factory=list)
+    window: str = ""  # quiet hours, "08:00-20:00"; empty: any hour
 
 
 def step_reports(sequence_id: int) -> list[StepReport]:
@@ -91,7 +93,8 @@ def summaries() -> list[Summary]:
     ):
         states[sequence_id][state.value] = count
     return [Summary(sequence.id, sequence.name, topics.get(sequence.topic_id),
-                    sequence.created_at, states[sequence.id], step_reports(sequence.id))
+                    sequence.created_at, states[sequence.id], step_reports(sequence.id),
+                    format_window(sequence.window_start, sequence.window_end))
             for sequence in all_sequences()]
 
 

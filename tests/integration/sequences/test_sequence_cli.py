@@ -163,6 +163,7 @@ def test_a_step_gets_words_in_another_language_and_a_sequence_quiet_hours(app, c
 
     result = cli(app, "window", "welcome", "08:00-20:00")
     assert result.exit_code == 0 and "between 08:00-20:00" in result.output
+    assert "welcome (sends 08:00-20:00): no readers yet" in cli(app, "list").output
     with app.app_context():
         assert db.session.execute(select(Sequence.window_start, Sequence.window_end)).one() == (
             480, 1200)
