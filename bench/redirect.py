@@ -85,14 +85,48 @@ with app.app_context(), unit_of_work():
     return script
 
 
-def wrk(port: int, seconds: int, connections: int, script: Path) -> dict:
-    result = subprocess.run(
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc), 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_of(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def wrk(port: int, seconds: int, connections: int, script: Path,
+        watched: dict[str, list[int]] | None = None) -> dict:
+    """wrk's figures; with ``watched`` (name -> pids) also each one's CPU per request
+    (µs), a figure the machine's other load does not move much."""
+    before = {name: sum(map(cpu_seconds, pids)) for name, pids in (watched or {}).items()}
+    process = subprocess.Popen(
         ["wrk", "--threads", "2", "--connections", str(connections), "--duration",
          f"{seconds}s", "--latency", "--header", f"User-Agent: {BROWSER}",
          "--header", "Host: news.example.com",  # the app answers only its BASE_URL host
          "--timeout", "10s", "--script", str(script), f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True)
-    return parse_wrk(result.stdout)
+        stdout=subprocess.PIPE, text=True)
+    # wrk's own CPU: read while it still exists (it is reaped by communicate)
+    pids = {**(watched or {}), "wrk": [process.pid]}
+    before["wrk"] = 0.0
+    last = {}
+    while process.poll() is None:
+        last = {name: sum(map(cpu_seconds, found)) for name, found in pids.items()}
+        time.sleep(0.05)
+    output = process.communicate()[0]
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, "wrk", output)
+    figures = parse_wrk(output)
+    if watched:
+        final = {name: sum(map(cpu_seconds, found)) for name, found in watched.items()}
+        final["wrk"] = last.get("wrk", 0.0)
+        figures["cpu_us"] = {name: (final[name] - before[name]) / figures["requests"] * 1e6
+                             for name in final}
+    return figures
 
 
 def wait_for_workers(port: int, path: str, timeout: float = 120) -> None:
@@ -113,19 +147,22 @@ def wait_for_workers(port: int, path: str, timeout: float = 120) -> None:
             connection.close()
 
 
-def measure(name: str, app_spec: str, env: dict, args, script: Path) -> dict:
+def measure(name: str, app_spec: str, env: dict, args, script: Path, redis_pid: int) -> dict:
     port = free_port()
     server = gunicorn(app_spec, port, args.workers, args.threads, env)
     try:
         first = re.search(r'"(/r/[^"]+)"', script.read_text()).group(1)
         wait_for_workers(port, first)
         wrk(port, 3, args.connections, script)  # warm up
-        figures = wrk(port, args.duration, args.connections, script)
+        figures = wrk(port, args.duration, args.connections, script,
+                      {"workers": workers_of(server.pid), "redis": [redis_pid]})
     finally:
         server.terminate()
         server.wait(timeout=30)
     print(f"{name:<12} {figures['rps']:>9.0f} req/s   p50 {figures['p50']:>7.2f} ms   "
-          f"p99 {figures['p99']:>7.2f} ms   non-2xx/3xx {figures['non_2xx']}", flush=True)
+          f"p99 {figures['p99']:>7.2f} ms   non-2xx/3xx {figures['non_2xx']}   CPU per "
+          "request: " + ", ".join(f"{who} {us:.0f} µs" for who, us in figures["cpu_us"].items())
+          + f"   load {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
     return figures
 
 
@@ -200,9 +237,10 @@ def main() -> None:
             print(f"gunicorn {args.workers} workers x {args.threads} thread(s), "
                   f"wrk {args.connections} connections, "
                   f"{args.duration} s, {args.copies} copies x 3 links", flush=True)
-            hello = measure("hello-world", "bench.hello_app:app", env, args, script)
+            hello = measure("hello-world", "bench.hello_app:app", env, args, script, redis.pid)
             time.sleep(1)
-            redirect = measure("redirect", "newsletter:create_app()", env, args, script)
+            redirect = measure("redirect", "newsletter:create_app()", env, args, script,
+                               redis.pid)
             stored, human, left = drain(env).split()
             without, tracked = map(float, build_rate(env, args.messages).split())
         finally:
