@@ -45,27 +45,28 @@ DRAIN_BATCH = 1000
 # The transitions a stored click may make: only human to bot, and only for these reasons.
 RELABEL = {(Verdict.HUMAN, Verdict.BOT): {"burst": BURST_WINDOW, "flood": 60.0}}
 
-_RECORD = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+# One round trip per click. The limits are part of the script's text, so a click
+# sends only what changes: the link, the time, the verdict so far and the record.
+_RECORD = f"""
 local url = redis.call('HGET', KEYS[1], ARGV[1])
-if not url then return 1 end
+if not url then return redis.call('EXISTS', KEYS[1]) end
 local now = tonumber(ARGV[2])
 local verdict, reason = ARGV[3], ARGV[4]
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[6]))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - {BURST_WINDOW})
 redis.call('EXPIRE', KEYS[2], 10)
-if verdict == 'human' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
+if verdict == 'human' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
   verdict, reason = 'bot', 'burst'
 end
 local hits = redis.call('INCR', KEYS[3])
 if hits == 1 then redis.call('EXPIRE', KEYS[3], 120) end
-if hits > tonumber(ARGV[8]) then verdict, reason = 'bot', 'flood' end
+if hits > {FLOOD_JUDGED} then verdict, reason = 'bot', 'flood' end
 local stored = 0
-if hits <= tonumber(ARGV[9]) and redis.call('LLEN', KEYS[4]) < tonumber(ARGV[10]) then
+if hits <= {FLOOD_STORED} and redis.call('LLEN', KEYS[4]) < {QUEUE_MAX} then
   redis.call('RPUSH', KEYS[4], ARGV[5] .. '|' .. verdict .. '|' .. reason)
   stored = 1
 end
-return {url, verdict, reason, stored}
+return {{url, verdict, reason, stored}}
 """
 
 
@@ -141,15 +142,17 @@ def record_open(link: LinkClaim, copy: CopyClaim, method: str, user_agent: str |
 
 def _record(link: LinkClaim, copy: CopyClaim, kind: ClickKind, judged: verdict.Judged,
             now: float, burst_links: int, cached_only: bool = False) -> Followed | None:
-    record = "|".join(str(value) for value in (
-        secrets.token_hex(8), link.digest_id, link.variant_id or "", link.link, copy.copy,
-        copy.subscriber_id if current_app.config["TRACK_READERS"] and copy.subscriber_id
-        else "", f"{now:.6f}", kind.value))
-    links_key = _key("links", link.digest_id)
-    keys = [links_key, _key("burst", link.digest_id, copy.copy),
-            _key("flood", link.digest_id, link.link, copy.copy, int(now // 60)), queue_key()]
-    args = [link.link, f"{now:.6f}", judged.verdict.value, judged.reason, record,
-            BURST_WINDOW, burst_links, FLOOD_JUDGED, FLOOD_STORED, QUEUE_MAX]
+    config = current_app.config
+    reader = copy.subscriber_id if config["TRACK_READERS"] and copy.subscriber_id else ""
+    at = f"{now:.6f}"
+    record = (f"{secrets.token_hex(8)}|{link.digest_id}|{link.variant_id or ''}|{link.link}|"
+              f"{copy.copy}|{reader}|{at}|{kind.value}")
+    prefix = f"{config['TASK_QUEUE']}:clicks:"
+    links_key = f"{prefix}links:{link.digest_id}"
+    keys = [links_key, f"{prefix}burst:{link.digest_id}:{copy.copy}",
+            f"{prefix}flood:{link.digest_id}:{link.link}:{copy.copy}:{int(now // 60)}",
+            f"{prefix}queue"]
+    args = [link.link, at, judged.verdict.value, judged.reason, record, burst_links]
     try:
         answer = _script()(keys=keys, args=args)
         # 0: the issue's links are not cached; 1: a signed link the cached ones lack

@@ -56,6 +56,17 @@ def scanner_networks() -> tuple:
 
 
 @cache
+def _scanner_ranges() -> dict[int, tuple[tuple[int, int], ...]]:
+    """IP version -> (first, last) address numbers: a click compares integers, it does
+    not walk ipaddress objects."""
+    ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for network in scanner_networks():
+        ranges[network.version].append((int(network.network_address),
+                                        int(network.broadcast_address)))
+    return {version: tuple(found) for version, found in ranges.items()}
+
+
+@cache
 def _detector() -> CrawlerDetect:
     return CrawlerDetect()
 
@@ -76,7 +87,10 @@ def _address(text: str | None):
 
 def in_scanner_network(address: str | None) -> bool:
     ip = _address(address)
-    return ip is not None and any(ip in network for network in scanner_networks())
+    if ip is None:
+        return False
+    number = int(ip)
+    return any(first <= number <= last for first, last in _scanner_ranges()[ip.version])
 
 
 def judge_click(method: str, user_agent: str | None, address: str | None,

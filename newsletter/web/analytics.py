@@ -9,6 +9,7 @@ never forwarded; the target is always the article's URL as the issue has it.
 from __future__ import annotations
 
 import base64
+from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, abort, request
 from werkzeug.urls import iri_to_uri
@@ -21,6 +22,17 @@ from newsletter.web.security import is_valid_host
 bp = Blueprint("analytics", __name__)
 csrf.exempt(bp)
 limiter.exempt(bp)  # a flood is judged and bounded per token in Redis (analytics/clicks.py)
+
+# Per process, a few hundred distinct values each (the site's hosts, the issues'
+# article URLs): a click looks its answer up instead of working it out again.
+_valid_host = lru_cache(maxsize=64)(is_valid_host)
+
+
+@lru_cache(maxsize=4096)
+def _location(url: str) -> str | None:
+    location = iri_to_uri(url)
+    return location if location.isprintable() else None
+
 
 # A 1x1 transparent GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -76,7 +88,7 @@ class FastRedirect:
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD")
-        if path.startswith("/r/") and method in ("GET", "HEAD") and is_valid_host(
+        if path.startswith("/r/") and method in ("GET", "HEAD") and _valid_host(
                 environ.get("HTTP_HOST", "")):
             location = self._follow(path, method, environ)
             if location is not None:
@@ -100,7 +112,4 @@ class FastRedirect:
                                          environ.get("REMOTE_ADDR"), cached_only=True)
             except clicks.NotCached:
                 return None
-        if followed is None:
-            return None
-        location = iri_to_uri(followed.url)
-        return location if location.isprintable() else None
+        return None if followed is None else _location(followed.url)
