@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from newsletter.analytics import tracking, verdict
 from newsletter.delivery.relay import redis_client
@@ -255,6 +256,54 @@ def _relabel(rows: list[dict]) -> None:
             Click.verdict == Verdict.HUMAN,
             Click.at >= row["at"] - timedelta(seconds=windows[reason]),
             Click.at <= row["at"]).values(verdict=Verdict.BOT, reason=reason))
+
+
+# An erased issue's links must stop redirecting at once, not when their cached
+# targets expire: its cache goes when the erasure commits (not before: a rollback
+# keeps the issue, and a click in between would only fill the cache again).
+_ERASED = "newsletter.erased_issues"  # session.info: ids, or ALL_ISSUES
+ALL_ISSUES = -1
+
+
+@event.listens_for(Session, "after_flush")
+def _note_erased_issues(session: Session, flush_context) -> None:
+    erased = {obj.id for obj in session.deleted if isinstance(obj, Digest)}
+    if erased:
+        session.info.setdefault(_ERASED, set()).update(erased)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_erasure(state: ORMExecuteState) -> None:
+    """``delete(Digest).where(...)`` names no ids: every issue's cache goes."""
+    mapper = state.bind_mapper
+    if state.is_delete and mapper is not None and mapper.class_ is Digest:
+        state.session.info.setdefault(_ERASED, set()).add(ALL_ISSUES)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_erased_issues(session: Session) -> None:
+    erased = session.info.pop(_ERASED, None)
+    if erased:
+        forget_issues(erased)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _keep_issues(session: Session, previous_transaction) -> None:
+    session.info.pop(_ERASED, None)
+
+
+def forget_issues(digest_ids: set[int]) -> None:
+    """Drop the cached link targets of these issues (ALL_ISSUES: of every issue)."""
+    try:
+        client = redis_client()
+        if ALL_ISSUES in digest_ids:
+            cached = list(client.scan_iter(match=_key("links", "*"), count=1000))
+        else:
+            cached = [_key("links", digest_id) for digest_id in digest_ids]
+        if cached:
+            client.delete(*cached)
+    except redis.RedisError as error:  # then they expire within LINKS_TTL
+        log.warning("cached links of erased issues not dropped (Redis: %s)", error)
 
 
 def forget_reader(subscriber_id: int) -> None:

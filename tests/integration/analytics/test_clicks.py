@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import time_machine
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 
 from newsletter.analytics import clicks, reports
+from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.mail.click_links import LinkSigner
 from newsletter.models import Click, Digest, Verdict
@@ -194,6 +195,37 @@ def test_the_redirect_needs_no_database_once_the_issue_is_known(app, client, sen
     assert response.status_code == 302
     assert statements == []
     assert drain(app) == 2
+
+
+def erase(app, digest_id: int, how: str) -> None:
+    """The issue and every row naming it, in one transaction: by the ORM object or by
+    one bulk statement."""
+    with app.app_context(), unit_of_work():
+        for table in reversed(db.metadata.sorted_tables):
+            naming = [column for column in table.columns
+                      if any(key.column is Digest.__table__.c.id for key in column.foreign_keys)]
+            for column in naming:
+                db.session.execute(delete(table).where(column == digest_id))
+        if how == "orm":
+            db.session.delete(db.session.get(Digest, digest_id))
+        else:
+            db.session.execute(delete(Digest).where(Digest.id == digest_id))
+
+
+@pytest.mark.parametrize("how", ["orm", "bulk"])
+def test_an_erased_issue_is_404_at_once_though_its_links_were_cached(app, client, sent, how):
+    digest_id, links, sent_at = sent
+    with time_machine.travel(sent_at + timedelta(minutes=5), tick=True):
+        first = client.get(path_of(links[4][0]), headers={"User-Agent": BROWSER})
+        assert first.status_code == 302  # the issue's links are cached now
+        erase(app, digest_id, how)
+        for url in links[4]:
+            for method in ("GET", "HEAD"):
+                response = client.open(path_of(url), method=method,
+                                       headers={"User-Agent": BROWSER})
+                assert response.status_code == 404, (url, method)
+                assert "Location" not in response.headers
+    assert drain(app) == 0  # the click before the erasure went with its issue
 
 
 def test_with_redis_down_a_click_is_answered_and_written_straight_to_the_database(
