@@ -44,3 +44,15 @@ def test_the_shipped_network_list_parses_and_a_bad_line_is_named():
     assert len(verdict.scanner_networks()) >= 10
     with pytest.raises(ValueError, match="line 2: not a network: '10.0.0.300/8'"):
         verdict.load_networks("# comment\n10.0.0.300/8\n")
+
+
+def test_a_scanner_network_holds_its_first_and_last_address_and_nothing_either_side():
+    for network in verdict.scanner_networks():
+        first, last = network.network_address, network.broadcast_address
+        assert verdict.in_scanner_network(str(first)) and verdict.in_scanner_network(str(last))
+        for outside in (first - 1, last + 1):
+            expected = any(outside in other for other in verdict.scanner_networks())
+            assert verdict.in_scanner_network(str(outside)) is expected, outside
+    for address in ("2001:db8::1", "::ffff:203.0.113.9", "", None, "not an address",
+                    "203.0.113.9%eth0"):
+        assert verdict.in_scanner_network(address) is False
