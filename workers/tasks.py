@@ -182,15 +182,16 @@ def store_clicks() -> int:
     if not lock.acquire():
         return 0  # another drain is running
     try:
-        while True:
+        while clicks.still_draining(lock):
             with unit_of_work():
                 drained = clicks.store_batch()
             drained.acknowledge()  # only once the rows are committed
             stored += drained.stored
             if drained.taken < clicks.DRAIN_BATCH:
-                return stored
+                break
+        return stored
     finally:
-        lock.release()
+        clicks.end_drain(lock)
 
 
 @shared_task(name=jobs.FOLD_OLD_CLICKS)

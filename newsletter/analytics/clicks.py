@@ -13,6 +13,7 @@ later click of the same copy shows a burst or a flood (``RELABEL``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -315,6 +316,21 @@ def forget_reader(subscriber_id: int) -> None:
 def drain_lock():
     """One drain at a time: two would trim each other's records."""
     return redis_client().lock(_key("drain-lock"), timeout=120, blocking_timeout=0)
+
+
+def still_draining(lock) -> bool:
+    """Before each batch: the lock held for another timeout, or False when it expired
+    meanwhile (a long backlog): another drain may have begun, so this one stops."""
+    try:
+        lock.reacquire()
+    except redis.exceptions.LockError:
+        return False
+    return True
+
+
+def end_drain(lock) -> None:
+    with contextlib.suppress(redis.exceptions.LockError):  # expired: not ours any more
+        lock.release()
 
 
 def waiting() -> int:

@@ -240,3 +240,27 @@ def test_with_redis_down_a_click_is_answered_and_written_straight_to_the_databas
     with app.app_context():
         stored = db.session.execute(select(Click.digest_id, Click.verdict)).all()
     assert stored == [(digest_id, Verdict.HUMAN)]
+
+
+def test_a_drain_whose_lock_expired_stops_before_its_next_batch(app, client, sent, monkeypatch):
+    """A backlog longer than the lock's timeout: once another drain holds the lock,
+    this one takes no more records (two would trim each other's)."""
+    digest_id, links, sent_at = sent
+    with time_machine.travel(sent_at + timedelta(minutes=5), tick=True):
+        for url in links[6]:
+            assert client.get(path_of(url), headers={"User-Agent": BROWSER}).status_code == 302
+    real_batch, others = clicks.store_batch, []
+
+    def batch_then_lose_the_lock(limit=1):
+        drained = real_batch(limit=1)
+        clicks.redis_client().delete(clicks.drain_lock().name)  # this drain's lock expired
+        others.append(clicks.drain_lock())
+        assert others[0].acquire()  # ... and another drain began
+        return drained
+
+    monkeypatch.setattr(clicks, "DRAIN_BATCH", 1)
+    monkeypatch.setattr(clicks, "store_batch", batch_then_lose_the_lock)
+    assert drain(app) == 1
+    with app.app_context():
+        assert clicks.waiting() == 2  # left for the drain that holds the lock
+        assert others[0].owned()
