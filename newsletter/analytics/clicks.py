@@ -276,8 +276,10 @@ def _note_erased_issues(session: Session, flush_context) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _note_bulk_erasure(state: ORMExecuteState) -> None:
     """``delete(Digest).where(...)`` names no ids: every issue's cache goes."""
+    if not state.is_delete:  # every query passes here: the cheap test first
+        return
     mapper = state.bind_mapper
-    if state.is_delete and mapper is not None and mapper.class_ is Digest:
+    if mapper is not None and mapper.class_ is Digest:
         state.session.info.setdefault(_ERASED, set()).add(ALL_ISSUES)
 
 
