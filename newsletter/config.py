@@ -512,6 +512,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRACK_READERS", False, _bool,
             "Store the reader's id with each click and open (per-reader engagement); off: "
             "clicks are counted per copy without knowing whose copy it is."),
+    Setting("SUNSET_AFTER_ISSUES", 0, _int(0),
+            "Readers with no human click in this many issues get a re-engagement mail, "
+            "then a pause ([deliverability.md](deliverability.md#sunset)); 0: off. Needs "
+            "`TRACK_READERS`."),
+    Setting("SUNSET_GRACE_DAYS", 14, _int(1),
+            "Days after the re-engagement mail before a reader who did not click is paused."),
     Setting("CLICK_RETENTION_DAYS", 180, _int(1),
             "Days raw click rows are kept; older ones are folded into daily counts."),
     Setting("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
@@ -544,6 +550,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
                         f"monitor ({ENV_PREFIX}REDIS_SENTINELS is set)")
     if not problems:
         problems += _feed_problems(values)
+    if not problems and values["SUNSET_AFTER_ISSUES"]:
+        problems += [f"{ENV_PREFIX}SUNSET_AFTER_ISSUES: the sunset policy counts each "
+                     f"reader's clicks, so it needs {ENV_PREFIX}{name}=true"
+                     for name in ("TRACK_CLICKS", "TRACK_READERS") if not values[name]][:1]
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return values

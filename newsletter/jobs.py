@@ -37,6 +37,7 @@ DELIVER_WEBHOOK = "workers.tasks.deliver_webhook"
 SEND_OWED_WEBHOOKS = "workers.tasks.send_owed_webhooks"
 STORE_CLICKS = "workers.tasks.store_clicks"
 FOLD_OLD_CLICKS = "workers.tasks.fold_old_clicks"
+RUN_SUNSET = "workers.tasks.run_sunset"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ REGISTRY: dict[str, Job] = {job.name: job for job in (
     Job(STORE_CLICKS, beat=Beat("store-clicks", every=5.0)),
     # Raw clicks older than CLICK_RETENTION_DAYS become daily counts.
     Job(FOLD_OLD_CLICKS, beat=Beat("fold-old-clicks", every=6 * 3600.0)),
+    # Re-engagement mails and pauses for readers who stopped clicking; counted in issues.
+    Job(RUN_SUNSET, beat=Beat("sunset", every=24 * 3600.0, only_if="SUNSET_AFTER_ISSUES")),
 )}
 
 

@@ -13,7 +13,7 @@ from newsletter.delivery import dispatch, guard, outbox
 from newsletter.editors import editor_mail
 from newsletter.issues import digests
 from newsletter.queue import send_task_now
-from newsletter.readers import subscriber_lists, subscriptions
+from newsletter.readers import subscriber_lists, subscriptions, sunset
 from newsletter.sequences import runner as sequence_runner
 from newsletter.webhooks import deliveries
 
@@ -201,3 +201,17 @@ def fold_old_clicks() -> None:
             folded = retention.fold_old_clicks()
         if folded < retention.FOLD_BATCH:
             return
+
+
+@shared_task(name=jobs.RUN_SUNSET)
+def run_sunset() -> None:
+    """Clicked readers back first, then pauses whose grace ended, then new idle
+    readers, a committed chunk at a time. Conditional updates make a second copy
+    running at once change nothing twice."""
+    if not sunset.enabled():
+        return
+    with unit_of_work():
+        sunset.revive_clicked()
+    with unit_of_work():
+        sunset.pause_expired()
+    commit_each(sunset.reengage_idle())

@@ -58,6 +58,11 @@ def enabled() -> bool:
     return bool(current_app.config["TRACK_CLICKS"])
 
 
+def tracks_readers() -> bool:
+    """Copies made now carry the reader's id in their tracked links."""
+    return enabled() and bool(current_app.config["TRACK_READERS"])
+
+
 def track(rendered: RenderedMail, digest_id: int, variant_id: int | None,
           links: Mapping[str, int], copy_marker: str) -> RenderedMail:
     """``rendered`` with each of ``links`` pointing at its tracked link."""
@@ -89,7 +94,7 @@ class CopyTokens:
     def __init__(self, digest_id: int):
         self.digest_id = digest_id
         self.signer = signer()
-        self.with_reader = bool(current_app.config["TRACK_READERS"])
+        self.with_reader = tracks_readers()
 
     def __call__(self, subscriber_id: int) -> str:
         return self.signer.copy_token(self.digest_id, secrets.randbits(31) or 1,

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from newsletter.analytics import tracking
 from newsletter.content import site_settings
@@ -94,6 +94,10 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
         else:
             rendered = digests.render(digest, marker, variant=variant)
             archive_url = external_url("public.archive_issue", digest_id=digest.id)
+        if digest.readers_tracked and not tracking.tracks_readers():
+            # This worker's copies name no reader: the sunset policy must not count the issue.
+            db.session.execute(update(Digest).where(Digest.id == digest.id)
+                               .values(readers_tracked=False))
         copy_marker = copy_token = None
         if tracking.enabled():  # once per variant; per reader the copy token
             copy_marker = tracking.new_copy_marker()

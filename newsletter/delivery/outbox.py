@@ -1,4 +1,5 @@
-"""Transactional mails to one subscriber (confirmation, welcome), sent at least once.
+"""Transactional mails to one subscriber (confirmation, welcome, re-engagement), sent at
+least once.
 
 A mail is a row first. The task that sends it claims the row with a lease, so two
 copies of the task (a retry, a sweep) do not both send it; the sweeper picks up
@@ -20,7 +21,7 @@ from newsletter.mail import verp
 from newsletter.mail.links import external_url
 from newsletter.mail.message import build_message
 from newsletter.mail.render import RenderedMail, render_mail
-from newsletter.mail.tokens import make_address_token, make_confirm_token
+from newsletter.mail.tokens import make_address_token, make_confirm_token, make_keep_token
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.models import (
     ADDRESS_UNDO_DAYS,
@@ -87,7 +88,8 @@ def send(mail_id: int) -> None:
         wanted = {MailTemplate.CONFIRM: SubscriberStatus.PENDING,
                   MailTemplate.WELCOME: SubscriberStatus.ACTIVE,
                   MailTemplate.UNSUBSCRIBE_LINK: SubscriberStatus.ACTIVE,
-                  MailTemplate.CHANGE_ADDRESS: SubscriberStatus.ACTIVE}[mail.template]
+                  MailTemplate.CHANGE_ADDRESS: SubscriberStatus.ACTIVE,
+                  MailTemplate.REENGAGE: SubscriberStatus.ACTIVE}[mail.template]
         unwanted = subscriber.status != wanted or (mail.template == MailTemplate.CHANGE_ADDRESS
                                                    and subscriber.pending_email is None)
     if unwanted:
@@ -171,6 +173,10 @@ def render(template: MailTemplate, subscriber: Subscriber,
     elif template == MailTemplate.CHANGE_ADDRESS:
         context["confirm_url"] = external_url("preferences.confirm_address", token=(
             make_address_token(subscriber.id, subscriber.token_nonce, subscriber.pending_email)))
+    elif template == MailTemplate.REENGAGE:
+        context["keep_url"] = external_url("preferences.keep", token=make_keep_token(subscriber.id))
+        context["issues"] = config["SUNSET_AFTER_ISSUES"]
+        context["grace_days"] = config["SUNSET_GRACE_DAYS"]
     elif template == MailTemplate.ADDRESS_CHANGED:
         context["undo_url"] = external_url("preferences.undo_address", key=change.undo_key)
         context["changed_at"] = change.changed_at

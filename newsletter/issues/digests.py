@@ -22,6 +22,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter import jobs
+from newsletter.analytics import tracking
 from newsletter.content import site_settings, topics
 from newsletter.content.excerpts import digest_body
 from newsletter.delivery import heartbeat, ledger
@@ -191,8 +192,8 @@ def start_send(digest_id: int, now: datetime | None = None,
         readers = db.session.scalar(select(func.count()).where(Delivery.digest_id == digest_id))
         if readers != expected_recipients:
             raise RecipientsChanged(readers)
-    db.session.execute(update(Digest).where(Digest.id == digest_id)
-                       .values(recipients=recipients))
+    db.session.execute(update(Digest).where(Digest.id == digest_id).values(
+        recipients=recipients, readers_tracked=tracking.tracks_readers()))  # for sunset
     # Only as many batch tasks as can run at once: each batch enqueues the next, so a
     # million-reader send keeps a handful of messages in Redis, not ten thousand.
     for _ in range(_chains_for(recipients)):

@@ -172,6 +172,23 @@ def read_web_copy_token(token: object) -> tuple[int, int]:
     return opened[0], opened[1]
 
 
+# "Keep me subscribed" in the sunset policy's re-engagement mail: the reader's id sealed
+# like a web copy's, so only the key makes one and it tells no one the id.
+KEEP_PURPOSE = "keep-subscribed"
+
+
+def make_keep_token(subscriber_id: int) -> str:
+    return seal_ids(current_app.config["SECRET_KEY"].encode(), KEEP_PURPOSE, subscriber_id)
+
+
+def read_keep_token(token: object) -> int:
+    """The reader's id; raises TokenInvalid for anything we did not issue."""
+    opened = open_ids([key.encode() for key in reversed(_secret())], KEEP_PURPOSE, token, 1)
+    if opened is None:
+        raise TokenInvalid("not a keep token")
+    return opened[0]
+
+
 # Unsubscribe links carry the subscriber's random ``unsubscribe_key`` (see models/readers.py).
 # Mails sent before it existed carry ``URLSafeSerializer(SECRET_KEY).dumps(id)``
 # ("MTIz.<signature>"): still accepted while LEGACY_UNSUBSCRIBE_LINKS is on, so

@@ -58,11 +58,13 @@ from newsletter.models.readers import (
     KeyFingerprint,
     MailTemplate,
     OutboxMail,
+    ReaderSunset,
     RequestKind,
     Segment,
     Subscriber,
     SubscribeRequest,
     SubscriberStatus,
+    SunsetState,
 )
 from newsletter.models.sequences import Enrolment, EnrolmentState, Sequence, SequenceStep
 from newsletter.models.webhooks import (
@@ -111,6 +113,7 @@ __all__ = [
     "MailTemplate",
     "OPEN_DELIVERY_STATUSES",
     "OutboxMail",
+    "ReaderSunset",
     "RecoveryCode",
     "RequestKind",
     "Role",
@@ -122,6 +125,7 @@ __all__ = [
     "SubscribeRequest",
     "Subscriber",
     "SubscriberStatus",
+    "SunsetState",
     "Topic",
     "UTCDateTime",
     "WebhookDelivery",

@@ -96,6 +96,10 @@ class Digest(db.Model):
     # Per-language words: {"fr": {"subject": ..., "intro": ...}}; a language missing
     # here (or an empty field) falls back to ``subject`` and ``intro``.
     translations: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    # Its copies carried the reader's id (clicks and per-reader tracking on when it
+    # started, and in every worker that sent it): only such issues count for sunset.
+    readers_tracked: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
 
     # Every article the issue covers; each reader's copy (a variant) is a subset.
     articles: Mapped[list[Article]] = relationship(

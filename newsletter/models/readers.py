@@ -59,6 +59,7 @@ class ConsentSource(enum.StrEnum):
     FEEDBACK_LOOP = "feedback-loop"  # a spam complaint (ARF report or a provider's webhook)
     EDITOR = "editor"  # by hand in the workspace; the event's detail names the editor
     BOUNCE = "bounce"  # the mail system: an SMTP refusal or a bounce report
+    SUNSET = "sunset"  # the sunset policy: no human click in the last issues
 
 
 class Cadence(enum.StrEnum):
@@ -143,6 +144,7 @@ class MailTemplate(enum.StrEnum):
     UNSUBSCRIBE_LINK = "unsubscribe_link"  # asked for from a bad unsubscribe link's page
     CHANGE_ADDRESS = "change_address"  # to the reader's pending_email
     ADDRESS_CHANGED = "address_changed"  # to the old address, with an undo (AddressChange)
+    REENGAGE = "reengage"  # the sunset policy's "still want us?", with a keep link
 
 
 class OutboxMail(db.Model):
@@ -302,6 +304,26 @@ class Segment(db.Model):
     # whitelist in readers/segments.py when written and again when read.
     conditions: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SunsetState(enum.StrEnum):
+    ACTIVE = "active"  # counted from ``changed_at`` (no row: from the start)
+    REENGAGING = "reengaging"  # the re-engagement mail is owed or sent; grace runs
+    PAUSED = "paused"  # paused by the policy until the reader resumes or clicks
+
+
+class ReaderSunset(db.Model):
+    """A reader's place in the sunset policy (readers/sunset.py is its one writer).
+    No row: active, counted from the reader's first issue."""
+
+    __tablename__ = "reader_sunsets"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[SunsetState] = mapped_column(enum_column(SunsetState, "sunset_state"),
+                                               default=SunsetState.ACTIVE, index=True)
+    # When the state was entered; NULL: an active reader never moved (count everything).
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class KeyFingerprint(db.Model):

@@ -38,7 +38,7 @@ from newsletter.models import (
     new_unsubscribe_key,
     utcnow,
 )
-from newsletter.readers import choices, privacy, subscriptions
+from newsletter.readers import choices, privacy, subscriptions, sunset
 from newsletter.readers.status import Origin, record
 from newsletter.readers.subscriptions import LinkUsed, subscriber_for_unsubscribe_token
 
@@ -148,6 +148,7 @@ def resume(token: str, origin: Origin) -> None:
     if subscriber.paused_until is None:
         return  # nothing to resume: repeating the click logs nothing new
     topics.pause_reader(subscriber, None)
+    sunset.resumed(subscriber.id)
     record(subscriber.id, ConsentAction.RESUMED, origin)
 
 
@@ -355,6 +356,7 @@ def set_preferences(subscriber_id: int, changes: dict, origin: Origin) -> Subscr
     topics.set_cadence(subscriber, new_cadence)
     if "pause_weeks" in changes:
         topics.pause_reader(subscriber, weeks and utcnow() + timedelta(weeks=weeks))
+        sunset.resumed(subscriber.id)  # the reader's own choice replaces the policy's pause
     record(subscriber.id, ConsentAction.PREFERENCES_CHANGED, origin,
          f"topics={','.join(t.slug for t in subscriber.topics) or '(all)'}; "
          f"cadence={new_cadence.value}; changed: {', '.join(sorted(changes)) or 'nothing'}")

@@ -21,7 +21,7 @@ from newsletter.issues.schedule import parse_schedule
 from newsletter.mail.tokens import TokenExpired, TokenInvalid
 from newsletter.models import ConsentSource
 from newsletter.readers import preferences as reader_preferences
-from newsletter.readers import subscriptions
+from newsletter.readers import subscriptions, sunset
 from newsletter.readers.subscriptions import LinkUsed, Origin
 from newsletter.web.errors import log_refusal
 
@@ -59,6 +59,11 @@ def remember_reader_language(endpoint: str | None, values: dict | None) -> None:
             token = values.get("token")
             if isinstance(token, str):
                 g.reader_language = reader_preferences.address_link_language(token)
+            return
+        if endpoint in ("preferences.keep", "preferences.keep_post"):
+            token = values.get("token")
+            if isinstance(token, str):
+                g.reader_language = sunset.reader_for_keep_link(token).language
             return
         if endpoint in ("preferences.undo_address", "preferences.undo_address_post"):
             key = values.get("key")

@@ -6,7 +6,7 @@ each change is a POST with the session's CSRF token, and bad input gets the page
 again with the reason and a 400, having changed nothing.
 """
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import gettext
 
 from newsletter.content import topics
@@ -15,7 +15,7 @@ from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.language import N_
 from newsletter.mail.tokens import TokenInvalid
 from newsletter.models import ConsentSource, utcnow
-from newsletter.readers import preferences
+from newsletter.readers import preferences, sunset
 from newsletter.web.common import (
     bad_link_page,
     reader_message,
@@ -39,6 +39,7 @@ def _page(token: str, *, error: str | None = None, notice: str | None = None, st
         cadences=[cadence.value for cadence in topics.offered_cadences()],
         chosen={topic.slug for topic in subscriber.topics}, pause_weeks=preferences.PAUSE_WEEKS,
         paused=subscriber.paused_until is not None and subscriber.paused_until > utcnow(),
+        sunset_paused=sunset.paused_by_sunset(subscriber),
         error=error, notice=notice), status
 
 
@@ -146,3 +147,25 @@ def undo_address_post(key: str):
         return bad_link_page(error, "undo_address")
     return render_template("web/undo_address.html", subscriber=subscriber,
                            token=subscriber.unsubscribe_key, done=True)
+
+
+# "Keep me subscribed" from the sunset policy's re-engagement mail. Mail scanners
+# fetch every link of a message, so the GET only shows a button; the POST keeps.
+@bp.get("/keep/<token>")
+def keep(token: str):
+    try:
+        subscriber = sunset.reader_for_keep_link(token)
+    except TokenInvalid:
+        abort(404)
+    return render_template("web/keep.html", subscriber=subscriber)
+
+
+@bp.post("/keep/<token>")
+def keep_post(token: str):
+    try:
+        with unit_of_work():
+            subscriber = sunset.reader_for_keep_link(token)
+            kept = sunset.keep(subscriber.id, request_origin(ConsentSource.LINK))
+    except TokenInvalid:
+        abort(404)
+    return render_template("web/keep.html", subscriber=subscriber, done=True, kept=kept)

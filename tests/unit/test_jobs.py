@@ -26,7 +26,7 @@ STABLE_NAMES = {
     "workers.tasks.fail_stalled_imports", "workers.tasks.run_sequences",
     "workers.tasks.deliver_webhook",
     "workers.tasks.send_owed_webhooks",
-    "workers.tasks.store_clicks", "workers.tasks.fold_old_clicks",
+    "workers.tasks.store_clicks", "workers.tasks.fold_old_clicks", "workers.tasks.run_sunset",
 }
 
 
@@ -37,7 +37,8 @@ def celery(tmp_path_factory):
         "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
         # Every optional beat entry on, so the schedule holds all of them.
         "DAILY_SCHEDULE": "07:00 Europe/Paris",
-        "BOUNCE_IMAP_URL": "imaps://bounces@mail.example.com/INBOX"})
+        "BOUNCE_IMAP_URL": "imaps://bounces@mail.example.com/INBOX",
+        "SUNSET_AFTER_ISSUES": 3, "TRACK_READERS": True})
     import workers.tasks  # noqa: F401  registers the tasks (shared_task) with this app
 
     celery = app.extensions["celery"]

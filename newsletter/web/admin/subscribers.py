@@ -24,8 +24,8 @@ from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.issues import reports
 from newsletter.mail.addresses import InvalidAddress
-from newsletter.models import ConsentSource, Role, Subscriber, SubscriberStatus
-from newsletter.readers import preferences, privacy, subscriber_lists, subscriptions
+from newsletter.models import ConsentSource, ReaderSunset, Role, Subscriber, SubscriberStatus
+from newsletter.readers import preferences, privacy, subscriber_lists, subscriptions, sunset
 from newsletter.web.admin.access import allow, audit_action, bp, record_action
 from newsletter.web.common import request_origin
 from newsletter.web.security import MAX_ID
@@ -258,4 +258,12 @@ def _subscriber_view(subscriber: Subscriber, form=None) -> str:
                            form=form or {"email": subscriber.email,
                                          "name": subscriber.name or ""},
                            deliveries=reports.deliveries_of(subscriber.id),
-                           paused_until=preferences.pause_in_force(subscriber))
+                           paused_until=preferences.pause_in_force(subscriber),
+                           **_sunset_view(subscriber))
+
+
+def _sunset_view(subscriber: Subscriber) -> dict:
+    row = db.session.get(ReaderSunset, subscriber.id)
+    return {"sunset_state": row.state.value if row else "active",
+            "sunset_since": row and row.changed_at,
+            "sunset_paused": sunset.paused_by_sunset(subscriber)}
