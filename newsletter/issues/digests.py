@@ -182,7 +182,7 @@ def start_send(digest_id: int, now: datetime | None = None,
     """
     if not lifecycle.move(digest_id, Move.START):
         return 0
-    digest = db.session.get(Digest, digest_id)
+    digest = db.session.get(Digest, digest_id, populate_existing=True)  # started_at just set
     # Readers skipped when the ledger is written (nothing new, paused) are not counted.
     recipients = copies.write_ledger(digest, now or digest.started_at)
     ledger.refresh_statistics()

@@ -174,6 +174,19 @@ def test_a_period_gets_one_issue_however_often_the_trigger_fires(app, client, ce
     assert len(mailbox.wait_for(4)) == 4
 
 
+def test_send_now_skips_a_paused_reader(app, client):
+    """Composed and started in one transaction: the start judges pauses at its own time."""
+    paused, reading = add_subscribers(app, 2)
+    with app.app_context(), unit_of_work():
+        db.session.get(Subscriber, paused).paused_until = utcnow() + timedelta(days=3)
+    add_article(app)
+    digest_id = send_now(app)
+    with app.app_context():
+        rows = dict(db.session.execute(select(Delivery.subscriber_id, Delivery.status)
+                                       .where(Delivery.digest_id == digest_id)).all())
+    assert rows == {paused: DeliveryStatus.SKIPPED, reading: DeliveryStatus.PENDING}
+
+
 def test_nothing_new_means_no_issue(app, client):
     add_subscribers(app, 1)
     with app.app_context(), unit_of_work():
