@@ -6,26 +6,37 @@ into the database, the policy's job, the re-engagement mail in each reader's lan
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import timedelta
+from threading import Barrier, Thread
 from urllib.parse import urlsplit
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
 from newsletter.models import (
+    Click,
     Digest,
     MailTemplate,
     OutboxMail,
     ReaderSunset,
     Subscriber,
     SunsetState,
+    Verdict,
     utcnow,
 )
 from newsletter.readers import sunset
-from tests.factories import add_article, add_editor, add_subscribers, send_now, session_client
+from tests.factories import (
+    add_article,
+    add_editor,
+    add_subscribers,
+    send_now,
+    sent_issue,
+    session_client,
+)
 from tests.helpers import csrf_token_from, wait_until_sent
 from workers.tasks import run_sunset, store_clicks
 
@@ -92,6 +103,23 @@ def moved_readers(app) -> int:
     with app.app_context():
         return db.session.scalar(select(db.func.count()).select_from(ReaderSunset).where(
             ReaderSunset.state != SunsetState.ACTIVE))
+
+
+def tracked_issues(app, emails: list[str]) -> tuple[int, list[int]]:
+    """ISSUES weekly issues, sent with reader tracking, already delivered to these readers."""
+    for days_ago in range(ISSUES, 0, -1):
+        digest_id, ids = sent_issue(app, emails, days_ago=days_ago * 7)
+        with app.app_context(), unit_of_work():
+            db.session.execute(update(Digest).where(Digest.id == digest_id)
+                               .values(readers_tracked=True))
+    return digest_id, ids
+
+
+def click(app, digest_id: int, subscriber_id: int, verdict: Verdict) -> None:
+    with app.app_context(), unit_of_work():
+        db.session.execute(insert(Click).values(
+            record_key=secrets.token_hex(8), digest_id=digest_id, link=1, copy=7,
+            verdict=verdict, reason="test", at=utcnow(), subscriber_id=subscriber_id))
 
 
 def run_policy(app) -> None:
@@ -200,3 +228,49 @@ def test_issues_sent_without_reader_tracking_never_count(app, client, celery_wor
     run_policy(app)
     assert owed_reengagements(app) == moved_readers(app) == len(READERS)
     assert len(mailbox.wait_for(len(READERS))) == len(READERS)
+
+
+def test_two_runs_at_once_ask_each_idle_reader_once(app, client, policy):
+    emails = [f"idle{n}@example.com" for n in range(30)]
+    tracked_issues(app, emails)
+    start, failures = Barrier(2), []
+
+    def run() -> None:
+        start.wait()
+        try:
+            run_policy(app)
+        except Exception as error:  # noqa: BLE001  reported below, in the test's thread
+            failures.append(error)
+
+    threads = [Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert owed_reengagements(app) == moved_readers(app) == len(emails)
+
+
+def test_a_person_clicking_after_the_mail_is_back_and_a_bot_click_is_not(app, client, policy):
+    digest_id, (person, bot) = tracked_issues(app, ["person@example.com", "bot@example.com"])
+    run_policy(app)
+    assert state(app, person) == state(app, bot) == SunsetState.REENGAGING
+    click(app, digest_id, person, Verdict.HUMAN)
+    click(app, digest_id, bot, Verdict.BOT)
+    with time_machine.travel(utcnow() + timedelta(days=15), tick=True):
+        run_policy(app)
+    assert state(app, person) == SunsetState.ACTIVE
+    assert state(app, bot) == SunsetState.PAUSED
+    # A person's click on an old issue after the pause lifts it (one before it does not).
+    click(app, digest_id, bot, Verdict.HUMAN)
+    run_policy(app)
+    assert state(app, bot) == SunsetState.PAUSED
+    with time_machine.travel(utcnow() + timedelta(days=16), tick=True):
+        click(app, digest_id, bot, Verdict.HUMAN)
+        run_policy(app)
+    assert state(app, bot) == SunsetState.ACTIVE
+    with app.app_context():
+        assert db.session.get(Subscriber, bot).paused_until is None
+    # Counted afresh from then: the issues before do not ask either of them again.
+    run_policy(app)
+    assert owed_reengagements(app) == 2
