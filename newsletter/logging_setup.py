@@ -33,9 +33,10 @@ CHATTY_LOGGERS = ("alembic.runtime.plugins", "mail.log")
 
 # A segment after these in a path is a secret: reader keys (unsubscribe links and the
 # preference centre under them), confirm, address-change, undo and invitation tokens,
-# and the signed link of a reader's own copy ("view in your browser").
+# the signed link of a reader's own copy ("view in your browser") and the sunset
+# policy's "keep me subscribed".
 SECRET_PATHS = ("unsubscribe", "confirm", "change-address", "undo-address", "invite",
-                "copy")
+                "copy", "keep")
 # Tracked links and the open pixel: both segments after these (the link and the copy,
 # which names the reader when per-reader tracking is on).
 TRACKED_PATHS = ("r", "o")
