@@ -62,6 +62,7 @@ PUBLIC_PAGES = [
     ("unsubscribe", "/unsubscribe/{unsubscribe_key}"),
     ("preferences", "/unsubscribe/{unsubscribe_key}/preferences"),
     ("undo-address", "/undo-address/{undo_key}"),
+    ("keep", "/keep/{keep_token}"),
     ("unsubscribe-link", "/unsubscribe-link"),
     ("test-mail", "/test-mail"),
     ("bad-link", "/confirm/not-a-real-token"),
@@ -137,9 +138,10 @@ def seed(app, base: str, mailbox) -> dict:
                "digest": digest.id, "slug": "s" * 200,
                "unsubscribe_key": reader.unsubscribe_key, "topic": topic.id,
                "topic_slug": topic.slug, "undo_key": undo.undo_key}
-        from newsletter.mail.tokens import make_confirm_token
+        from newsletter.mail.tokens import make_confirm_token, make_keep_token
 
         ids["confirm_token"] = make_confirm_token(pending.id, pending.token_nonce)
+        ids["keep_token"] = make_keep_token(reader.id)
         ids["active_confirm_token"] = make_confirm_token(reader.id, reader.token_nonce)
         assert imported.url.endswith(ids["slug"])
     wait_until_sent(app, ids["digest"])
@@ -205,6 +207,11 @@ def test_no_page_is_wider_than_the_window(app, clean_state, celery_worker, datab
         problems = []
         for name, path in PUBLIC_PAGES:
             problems += too_wide(page, name, base + path.format(**ids))
+        # The page after the keep button (a POST's answer), while the reader is active.
+        page.goto(base + f"/keep/{ids['keep_token']}")
+        page.get_by_role("button", name="Yes, keep me subscribed").click()
+        page.get_by_role("heading", name="You stay subscribed").wait_for()
+        problems += too_wide(page, "kept", None)
         # The page after the unsubscribe button (a POST's answer).
         page.goto(base + f"/unsubscribe/{ids['unsubscribe_key']}")
         page.get_by_role("button", name="Unsubscribe").click()
