@@ -94,10 +94,6 @@ def _factory(digest: Digest, variant_id: int | None) -> BulkMessageFactory:
         else:
             rendered = digests.render(digest, marker, variant=variant)
             archive_url = external_url("public.archive_issue", digest_id=digest.id)
-        if digest.readers_tracked and not tracking.tracks_readers():
-            # This worker's copies name no reader: the sunset policy must not count the issue.
-            db.session.execute(update(Digest).where(Digest.id == digest.id)
-                               .values(readers_tracked=False))
         copy_marker = copy_token = None
         if tracking.enabled():  # once per variant; per reader the copy token
             copy_marker = tracking.new_copy_marker()
@@ -168,6 +164,15 @@ def send_batch(digest_id: int) -> int:
         return _claim_and_send(digest, token)
 
 
+def _mark_untracked_and_commit(digest_id: int) -> None:
+    """This worker's copies will not name their reader (per-reader tracking is off
+    here), so the issue no longer counts for the sunset policy. Commits (a deliberate
+    early commit, like the claim's): before any such copy goes out."""
+    db.session.execute(update(Digest).where(Digest.id == digest_id)
+                       .values(readers_tracked=False))
+    db.session.commit()
+
+
 def _claim_and_send(digest: Digest, token: str) -> int:
     digest_id = digest.id
     config = current_app.config
@@ -185,6 +190,8 @@ def _claim_and_send(digest: Digest, token: str) -> int:
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids)).order_by(Delivery.id)
     ).all()]
+    if digest.readers_tracked and not tracking.tracks_readers():
+        _mark_untracked_and_commit(digest_id)
     factories = {variant_id: _factory(digest, variant_id)
                  for variant_id in {row.variant_id for row in rows}}
     # Only reads since the claim committed: end that transaction rather than hold
