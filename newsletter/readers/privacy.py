@@ -26,7 +26,7 @@ from newsletter.models import (
     Subscriber,
     utcnow,
 )
-from newsletter.readers import status
+from newsletter.readers import status, sunset
 from newsletter.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ def erase_subscriber(subscriber_id: int) -> bool:
                        .values(last_error=None))
     intake.forget(subscriber_id)  # bounce reports name the address too
     clicks.forget_reader(subscriber_id)  # clicks stay counted, no longer theirs
+    sunset.forget_reader(subscriber_id)
     # Past addresses and their undo links; a notice still owed is then skipped.
     db.session.execute(delete(AddressChange).where(AddressChange.subscriber_id == subscriber_id))
     webhook_events.forget_subscriber(subscriber_id)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.content import topics
@@ -47,7 +47,6 @@ from newsletter.models import (
     Verdict,
     utcnow,
 )
-from newsletter.readers.privacy import ERASED_PREFIX
 from newsletter.readers.status import Origin, record
 
 # A pause with no end: the reader lifts it (preference centre, the keep button, a click).
@@ -238,9 +237,10 @@ def _reengage(subscriber_id: int, since: datetime | None, now: datetime) -> bool
 # --- the reader's answers
 
 def reader_for_keep_link(token: str) -> Subscriber:
-    """The reader a keep link names; raises TokenInvalid (forged, or an erased reader)."""
+    """The reader a keep link names; raises TokenInvalid. The page shows the address of
+    an active reader only (an erased one is unsubscribed)."""
     subscriber = db.session.get(Subscriber, read_keep_token(token))
-    if subscriber is None or subscriber.email_normalized.startswith(ERASED_PREFIX):
+    if subscriber is None:
         raise TokenInvalid("no such reader")
     return subscriber
 
@@ -266,3 +266,8 @@ def resumed(subscriber_id: int) -> None:
     """The reader lifted their pause themselves: the policy counts them afresh."""
     _move(Move.KEEP, ReaderSunset.subscriber_id == subscriber_id,
           ReaderSunset.state == _P, now=utcnow())
+
+
+def forget_reader(subscriber_id: int) -> None:
+    """An erased reader leaves the policy: how they read was about them."""
+    db.session.execute(delete(ReaderSunset).where(ReaderSunset.subscriber_id == subscriber_id))

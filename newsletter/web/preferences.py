@@ -14,7 +14,7 @@ from newsletter.db import unit_of_work
 from newsletter.mail.addresses import InvalidAddress
 from newsletter.mail.language import N_
 from newsletter.mail.tokens import TokenInvalid
-from newsletter.models import ConsentSource, utcnow
+from newsletter.models import ConsentSource, SubscriberStatus, utcnow
 from newsletter.readers import preferences, sunset
 from newsletter.web.common import (
     bad_link_page,
@@ -157,6 +157,8 @@ def keep(token: str):
         subscriber = sunset.reader_for_keep_link(token)
     except TokenInvalid:
         abort(404)
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        return render_template("web/keep.html", subscriber=subscriber, done=True, kept=False)
     return render_template("web/keep.html", subscriber=subscriber)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, update
 
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
+from newsletter.mail.tokens import make_keep_token
 from newsletter.models import (
     Click,
     Digest,
@@ -28,7 +29,7 @@ from newsletter.models import (
     Verdict,
     utcnow,
 )
-from newsletter.readers import sunset
+from newsletter.readers import privacy, sunset
 from tests.factories import (
     add_article,
     add_editor,
@@ -274,3 +275,20 @@ def test_a_person_clicking_after_the_mail_is_back_and_a_bot_click_is_not(app, cl
     # Counted afresh from then: the issues before do not ask either of them again.
     run_policy(app)
     assert owed_reengagements(app) == 2
+
+
+def test_an_erased_reader_leaves_the_policy_and_their_keep_link_shows_no_address(
+        app, client, policy):
+    _, [reader] = tracked_issues(app, ["gone@example.com"])
+    run_policy(app)
+    assert moved_readers(app) == 1
+    with app.app_context():
+        keep = f"/keep/{make_keep_token(reader)}"
+        with unit_of_work():
+            assert privacy.erase_subscriber(reader)
+    assert moved_readers(app) == 0
+    page = client.get(keep)
+    assert page.status_code == 200
+    assert "You are not subscribed" in page.get_data(as_text=True)
+    assert "erased" not in page.get_data(as_text=True)
+    assert 'method="post"' not in page.get_data(as_text=True)
