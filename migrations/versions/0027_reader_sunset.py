@@ -1,4 +1,5 @@
-"""the sunset policy: each reader's place in it, and which issues tracked readers
+"""the sunset policy: each reader's place in it, which issues tracked readers, and an
+index on a reader's deliveries
 
 Revision ID: 0027
 Revises: 0026
@@ -25,6 +26,8 @@ def upgrade():
         sa.PrimaryKeyConstraint('subscriber_id'),
     )
     op.create_index('ix_reader_sunsets_state', 'reader_sunsets', ['state'])
+    # The policy reads each reader's deliveries; so do their page, export and erasure.
+    op.create_index('ix_deliveries_subscriber', 'deliveries', ['subscriber_id'])
     # Issues sent before this never carried a tracked reader id that sunset may trust.
     with op.batch_alter_table('digests') as batch:
         batch.add_column(sa.Column('readers_tracked', sa.Boolean(), nullable=False,
@@ -34,5 +37,6 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table('digests') as batch:
         batch.drop_column('readers_tracked')
+    op.drop_index('ix_deliveries_subscriber', table_name='deliveries')
     op.drop_index('ix_reader_sunsets_state', table_name='reader_sunsets')
     op.drop_table('reader_sunsets')

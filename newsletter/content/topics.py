@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from newsletter.extensions import db
 from newsletter.mail.headers import clean_text
@@ -268,6 +268,15 @@ def pause_reader(subscriber: Subscriber, until: datetime | None) -> None:
     if until is not None and until.tzinfo is None:
         raise TopicError("The pause needs a timezone.")
     subscriber.paused_until = until
+
+
+def pause_readers(subscriber_ids: list[int], until: datetime) -> None:
+    """The same pause for many readers at once (the sunset policy's run)."""
+    if until.tzinfo is None:
+        raise TopicError("The pause needs a timezone.")
+    db.session.execute(update(Subscriber).where(Subscriber.id.in_(subscriber_ids))
+                       .values(paused_until=until)
+                       .execution_options(synchronize_session=False))
 
 
 def reader_counts() -> dict[int, int]:

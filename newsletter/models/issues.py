@@ -155,7 +155,9 @@ class Delivery(db.Model):
                       Index("ix_deliveries_pending", "digest_id", "id",
                             postgresql_where=text("status = 'pending'"),
                             sqlite_where=text("status = 'pending'")),
-                      Index("ix_deliveries_claim", "claim"))
+                      Index("ix_deliveries_claim", "claim"),
+                      # a reader's history: their page, export, erasure, the sunset policy
+                      Index("ix_deliveries_subscriber", "subscriber_id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id"))

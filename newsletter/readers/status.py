@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, String, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.extensions import db
@@ -28,6 +28,7 @@ from newsletter.models import (
     ConsentSource,
     Subscriber,
     SubscriberStatus,
+    UTCDateTime,
     new_token_nonce,
     utcnow,
 )
@@ -166,6 +167,18 @@ def record(subscriber_id: int, action: ConsentAction, origin: Origin,
     """A consent event that goes with no change of status (preferences, an edit, a
     subscribe request for a reader who is pending or active already)."""
     db.session.execute(_event(subscriber_id, action, origin, detail, at))
+
+
+def record_many(subscriber_ids: list[int], action: ConsentAction, origin: Origin,
+                detail: str | None = None) -> None:
+    """The same consent event for many readers (a policy's run): one INSERT ... SELECT,
+    each with the address the reader has now."""
+    now = utcnow()
+    db.session.execute(insert(ConsentEvent.__table__).from_select(
+        ["subscriber_id", "action", "source", "email", "detail", "created_at"],
+        select(Subscriber.id, literal(action.value), literal(ConsentSource(origin.source).value),
+               Subscriber.email, literal(detail, String), literal(now, UTCDateTime))
+        .where(Subscriber.id.in_(subscriber_ids))))
 
 
 def _new_values(transition: Transition, now: datetime) -> dict:

@@ -47,7 +47,7 @@ from newsletter.models import (
     Verdict,
     utcnow,
 )
-from newsletter.readers.status import Origin, record
+from newsletter.readers.status import Origin, record, record_many
 
 # A pause with no end: the reader lifts it (preference centre, the keep button, a click).
 SUNSET_PAUSE_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
@@ -161,19 +161,20 @@ def pause_expired(now: datetime | None = None) -> list[int]:
                                    Subscriber.status == SubscriberStatus.ACTIVE)
     paused = _move(Move.PAUSE, ReaderSunset.changed_at <= now - grace, active_reader,
                    ~_human_click_since(ReaderSunset.changed_at), now=now)
-    for subscriber_id in paused:
-        subscriber = db.session.get(Subscriber, subscriber_id)
-        topics.pause_reader(subscriber, SUNSET_PAUSE_UNTIL)
-        record(subscriber_id, ConsentAction.PAUSED, POLICY,
-               f"sunset: no click in {config['SUNSET_AFTER_ISSUES']} issues nor in the "
-               f"{config['SUNSET_GRACE_DAYS']} days after the re-engagement mail")
+    detail = (f"sunset: no click in {config['SUNSET_AFTER_ISSUES']} issues nor in the "
+              f"{config['SUNSET_GRACE_DAYS']} days after the re-engagement mail")
+    for start in range(0, len(paused), CHUNK):
+        chunk = paused[start:start + CHUNK]
+        topics.pause_readers(chunk, SUNSET_PAUSE_UNTIL)
+        record_many(chunk, ConsentAction.PAUSED, POLICY, detail)
     return paused
 
 
 def reengage_idle(now: datetime | None = None) -> Iterator[list[int]]:
     """Judge the active, unpaused readers the policy has not moved, a chunk at a time;
-    the idle ones get the re-engagement mail (owed in the same transaction). Yields
-    each chunk's reengaged ids, for the caller to commit."""
+    the idle ones are owed the re-engagement mail in the same transaction (sent as
+    beat's owed-mail sweep publishes them). Yields each chunk's reengaged ids, for the
+    caller to commit."""
     now = now or utcnow()
     issues = current_app.config["SUNSET_AFTER_ISSUES"]
     after = 0
@@ -189,10 +190,11 @@ def reengage_idle(now: datetime | None = None) -> Iterator[list[int]]:
             return
         after = rows[-1][0]
         since = dict(rows)
-        idle = [subscriber_id for subscriber_id, delivered, clicked
-                in _histories(since) if is_idle(delivered, clicked, issues)]
-        yield [subscriber_id for subscriber_id in idle
-               if _reengage(subscriber_id, since[subscriber_id], now)]
+        idle = {subscriber_id: since[subscriber_id] for subscriber_id, delivered, clicked
+                in _histories(since) if is_idle(delivered, clicked, issues)}
+        reengaged = _reengage(idle, now)
+        outbox.owe_later(reengaged, MailTemplate.REENGAGE)
+        yield reengaged
 
 
 def _histories(since: dict[int, datetime | None]):
@@ -217,21 +219,25 @@ def _histories(since: dict[int, datetime | None]):
         yield subscriber_id, delivered[subscriber_id], clicks.get(subscriber_id)
 
 
-def _reengage(subscriber_id: int, since: datetime | None, now: datetime) -> bool:
-    """ACTIVE -> REENGAGING for a reader still counted from ``since`` (a run that
-    judged them on older facts changes nothing); the mail is owed with it."""
+def _reengage(idle: dict[int, datetime | None], now: datetime) -> list[int]:
+    """ACTIVE -> REENGAGING for each reader still counted from the moment judged (a
+    run that judged them on older facts changes nothing); the ids it moved."""
+    if not idle:
+        return []
     dialect = db.session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    db.session.execute(upsert(ReaderSunset).values(
-        subscriber_id=subscriber_id, state=_A, changed_at=None)
-        .on_conflict_do_nothing(index_elements=["subscriber_id"]))
-    counted_from = (ReaderSunset.changed_at.is_(None) if since is None
-                    else ReaderSunset.changed_at == since)
-    if not _move(Move.REENGAGE, ReaderSunset.subscriber_id == subscriber_id, counted_from,
-                 now=now):
-        return False
-    outbox.owe(subscriber_id, MailTemplate.REENGAGE)
-    return True
+    db.session.execute(upsert(ReaderSunset).on_conflict_do_nothing(
+        index_elements=["subscriber_id"]),
+        [{"subscriber_id": subscriber_id, "state": _A, "changed_at": None}
+         for subscriber_id in idle])
+    never_moved = [subscriber_id for subscriber_id, since in idle.items() if since is None]
+    moved = _move(Move.REENGAGE, ReaderSunset.subscriber_id.in_(never_moved),
+                  ReaderSunset.changed_at.is_(None), now=now) if never_moved else []
+    for subscriber_id, since in idle.items():  # readers the policy moved back before
+        if since is not None:
+            moved += _move(Move.REENGAGE, ReaderSunset.subscriber_id == subscriber_id,
+                           ReaderSunset.changed_at == since, now=now)
+    return sorted(moved)
 
 
 # --- the reader's answers

@@ -20,6 +20,9 @@ from newsletter.extensions import db
 from newsletter.mail.tokens import make_keep_token
 from newsletter.models import (
     Click,
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
     Digest,
     MailTemplate,
     OutboxMail,
@@ -39,7 +42,7 @@ from tests.factories import (
     session_client,
 )
 from tests.helpers import csrf_token_from, wait_until_sent
-from workers.tasks import run_sunset, store_clicks
+from workers.tasks import run_sunset, send_owed_mails, store_clicks
 
 BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
            "Chrome/131.0.0.0 Safari/537.36")
@@ -128,6 +131,12 @@ def run_policy(app) -> None:
         run_sunset()
 
 
+def publish_owed_mails(app) -> None:
+    """Beat's owed-mail sweep, a minute on: it publishes the re-engagement mails."""
+    with time_machine.travel(utcnow() + timedelta(minutes=2), tick=True), app.app_context():
+        send_owed_mails()
+
+
 def drain(app) -> None:
     with app.app_context():
         store_clicks()
@@ -150,6 +159,7 @@ def test_idle_readers_are_asked_then_paused_and_a_person_click_or_keep_saves_the
 
     mailbox.reset()
     run_policy(app)
+    publish_owed_mails(app)
     asked = by_reader(mailbox.wait_for(4))
     assert set(asked) == {"idle-en", "idle-fr", "scanned", "keeper"}  # a bot click saves nobody
     assert state(app, ids["clicker"]) == SunsetState.ACTIVE
@@ -184,6 +194,12 @@ def test_idle_readers_are_asked_then_paused_and_a_person_click_or_keep_saves_the
         run_policy(app)
     for name in ("idle-en", "idle-fr", "scanned"):
         assert state(app, ids[name]) == SunsetState.PAUSED
+    with app.app_context():  # each reader's history says why, with their address
+        events = db.session.execute(select(ConsentEvent.subscriber_id, ConsentEvent.email)
+                                    .where(ConsentEvent.action == ConsentAction.PAUSED,
+                                           ConsentEvent.source == ConsentSource.SUNSET)).all()
+    assert sorted(events) == sorted((ids[name], f"{name}0@example.com")
+                                    for name in ("idle-en", "idle-fr", "scanned"))
     third = send_issue(app, mailbox, 3)
     assert set(third) == {"clicker", "keeper"}
 
@@ -228,6 +244,7 @@ def test_issues_sent_without_reader_tracking_never_count(app, client, celery_wor
     mailbox.reset()
     run_policy(app)
     assert owed_reengagements(app) == moved_readers(app) == len(READERS)
+    publish_owed_mails(app)
     assert len(mailbox.wait_for(len(READERS))) == len(READERS)
 
 
