@@ -2,7 +2,7 @@
 index on a reader's deliveries
 
 Revision ID: 0027
-Revises: 0026
+Revises: 0028
 Create Date: 2026-12-03 19:00:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0027'
-down_revision = '0026'
+down_revision = '0028'
 branch_labels = None
 depends_on = None
 
