@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, update
 
 from newsletter.db import unit_of_work
 from newsletter.extensions import db
-from newsletter.mail.tokens import make_keep_token
+from newsletter.mail.tokens import make_confirm_token, make_keep_token
 from newsletter.models import (
     Click,
     ConsentAction,
@@ -211,6 +211,12 @@ def test_idle_readers_are_asked_then_paused_and_a_person_click_or_keep_saves_the
         key = db.session.get(Subscriber, ids["idle-en"]).unsubscribe_key
     preferences = f"/unsubscribe/{key}/preferences"
     assert 'id="sunset-paused"' in client.get(preferences).get_data(as_text=True)
+    with app.app_context():  # a page welcoming them back names the open-ended pause, no date
+        reader = db.session.get(Subscriber, ids["idle-en"])
+        confirm_link = make_confirm_token(reader.id, reader.token_nonce)
+    welcome_back = client.get(f"/confirm/{confirm_link}").get_data(as_text=True)
+    assert "It stays paused until you resume it." in welcome_back
+    assert "9999" not in welcome_back
     resumed = client.post(preferences + "/resume",
                           data={"csrf_token": csrf_token_from(client, preferences)})
     assert resumed.status_code == 302
