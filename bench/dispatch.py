@@ -177,6 +177,43 @@ def choose_languages(languages: list[str | None]) -> None:
     db.session.commit()
 
 
+PROGRESS_EVERY = 50_000  # messages between the rolling figures of a long send
+PROGRESS_POLL = 5.0  # seconds between counts of the sent rows
+
+
+def current_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Progress:
+    """Every PROGRESS_EVERY messages of a send: the rate and the workers' CPU per message
+    since the last line, and each worker's RSS now, printed at once, so a long run's
+    figures at depth are on record even if it is cut short."""
+
+    def __init__(self, pool: list[int], started: float):
+        self.pool, self.mark = pool, PROGRESS_EVERY
+        self.last = (0, started, self.cpu())
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pool)
+
+    def update(self, sent: int) -> None:
+        if sent < self.mark:
+            return
+        now, cpu = time.perf_counter(), self.cpu()
+        last_sent, last_time, last_cpu = self.last
+        done = max(sent - last_sent, 1)
+        rss = ", ".join(f"{current_rss_kib(pid) / 1024:.0f}" for pid in self.pool)
+        print(f"  at {sent:>9,} sent: {done / (now - last_time):6.0f} msg/s since "
+              f"{last_sent:,}, {(cpu - last_cpu) / done * 1000:.2f} ms CPU/msg, "
+              f"worker RSS {rss} MiB", flush=True)
+        self.last = (sent, now, cpu)
+        self.mark = (sent // PROGRESS_EVERY + 1) * PROGRESS_EVERY
+
+
 def timed_send(app, worker, subscribers: int) -> dict:
     """Send everything new to everyone and wait until the issue is sent."""
     from sqlalchemy import func, select
@@ -184,7 +221,7 @@ def timed_send(app, worker, subscribers: int) -> dict:
     from newsletter.db import unit_of_work
     from newsletter.extensions import db
     from newsletter.issues import digests
-    from newsletter.models import Digest, DigestStatus, DigestVariant
+    from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, DigestVariant
 
     pool = pool_processes(worker)
     cpu_before = {pid: cpu_seconds(pid) for pid in pool}
@@ -193,9 +230,15 @@ def timed_send(app, worker, subscribers: int) -> dict:
         with unit_of_work():
             digest = digests.send_now()
         ledger = time.perf_counter() - started
+        progress, counted = Progress(pool, time.perf_counter()), time.perf_counter()
         while db.session.get(Digest, digest.id).status != DigestStatus.SENT:
             db.session.expire_all()
             time.sleep(0.2)
+            if subscribers >= 2 * PROGRESS_EVERY and time.perf_counter() - counted > PROGRESS_POLL:
+                counted = time.perf_counter()
+                progress.update(db.session.scalar(select(func.count()).where(
+                    Delivery.digest_id == digest.id, Delivery.status == DeliveryStatus.SENT)))
+                db.session.commit()
         elapsed = time.perf_counter() - started
         counts = digests.progress(digest.id)
         variant = db.session.scalar(select(DigestVariant).where(
@@ -212,6 +255,34 @@ def timed_send(app, worker, subscribers: int) -> dict:
             "size": len(sample.html.encode()) + len(sample.text.encode())}
 
 
+def seed_readers(count: int) -> None:
+    """``count`` active readers: one INSERT ... SELECT generate_series on PostgreSQL
+    (a million in seconds), chunks of 10,000 elsewhere."""
+    from sqlalchemy import insert, text
+
+    from newsletter.extensions import db
+    from newsletter.models import Subscriber
+
+    if db.engine.dialect.name == "postgresql":
+        # The columns the model fills in Python get the same kind of values here.
+        db.session.execute(text("""
+            INSERT INTO subscribers (email, email_normalized, name, status, token_nonce,
+                                     unsubscribe_key, created_at, updated_at, cadence)
+            SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com',
+                   'Reader ' || n, 'active', substr(md5(random()::text), 1, 16),
+                   md5(n::text || random()::text), now(), now(), 'weekly'
+            FROM generate_series(0, :count - 1) AS n"""), {"count": count})
+        db.session.execute(text("ANALYZE subscribers"))
+        db.session.commit()
+        return
+    for start in range(0, count, 10_000):
+        db.session.execute(insert(Subscriber), [
+            {"email": f"reader{n}@example.com", "email_normalized":
+             f"reader{n}@example.com", "status": "active", "name": f"Reader {n}"}
+            for n in range(start, min(start + 10_000, count))])
+        db.session.commit()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=20_000)
@@ -221,6 +292,8 @@ def main() -> None:
                         help="topics; readers spread over TOPIC_SETS sets of two of them")
     parser.add_argument("--profile", metavar="FILE",
                         help="one worker process (solo pool) under cProfile, stats to FILE")
+    parser.add_argument("--ceiling-messages", type=int, default=100_000,
+                        help="at most this many messages for the smtp-source ceiling")
     parser.add_argument("--languages", type=int, default=1,
                         help="with --topics: compare one language with this many")
     args = parser.parse_args()
@@ -252,13 +325,13 @@ def main() -> None:
     worker = None
     try:
         from flask_migrate import upgrade
-        from sqlalchemy import insert, text
+        from sqlalchemy import text
 
         from newsletter import create_app
         from newsletter.content import article_files, articles
         from newsletter.db import unit_of_work
         from newsletter.extensions import db
-        from newsletter.models import ArticleSource, Subscriber
+        from newsletter.models import ArticleSource
 
         app = create_app()
         with app.app_context():
@@ -266,12 +339,7 @@ def main() -> None:
             with db.engine.begin() as connection:
                 connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
             upgrade()
-            for start in range(0, args.subscribers, 10_000):
-                db.session.execute(insert(Subscriber), [
-                    {"email": f"reader{n}@example.com", "email_normalized":
-                     f"reader{n}@example.com", "status": "active", "name": f"Reader {n}"}
-                    for n in range(start, min(start + 10_000, args.subscribers))])
-                db.session.commit()
+            seed_readers(args.subscribers)
             for n in range(8):  # a realistic issue: several articles, one of them the sample
                 data = (article_files.read_article_file(SAMPLE, "https://news.example.com/a")
                         if n == 0 else articles.ArticleInput(
@@ -324,12 +392,13 @@ def main() -> None:
         rss = {pid: peak_rss_kib(pid) for pid in pool_processes(worker)}
 
         message_bytes = int(size * 4 / 3) + 1500  # base64 parts plus headers
+        ceiling_messages = min(args.subscribers, args.ceiling_messages)
         source = ["/usr/sbin/smtp-source", "-s", "4", "-l", str(message_bytes),
-                  "-m", str(args.subscribers), "-f", "news@example.com", "-t",
+                  "-m", str(ceiling_messages), "-f", "news@example.com", "-t",
                   "reader@example.com", f"127.0.0.1:{sink_port}"]
         ceiling_started = time.perf_counter()
         subprocess.run(source, check=True, stdout=subprocess.DEVNULL)
-        ceiling = args.subscribers / (time.perf_counter() - ceiling_started)
+        ceiling = ceiling_messages / (time.perf_counter() - ceiling_started)
 
         print(f"subscribers            {args.subscribers}")
         print(f"database               {database_url.split(':')[0]}")
