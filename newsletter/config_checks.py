@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from newsletter.config import ENV_PREFIX, ConfigError
+from newsletter.mail.relays import relays_from_config
 
 
 def _is_loopback(host: str) -> bool:
@@ -56,13 +57,22 @@ LEASE_MARGIN = 1.5
 
 
 def check_send_settings(config: Mapping[str, Any]) -> None:
-    rate = config.get("SEND_RATE")
+    """A batch may go out through any relay of the pool (and fail over to another
+    mid-batch), each at its own rate or SEND_RATE: the lease must cover the slowest."""
+    shared = config.get("SEND_RATE") or None  # unset: "" (no cap)
+    rate, relay = shared, None
+    for spec in relays_from_config(config):
+        own = spec.rate or shared
+        if own and (rate is None or own < rate):
+            rate, relay = own, (spec if spec.rate else None)
     if not rate:
         return
     needed = LEASE_MARGIN * config["SEND_BATCH_SIZE"] / rate
     if config["SEND_LEASE"] < needed:
+        at = (f"relay {relay.name!r}'s rate {rate:g}/s in {ENV_PREFIX}SMTP_RELAYS"
+              if relay else f"{ENV_PREFIX}SEND_RATE={rate:g}/s")
         raise ConfigError(
             f"{ENV_PREFIX}SEND_LEASE={config['SEND_LEASE']} s cannot cover a batch of "
             f"{ENV_PREFIX}SEND_BATCH_SIZE={config['SEND_BATCH_SIZE']} at "
-            f"{ENV_PREFIX}SEND_RATE={rate:g}/s ({config['SEND_BATCH_SIZE'] / rate:g} s); set "
+            f"{at} ({config['SEND_BATCH_SIZE'] / rate:g} s); set "
             f"the lease to at least {math.ceil(needed)} s or lower the batch size")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections import Counter
 
 import pytest
@@ -172,3 +173,38 @@ def test_the_send_pauses_only_when_every_relay_is_out_and_probes_one_back(
     page = session_client(app, add_editor(app, "owner@example.com", "owner")).get(
         f"/admin/digests/{digest_id}").get_data(as_text=True)
     assert 'id="by-relay"' in page and "<td>r1</td><td>20</td><td>0</td>" in page
+
+
+def test_a_relay_with_a_rate_never_carries_more_than_it_allows(app, clean_state, two_relays):
+    """Two worker processes (four batches at once) share the capped relay's rate through
+    Redis: its k-th message cannot arrive before k / rate seconds after the send began."""
+    capped, free = two_relays
+    rate = 10.0
+    pool = [{"name": "capped", "host": "127.0.0.1", "port": capped.port, "weight": 3,
+             "rate": rate},
+            {"name": "free", "host": "127.0.0.1", "port": free.port, "weight": 1}]
+    readers = 100
+    add_subscribers(app, readers)
+    add_article(app)
+    env = subprocess_env(app, SMTP_RELAYS=json.dumps(pool), SEND_BATCH_SIZE=10,
+                         SEND_CONCURRENCY=4)
+    workers = [start_celery_worker(env, 2), start_celery_worker(env, 2)]
+    try:
+        began = time.monotonic()  # the clock of the handlers' received_at
+        digest_id = send_now(app)
+        progress = wait_until_sent(app, digest_id, timeout=120)
+    finally:
+        stop_processes(*workers)
+    assert progress["sent"] == readers and progress["failed"] == 0
+    received = Counter(message["To"].addresses[0].addr_spec
+                       for message in capped.handler.messages + free.handler.messages)
+    assert len(received) == readers and set(received.values()) == {1}
+    arrivals = sorted(capped.handler.received_at)
+    # Weight 3 of 4 over ten batches: the capped relay carried several.
+    assert len(arrivals) >= 2 * 10
+    # Each slot is reserved on Redis's clock after the send began; the k-th goes out
+    # at its slot or later. (1 ms: the two clocks' reading granularity.)
+    early = [(k, at - began) for k, at in enumerate(arrivals) if at - began < k / rate - 0.001]
+    assert not early, f"the capped relay carried messages ahead of its rate: {early[:5]}"
+    _, _, rows = send_ledger(app, digest_id)
+    assert Counter(row.relay for _, row in rows)["capped"] == len(arrivals)

@@ -3,6 +3,7 @@ limiter, per-domain backoff, transactional mail that never waits behind a send."
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -279,6 +280,23 @@ def test_a_lease_that_cannot_cover_a_batch_is_refused_at_start():
     assert "at least 75 s" in str(refused.value)
     check_send_settings({**settings, "SEND_LEASE": 75})
     check_send_settings({**settings, "SEND_RATE": None})
+
+
+def test_the_lease_check_counts_the_slowest_relay_of_the_pool():
+    pool = json.dumps([{"name": "fast", "host": "a.example.com", "rate": 50},
+                       {"name": "slow", "host": "b.example.com", "rate": 2},
+                       {"name": "uncapped", "host": "c.example.com"}])
+    settings = load_settings({"NEWSLETTER_SMTP_RELAYS": pool, "NEWSLETTER_SEND_BATCH_SIZE": "100",
+                              "NEWSLETTER_SEND_LEASE": "60"})
+    with pytest.raises(ConfigError) as refused:
+        check_send_settings(settings)
+    assert "relay 'slow'" in str(refused.value) and "at least 75 s" in str(refused.value)
+    check_send_settings({**settings, "SEND_LEASE": 75})
+    # A relay without a rate of its own goes at SEND_RATE: slower than every relay here.
+    with pytest.raises(ConfigError) as refused:
+        check_send_settings({**settings, "SEND_LEASE": 75, "SEND_RATE": 1.0})
+    assert "NEWSLETTER_SEND_RATE=1/s" in str(refused.value)
+    assert "at least 150 s" in str(refused.value)
 
 
 def test_a_message_that_cannot_be_built_fails_that_reader_only(app, client, celery_worker,
