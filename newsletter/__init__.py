@@ -88,11 +88,13 @@ def _create_app(config: dict[str, Any]) -> Flask:
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
 
     from newsletter.celery_setup import celery_init_app
+    from newsletter.delivery.single_mail import PooledMail
     from newsletter.mail.relays import relays_from_config
     from newsletter.mail.transport import SMTPTransport
 
     celery_init_app(app)
-    app.extensions["smtp"] = SMTPTransport(app.config)  # transactional mail: the first relay
+    # Single mails (confirmation, welcome, notices): the pool, with failover.
+    app.extensions["smtp"] = PooledMail(app.config)
     # Digest sends: every relay of the pool, by name.
     app.extensions["smtp_relays"] = {relay.name: SMTPTransport(app.config, relay)
                                      for relay in relays_from_config(app.config)}
