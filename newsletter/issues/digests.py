@@ -371,7 +371,10 @@ def after_batch(digest_id: int, *, hand_on: bool, retry_later: bool) -> None:
         # commit; not when this batch's own transaction just paused the issue (the guard,
         # the breaker), which the next batch could not see yet. Resuming republishes.
         send_task_now(jobs.SEND_DIGEST_BATCH, digest_id)
-    finish_if_done(digest_id)
+    else:
+        # Only where the chain ends: a next task finishes the issue when its claim finds
+        # nothing, so no batch looks for open rows (a scan past every row sent so far).
+        finish_if_done(digest_id)
 
 
 def pause_for_relay(digest_id: int, reason: str) -> bool:
