@@ -150,11 +150,18 @@ def address_value(name: str, addr_spec: str, display_name: str | None = None) ->
 def url_list_value(name: str, *urls: str) -> str:
     """List-Unsubscribe / List-Archive: ``<url>, <url>``, every URL percent-encoded
     so it holds no space, bracket, control character or ``=?``."""
+    if len(urls) == 1 and _URL_AS_IT_IS.fullmatch(urls[0]) and "=?" not in urls[0]:
+        return f"{name}: <{urls[0]}>\r\n"  # what the general path makes of it, sooner
     return _fold_words(name, _bracketed_urls(urls).split(" "))
 
 
+_URL_SAFE = "/:@!$&'()*+,;=?#[]-._~%"
+# A URL that percent-encoding leaves as it is (one word: nothing to fold at).
+_URL_AS_IT_IS = re.compile(r"[A-Za-z0-9" + re.escape(_URL_SAFE) + r"]+")
+
+
 def _bracketed_urls(urls) -> str:
-    safe = "/:@!$&'()*+,;=?#[]-._~%"
+    safe = _URL_SAFE
     quoted = [quote(clean_text(url), safe=safe).replace("=?", "=%3F") for url in urls]
     return ", ".join(f"<{url}>" for url in quoted)
 

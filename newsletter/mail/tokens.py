@@ -11,6 +11,7 @@ import functools
 import hashlib
 import hmac
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,14 +60,36 @@ def _block_cipher(key: bytes, purpose: str) -> Cipher:
     return Cipher(algorithms.AES(aes_key), modes.ECB())
 
 
+def _block(ids: tuple[int, ...]) -> bytes:
+    return b"".join(number.to_bytes(ID_BYTES, "big") for number in ids).ljust(16, b"\0")
+
+
+def _text(sealed: bytes) -> str:
+    return base64.b32encode(sealed).decode().lower().rstrip("=")
+
+
 def seal_ids(key: bytes, purpose: str, *ids: int) -> str:
     """Up to three ids as 26 characters [a-z2-7] that reveal nothing without the key.
     The block's unused bytes are zero, so a forged or mistyped text opens to None
     (1 chance in 2**32 at worst)."""
-    block = b"".join(number.to_bytes(ID_BYTES, "big") for number in ids).ljust(16, b"\0")
     encryptor = _block_cipher(key, purpose).encryptor()
-    sealed = encryptor.update(block) + encryptor.finalize()
-    return base64.b32encode(sealed).decode().lower().rstrip("=")
+    return _text(encryptor.update(_block(ids)) + encryptor.finalize())
+
+
+class Sealer:
+    """``seal_ids`` for many ids with one key and purpose (a send's Message-IDs): one
+    cipher context for all of them, as making it was most of a seal's cost. ECB keeps
+    no state between blocks, so each block seals as it would alone."""
+
+    def __init__(self, key: bytes, purpose: str):
+        self._encryptor = _block_cipher(key, purpose).encryptor()
+        self._lock = threading.Lock()  # a context is not to be shared between threads
+
+    def __call__(self, *ids: int) -> str:
+        block = _block(ids)
+        with self._lock:
+            sealed = self._encryptor.update(block)
+        return _text(sealed)
 
 
 def open_ids(keys: Iterable[bytes], purpose: str, text: str, count: int) -> tuple[int, ...] | None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from newsletter.mail.addresses import parse_mailbox
-from newsletter.mail.tokens import MAX_ID, open_ids, seal_ids
+from newsletter.mail.tokens import MAX_ID, Sealer, open_ids
 
 LOCAL_PART = "bounces"
 MAC_BYTES = 10  # 80 bits: forging one token takes ~2**79 guesses, each a mail to us
@@ -85,7 +85,7 @@ def _accepted_keys() -> list[bytes]:
 
 
 def _mac(body: str, key: bytes) -> str:
-    digest = hmac.new(key, body.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+    digest = hmac.digest(key, body.encode(), "sha256")[:MAC_BYTES]
     return base64.b32encode(digest).decode().lower().rstrip("=")
 
 
@@ -154,10 +154,10 @@ class MessageIds:
     def __init__(self, digest_id: int):
         self.digest_id, self.key = digest_id, _key()
         self.domain = parse_mailbox(current_app.config["MAIL_FROM"]).domain
+        self.seal = Sealer(self.key, "message-id")
 
     def __call__(self, subscriber_id: int) -> str:
-        sealed = seal_ids(self.key, "message-id", self.digest_id, subscriber_id)
-        return f"<{sealed}@{self.domain}>"
+        return f"<{self.seal(self.digest_id, subscriber_id)}@{self.domain}>"
 
 
 # Mail sent before the ids were sealed: ``<digest-ISSUE.READER@domain>``.

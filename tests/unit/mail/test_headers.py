@@ -186,3 +186,22 @@ def test_an_internationalised_mailbox_is_written_in_utf8_under_any_policy():
         # The parser keeps undecoded bytes as surrogates.
         username = parsed["To"].addresses[0].username
         assert username.encode("ascii", "surrogateescape").decode() == "zoë"
+
+
+def test_a_url_written_as_it_is_is_what_percent_encoding_would_have_made():
+    # One URL of safe characters skips the general path: both must give the same line.
+    from newsletter.mail import headers
+
+    alphabet = "aZ09/:@!$&'()*+,;=?#[]-._~% <>\"\\\r\n\t\x00é\u2028{}|^`"
+    rnd = random.Random(7)
+    urls = ["https://news.example.com/unsubscribe/AbC-d_e", "https://x.example/?a=?b",
+            "https://x.example/u/" + "k" * 200, "https://x.example/=?utf-8?q?x?="]
+    urls += ["https://x.example/" + "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+             for _ in range(2000)]
+    fast = 0
+    for url in urls:
+        general = headers._fold_words("List-Unsubscribe",
+                                      headers._bracketed_urls([url]).split(" "))
+        assert headers.url_list_value("List-Unsubscribe", url) == general, url
+        fast += bool(headers._URL_AS_IT_IS.fullmatch(url)) and "=?" not in url
+    assert fast >= 3  # the quick path was taken, and agreed

@@ -130,3 +130,16 @@ def test_an_edited_message_id_names_nothing(app_context):
     local = verp.MessageIds(7)(42).strip("<>").partition("@")[0]
     edited = ("b" if local[0] != "b" else "c") + local[1:]
     assert verp.ref_in_message_id(f"<{edited}@example.com>") is None
+
+
+def test_a_sends_message_ids_are_each_what_sealing_alone_gives(app_context):
+    # One cipher context seals every Message-ID of a send: ECB keeps nothing between
+    # blocks, so each id seals as if alone, and opens again.
+    from newsletter.mail.tokens import seal_ids
+
+    message_ids = verp.MessageIds(7)
+    for reader in (1, 2, 123456, 2**31 - 1, 1, 99):
+        sealed = message_ids(reader).strip("<>").partition("@")[0]
+        assert sealed == seal_ids(message_ids.key, "message-id", 7, reader)
+        assert verp.ref_in_message_id(message_ids(reader)) == verp.DeliveryRef(
+            digest_id=7, subscriber_id=reader)
