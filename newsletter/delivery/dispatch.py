@@ -22,6 +22,7 @@ hands the send on to the next task, so a stop never cuts a message in two.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -42,7 +43,7 @@ from newsletter.extensions import db
 from newsletter.instruments import BATCH_SECONDS, SMTP_SEND_SECONDS
 from newsletter.issues import digests
 from newsletter.mail.bulk import BulkMessageFactory, new_marker
-from newsletter.mail.links import external_url, url_adapter
+from newsletter.mail.links import UnsubscribeUrls, external_url, url_adapter
 from newsletter.mail.relays import relays_from_config
 from newsletter.mail.transport import DeliveryResult, Outcome
 from newsletter.mail.verp import DigestSenders, MessageIds, feedback_id
@@ -141,7 +142,7 @@ class Row:
     unsubscribe_key: str
     variant_id: int | None
 
-    @property
+    @functools.cached_property
     def domain(self) -> str:
         return self.email.rpartition("@")[2].lower()
 
@@ -217,7 +218,7 @@ class Batch:
         self.lease = timedelta(seconds=config["SEND_LEASE"])
         self.claimed = ClaimedBatch(ledger, digest_id, token, self.lease)
         self.factories = factories  # by variant id
-        self.links = url_adapter()  # once per batch
+        self.unsubscribe_urls = UnsubscribeUrls(url_adapter())  # once per batch
         self.senders = DigestSenders(digest_id)  # VERP: each reader's bounce names its delivery
         self.pool = RelayPool(current_app.extensions["smtp_relays"], relays_from_config(config))
         self.use(self.pool.choose() or self.pool.first_to_probe())
@@ -248,12 +249,14 @@ class Batch:
         """Send the rows in order; returns why it stopped and how many rows have results."""
         rows = self.rows
         self.relay.refresh_backoff({row.domain for row in rows})
+        refreshed_at = time.monotonic()
         marked = False  # is rows[index] already marked in flight (by the previous write)?
         for index, row in enumerate(rows):
-            if index and index % STATUS_REFRESH_EVERY == 0:
-                coming = rows[index:index + STATUS_REFRESH_EVERY]  # the rows until the next look
+            if time.monotonic() - refreshed_at >= STATUS_REFRESH_SECONDS:
+                coming = rows[index:]
                 self.left = _no_longer_active(self.ledger, [r.subscriber_id for r in coming])
                 self.relay.refresh_backoff({r.domain for r in coming})
+                refreshed_at = time.monotonic()
             if _stop_requested.is_set():  # even if marked in flight: not sent yet
                 return Stop.STOPPING, index
             if not self._renew_if_due(len(rows) - index):
@@ -297,19 +300,18 @@ class Batch:
 
     def _deliver(self, row: Row) -> DeliveryResult:
         try:
-            unsubscribe_url = self.links.build(
-                "public.unsubscribe", {"token": row.unsubscribe_key},
-                force_external=True)
-            message = self.factories[row.variant_id].build(row.subscriber_id, row.email,
-                                                           row.name, unsubscribe_url)
+            message = self.factories[row.variant_id].build(
+                row.subscriber_id, row.email, row.name,
+                self.unsubscribe_urls(row.unsubscribe_key))
         except Exception as error:  # this reader's message, not the batch: record and go on
             log.exception("delivery %s: could not build the message", row.delivery_id)
             return DeliveryResult(Outcome.FAILED, f"could not build the message: {error}"[:500])
         started = time.perf_counter()
         self.delivered_by = self.transport.name
+        # A built message has no line starting with "." (BulkMessageFactory.build).
         result = self.transport.deliver(self.senders.for_subscriber(row.subscriber_id),
-                                        row.email, message)
-        SMTP_SEND_SECONDS.labels(self.transport.name, result.outcome.value).observe(
+                                        row.email, message, dot_free=True)
+        _send_seconds(self.transport.name, result.outcome).observe(
             time.perf_counter() - started)
         return result
 
@@ -384,9 +386,16 @@ def _reply_code(result: DeliveryResult) -> int | None:
     return code
 
 
-# Who unsubscribed while a batch runs is re-read this often (messages), so a
-# reader who leaves mid-send gets at most this many more messages' worth of delay.
-STATUS_REFRESH_EVERY = 10
+# Who unsubscribed, and which domains other workers backed off, are re-read this often
+# (seconds) while a batch runs, for the rows still to come: a reader who leaves
+# mid-send is not mailed more than this after. (The claim read them fresh.)
+STATUS_REFRESH_SECONDS = 0.5
+
+
+@functools.cache
+def _send_seconds(relay: str, outcome: Outcome):
+    """The SMTP send-time histogram's series for a relay and outcome, looked up once."""
+    return SMTP_SEND_SECONDS.labels(relay, outcome.value)
 
 
 def _no_longer_active(ledger, subscriber_ids: list[int]) -> set[int]:
