@@ -112,6 +112,22 @@ def mailbox(smtp_server) -> RecordingSMTPHandler:
     smtp_server.handler.reset()
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def smtp_pipelining(request, app, mailbox) -> bool:
+    """The test SMTP server without and with PIPELINING (RFC 2920), as relays differ.
+    The app's relay connections are closed, so the next one greets the server afresh;
+    a worker started after this fixture sees the setting from its first message."""
+    def reconnect() -> None:
+        for transport in app.extensions["smtp_relays"].values():
+            transport.close()
+
+    mailbox.pipelining = request.param
+    reconnect()
+    yield request.param
+    mailbox.pipelining = False
+    reconnect()
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     return os.environ.get("NEWSLETTER_TEST_DATABASE_URL") or (

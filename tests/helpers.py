@@ -411,7 +411,14 @@ class RecordingSMTPHandler:
         self.rejected_recipients: set[str] = set()
         self.recipient_replies: dict[str, list[str]] = {}  # address -> its next RCPT replies
         self.delay = 0.0  # seconds per message, to make a send last long enough to disturb
+        self.pipelining = False  # advertise PIPELINING (RFC 2920) to new connections
         self._changed = threading.Condition()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd does itself without this hook
+        if self.pipelining:  # aiosmtpd reads pipelined commands; it only does not say so
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.rejected_recipients:
@@ -456,6 +463,7 @@ class RecordingSMTPHandler:
             self.rejected_recipients.clear()
             self.recipient_replies.clear()
             self.delay = 0.0
+            self.pipelining = False
 
 
 class ScriptedHandler:

@@ -111,7 +111,8 @@ def test_a_row_is_marked_in_flight_only_after_the_rate_wait(app, client, celery_
     wait_for_idle_ledger(app, digest_id)
 
 
-def test_a_slow_domain_is_backed_off_and_others_go_on(app, client, celery_worker, mailbox):
+def test_a_slow_domain_is_backed_off_and_others_go_on(app, client, smtp_pipelining,
+                                                      celery_worker, mailbox):
     # The first reader's domain answers 451: its other readers are deferred without
     # being tried (no attempt spent); everyone else is sent at once.
     with app.app_context():
@@ -150,8 +151,8 @@ def deliveries_at(app, domain: str) -> list[tuple[str, DeliveryStatus, int, str 
             .order_by(Delivery.id))]
 
 
-def test_a_busy_mailbox_defers_only_its_reader(app, client, celery_worker, mailbox,
-                                               monkeypatch):
+def test_a_busy_mailbox_defers_only_its_reader(app, client, smtp_pipelining, celery_worker,
+                                               mailbox, monkeypatch):
     # One mailbox answers 451 4.2.0 twice: its reader waits on SEND_RETRY_DELAY
     # (doubling) while the other four readers at the same domain go out at once.
     monkeypatch.setitem(app.config, "SEND_RETRY_DELAY", 1)
@@ -189,8 +190,8 @@ def test_a_busy_mailbox_defers_only_its_reader(app, client, celery_worker, mailb
 
 
 @pytest.mark.parametrize("reply", ["452 4.2.2 mailbox full", "450 4.2.1 try later"])
-def test_4xx_from_several_readers_of_a_domain_backs_it_off(app, client, celery_worker,
-                                                           mailbox, reply):
+def test_4xx_from_several_readers_of_a_domain_backs_it_off(app, client, smtp_pipelining,
+                                                           celery_worker, mailbox, reply):
     # Three different readers of one domain answer 4xx: the domain itself is in
     # trouble, so its later readers are deferred untried while other domains go on.
     add_subscribers(app, 6)

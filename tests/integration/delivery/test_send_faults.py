@@ -99,7 +99,7 @@ def readers_waiting(app, mailbox, settings: dict):
     return subprocess_env(app, **settings), twin_app(app, **settings), readers
 
 
-def test_sigkill_of_one_worker_mid_send_loses_nobody(app, client, mailbox):
+def test_sigkill_of_one_worker_mid_send_loses_nobody(app, client, mailbox, smtp_pipelining):
     settings = dict(TASK_QUEUE=f"kill-{os.getpid()}", SEND_LEASE=3, SEND_BATCH_SIZE=25,
                     SEND_CONCURRENCY=4)
     env, twin, readers = readers_waiting(app, mailbox, settings)
