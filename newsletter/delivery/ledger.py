@@ -291,8 +291,14 @@ class HotStatement:
         self.cursor = connection.connection.driver_connection.cursor()
 
     def ids(self, values: dict) -> list[int]:
+        # One moment is often several values (now, attempted_at, sent_at): processed
+        # once (a processor's result depends on the value alone).
+        processed: dict = {}
         for name, process in self.processors.items():
-            values[name] = process(values[name])
+            value = values[name]
+            if value not in processed:
+                processed[value] = process(value)
+            values[name] = processed[value]
         parameters = (values if self.positions is None
                       else tuple(values[name] for name in self.positions))
         self.cursor.execute(self.sql, parameters, **self.options)
