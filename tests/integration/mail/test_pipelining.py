@@ -317,3 +317,24 @@ def test_the_content_arrives_as_given_dot_stuffed_on_the_wire(data, dot_free, pi
         transport.close()
     finally:
         server.close()
+
+
+def test_an_smtputf8_transaction_is_pipelined_and_the_next_one_is_plain_ascii():
+    handler = PipeliningHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
+                            enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        transport = transport_for(controller.port)
+        data = "To: José <josé@xn--bcher-kva.example>\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+        result = transport.deliver(NEWS, "josé@bücher.example", data)
+        assert result.outcome is Outcome.SENT, result
+        assert transport._connection.has_extn("pipelining")
+        _, rcpt_tos, options, content = handler.received[0]
+        assert rcpt_tos == ["josé@xn--bcher-kva.example"] and content == data
+        assert "SMTPUTF8" in options and "BODY=8BITMIME" in options
+        assert transport.deliver(NEWS, "ok@example.com", MESSAGE).outcome is Outcome.SENT
+        assert handler.received[1][1:3] == (["ok@example.com"], [])
+        transport.close()
+    finally:
+        controller.stop()
