@@ -16,12 +16,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import fresh_schema, scratch_services  # noqa: E402
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -36,17 +37,8 @@ def main() -> None:
                         help="import as pending, owing a confirmation each (paced by SEND_RATE)")
     args = parser.parse_args()
 
-    from newsletter.devstack import free_port, start_embedded_redis
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-import-"))
-    helpers: list[subprocess.Popen] = []
-    redis_url = os.environ.get("NEWSLETTER_BENCH_REDIS_URL")
-    if not redis_url:
-        port = free_port()
-        helpers.append(start_embedded_redis(scratch / "redis", port))
-        redis_url = f"redis://127.0.0.1:{port}/0"
-    database_url = os.environ.get("NEWSLETTER_BENCH_DATABASE_URL") or \
-        f"sqlite:///{scratch / 'bench.db'}"
+    scratch, helpers, redis_url, database_url = scratch_services("bench-import-")
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url,
            "NEWSLETTER_REDIS_URL": redis_url, "NEWSLETTER_SECRET_KEY": "bench-" * 8,
            "NEWSLETTER_SUPPRESSION_KEY": "pepper-" * 8, "NEWSLETTER_TASK_QUEUE": "bench",
@@ -59,9 +51,6 @@ def main() -> None:
             file.write(f"reader{n}@example.com,Reader {n}\n")
     worker = None
     try:
-        from flask_migrate import upgrade
-        from sqlalchemy import text
-
         from newsletter import create_app
         from newsletter.db import unit_of_work
         from newsletter.editors import accounts
@@ -71,10 +60,7 @@ def main() -> None:
 
         app = create_app()
         with app.app_context():
-            db.drop_all()
-            with db.engine.begin() as connection:
-                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade()
+            fresh_schema(db)
             with unit_of_work():
                 accounts.create_editor("bench@example.com", "bench password 123")
         worker = subprocess.Popen(

@@ -26,7 +26,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter.devstack import free_port, start_embedded_redis, wait_for_port  # noqa: E402
+from _common import fresh_schema, scratch_services  # noqa: E402
+
+from newsletter.devstack import free_port, wait_for_port  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "fixtures" / "us-secretary-of-state-c5-plus-1.txt"
 
@@ -302,15 +303,7 @@ def main() -> None:
     ensure_postfix_tools()
     languages, made_catalogues = bench_languages(args.languages)
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    helpers: list[subprocess.Popen] = []
-    redis_url = os.environ.get("NEWSLETTER_BENCH_REDIS_URL")
-    if not redis_url:
-        port = free_port()
-        helpers.append(start_embedded_redis(scratch / "redis", port))
-        redis_url = f"redis://127.0.0.1:{port}/0"
-    database_url = os.environ.get("NEWSLETTER_BENCH_DATABASE_URL") or \
-        f"sqlite:///{scratch / 'bench.db'}"
+    scratch, helpers, redis_url, database_url = scratch_services("bench-dispatch-")
     sink_port = free_port()
     helpers.append(start_sink(sink_port))
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url,
@@ -324,9 +317,6 @@ def main() -> None:
     os.environ.update(env)
     worker = None
     try:
-        from flask_migrate import upgrade
-        from sqlalchemy import text
-
         from newsletter import create_app
         from newsletter.content import article_files, articles
         from newsletter.db import unit_of_work
@@ -335,10 +325,7 @@ def main() -> None:
 
         app = create_app()
         with app.app_context():
-            db.drop_all()
-            with db.engine.begin() as connection:
-                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade()
+            fresh_schema(db)
             seed_readers(args.subscribers)
             for n in range(8):  # a realistic issue: several articles, one of them the sample
                 data = (article_files.read_article_file(SAMPLE, "https://news.example.com/a")

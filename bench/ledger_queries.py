@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import fresh_schema  # noqa: E402
+
 CLAIMS_IN_FLIGHT = 2  # batches holding rows at each depth (two workers)
 RUNS = 5
 
@@ -183,7 +185,6 @@ def main() -> None:
                        "NEWSLETTER_SECRET_KEY": "bench-" * 8,
                        "NEWSLETTER_SUPPRESSION_KEY": "pepper-" * 8,
                        "NEWSLETTER_BASE_URL": "https://news.example.com"})
-    from flask_migrate import upgrade
     from sqlalchemy import text
 
     from newsletter import create_app
@@ -191,10 +192,7 @@ def main() -> None:
 
     app = create_app()
     with app.app_context():
-        db.drop_all()
-        with db.engine.begin() as connection:
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        upgrade()
+        fresh_schema(db)
         started = time.perf_counter()
         digest_id = seed(db, args.rows)
         print(f"database {db.engine.dialect.name}, {args.rows:,} rows seeded in "

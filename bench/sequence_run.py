@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import fresh_schema, scratch_services  # noqa: E402
 
 ZONES = ("Asia/Tokyo", "Europe/Paris", "America/New_York", None)
 
@@ -39,17 +39,8 @@ def main() -> None:
     parser.add_argument("--window", action="store_true", help="quiet hours, reader time")
     args = parser.parse_args()
 
-    from newsletter.devstack import free_port, start_embedded_redis
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-sequences-"))
-    helpers = []
-    redis_url = os.environ.get("NEWSLETTER_BENCH_REDIS_URL")
-    if not redis_url:
-        port = free_port()
-        helpers.append(start_embedded_redis(scratch / "redis", port))
-        redis_url = f"redis://127.0.0.1:{port}/0"
-    database_url = os.environ.get("NEWSLETTER_BENCH_DATABASE_URL") or \
-        f"sqlite:///{scratch / 'bench.db'}"
+    scratch, helpers, redis_url, database_url = scratch_services("bench-sequences-")
     os.environ.update({"NEWSLETTER_DATABASE_URL": database_url,
                        "NEWSLETTER_REDIS_URL": redis_url,
                        "NEWSLETTER_SECRET_KEY": "bench-" * 8,
@@ -58,8 +49,7 @@ def main() -> None:
                        "NEWSLETTER_LANGUAGES": "en,fr" if args.french else "en",
                        "NEWSLETTER_SEND_IN_READER_TIME": str(args.window).lower()})
     try:
-        from flask_migrate import upgrade
-        from sqlalchemy import insert, text, update
+        from sqlalchemy import insert, update
 
         from newsletter import create_app
         from newsletter.db import unit_of_work
@@ -69,10 +59,7 @@ def main() -> None:
 
         app = create_app()
         with app.app_context():
-            db.drop_all()
-            with db.engine.begin() as connection:
-                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade()
+            fresh_schema(db)
             with unit_of_work():
                 sequence = steps.create_sequence("welcome")
                 french = {"fr": {"subject": "Bienvenue", "body": "Bonjour **à vous**."}}

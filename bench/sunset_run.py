@@ -17,13 +17,14 @@ import argparse
 import os
 import secrets
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import fresh_schema, scratch_services  # noqa: E402
 
 
 def main() -> None:
@@ -32,17 +33,8 @@ def main() -> None:
     parser.add_argument("--issues", type=int, default=8)
     args = parser.parse_args()
 
-    from newsletter.devstack import free_port, start_embedded_redis
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-sunset-"))
-    helpers = []
-    redis_url = os.environ.get("NEWSLETTER_BENCH_REDIS_URL")
-    if not redis_url:
-        port = free_port()
-        helpers.append(start_embedded_redis(scratch / "redis", port))
-        redis_url = f"redis://127.0.0.1:{port}/0"
-    database_url = os.environ.get("NEWSLETTER_BENCH_DATABASE_URL") or \
-        f"sqlite:///{scratch / 'bench.db'}"
+    scratch, helpers, redis_url, database_url = scratch_services("bench-sunset-")
     os.environ.update({"NEWSLETTER_DATABASE_URL": database_url,
                        "NEWSLETTER_REDIS_URL": redis_url,
                        "NEWSLETTER_SECRET_KEY": "bench-" * 8,
@@ -52,7 +44,6 @@ def main() -> None:
                        "NEWSLETTER_SUNSET_AFTER_ISSUES": str(args.issues)})
     try:
         import time_machine
-        from flask_migrate import upgrade
         from sqlalchemy import func, insert, select, text
 
         from newsletter import create_app
@@ -76,10 +67,7 @@ def main() -> None:
         app = create_app()
         n = args.readers
         with app.app_context():
-            db.drop_all()
-            with db.engine.begin() as connection:
-                connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-            upgrade()
+            fresh_schema(db)
             now = utcnow()
             with unit_of_work():
                 db.session.execute(insert(Subscriber), [
