@@ -92,11 +92,9 @@ class CopyTokens:
     id only when TRACK_READERS is on."""
 
     def __init__(self, digest_id: int):
-        self.digest_id = digest_id
-        self.signer = signer()
+        self.sign = signer().copy_signer(digest_id)
         self.with_reader = tracks_readers()
 
     def __call__(self, subscriber_id: int) -> str:
-        return self.signer.copy_token(self.digest_id, secrets.randbits(31) or 1,
-                                      int(time.time()),
-                                      subscriber_id if self.with_reader else None)
+        return self.sign(secrets.randbits(31) or 1, int(time.time()),
+                         subscriber_id if self.with_reader else None)

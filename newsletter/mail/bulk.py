@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import operator
 import secrets
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import format_datetime
+from itertools import chain
 
 from newsletter.mail.addresses import parse_mailbox
 from newsletter.mail.headers import address_line, header_line, language_tag, url_list_line
@@ -35,7 +37,62 @@ def _base64_lines(data: bytes) -> bytes:
 
 
 BASE64_LINE = 57  # input bytes per 76-character line
+ENCODED_LINE = 76
 MAX_LAYOUTS = 4  # (URL length, token length) pairs remembered per body part
+URL, TOKEN = object(), object()  # the recipient's slots in a body
+
+
+class Layout:
+    """How to encode a body for a URL and a token of given lengths.
+
+    The lines a recipient's bytes fall on (the *varying* lines) are made of fixed
+    bytes and slots: ``segments`` holds their fixed bytes, cut at each URL slot and
+    then at each token slot, so a copy's varying lines are two joins away and are
+    encoded in one call. ``prefixes[i]`` is what comes before varying line i (the end
+    of the line before, then the fixed lines between, already encoded); ``lines``
+    cuts the encoded varying lines apart, with an empty one at the end for ``tail``."""
+
+    def __init__(self, raw: bytes, slots: list[tuple[int, int, object]]):
+        varying = sorted({line for start, length, _ in slots
+                          for line in range(start // BASE64_LINE,
+                                            (start + length - 1) // BASE64_LINE + 1)})
+        self.constant = None if varying else _base64_lines(raw)
+        self.segments: list[list[bytes]] = [[b""]]
+        self.prefixes: list[bytes] = []
+        pending = iter(slots)
+        slot = next(pending, None)
+        fixed_from = at = 0  # the first line not yet encoded; the first byte not yet placed
+        for line in varying:
+            self.prefixes.append((CRLF if self.prefixes else b"") + _base64_lines(
+                raw[fixed_from * BASE64_LINE:line * BASE64_LINE]))
+            # A slot may have begun on the line before.
+            at, end = max(at, line * BASE64_LINE), min((line + 1) * BASE64_LINE, len(raw))
+            while at < end:  # the line's bytes: fixed ones, and the slots starting here
+                if slot is not None and slot[0] == at:
+                    _, length, kind = slot
+                    if kind is URL:
+                        self.segments.append([b""])
+                    else:
+                        self.segments[-1].append(b"")
+                    at += length
+                    slot = next(pending, None)
+                else:
+                    stop = min(end, slot[0]) if slot is not None else end
+                    self.segments[-1][-1] += raw[at:stop]
+                    at = stop
+            fixed_from = line + 1
+        self.tail = (CRLF if varying else b"") + _base64_lines(raw[fixed_from * BASE64_LINE:])
+        self.prefixes.append(self.tail)
+        self.lines = operator.itemgetter(
+            *(slice(n * ENCODED_LINE, (n + 1) * ENCODED_LINE) for n in range(len(varying))),
+            slice(0, 0))
+
+    def encode(self, url: bytes, token: bytes) -> bytes:
+        if self.constant is not None:
+            return self.constant
+        varying = url.join([token.join(pieces) for pieces in self.segments])
+        lines = self.lines(binascii.b2a_base64(varying, newline=False))
+        return b"".join(chain.from_iterable(zip(self.prefixes, lines, strict=True)))
 
 
 class Base64Body:
@@ -45,56 +102,38 @@ class Base64Body:
     Base64 encodes each 57-byte line of input on its own. With a URL and a token of
     given lengths every byte of the body has a fixed place, so a line that holds none
     of the recipient's bytes is the same in every copy: those lines are encoded once
-    per length pair (the *layout*), and each copy encodes only the few lines its URL
-    and tokens fall on. A tracked link per article then costs a line or two per copy,
-    not the rest of the body."""
+    per length pair (the ``Layout``), and each copy encodes only the few lines its URL
+    and tokens fall on, all in one call. A tracked link per article then costs a line
+    or two per copy, not the rest of the body."""
 
     def __init__(self, parts: list[bytes], copy_marker: bytes | None = None):
         # Cut at the copy marker too, once: a recipient's copy is then a few joins.
         self.parts = [part.split(copy_marker) if copy_marker else [part] for part in parts]
-        self.layouts: dict[tuple[int, int], list[tuple[bytes, list[int]]]] = {}
+        self.layouts: dict[tuple[int, int], Layout] = {}
 
     def encode(self, url: bytes, token: bytes = b"") -> bytes:
-        raw = url.join([token.join(pieces) for pieces in self.parts])
         layout = self.layouts.get((len(url), len(token)))
         if layout is None:
+            raw = url.join([token.join(pieces) for pieces in self.parts])
             if len(self.layouts) >= MAX_LAYOUTS:  # lengths all over the place: plain
                 return _base64_lines(raw)
-            layout = self.layouts[len(url), len(token)] = self._layout(
-                raw, len(url), len(token))
-        out = []
-        for fixed, starts in layout:
-            out.append(fixed)
-            for start in starts:
-                out.append(binascii.b2a_base64(raw[start:start + BASE64_LINE], newline=False))
-                out.append(CRLF)
-        return b"".join(out)
+            layout = self.layouts[len(url), len(token)] = Layout(
+                raw, self._slots(len(url), len(token)))
+        return layout.encode(url, token)
 
-    def _layout(self, raw: bytes, url_length: int, token_length: int):
-        """[(encoded fixed lines, [offsets of the lines that follow, encoded per copy])]"""
-        spans, at = [], 0  # where the recipient's bytes fall in ``raw``
+    def _slots(self, url_length: int, token_length: int) -> list[tuple[int, int, object]]:
+        """(start, length, URL or TOKEN) of each of the recipient's bytes in the body."""
+        slots, at = [], 0
         for n, pieces in enumerate(self.parts):
             if n:
-                spans.append((at, url_length))
+                slots.append((at, url_length, URL))
                 at += url_length
             for m, piece in enumerate(pieces):
                 if m:
-                    spans.append((at, token_length))
+                    slots.append((at, token_length, TOKEN))
                     at += token_length
                 at += len(piece)
-        varying = sorted({line for start, length in spans if length
-                          for line in range(start // BASE64_LINE,
-                                            (start + length - 1) // BASE64_LINE + 1)})
-        layout: list[tuple[bytes, list[int]]] = []
-        fixed_from = 0  # the first line not yet in the layout
-        for line in varying:
-            if line > fixed_from or not layout:
-                layout.append((_base64_lines(raw[fixed_from * BASE64_LINE:line * BASE64_LINE]),
-                               []))
-            layout[-1][1].append(line * BASE64_LINE)
-            fixed_from = line + 1
-        layout.append((_base64_lines(raw[fixed_from * BASE64_LINE:]), []))
-        return layout
+        return [slot for slot in slots if slot[1]]  # an empty URL or token takes no place
 
 
 def _part_header(subtype: str) -> bytes:

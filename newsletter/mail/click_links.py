@@ -75,6 +75,30 @@ def _decode(text: str, length: int, size: int) -> bytes | None:
     return data
 
 
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
+
+
+class CopySigner:
+    """Copy tokens of one issue: the HMAC of ``_mac(key, b"C", issue, payload)``, with
+    the key's padded blocks and the issue hashed once and copied per token, not hashed
+    again for each reader (a third of the cost; every message of a send carries one)."""
+
+    def __init__(self, key: bytes, digest_id: int):
+        padded = key.ljust(64, b"\0")  # keys are 32-byte digests: shorter than a block
+        self.inner = hashlib.sha256(padded.translate(_INNER_PAD))
+        self.inner.update(b"C" + struct.pack(">I", digest_id))
+        self.outer = hashlib.sha256(padded.translate(_OUTER_PAD))
+
+    def __call__(self, copy: int, sent_at: int, subscriber_id: int | None = None) -> str:
+        payload = _COPY.pack(VERSION, copy, subscriber_id or 0, sent_at)
+        inner = self.inner.copy()
+        inner.update(payload)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return _encode(payload + outer.digest()[:MAC_BYTES])
+
+
 class LinkSigner:
     """Signs with the first secret, reads with any (key rotation: old links still count)."""
 
@@ -89,9 +113,11 @@ class LinkSigner:
 
     def copy_token(self, digest_id: int, copy: int, sent_at: int,
                    subscriber_id: int | None = None) -> str:
-        payload = _COPY.pack(VERSION, copy, subscriber_id or 0, sent_at)
-        return _encode(payload + _mac(self.keys[0], b"C", struct.pack(">I", digest_id),
-                                      payload))
+        return self.copy_signer(digest_id)(copy, sent_at, subscriber_id)
+
+    def copy_signer(self, digest_id: int) -> CopySigner:
+        """Signs the copy tokens of one issue (a send signs one per reader)."""
+        return CopySigner(self.keys[0], digest_id)
 
     def read(self, link_token: str, copy_token: str) -> tuple[LinkClaim, CopyClaim] | None:
         link_data = _decode(link_token, LINK_TOKEN_LENGTH, _LINK.size + MAC_BYTES)

@@ -61,7 +61,30 @@ def test_each_copy_encodes_only_the_lines_its_own_bytes_fall_on():
     body = Base64Body(parts, COPY)
     body.encode(b"", b"T" * 28)
     [layout] = body.layouts.values()
-    assert sum(len(starts) for _, starts in layout) == 1
+    assert len(layout.prefixes) == 2  # one varying line, then the tail
+    assert sum(map(len, layout.segments[0])) == 57 - 28  # the line's own fixed bytes
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 29, 30, 54, 55, 56, 57, 58, 113, 114])
+@pytest.mark.parametrize(("url_length", "token_length"), [(40, 28), (57, 57), (60, 120)])
+def test_links_at_line_boundaries_encode_as_the_whole_body(offset, url_length, token_length):
+    """Tokens starting and ending on either side of a line's end, spanning lines, side by
+    side and on the URL's line: each reader's body decodes to, and is, the plain one."""
+    rnd = random.Random(offset * 1000 + url_length + token_length)
+    text = bytes(rnd.randrange(256) for _ in range(400))
+    parts = [text[:offset] + COPY + text[offset:offset + 3] + COPY + COPY
+             + text[offset + 3:offset + 90] + COPY,
+             text[:57 - offset % 57] + COPY + text[200:] + COPY]
+    body = Base64Body(parts, COPY)
+    for _ in range(3):  # the same layout for each reader, their own bytes in it
+        url = bytes(rnd.randrange(256) for _ in range(url_length))
+        token = base64.urlsafe_b64encode(bytes(rnd.randrange(256) for _ in range(
+            token_length)))[:token_length]
+        raw = url.join(parts).replace(COPY, token)
+        encoded = body.encode(url, token)
+        assert base64.b64decode(encoded) == raw
+        assert encoded == whole(raw)
+    assert len(body.layouts) == 1
 
 
 def factory(subject: str = "Week 48", text: str = "Hello", html: str = "<p>Hello</p>",

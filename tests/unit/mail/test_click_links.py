@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import struct
+
 import pytest
 
 from newsletter.mail.click_links import (
@@ -65,6 +70,24 @@ def test_another_key_or_another_issue_is_refused():
 def test_a_key_rotation_still_reads_old_links():
     rotated = LinkSigner(["new" * 11, "k" * 32])
     assert rotated.read(LINK, COPY) is not None
+
+
+@pytest.mark.parametrize(("digest_id", "copy", "reader"), [
+    (7, 123456, None), (1, 1, 99), (2**31 - 1, 2**31 - 1, 2**31 - 1)])
+def test_a_send_s_copy_signer_makes_the_standard_hmac_token(digest_id, copy, reader):
+    """The per-issue signer (key blocks hashed once) signs exactly what an HMAC-SHA256 of
+    the same key signs: tokens in mails already sent and new ones read alike."""
+    key = SIGNER.keys[0]
+    payload = struct.pack(">BIII", 1, copy, reader or 0, 1_700_000_000)
+    mac = hmac.digest(key, b"C" + struct.pack(">I", digest_id) + payload, "sha256")[:8]
+    expected = base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
+    sign = SIGNER.copy_signer(digest_id)
+    assert sign(copy, 1_700_000_000, reader) == expected
+    assert sign(copy, 1_700_000_000, reader) == expected  # its state is copied, not used up
+    _, claim = SIGNER.read(SIGNER.link_token(digest_id, None, 1), expected)
+    assert (claim.copy, claim.subscriber_id) == (copy, reader)
+    # A longer secret still gives a 32-byte key: the same holds for any configured secret.
+    assert hashlib.sha256().digest_size == len(LinkSigner(["s" * 500]).keys[0])
 
 
 def test_only_the_chosen_urls_are_rewritten_in_html_and_text():
