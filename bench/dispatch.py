@@ -393,7 +393,7 @@ def main() -> None:
         print(f"message size           ~{message_bytes} bytes")
         print(f"elapsed                {elapsed:.1f} s")
         print(f"throughput             {rate:.0f} msg/s")
-        print(f"worker CPU per message {cpu / max(counts['sent'], 1) * 1000:.2f} ms "
+        print(f"worker CPU per message {cpu / max(counts['sent'], 1) * 1000:.3f} ms "
               "(pool processes; steady under other load)")
         sent = max(counts["sent"], 1)
         print("CPU/msg per worker     " + ", ".join(

@@ -37,37 +37,45 @@ def _base64_lines(data: bytes) -> bytes:
 
 
 BASE64_LINE = 57  # input bytes per 76-character line
-ENCODED_LINE = 76
 MAX_LAYOUTS = 4  # (URL length, token length) pairs remembered per body part
 URL, TOKEN = object(), object()  # the recipient's slots in a body
+
+
+def _encoded_at(offset: int) -> int:
+    """Where the base64 of the body's bytes from ``offset`` (a multiple of 3) starts."""
+    return offset // BASE64_LINE * 78 + offset % BASE64_LINE // 3 * 4
 
 
 class Layout:
     """How to encode a body for a URL and a token of given lengths.
 
-    The lines a recipient's bytes fall on (the *varying* lines) are made of fixed
-    bytes and slots: ``segments`` holds their fixed bytes, cut at each URL slot and
-    then at each token slot, so a copy's varying lines are two joins away and are
-    encoded in one call. ``prefixes[i]`` is what comes before varying line i (the end
-    of the line before, then the fixed lines between, already encoded); ``lines``
-    cuts the encoded varying lines apart, with an empty one at the end for ``tail``."""
+    Base64 encodes each 3-byte group of a line on its own, so only the groups a
+    recipient's bytes fall on differ from copy to copy. Those groups (the *varying*
+    bytes) are fixed bytes and slots: ``segments`` holds their fixed bytes, cut at
+    each URL slot and then at each token slot, so a copy's varying bytes are two
+    joins away and are encoded in one call. ``pieces`` cuts the encoded bytes where
+    fixed text goes between them (``prefixes``: fixed groups, line ends; the last is
+    the rest of the body), all taken from the body encoded whole."""
 
     def __init__(self, raw: bytes, slots: list[tuple[int, int, object]]):
-        varying = sorted({line for start, length, _ in slots
-                          for line in range(start // BASE64_LINE,
-                                            (start + length - 1) // BASE64_LINE + 1)})
-        self.constant = None if varying else _base64_lines(raw)
+        whole = _base64_lines(raw)
+        groups = sorted({group for start, length, _ in slots
+                         for group in range(start // 3, (start + length - 1) // 3 + 1)})
+        runs: list[list[int]] = []  # [start, end) of each run of varying groups
+        for group in groups:
+            if runs and runs[-1][1] == group * 3:
+                runs[-1][1] += 3
+            else:
+                runs.append([group * 3, group * 3 + 3])
         self.segments: list[list[bytes]] = [[b""]]
         self.prefixes: list[bytes] = []
+        pieces, encoded_from, varying = [], 0, 0
         pending = iter(slots)
         slot = next(pending, None)
-        fixed_from = at = 0  # the first line not yet encoded; the first byte not yet placed
-        for line in varying:
-            self.prefixes.append((CRLF if self.prefixes else b"") + _base64_lines(
-                raw[fixed_from * BASE64_LINE:line * BASE64_LINE]))
-            # A slot may have begun on the line before.
-            at, end = max(at, line * BASE64_LINE), min((line + 1) * BASE64_LINE, len(raw))
-            while at < end:  # the line's bytes: fixed ones, and the slots starting here
+        for start, end in runs:
+            end = min(end, len(raw))
+            at = start
+            while at < end:  # the run's bytes: fixed ones, and the slots in it
                 if slot is not None and slot[0] == at:
                     _, length, kind = slot
                     if kind is URL:
@@ -80,19 +88,30 @@ class Layout:
                     stop = min(end, slot[0]) if slot is not None else end
                     self.segments[-1][-1] += raw[at:stop]
                     at = stop
-            fixed_from = line + 1
-        self.tail = (CRLF if varying else b"") + _base64_lines(raw[fixed_from * BASE64_LINE:])
-        self.prefixes.append(self.tail)
-        self.lines = operator.itemgetter(
-            *(slice(n * ENCODED_LINE, (n + 1) * ENCODED_LINE) for n in range(len(varying))),
-            slice(0, 0))
+            # Cut where lines end: the line break between two pieces is fixed text.
+            cut = start
+            while cut < end:
+                stop = min(end, (cut // BASE64_LINE + 1) * BASE64_LINE)
+                self.prefixes.append(whole[encoded_from:_encoded_at(cut)])
+                pieces.append(slice(varying // 3 * 4, (varying + stop - cut + 2) // 3 * 4))
+                varying += stop - cut
+                if stop == len(raw):  # the body's last bytes: before its last line break
+                    encoded_from = len(whole) - 2
+                elif stop % BASE64_LINE == 0:  # a line's last bytes: before its line break
+                    encoded_from = _encoded_at(stop) - 2
+                else:
+                    encoded_from = _encoded_at(stop)
+                cut = stop
+        self.prefixes.append(whole[encoded_from:])
+        self.pieces = operator.itemgetter(*pieces, slice(0, 0))  # empty: pairs with the tail
+        self.constant = None if pieces else whole
 
     def encode(self, url: bytes, token: bytes) -> bytes:
         if self.constant is not None:
             return self.constant
         varying = url.join([token.join(pieces) for pieces in self.segments])
-        lines = self.lines(binascii.b2a_base64(varying, newline=False))
-        return b"".join(chain.from_iterable(zip(self.prefixes, lines, strict=True)))
+        pieces = self.pieces(binascii.b2a_base64(varying, newline=False))
+        return b"".join(chain.from_iterable(zip(self.prefixes, pieces, strict=True)))
 
 
 class Base64Body:
