@@ -598,7 +598,10 @@ def log_in(page, base: str, next_path: str) -> None:
     page.goto(f"{base}/admin/login?next={next_path}")
     page.get_by_label("Email").fill("editor@example.com")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    # Until the next page has loaded, its deferred scripts may not listen yet: a test
+    # typing at once could type into a page that never reacts.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
 
 
 def sweep() -> int:
