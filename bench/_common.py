@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.devstack import free_port, start_embedded_redis
@@ -40,3 +41,25 @@ def fresh_schema(db) -> None:
     with db.engine.begin() as connection:
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
     upgrade()
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / \
+    "us-secretary-of-state-c5-plus-1.txt"
+
+
+def add_bench_articles() -> None:
+    """The issue the send benches mail: eight articles, the first a real news page's text
+    (in an app context)."""
+    from newsletter.content import article_files, articles
+    from newsletter.db import unit_of_work
+    from newsletter.models import ArticleSource
+
+    for n in range(8):
+        data = (article_files.read_article_file(SAMPLE, "https://news.example.com/a")
+                if n == 0 else articles.ArticleInput(
+                    title=f"Story number {n} about the week's diplomacy",
+                    url=f"https://news.example.com/story-{n}",
+                    summary="Ministers met; " * 20, categories=["News", "World"][n % 2:]))
+        data.published_at = datetime.now(UTC)
+        with unit_of_work():
+            articles.add_article(data, ArticleSource.IMPORT)

@@ -33,11 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import fresh_schema, scratch_services  # noqa: E402
+from _common import add_bench_articles, fresh_schema, scratch_services  # noqa: E402
 
 from newsletter.devstack import free_port, wait_for_port  # noqa: E402
-
-SAMPLE = ROOT / "tests" / "fixtures" / "us-secretary-of-state-c5-plus-1.txt"
 
 
 def ensure_postfix_tools() -> None:
@@ -318,24 +316,13 @@ def main() -> None:
     worker = None
     try:
         from newsletter import create_app
-        from newsletter.content import article_files, articles
-        from newsletter.db import unit_of_work
         from newsletter.extensions import db
-        from newsletter.models import ArticleSource
 
         app = create_app()
         with app.app_context():
             fresh_schema(db)
             seed_readers(args.subscribers)
-            for n in range(8):  # a realistic issue: several articles, one of them the sample
-                data = (article_files.read_article_file(SAMPLE, "https://news.example.com/a")
-                        if n == 0 else articles.ArticleInput(
-                            title=f"Story number {n} about the week's diplomacy",
-                            url=f"https://news.example.com/story-{n}",
-                            summary="Ministers met; " * 20, categories=["News", "World"][n % 2:]))
-                data.published_at = datetime.now(UTC)
-                with unit_of_work():
-                    articles.add_article(data, ArticleSource.IMPORT)
+            add_bench_articles()
 
         pool = ["--pool", "prefork", "--concurrency", str(args.workers)]
         if args.profile:

@@ -18,13 +18,12 @@ import pstats
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SAMPLE = ROOT / "tests" / "fixtures" / "us-secretary-of-state-c5-plus-1.txt"
+from _common import add_bench_articles  # noqa: E402
 
 
 def main() -> None:
@@ -44,24 +43,14 @@ def main() -> None:
     from flask_migrate import upgrade
 
     from newsletter import create_app
-    from newsletter.content import article_files, articles
     from newsletter.db import unit_of_work
     from newsletter.delivery import dispatch
     from newsletter.issues import digests
-    from newsletter.models import ArticleSource
 
     app = create_app()
     with app.app_context(), app.test_request_context():
         upgrade()
-        for n in range(8):  # the issue bench/dispatch.py sends
-            data = (article_files.read_article_file(SAMPLE, "https://news.example.com/a")
-                    if n == 0 else articles.ArticleInput(
-                        title=f"Story number {n} about the week's diplomacy",
-                        url=f"https://news.example.com/story-{n}",
-                        summary="Ministers met; " * 20, categories=["News", "World"][n % 2:]))
-            data.published_at = datetime.now(UTC)
-            with unit_of_work():
-                articles.add_article(data, ArticleSource.IMPORT)
+        add_bench_articles()
         with unit_of_work():
             digest = digests.compose()
         url = "https://news.example.com/unsubscribe/" + "x" * 60
