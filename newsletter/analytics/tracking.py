@@ -14,7 +14,13 @@ from collections.abc import Mapping
 
 from flask import current_app
 
-from newsletter.mail.click_links import OPEN_PIXEL, LinkSigner, rewrite_html, rewrite_text
+from newsletter.mail.click_links import (
+    OPEN_PIXEL,
+    LinkSigner,
+    random_copy_number,
+    rewrite_html,
+    rewrite_text,
+)
 from newsletter.mail.links import external_url
 from newsletter.mail.render import RenderedMail
 from newsletter.models import Digest, DigestKind
@@ -95,6 +101,6 @@ class CopyTokens:
         self.sign = signer().copy_signer(digest_id)
         self.with_reader = tracks_readers()
 
-    def __call__(self, subscriber_id: int) -> str:
-        return self.sign(secrets.randbits(31) or 1, int(time.time()),
+    def __call__(self, subscriber_id: int) -> bytes:
+        return self.sign(random_copy_number(), int(time.time()),
                          subscriber_id if self.with_reader else None)

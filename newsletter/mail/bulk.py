@@ -165,7 +165,7 @@ class BulkMessageFactory:
                  archive_url: str, message_id: Callable[[int], str],
                  feedback_id: str | None = None, reply_to: str | None = None,
                  copy_marker: str | None = None,
-                 copy_token: Callable[[int], str] | None = None):
+                 copy_token: Callable[[int], bytes] | None = None):
         sender = parse_mailbox(mail_from)
         self.sender = sender.addr_spec
         self.domain = sender.domain
@@ -200,7 +200,7 @@ class BulkMessageFactory:
         unsubscribe_header = url_list_line("List-Unsubscribe", unsubscribe_url)
         # The body gets the URL exactly as it appears in the header.
         url = unsubscribe_header.split(b"<", 1)[1].split(b">", 1)[0]
-        token = self.copy_token(subscriber_id).encode() if self.copy_token else b""
+        token = self.copy_token(subscriber_id) if self.copy_token else b""
         return b"".join([
             self.fixed_headers,
             address_line("To", email, name),

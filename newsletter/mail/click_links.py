@@ -9,31 +9,47 @@ A tracked link is ``BASE_URL/r/<link token>/<copy token>``:
   copy number, the time the message was built and, only with TRACK_READERS, the
   reader's id.
 
-Each is a packed binary payload followed by an HMAC-SHA256 truncated to 64 bits, in
-base64url without padding; the copy token's MAC also covers the issue, so a copy
-token cannot be moved to another issue. Anything else (altered, truncated, padded,
-another key, non-canonical base64) reads as None.
+Each is a packed binary payload followed by a 64-bit MAC, in base64url without
+padding; the copy token's MAC also covers the issue, so a copy token cannot be moved
+to another issue. Anything else (altered, truncated, padded, another key,
+non-canonical base64) reads as None.
+
+Two versions are read. Version 2 (signed now): the link token is a version byte and
+three variable-length numbers, the copy token fixed fields whose length says whether
+a reader is named, each MAC a keyed BLAKE2b; 16–23 and 22 (27 with the reader)
+characters for a site's usual ids. Version 1 (mails sent before): 28 characters
+each, MACs HMAC-SHA256 truncated to 64 bits. The shorter tokens and the one-pass MAC
+matter because every message of a send carries one copy token per tracked link.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import html
+import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-VERSION = 1
+VERSION = 2
 MAC_BYTES = 8  # 64 bits
-_LINK = struct.Struct(">BIII")  # version, issue, variant (0: none), link
-_COPY = struct.Struct(">BIII")  # version, copy number, reader (0: not tracked), sent at
-LINK_TOKEN_LENGTH = 28  # (13 + 8) bytes in base64url
-COPY_TOKEN_LENGTH = 28  # (13 + 8) bytes in base64url
-_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
 MAX_NUMBER = 2**31 - 1  # ids and copy numbers fit a signed 32-bit column
+_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+_LINK_V1 = struct.Struct(">BIII")  # version, issue, variant (0: none), link
+_COPY_V1 = struct.Struct(">BIII")  # version, copy number, reader (0: not tracked), sent at
+V1_TOKEN_LENGTH = 28  # (13 + 8) bytes in base64url, link and copy tokens alike
+
+_COPY = struct.Struct(">II")  # copy number, sent at; then the reader's id when tracked
+_READER = struct.Struct(">I")
+COPY_TOKEN_LENGTH = 22  # (8 + 8) bytes in base64url
+COPY_TOKEN_WITH_READER_LENGTH = 27  # (12 + 8) bytes
+LINK_TOKEN_MAX_LENGTH = 32  # (1 + 3 numbers of at most 5 bytes + 8) bytes
 
 
 OPEN_PIXEL = 0  # the link number of an open pixel; links are numbered from 1
@@ -57,46 +73,103 @@ def _key(secret: bytes) -> bytes:
     return hmac.new(secret, b"newsletter.click-links", hashlib.sha256).digest()
 
 
-def _mac(key: bytes, *parts: bytes) -> bytes:
+def _link_mac(key: bytes) -> hashlib.blake2b:
+    return hashlib.blake2b(key=key, digest_size=MAC_BYTES, person=b"nl.link.v2")
+
+
+def _copy_mac(key: bytes, digest_id: int) -> hashlib.blake2b:
+    mac = hashlib.blake2b(key=key, digest_size=MAC_BYTES, person=b"nl.copy.v2")
+    mac.update(_varint(digest_id))
+    return mac
+
+
+def _v1_mac(key: bytes, *parts: bytes) -> bytes:
     return hmac.digest(key, b"".join(parts), "sha256")[:MAC_BYTES]
 
 
-def _encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+def _varint(number: int) -> bytes:
+    """LEB128: seven bits a byte, low first; the high bit says another byte follows."""
+    out = bytearray()
+    while number > 0x7F:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
 
 
-def _decode(text: str, length: int, size: int) -> bytes | None:
-    if not isinstance(text, str) or len(text) != length or not _ALPHABET.fullmatch(text):
+def _read_varints(data: bytes, count: int) -> list[int] | None:
+    """``count`` numbers that fill ``data`` exactly, each in its shortest spelling."""
+    numbers, at = [], 0
+    for _ in range(count):
+        number = shift = 0
+        while True:
+            if at >= len(data) or shift > 28:
+                return None
+            byte = data[at]
+            at += 1
+            number |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        numbers.append(number)
+    if at != len(data) or b"".join(map(_varint, numbers)) != data:
         return None
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return numbers
+
+
+def _encode(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE, b"=")
+
+
+def _decode(text: str, lengths: Iterable[int]) -> bytes | None:
+    if not isinstance(text, str) or len(text) not in lengths or not _ALPHABET.fullmatch(text):
+        return None
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:  # a length base64 cannot have
+        return None
     # Unused low bits of the last character must be zero: one token, one spelling.
-    if len(data) != size or _encode(data) != text:
+    if _encode(data) != text.encode():
         return None
     return data
 
 
-_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
-_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
-
-
 class CopySigner:
-    """Copy tokens of one issue: the HMAC of ``_mac(key, b"C", issue, payload)``, with
-    the key's padded blocks and the issue hashed once and copied per token, not hashed
-    again for each reader (a third of the cost; every message of a send carries one)."""
+    """Copy tokens of one issue, as bytes: the MAC's key and issue are hashed once and
+    copied per token (every message of a send carries one)."""
 
     def __init__(self, key: bytes, digest_id: int):
-        padded = key.ljust(64, b"\0")  # keys are 32-byte digests: shorter than a block
-        self.inner = hashlib.sha256(padded.translate(_INNER_PAD))
-        self.inner.update(b"C" + struct.pack(">I", digest_id))
-        self.outer = hashlib.sha256(padded.translate(_OUTER_PAD))
+        self.mac = _copy_mac(key, digest_id)
 
-    def __call__(self, copy: int, sent_at: int, subscriber_id: int | None = None) -> str:
-        payload = _COPY.pack(VERSION, copy, subscriber_id or 0, sent_at)
-        inner = self.inner.copy()
-        inner.update(payload)
-        outer = self.outer.copy()
-        outer.update(inner.digest())
-        return _encode(payload + outer.digest()[:MAC_BYTES])
+    def __call__(self, copy: int, sent_at: int, subscriber_id: int | None = None) -> bytes:
+        payload = _COPY.pack(copy, sent_at)
+        if subscriber_id:
+            payload += _READER.pack(subscriber_id)
+        mac = self.mac.copy()
+        mac.update(payload)
+        return _encode(payload + mac.digest())
+
+
+_random_numbers = iter(())
+
+
+def _forget_random_numbers() -> None:
+    global _random_numbers
+    _random_numbers = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_random_numbers)  # a child draws its own
+
+
+def random_copy_number() -> int:
+    """1 to MAX_NUMBER from the system's generator, drawn a thousand at a time (a
+    system call for each reader would be one for each message of a send)."""
+    global _random_numbers
+    number = next(_random_numbers, None)
+    if number is None:
+        _random_numbers = struct.iter_unpack(">I", os.urandom(4 * 1024))
+        number = next(_random_numbers)
+    return number[0] & MAX_NUMBER or 1
 
 
 class LinkSigner:
@@ -108,36 +181,79 @@ class LinkSigner:
             raise ValueError("no secret to sign links with")
 
     def link_token(self, digest_id: int, variant_id: int | None, link: int) -> str:
-        payload = _LINK.pack(VERSION, digest_id, variant_id or 0, link)
-        return _encode(payload + _mac(self.keys[0], b"L", payload))
+        payload = bytes([VERSION]) + b"".join(map(_varint, (digest_id, variant_id or 0, link)))
+        mac = _link_mac(self.keys[0])
+        mac.update(payload)
+        return _encode(payload + mac.digest()).decode()
 
     def copy_token(self, digest_id: int, copy: int, sent_at: int,
                    subscriber_id: int | None = None) -> str:
-        return self.copy_signer(digest_id)(copy, sent_at, subscriber_id)
+        return self.copy_signer(digest_id)(copy, sent_at, subscriber_id).decode()
 
     def copy_signer(self, digest_id: int) -> CopySigner:
         """Signs the copy tokens of one issue (a send signs one per reader)."""
         return CopySigner(self.keys[0], digest_id)
 
     def read(self, link_token: str, copy_token: str) -> tuple[LinkClaim, CopyClaim] | None:
-        link_data = _decode(link_token, LINK_TOKEN_LENGTH, _LINK.size + MAC_BYTES)
-        copy_data = _decode(copy_token, COPY_TOKEN_LENGTH, _COPY.size + MAC_BYTES)
-        if link_data is None or copy_data is None:
+        link_data = _decode(link_token, range(16, LINK_TOKEN_MAX_LENGTH + 1))
+        if link_data is None:
             return None
-        link_payload, link_mac = link_data[:_LINK.size], link_data[_LINK.size:]
-        copy_payload, copy_mac = copy_data[:_COPY.size], copy_data[_COPY.size:]
-        version, digest_id, variant_id, link = _LINK.unpack(link_payload)
-        copy_version, copy, subscriber_id, sent_at = _COPY.unpack(copy_payload)
-        if version != VERSION or copy_version != VERSION:
+        if link_data[0] == 1:
+            claims = self._read_v1(link_data, copy_token)
+        elif link_data[0] == VERSION:
+            claims = self._read_v2(link_data, copy_token)
+        else:
+            return None
+        if claims is None:
+            return None
+        link, copy = claims
+        if not (0 < link.digest_id <= MAX_NUMBER and 0 <= link.link <= MAX_NUMBER
+                and (link.variant_id or 0) <= MAX_NUMBER and 0 < copy.copy <= MAX_NUMBER
+                and (copy.subscriber_id or 0) <= MAX_NUMBER):
+            return None
+        return claims
+
+    def _read_v2(self, link_data: bytes, copy_token: str):
+        copy_data = _decode(copy_token, (COPY_TOKEN_LENGTH, COPY_TOKEN_WITH_READER_LENGTH))
+        if copy_data is None:
+            return None
+        link_payload, link_sent_mac = link_data[:-MAC_BYTES], link_data[-MAC_BYTES:]
+        copy_payload, copy_sent_mac = copy_data[:-MAC_BYTES], copy_data[-MAC_BYTES:]
+        numbers = _read_varints(link_payload[1:], 3)
+        if numbers is None:
+            return None
+        digest_id, variant_id, link = numbers
+        for key in self.keys:
+            link_mac, copy_mac = _link_mac(key), _copy_mac(key, digest_id)
+            link_mac.update(link_payload)
+            copy_mac.update(copy_payload)
+            if (hmac.compare_digest(link_sent_mac, link_mac.digest())
+                    and hmac.compare_digest(copy_sent_mac, copy_mac.digest())):
+                break
+        else:
+            return None
+        copy, sent_at = _COPY.unpack_from(copy_payload)
+        reader = None
+        if len(copy_payload) > _COPY.size:
+            reader = _READER.unpack_from(copy_payload, _COPY.size)[0]
+            if not reader:
+                return None
+        return (LinkClaim(digest_id, variant_id or None, link), CopyClaim(copy, reader, sent_at))
+
+    def _read_v1(self, link_data: bytes, copy_token: str):
+        copy_data = _decode(copy_token, (V1_TOKEN_LENGTH,))
+        if len(link_data) != _LINK_V1.size + MAC_BYTES or copy_data is None:
+            return None
+        link_payload, link_mac = link_data[:_LINK_V1.size], link_data[_LINK_V1.size:]
+        copy_payload, copy_mac = copy_data[:_COPY_V1.size], copy_data[_COPY_V1.size:]
+        _, digest_id, variant_id, link = _LINK_V1.unpack(link_payload)
+        copy_version, copy, subscriber_id, sent_at = _COPY_V1.unpack(copy_payload)
+        if copy_version != 1:
             return None
         issue = struct.pack(">I", digest_id)
-        if not any(hmac.compare_digest(link_mac, _mac(key, b"L", link_payload))
-                   and hmac.compare_digest(copy_mac, _mac(key, b"C", issue, copy_payload))
+        if not any(hmac.compare_digest(link_mac, _v1_mac(key, b"L", link_payload))
+                   and hmac.compare_digest(copy_mac, _v1_mac(key, b"C", issue, copy_payload))
                    for key in self.keys):
-            return None
-        if not (0 < digest_id <= MAX_NUMBER and 0 <= link <= MAX_NUMBER
-                and variant_id <= MAX_NUMBER and 0 < copy <= MAX_NUMBER
-                and subscriber_id <= MAX_NUMBER):
             return None
         return (LinkClaim(digest_id, variant_id or None, link),
                 CopyClaim(copy, subscriber_id or None, sent_at))

@@ -98,7 +98,7 @@ def factory(subject: str = "Week 48", text: str = "Hello", html: str = "<p>Hello
         archive_url="https://news.example.com/archive/7",
         message_id=lambda reader: f"<m.{reader}@example.com>",
         copy_marker=copy if tracked else None,
-        copy_token=(lambda reader: f"token-{reader:06d}") if tracked else None)
+        copy_token=(lambda reader: f"token-{reader:06d}".encode()) if tracked else None)
 
 
 @pytest.mark.parametrize(("subject", "name", "text"), [
